@@ -1,0 +1,94 @@
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "ipp/codec.hpp"
+#include "ipp/runtime/executor.hpp"
+#include "ipp/runtime/invoke.hpp"
+#include "ipp/runtime/namespace.hpp"
+#include "ipp/runtime/plugin_store.hpp"
+#include "ipp/runtime/task_registry.hpp"
+#include "ipp/value.hpp"
+
+namespace ipp {
+
+struct RuntimeOptions {
+  int threads = 0;                    ///< pool threads; <= 0 means the number of cores
+  std::filesystem::path store_dir;    ///< content-addressed plugin store (required)
+  std::int64_t engine_id = -1;        ///< what ipp::Context::engine_id() reports
+};
+
+/// The plugin runtime of one engine: a plugin store, the loaded tasks, a namespace, and a
+/// oneTBB pool that runs calls. All methods are thread-safe.
+///
+///     ipp::Runtime rt({.threads = 4, .store_dir = "/tmp/ipp-store"});
+///     rt.load("build/arith.so");
+///     ipp::Value r = rt.call("mul", {5, 6});                        // 30
+///     ipp::Value m = rt.map("mul", {ipp::Range{1, 10}, ipp::Range{2, 11}});
+class Runtime {
+ public:
+  using Callback = std::function<void(TaskOutcome)>;
+
+  explicit Runtime(RuntimeOptions options);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  /// Stores the plugin file at `file` by content hash, loads it and registers its tasks,
+  /// replacing an older build of the same plugin for new calls. Loading the build that is
+  /// already registered again is a no-op. Throws PluginLoadError; nothing changes then.
+  std::shared_ptr<const LoadedPlugin> load(const std::filesystem::path& file);
+  /// Same, from the file's bytes (as received over the network).
+  std::shared_ptr<const LoadedPlugin> load_bytes(std::span<const std::byte> bytes);
+
+  [[nodiscard]] std::vector<std::shared_ptr<const LoadedPlugin>> plugins() const {
+    return registry_.plugins();
+  }
+  /// Throws TaskNotFound or AmbiguousTask.
+  [[nodiscard]] TaskHandle resolve(std::string_view task) const { return registry_.resolve(task); }
+
+  /// Runs `task` on the pool with `args` and waits for it. Throws TaskNotFound,
+  /// AmbiguousTask, or RemoteError carrying the task's error record.
+  Value call(std::string_view task, const Value::List& args = {});
+  /// Runs `task` over equally long sequences (one per parameter) in parallel, and waits.
+  /// Returns an array for numeric results, else a list, in input order.
+  Value map(std::string_view task, const Value::List& sequences);
+
+  /// Queues one call; `done` runs on a pool thread with the outcome (errors included:
+  /// unknown tasks and bad buffers come back as error outcomes). `cancelled`, when given,
+  /// is what ipp::Context::cancelled() reads.
+  void submit(std::string_view task, Payload args, Callback done,
+              std::shared_ptr<const std::atomic<bool>> cancelled = nullptr);
+  /// Queues a map over `sequences` (see invoke_map).
+  void submit_map(std::string_view task, Payload sequences, Callback done,
+                  std::shared_ptr<const std::atomic<bool>> cancelled = nullptr);
+
+  [[nodiscard]] Namespace& ns() noexcept { return ns_; }
+  [[nodiscard]] Executor& executor() noexcept { return executor_; }
+  [[nodiscard]] const PluginStore& store() const noexcept { return store_; }
+  [[nodiscard]] std::int64_t engine_id() const noexcept { return engine_id_; }
+
+ private:
+  std::shared_ptr<const LoadedPlugin> register_stored(const StoredPlugin& stored);
+  void submit_impl(std::string_view task, Payload payload, Callback done,
+                   std::shared_ptr<const std::atomic<bool>> cancelled, bool is_map);
+  TaskOutcome wait_for(std::string_view task, Payload payload, bool is_map);
+
+  std::int64_t engine_id_;
+  PluginStore store_;
+  TaskRegistry registry_;
+  Namespace ns_;
+  std::mutex load_mutex_;
+  // Declared last so it is destroyed first: its destructor waits for running tasks, which
+  // use everything above.
+  Executor executor_;
+};
+
+}  // namespace ipp

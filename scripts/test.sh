@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what ipp needs, builds it twice (normal, and with AddressSanitizer +
+# UndefinedBehaviorSanitizer), and runs the whole test suite on each build.
+# This is the README's test command; .ci/run calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+
+run_suite() {
+  local build=$1
+  shift
+  echo "=== build: $build ($*)"
+  ./scripts/build.sh "$build" -DIPP_WERROR=ON "$@"
+  echo "=== tests: $build"
+  (cd "$build" && ctest --output-on-failure -j "${IPP_JOBS:-2}" --timeout 900)
+}
+
+run_suite build
+# halt_on_error: the first sanitizer report fails the test that caused it.
+ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=1 \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  run_suite build-asan -DIPP_SANITIZE=address

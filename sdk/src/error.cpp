@@ -1,0 +1,63 @@
+#include "ipp/error.hpp"
+
+#include <fmt/format.h>
+
+namespace ipp {
+
+std::string_view to_string(ErrorCode code) noexcept {
+  switch (code) {
+    case ErrorCode::unknown: return "unknown";
+    case ErrorCode::protocol: return "protocol";
+    case ErrorCode::plugin_load: return "plugin_load";
+    case ErrorCode::task_not_found: return "task_not_found";
+    case ErrorCode::ambiguous_task: return "ambiguous_task";
+    case ErrorCode::argument: return "argument";
+    case ErrorCode::remote: return "remote";
+    case ErrorCode::engine: return "engine";
+    case ErrorCode::timeout: return "timeout";
+    case ErrorCode::composite: return "composite";
+    case ErrorCode::usage: return "usage";
+    case ErrorCode::connection: return "connection";
+    case ErrorCode::name_error: return "name_error";
+    case ErrorCode::aborted: return "aborted";
+    case ErrorCode::cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+std::string ErrorRecord::describe() const {
+  std::string out;
+  if (!task.empty()) out += task;
+  if (engine >= 0) out += fmt::format("{}engine {}", out.empty() ? "" : " on ", engine);
+  if (element) out += fmt::format("{}element {}", out.empty() ? "" : ", ", *element);
+  if (!out.empty()) out += ": ";
+  if (!type.empty()) out += type + ": ";
+  out += message;
+  return out;
+}
+
+RemoteError::RemoteError(ErrorRecord record)
+    : Error(record.code == ErrorCode::unknown ? ErrorCode::remote : record.code, record.describe()),
+      record_(std::move(record)) {}
+
+namespace {
+std::string composite_message(const std::vector<ErrorRecord>& records) {
+  std::string out = fmt::format("{} task{} failed", records.size(), records.size() == 1 ? "" : "s");
+  for (const auto& r : records) out += "\n  " + r.describe();
+  return out;
+}
+}  // namespace
+
+CompositeError::CompositeError(std::vector<ErrorRecord> records)
+    : Error(ErrorCode::composite, composite_message(records)), records_(std::move(records)) {}
+
+void rethrow(const ErrorRecord& record) {
+  switch (record.code) {
+    case ErrorCode::engine: throw EngineError(record.describe());
+    case ErrorCode::timeout: throw TimeoutError(record.describe());
+    case ErrorCode::connection: throw ConnectionError(record.describe());
+    default: throw RemoteError(record);
+  }
+}
+
+}  // namespace ipp

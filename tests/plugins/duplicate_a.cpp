@@ -1,0 +1,6 @@
+#include <cstdint>
+
+#include <ipp/plugin.hpp>
+
+std::int64_t one() { return 1; }
+IPP_TASK(one)

@@ -1,0 +1,2 @@
+// An ordinary shared library with no ipp manifest.
+extern "C" int plain_function() { return 42; }

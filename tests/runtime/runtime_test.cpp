@@ -1,0 +1,196 @@
+#include "ipp/runtime/runtime.hpp"
+
+#include <future>
+
+#include <gtest/gtest.h>
+
+#include "support/paths.hpp"
+
+namespace ipp {
+namespace {
+
+using test::plugin;
+using test::TempDir;
+using test::test_plugin;
+
+class RuntimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* p : {"arith", "arrays", "strings", "errors", "sysinfo"}) rt_.load(plugin(p));
+  }
+  RemoteError remote_error(std::string_view task, const Value::List& args) {
+    try {
+      (void)rt_.call(task, args);
+    } catch (const RemoteError& e) {
+      return e;
+    }
+    ADD_FAILURE() << "no RemoteError from " << task;
+    return RemoteError(ErrorRecord{});
+  }
+  TempDir dir_;
+  Runtime rt_{{.threads = 2, .store_dir = dir_.path(), .engine_id = 7}};
+};
+
+TEST_F(RuntimeTest, CallsTasksByBareAndQualifiedName) {
+  EXPECT_EQ(rt_.call("mul", {5, 6}).as<std::int64_t>(), 30);
+  EXPECT_EQ(rt_.call("arith.mul", {5, 6}).as<std::int64_t>(), 30);
+  EXPECT_EQ(rt_.call("upper", {"ipp"}).as<std::string>(), "IPP");
+  EXPECT_EQ(rt_.call("sysinfo.engine_id").as<int>(), 7);
+  EXPECT_EQ(rt_.call("getpid").as<std::int64_t>(), ::getpid());
+}
+
+TEST_F(RuntimeTest, ReadsArraysInPlace) {
+  std::vector<double> xs(10000, 0.5);
+  EXPECT_EQ(rt_.call("sum", {xs}).as<double>(), 5000.0);
+  EXPECT_EQ(rt_.call("scale", {std::vector<double>{1, 2}, 3.0}).as<std::vector<double>>(),
+            (std::vector<double>{3, 6}));
+  const auto stats = rt_.call("stats", {std::vector<double>{1, 3}});
+  EXPECT_EQ(stats.repr(), "[2.0, 1.0]");
+  EXPECT_EQ(rt_.call("iota", {4}).repr(), "[0, 1, 2, 3]");
+}
+
+TEST_F(RuntimeTest, ZeroCopyArgumentsPointIntoTheReceivedBuffer) {
+  // A large array is a side frame: the task must see the caller's storage itself.
+  std::vector<double> xs(1 << 20, 1.0);
+  Value v = std::move(xs);
+  const auto where = reinterpret_cast<std::uintptr_t>(v.as_array().view<double>().data());
+  Payload args = encode(Value::list({v}));
+  ASSERT_EQ(args.frames.size(), 1u);
+  std::promise<TaskOutcome> done;
+  rt_.submit("address_of", args, [&](TaskOutcome o) { done.set_value(std::move(o)); });
+  TaskOutcome out = done.get_future().get();
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(decode(out.result).as<std::uint64_t>(), where);
+}
+
+TEST_F(RuntimeTest, UnknownTaskIsTaskNotFound) {
+  try {
+    (void)rt_.call("nope", {});
+    FAIL();
+  } catch (const TaskNotFound& e) {
+    EXPECT_STREQ(e.what(), "no task named 'nope' in any loaded plugin");
+  }
+  EXPECT_THROW((void)rt_.call("arith.nope", {}), TaskNotFound);
+  EXPECT_THROW((void)rt_.call("nope.mul", {}), TaskNotFound);
+}
+
+TEST_F(RuntimeTest, AmbiguousBareNameListsTheCandidates) {
+  rt_.load(test_plugin("twin"));
+  try {
+    (void)rt_.call("mul", {1, 2});
+    FAIL();
+  } catch (const AmbiguousTask& e) {
+    EXPECT_NE(std::string(e.what()).find("arith.mul, twin.mul"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(rt_.call("twin.mul", {1, 2}).as<int>(), -2);
+  EXPECT_EQ(rt_.call("arith.mul", {1, 2}).as<int>(), 2);
+}
+
+TEST_F(RuntimeTest, WrongArgumentCountNamesTheTask) {
+  RemoteError e = remote_error("mul", {1});
+  EXPECT_EQ(e.code(), ErrorCode::argument);
+  EXPECT_EQ(e.record().task, "arith.mul");
+  EXPECT_EQ(e.record().message, "expected 2 arguments, got 1");
+}
+
+TEST_F(RuntimeTest, WrongArgumentTypeNamesPositionExpectedAndReceived) {
+  RemoteError e = remote_error("mul", {5, "six"});
+  EXPECT_EQ(e.code(), ErrorCode::argument);
+  EXPECT_EQ(e.record().message, "argument 2 (int64): expected int64, got string");
+  EXPECT_NE(std::string(e.what()).find("arith.mul"), std::string::npos) << e.what();
+  RemoteError n = remote_error("mul", {5, 6.5});
+  EXPECT_NE(n.record().message.find("narrowing"), std::string::npos);
+  RemoteError o = remote_error("errors.small", {300});
+  EXPECT_EQ(o.record().message, "argument 1 (int8): 300 does not fit in int8");
+}
+
+TEST_F(RuntimeTest, ExceptionsComeBackAsRecords) {
+  RemoteError e = remote_error("fail", {"boom"});
+  EXPECT_EQ(e.code(), ErrorCode::remote);
+  EXPECT_EQ(e.type(), "std::invalid_argument");
+  EXPECT_EQ(e.record().message, "boom");
+  EXPECT_EQ(e.record().plugin, "errors");
+  EXPECT_EQ(e.record().task, "errors.fail");
+  EXPECT_EQ(e.engine(), 7);
+  RemoteError odd = remote_error("fail_oddly", {});
+  EXPECT_NE(odd.type().find("NotAStdException"), std::string::npos) << odd.type();
+  RemoteError d = remote_error("divide", {1, 0});
+  EXPECT_EQ(d.type(), "std::domain_error");
+  // The runtime goes on after every failure.
+  EXPECT_EQ(rt_.call("mul", {2, 3}).as<int>(), 6);
+}
+
+TEST_F(RuntimeTest, MapRunsOverRangesInOrder) {
+  Value out = rt_.map("mul", {Range::inclusive(1, 9), Range::inclusive(2, 10)});
+  EXPECT_EQ(out.repr(), "[2, 6, 12, 20, 30, 42, 56, 72, 90]");
+  EXPECT_EQ(out.as_array().dtype(), DType::int64);
+}
+
+TEST_F(RuntimeTest, MapOverLargeArraysKeepsOrder) {
+  const std::int64_t n = 100003;
+  std::vector<std::int64_t> a(n), b(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    a[i] = i;
+    b[i] = i + 1;
+  }
+  Value out = rt_.map("mul", {a, b});
+  auto view = out.as_array().view<std::int64_t>();
+  ASSERT_EQ(view.size(), static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(view[i], i * (i + 1)) << i;
+}
+
+TEST_F(RuntimeTest, MapAcceptsListsAndMixedSequences) {
+  Value out = rt_.map("mul", {Value::list({1, 2, 3}), std::vector<std::int32_t>{4, 5, 6}});
+  EXPECT_EQ(out.repr(), "[4, 10, 18]");
+  Value strings = rt_.map("upper", {Value::list({"a", "b"})});
+  EXPECT_EQ(strings.repr(), "['A', 'B']");
+  EXPECT_EQ(rt_.map("mul", {Value::list({}), Value::list({})}).size(), 0u);
+}
+
+TEST_F(RuntimeTest, MapFailureNamesTheElement) {
+  try {
+    (void)rt_.map("only_even", {Range{0, 10}});
+    FAIL();
+  } catch (const RemoteError& e) {
+    EXPECT_EQ(e.record().element, std::optional<std::uint64_t>(1));
+    EXPECT_EQ(e.record().message, "odd input 1");
+  }
+}
+
+TEST_F(RuntimeTest, MapRefusesSequencesOfDifferentLengths) {
+  try {
+    (void)rt_.map("mul", {Range{0, 3}, Range{0, 4}});
+    FAIL();
+  } catch (const RemoteError& e) {
+    EXPECT_EQ(e.code(), ErrorCode::argument);
+    EXPECT_NE(e.record().message.find("differ in length"), std::string::npos);
+  }
+  EXPECT_THROW((void)rt_.map("mul", {Range{0, 3}}), RemoteError);
+  EXPECT_THROW((void)rt_.map("mul", {Range{0, 3}, Value(5)}), RemoteError);
+}
+
+TEST_F(RuntimeTest, CorruptArgumentBufferIsAnErrorNotACrash) {
+  Payload junk;
+  junk.root = Buffer::copy("\x10\x00\x00\x00garbage-garbage-", 20);
+  std::promise<TaskOutcome> done;
+  rt_.submit("mul", junk, [&](TaskOutcome o) { done.set_value(std::move(o)); });
+  TaskOutcome out = done.get_future().get();
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.error->code, ErrorCode::protocol);
+  EXPECT_EQ(rt_.call("mul", {2, 3}).as<int>(), 6);
+}
+
+TEST_F(RuntimeTest, NamespaceIsVisibleToTasks) {
+  rt_.load(test_plugin("types"));
+  rt_.ns().set("x", 41);
+  EXPECT_EQ(rt_.call("t_ns_get", {"x"}).as<int>(), 41);
+  (void)rt_.call("t_ns_set", {"y", std::vector<double>{1, 2}});
+  EXPECT_EQ(rt_.ns().get("y")->repr(), "[1.0, 2.0]");
+  EXPECT_TRUE(rt_.call("t_ns_erase", {"y"}).as<bool>());
+  EXPECT_FALSE(rt_.ns().get("y"));
+  RemoteError e = remote_error("t_ns_get", {"missing"});
+  EXPECT_NE(e.record().message.find("name 'missing' is not defined"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ipp

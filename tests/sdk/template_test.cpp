@@ -1,0 +1,89 @@
+// The SDK tested from outside, as a plugin author uses it: install ipp, write a project with
+// `ipp-sdk new`, configure and build it against the install with find_package(ipp), load the
+// result into the runtime and call it.
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "ipp/error.hpp"
+#include "ipp/project_template.hpp"
+#include "ipp/runtime/runtime.hpp"
+#include "support/paths.hpp"
+
+namespace ipp {
+namespace {
+
+int run(const std::string& command, const std::filesystem::path& log) {
+  const std::string full = command + " > '" + log.string() + "' 2>&1";
+  return std::system(full.c_str());
+}
+
+std::string read(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TEST(ProjectTemplate, RefusesBadNamesAndNonEmptyDirectories) {
+  test::TempDir dir;
+  EXPECT_THROW(write_plugin_project("1abc", dir / "x"), UsageError);
+  EXPECT_THROW(write_plugin_project("a-b", dir / "y"), UsageError);
+  std::ofstream(dir / "file") << "x";
+  EXPECT_THROW(write_plugin_project("ok", dir.path()), UsageError);
+}
+
+TEST(ProjectTemplate, WritesTheProjectFiles) {
+  test::TempDir dir;
+  auto files = write_plugin_project("demo", dir / "demo");
+  ASSERT_EQ(files.size(), 3u);
+  EXPECT_NE(read(dir / "demo" / "CMakeLists.txt").find("ipp_add_plugin(demo SOURCES demo.cpp)"),
+            std::string::npos);
+  EXPECT_NE(read(dir / "demo" / "demo.cpp").find("IPP_TASK(mul"), std::string::npos);
+}
+
+TEST(ProjectTemplate, BuildsOutOfTreeAgainstTheInstalledSdkAndRuns) {
+  test::TempDir dir;
+  const auto prefix = dir / "prefix";
+  ASSERT_EQ(run("cmake --install '" IPP_BUILD_DIR "' --prefix '" + prefix.string() + "'",
+                dir / "install.log"),
+            0)
+      << read(dir / "install.log");
+  ASSERT_TRUE(std::filesystem::exists(prefix / "bin" / "ipp-sdk"));
+  ASSERT_TRUE(std::filesystem::exists(prefix / "lib" / "cmake" / "ipp" / "ippConfig.cmake"));
+
+  const auto project = dir / "work" / "demo";
+  ASSERT_EQ(run("'" + (prefix / "bin" / "ipp-sdk").string() + "' new demo '" + project.string() + "'",
+                dir / "new.log"),
+            0)
+      << read(dir / "new.log");
+
+  // Same compiler and sanitizer flags as this build, so the plugin can load into this test.
+  std::string flags = IPP_SANITIZER_FLAGS;
+  const std::string configure = "cmake -S '" + project.string() + "' -B '" + (project / "build").string() +
+                                "' -DCMAKE_PREFIX_PATH='" + prefix.string() +
+                                "' -DCMAKE_CXX_COMPILER='" IPP_CXX_COMPILER "'" +
+                                (flags.empty() ? "" : " -DCMAKE_CXX_FLAGS='" + flags + "'");
+  ASSERT_EQ(run(configure, dir / "configure.log"), 0) << read(dir / "configure.log");
+  ASSERT_EQ(run("cmake --build '" + (project / "build").string() + "'", dir / "build.log"), 0)
+      << read(dir / "build.log");
+  const auto so = project / "build" / "demo.so";
+  ASSERT_TRUE(std::filesystem::exists(so));
+
+  Runtime rt({.threads = 2, .store_dir = dir / "store"});
+  auto plugin = rt.load(so);
+  EXPECT_EQ(plugin->name(), "demo");
+  EXPECT_EQ(rt.call("demo.mul", {6, 7}).as<int>(), 42);
+  EXPECT_EQ(rt.call("total", {std::vector<double>{1.5, 2.5}}).as<double>(), 4.0);
+  try {
+    (void)rt.call("mul", {6, "seven"});
+    FAIL();
+  } catch (const RemoteError& e) {
+    EXPECT_EQ(e.record().message, "argument 2 (int64): expected int64, got string");
+  }
+}
+
+}  // namespace
+}  // namespace ipp
