@@ -13,7 +13,9 @@
 
 namespace {
 
-std::int64_t getpid_task() { return ::getpid(); }
+std::int64_t getpid_task() {
+  return ::getpid();
+}
 
 std::string hostname() {
   char buf[256] = {};
@@ -30,17 +32,23 @@ double sleep_task(ipp::Context& ctx, double seconds) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= until) break;
     const auto remaining = std::chrono::duration_cast<std::chrono::microseconds>(until - now);
-    std::this_thread::sleep_for(std::min(remaining + std::chrono::microseconds(1),
-                                         std::chrono::microseconds(10'000)));
+    std::this_thread::sleep_for(
+        std::min(remaining + std::chrono::microseconds(1), std::chrono::microseconds(10'000)));
   }
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-ipp::Value echo(ipp::Value v) { return v; }
+ipp::Value echo(ipp::Value v) {
+  return v;
+}
 
-std::int64_t nthreads() { return tbb::this_task_arena::max_concurrency(); }
+std::int64_t nthreads() {
+  return tbb::this_task_arena::max_concurrency();
+}
 
-std::int64_t engine_id(ipp::Context& ctx) { return ctx.engine_id(); }
+std::int64_t engine_id(ipp::Context& ctx) {
+  return ctx.engine_id();
+}
 
 }  // namespace
 

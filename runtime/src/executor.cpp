@@ -21,7 +21,8 @@ void ensure_parallelism(std::size_t wanted) {
   std::lock_guard lock(mutex);
   if (wanted <= current) return;
   control.reset();
-  control = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, wanted);
+  control =
+      std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, wanted);
   current = wanted;
 }
 

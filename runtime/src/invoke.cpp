@@ -100,11 +100,16 @@ class HostCall {
 
 std::string type_for(ErrorCode code) {
   switch (code) {
-    case ErrorCode::protocol: return "ipp::ProtocolError";
-    case ErrorCode::argument: return "ipp::ArgumentError";
-    case ErrorCode::task_not_found: return "ipp::TaskNotFound";
-    case ErrorCode::ambiguous_task: return "ipp::AmbiguousTask";
-    default: return "ipp::Error";
+    case ErrorCode::protocol:
+      return "ipp::ProtocolError";
+    case ErrorCode::argument:
+      return "ipp::ArgumentError";
+    case ErrorCode::task_not_found:
+      return "ipp::TaskNotFound";
+    case ErrorCode::ambiguous_task:
+      return "ipp::AmbiguousTask";
+    default:
+      return "ipp::Error";
   }
 }
 
@@ -121,11 +126,13 @@ ErrorRecord make_error(ErrorCode code, const std::string& type, const std::strin
 }
 
 /// Aligns and verifies a received payload; fills `scratch` with its frame table.
-const fb::Value* checked_root(const Payload& in, Buffer& aligned, std::vector<ipp_bytes_v1>& scratch) {
+const fb::Value* checked_root(const Payload& in, Buffer& aligned,
+                              std::vector<ipp_bytes_v1>& scratch) {
   aligned = in.root.aligned(8);
   const fb::Value* root = verify(aligned.bytes());
   scratch.clear();
-  for (const auto& f : in.frames) scratch.push_back({f.data(), f.size()});
+  for (const auto& f : in.frames)
+    scratch.push_back({f.data(), f.size()});
   return root;
 }
 
@@ -139,7 +146,8 @@ TaskOutcome invoke(const TaskHandle& task, const Payload& args, const InvokeCont
     std::vector<ipp_bytes_v1> frames;
     checked_root(args, root, frames);
     HostCall call(ctx, task);
-    const ipp_call_v1 abi_call{call.host(), {{root.data(), root.size()}, frames.data(), frames.size()}};
+    const ipp_call_v1 abi_call{call.host(),
+                               {{root.data(), root.size()}, frames.data(), frames.size()}};
     task.abi().invoke(&abi_call);
     if (call.error) {
       out.error = std::move(call.error);
@@ -183,10 +191,12 @@ TaskOutcome invoke_map(const TaskHandle& task, const Payload& sequences, const I
       } catch (const ArgumentError& e) {
         throw ArgumentError(fmt::format("sequence {}: {}", i + 1, e.what()));
       }
-      if (i == 0) n = len;
+      if (i == 0)
+        n = len;
       else if (len != n) {
         throw ArgumentError(fmt::format(
-            "sequences differ in length: sequence 1 has {} elements, sequence {} has {}", n, i + 1, len));
+            "sequences differ in length: sequence 1 has {} elements, sequence {} has {}", n, i + 1,
+            len));
       }
     }
 
@@ -194,13 +204,15 @@ TaskOutcome invoke_map(const TaskHandle& task, const Payload& sequences, const I
     const std::int32_t dtype = task.info().result_dtype;
     std::byte* out_data = nullptr;
     Buffer out_buffer;
-    if (dtype >= 0) out_buffer = Buffer::allocate(n * dtype_size(static_cast<DType>(dtype)), &out_data);
+    if (dtype >= 0)
+      out_buffer = Buffer::allocate(n * dtype_size(static_cast<DType>(dtype)), &out_data);
     const std::size_t elem = dtype >= 0 ? dtype_size(static_cast<DType>(dtype)) : 0;
 
     // Enough chunks for every thread to stay busy when elements take uneven time, few enough
     // that per-chunk overhead vanishes for cheap tasks.
     const std::uint64_t target_chunks = static_cast<std::uint64_t>(executor.threads()) * 4;
-    const std::uint64_t grain = std::max<std::uint64_t>(1, (n + target_chunks - 1) / std::max<std::uint64_t>(1, target_chunks));
+    const std::uint64_t grain = std::max<std::uint64_t>(
+        1, (n + target_chunks - 1) / std::max<std::uint64_t>(1, target_chunks));
 
     std::mutex mutex;
     std::optional<ErrorRecord> first_error;
@@ -213,11 +225,13 @@ TaskOutcome invoke_map(const TaskHandle& task, const Payload& sequences, const I
       task.abi().invoke_map(&mc);
       std::lock_guard lock(mutex);
       if (call.error) {
-        if (!first_error || call.error->element.value_or(UINT64_MAX) < first_error->element.value_or(UINT64_MAX)) {
+        if (!first_error ||
+            call.error->element.value_or(UINT64_MAX) < first_error->element.value_or(UINT64_MAX)) {
           first_error = std::move(call.error);
         }
       } else if (dtype < 0) {
-        if (call.result) pieces.emplace_back(r.begin(), std::move(*call.result));
+        if (call.result)
+          pieces.emplace_back(r.begin(), std::move(*call.result));
         else if (!first_error) {
           first_error = make_error(ErrorCode::protocol, "ipp::ProtocolError",
                                    "a map block returned no results", task, ctx);
@@ -242,7 +256,8 @@ TaskOutcome invoke_map(const TaskHandle& task, const Payload& sequences, const I
       all.reserve(n);
       for (auto& [start, piece] : pieces) {
         Value part = decode(piece);
-        for (auto& v : part.as_list()) all.push_back(std::move(v));
+        for (auto& v : part.as_list())
+          all.push_back(std::move(v));
       }
       out.result = encode(Value(std::move(all)));
     }

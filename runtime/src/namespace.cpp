@@ -35,7 +35,8 @@ std::vector<std::string> Namespace::names() const {
   std::shared_lock lock(mutex_);
   std::vector<std::string> out;
   out.reserve(values_.size());
-  for (const auto& [k, v] : values_) out.push_back(k);
+  for (const auto& [k, v] : values_)
+    out.push_back(k);
   return out;
 }
 

@@ -6,10 +6,10 @@
 #include <regex>
 #include <set>
 
+#include <fmt/format.h>
 #include <boost/dll/import.hpp>
 #include <boost/dll/library_info.hpp>
 #include <boost/dll/shared_library.hpp>
-#include <fmt/format.h>
 
 #include "ipp/error.hpp"
 
@@ -24,7 +24,9 @@ bool has_elf_magic(const std::filesystem::path& path) {
   return in.gcount() == 4 && magic == std::array<char, 4>{'\x7f', 'E', 'L', 'F'};
 }
 
-std::string str_or_empty(const char* s) { return s == nullptr ? std::string() : std::string(s); }
+std::string str_or_empty(const char* s) {
+  return s == nullptr ? std::string() : std::string(s);
+}
 
 }  // namespace
 
@@ -46,10 +48,10 @@ void LoadedPlugin::validate_file(const std::filesystem::path& path) {
                                       path.filename().string(), e.what()));
   }
   if (std::find(symbols.begin(), symbols.end(), IPP_MANIFEST_SYMBOL) == symbols.end()) {
-    throw PluginLoadError(fmt::format(
-        "'{}' is a shared library but not an ipp plugin: it exports no ipp manifest "
-        "(build it with ipp_add_plugin and register tasks with IPP_TASK)",
-        path.filename().string()));
+    throw PluginLoadError(
+        fmt::format("'{}' is a shared library but not an ipp plugin: it exports no ipp manifest "
+                    "(build it with ipp_add_plugin and register tasks with IPP_TASK)",
+                    path.filename().string()));
   }
 }
 
@@ -100,16 +102,16 @@ std::shared_ptr<const LoadedPlugin> LoadedPlugin::load(const std::filesystem::pa
   std::set<std::string> seen;
   for (std::size_t i = 0; i < m->task_count; ++i) {
     const ipp_task_v1& t = m->tasks[i];
-    TaskInfo info{str_or_empty(t.name),      plugin->name_, str_or_empty(t.signature),
-                  str_or_empty(t.doc),       t.arity,       t.result_dtype};
+    TaskInfo info{str_or_empty(t.name), plugin->name_, str_or_empty(t.signature),
+                  str_or_empty(t.doc),  t.arity,       t.result_dtype};
     if (!std::regex_match(info.name, kIdentifier) || t.invoke == nullptr ||
         t.invoke_map == nullptr) {
-      throw PluginLoadError(fmt::format("plugin '{}' has a malformed task entry '{}'",
-                                        plugin->name_, info.name));
+      throw PluginLoadError(
+          fmt::format("plugin '{}' has a malformed task entry '{}'", plugin->name_, info.name));
     }
     if (!seen.insert(info.name).second) {
-      throw PluginLoadError(fmt::format("plugin '{}' registers task '{}' more than once",
-                                        plugin->name_, info.name));
+      throw PluginLoadError(
+          fmt::format("plugin '{}' registers task '{}' more than once", plugin->name_, info.name));
     }
     plugin->infos_.push_back(std::move(info));
   }

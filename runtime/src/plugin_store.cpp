@@ -47,10 +47,12 @@ StoredPlugin PluginStore::store_bytes(std::span<const std::byte> bytes) const {
   if (std::filesystem::exists(out.path)) return out;
   // Write beside the final name, then rename: readers never see a partial file, and a
   // concurrent store of the same bytes just renames identical content over it.
-  const auto tmp = dir_ / fmt::format(".{}.{}.{}.tmp", out.hash, ::getpid(), std::random_device{}());
+  const auto tmp =
+      dir_ / fmt::format(".{}.{}.{}.tmp", out.hash, ::getpid(), std::random_device{}());
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    f.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
     f.close();
     if (!f) {
       std::error_code ec;
@@ -58,7 +60,8 @@ StoredPlugin PluginStore::store_bytes(std::span<const std::byte> bytes) const {
       throw PluginLoadError(fmt::format("cannot write plugin into store '{}'", dir_.string()));
     }
   }
-  std::filesystem::permissions(tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+  std::filesystem::permissions(
+      tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
   std::filesystem::rename(tmp, out.path);
   return out;
 }

@@ -12,7 +12,9 @@ Runtime::Runtime(RuntimeOptions options)
                                        : options.store_dir),
       executor_(options.threads) {}
 
-Runtime::~Runtime() { executor_.wait_idle(); }
+Runtime::~Runtime() {
+  executor_.wait_idle();
+}
 
 std::shared_ptr<const LoadedPlugin> Runtime::load(const std::filesystem::path& file) {
   LoadedPlugin::validate_file(file);  // refuse early, before anything is stored
@@ -74,7 +76,8 @@ void Runtime::submit_impl(std::string_view task, Payload payload, Callback done,
   executor_.submit([this, handle = std::move(handle), payload = std::move(payload),
                     done = std::move(done), cancelled = std::move(cancelled), is_map]() mutable {
     const InvokeContext ctx{engine_id_, &ns_, cancelled.get()};
-    TaskOutcome out = is_map ? invoke_map(handle, payload, ctx, executor_) : invoke(handle, payload, ctx);
+    TaskOutcome out =
+        is_map ? invoke_map(handle, payload, ctx, executor_) : invoke(handle, payload, ctx);
     try {
       done(std::move(out));
     } catch (const std::exception& e) {
@@ -87,8 +90,9 @@ TaskOutcome Runtime::wait_for(std::string_view task, Payload payload, bool is_ma
   (void)registry_.resolve(task);  // throws TaskNotFound / AmbiguousTask to the caller, typed
   std::promise<TaskOutcome> promise;
   auto future = promise.get_future();
-  submit_impl(task, std::move(payload), [&promise](TaskOutcome out) { promise.set_value(std::move(out)); },
-              nullptr, is_map);
+  submit_impl(
+      task, std::move(payload), [&promise](TaskOutcome out) { promise.set_value(std::move(out)); },
+      nullptr, is_map);
   return future.get();
 }
 

@@ -34,7 +34,8 @@ TaskHandle TaskRegistry::resolve(std::string_view name) const {
     const auto task_name = name.substr(dot + 1);
     auto it = plugins_.find(plugin_name);
     if (it == plugins_.end()) {
-      throw TaskNotFound(fmt::format("no plugin named '{}' is loaded (task '{}')", plugin_name, name));
+      throw TaskNotFound(
+          fmt::format("no plugin named '{}' is loaded (task '{}')", plugin_name, name));
     }
     const auto& tasks = it->second->tasks();
     for (std::size_t i = 0; i < tasks.size(); ++i) {
@@ -50,7 +51,8 @@ TaskHandle TaskRegistry::resolve(std::string_view name) const {
   }
   if (it->second.size() > 1) {
     std::vector<std::string> candidates;
-    for (const auto& [plugin, index] : it->second) candidates.push_back(plugin + "." + std::string(name));
+    for (const auto& [plugin, index] : it->second)
+      candidates.push_back(plugin + "." + std::string(name));
     throw AmbiguousTask(fmt::format("task name '{}' is ambiguous; use one of: {}", name,
                                     fmt::join(candidates, ", ")));
   }
@@ -67,7 +69,8 @@ std::shared_ptr<const LoadedPlugin> TaskRegistry::plugin(std::string_view name) 
 std::vector<std::shared_ptr<const LoadedPlugin>> TaskRegistry::plugins() const {
   std::shared_lock lock(mutex_);
   std::vector<std::shared_ptr<const LoadedPlugin>> out;
-  for (const auto& [name, plugin] : plugins_) out.push_back(plugin);
+  for (const auto& [name, plugin] : plugins_)
+    out.push_back(plugin);
   return out;
 }
 

@@ -9,9 +9,13 @@
 
 #include <ipp/plugin.hpp>
 
-std::int64_t mul(std::int64_t a, std::int64_t b) { return a * b; }
+std::int64_t mul(std::int64_t a, std::int64_t b) {
+  return a * b;
+}
 
-std::int64_t add(std::int64_t a, std::int64_t b) { return a + b; }
+std::int64_t add(std::int64_t a, std::int64_t b) {
+  return a + b;
+}
 
 double divide(double a, double b) {
   if (b == 0.0) throw std::domain_error("division by zero");

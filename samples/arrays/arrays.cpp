@@ -9,7 +9,9 @@
 
 #include <ipp/plugin.hpp>
 
-double sum(std::span<const double> xs) { return std::accumulate(xs.begin(), xs.end(), 0.0); }
+double sum(std::span<const double> xs) {
+  return std::accumulate(xs.begin(), xs.end(), 0.0);
+}
 
 double dot(std::span<const double> a, std::span<const double> b) {
   if (a.size() != b.size()) throw std::invalid_argument("dot: arrays differ in length");
@@ -18,7 +20,8 @@ double dot(std::span<const double> a, std::span<const double> b) {
 
 std::vector<double> scale(std::span<const double> xs, double factor) {
   std::vector<double> out(xs.size());
-  for (std::size_t i = 0; i < xs.size(); ++i) out[i] = xs[i] * factor;
+  for (std::size_t i = 0; i < xs.size(); ++i)
+    out[i] = xs[i] * factor;
   return out;
 }
 
@@ -34,7 +37,8 @@ std::pair<double, double> stats(std::span<const double> xs) {
   if (xs.empty()) throw std::invalid_argument("stats: empty array");
   const double mean = std::accumulate(xs.begin(), xs.end(), 0.0) / static_cast<double>(xs.size());
   double sq = 0;
-  for (double x : xs) sq += (x - mean) * (x - mean);
+  for (double x : xs)
+    sq += (x - mean) * (x - mean);
   return {mean, std::sqrt(sq / static_cast<double>(xs.size()))};
 }
 

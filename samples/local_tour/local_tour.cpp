@@ -12,7 +12,9 @@
 
 namespace {
 
-void show(const char* what, const ipp::Value& v) { std::printf("%-44s %s\n", what, v.repr().c_str()); }
+void show(const char* what, const ipp::Value& v) {
+  std::printf("%-44s %s\n", what, v.repr().c_str());
+}
 
 }  // namespace
 
@@ -29,7 +31,8 @@ int main(int argc, char** argv) {
     for (const char* name : {"arith", "arrays", "strings", "errors", "sysinfo"}) {
       auto p = rt.load(plugins / (std::string(name) + ".so"));
       std::printf("loaded %s %s:\n", p->name().c_str(), p->version().c_str());
-      for (const auto& t : p->tasks()) std::printf("    %-44s %s\n", t.signature.c_str(), t.doc.c_str());
+      for (const auto& t : p->tasks())
+        std::printf("    %-44s %s\n", t.signature.c_str(), t.doc.c_str());
     }
     std::printf("\n");
     show("mul(5, 6)", rt.call("mul", {5, 6}));
@@ -39,13 +42,15 @@ int main(int argc, char** argv) {
     show("stats([1, 2, 3, 4])", rt.call("stats", {std::vector<double>{1, 2, 3, 4}}));
     show("split('a,b,c', ',')", rt.call("split", {"a,b,c", ","}));
     show("sysinfo.nthreads()", rt.call("sysinfo.nthreads"));
-    show("map(wait_here, [0.2] * 4) (4 threads)", rt.map("wait_here", {std::vector<double>(4, 0.2)}));
+    show("map(wait_here, [0.2] * 4) (4 threads)",
+         rt.map("wait_here", {std::vector<double>(4, 0.2)}));
     for (const auto& [task, args] : std::vector<std::pair<const char*, ipp::Value::List>>{
              {"mul", {5, "six"}}, {"mul", {5}}, {"small", {300}}, {"divide", {1, 0}}}) {
       try {
         (void)rt.call(task, args);
       } catch (const ipp::RemoteError& e) {
-        std::printf("%-44s error: %s\n", (std::string(task) + ipp::Value(args).repr()).c_str(), e.what());
+        std::printf("%-44s error: %s\n", (std::string(task) + ipp::Value(args).repr()).c_str(),
+                    e.what());
       }
     }
     std::filesystem::remove_all(store);

@@ -38,7 +38,9 @@ std::vector<std::string> split(std::string_view s, std::string_view sep) {
   return out;
 }
 
-std::int64_t length(std::string_view s) { return static_cast<std::int64_t>(s.size()); }
+std::int64_t length(std::string_view s) {
+  return static_cast<std::int64_t>(s.size());
+}
 
 IPP_TASK(upper, "The string in upper case (ASCII).")
 IPP_TASK(join, "Joins strings with a separator.")

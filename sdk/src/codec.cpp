@@ -18,7 +18,8 @@ constexpr std::size_t kRootAlignment = 8;
 ipp_payload_v1 Payload::abi_view(std::vector<ipp_bytes_v1>& scratch) const {
   scratch.clear();
   scratch.reserve(frames.size());
-  for (const auto& f : frames) scratch.push_back({f.data(), f.size()});
+  for (const auto& f : frames)
+    scratch.push_back({f.data(), f.size()});
   return ipp_payload_v1{{root.data(), root.size()}, scratch.data(), scratch.size()};
 }
 
@@ -75,7 +76,8 @@ flatbuffers::Offset<fb::Value> Encoder::encode_array(DType dtype,
     frame = add_frame(data);
   } else {
     builder_.ForceVectorAlignment(data.size(), 1, kArrayAlignment);
-    inline_data = builder_.CreateVector(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
+    inline_data =
+        builder_.CreateVector(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
   }
   const auto shape_vec = builder_.CreateVector(shape.data(), shape.size());
   fb::ArrayBuilder ab(builder_);
@@ -106,12 +108,18 @@ flatbuffers::Offset<fb::Value> Encoder::encode_array_copy(DType dtype, const voi
 
 flatbuffers::Offset<fb::Value> Encoder::encode(const Value& value) {
   switch (value.kind()) {
-    case Value::Kind::null: return encode_null();
-    case Value::Kind::boolean: return encode_bool(value.as_bool());
-    case Value::Kind::integer: return encode_int(value.as_int());
-    case Value::Kind::floating: return encode_float(value.as_float());
-    case Value::Kind::string: return encode_string(value.as_string());
-    case Value::Kind::range: return encode_range(value.as_range());
+    case Value::Kind::null:
+      return encode_null();
+    case Value::Kind::boolean:
+      return encode_bool(value.as_bool());
+    case Value::Kind::integer:
+      return encode_int(value.as_int());
+    case Value::Kind::floating:
+      return encode_float(value.as_float());
+    case Value::Kind::string:
+      return encode_string(value.as_string());
+    case Value::Kind::range:
+      return encode_range(value.as_range());
     case Value::Kind::bytes: {
       const Buffer& data = value.as_bytes().data;
       if (data.size() >= options_.side_frame_threshold || data.size() > kMaxInlineBytes) {
@@ -130,7 +138,8 @@ flatbuffers::Offset<fb::Value> Encoder::encode(const Value& value) {
       const auto& items = value.as_list();
       std::vector<flatbuffers::Offset<fb::Value>> offsets;
       offsets.reserve(items.size());
-      for (const auto& item : items) offsets.push_back(encode(item));
+      for (const auto& item : items)
+        offsets.push_back(encode(item));
       return encode_list(offsets);
     }
     case Value::Kind::map: {
@@ -171,7 +180,8 @@ const fb::Value* verify(std::span<const std::byte> root) {
     throw ProtocolError(fmt::format("value buffer of {} bytes is too short", root.size()));
   }
   if (root.size() >= FLATBUFFERS_MAX_BUFFER_SIZE) {
-    throw ProtocolError(fmt::format("value buffer of {} bytes exceeds the 2 GiB limit", root.size()));
+    throw ProtocolError(
+        fmt::format("value buffer of {} bytes exceeds the 2 GiB limit", root.size()));
   }
   if ((reinterpret_cast<std::uintptr_t>(root.data()) & (kRootAlignment - 1)) != 0) {
     throw ProtocolError("value buffer is not 8-byte aligned (use Buffer::aligned on receipt)");
@@ -191,8 +201,8 @@ const fb::Value* verify(std::span<const std::byte> root) {
 
 namespace {
 
-Buffer share_or_copy(const std::byte* data, std::size_t size, std::uint32_t frame, const Buffer* root,
-                     std::span<const Buffer> frames) {
+Buffer share_or_copy(const std::byte* data, std::size_t size, std::uint32_t frame,
+                     const Buffer* root, std::span<const Buffer> frames) {
   if (frame != 0 && frame <= frames.size()) return frames[frame - 1];
   if (frame == 0 && root != nullptr && size != 0) return Buffer(root->owner(), data, size);
   return Buffer::copy(data, size);
@@ -203,11 +213,16 @@ Buffer share_or_copy(const std::byte* data, std::size_t size, std::uint32_t fram
 Value decode(const fb::Value* v, detail::FrameTable table, const Buffer* root,
              std::span<const Buffer> frames) {
   switch (v->data_type()) {
-    case fb::Data::Null: return Value();
-    case fb::Data::Bool: return Value(v->data_as_Bool()->v());
-    case fb::Data::Int: return Value(v->data_as_Int()->v());
-    case fb::Data::Float: return Value(v->data_as_Float()->v());
-    case fb::Data::String: return Value(v->data_as_String()->v()->str());
+    case fb::Data::Null:
+      return Value();
+    case fb::Data::Bool:
+      return Value(v->data_as_Bool()->v());
+    case fb::Data::Int:
+      return Value(v->data_as_Int()->v());
+    case fb::Data::Float:
+      return Value(v->data_as_Float()->v());
+    case fb::Data::String:
+      return Value(v->data_as_String()->v()->str());
     case fb::Data::Range: {
       const auto* r = v->data_as_Range();
       return Value(Range{r->start(), r->stop(), r->step()});
@@ -231,7 +246,8 @@ Value decode(const fb::Value* v, detail::FrameTable table, const Buffer* root,
       const auto* items = v->data_as_List()->items();
       Value::List out;
       out.reserve(items->size());
-      for (const auto* item : *items) out.push_back(decode(item, table, root, frames));
+      for (const auto* item : *items)
+        out.push_back(decode(item, table, root, frames));
       return Value(std::move(out));
     }
     case fb::Data::Map: {
@@ -242,7 +258,8 @@ Value decode(const fb::Value* v, detail::FrameTable table, const Buffer* root,
       return Value(std::move(out));
     }
     default:
-      throw ProtocolError(fmt::format("value of unknown kind {}", static_cast<int>(v->data_type())));
+      throw ProtocolError(
+          fmt::format("value of unknown kind {}", static_cast<int>(v->data_type())));
   }
 }
 
@@ -251,7 +268,8 @@ Value decode(const Payload& payload) {
   const fb::Value* v = verify(root.bytes());
   std::vector<ipp_bytes_v1> scratch;
   scratch.reserve(payload.frames.size());
-  for (const auto& f : payload.frames) scratch.push_back({f.data(), f.size()});
+  for (const auto& f : payload.frames)
+    scratch.push_back({f.data(), f.size()});
   return decode(v, detail::FrameTable{scratch.data(), scratch.size()}, &root, payload.frames);
 }
 

@@ -21,7 +21,8 @@ std::optional<Value> Context::get(std::string_view name) const {
 
 Value Context::at(std::string_view name) const {
   auto v = get(name);
-  if (!v) throw ArgumentError(fmt::format("name '{}' is not defined on engine {}", name, engine_id()));
+  if (!v)
+    throw ArgumentError(fmt::format("name '{}' is not defined on engine {}", name, engine_id()));
   return std::move(*v);
 }
 

@@ -19,9 +19,15 @@ void throw_out_of_range(std::string_view expected, std::string_view value) {
   throw ArgumentError(fmt::format("{} does not fit in {}", value, expected));
 }
 
-std::string number_text(std::int64_t v) { return fmt::format("{}", v); }
-std::string number_text(std::uint64_t v) { return fmt::format("{}", v); }
-std::string number_text(double v) { return fmt::format("{}", v); }
+std::string number_text(std::int64_t v) {
+  return fmt::format("{}", v);
+}
+std::string number_text(std::uint64_t v) {
+  return fmt::format("{}", v);
+}
+std::string number_text(double v) {
+  return fmt::format("{}", v);
+}
 
 void rethrow_with_prefix(const ArgumentError& error, std::string_view prefix) {
   throw ArgumentError(fmt::format("{}{}", prefix, error.what()));

@@ -6,21 +6,36 @@ namespace ipp {
 
 std::string_view to_string(ErrorCode code) noexcept {
   switch (code) {
-    case ErrorCode::unknown: return "unknown";
-    case ErrorCode::protocol: return "protocol";
-    case ErrorCode::plugin_load: return "plugin_load";
-    case ErrorCode::task_not_found: return "task_not_found";
-    case ErrorCode::ambiguous_task: return "ambiguous_task";
-    case ErrorCode::argument: return "argument";
-    case ErrorCode::remote: return "remote";
-    case ErrorCode::engine: return "engine";
-    case ErrorCode::timeout: return "timeout";
-    case ErrorCode::composite: return "composite";
-    case ErrorCode::usage: return "usage";
-    case ErrorCode::connection: return "connection";
-    case ErrorCode::name_error: return "name_error";
-    case ErrorCode::aborted: return "aborted";
-    case ErrorCode::cancelled: return "cancelled";
+    case ErrorCode::unknown:
+      return "unknown";
+    case ErrorCode::protocol:
+      return "protocol";
+    case ErrorCode::plugin_load:
+      return "plugin_load";
+    case ErrorCode::task_not_found:
+      return "task_not_found";
+    case ErrorCode::ambiguous_task:
+      return "ambiguous_task";
+    case ErrorCode::argument:
+      return "argument";
+    case ErrorCode::remote:
+      return "remote";
+    case ErrorCode::engine:
+      return "engine";
+    case ErrorCode::timeout:
+      return "timeout";
+    case ErrorCode::composite:
+      return "composite";
+    case ErrorCode::usage:
+      return "usage";
+    case ErrorCode::connection:
+      return "connection";
+    case ErrorCode::name_error:
+      return "name_error";
+    case ErrorCode::aborted:
+      return "aborted";
+    case ErrorCode::cancelled:
+      return "cancelled";
   }
   return "unknown";
 }
@@ -43,7 +58,8 @@ RemoteError::RemoteError(ErrorRecord record)
 namespace {
 std::string composite_message(const std::vector<ErrorRecord>& records) {
   std::string out = fmt::format("{} task{} failed", records.size(), records.size() == 1 ? "" : "s");
-  for (const auto& r : records) out += "\n  " + r.describe();
+  for (const auto& r : records)
+    out += "\n  " + r.describe();
   return out;
 }
 }  // namespace
@@ -53,10 +69,14 @@ CompositeError::CompositeError(std::vector<ErrorRecord> records)
 
 void rethrow(const ErrorRecord& record) {
   switch (record.code) {
-    case ErrorCode::engine: throw EngineError(record.describe());
-    case ErrorCode::timeout: throw TimeoutError(record.describe());
-    case ErrorCode::connection: throw ConnectionError(record.describe());
-    default: throw RemoteError(record);
+    case ErrorCode::engine:
+      throw EngineError(record.describe());
+    case ErrorCode::timeout:
+      throw TimeoutError(record.describe());
+    case ErrorCode::connection:
+      throw ConnectionError(record.describe());
+    default:
+      throw RemoteError(record);
   }
 }
 

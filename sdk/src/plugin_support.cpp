@@ -29,8 +29,9 @@ const char* intern(std::string s) {
 
 const ipp_manifest_v1* make_manifest(const char* plugin_name, const char* plugin_version,
                                      std::uint32_t abi_version) {
-  static const ipp_manifest_v1 manifest{abi_version, IPP_VERSION, plugin_name, plugin_version,
-                                        task_registry().size(), task_registry().data()};
+  static const ipp_manifest_v1 manifest{
+      abi_version,           IPP_VERSION, plugin_name, plugin_version, task_registry().size(),
+      task_registry().data()};
   return &manifest;
 }
 
@@ -74,7 +75,8 @@ const flatbuffers::Vector<flatbuffers::Offset<fb::Value>>* expect_args(const ipp
   if (list == nullptr) throw ArgumentError("arguments must be a list, got " + wire_type_name(root));
   const auto n = static_cast<std::int64_t>(list->items()->size());
   if (n != arity) {
-    throw ArgumentError(fmt::format("expected {} argument{}, got {}", arity, arity == 1 ? "" : "s", n));
+    throw ArgumentError(
+        fmt::format("expected {} argument{}, got {}", arity, arity == 1 ? "" : "s", n));
   }
   return list->items();
 }
@@ -86,6 +88,8 @@ void set_result(const ipp_host_v1* host, const Value& value) {
   host->set_result(host->self, &view);
 }
 
-void set_null_result(const ipp_host_v1* host) { set_result(host, Value()); }
+void set_null_result(const ipp_host_v1* host) {
+  set_result(host, Value());
+}
 
 }  // namespace ipp::detail

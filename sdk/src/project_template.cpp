@@ -21,7 +21,8 @@ find_package(ipp CONFIG REQUIRED)
 ipp_add_plugin({name} SOURCES {name}.cpp)
 )";
 
-constexpr const char* kSource = R"(// Tasks of the `{name}` plugin. Each IPP_TASK line registers an ordinary C++ function;
+constexpr const char* kSource =
+    R"(// Tasks of the `{name}` plugin. Each IPP_TASK line registers an ordinary C++ function;
 // its signature is read from the function type.
 #include <ipp/plugin.hpp>
 
@@ -63,8 +64,8 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
   out << text;
   out.close();
   if (!out) {
-    throw std::filesystem::filesystem_error(
-        "cannot write", path, std::make_error_code(std::errc::io_error));
+    throw std::filesystem::filesystem_error("cannot write", path,
+                                            std::make_error_code(std::errc::io_error));
   }
 }
 
@@ -80,7 +81,8 @@ std::vector<std::filesystem::path> write_plugin_project(const std::string& name,
   }
   if (std::filesystem::exists(dir) &&
       (!std::filesystem::is_directory(dir) || !std::filesystem::is_empty(dir))) {
-    throw UsageError(fmt::format("'{}' already exists and is not an empty directory", dir.string()));
+    throw UsageError(
+        fmt::format("'{}' already exists and is not an empty directory", dir.string()));
   }
   std::filesystem::create_directories(dir);
   const std::vector<std::pair<std::filesystem::path, const char*>> files = {

@@ -12,31 +12,45 @@ namespace ipp {
 std::size_t dtype_size(DType dtype) noexcept {
   switch (dtype) {
     case DType::int8:
-    case DType::uint8: return 1;
+    case DType::uint8:
+      return 1;
     case DType::int16:
-    case DType::uint16: return 2;
+    case DType::uint16:
+      return 2;
     case DType::int32:
     case DType::uint32:
-    case DType::float32: return 4;
+    case DType::float32:
+      return 4;
     case DType::int64:
     case DType::uint64:
-    case DType::float64: return 8;
+    case DType::float64:
+      return 8;
   }
   return 8;
 }
 
 std::string_view to_string(DType dtype) noexcept {
   switch (dtype) {
-    case DType::int8: return "int8";
-    case DType::int16: return "int16";
-    case DType::int32: return "int32";
-    case DType::int64: return "int64";
-    case DType::uint8: return "uint8";
-    case DType::uint16: return "uint16";
-    case DType::uint32: return "uint32";
-    case DType::uint64: return "uint64";
-    case DType::float32: return "float32";
-    case DType::float64: return "float64";
+    case DType::int8:
+      return "int8";
+    case DType::int16:
+      return "int16";
+    case DType::int32:
+      return "int32";
+    case DType::int64:
+      return "int64";
+    case DType::uint8:
+      return "uint8";
+    case DType::uint16:
+      return "uint16";
+    case DType::uint32:
+      return "uint32";
+    case DType::uint64:
+      return "uint64";
+    case DType::float32:
+      return "float32";
+    case DType::float64:
+      return "float64";
   }
   return "float64";
 }
@@ -99,8 +113,8 @@ Array::Array(DType dtype, std::vector<std::uint64_t> shape, Buffer data)
 
 void Array::check_view(DType wanted, std::size_t alignment) const {
   if (wanted != dtype_) {
-    throw ArgumentError(fmt::format("expected array[{}], got array[{}]", to_string(wanted),
-                                    to_string(dtype_)));
+    throw ArgumentError(
+        fmt::format("expected array[{}], got array[{}]", to_string(wanted), to_string(dtype_)));
   }
   if (size_ != 0 && !data_.is_aligned(alignment)) {
     throw ArgumentError("array storage is not aligned for its element type");
@@ -113,13 +127,13 @@ Array Array::slice(std::uint64_t begin, std::uint64_t end) const {
   const std::size_t elem = dtype_size(dtype_);
   auto shape = shape_;
   shape[0] = end - begin;
-  return Array(dtype_, std::move(shape), data_.slice(begin * row * elem, (end - begin) * row * elem));
+  return Array(dtype_, std::move(shape),
+               data_.slice(begin * row * elem, (end - begin) * row * elem));
 }
 
 bool operator==(const Array& a, const Array& b) noexcept {
   return a.dtype_ == b.dtype_ && a.shape_ == b.shape_ &&
-         (a.data_.size() == 0 ||
-          std::memcmp(a.data_.data(), b.data_.data(), a.data_.size()) == 0);
+         (a.data_.size() == 0 || std::memcmp(a.data_.data(), b.data_.data(), a.data_.size()) == 0);
 }
 
 // ---- Value ---------------------------------------------------------------------------------
@@ -131,29 +145,41 @@ void Value::throw_uint_overflow(std::uint64_t i) {
 Value::Value(const std::vector<std::string>& v) {
   List items;
   items.reserve(v.size());
-  for (const auto& s : v) items.emplace_back(s);
+  for (const auto& s : v)
+    items.emplace_back(s);
   v_ = std::move(items);
 }
 
 Value::Value(const std::vector<bool>& v) {
   List items;
   items.reserve(v.size());
-  for (bool b : v) items.emplace_back(b);
+  for (bool b : v)
+    items.emplace_back(b);
   v_ = std::move(items);
 }
 
 std::string Value::type_name() const {
   switch (kind()) {
-    case Kind::null: return "null";
-    case Kind::boolean: return "bool";
-    case Kind::integer: return "int";
-    case Kind::floating: return "float";
-    case Kind::string: return "string";
-    case Kind::bytes: return "bytes";
-    case Kind::array: return fmt::format("array[{}]", to_string(std::get<Array>(v_).dtype()));
-    case Kind::list: return "list";
-    case Kind::map: return "map";
-    case Kind::range: return "range";
+    case Kind::null:
+      return "null";
+    case Kind::boolean:
+      return "bool";
+    case Kind::integer:
+      return "int";
+    case Kind::floating:
+      return "float";
+    case Kind::string:
+      return "string";
+    case Kind::bytes:
+      return "bytes";
+    case Kind::array:
+      return fmt::format("array[{}]", to_string(std::get<Array>(v_).dtype()));
+    case Kind::list:
+      return "list";
+    case Kind::map:
+      return "map";
+    case Kind::range:
+      return "range";
   }
   return "value";
 }
@@ -211,14 +237,18 @@ const Range& Value::as_range() const {
 
 std::uint64_t Value::size() const noexcept {
   switch (kind()) {
-    case Kind::list: return std::get<List>(v_).size();
-    case Kind::map: return std::get<Map>(v_).size();
-    case Kind::array: return std::get<Array>(v_).size();
+    case Kind::list:
+      return std::get<List>(v_).size();
+    case Kind::map:
+      return std::get<Map>(v_).size();
+    case Kind::array:
+      return std::get<Array>(v_).size();
     case Kind::range: {
       const auto& r = std::get<Range>(v_);
       return r.step == 0 ? 0 : r.size();
     }
-    default: return 0;
+    default:
+      return 0;
   }
 }
 
@@ -237,7 +267,9 @@ const Value& Value::operator[](std::string_view key) const {
   return it->second;
 }
 
-bool operator==(const Value& a, const Value& b) noexcept { return a.v_ == b.v_; }
+bool operator==(const Value& a, const Value& b) noexcept {
+  return a.v_ == b.v_;
+}
 
 // ---- repr ----------------------------------------------------------------------------------
 
@@ -263,17 +295,26 @@ void put_float(Out& out, double d) {
 }
 
 void put_quoted(Out& out, std::string_view s, char prefix) {
-  const bool use_double = s.find('\'') != std::string_view::npos && s.find('"') == std::string_view::npos;
+  const bool use_double =
+      s.find('\'') != std::string_view::npos && s.find('"') == std::string_view::npos;
   const char quote = use_double ? '"' : '\'';
   if (prefix != 0) out.push_back(prefix);
   out.push_back(quote);
   for (char c : s) {
     const auto u = static_cast<unsigned char>(c);
     switch (c) {
-      case '\\': fmt::format_to(std::back_inserter(out), "\\\\"); break;
-      case '\n': fmt::format_to(std::back_inserter(out), "\\n"); break;
-      case '\r': fmt::format_to(std::back_inserter(out), "\\r"); break;
-      case '\t': fmt::format_to(std::back_inserter(out), "\\t"); break;
+      case '\\':
+        fmt::format_to(std::back_inserter(out), "\\\\");
+        break;
+      case '\n':
+        fmt::format_to(std::back_inserter(out), "\\n");
+        break;
+      case '\r':
+        fmt::format_to(std::back_inserter(out), "\\r");
+        break;
+      case '\t':
+        fmt::format_to(std::back_inserter(out), "\\t");
+        break;
       default:
         if (c == quote) {
           out.push_back('\\');
@@ -304,8 +345,10 @@ void put_array(Out& out, const Array& a) {
       detail::visit_dtype(a.dtype(), [&](auto tag) {
         using S = decltype(tag);
         const S v = detail::load<S>(data, index);
-        if constexpr (std::is_floating_point_v<S>) put_float(out, static_cast<double>(v));
-        else fmt::format_to(std::back_inserter(out), "{}", v);
+        if constexpr (std::is_floating_point_v<S>)
+          put_float(out, static_cast<double>(v));
+        else
+          fmt::format_to(std::back_inserter(out), "{}", v);
       });
       ++index;
     }
@@ -316,19 +359,29 @@ void put_array(Out& out, const Array& a) {
 
 void put(Out& out, const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::null: fmt::format_to(std::back_inserter(out), "None"); return;
+    case Value::Kind::null:
+      fmt::format_to(std::back_inserter(out), "None");
+      return;
     case Value::Kind::boolean:
       fmt::format_to(std::back_inserter(out), "{}", v.as_bool() ? "True" : "False");
       return;
-    case Value::Kind::integer: fmt::format_to(std::back_inserter(out), "{}", v.as_int()); return;
-    case Value::Kind::floating: put_float(out, v.as_float()); return;
-    case Value::Kind::string: put_quoted(out, v.as_string(), 0); return;
+    case Value::Kind::integer:
+      fmt::format_to(std::back_inserter(out), "{}", v.as_int());
+      return;
+    case Value::Kind::floating:
+      put_float(out, v.as_float());
+      return;
+    case Value::Kind::string:
+      put_quoted(out, v.as_string(), 0);
+      return;
     case Value::Kind::bytes: {
       const auto& b = v.as_bytes().data;
       put_quoted(out, std::string_view(reinterpret_cast<const char*>(b.data()), b.size()), 'b');
       return;
     }
-    case Value::Kind::array: put_array(out, v.as_array()); return;
+    case Value::Kind::array:
+      put_array(out, v.as_array());
+      return;
     case Value::Kind::list: {
       out.push_back('[');
       bool first = true;
@@ -355,8 +408,10 @@ void put(Out& out, const Value& v) {
     }
     case Value::Kind::range: {
       const auto& r = v.as_range();
-      if (r.step == 1) fmt::format_to(std::back_inserter(out), "range({}, {})", r.start, r.stop);
-      else fmt::format_to(std::back_inserter(out), "range({}, {}, {})", r.start, r.stop, r.step);
+      if (r.step == 1)
+        fmt::format_to(std::back_inserter(out), "range({}, {})", r.start, r.stop);
+      else
+        fmt::format_to(std::back_inserter(out), "range({}, {}, {})", r.start, r.stop, r.step);
       return;
     }
   }

@@ -69,32 +69,43 @@ std::span<const std::byte> bytes_ref(const fb::Bytes* bytes, FrameTable frames) 
 
 std::string wire_type_name(const fb::Value* value) {
   switch (value->data_type()) {
-    case fb::Data::Null: return "null";
-    case fb::Data::Bool: return "bool";
-    case fb::Data::Int: return "int";
-    case fb::Data::Float: return "float";
-    case fb::Data::String: return "string";
-    case fb::Data::Bytes: return "bytes";
+    case fb::Data::Null:
+      return "null";
+    case fb::Data::Bool:
+      return "bool";
+    case fb::Data::Int:
+      return "int";
+    case fb::Data::Float:
+      return "float";
+    case fb::Data::String:
+      return "string";
+    case fb::Data::Bytes:
+      return "bytes";
     case fb::Data::Array: {
       const auto raw = static_cast<std::uint8_t>(value->data_as_Array()->dtype());
       if (raw > static_cast<std::uint8_t>(fb::DType::MAX)) return "array[?]";
       return fmt::format("array[{}]", to_string(static_cast<DType>(raw)));
     }
-    case fb::Data::List: return "list";
-    case fb::Data::Map: return "map";
-    case fb::Data::Range: return "range";
-    default: return fmt::format("unknown kind {}", static_cast<int>(value->data_type()));
+    case fb::Data::List:
+      return "list";
+    case fb::Data::Map:
+      return "map";
+    case fb::Data::Range:
+      return "range";
+    default:
+      return fmt::format("unknown kind {}", static_cast<int>(value->data_type()));
   }
 }
 
 std::uint64_t wire_sequence_size(const fb::Value* value, FrameTable frames) {
   switch (value->data_type()) {
-    case fb::Data::List: return value->data_as_List()->items()->size();
+    case fb::Data::List:
+      return value->data_as_List()->items()->size();
     case fb::Data::Array: {
       const auto* shape = value->data_as_Array()->shape();
       if (shape->size() != 1) {
-        throw ArgumentError(fmt::format("expected a one-dimensional sequence, got a {}-d array",
-                                        shape->size()));
+        throw ArgumentError(
+            fmt::format("expected a one-dimensional sequence, got a {}-d array", shape->size()));
       }
       return array_ref(value->data_as_Array(), frames).size;
     }
@@ -103,8 +114,8 @@ std::uint64_t wire_sequence_size(const fb::Value* value, FrameTable frames) {
       return Range{r->start(), r->stop(), r->step()}.size();
     }
     default:
-      throw ArgumentError(fmt::format("expected a sequence (list, array or range), got {}",
-                                      wire_type_name(value)));
+      throw ArgumentError(
+          fmt::format("expected a sequence (list, array or range), got {}", wire_type_name(value)));
   }
 }
 

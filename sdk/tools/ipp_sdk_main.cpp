@@ -18,7 +18,8 @@ int main(int argc, char** argv) {
   std::string name;
   std::string dir;
   auto* create = app.add_subcommand("new", "Write a new plugin project ready to build");
-  create->add_option("NAME", name, "Plugin name (an identifier; the plugin builds NAME.so)")->required();
+  create->add_option("NAME", name, "Plugin name (an identifier; the plugin builds NAME.so)")
+      ->required();
   create->add_option("DIR", dir, "Directory to create (default: ./NAME)");
 
   CLI11_PARSE(app, argc, argv);

@@ -2,5 +2,7 @@
 
 #include <ipp/plugin.hpp>
 
-std::int64_t one() { return 1; }
+std::int64_t one() {
+  return 1;
+}
 IPP_TASK(one)

@@ -4,6 +4,8 @@
 #include <ipp/plugin.hpp>
 
 namespace other {
-std::int64_t one() { return 2; }
+std::int64_t one() {
+  return 2;
+}
 }  // namespace other
 IPP_TASK_AS(one, other::one, "")

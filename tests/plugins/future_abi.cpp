@@ -3,5 +3,7 @@
 
 #include <ipp/plugin.hpp>
 
-std::int64_t never_called() { return 0; }
+std::int64_t never_called() {
+  return 0;
+}
 IPP_TASK(never_called)

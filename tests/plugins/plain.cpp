@@ -1,2 +1,4 @@
 // An ordinary shared library with no ipp manifest.
-extern "C" int plain_function() { return 42; }
+extern "C" int plain_function() {
+  return 42;
+}

@@ -5,7 +5,9 @@
 
 #include <ipp/plugin.hpp>
 
-std::int64_t version() { return RELOAD_VERSION; }
+std::int64_t version() {
+  return RELOAD_VERSION;
+}
 
 /// Marks itself started in the namespace, waits until the name `release` is bound, and
 /// returns this build's version: the test holds the call in flight while it reloads.

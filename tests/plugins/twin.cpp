@@ -3,5 +3,7 @@
 
 #include <ipp/plugin.hpp>
 
-std::int64_t mul(std::int64_t a, std::int64_t b) { return -(a * b); }
+std::int64_t mul(std::int64_t a, std::int64_t b) {
+  return -(a * b);
+}
 IPP_TASK(mul)

@@ -28,7 +28,8 @@ TEST_P(Concurrency, AsManyCallsRunAtOnceAsThereAreThreads) {
   for (auto& r : results) {
     TaskOutcome out = r.get_future().get();
     ASSERT_TRUE(out.ok());
-    EXPECT_TRUE(decode(out.result).as<bool>()) << "calls did not overlap with " << threads << " threads";
+    EXPECT_TRUE(decode(out.result).as<bool>())
+        << "calls did not overlap with " << threads << " threads";
   }
 }
 
@@ -51,7 +52,8 @@ TEST_P(Concurrency, ManySubmittersGetEveryResult) {
         }
       });
     }
-    for (auto& t : submitters) t.join();
+    for (auto& t : submitters)
+      t.join();
   }
   rt.executor().wait_idle();
   EXPECT_EQ(correct.load(), kSubmitters * kCalls);
@@ -64,7 +66,8 @@ TEST_P(Concurrency, MapUsesEveryThread) {
   rt.load(test::test_plugin("types"));
   // Each element waits for `threads` elements to be inside at once.
   Value out = rt.map("rendezvous", {std::vector<std::int64_t>(threads, threads)});
-  for (std::uint64_t i = 0; i < out.size(); ++i) EXPECT_TRUE(out[i].as<bool>());
+  for (std::uint64_t i = 0; i < out.size(); ++i)
+    EXPECT_TRUE(out[i].as<bool>());
 }
 
 INSTANTIATE_TEST_SUITE_P(Workers, Concurrency, ::testing::Values(1, 2, 4));

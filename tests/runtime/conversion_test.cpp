@@ -57,16 +57,19 @@ TEST_F(Conversion, LosslessWideningIsAllowed) {
 TEST_F(Conversion, NarrowingAndOverflowAreErrors) {
   EXPECT_EQ(error_of("t_i8", {128}), "argument 1 (int8): 128 does not fit in int8");
   EXPECT_EQ(error_of("t_u8", {-1}), "argument 1 (uint8): -1 does not fit in uint8");
-  EXPECT_EQ(error_of("t_i64", {1.0}),
-            "argument 1 (int64): expected int64, got float64 (narrowing conversions are not allowed)");
-  EXPECT_EQ(error_of("t_f32", {0.1}), "argument 1 (float32): 0.1 (not exact) does not fit in float32");
+  EXPECT_EQ(
+      error_of("t_i64", {1.0}),
+      "argument 1 (int64): expected int64, got float64 (narrowing conversions are not allowed)");
+  EXPECT_EQ(error_of("t_f32", {0.1}),
+            "argument 1 (float32): 0.1 (not exact) does not fit in float32");
   EXPECT_EQ(error_of("t_f32", {16777217}),
             "argument 1 (float32): 16777217 (not exact) does not fit in float32");
   EXPECT_EQ(error_of("t_vec_i32", {std::vector<std::int64_t>{1, 1LL << 40}}),
             "argument 1 (list[int32]): element 1: 1099511627776 does not fit in int32");
   EXPECT_EQ(error_of("t_bool", {1}), "argument 1 (bool): expected bool, got int");
   EXPECT_EQ(error_of("t_string", {1}), "argument 1 (string): expected string, got int");
-  EXPECT_EQ(error_of("t_span_f64", {"x"}), "argument 1 (array[float64]): expected list[float64], got string");
+  EXPECT_EQ(error_of("t_span_f64", {"x"}),
+            "argument 1 (array[float64]): expected list[float64], got string");
 }
 
 TEST_F(Conversion, StringsAndViews) {

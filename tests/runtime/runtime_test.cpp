@@ -16,7 +16,8 @@ using test::test_plugin;
 class RuntimeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* p : {"arith", "arrays", "strings", "errors", "sysinfo"}) rt_.load(plugin(p));
+    for (const char* p : {"arith", "arrays", "strings", "errors", "sysinfo"})
+      rt_.load(plugin(p));
   }
   RemoteError remote_error(std::string_view task, const Value::List& args) {
     try {
@@ -136,7 +137,8 @@ TEST_F(RuntimeTest, MapOverLargeArraysKeepsOrder) {
   Value out = rt_.map("mul", {a, b});
   auto view = out.as_array().view<std::int64_t>();
   ASSERT_EQ(view.size(), static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(view[i], i * (i + 1)) << i;
+  for (std::int64_t i = 0; i < n; ++i)
+    ASSERT_EQ(view[i], i * (i + 1)) << i;
 }
 
 TEST_F(RuntimeTest, MapAcceptsListsAndMixedSequences) {

@@ -9,14 +9,16 @@
 namespace ipp {
 namespace {
 
-Value round_trip(const Value& v, EncodeOptions options = {}) { return decode(encode(v, options)); }
+Value round_trip(const Value& v, EncodeOptions options = {}) {
+  return decode(encode(v, options));
+}
 
 TEST(Codec, RoundTripsEveryScalar) {
-  for (const Value& v : {Value(), Value(true), Value(false), Value(0), Value(INT64_MIN),
-                         Value(INT64_MAX), Value(-0.0), Value(3.25),
-                         Value(std::numeric_limits<double>::infinity()),
-                         Value(std::numeric_limits<double>::denorm_min()), Value(""),
-                         Value("plain"), Value("ünïcødé ✓ 数据"), Value(Range{-5, 100, 7})}) {
+  for (const Value& v :
+       {Value(), Value(true), Value(false), Value(0), Value(INT64_MIN), Value(INT64_MAX),
+        Value(-0.0), Value(3.25), Value(std::numeric_limits<double>::infinity()),
+        Value(std::numeric_limits<double>::denorm_min()), Value(""), Value("plain"),
+        Value("ünïcødé ✓ 数据"), Value(Range{-5, 100, 7})}) {
     EXPECT_EQ(round_trip(v), v) << v.repr();
   }
 }
@@ -32,14 +34,19 @@ TEST(Codec, RoundTripsStringsWithZeroBytes) {
 }
 
 TEST(Codec, RoundTripsEveryDtype) {
-  EXPECT_EQ(round_trip(std::vector<std::int8_t>{-128, 0, 127}), Value(std::vector<std::int8_t>{-128, 0, 127}));
+  EXPECT_EQ(round_trip(std::vector<std::int8_t>{-128, 0, 127}),
+            Value(std::vector<std::int8_t>{-128, 0, 127}));
   EXPECT_EQ(round_trip(std::vector<std::int16_t>{-1, 2}), Value(std::vector<std::int16_t>{-1, 2}));
   EXPECT_EQ(round_trip(std::vector<std::int32_t>{-1, 2}), Value(std::vector<std::int32_t>{-1, 2}));
-  EXPECT_EQ(round_trip(std::vector<std::int64_t>{INT64_MIN}), Value(std::vector<std::int64_t>{INT64_MIN}));
+  EXPECT_EQ(round_trip(std::vector<std::int64_t>{INT64_MIN}),
+            Value(std::vector<std::int64_t>{INT64_MIN}));
   EXPECT_EQ(round_trip(std::vector<std::uint8_t>{255}), Value(std::vector<std::uint8_t>{255}));
-  EXPECT_EQ(round_trip(std::vector<std::uint16_t>{65535}), Value(std::vector<std::uint16_t>{65535}));
-  EXPECT_EQ(round_trip(std::vector<std::uint32_t>{1u << 31}), Value(std::vector<std::uint32_t>{1u << 31}));
-  EXPECT_EQ(round_trip(std::vector<std::uint64_t>{UINT64_MAX}), Value(std::vector<std::uint64_t>{UINT64_MAX}));
+  EXPECT_EQ(round_trip(std::vector<std::uint16_t>{65535}),
+            Value(std::vector<std::uint16_t>{65535}));
+  EXPECT_EQ(round_trip(std::vector<std::uint32_t>{1u << 31}),
+            Value(std::vector<std::uint32_t>{1u << 31}));
+  EXPECT_EQ(round_trip(std::vector<std::uint64_t>{UINT64_MAX}),
+            Value(std::vector<std::uint64_t>{UINT64_MAX}));
   EXPECT_EQ(round_trip(std::vector<float>{1.5f}), Value(std::vector<float>{1.5f}));
   EXPECT_EQ(round_trip(std::vector<double>{-2.5}), Value(std::vector<double>{-2.5}));
 }
@@ -69,20 +76,23 @@ TEST(Codec, RoundTripsNestedStructures) {
 
 TEST(Codec, RoundTripsDeepNesting) {
   Value v = 1;
-  for (int i = 0; i < 30; ++i) v = Value::list({v});
+  for (int i = 0; i < 30; ++i)
+    v = Value::list({v});
   EXPECT_EQ(round_trip(v), v);
 }
 
 TEST(Codec, RoundTripsManySmallValues) {
   Value::List items;
-  for (int i = 0; i < 200000; ++i) items.emplace_back(i);
+  for (int i = 0; i < 200000; ++i)
+    items.emplace_back(i);
   Value v(std::move(items));
   EXPECT_EQ(round_trip(v), v);
 }
 
 TEST(Codec, LargeArraysTravelAsSideFramesWithoutCopies) {
   std::vector<double> xs(100000);
-  for (std::size_t i = 0; i < xs.size(); ++i) xs[i] = static_cast<double>(i) * 0.5;
+  for (std::size_t i = 0; i < xs.size(); ++i)
+    xs[i] = static_cast<double>(i) * 0.5;
   Value v = std::move(xs);
   const double* source = v.as_array().view<double>().data();
   Payload p = encode(v, EncodeOptions{.side_frame_threshold = 1024});
@@ -131,7 +141,8 @@ TEST(CodecLarge, ArrayOverTwoGiBRoundTrips) {
   xs.front() = 1.0;
   xs.back() = 2.0;
   Value v = std::move(xs);
-  Payload p = encode(v, EncodeOptions{.side_frame_threshold = std::numeric_limits<std::size_t>::max()});
+  Payload p =
+      encode(v, EncodeOptions{.side_frame_threshold = std::numeric_limits<std::size_t>::max()});
   ASSERT_EQ(p.frames.size(), 1u);
   Value out = decode(p);
   auto view = out.as_array().view<double>();

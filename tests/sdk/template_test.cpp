@@ -55,16 +55,17 @@ TEST(ProjectTemplate, BuildsOutOfTreeAgainstTheInstalledSdkAndRuns) {
   ASSERT_TRUE(std::filesystem::exists(prefix / "lib" / "cmake" / "ipp" / "ippConfig.cmake"));
 
   const auto project = dir / "work" / "demo";
-  ASSERT_EQ(run("'" + (prefix / "bin" / "ipp-sdk").string() + "' new demo '" + project.string() + "'",
-                dir / "new.log"),
-            0)
+  ASSERT_EQ(
+      run("'" + (prefix / "bin" / "ipp-sdk").string() + "' new demo '" + project.string() + "'",
+          dir / "new.log"),
+      0)
       << read(dir / "new.log");
 
   // Same compiler and sanitizer flags as this build, so the plugin can load into this test.
   std::string flags = IPP_SANITIZER_FLAGS;
-  const std::string configure = "cmake -S '" + project.string() + "' -B '" + (project / "build").string() +
-                                "' -DCMAKE_PREFIX_PATH='" + prefix.string() +
-                                "' -DCMAKE_CXX_COMPILER='" IPP_CXX_COMPILER "'" +
+  const std::string configure = "cmake -S '" + project.string() + "' -B '" +
+                                (project / "build").string() + "' -DCMAKE_PREFIX_PATH='" +
+                                prefix.string() + "' -DCMAKE_CXX_COMPILER='" IPP_CXX_COMPILER "'" +
                                 (flags.empty() ? "" : " -DCMAKE_CXX_FLAGS='" + flags + "'");
   ASSERT_EQ(run(configure, dir / "configure.log"), 0) << read(dir / "configure.log");
   ASSERT_EQ(run("cmake --build '" + (project / "build").string() + "'", dir / "build.log"), 0)

@@ -34,7 +34,8 @@ TEST(Value, NumericVectorsBecomeTypedArrays) {
   EXPECT_EQ(v.as_array().dtype(), DType::int32);
   EXPECT_EQ(v.type_name(), "array[int32]");
   auto view = v.as_array().view<std::int32_t>();
-  EXPECT_EQ(std::vector<std::int32_t>(view.begin(), view.end()), (std::vector<std::int32_t>{1, 2, 3}));
+  EXPECT_EQ(std::vector<std::int32_t>(view.begin(), view.end()),
+            (std::vector<std::int32_t>{1, 2, 3}));
 }
 
 TEST(Value, AdoptingAVectorDoesNotCopyIt) {

@@ -36,7 +36,9 @@ bool accepted(const Payload& p) {
   }
 }
 
-TEST(Verifier, AcceptsAValidBuffer) { EXPECT_TRUE(accepted(sample())); }
+TEST(Verifier, AcceptsAValidBuffer) {
+  EXPECT_TRUE(accepted(sample()));
+}
 
 TEST(Verifier, RejectsEveryTruncation) {
   const Payload good = sample();
@@ -64,7 +66,8 @@ TEST(Verifier, RejectsRandomBytes) {
   int rejected = 0;
   for (int round = 0; round < 2000; ++round) {
     std::vector<std::byte> junk(8 + rng() % 512);
-    for (auto& b : junk) b = std::byte(rng() & 0xff);
+    for (auto& b : junk)
+      b = std::byte(rng() & 0xff);
     if (!accepted(with_root(std::move(junk)))) ++rejected;
   }
   EXPECT_GT(rejected, 1900);
@@ -126,7 +129,8 @@ TEST(Verifier, RejectsAnUnknownKind) {
 
 TEST(Verifier, RejectsHostileNesting) {
   Value v = 1;
-  for (int i = 0; i < 200; ++i) v = Value::list({v});
+  for (int i = 0; i < 200; ++i)
+    v = Value::list({v});
   Payload p = encode(v);
   try {
     (void)decode(p);

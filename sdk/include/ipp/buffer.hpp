@@ -37,7 +37,7 @@ class Buffer {
   static Buffer copy(const void* data, std::size_t size);
   /// Takes ownership of a vector's storage without copying it.
   template <class T>
-    requires std::is_trivially_copyable_v<T>
+  requires std::is_trivially_copyable_v<T>
   static Buffer adopt(std::vector<T>&& v) {
     auto holder = std::make_shared<std::vector<T>>(std::move(v));
     const auto* data = reinterpret_cast<const std::byte*>(holder->data());

@@ -58,8 +58,7 @@ class Encoder {
   flatbuffers::Offset<fb::Value> encode_float(double d);
   flatbuffers::Offset<fb::Value> encode_string(std::string_view s);
   flatbuffers::Offset<fb::Value> encode_range(const Range& r);
-  flatbuffers::Offset<fb::Value> encode_list(
-      std::span<const flatbuffers::Offset<fb::Value>> items);
+  flatbuffers::Offset<fb::Value> encode_list(std::span<const flatbuffers::Offset<fb::Value>> items);
 
   /// Finishes the buffer with `root` as its root and hands out the result.
   [[nodiscard]] Payload finish(flatbuffers::Offset<fb::Value> root);
@@ -82,7 +81,9 @@ class Encoder {
 /// the root buffer (which must be 8-byte aligned: see Buffer::aligned) and returns its root.
 /// Side-frame references are checked where they are read. Throws ProtocolError.
 const fb::Value* verify(std::span<const std::byte> root);
-inline const fb::Value* verify(const Payload& payload) { return verify(payload.root.bytes()); }
+inline const fb::Value* verify(const Payload& payload) {
+  return verify(payload.root.bytes());
+}
 
 /// Verifies and decodes a payload. Arrays and bytes share the payload's storage.
 [[nodiscard]] Value decode(const Payload& payload);

@@ -94,12 +94,13 @@ class ConnectionError : public Error {
 /// This is the typed record every engine sends back for a failed task.
 struct ErrorRecord {
   ErrorCode code = ErrorCode::unknown;
-  std::string type;     ///< the C++ exception type name (`std::invalid_argument`, `ipp::ArgumentError`)
-  std::string message;  ///< the exception's what()
-  std::string task;     ///< qualified task name (`arith.mul`), when a task was involved
-  std::string plugin;   ///< plugin name, when known
-  std::int64_t engine = -1;                ///< engine id, -1 when not on an engine
-  std::optional<std::uint64_t> element;    ///< index within a map block, for map failures
+  std::string
+      type;  ///< the C++ exception type name (`std::invalid_argument`, `ipp::ArgumentError`)
+  std::string message;       ///< the exception's what()
+  std::string task;          ///< qualified task name (`arith.mul`), when a task was involved
+  std::string plugin;        ///< plugin name, when known
+  std::int64_t engine = -1;  ///< engine id, -1 when not on an engine
+  std::optional<std::uint64_t> element;  ///< index within a map block, for map failures
 
   /// One line: `arith.mul on engine 2: std::invalid_argument: boom`.
   [[nodiscard]] std::string describe() const;

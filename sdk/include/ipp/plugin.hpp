@@ -5,7 +5,8 @@
 ///     #include <ipp/plugin.hpp>
 ///
 ///     std::int64_t mul(std::int64_t a, std::int64_t b) { return a * b; }
-///     double total(std::span<const double> xs) { return std::accumulate(xs.begin(), xs.end(), 0.0); }
+///     double total(std::span<const double> xs) { return std::accumulate(xs.begin(), xs.end(),
+///     0.0); }
 ///
 ///     IPP_TASK(mul)
 ///     IPP_TASK(total, "Sums an array; reads it in place, without copying.")
@@ -24,10 +25,10 @@
 #define IPP_DETAIL_CAT2(a, b) a##b
 #define IPP_DETAIL_CAT(a, b) IPP_DETAIL_CAT2(a, b)
 #define IPP_DETAIL_TASK_1(fn) IPP_DETAIL_TASK_2(fn, "")
-#define IPP_DETAIL_TASK_2(fn, doc)                                                     \
-  namespace {                                                                          \
-  const ::ipp::detail::TaskRegistrar IPP_DETAIL_CAT(ipp_task_registrar_, fn){          \
-      ::ipp::detail::make_task<&fn>(#fn, doc)};                                        \
+#define IPP_DETAIL_TASK_2(fn, doc)                                                                \
+  namespace {                                                                                     \
+  const ::ipp::detail::TaskRegistrar IPP_DETAIL_CAT(ipp_task_registrar_,                          \
+                                                    fn){::ipp::detail::make_task<&fn>(#fn, doc)}; \
   }
 #define IPP_DETAIL_PICK(_1, _2, name, ...) name
 
@@ -36,10 +37,10 @@
 #define IPP_TASK(...) \
   IPP_DETAIL_PICK(__VA_ARGS__, IPP_DETAIL_TASK_2, IPP_DETAIL_TASK_1, unused)(__VA_ARGS__)
 
-#define IPP_DETAIL_TASK_AS(name, fn, doc)                                              \
-  namespace {                                                                          \
-  const ::ipp::detail::TaskRegistrar IPP_DETAIL_CAT(ipp_task_registrar_as_, name){     \
-      ::ipp::detail::make_task<&fn>(#name, doc)};                                      \
+#define IPP_DETAIL_TASK_AS(name, fn, doc)                                          \
+  namespace {                                                                      \
+  const ::ipp::detail::TaskRegistrar IPP_DETAIL_CAT(ipp_task_registrar_as_, name){ \
+      ::ipp::detail::make_task<&fn>(#name, doc)};                                  \
   }
 
 /// Registers the function `fn` as a task called `name` (an identifier), with a doc string:

@@ -120,25 +120,34 @@ class Value {
   using List = std::vector<Value>;
   using Map = std::map<std::string, Value, std::less<>>;
   enum class Kind : std::uint8_t {
-    null, boolean, integer, floating, string, bytes, array, list, map, range
+    null,
+    boolean,
+    integer,
+    floating,
+    string,
+    bytes,
+    array,
+    list,
+    map,
+    range
   };
 
   Value() noexcept = default;
   Value(std::nullptr_t) noexcept {}  // NOLINT(google-explicit-constructor)
   Value(bool b) noexcept : v_(b) {}  // NOLINT(google-explicit-constructor)
   template <std::integral T>
-    requires(!std::same_as<T, bool> && !std::same_as<T, char>)
-  Value(T i) : v_(checked_int(i)) {}  // NOLINT(google-explicit-constructor)
-  Value(double d) noexcept : v_(d) {}                        // NOLINT(google-explicit-constructor)
-  Value(float f) noexcept : v_(static_cast<double>(f)) {}    // NOLINT(google-explicit-constructor)
-  Value(const char* s) : v_(std::string(s)) {}               // NOLINT(google-explicit-constructor)
-  Value(std::string s) noexcept : v_(std::move(s)) {}        // NOLINT(google-explicit-constructor)
-  Value(std::string_view s) : v_(std::string(s)) {}          // NOLINT(google-explicit-constructor)
-  Value(Bytes b) noexcept : v_(std::move(b)) {}              // NOLINT(google-explicit-constructor)
-  Value(Array a) noexcept : v_(std::move(a)) {}              // NOLINT(google-explicit-constructor)
-  Value(List l) noexcept : v_(std::move(l)) {}               // NOLINT(google-explicit-constructor)
-  Value(Map m) noexcept : v_(std::move(m)) {}                // NOLINT(google-explicit-constructor)
-  Value(Range r) noexcept : v_(r) {}                         // NOLINT(google-explicit-constructor)
+  requires(!std::same_as<T, bool> && !std::same_as<T, char>) Value(T i)
+      : v_(checked_int(i)) {}                              // NOLINT(google-explicit-constructor)
+  Value(double d) noexcept : v_(d) {}                      // NOLINT(google-explicit-constructor)
+  Value(float f) noexcept : v_(static_cast<double>(f)) {}  // NOLINT(google-explicit-constructor)
+  Value(const char* s) : v_(std::string(s)) {}             // NOLINT(google-explicit-constructor)
+  Value(std::string s) noexcept : v_(std::move(s)) {}      // NOLINT(google-explicit-constructor)
+  Value(std::string_view s) : v_(std::string(s)) {}        // NOLINT(google-explicit-constructor)
+  Value(Bytes b) noexcept : v_(std::move(b)) {}            // NOLINT(google-explicit-constructor)
+  Value(Array a) noexcept : v_(std::move(a)) {}            // NOLINT(google-explicit-constructor)
+  Value(List l) noexcept : v_(std::move(l)) {}             // NOLINT(google-explicit-constructor)
+  Value(Map m) noexcept : v_(std::move(m)) {}              // NOLINT(google-explicit-constructor)
+  Value(Range r) noexcept : v_(r) {}                       // NOLINT(google-explicit-constructor)
   /// A numeric vector becomes a typed array, adopting the storage.
   template <Numeric T>
   Value(std::vector<T> v) : v_(Array::from(std::move(v))) {}  // NOLINT(google-explicit-constructor)

@@ -17,7 +17,7 @@ class Executor;
 /// What a task can reach while it runs.
 struct InvokeContext {
   std::int64_t engine_id = -1;
-  Namespace* ns = nullptr;                      ///< null: the task sees an empty namespace
+  Namespace* ns = nullptr;                       ///< null: the task sees an empty namespace
   const std::atomic<bool>* cancelled = nullptr;  ///< null: never cancelled
 };
 

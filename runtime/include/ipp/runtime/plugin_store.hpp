@@ -9,8 +9,8 @@ namespace ipp {
 
 /// A plugin file kept in a PluginStore.
 struct StoredPlugin {
-  std::string hash;             ///< SHA-256 of the file, lowercase hex
-  std::filesystem::path path;   ///< `<store>/<hash>.so`
+  std::string hash;            ///< SHA-256 of the file, lowercase hex
+  std::filesystem::path path;  ///< `<store>/<hash>.so`
 };
 
 /// Keeps plugin files content-addressed: each under the SHA-256 of its bytes, never

@@ -20,9 +20,9 @@
 namespace ipp {
 
 struct RuntimeOptions {
-  int threads = 0;                    ///< pool threads; <= 0 means the number of cores
-  std::filesystem::path store_dir;    ///< content-addressed plugin store (required)
-  std::int64_t engine_id = -1;        ///< what ipp::Context::engine_id() reports
+  int threads = 0;                  ///< pool threads; <= 0 means the number of cores
+  std::filesystem::path store_dir;  ///< content-addressed plugin store (required)
+  std::int64_t engine_id = -1;      ///< what ipp::Context::engine_id() reports
 };
 
 /// The plugin runtime of one engine: a plugin store, the loaded tasks, a namespace, and a

@@ -121,9 +121,12 @@ std::string number_text(std::uint64_t v);
 std::string number_text(double v);
 template <class S>
 std::string number_text_of(S v) {
-  if constexpr (std::is_floating_point_v<S>) return number_text(static_cast<double>(v));
-  else if constexpr (std::is_signed_v<S>) return number_text(static_cast<std::int64_t>(v));
-  else return number_text(static_cast<std::uint64_t>(v));
+  if constexpr (std::is_floating_point_v<S>)
+    return number_text(static_cast<double>(v));
+  else if constexpr (std::is_signed_v<S>)
+    return number_text(static_cast<std::int64_t>(v));
+  else
+    return number_text(static_cast<std::uint64_t>(v));
 }
 /// Rethrows the ArgumentError being handled with `prefix` in front of its message.
 [[noreturn]] void rethrow_with_prefix(const ArgumentError& error, std::string_view prefix);
@@ -170,16 +173,26 @@ T convert_number(S v) {
 template <class F>
 decltype(auto) visit_dtype(DType dtype, F&& f) {
   switch (dtype) {
-    case DType::int8: return f(std::int8_t{});
-    case DType::int16: return f(std::int16_t{});
-    case DType::int32: return f(std::int32_t{});
-    case DType::int64: return f(std::int64_t{});
-    case DType::uint8: return f(std::uint8_t{});
-    case DType::uint16: return f(std::uint16_t{});
-    case DType::uint32: return f(std::uint32_t{});
-    case DType::uint64: return f(std::uint64_t{});
-    case DType::float32: return f(float{});
-    case DType::float64: break;
+    case DType::int8:
+      return f(std::int8_t{});
+    case DType::int16:
+      return f(std::int16_t{});
+    case DType::int32:
+      return f(std::int32_t{});
+    case DType::int64:
+      return f(std::int64_t{});
+    case DType::uint8:
+      return f(std::uint8_t{});
+    case DType::uint16:
+      return f(std::uint16_t{});
+    case DType::uint32:
+      return f(std::uint32_t{});
+    case DType::uint64:
+      return f(std::uint64_t{});
+    case DType::float32:
+      return f(float{});
+    case DType::float64:
+      break;
   }
   return f(double{});
 }
@@ -239,16 +252,22 @@ template <Numeric T>
 struct Convert<T> {
   static T from_value(const Value& v) {
     switch (v.kind()) {
-      case Value::Kind::integer: return convert_number<T>(v.as_int());
-      case Value::Kind::floating: return convert_number<T>(v.as_float());
-      default: throw_mismatch(type_name<T>(), v.type_name());
+      case Value::Kind::integer:
+        return convert_number<T>(v.as_int());
+      case Value::Kind::floating:
+        return convert_number<T>(v.as_float());
+      default:
+        throw_mismatch(type_name<T>(), v.type_name());
     }
   }
   static T from_wire(const fb::Value* v, FrameTable) {
     switch (v->data_type()) {
-      case fb::Data::Int: return convert_number<T>(v->data_as_Int()->v());
-      case fb::Data::Float: return convert_number<T>(v->data_as_Float()->v());
-      default: throw_mismatch(type_name<T>(), wire_type_name(v));
+      case fb::Data::Int:
+        return convert_number<T>(v->data_as_Int()->v());
+      case fb::Data::Float:
+        return convert_number<T>(v->data_as_Float()->v());
+      default:
+        throw_mismatch(type_name<T>(), wire_type_name(v));
     }
   }
 };
@@ -338,7 +357,8 @@ struct Convert<std::vector<E>> {
 template <Numeric E>
 struct Convert<std::span<const E>> {
   static std::span<const E> from_value(const Value& v) {
-    if (v.kind() != Value::Kind::array) throw_mismatch(type_name<std::span<const E>>(), v.type_name());
+    if (v.kind() != Value::Kind::array)
+      throw_mismatch(type_name<std::span<const E>>(), v.type_name());
     return v.as_array().template view<E>();
   }
 };
@@ -346,7 +366,8 @@ struct Convert<std::span<const E>> {
 template <class E>
 struct Convert<std::map<std::string, E>> {
   static std::map<std::string, E> from_value(const Value& v) {
-    if (v.kind() != Value::Kind::map) throw_mismatch(type_name<std::map<std::string, E>>(), v.type_name());
+    if (v.kind() != Value::Kind::map)
+      throw_mismatch(type_name<std::map<std::string, E>>(), v.type_name());
     std::map<std::string, E> out;
     for (const auto& [k, item] : v.as_map()) {
       try {
@@ -376,11 +397,13 @@ template <class... E>
 struct Convert<std::tuple<E...>> {
   static std::tuple<E...> from_value(const Value& v) {
     if (v.kind() != Value::Kind::list || v.size() != sizeof...(E)) {
-      throw_mismatch(type_name<std::tuple<E...>>(), v.type_name() + " of " + std::to_string(v.size()));
+      throw_mismatch(type_name<std::tuple<E...>>(),
+                     v.type_name() + " of " + std::to_string(v.size()));
     }
     return [&]<std::size_t... I>(std::index_sequence<I...>) {
       return std::tuple<E...>{Convert<E>::from_value(v.as_list()[I])...};
-    }(std::index_sequence_for<E...>{});
+    }
+    (std::index_sequence_for<E...>{});
   }
 };
 template <class A, class B>
@@ -420,11 +443,13 @@ std::vector<E> convert_sequence_from_value(const Value& v) {
         const auto& r = v.as_range();
         const auto n = r.size();
         out.reserve(n);
-        for (std::uint64_t i = 0; i < n; ++i) out.push_back(convert_number<E>(r[i]));
+        for (std::uint64_t i = 0; i < n; ++i)
+          out.push_back(convert_number<E>(r[i]));
         return out;
       }
       break;
-    default: break;
+    default:
+      break;
   }
   throw_mismatch(type_name<std::vector<E>>(), v.type_name());
 }
@@ -459,11 +484,13 @@ std::vector<E> convert_sequence_from_wire(const fb::Value* v, FrameTable frames)
         const Range range{r->start(), r->stop(), r->step()};
         const auto n = range.size();
         out.reserve(n);
-        for (std::uint64_t i = 0; i < n; ++i) out.push_back(convert_number<E>(range[i]));
+        for (std::uint64_t i = 0; i < n; ++i)
+          out.push_back(convert_number<E>(range[i]));
         return out;
       }
       break;
-    default: break;
+    default:
+      break;
   }
   throw_mismatch(type_name<std::vector<E>>(), wire_type_name(v));
 }

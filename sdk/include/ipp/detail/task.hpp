@@ -43,12 +43,13 @@ struct ToValue {
   static Value get(R r) { return Value(std::move(r)); }
 };
 template <class E>
-  requires(!Numeric<E> && !std::is_same_v<E, std::string> && !std::is_same_v<E, bool>)
-struct ToValue<std::vector<E>> {
+requires(!Numeric<E> && !std::is_same_v<E, std::string> &&
+         !std::is_same_v<E, bool>) struct ToValue<std::vector<E>> {
   static Value get(std::vector<E> v) {
     Value::List out;
     out.reserve(v.size());
-    for (auto& e : v) out.push_back(to_value(std::move(e)));
+    for (auto& e : v)
+      out.push_back(to_value(std::move(e)));
     return Value(std::move(out));
   }
 };
@@ -56,7 +57,8 @@ template <class E>
 struct ToValue<std::map<std::string, E>> {
   static Value get(std::map<std::string, E> m) {
     Value::Map out;
-    for (auto& [k, e] : m) out.emplace(k, to_value(std::move(e)));
+    for (auto& [k, e] : m)
+      out.emplace(k, to_value(std::move(e)));
     return Value(std::move(out));
   }
 };
@@ -87,8 +89,10 @@ Value to_value(R&& r) {
 /// The DType written for a numeric scalar result in map blocks, or -1.
 template <class R>
 constexpr std::int32_t result_dtype() {
-  if constexpr (Numeric<R>) return static_cast<std::int32_t>(dtype_v<R>);
-  else return -1;
+  if constexpr (Numeric<R>)
+    return static_cast<std::int32_t>(dtype_v<R>);
+  else
+    return -1;
 }
 
 // ---- arguments ---------------------------------------------------------------------------
@@ -101,8 +105,10 @@ struct ArgHolder {
   T value;
   static ArgHolder read(const fb::Value* v, FrameTable f) { return {Convert<T>::from_wire(v, f)}; }
   decltype(auto) pass() {
-    if constexpr (std::is_lvalue_reference_v<A>) return static_cast<A>(value);
-    else return std::move(value);
+    if constexpr (std::is_lvalue_reference_v<A>)
+      return static_cast<A>(value);
+    else
+      return std::move(value);
   }
 };
 
@@ -119,8 +125,7 @@ struct ArgHolder<std::span<const E>> {
     ArgHolder h;
     if (v->data_type() == fb::Data::Array) {
       const ArrayRef a = array_ref(v->data_as_Array(), f);
-      if (a.dtype == dtype_v<E> &&
-          reinterpret_cast<std::uintptr_t>(a.data) % alignof(E) == 0) {
+      if (a.dtype == dtype_v<E> && reinterpret_cast<std::uintptr_t>(a.data) % alignof(E) == 0) {
         h.borrowed = {reinterpret_cast<const E*>(a.data), static_cast<std::size_t>(a.size)};
         return h;
       }
@@ -154,7 +159,8 @@ decltype(auto) unwrap(T&& x) {
 
 /// Runs `fn` after converting the wire arguments; Context parameters receive `ctx`.
 template <auto Fn, class... A, std::size_t... I>
-decltype(auto) call_with_args(Context& ctx, const flatbuffers::Vector<flatbuffers::Offset<fb::Value>>* args,
+decltype(auto) call_with_args(Context& ctx,
+                              const flatbuffers::Vector<flatbuffers::Offset<fb::Value>>* args,
                               FrameTable frames, const std::uint32_t* wire_index,
                               std::index_sequence<I...>) {
   // Converted arguments live in this tuple for the length of the call; string_view and span
@@ -167,14 +173,16 @@ decltype(auto) call_with_args(Context& ctx, const flatbuffers::Vector<flatbuffer
           try {
             return ArgHolder<A>::read(args->Get(wire_index[I]), frames);
           } catch (const ArgumentError& e) {
-            rethrow_with_prefix(e, "argument " + std::to_string(wire_index[I] + 1) + " (" +
-                                       type_name<A>() + "): ");
+            rethrow_with_prefix(
+                e, "argument " + std::to_string(wire_index[I] + 1) + " (" + type_name<A>() + "): ");
           }
         }
       }()...};
   auto pass = [&](auto& h) -> decltype(auto) {
-    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(h)>, int>) return (ctx);
-    else return h.pass();
+    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(h)>, int>)
+      return (ctx);
+    else
+      return h.pass();
   };
   return Fn(pass(std::get<I>(holders))...);
 }
@@ -212,11 +220,12 @@ struct TaskImpl {
       const auto* args = expect_args(call->args, arity_of<A...>());
       const FrameTable frames{call->args.frames, call->args.frame_count};
       if constexpr (std::is_void_v<R>) {
-        call_with_args<Fn, A...>(ctx, args, frames, kIndices.data(), std::index_sequence_for<A...>{});
+        call_with_args<Fn, A...>(ctx, args, frames, kIndices.data(),
+                                 std::index_sequence_for<A...>{});
         set_null_result(call->host);
       } else {
         set_result(call->host, to_value(call_with_args<Fn, A...>(ctx, args, frames, kIndices.data(),
-                                                                std::index_sequence_for<A...>{})));
+                                                                 std::index_sequence_for<A...>{})));
       }
     } catch (...) {
       report_current_exception(call->host, UINT64_MAX);
@@ -229,11 +238,13 @@ struct TaskImpl {
    public:
     using T = std::remove_cvref_t<P>;
     Reader(const fb::Value* seq, FrameTable f) : seq_(seq), frames_(f) {
-      if (seq->data_type() == fb::Data::Array) array_ = array_ref(seq->data_as_Array(), f);
+      if (seq->data_type() == fb::Data::Array)
+        array_ = array_ref(seq->data_as_Array(), f);
       else if (seq->data_type() == fb::Data::Range) {
         const auto* r = seq->data_as_Range();
         range_ = Range{r->start(), r->stop(), r->step()};
-      } else if (seq->data_type() == fb::Data::List) items_ = seq->data_as_List()->items();
+      } else if (seq->data_type() == fb::Data::List)
+        items_ = seq->data_as_List()->items();
     }
     auto read(std::uint64_t i) const {
       if constexpr (Numeric<T>) {
@@ -249,8 +260,10 @@ struct TaskImpl {
           if (seq_->data_type() == fb::Data::Range) return Value(range_[i]);
           return visit_dtype(array_.dtype, [&](auto tag) {
             using S = decltype(tag);
-            if constexpr (std::is_floating_point_v<S>) return Value(static_cast<double>(load<S>(array_.data, i)));
-            else return Value(load<S>(array_.data, i));
+            if constexpr (std::is_floating_point_v<S>)
+              return Value(static_cast<double>(load<S>(array_.data, i)));
+            else
+              return Value(load<S>(array_.data, i));
           });
         }
       }
@@ -278,11 +291,14 @@ struct TaskImpl {
     const auto* args = expect_args(call->args, arity_of<A...>());
     const FrameTable frames{call->args.frames, call->args.frame_count};
     std::tuple<ReaderFor<A>...> readers{[&]() -> ReaderFor<A> {
-      if constexpr (is_context_v<A>) return 0;
-      else return Reader<A>(args->Get(kIndices[I]), frames);
+      if constexpr (is_context_v<A>)
+        return 0;
+      else
+        return Reader<A>(args->Get(kIndices[I]), frames);
     }()...};
     auto arg = [&](auto& reader, std::uint64_t i) -> decltype(auto) {
-      if constexpr (std::is_same_v<std::remove_cvref_t<decltype(reader)>, int>) return (ctx);
+      if constexpr (std::is_same_v<std::remove_cvref_t<decltype(reader)>, int>)
+        return (ctx);
       else {
         return reader.read(i);  // span holders are unwrapped at the call (see unwrap)
       }
@@ -342,10 +358,13 @@ ipp_task_v1 make_task(const char* name, const char* doc) {
     using Impl = TaskImpl<Fn, R, A...>;
     std::string sig = std::string(name) + "(";
     bool first = true;
-    ((is_context_v<A> ? void() : (sig += (first ? "" : ", ") + type_name<A>(), first = false, void())), ...);
+    ((is_context_v<A> ? void()
+                      : (sig += (first ? "" : ", ") + type_name<A>(), first = false, void())),
+     ...);
     sig += ") -> " + type_name<R>();
-    return ipp_task_v1{name, intern(std::move(sig)), doc, arity_of<A...>(), result_dtype<R>(),
-                       &Impl::invoke, &Impl::invoke_map};
+    return ipp_task_v1{
+        name,          intern(std::move(sig)), doc, arity_of<A...>(), result_dtype<R>(),
+        &Impl::invoke, &Impl::invoke_map};
   }(static_cast<typename Traits::params*>(nullptr));
 }
 

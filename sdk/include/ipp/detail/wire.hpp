@@ -10,9 +10,9 @@
 #include <string_view>
 
 #include "ipp/abi.h"
-#include "ipp/fb/value_generated.h"
 #include "ipp/dtype.hpp"
 #include "ipp/error.hpp"
+#include "ipp/fb/value_generated.h"
 
 namespace ipp::detail {
 
@@ -27,7 +27,7 @@ struct FrameTable {
 struct ArrayRef {
   DType dtype = DType::float64;
   const std::byte* data = nullptr;
-  std::uint64_t size = 0;  // elements
+  std::uint64_t size = 0;   // elements
   std::uint32_t frame = 0;  // 0 inline, else the side frame it lives in
 };
 
