@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <array>
 #include <fstream>
-#include <regex>
 #include <set>
 
 #include <fmt/format.h>
@@ -11,6 +10,7 @@
 #include <boost/dll/library_info.hpp>
 #include <boost/dll/shared_library.hpp>
 
+#include "ipp/detail/identifier.hpp"
 #include "ipp/error.hpp"
 
 namespace ipp {
@@ -94,8 +94,7 @@ std::shared_ptr<const LoadedPlugin> LoadedPlugin::load(const std::filesystem::pa
   plugin->name_ = str_or_empty(m->plugin_name);
   plugin->version_ = str_or_empty(m->plugin_version);
   plugin->sdk_version_ = str_or_empty(m->sdk_version);
-  static const std::regex kIdentifier("[A-Za-z_][A-Za-z0-9_]*");
-  if (!std::regex_match(plugin->name_, kIdentifier)) {
+  if (!detail::is_identifier(plugin->name_)) {
     throw PluginLoadError(fmt::format("'{}' has an invalid plugin name '{}'",
                                       path.filename().string(), plugin->name_));
   }
@@ -104,8 +103,7 @@ std::shared_ptr<const LoadedPlugin> LoadedPlugin::load(const std::filesystem::pa
     const ipp_task_v1& t = m->tasks[i];
     TaskInfo info{str_or_empty(t.name), plugin->name_, str_or_empty(t.signature),
                   str_or_empty(t.doc),  t.arity,       t.result_dtype};
-    if (!std::regex_match(info.name, kIdentifier) || t.invoke == nullptr ||
-        t.invoke_map == nullptr) {
+    if (!detail::is_identifier(info.name) || t.invoke == nullptr || t.invoke_map == nullptr) {
       throw PluginLoadError(
           fmt::format("plugin '{}' has a malformed task entry '{}'", plugin->name_, info.name));
     }

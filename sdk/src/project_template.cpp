@@ -1,10 +1,10 @@
 #include "ipp/project_template.hpp"
 
 #include <fstream>
-#include <regex>
 
 #include <fmt/format.h>
 
+#include "ipp/detail/identifier.hpp"
 #include "ipp/error.hpp"
 
 namespace ipp {
@@ -73,8 +73,7 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
 
 std::vector<std::filesystem::path> write_plugin_project(const std::string& name,
                                                         const std::filesystem::path& dir) {
-  static const std::regex kIdentifier("[A-Za-z_][A-Za-z0-9_]*");
-  if (!std::regex_match(name, kIdentifier)) {
+  if (!detail::is_identifier(name)) {
     throw UsageError(fmt::format(
         "plugin name '{}' must be an identifier (letters, digits and _, not starting with a digit)",
         name));

@@ -39,6 +39,15 @@ TEST(PluginLoader, ReadsTheManifest) {
   EXPECT_EQ(mul.arity, 2);
 }
 
+TEST(PluginLoader, CollectsTasksFromEverySourceFile) {
+  TempDir dir;
+  Runtime rt({.threads = 1, .store_dir = dir.path()});
+  auto p = rt.load(test_plugin("two_files"));
+  ASSERT_EQ(p->tasks().size(), 2u);
+  EXPECT_EQ(rt.call("from_a").as<int>(), 1);
+  EXPECT_EQ(rt.call("two_files.from_b").as<int>(), 2);
+}
+
 TEST(PluginLoader, StoresPluginsUnderTheirContentHash) {
   TempDir dir;
   Runtime rt({.threads = 1, .store_dir = dir.path()});

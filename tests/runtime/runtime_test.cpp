@@ -182,6 +182,17 @@ TEST_F(RuntimeTest, CorruptArgumentBufferIsAnErrorNotACrash) {
   EXPECT_EQ(rt_.call("mul", {2, 3}).as<int>(), 6);
 }
 
+TEST_F(RuntimeTest, ACancelledTaskSeesItAndStops) {
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  std::promise<TaskOutcome> done;
+  rt_.submit("sysinfo.sleep", encode(Value::list({3600.0})),
+             [&](TaskOutcome o) { done.set_value(std::move(o)); }, cancel);
+  cancel->store(true);
+  TaskOutcome out = done.get_future().get();  // an hour unless the task polls the flag
+  ASSERT_TRUE(out.ok());
+  EXPECT_LT(decode(out.result).as<double>(), 3600.0);
+}
+
 TEST_F(RuntimeTest, NamespaceIsVisibleToTasks) {
   rt_.load(test_plugin("types"));
   rt_.ns().set("x", 41);
