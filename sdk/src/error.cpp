@@ -36,6 +36,8 @@ std::string_view to_string(ErrorCode code) noexcept {
       return "aborted";
     case ErrorCode::cancelled:
       return "cancelled";
+    case ErrorCode::syntax:
+      return "syntax";
   }
   return "unknown";
 }

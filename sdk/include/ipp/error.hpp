@@ -26,6 +26,7 @@ enum class ErrorCode : std::int32_t {
   name_error = 12,     ///< a name missing from an engine's namespace
   aborted = 13,        ///< a task removed from a queue before it ran
   cancelled = 14,      ///< a task cancelled while it ran
+  syntax = 15,         ///< malformed literal or statement text
 };
 
 /// Text name of an error code (`"argument"`, `"engine"`, ...).

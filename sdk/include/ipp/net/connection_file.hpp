@@ -1,0 +1,38 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace ipp::net {
+
+/// What a client or an engine needs to reach a controller: its endpoints and the key that
+/// signs every message. Stored as JSON, readable by its owner only (mode 0600).
+struct ConnectionInfo {
+  std::map<std::string, std::string> endpoints;  ///< channel name -> `tcp://127.0.0.1:PORT`
+  std::string key;                               ///< HMAC-SHA256 key (hex)
+  std::string signature_scheme = "hmac-sha256";
+  std::int64_t controller_pid = 0;
+
+  /// The endpoint of `channel`; throws ConnectionError naming the file's missing channel.
+  [[nodiscard]] const std::string& endpoint(const std::string& channel) const;
+};
+
+/// Writes `info` to `path` atomically with mode 0600 (the key is a secret).
+/// Throws std::filesystem::filesystem_error.
+void write_connection_file(const std::filesystem::path& path, const ConnectionInfo& info);
+
+/// Reads a connection file. Throws ConnectionError saying what is missing or malformed.
+ConnectionInfo read_connection_file(const std::filesystem::path& path);
+
+/// The profile directory: `explicit_dir` when given, else $IPP_PROFILE_DIR, else
+/// ~/.ipp/profile_default.
+std::filesystem::path profile_dir(const std::optional<std::filesystem::path>& explicit_dir = {});
+
+/// File names inside a profile directory.
+inline constexpr const char* kClientFile = "ipp-client.json";
+inline constexpr const char* kEngineFile = "ipp-engine.json";
+
+}  // namespace ipp::net

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "ipp/buffer.hpp"
+#include "ipp/net/signer.hpp"
+
+namespace ipp::net {
+
+/// First frame after the delimiter of every ipp message: rejects strangers and old peers early.
+inline constexpr std::string_view kProtocolTag = "IPP/1";
+
+/// One message as it crosses a socket.
+///
+/// On the wire: `route... | "" | "IPP/1" | signature | part...`. `route` holds ROUTER
+/// identities (empty when talking to a DEALER); `parts` are what the signature covers: a
+/// header, a payload root, and the payload's side frames.
+struct Envelope {
+  std::vector<zmq::message_t> route;
+  std::vector<Buffer> parts;
+};
+
+/// Sends `envelope`, signing its parts. Parts go out without copies: ZeroMQ holds a reference
+/// to each Buffer until it is done with it. Returns false when `dontwait` is set and the
+/// message could not be queued (for a ROUTER: an unknown peer with ZMQ_ROUTER_MANDATORY).
+bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope,
+          bool dontwait = false);
+
+/// Receives one whole message. Returns nullopt when none is waiting (timeout or dontwait).
+/// Throws ProtocolError for a malformed, foreign or badly signed message, after consuming all
+/// of its frames, so the socket stays usable.
+std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer,
+                             zmq::recv_flags flags = zmq::recv_flags::none);
+
+/// The bytes of a received part as a Buffer that keeps the ZeroMQ message alive.
+Buffer to_buffer(zmq::message_t&& message);
+
+}  // namespace ipp::net

@@ -1,0 +1,83 @@
+#include "ipp/net/connection_file.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "ipp/error.hpp"
+
+namespace ipp::net {
+
+const std::string& ConnectionInfo::endpoint(const std::string& channel) const {
+  auto it = endpoints.find(channel);
+  if (it == endpoints.end()) {
+    throw ConnectionError(fmt::format("the connection file has no '{}' endpoint", channel));
+  }
+  return it->second;
+}
+
+void write_connection_file(const std::filesystem::path& path, const ConnectionInfo& info) {
+  nlohmann::json j;
+  j["endpoints"] = info.endpoints;
+  j["key"] = info.key;
+  j["signature_scheme"] = info.signature_scheme;
+  j["controller_pid"] = info.controller_pid;
+  std::filesystem::create_directories(path.parent_path());
+  const auto tmp =
+      path.parent_path() / fmt::format(".{}.{}.tmp", path.filename().string(), ::getpid());
+  {
+    // Create with 0600 from the start: the key is never readable by others, even briefly.
+    const mode_t old = ::umask(077);
+    std::ofstream out(tmp, std::ios::trunc);
+    ::umask(old);
+    out << j.dump(2) << "\n";
+    out.close();
+    if (!out) {
+      throw std::filesystem::filesystem_error("cannot write connection file", tmp,
+                                              std::make_error_code(std::errc::io_error));
+    }
+  }
+  std::filesystem::permissions(
+      tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
+      std::filesystem::perm_options::replace);
+  std::filesystem::rename(tmp, path);
+}
+
+ConnectionInfo read_connection_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) {
+    throw ConnectionError(fmt::format(
+        "no connection file at '{}': is a controller running for this profile?", path.string()));
+  }
+  ConnectionInfo info;
+  try {
+    const auto j = nlohmann::json::parse(in);
+    info.endpoints = j.at("endpoints").get<std::map<std::string, std::string>>();
+    info.key = j.at("key").get<std::string>();
+    info.signature_scheme = j.value("signature_scheme", "hmac-sha256");
+    info.controller_pid = j.value("controller_pid", std::int64_t{0});
+  } catch (const nlohmann::json::exception& e) {
+    throw ConnectionError(
+        fmt::format("connection file '{}' is malformed: {}", path.string(), e.what()));
+  }
+  if (info.signature_scheme != "hmac-sha256") {
+    throw ConnectionError(fmt::format("connection file '{}' uses unknown signature scheme '{}'",
+                                      path.string(), info.signature_scheme));
+  }
+  return info;
+}
+
+std::filesystem::path profile_dir(const std::optional<std::filesystem::path>& explicit_dir) {
+  if (explicit_dir && !explicit_dir->empty()) return *explicit_dir;
+  if (const char* env = std::getenv("IPP_PROFILE_DIR"); env != nullptr && *env != '\0') return env;
+  const char* home = std::getenv("HOME");
+  return std::filesystem::path(home != nullptr && *home != '\0' ? home : "/tmp") / ".ipp" /
+         "profile_default";
+}
+
+}  // namespace ipp::net

@@ -1,0 +1,168 @@
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <sodium.h>
+
+#include "ipp/codec.hpp"
+#include "ipp/net/connection_file.hpp"
+#include "ipp/net/envelope.hpp"
+#include "ipp/net/signer.hpp"
+#include "support/paths.hpp"
+
+namespace ipp::net {
+namespace {
+
+std::span<const std::byte> bytes(std::string_view s) {
+  return std::as_bytes(std::span(s));
+}
+
+TEST(Signer, MatchesHmacSha256OverLengthPrefixedParts) {
+  Signer signer("Jefe");
+  const std::span<const std::byte> parts[] = {bytes("what do ya"), bytes(" want for nothing?")};
+  // The same bytes, laid out by hand and signed in one go by libsodium.
+  std::string flat;
+  for (std::string_view p :
+       {std::string_view("what do ya"), std::string_view(" want for nothing?")}) {
+    std::uint64_t n = p.size();
+    for (int i = 0; i < 8; ++i, n >>= 8)
+      flat.push_back(static_cast<char>(n & 0xff));
+    flat += p;
+  }
+  unsigned char expected[32];
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>("Jefe"), 4);
+  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(flat.data()),
+                                flat.size());
+  crypto_auth_hmacsha256_final(&st, expected);
+  const auto sig = signer.sign(parts);
+  EXPECT_EQ(std::memcmp(sig.data(), expected, 32), 0);
+}
+
+TEST(Signer, RejectsTamperingWrongKeysAndMovedBoundaries) {
+  Signer signer(Signer::new_key());
+  const std::span<const std::byte> parts[] = {bytes("header"), bytes("payload")};
+  const auto sig = signer.sign(parts);
+  EXPECT_TRUE(signer.verify(std::as_bytes(std::span(sig)), parts));
+  const std::span<const std::byte> tampered[] = {bytes("header"), bytes("pAyload")};
+  EXPECT_FALSE(signer.verify(std::as_bytes(std::span(sig)), tampered));
+  const std::span<const std::byte> moved[] = {bytes("headerp"), bytes("ayload")};
+  EXPECT_FALSE(signer.verify(std::as_bytes(std::span(sig)), moved));
+  EXPECT_FALSE(Signer(Signer::new_key()).verify(std::as_bytes(std::span(sig)), parts));
+  EXPECT_FALSE(signer.verify(std::as_bytes(std::span(sig)).first(31), parts));
+  EXPECT_NE(Signer::new_key(), Signer::new_key());
+  EXPECT_EQ(Signer::new_key().size(), 64u);
+}
+
+class EnvelopeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    router_.bind("tcp://127.0.0.1:*");
+    dealer_.connect(router_.get(zmq::sockopt::last_endpoint));
+    router_.set(zmq::sockopt::rcvtimeo, 5000);
+    dealer_.set(zmq::sockopt::rcvtimeo, 5000);
+  }
+  zmq::context_t ctx_;
+  zmq::socket_t router_{ctx_, zmq::socket_type::router};
+  zmq::socket_t dealer_{ctx_, zmq::socket_type::dealer};
+  Signer signer_{Signer::new_key()};
+};
+
+TEST_F(EnvelopeTest, CarriesPartsBothWays) {
+  Payload payload =
+      encode(std::vector<double>(100000, 2.0), EncodeOptions{.side_frame_threshold = 1024});
+  Envelope out;
+  out.parts = {Buffer::copy("header", 6), payload.root, payload.frames.at(0)};
+  ASSERT_TRUE(send(dealer_, signer_, out));
+  auto in = recv(router_, signer_);
+  ASSERT_TRUE(in);
+  ASSERT_EQ(in->route.size(), 1u);  // the dealer's identity
+  ASSERT_EQ(in->parts.size(), 3u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(in->parts[0].data()), in->parts[0].size()),
+            "header");
+  Payload received{in->parts[1], {in->parts[2]}};
+  EXPECT_EQ(decode(received), decode(payload));
+
+  Envelope reply;
+  reply.route = std::move(in->route);
+  reply.parts = {Buffer::copy("ok", 2)};
+  ASSERT_TRUE(send(router_, signer_, reply));
+  auto back = recv(dealer_, signer_);
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(back->route.empty());
+  EXPECT_EQ(back->parts.at(0).size(), 2u);
+}
+
+TEST_F(EnvelopeTest, ForgedMessagesAreRejectedAndTheSocketGoesOn) {
+  Signer forger(Signer::new_key());
+  Envelope out;
+  out.parts = {Buffer::copy("evil", 4)};
+  ASSERT_TRUE(send(dealer_, forger, out));
+  EXPECT_THROW((void)recv(router_, signer_), ProtocolError);
+  // Garbage frames: no delimiter, then a delimiter with a wrong tag.
+  dealer_.send(zmq::str_buffer("random"), zmq::send_flags::sndmore);
+  dealer_.send(zmq::str_buffer("bytes"), zmq::send_flags::none);
+  EXPECT_THROW((void)recv(router_, signer_), ProtocolError);
+  dealer_.send(zmq::message_t(), zmq::send_flags::sndmore);
+  dealer_.send(zmq::str_buffer("HTTP/1.1"), zmq::send_flags::none);
+  EXPECT_THROW((void)recv(router_, signer_), ProtocolError);
+  // A good message after all that still arrives.
+  out.parts = {Buffer::copy("good", 4)};
+  ASSERT_TRUE(send(dealer_, signer_, out));
+  auto in = recv(router_, signer_);
+  ASSERT_TRUE(in);
+  EXPECT_EQ(in->parts.at(0).size(), 4u);
+}
+
+TEST_F(EnvelopeTest, TimesOutWithNothing) {
+  router_.set(zmq::sockopt::rcvtimeo, 10);
+  EXPECT_FALSE(recv(router_, signer_));
+}
+
+TEST(ConnectionFile, RoundTripsWithOwnerOnlyPermissions) {
+  test::TempDir dir;
+  ConnectionInfo info;
+  info.endpoints = {{"registration", "tcp://127.0.0.1:5555"}};
+  info.key = Signer::new_key();
+  info.controller_pid = 1234;
+  const auto path = dir / "sub" / kClientFile;
+  write_connection_file(path, info);
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  const ConnectionInfo back = read_connection_file(path);
+  EXPECT_EQ(back.endpoints, info.endpoints);
+  EXPECT_EQ(back.key, info.key);
+  EXPECT_EQ(back.controller_pid, 1234);
+  EXPECT_EQ(back.endpoint("registration"), "tcp://127.0.0.1:5555");
+  EXPECT_THROW((void)back.endpoint("nope"), ConnectionError);
+}
+
+TEST(ConnectionFile, MissingOrMalformedFilesSayWhy) {
+  test::TempDir dir;
+  try {
+    (void)read_connection_file(dir / "none.json");
+    FAIL();
+  } catch (const ConnectionError& e) {
+    EXPECT_NE(std::string(e.what()).find("is a controller running"), std::string::npos);
+  }
+  std::ofstream(dir / "bad.json") << "{\"endpoints\": 3";
+  EXPECT_THROW((void)read_connection_file(dir / "bad.json"), ConnectionError);
+  std::ofstream(dir / "nokey.json") << "{\"endpoints\": {}}";
+  EXPECT_THROW((void)read_connection_file(dir / "nokey.json"), ConnectionError);
+}
+
+TEST(ConnectionFile, ProfileDirectoryPrecedence) {
+  EXPECT_EQ(profile_dir(std::filesystem::path("/x")), "/x");
+  ::setenv("IPP_PROFILE_DIR", "/from-env", 1);
+  EXPECT_EQ(profile_dir(), "/from-env");
+  ::unsetenv("IPP_PROFILE_DIR");
+  ::setenv("HOME", "/home/someone", 1);
+  EXPECT_EQ(profile_dir(), "/home/someone/.ipp/profile_default");
+}
+
+}  // namespace
+}  // namespace ipp::net
