@@ -1,5 +1,6 @@
 #include "ipp/net/envelope.hpp"
 
+#include <cstring>
 #include <memory>
 
 #include <fmt/format.h>
@@ -37,7 +38,8 @@ Buffer to_buffer(zmq::message_t&& message) {
 }
 
 bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope, bool dontwait) {
-  const auto signature = signer.sign(spans(envelope.parts));
+  const auto signature =
+      envelope.signature ? *envelope.signature : signer.sign(spans(envelope.parts));
   std::vector<zmq::message_t> frames;
   frames.reserve(envelope.route.size() + 3 + envelope.parts.size());
   for (const auto& r : envelope.route)
@@ -81,6 +83,8 @@ std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer, zmq::
                      spans(env.parts))) {
     throw ProtocolError("message signature is missing or wrong");
   }
+  env.signature.emplace();
+  std::memcpy(env.signature->data(), signature.data(), Signer::kSignatureSize);
   return env;
 }
 

@@ -22,6 +22,9 @@ inline constexpr std::string_view kProtocolTag = "IPP/1";
 struct Envelope {
   std::vector<zmq::message_t> route;
   std::vector<Buffer> parts;
+  /// The signature as received. A relay that forwards `parts` unchanged sends it again
+  /// instead of signing twice; leave it empty (or clear it after changing parts) to sign.
+  std::optional<Signer::Signature> signature;
 };
 
 /// Sends `envelope`, signing its parts. Parts go out without copies: ZeroMQ holds a reference

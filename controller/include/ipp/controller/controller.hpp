@@ -1,0 +1,48 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace ipp {
+
+struct ControllerOptions {
+  std::filesystem::path profile_dir;          ///< connection files and pushed plugins live here
+  std::string ip = "127.0.0.1";               ///< where to listen; ports are chosen by the OS
+  std::chrono::milliseconds heartbeat{1000};  ///< engines ping this often
+  int heartbeat_misses = 3;                   ///< an engine silent this many periods is dead
+};
+
+/// The controller: a hub (registration, queries, plugin distribution, and a monitor that sees
+/// a copy of every task message) and schedulers (a direct queue and a load-balanced queue),
+/// plus a heartbeat monitor, each on its own thread with its own sockets. The hub never sits
+/// on the path of a task: schedulers route tasks and send the hub copies.
+///
+///     ipp::Controller c({.profile_dir = dir});
+///     c.start();            // binds, writes the connection files, returns
+///     c.wait();             // until a client asks for shutdown, or stop()
+class Controller {
+ public:
+  explicit Controller(ControllerOptions options);
+  ~Controller();
+  Controller(const Controller&) = delete;
+  Controller& operator=(const Controller&) = delete;
+
+  /// Binds every socket, writes the client and engine connection files, starts the threads.
+  /// Throws std::exception when a socket cannot be bound or a file written.
+  void start();
+  /// Blocks until the controller stops.
+  void wait();
+  /// Asks every thread to stop and tells engines to exit; thread-safe, idempotent.
+  void stop() noexcept;
+
+  struct State;
+
+ private:
+  ControllerOptions options_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace ipp

@@ -1,0 +1,701 @@
+#include "ipp/controller/controller.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "ipp/codec.hpp"
+#include "ipp/net/connection_file.hpp"
+#include "ipp/net/envelope.hpp"
+#include "ipp/net/header.hpp"
+#include "ipp/runtime/plugin_loader.hpp"
+#include "ipp/runtime/plugin_store.hpp"
+
+namespace ipp {
+
+namespace {
+
+using Steady = std::chrono::steady_clock;
+constexpr const char* kEvents = "inproc://ipp-events";    // hub -> everyone: engine up / down
+constexpr const char* kHubIn = "inproc://ipp-hub-in";     // heartbeat -> hub: engine silent
+constexpr const char* kMonitor = "inproc://ipp-monitor";  // schedulers -> hub: task traffic copies
+
+net::Envelope make(const net::Header& h, Payload payload = {}) {
+  net::Envelope env;
+  env.parts.push_back(net::encode_header(h));
+  if (!payload.root.empty()) {
+    env.parts.push_back(std::move(payload.root));
+    for (auto& f : payload.frames)
+      env.parts.push_back(std::move(f));
+  }
+  return env;
+}
+
+std::vector<zmq::message_t> copy_route(const std::vector<zmq::message_t>& route) {
+  std::vector<zmq::message_t> out;
+  for (const auto& m : route)
+    out.emplace_back(m.data(), m.size());
+  return out;
+}
+
+ErrorRecord make_record(ErrorCode code, std::string type, std::string message) {
+  ErrorRecord r;
+  r.code = code;
+  r.type = std::move(type);
+  r.message = std::move(message);
+  return r;
+}
+
+ErrorRecord engine_error(const std::string& message, std::int64_t engine, const std::string& task) {
+  ErrorRecord r;
+  r.code = ErrorCode::engine;
+  r.type = "ipp::EngineError";
+  r.message = message;
+  r.engine = engine;
+  r.task = task;
+  return r;
+}
+
+/// zmq::poll that treats a signal as "nothing happened" (the loop re-checks its stop flag).
+bool poll_once(zmq::pollitem_t* items, std::size_t n, std::chrono::milliseconds timeout) {
+  try {
+    zmq::poll(items, n, timeout);
+    return true;
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return false;
+    throw;
+  }
+}
+
+std::string bind_any(zmq::socket_t& s, const std::string& ip) {
+  s.bind(fmt::format("tcp://{}:*", ip));
+  return s.get(zmq::sockopt::last_endpoint);
+}
+
+}  // namespace
+
+struct Controller::State {
+  ControllerOptions options;
+  zmq::context_t ctx;
+  std::unique_ptr<net::Signer> signer;
+  std::atomic<bool> stopping{false};
+  std::vector<std::thread> threads;
+  // Sockets are made and bound in start(), then each is used by one thread only.
+  zmq::socket_t registration{ctx, zmq::socket_type::router};
+  zmq::socket_t heartbeat{ctx, zmq::socket_type::router};
+  zmq::socket_t client_direct{ctx, zmq::socket_type::router};
+  zmq::socket_t engine_direct{ctx, zmq::socket_type::router};
+  zmq::socket_t client_balanced{ctx, zmq::socket_type::router};
+  zmq::socket_t engine_balanced{ctx, zmq::socket_type::router};
+
+  void hub();
+  void heart();
+  void scheduler(bool balanced);
+  [[nodiscard]] const net::Signer& sign() const { return *signer; }
+};
+
+// ---- hub -----------------------------------------------------------------------------------
+
+void Controller::State::hub() {
+  zmq::socket_t events(ctx, zmq::socket_type::pub);
+  events.bind(kEvents);
+  zmq::socket_t hub_in(ctx, zmq::socket_type::pull);
+  hub_in.bind(kHubIn);
+  zmq::socket_t monitor(ctx, zmq::socket_type::sub);
+  monitor.bind(kMonitor);
+  monitor.set(zmq::sockopt::subscribe, "");
+  PluginStore store(options.profile_dir / "plugins");
+
+  struct EngineRec {
+    std::int64_t id;
+    std::vector<zmq::message_t> route;  // on the registration socket
+    int threads = 1;
+    bool ready = false;
+    std::set<std::string> awaiting;  // plugin pushes not yet acknowledged (before ready)
+    std::int64_t pid = 0;
+    std::uint64_t submitted = 0, completed = 0;
+  };
+  struct Push {
+    std::vector<zmq::message_t> client;
+    std::string request_id;
+    std::string name;
+    std::set<std::int64_t> waiting;
+    Value::Map results;
+    std::vector<ErrorRecord> errors;
+  };
+  std::map<std::int64_t, EngineRec> engines;
+  std::int64_t next_id = 0;
+  std::vector<StoredPlugin> plugins;         // in push order
+  std::map<std::string, Push> pushes;        // by push msg id sent to engines
+  std::map<std::string, std::string> names;  // plugin hash -> plugin name reported by engines
+
+  auto publish = [&](const std::string& what, std::int64_t id, int capacity = 0) {
+    zmq::send_multipart(
+        events, std::array<zmq::const_buffer, 3>{zmq::buffer(what), zmq::buffer(std::to_string(id)),
+                                                 zmq::buffer(std::to_string(capacity))});
+  };
+  auto push_plugin_to = [&](EngineRec& e, const StoredPlugin& p, const std::string& push_id) {
+    std::ifstream in(p.path, std::ios::binary);
+    std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                    std::istreambuf_iterator<char>());
+    net::Header h;
+    h.type = net::MsgType::PluginPush;
+    h.msg_id = push_id;
+    h.info = Value::map({{"hash", p.hash}});
+    net::Envelope env = make(h, encode(Value(Bytes{Buffer::adopt(std::move(bytes))})));
+    env.route = copy_route(e.route);
+    net::send(registration, sign(), env);
+  };
+  auto finish_push = [&](const std::string& id) {
+    auto it = pushes.find(id);
+    if (it == pushes.end() || !it->second.waiting.empty()) return;
+    Push& p = it->second;
+    net::Header r;
+    r.type = net::MsgType::PushReply;
+    r.msg_id = net::new_id();
+    r.parent_id = p.request_id;
+    r.info = Value::map({{"name", p.name}, {"engines", Value(p.results)}});
+    if (!p.errors.empty()) {
+      ErrorRecord e;
+      e.code = ErrorCode::plugin_load;
+      e.type = "ipp::PluginLoadError";
+      std::string msg = fmt::format("{} of {} engines failed to load the plugin", p.errors.size(),
+                                    p.results.size());
+      for (const auto& err : p.errors)
+        msg += fmt::format("\n  engine {}: {}", err.engine, err.message);
+      e.message = msg;
+      r.error = e;
+    }
+    net::Envelope env = make(r);
+    env.route = std::move(p.client);
+    net::send(registration, sign(), env);
+    pushes.erase(it);
+  };
+  auto mark_ready = [&](EngineRec& e) {
+    if (e.ready || !e.awaiting.empty()) return;
+    e.ready = true;
+    spdlog::info("engine {} ready ({} threads, pid {})", e.id, e.threads, e.pid);
+    publish("up", e.id, e.threads);
+  };
+  auto drop_engine = [&](std::int64_t id, const std::string& why) {
+    auto it = engines.find(id);
+    if (it == engines.end()) return;
+    spdlog::warn("engine {} unregistered: {}", id, why);
+    engines.erase(it);
+    publish("down", id);
+    std::vector<std::string> done;
+    for (auto& [pid, p] : pushes) {
+      if (p.waiting.erase(id) != 0) {
+        p.results[std::to_string(id)] = Value("engine died: " + why);
+        p.errors.push_back(engine_error("engine died: " + why, id, ""));
+        done.push_back(pid);
+      }
+    }
+    for (const auto& d : done)
+      finish_push(d);
+  };
+  auto reply_query = [&](net::Envelope& env, const net::Header& h) {
+    net::Header r;
+    r.type = net::MsgType::QueryReply;
+    r.msg_id = net::new_id();
+    r.parent_id = h.msg_id;
+    if (h.task == "ids") {
+      Value::List ids;
+      for (const auto& [id, e] : engines) {
+        if (e.ready) ids.emplace_back(id);
+      }
+      r.info = Value(std::move(ids));
+    } else if (h.task == "engines") {
+      Value::List list;
+      for (const auto& [id, e] : engines) {
+        list.push_back(
+            Value::map({{"id", id}, {"threads", e.threads}, {"pid", e.pid}, {"ready", e.ready}}));
+      }
+      r.info = Value(std::move(list));
+    } else if (h.task == "queue_status") {
+      Value::Map status;
+      for (const auto& [id, e] : engines) {
+        status[std::to_string(id)] = Value::map(
+            {{"queue", static_cast<std::int64_t>(e.submitted - std::min(e.submitted, e.completed))},
+             {"completed", static_cast<std::int64_t>(e.completed)}});
+      }
+      r.info = Value(std::move(status));
+    } else if (h.task == "plugins") {
+      Value::List list;
+      for (const auto& p : plugins) {
+        list.push_back(Value::map(
+            {{"name", names.count(p.hash) ? names[p.hash] : std::string("?")}, {"hash", p.hash}}));
+      }
+      r.info = Value(std::move(list));
+    } else if (h.task == "shutdown") {
+      stopping.store(true);
+    } else {
+      r.error = make_record(ErrorCode::usage, "ipp::UsageError",
+                            fmt::format("unknown query '{}'", h.task));
+    }
+    net::Envelope out = make(r);
+    out.route = std::move(env.route);
+    net::send(registration, sign(), out);
+  };
+
+  zmq::pollitem_t items[] = {{registration.handle(), 0, ZMQ_POLLIN, 0},
+                             {hub_in.handle(), 0, ZMQ_POLLIN, 0},
+                             {monitor.handle(), 0, ZMQ_POLLIN, 0}};
+  while (!stopping.load()) {
+    if (!poll_once(items, 3, std::chrono::milliseconds(100))) continue;
+    if (items[0].revents & ZMQ_POLLIN) {
+      try {
+        auto env = net::recv(registration, sign(), zmq::recv_flags::dontwait);
+        if (!env) continue;
+        const net::Header h = net::decode_header(env->parts.at(0));
+        switch (h.type) {
+          case net::MsgType::RegisterRequest: {
+            EngineRec e;
+            e.id = next_id++;
+            e.route = copy_route(env->route);
+            e.threads = std::max(1, h.threads);
+            if (h.info.kind() == Value::Kind::map && h.info.as_map().count("pid"))
+              e.pid = h.info["pid"].as_int();
+            net::Header r;
+            r.type = net::MsgType::RegisterReply;
+            r.msg_id = net::new_id();
+            r.parent_id = h.msg_id;
+            r.engine = e.id;
+            net::Envelope out = make(r);
+            out.route = copy_route(e.route);
+            net::send(registration, sign(), out);
+            spdlog::info("engine {} registering (pid {}), sending {} plugin(s)", e.id, e.pid,
+                         plugins.size());
+            auto& rec = engines[e.id] = std::move(e);
+            for (const auto& p : plugins) {
+              const std::string push_id = net::new_id();
+              rec.awaiting.insert(push_id);
+              push_plugin_to(rec, p, push_id);
+            }
+            mark_ready(rec);
+            break;
+          }
+          case net::MsgType::PluginLoaded: {
+            auto eit = engines.find(h.engine);
+            if (eit == engines.end()) break;
+            if (h.info.kind() == Value::Kind::map && h.info.as_map().count("hash")) {
+              names[h.info["hash"].as_string()] = h.info["name"].as_string();
+            }
+            if (eit->second.awaiting.erase(h.parent_id) != 0) {
+              if (h.error)
+                spdlog::warn("engine {} could not load a plugin: {}", h.engine, h.error->message);
+              mark_ready(eit->second);
+            }
+            auto pit = pushes.find(h.parent_id);
+            if (pit != pushes.end() && pit->second.waiting.erase(h.engine) != 0) {
+              pit->second.results[std::to_string(h.engine)] =
+                  h.error ? Value(h.error->message) : Value("ok");
+              if (h.error) pit->second.errors.push_back(*h.error);
+              finish_push(h.parent_id);
+            }
+            break;
+          }
+          case net::MsgType::QueryRequest:
+            reply_query(*env, h);
+            break;
+          case net::MsgType::PushRequest: {
+            net::Header r;
+            r.type = net::MsgType::PushReply;
+            r.msg_id = net::new_id();
+            r.parent_id = h.msg_id;
+            try {
+              Payload payload;
+              if (env->parts.size() > 1) payload.root = env->parts[1];
+              for (std::size_t i = 2; i < env->parts.size(); ++i)
+                payload.frames.push_back(env->parts[i]);
+              const Value file = decode(payload);
+              const auto& bytes = file.as_bytes().data;
+              // Check the file without loading it: the controller never runs plugin code.
+              const StoredPlugin stored = store.store_bytes(bytes.bytes());
+              try {
+                LoadedPlugin::validate_file(stored.path);
+              } catch (...) {
+                std::error_code ec;
+                std::filesystem::remove(stored.path, ec);
+                throw;
+              }
+              const bool known =
+                  std::any_of(plugins.begin(), plugins.end(),
+                              [&](const StoredPlugin& p) { return p.hash == stored.hash; });
+              if (!known) plugins.push_back(stored);
+              Push push;
+              push.client = copy_route(env->route);
+              push.request_id = h.msg_id;
+              push.name = h.task;
+              const std::string push_id = net::new_id();
+              for (auto& [id, e] : engines) {
+                push.waiting.insert(id);
+                push_plugin_to(e, stored, push_id);
+              }
+              spdlog::info("plugin {} ({}) pushed to {} engine(s)", h.task,
+                           stored.hash.substr(0, 12), push.waiting.size());
+              pushes.emplace(push_id, std::move(push));
+              finish_push(push_id);  // at once when there are no engines
+              break;
+            } catch (const Error& e) {
+              r.error = make_record(
+                  e.code(),
+                  e.code() == ErrorCode::plugin_load ? "ipp::PluginLoadError" : "ipp::Error",
+                  e.what());
+            }
+            net::Envelope out = make(r);
+            out.route = std::move(env->route);
+            net::send(registration, sign(), out);
+            break;
+          }
+          default:
+            spdlog::warn("hub: unexpected {} on the registration channel", net::to_string(h.type));
+        }
+      } catch (const ProtocolError& e) {
+        spdlog::warn("hub dropped a message: {}", e.what());
+      } catch (const Error& e) {
+        spdlog::warn("hub: bad request: {}", e.what());
+      }
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      std::vector<zmq::message_t> msg;
+      while (zmq::recv_multipart(hub_in, std::back_inserter(msg), zmq::recv_flags::dontwait)) {
+        if (msg.size() == 2 && msg[0].to_string_view() == "silent") {
+          drop_engine(std::stoll(msg[1].to_string()), "missed its heartbeats");
+        }
+        msg.clear();
+      }
+    }
+    if (items[2].revents & ZMQ_POLLIN) {
+      // Copies of task traffic: [kind, engine]. The task database will live here.
+      std::vector<zmq::message_t> msg;
+      while (zmq::recv_multipart(monitor, std::back_inserter(msg), zmq::recv_flags::dontwait)) {
+        if (msg.size() >= 2) {
+          auto it = engines.find(std::stoll(msg[1].to_string()));
+          if (it != engines.end()) {
+            if (msg[0].to_string_view() == "submit")
+              ++it->second.submitted;
+            else
+              ++it->second.completed;
+          }
+        }
+        msg.clear();
+      }
+    }
+  }
+  // Shutdown: tell every engine to exit.
+  for (auto& [id, e] : engines) {
+    net::Header stop;
+    stop.type = net::MsgType::Stop;
+    stop.msg_id = net::new_id();
+    net::Envelope out = make(stop);
+    out.route = copy_route(e.route);
+    net::send(registration, sign(), out, true);
+  }
+}
+
+// ---- heartbeat monitor ---------------------------------------------------------------------
+
+void Controller::State::heart() {
+  zmq::socket_t events(ctx, zmq::socket_type::sub);
+  events.connect(kEvents);
+  events.set(zmq::sockopt::subscribe, "");
+  zmq::socket_t hub_in(ctx, zmq::socket_type::push);
+  hub_in.connect(kHubIn);
+  std::map<std::int64_t, Steady::time_point> last_seen;
+  const auto limit = options.heartbeat * options.heartbeat_misses;
+  zmq::pollitem_t items[] = {{heartbeat.handle(), 0, ZMQ_POLLIN, 0},
+                             {events.handle(), 0, ZMQ_POLLIN, 0}};
+  while (!stopping.load()) {
+    zmq::poll(
+        items, 2,
+        std::min<std::chrono::milliseconds>(options.heartbeat, std::chrono::milliseconds(100)));
+    const auto now = Steady::now();
+    if (items[1].revents & ZMQ_POLLIN) {
+      std::vector<zmq::message_t> msg;
+      while (zmq::recv_multipart(events, std::back_inserter(msg), zmq::recv_flags::dontwait)) {
+        const std::int64_t id = std::stoll(msg.at(1).to_string());
+        if (msg[0].to_string_view() == "up")
+          last_seen[id] = now;
+        else
+          last_seen.erase(id);
+        msg.clear();
+      }
+    }
+    if (items[0].revents & ZMQ_POLLIN) {
+      try {
+        while (auto env = net::recv(heartbeat, sign(), zmq::recv_flags::dontwait)) {
+          const net::Header h = net::decode_header(env->parts.at(0));
+          auto it = last_seen.find(h.engine);
+          if (it != last_seen.end()) it->second = now;
+          env->signature.reset();
+          net::send(heartbeat, sign(), *env, true);  // echo: the engine knows we are alive
+        }
+      } catch (const ProtocolError& e) {
+        spdlog::warn("heartbeat monitor dropped a message: {}", e.what());
+      }
+    }
+    for (auto it = last_seen.begin(); it != last_seen.end();) {
+      if (now - it->second > limit) {
+        const std::string id = std::to_string(it->first);
+        zmq::send_multipart(hub_in, std::array<zmq::const_buffer, 2>{
+                                        zmq::buffer(std::string_view("silent")), zmq::buffer(id)});
+        it = last_seen.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+}
+
+// ---- schedulers ----------------------------------------------------------------------------
+
+void Controller::State::scheduler(bool balanced) {
+  zmq::socket_t& clients = balanced ? client_balanced : client_direct;
+  zmq::socket_t& workers = balanced ? engine_balanced : engine_direct;
+  zmq::socket_t events(ctx, zmq::socket_type::sub);
+  events.connect(kEvents);
+  events.set(zmq::sockopt::subscribe, "");
+  zmq::socket_t monitor(ctx, zmq::socket_type::pub);
+  monitor.connect(kMonitor);
+  const char* name = balanced ? "load-balanced scheduler" : "direct scheduler";
+
+  struct Task {
+    std::string msg_id;
+    std::string task;
+    std::int64_t engine = -1;
+    net::Envelope envelope;  // the request, kept until dispatched (balanced queue)
+  };
+  struct EngineLoad {
+    int capacity = 1;
+    int load = 0;
+    std::set<std::string> outstanding;
+  };
+  std::map<std::int64_t, EngineLoad> engines;
+  std::unordered_map<std::string, Task> running;  // by msg_id: where each task is
+  std::deque<Task> queue;                         // balanced: waiting for a free engine
+
+  auto reply_error = [&](std::vector<zmq::message_t> client, const std::string& parent,
+                         ErrorRecord err) {
+    net::Header r;
+    r.type = net::MsgType::TaskReply;
+    r.msg_id = net::new_id();
+    r.parent_id = parent;
+    r.engine = err.engine;
+    r.task = err.task;
+    r.completed = net::now_us();
+    r.error = std::move(err);
+    net::Envelope out = make(r);
+    out.route = std::move(client);
+    net::send(clients, sign(), out, true);
+  };
+  auto note = [&](const char* kind, std::int64_t engine) {
+    const std::string id = std::to_string(engine);
+    zmq::send_multipart(
+        monitor,
+        std::array<zmq::const_buffer, 2>{zmq::buffer(std::string_view(kind)), zmq::buffer(id)},
+        zmq::send_flags::dontwait);
+  };
+  auto dispatch = [&](Task task, std::int64_t engine) {
+    net::Envelope& env = task.envelope;
+    std::vector<zmq::message_t> route;
+    route.emplace_back(fmt::format("e{}", engine));
+    for (auto& r : env.route)
+      route.push_back(std::move(r));
+    env.route = std::move(route);
+    if (!net::send(workers, sign(), env, true)) {
+      env.route.erase(env.route.begin());
+      reply_error(std::move(env.route), task.msg_id,
+                  engine_error(fmt::format("engine {} is unreachable", engine), engine, task.task));
+      return;
+    }
+    task.engine = engine;
+    // Keep the client's route for failure replies; the request itself is gone.
+    env.route.erase(env.route.begin());
+    env.parts.clear();
+    auto& e = engines[engine];
+    ++e.load;
+    e.outstanding.insert(task.msg_id);
+    note("submit", engine);
+    running.emplace(task.msg_id, std::move(task));
+  };
+  auto pick = [&]() -> std::int64_t {  // least loaded engine with a free slot
+    std::int64_t best = -1;
+    double best_ratio = 1e300;
+    for (const auto& [id, e] : engines) {
+      if (e.load >= e.capacity) continue;
+      const double ratio = static_cast<double>(e.load) / e.capacity;
+      if (ratio < best_ratio) {
+        best_ratio = ratio;
+        best = id;
+      }
+    }
+    return best;
+  };
+  auto drain_queue = [&] {
+    while (!queue.empty()) {
+      const std::int64_t e = pick();
+      if (e < 0) return;
+      Task t = std::move(queue.front());
+      queue.pop_front();
+      dispatch(std::move(t), e);
+    }
+  };
+
+  zmq::pollitem_t items[] = {{clients.handle(), 0, ZMQ_POLLIN, 0},
+                             {workers.handle(), 0, ZMQ_POLLIN, 0},
+                             {events.handle(), 0, ZMQ_POLLIN, 0}};
+  while (!stopping.load()) {
+    if (!poll_once(items, 3, std::chrono::milliseconds(100))) continue;
+    if (items[2].revents & ZMQ_POLLIN) {
+      std::vector<zmq::message_t> msg;
+      while (zmq::recv_multipart(events, std::back_inserter(msg), zmq::recv_flags::dontwait)) {
+        const std::int64_t id = std::stoll(msg.at(1).to_string());
+        if (msg[0].to_string_view() == "up") {
+          engines[id].capacity = std::max(1, std::stoi(msg.at(2).to_string()));
+        } else {
+          auto it = engines.find(id);
+          if (it != engines.end()) {
+            for (const auto& m : it->second.outstanding) {
+              auto t = running.find(m);
+              if (t == running.end()) continue;
+              reply_error(std::move(t->second.envelope.route), m,
+                          engine_error(fmt::format("engine {} died while running task '{}'", id,
+                                                   t->second.task),
+                                       id, t->second.task));
+              running.erase(t);
+            }
+            engines.erase(it);
+          }
+        }
+        msg.clear();
+      }
+      if (balanced) drain_queue();
+    }
+    if (items[0].revents & ZMQ_POLLIN) {
+      while (true) {
+        std::optional<net::Envelope> env;
+        net::Header h;
+        try {
+          env = net::recv(clients, sign(), zmq::recv_flags::dontwait);
+          if (!env) break;
+          h = net::decode_header(env->parts.at(0));
+        } catch (const ProtocolError& e) {
+          spdlog::warn("{} dropped a message: {}", name, e.what());
+          continue;
+        }
+        if (h.type != net::MsgType::ApplyRequest && h.type != net::MsgType::MapRequest) {
+          spdlog::warn("{}: unexpected {}", name, net::to_string(h.type));
+          continue;
+        }
+        Task t{h.msg_id, h.task, -1, std::move(*env)};
+        if (balanced) {
+          queue.push_back(std::move(t));
+          drain_queue();
+        } else if (!engines.count(h.target)) {
+          std::string ids;
+          for (const auto& [id, e] : engines)
+            ids += (ids.empty() ? "" : ", ") + std::to_string(id);
+          reply_error(
+              std::move(t.envelope.route), h.msg_id,
+              engine_error(fmt::format("no engine {} is registered (engines: [{}])", h.target, ids),
+                           h.target, h.task));
+        } else {
+          dispatch(std::move(t), h.target);
+        }
+      }
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      while (true) {
+        std::optional<net::Envelope> env;
+        net::Header h;
+        try {
+          env = net::recv(workers, sign(), zmq::recv_flags::dontwait);
+          if (!env) break;
+          h = net::decode_header(env->parts.at(0));
+        } catch (const ProtocolError& e) {
+          spdlog::warn("{} dropped a message: {}", name, e.what());
+          continue;
+        }
+        auto t = running.find(h.parent_id);
+        if (t == running.end()) continue;  // its client was already told the engine died
+        const std::int64_t engine = t->second.engine;
+        running.erase(t);
+        auto e = engines.find(engine);
+        if (e != engines.end()) {
+          --e->second.load;
+          e->second.outstanding.erase(h.parent_id);
+        }
+        note("done", engine);
+        env->route.erase(env->route.begin());  // the engine's identity
+        net::send(clients, sign(), *env, true);
+      }
+      if (balanced) drain_queue();
+    }
+  }
+}
+
+// ---- Controller ----------------------------------------------------------------------------
+
+Controller::Controller(ControllerOptions options) : options_(std::move(options)) {}
+
+Controller::~Controller() {
+  stop();
+  wait();
+}
+
+void Controller::start() {
+  state_ = std::make_unique<State>();
+  State& s = *state_;
+  s.options = options_;
+  std::filesystem::create_directories(options_.profile_dir);
+  net::ConnectionInfo client, engine;
+  client.key = engine.key = net::Signer::new_key();
+  s.signer = std::make_unique<net::Signer>(client.key);
+  client.controller_pid = engine.controller_pid = ::getpid();
+  for (auto* sock : {&s.registration, &s.heartbeat, &s.client_direct, &s.engine_direct,
+                     &s.client_balanced, &s.engine_balanced}) {
+    sock->set(zmq::sockopt::linger, 0);
+  }
+  s.engine_direct.set(zmq::sockopt::router_mandatory, true);
+  s.engine_balanced.set(zmq::sockopt::router_mandatory, true);
+  const auto reg = bind_any(s.registration, options_.ip);
+  client.endpoints["registration"] = engine.endpoints["registration"] = reg;
+  engine.endpoints["heartbeat"] = bind_any(s.heartbeat, options_.ip);
+  client.endpoints["direct"] = bind_any(s.client_direct, options_.ip);
+  engine.endpoints["engine_direct"] = bind_any(s.engine_direct, options_.ip);
+  client.endpoints["balanced"] = bind_any(s.client_balanced, options_.ip);
+  engine.endpoints["engine_balanced"] = bind_any(s.engine_balanced, options_.ip);
+  net::write_connection_file(options_.profile_dir / net::kEngineFile, engine);
+  net::write_connection_file(options_.profile_dir / net::kClientFile, client);
+
+  s.threads.emplace_back([&s] { s.hub(); });
+  s.threads.emplace_back([&s] { s.heart(); });
+  s.threads.emplace_back([&s] { s.scheduler(false); });
+  s.threads.emplace_back([&s] { s.scheduler(true); });
+  spdlog::info("controller listening on {} (profile {})", reg, options_.profile_dir.string());
+}
+
+void Controller::wait() {
+  if (!state_) return;
+  for (auto& t : state_->threads) {
+    if (t.joinable()) t.join();
+  }
+}
+
+void Controller::stop() noexcept {
+  if (state_) state_->stopping.store(true);
+}
+
+}  // namespace ipp

@@ -1,0 +1,55 @@
+// ippcontroller: the hub and schedulers of an ipp cluster.
+#include <csignal>
+#include <cstdio>
+#include <optional>
+#include <string>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+
+#include "ipp/controller/controller.hpp"
+#include "ipp/net/connection_file.hpp"
+
+namespace {
+ipp::Controller* g_controller = nullptr;
+extern "C" void on_signal(int) {
+  if (g_controller != nullptr) g_controller->stop();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ippcontroller: hub and schedulers of an ipp cluster"};
+  std::string profile_dir, log_level = "info";
+  ipp::ControllerOptions options;
+  int heartbeat_ms = 1000;
+  app.add_option("--profile-dir", profile_dir,
+                 "Profile directory (default: $IPP_PROFILE_DIR or ~/.ipp/profile_default)");
+  app.add_option("--ip", options.ip, "Address to listen on")->capture_default_str();
+  app.add_option("--heartbeat-ms", heartbeat_ms, "Engine heartbeat period")->capture_default_str();
+  app.add_option("--heartbeat-misses", options.heartbeat_misses,
+                 "Missed heartbeats before an engine is dropped")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_default_logger(spdlog::stderr_color_mt("ippcontroller"));
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  options.profile_dir = ipp::net::profile_dir(
+      profile_dir.empty() ? std::nullopt : std::optional<std::filesystem::path>(profile_dir));
+  options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+  try {
+    ipp::Controller controller(options);
+    g_controller = &controller;
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    controller.start();
+    controller.wait();
+    g_controller = nullptr;
+    return 0;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+}

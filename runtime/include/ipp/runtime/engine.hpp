@@ -1,0 +1,46 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <vector>
+
+namespace ipp {
+
+struct EngineOptions {
+  std::filesystem::path connection_file;  ///< the controller's engine connection file
+  int threads = 0;                        ///< pool threads; <= 0: the number of cores
+  std::filesystem::path store_dir;        ///< plugin store (default: a temporary directory)
+  std::vector<std::filesystem::path> builtin_plugins;   ///< loaded at start (sysinfo, ...)
+  std::chrono::milliseconds heartbeat{1000};            ///< how often to ping the controller
+  std::chrono::milliseconds controller_timeout{10000};  ///< give up after this much silence
+  std::chrono::milliseconds register_timeout{10000};    ///< wait this long to be registered
+};
+
+/// One engine: registers with the controller, heartbeats, loads pushed plugins, and runs the
+/// tasks the schedulers send on its oneTBB pool. run() returns when the controller says stop,
+/// the controller has been silent for controller_timeout, or stop() is called.
+class Engine {
+ public:
+  explicit Engine(EngineOptions options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  /// Runs until told to stop. Returns the process exit code (0 clean). Throws
+  /// ConnectionError when registration fails.
+  int run();
+  /// Asks run() to return soon; thread- and signal-safe.
+  void stop() noexcept { stop_.store(true); }
+  /// The id the controller gave this engine (-1 before registration).
+  [[nodiscard]] std::int64_t id() const noexcept { return id_.load(); }
+
+ private:
+  struct Impl;
+  EngineOptions options_;
+  std::atomic<bool> stop_{false};
+  std::atomic<std::int64_t> id_{-1};
+};
+
+}  // namespace ipp

@@ -1,0 +1,293 @@
+#include "ipp/runtime/engine.hpp"
+
+#include <unistd.h>
+
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+
+#include "ipp/codec.hpp"
+#include "ipp/net/connection_file.hpp"
+#include "ipp/net/envelope.hpp"
+#include "ipp/net/header.hpp"
+#include "ipp/runtime/runtime.hpp"
+
+namespace ipp {
+
+namespace {
+
+using Steady = std::chrono::steady_clock;
+
+std::filesystem::path default_store() {
+  return std::filesystem::temp_directory_path() / fmt::format("ipp-engine-{}", ::getpid());
+}
+
+net::Envelope make(net::Header header, Payload payload = {}) {
+  net::Envelope env;
+  env.parts.push_back(net::encode_header(header));
+  if (!payload.root.empty()) {
+    env.parts.push_back(std::move(payload.root));
+    for (auto& f : payload.frames)
+      env.parts.push_back(std::move(f));
+  }
+  return env;
+}
+
+Payload payload_of(net::Envelope& env) {
+  Payload p;
+  if (env.parts.size() > 1) p.root = env.parts[1];
+  for (std::size_t i = 2; i < env.parts.size(); ++i)
+    p.frames.push_back(env.parts[i]);
+  return p;
+}
+
+}  // namespace
+
+struct Engine::Impl {
+  // Results finished on pool threads wait here for the I/O thread, which alone owns the
+  // sockets; a one-byte message on an inproc socket wakes it.
+  struct Outgoing {
+    int channel;  // 0 direct, 1 balanced
+    net::Envelope envelope;
+  };
+  std::mutex out_mutex;
+  std::deque<Outgoing> outgoing;
+  zmq::socket_t* wake = nullptr;  // guarded by out_mutex
+};
+
+Engine::Engine(EngineOptions options) : options_(std::move(options)) {}
+Engine::~Engine() = default;
+
+int Engine::run() {
+  const net::ConnectionInfo conn = net::read_connection_file(options_.connection_file);
+  const net::Signer signer(conn.key);
+  const auto store = options_.store_dir.empty() ? default_store() : options_.store_dir;
+  Runtime runtime({.threads = options_.threads, .store_dir = store});
+  for (const auto& p : options_.builtin_plugins) {
+    try {
+      runtime.load(p);
+    } catch (const Error& e) {
+      spdlog::warn("built-in plugin {} not loaded: {}", p.string(), e.what());
+    }
+  }
+
+  zmq::context_t ctx;
+  zmq::socket_t reg(ctx, zmq::socket_type::dealer);
+  reg.set(zmq::sockopt::linger, 0);
+  reg.connect(conn.endpoint("registration"));
+
+  const std::string session = net::new_id();
+  net::Header hello;
+  hello.type = net::MsgType::RegisterRequest;
+  hello.msg_id = net::new_id();
+  hello.session = session;
+  hello.threads = runtime.executor().threads();
+  hello.info = Value::map({{"pid", static_cast<std::int64_t>(::getpid())}});
+  net::send(reg, signer, make(hello));
+
+  // Registration: wait for our id.
+  std::int64_t id = -1;
+  const auto register_deadline = Steady::now() + options_.register_timeout;
+  reg.set(zmq::sockopt::rcvtimeo, 100);
+  while (id < 0) {
+    if (stop_.load()) return 0;
+    if (Steady::now() > register_deadline) {
+      throw ConnectionError(fmt::format("no answer from the controller at {} within {} ms",
+                                        conn.endpoint("registration"),
+                                        options_.register_timeout.count()));
+    }
+    try {
+      auto env = net::recv(reg, signer);
+      if (!env) continue;
+      const net::Header h = net::decode_header(env->parts.at(0));
+      if (h.type != net::MsgType::RegisterReply || h.parent_id != hello.msg_id) continue;
+      if (h.error) throw ConnectionError("registration refused: " + h.error->message);
+      id = h.engine;
+    } catch (const ProtocolError& e) {
+      spdlog::warn("dropped a message during registration: {}", e.what());
+    }
+  }
+  id_.store(id);
+  spdlog::info("engine {} registered ({} threads)", id, runtime.executor().threads());
+
+  const std::string identity = fmt::format("e{}", id);
+  zmq::socket_t direct(ctx, zmq::socket_type::dealer);
+  zmq::socket_t balanced(ctx, zmq::socket_type::dealer);
+  zmq::socket_t heartbeat(ctx, zmq::socket_type::dealer);
+  for (auto* s : {&direct, &balanced, &heartbeat}) {
+    s->set(zmq::sockopt::routing_id, identity);
+    s->set(zmq::sockopt::linger, 0);
+  }
+  direct.connect(conn.endpoint("engine_direct"));
+  balanced.connect(conn.endpoint("engine_balanced"));
+  heartbeat.connect(conn.endpoint("heartbeat"));
+
+  Impl impl;
+  zmq::socket_t wake_pull(ctx, zmq::socket_type::pull);
+  zmq::socket_t wake_push(ctx, zmq::socket_type::push);
+  const std::string wake_ep = fmt::format("inproc://engine-wake-{}", static_cast<void*>(&impl));
+  wake_pull.bind(wake_ep);
+  wake_push.connect(wake_ep);
+  impl.wake = &wake_push;
+
+  auto post = [&impl](int channel, net::Envelope env) {
+    std::lock_guard lock(impl.out_mutex);
+    impl.outgoing.push_back({channel, std::move(env)});
+    impl.wake->send(zmq::message_t(1), zmq::send_flags::dontwait);
+  };
+
+  auto handle_task = [&](int channel, net::Envelope env) {
+    net::Header h;
+    try {
+      h = net::decode_header(env.parts.at(0));
+    } catch (const ProtocolError& e) {
+      spdlog::warn("dropped a task message: {}", e.what());
+      return;
+    }
+    const bool is_map = h.type == net::MsgType::MapRequest;
+    if (!is_map && h.type != net::MsgType::ApplyRequest) {
+      spdlog::warn("unexpected {} on a task channel", net::to_string(h.type));
+      return;
+    }
+    auto route = std::make_shared<std::vector<zmq::message_t>>(std::move(env.route));
+    auto done = [post, channel, route, id, msg_id = h.msg_id, session = h.session, task = h.task,
+                 submitted = h.submitted](TaskOutcome out) {
+      net::Header r;
+      r.type = net::MsgType::TaskReply;
+      r.msg_id = net::new_id();
+      r.parent_id = msg_id;
+      r.session = session;
+      r.task = task;
+      r.engine = id;
+      r.submitted = submitted;
+      r.started =
+          std::chrono::duration_cast<std::chrono::microseconds>(out.started.time_since_epoch())
+              .count();
+      r.completed =
+          std::chrono::duration_cast<std::chrono::microseconds>(out.completed.time_since_epoch())
+              .count();
+      if (out.error) {
+        out.error->engine = id;
+        r.error = std::move(out.error);
+      }
+      net::Envelope reply = make(std::move(r), out.ok() ? std::move(out.result) : Payload{});
+      for (auto& m : *route)
+        reply.route.emplace_back(m.data(), m.size());
+      post(channel, std::move(reply));
+    };
+    Payload payload = payload_of(env);
+    if (is_map)
+      runtime.submit_map(h.task, std::move(payload), std::move(done));
+    else
+      runtime.submit(h.task, std::move(payload), std::move(done));
+  };
+
+  auto handle_hub = [&](net::Envelope env) {
+    const net::Header h = net::decode_header(env.parts.at(0));
+    switch (h.type) {
+      case net::MsgType::PluginPush: {
+        net::Header r;
+        r.type = net::MsgType::PluginLoaded;
+        r.msg_id = net::new_id();
+        r.parent_id = h.msg_id;
+        r.engine = id;
+        try {
+          Value file = decode(payload_of(env));
+          const auto& bytes = file.as_bytes().data;
+          auto plugin = runtime.load_bytes(bytes.bytes());
+          r.info = Value::map({{"name", plugin->name()}, {"hash", plugin->hash()}});
+        } catch (const Error& e) {
+          ErrorRecord rec;
+          rec.code = e.code();
+          rec.type = e.code() == ErrorCode::plugin_load ? "ipp::PluginLoadError" : "ipp::Error";
+          rec.message = e.what();
+          rec.engine = id;
+          r.error = std::move(rec);
+          spdlog::warn("plugin push refused: {}", e.what());
+        }
+        net::send(reg, signer, make(std::move(r)));
+        break;
+      }
+      case net::MsgType::Stop:
+        spdlog::info("engine {} told to stop", id);
+        stop_.store(true);
+        break;
+      default:
+        spdlog::warn("unexpected {} from the hub", net::to_string(h.type));
+    }
+  };
+
+  auto last_heard = Steady::now();
+  auto next_ping = Steady::now();
+  zmq::pollitem_t items[] = {{reg.handle(), 0, ZMQ_POLLIN, 0},
+                             {direct.handle(), 0, ZMQ_POLLIN, 0},
+                             {balanced.handle(), 0, ZMQ_POLLIN, 0},
+                             {heartbeat.handle(), 0, ZMQ_POLLIN, 0},
+                             {wake_pull.handle(), 0, ZMQ_POLLIN, 0}};
+  int exit_code = 0;
+  while (!stop_.load()) {
+    const auto now = Steady::now();
+    if (now >= next_ping) {
+      net::Header ping;
+      ping.type = net::MsgType::Ping;
+      ping.engine = id;
+      ping.submitted = net::now_us();
+      net::send(heartbeat, signer, make(ping), true);
+      next_ping = now + options_.heartbeat;
+    }
+    if (now - last_heard > options_.controller_timeout) {
+      spdlog::warn("engine {}: controller silent for {} ms; exiting", id,
+                   options_.controller_timeout.count());
+      exit_code = 3;
+      break;
+    }
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_ping - now);
+    try {
+      zmq::poll(items, 5, std::max(std::chrono::milliseconds(1), wait));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;  // a signal: the loop condition decides
+      throw;
+    }
+    try {
+      if (items[0].revents & ZMQ_POLLIN) {
+        if (auto env = net::recv(reg, signer, zmq::recv_flags::dontwait))
+          handle_hub(std::move(*env));
+      }
+      for (int c = 0; c < 2; ++c) {
+        auto& sock = c == 0 ? direct : balanced;
+        if (items[1 + c].revents & ZMQ_POLLIN) {
+          while (auto env = net::recv(sock, signer, zmq::recv_flags::dontwait))
+            handle_task(c, std::move(*env));
+        }
+      }
+      if (items[3].revents & ZMQ_POLLIN) {
+        while (auto env = net::recv(heartbeat, signer, zmq::recv_flags::dontwait))
+          last_heard = Steady::now();
+      }
+    } catch (const ProtocolError& e) {
+      spdlog::warn("engine {} dropped a message: {}", id, e.what());
+    }
+    if (items[4].revents & ZMQ_POLLIN) {
+      zmq::message_t drain;
+      while (wake_pull.recv(drain, zmq::recv_flags::dontwait)) {
+      }
+      std::deque<Impl::Outgoing> batch;
+      {
+        std::lock_guard lock(impl.out_mutex);
+        batch.swap(impl.outgoing);
+      }
+      for (auto& o : batch)
+        net::send(o.channel == 0 ? direct : balanced, signer, o.envelope);
+    }
+  }
+  runtime.executor().wait_idle();
+  std::error_code ec;
+  if (options_.store_dir.empty()) std::filesystem::remove_all(store, ec);
+  return exit_code;
+}
+
+}  // namespace ipp

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "ipp/buffer.hpp"
+#include "ipp/error.hpp"
+#include "ipp/fb/protocol_generated.h"
+#include "ipp/value.hpp"
+
+namespace ipp::net {
+
+using MsgType = fb::MsgType;
+
+/// The header of a message, decoded. See schema/protocol.fbs for what each field means.
+struct Header {
+  MsgType type = MsgType::QueryRequest;
+  std::string msg_id;
+  std::string parent_id;
+  std::string session;
+  std::string task;
+  std::int64_t target = -1;
+  std::int64_t engine = -1;
+  std::int64_t submitted = 0;
+  std::int64_t started = 0;
+  std::int64_t completed = 0;
+  std::optional<ErrorRecord> error;
+  std::int32_t threads = 0;
+  Value info;
+};
+
+/// Serialises a header into its own buffer.
+[[nodiscard]] Buffer encode_header(const Header& header);
+/// Verifies and decodes a received header. Throws ProtocolError.
+[[nodiscard]] Header decode_header(const Buffer& buffer);
+
+/// A fresh random message id (32 hex digits).
+[[nodiscard]] std::string new_id();
+/// Microseconds since the Unix epoch.
+[[nodiscard]] std::int64_t now_us();
+
+/// `"ApplyRequest"`, ... for logs and errors.
+[[nodiscard]] const char* to_string(MsgType type) noexcept;
+
+}  // namespace ipp::net

@@ -1,0 +1,119 @@
+#include "ipp/net/header.hpp"
+
+#include <sodium.h>
+
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "ipp/codec.hpp"
+
+namespace ipp::net {
+
+namespace {
+flatbuffers::Offset<flatbuffers::String> str(flatbuffers::FlatBufferBuilder& b,
+                                             const std::string& s) {
+  return s.empty() ? flatbuffers::Offset<flatbuffers::String>() : b.CreateString(s);
+}
+std::string get(const flatbuffers::String* s) {
+  return s == nullptr ? std::string() : s->str();
+}
+}  // namespace
+
+Buffer encode_header(const Header& h) {
+  Encoder enc({}, 256);
+  auto& b = enc.builder();
+  flatbuffers::Offset<fb::Value> info;
+  if (!h.info.is_null()) info = enc.encode(h.info);
+  flatbuffers::Offset<fb::ErrorInfo> error;
+  if (h.error) {
+    const auto& e = *h.error;
+    error = fb::CreateErrorInfo(b, static_cast<std::int32_t>(e.code), str(b, e.type),
+                                str(b, e.message), str(b, e.task), str(b, e.plugin), e.engine,
+                                e.element ? static_cast<std::int64_t>(*e.element) : -1);
+  }
+  const auto msg_id = str(b, h.msg_id);
+  const auto parent = str(b, h.parent_id);
+  const auto session = str(b, h.session);
+  const auto task = str(b, h.task);
+  fb::HeaderBuilder hb(b);
+  hb.add_type(h.type);
+  hb.add_msg_id(msg_id);
+  hb.add_parent_id(parent);
+  hb.add_session(session);
+  hb.add_task(task);
+  hb.add_target(h.target);
+  hb.add_engine(h.engine);
+  hb.add_submitted(h.submitted);
+  hb.add_started(h.started);
+  hb.add_completed(h.completed);
+  if (h.error) hb.add_error(error);
+  hb.add_threads(h.threads);
+  if (!h.info.is_null()) hb.add_info(info);
+  b.Finish(hb.Finish());
+  auto detached = std::make_shared<flatbuffers::DetachedBuffer>(b.Release());
+  const auto* data = reinterpret_cast<const std::byte*>(detached->data());
+  const std::size_t size = detached->size();
+  return Buffer(std::shared_ptr<const void>(std::move(detached)), data, size);
+}
+
+Header decode_header(const Buffer& received) {
+  const Buffer buffer = received.aligned(8);
+  if (buffer.size() < 8 || buffer.size() > (std::size_t{1} << 24)) {
+    throw ProtocolError(fmt::format("message header of {} bytes is malformed", buffer.size()));
+  }
+  const auto* bytes = reinterpret_cast<const std::uint8_t*>(buffer.data());
+  flatbuffers::Verifier verifier(bytes, buffer.size(), 64, buffer.size() / 4 + 64);
+  if (!fb::VerifyHeaderBuffer(verifier)) throw ProtocolError("message header failed verification");
+  const auto* f = fb::GetHeader(bytes);
+  if (static_cast<std::uint8_t>(f->type()) > static_cast<std::uint8_t>(MsgType::MAX)) {
+    throw ProtocolError(fmt::format("unknown message type {}", static_cast<int>(f->type())));
+  }
+  Header h;
+  h.type = f->type();
+  h.msg_id = get(f->msg_id());
+  h.parent_id = get(f->parent_id());
+  h.session = get(f->session());
+  h.task = get(f->task());
+  h.target = f->target();
+  h.engine = f->engine();
+  h.submitted = f->submitted();
+  h.started = f->started();
+  h.completed = f->completed();
+  h.threads = f->threads();
+  if (const auto* e = f->error()) {
+    ErrorRecord r;
+    r.code = static_cast<ErrorCode>(e->code());
+    r.type = get(e->type());
+    r.message = get(e->message());
+    r.task = get(e->task());
+    r.plugin = get(e->plugin());
+    r.engine = e->engine();
+    if (e->element() >= 0) r.element = static_cast<std::uint64_t>(e->element());
+    h.error = std::move(r);
+  }
+  if (const auto* info = f->info()) h.info = decode(info, detail::FrameTable{}, nullptr, {});
+  return h;
+}
+
+std::string new_id() {
+  static const int init = sodium_init();
+  (void)init;
+  unsigned char raw[16];
+  randombytes_buf(raw, sizeof raw);
+  char hex[2 * sizeof raw + 1];
+  sodium_bin2hex(hex, sizeof hex, raw, sizeof raw);
+  return hex;
+}
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+const char* to_string(MsgType type) noexcept {
+  return fb::EnumNameMsgType(type);
+}
+
+}  // namespace ipp::net

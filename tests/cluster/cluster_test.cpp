@@ -1,0 +1,190 @@
+// A real controller and real engines as processes on loopback, driven over the wire.
+#include <memory>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "support/paths.hpp"
+#include "support/process.hpp"
+#include "support/raw_client.hpp"
+
+namespace ipp {
+namespace {
+
+using namespace std::chrono_literals;
+
+class Cluster : public ::testing::Test {
+ protected:
+  void start(int engines, int threads = 2) {
+    controller_ = std::make_unique<test::Process>(std::vector<std::string>{
+        test::binary("ippcontroller"), "--profile-dir", dir_.path().string(), "--heartbeat-ms",
+        "200", "--log-level", "warn"});
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!std::filesystem::exists(dir_ / net::kClientFile)) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "controller did not start";
+      std::this_thread::sleep_for(5ms);
+    }
+    client_ = std::make_unique<test::RawClient>(dir_.path());
+    for (int i = 0; i < engines; ++i)
+      add_engine(threads);
+    wait_for_engines(engines);
+  }
+  void add_engine(int threads = 2) {
+    engines_.push_back(std::make_unique<test::Process>(std::vector<std::string>{
+        test::binary("ippengine"), "--profile-dir", dir_.path().string(), "--threads",
+        std::to_string(threads), "--heartbeat-ms", "200", "--log-level", "warn"}));
+  }
+  void wait_for_engines(std::size_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (client_->query("ids").value.size() != n) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "engines did not register";
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  /// The process running engine `id` (engines register concurrently, so ids need not follow
+  /// start order).
+  test::Process& engine_process(std::int64_t id) {
+    const Value engines = client_->query("engines").value;
+    for (const auto& e : engines.as_list()) {
+      if (e["id"].as_int() != id) continue;
+      for (auto& p : engines_) {
+        if (p->pid() == e["pid"].as_int()) return *p;
+      }
+    }
+    throw std::runtime_error("no process for engine " + std::to_string(id));
+  }
+  test::TempDir dir_;
+  std::unique_ptr<test::Process> controller_;
+  std::vector<std::unique_ptr<test::Process>> engines_;
+  std::unique_ptr<test::RawClient> client_;
+};
+
+TEST_F(Cluster, EnginesRegisterWithIdsInOrder) {
+  start(2);
+  EXPECT_EQ(client_->query("ids").value.repr(), "[0, 1]");
+}
+
+TEST_F(Cluster, PushedPluginRunsOnEveryEngine) {
+  start(2);
+  auto pushed = client_->push(test::plugin("arith"));
+  ASSERT_FALSE(pushed.header.error) << pushed.header.error->describe();
+  EXPECT_EQ(pushed.header.info["engines"].repr(), "{'0': 'ok', '1': 'ok'}");
+  for (int e = 0; e < 2; ++e) {
+    auto r = client_->apply(e, "mul", {5, 6});
+    ASSERT_FALSE(r.header.error) << r.header.error->describe();
+    EXPECT_EQ(r.value, Value(30));
+    EXPECT_EQ(r.header.engine, e);
+  }
+  auto b = client_->apply(-1, "mul", {7, 6});
+  EXPECT_EQ(b.value, Value(42));
+  auto m = client_->apply(0, "mul", {Range::inclusive(1, 9), Range::inclusive(2, 10)}, true);
+  EXPECT_EQ(m.value.repr(), "[2, 6, 12, 20, 30, 42, 56, 72, 90]");
+}
+
+TEST_F(Cluster, BuiltInPluginIsThereFromTheStart) {
+  start(1);
+  auto r = client_->apply(0, "sysinfo.getpid", {});
+  ASSERT_FALSE(r.header.error) << r.header.error->describe();
+  EXPECT_EQ(r.value.as_int(), engines_[0]->pid());
+}
+
+TEST_F(Cluster, ErrorsComeBackTyped) {
+  start(1);
+  client_->push(test::plugin("arith"));
+  auto unknown = client_->apply(0, "nope", {});
+  ASSERT_TRUE(unknown.header.error);
+  EXPECT_EQ(unknown.header.error->code, ErrorCode::task_not_found);
+  auto wrong = client_->apply(0, "mul", {1, "x"});
+  ASSERT_TRUE(wrong.header.error);
+  EXPECT_EQ(wrong.header.error->message, "argument 2 (int64): expected int64, got string");
+  EXPECT_EQ(wrong.header.error->engine, 0);
+  auto missing = client_->apply(5, "mul", {1, 2});
+  ASSERT_TRUE(missing.header.error);
+  EXPECT_EQ(missing.header.error->code, ErrorCode::engine);
+  EXPECT_EQ(missing.header.error->message, "no engine 5 is registered (engines: [0])");
+}
+
+TEST_F(Cluster, PushingAFileThatIsNotAPluginIsRefused) {
+  start(1);
+  auto r = client_->push(test::test_plugin("plain"));
+  ASSERT_TRUE(r.header.error);
+  EXPECT_EQ(r.header.error->code, ErrorCode::plugin_load);
+  EXPECT_NE(r.header.error->message.find("not an ipp plugin"), std::string::npos);
+  EXPECT_EQ(client_->query("ids").value.repr(), "[0]");
+}
+
+TEST_F(Cluster, LateEnginesGetEveryPluginBeforeTakingTasks) {
+  start(1);
+  client_->push(test::plugin("arith"));
+  add_engine();
+  wait_for_engines(2);
+  auto r = client_->apply(1, "mul", {3, 4});
+  ASSERT_FALSE(r.header.error) << r.header.error->describe();
+  EXPECT_EQ(r.value, Value(12));
+}
+
+TEST_F(Cluster, GarbageOnEveryPortIsDroppedAndTheControllerGoesOn) {
+  start(1);
+  zmq::context_t ctx;
+  auto engine_info = net::read_connection_file(dir_ / net::kEngineFile);
+  std::vector<std::string> endpoints;
+  for (const auto& [k, v] : client_->info().endpoints)
+    endpoints.push_back(v);
+  for (const auto& [k, v] : engine_info.endpoints)
+    endpoints.push_back(v);
+  for (const auto& ep : endpoints) {
+    // A ZeroMQ peer sending junk frames, and one signing with the wrong key.
+    zmq::socket_t s(ctx, zmq::socket_type::dealer);
+    s.set(zmq::sockopt::linger, 0);
+    s.connect(ep);
+    s.send(zmq::str_buffer("\x01\x02garbage"), zmq::send_flags::none);
+    s.send(zmq::message_t(), zmq::send_flags::sndmore);
+    s.send(zmq::str_buffer("IPP/1"), zmq::send_flags::sndmore);
+    s.send(zmq::message_t(32), zmq::send_flags::sndmore);
+    s.send(zmq::str_buffer("forged header"), zmq::send_flags::none);
+    net::Signer wrong(net::Signer::new_key());
+    net::Envelope env;
+    net::Header h;
+    h.type = net::MsgType::QueryRequest;
+    h.task = "shutdown";
+    env.parts.push_back(net::encode_header(h));
+    net::send(s, wrong, env);
+  }
+  std::this_thread::sleep_for(200ms);
+  client_->push(test::plugin("arith"));
+  EXPECT_EQ(client_->apply(0, "mul", {2, 3}).value, Value(6));
+  EXPECT_EQ(client_->query("ids").value.repr(), "[0]");
+}
+
+TEST_F(Cluster, AnEngineKilledMidTaskFailsItsTaskAndOthersFinish) {
+  start(2);
+  client_->push(test::plugin("arith"));
+  const std::string doomed = client_->send_apply(0, "wait_here", {30.0});
+  const std::string fine = client_->send_apply(1, "wait_here", {0.5});
+  std::this_thread::sleep_for(200ms);
+  const pid_t survivor = engine_process(1).pid();
+  engine_process(0).signal(SIGKILL);
+  std::map<std::string, test::Reply> replies;
+  for (int i = 0; i < 2; ++i) {
+    auto r = client_->receive(false);
+    replies[r.header.parent_id] = r;
+  }
+  ASSERT_TRUE(replies[doomed].header.error);
+  EXPECT_EQ(replies[doomed].header.error->code, ErrorCode::engine);
+  EXPECT_NE(replies[doomed].header.error->message.find("engine 0 died"), std::string::npos);
+  ASSERT_FALSE(replies[fine].header.error);
+  EXPECT_EQ(replies[fine].value.as_int(), survivor);
+  wait_for_engines(1);
+  EXPECT_EQ(client_->apply(-1, "mul", {2, 2}).value, Value(4));
+}
+
+TEST_F(Cluster, ShutdownStopsEngines) {
+  start(2);
+  client_->query("shutdown");
+  EXPECT_EQ(controller_->wait(10s), 0);
+  for (auto& e : engines_)
+    EXPECT_EQ(e->wait(10s), 0);
+}
+
+}  // namespace
+}  // namespace ipp
