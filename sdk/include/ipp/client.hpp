@@ -1,0 +1,157 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ipp/error.hpp"
+#include "ipp/value.hpp"
+
+namespace ipp {
+
+namespace detail {
+struct ClientCore;
+struct ResultState;
+}  // namespace detail
+
+using Duration = std::chrono::milliseconds;
+
+/// When and where one task ran (microseconds since the Unix epoch; 0 when unknown).
+struct TaskMetadata {
+  std::string msg_id;
+  std::int64_t engine = -1;
+  std::int64_t submitted = 0;
+  std::int64_t started = 0;
+  std::int64_t completed = 0;
+  std::int64_t received = 0;
+  /// Seconds the task ran on its engine.
+  [[nodiscard]] double elapsed() const noexcept { return (completed - started) / 1e6; }
+};
+
+/// The outcome of an asynchronous call, like IPython.parallel's AsyncResult.
+/// Copies share the same state; thread-safe.
+///
+///     ipp::AsyncResult r = view.apply_async("wait_here", {2.0});
+///     ipp::Value pids = r.get(std::chrono::seconds(10));   // throws on failure or timeout
+class AsyncResult {
+ public:
+  /// Waits for completion (forever when `timeout` is empty) and returns the value: one value
+  /// for a single task, a list per engine for a multi-engine apply, the gathered sequence for
+  /// a map. Throws RemoteError (one failure), CompositeError (several), EngineError (an
+  /// engine died), TimeoutError.
+  [[nodiscard]] Value get(std::optional<Duration> timeout = std::nullopt) const;
+  /// Waits up to `timeout`; returns ready().
+  bool wait(std::optional<Duration> timeout = std::nullopt) const;
+  [[nodiscard]] bool ready() const;
+  /// True when ready and nothing failed. Throws UsageError before ready().
+  [[nodiscard]] bool successful() const;
+  [[nodiscard]] std::vector<std::string> msg_ids() const;
+  /// One entry per task, in submission order (filled in as replies arrive).
+  [[nodiscard]] std::vector<TaskMetadata> metadata() const;
+
+  explicit AsyncResult(std::shared_ptr<detail::ResultState> state) : state_(std::move(state)) {}
+
+ private:
+  std::shared_ptr<detail::ResultState> state_;
+};
+
+/// Runs tasks on named engines. A view on one engine yields one value; on several, a list
+/// with one value per engine in target order.
+class DirectView {
+ public:
+  AsyncResult apply_async(const std::string& task, const Value::List& args = {}) const;
+  Value apply_sync(const std::string& task, const Value::List& args = {}) const;
+  Value apply(const std::string& task, const Value::List& args = {}) const {
+    return apply_sync(task, args);
+  }
+  /// Splits each sequence (array, list or range) into contiguous blocks, one per engine, runs
+  /// each block in parallel on its engine, and gathers the results in order.
+  AsyncResult map_async(const std::string& task, const Value::List& sequences) const;
+  Value map(const std::string& task, const Value::List& sequences) const;
+  [[nodiscard]] const std::vector<std::int64_t>& targets() const noexcept { return targets_; }
+
+  DirectView(std::shared_ptr<detail::ClientCore> core, std::vector<std::int64_t> targets,
+             bool single)
+      : core_(std::move(core)), targets_(std::move(targets)), single_(single) {}
+
+ private:
+  std::shared_ptr<detail::ClientCore> core_;
+  std::vector<std::int64_t> targets_;
+  bool single_;
+};
+
+/// Runs tasks wherever the scheduler finds a free engine.
+class LoadBalancedView {
+ public:
+  AsyncResult apply_async(const std::string& task, const Value::List& args = {}) const;
+  Value apply_sync(const std::string& task, const Value::List& args = {}) const;
+  Value apply(const std::string& task, const Value::List& args = {}) const {
+    return apply_sync(task, args);
+  }
+  /// Splits the sequences into chunks of `chunksize` elements (0: about four chunks per
+  /// engine), schedules each chunk, and gathers the results in input order.
+  AsyncResult map_async(const std::string& task, const Value::List& sequences,
+                        std::uint64_t chunksize = 0) const;
+  Value map(const std::string& task, const Value::List& sequences,
+            std::uint64_t chunksize = 0) const;
+
+  explicit LoadBalancedView(std::shared_ptr<detail::ClientCore> core) : core_(std::move(core)) {}
+
+ private:
+  std::shared_ptr<detail::ClientCore> core_;
+};
+
+struct ClientOptions {
+  std::optional<std::filesystem::path>
+      profile_dir;  ///< default: $IPP_PROFILE_DIR, ~/.ipp/profile_default
+  std::optional<std::filesystem::path> connection_file{};  ///< default: PROFILE/ipp-client.json
+  Duration timeout{10000};  ///< how long queries wait for the controller
+};
+
+/// A connection to a cluster, like IPython.parallel's Client.
+///
+///     ipp::Client rc;                               // the default profile's controller
+///     rc.ids();                                     // [0, 1, 2, 3]
+///     rc[0].apply("mul", {5, 6});                   // 30
+///     rc.direct_view().map("mul", {ipp::Range{1, 10}, ipp::Range{2, 11}});
+///
+/// Thread-safe: views and results may be used from several threads.
+class Client {
+ public:
+  /// Reads the connection file. Throws ConnectionError when there is none.
+  explicit Client(ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  /// Ids of the registered engines. Throws ConnectionError when the controller does not answer.
+  [[nodiscard]] std::vector<std::int64_t> ids() const;
+  DirectView operator[](std::int64_t id) const;
+  DirectView operator[](const std::vector<std::int64_t>& ids) const;
+  /// All engines registered now.
+  [[nodiscard]] DirectView direct_view() const;
+  [[nodiscard]] LoadBalancedView load_balanced_view() const;
+
+  /// Sends a plugin to every engine; returns {engine id: "ok"} when all loaded it.
+  /// Throws PluginLoadError (file refused, or engines that failed, each named).
+  Value push_plugin(const std::filesystem::path& file) const;
+  /// Plugins pushed so far: [{name, hash}].
+  [[nodiscard]] Value plugins() const;
+  /// Per engine: {"queue": tasks outstanding, "completed": tasks done}.
+  [[nodiscard]] Value queue_status() const;
+  /// Engines with their pid, thread count and readiness.
+  [[nodiscard]] Value engines() const;
+  /// Waits until every task this client submitted is done; false on timeout.
+  bool wait(std::optional<Duration> timeout = std::nullopt) const;
+  /// Stops the controller and its engines.
+  void shutdown() const;
+
+ private:
+  std::shared_ptr<detail::ClientCore> core_;
+};
+
+}  // namespace ipp

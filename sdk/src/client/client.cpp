@@ -1,0 +1,557 @@
+#include "ipp/client.hpp"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <iterator>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <zmq.hpp>
+
+#include "ipp/codec.hpp"
+#include "ipp/net/connection_file.hpp"
+#include "ipp/net/envelope.hpp"
+#include "ipp/net/header.hpp"
+
+namespace ipp {
+
+namespace detail {
+
+/// One request waiting for its reply.
+struct Slot {
+  std::string msg_id;
+  std::int64_t target = -1;
+  std::int64_t submitted = 0;
+  bool done = false;
+  net::Header reply;
+  Payload payload;
+  std::int64_t received = 0;
+};
+
+enum class Combine { single, per_engine, gather };
+
+struct ResultState {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<std::shared_ptr<Slot>> slots;
+  std::size_t remaining = 0;
+  Combine combine = Combine::single;
+};
+
+enum Channel { kRegistration = 0, kDirect = 1, kBalanced = 2 };
+
+/// Owns the sockets and the thread that alone touches them. Callers hand it envelopes
+/// through a queue (a byte on an inproc socket wakes it); replies complete their slots.
+struct ClientCore {
+  explicit ClientCore(const ClientOptions& options)
+      : info(net::read_connection_file(
+            options.connection_file ? *options.connection_file
+                                    : net::profile_dir(options.profile_dir) / net::kClientFile)),
+        signer(info.key),
+        timeout(options.timeout) {
+    for (auto* s : {&sockets[0], &sockets[1], &sockets[2]})
+      s->set(zmq::sockopt::linger, 0);
+    sockets[kRegistration].connect(info.endpoint("registration"));
+    sockets[kDirect].connect(info.endpoint("direct"));
+    sockets[kBalanced].connect(info.endpoint("balanced"));
+    wake_pull.bind(wake_endpoint());
+    wake_push.connect(wake_endpoint());
+    io = std::thread([this] { loop(); });
+  }
+  ~ClientCore() {
+    stopping.store(true);
+    {
+      std::lock_guard lock(out_mutex);
+      wake_push.send(zmq::message_t(1), zmq::send_flags::dontwait);
+    }
+    io.join();
+  }
+
+  std::string wake_endpoint() const {
+    return fmt::format("inproc://ipp-client-{}", static_cast<const void*>(this));
+  }
+
+  void submit(Channel channel, net::Envelope env, std::shared_ptr<Slot> slot,
+              std::shared_ptr<ResultState> owner) {
+    std::lock_guard lock(out_mutex);
+    outgoing.push_back({channel, std::move(env), std::move(slot), std::move(owner)});
+    wake_push.send(zmq::message_t(1), zmq::send_flags::dontwait);
+  }
+
+  /// Sends a request and waits for its reply (queries and pushes).
+  std::pair<net::Header, Payload> request(Channel channel, net::Header h, Payload payload,
+                                          Duration wait_for) {
+    auto state = std::make_shared<ResultState>();
+    auto slot = std::make_shared<Slot>();
+    slot->msg_id = h.msg_id;
+    state->slots.push_back(slot);
+    state->remaining = 1;
+    submit(channel, envelope(h, std::move(payload)), slot, state);
+    std::unique_lock lock(state->mutex);
+    if (!state->cv.wait_for(lock, wait_for, [&] { return state->remaining == 0; })) {
+      forget(h.msg_id);
+      throw ConnectionError(fmt::format("the controller at {} did not answer within {} ms",
+                                        info.endpoint("registration"), wait_for.count()));
+    }
+    return {slot->reply, slot->payload};
+  }
+
+  Value query(const std::string& what) {
+    net::Header h;
+    h.type = net::MsgType::QueryRequest;
+    h.msg_id = net::new_id();
+    h.task = what;
+    auto [reply, payload] = request(kRegistration, h, {}, timeout);
+    if (reply.error) rethrow(*reply.error);
+    return reply.info;
+  }
+
+  static net::Envelope envelope(const net::Header& h, Payload payload) {
+    net::Envelope env;
+    env.parts.push_back(net::encode_header(h));
+    if (!payload.root.empty()) {
+      env.parts.push_back(std::move(payload.root));
+      for (auto& f : payload.frames)
+        env.parts.push_back(std::move(f));
+    }
+    return env;
+  }
+
+  void forget(const std::string& msg_id) {
+    std::lock_guard lock(pending_mutex);
+    pending.erase(msg_id);
+  }
+
+  bool wait_all(std::optional<Duration> limit) {
+    std::unique_lock lock(pending_mutex);
+    auto idle = [&] { return pending.empty(); };
+    if (!limit) {
+      pending_cv.wait(lock, idle);
+      return true;
+    }
+    return pending_cv.wait_for(lock, *limit, idle);
+  }
+
+  void loop() {
+    zmq::pollitem_t items[] = {{sockets[0].handle(), 0, ZMQ_POLLIN, 0},
+                               {sockets[1].handle(), 0, ZMQ_POLLIN, 0},
+                               {sockets[2].handle(), 0, ZMQ_POLLIN, 0},
+                               {wake_pull.handle(), 0, ZMQ_POLLIN, 0}};
+    while (!stopping.load()) {
+      try {
+        zmq::poll(items, 4, std::chrono::milliseconds(-1));
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) continue;
+        throw;
+      }
+      if (items[3].revents & ZMQ_POLLIN) {
+        zmq::message_t drain;
+        while (wake_pull.recv(drain, zmq::recv_flags::dontwait)) {
+        }
+        std::deque<Outgoing> batch;
+        {
+          std::lock_guard lock(out_mutex);
+          batch.swap(outgoing);
+        }
+        for (auto& o : batch) {
+          {
+            std::lock_guard lock(pending_mutex);
+            pending.emplace(o.slot->msg_id, Pending{o.slot, o.owner});
+          }
+          net::send(sockets[o.channel], signer, o.envelope);
+        }
+      }
+      for (int c = 0; c < 3; ++c) {
+        if (!(items[c].revents & ZMQ_POLLIN)) continue;
+        while (true) {
+          std::optional<net::Envelope> env;
+          try {
+            env = net::recv(sockets[c], signer, zmq::recv_flags::dontwait);
+          } catch (const ProtocolError&) {
+            continue;  // not from our controller: drop it
+          }
+          if (!env) break;
+          try {
+            complete(std::move(*env));
+          } catch (const Error&) {
+            // A malformed reply cannot be matched to a request; drop it.
+          }
+        }
+      }
+    }
+  }
+
+  void complete(net::Envelope env) {
+    net::Header h = net::decode_header(env.parts.at(0));
+    Pending p;
+    {
+      std::lock_guard lock(pending_mutex);
+      auto it = pending.find(h.parent_id);
+      if (it == pending.end()) return;
+      p = std::move(it->second);
+      pending.erase(it);
+      if (pending.empty()) pending_cv.notify_all();
+    }
+    Payload payload;
+    if (env.parts.size() > 1) payload.root = env.parts[1];
+    for (std::size_t i = 2; i < env.parts.size(); ++i)
+      payload.frames.push_back(env.parts[i]);
+    std::lock_guard lock(p.owner->mutex);
+    p.slot->reply = std::move(h);
+    p.slot->payload = std::move(payload);
+    p.slot->received = net::now_us();
+    p.slot->done = true;
+    if (--p.owner->remaining == 0) p.owner->cv.notify_all();
+  }
+
+  struct Outgoing {
+    Channel channel;
+    net::Envelope envelope;
+    std::shared_ptr<Slot> slot;
+    std::shared_ptr<ResultState> owner;
+  };
+  struct Pending {
+    std::shared_ptr<Slot> slot;
+    std::shared_ptr<ResultState> owner;
+  };
+
+  net::ConnectionInfo info;
+  net::Signer signer;
+  Duration timeout;
+  zmq::context_t ctx;
+  zmq::socket_t sockets[3] = {{ctx, zmq::socket_type::dealer},
+                              {ctx, zmq::socket_type::dealer},
+                              {ctx, zmq::socket_type::dealer}};
+  zmq::socket_t wake_pull{ctx, zmq::socket_type::pull};
+  zmq::socket_t wake_push{ctx, zmq::socket_type::push};  // guarded by out_mutex
+  std::mutex out_mutex;
+  std::deque<Outgoing> outgoing;
+  std::mutex pending_mutex;
+  std::condition_variable pending_cv;
+  std::unordered_map<std::string, Pending> pending;
+  std::atomic<bool> stopping{false};
+  std::thread io;
+};
+
+namespace {
+
+std::shared_ptr<Slot> send_task(ClientCore& core, const std::shared_ptr<ResultState>& state,
+                                Channel channel, net::MsgType type, std::int64_t target,
+                                const std::string& task, Payload payload) {
+  net::Header h;
+  h.type = type;
+  h.msg_id = net::new_id();
+  h.task = task;
+  h.target = target;
+  h.submitted = net::now_us();
+  auto slot = std::make_shared<Slot>();
+  slot->msg_id = h.msg_id;
+  slot->target = target;
+  slot->submitted = h.submitted;
+  state->slots.push_back(slot);
+  core.submit(channel, ClientCore::envelope(h, std::move(payload)), slot, state);
+  return slot;
+}
+
+std::shared_ptr<ResultState> new_state(Combine combine, std::size_t n) {
+  auto s = std::make_shared<ResultState>();
+  s->combine = combine;
+  s->remaining = n;
+  s->slots.reserve(n);
+  return s;
+}
+
+/// Elements [begin, end) of a sequence, without materialising ranges or copying arrays.
+Value slice(const Value& seq, std::uint64_t begin, std::uint64_t end) {
+  switch (seq.kind()) {
+    case Value::Kind::range: {
+      const Range& r = seq.as_range();
+      return Value(
+          Range{r[begin], r[begin] + static_cast<std::int64_t>(end - begin) * r.step, r.step});
+    }
+    case Value::Kind::array:
+      return Value(seq.as_array().slice(begin, end));
+    case Value::Kind::list: {
+      const auto& items = seq.as_list();
+      return Value(Value::List(items.begin() + static_cast<std::ptrdiff_t>(begin),
+                               items.begin() + static_cast<std::ptrdiff_t>(end)));
+    }
+    default:
+      throw ArgumentError(
+          fmt::format("map needs sequences (lists, arrays or ranges), got {}", seq.type_name()));
+  }
+}
+
+std::uint64_t common_length(const Value::List& sequences) {
+  if (sequences.empty()) throw ArgumentError("map needs at least one sequence");
+  std::uint64_t n = 0;
+  for (std::size_t i = 0; i < sequences.size(); ++i) {
+    const Value& s = sequences[i];
+    if (s.kind() != Value::Kind::list && s.kind() != Value::Kind::array &&
+        s.kind() != Value::Kind::range) {
+      throw ArgumentError(
+          fmt::format("map: argument {} is a {}, not a sequence", i + 1, s.type_name()));
+    }
+    const auto len = s.size();
+    if (i == 0)
+      n = len;
+    else if (len != n) {
+      throw ArgumentError(fmt::format("map: sequences differ in length ({} and {})", n, len));
+    }
+  }
+  return n;
+}
+
+/// Joins gathered blocks: arrays of one dtype into one array, anything else into a list.
+Value concatenate(std::vector<Value> blocks) {
+  bool arrays = !blocks.empty();
+  for (const auto& b : blocks) {
+    arrays = arrays && b.kind() == Value::Kind::array &&
+             b.as_array().dtype() == blocks[0].as_array().dtype() &&
+             b.as_array().shape().size() == 1;
+  }
+  if (arrays) {
+    std::size_t bytes = 0;
+    for (const auto& b : blocks)
+      bytes += b.as_array().buffer().size();
+    std::byte* out = nullptr;
+    Buffer buffer = Buffer::allocate(bytes, &out);
+    std::uint64_t n = 0;
+    for (const auto& b : blocks) {
+      const auto& a = b.as_array();
+      if (a.buffer().size() != 0) std::memcpy(out, a.buffer().data(), a.buffer().size());
+      out += a.buffer().size();
+      n += a.size();
+    }
+    return Value(Array(blocks[0].as_array().dtype(), {n}, std::move(buffer)));
+  }
+  Value::List all;
+  for (auto& b : blocks) {
+    if (b.kind() == Value::Kind::list) {
+      for (auto& v : b.as_list())
+        all.push_back(std::move(v));
+    } else if (b.kind() == Value::Kind::array) {
+      for (auto& v : b.as<std::vector<Value>>())
+        all.push_back(std::move(v));
+    }
+  }
+  return Value(std::move(all));
+}
+
+}  // namespace
+}  // namespace detail
+
+// ---- AsyncResult ---------------------------------------------------------------------------
+
+bool AsyncResult::wait(std::optional<Duration> timeout) const {
+  std::unique_lock lock(state_->mutex);
+  auto done = [&] { return state_->remaining == 0; };
+  if (!timeout) {
+    state_->cv.wait(lock, done);
+    return true;
+  }
+  return state_->cv.wait_for(lock, *timeout, done);
+}
+
+bool AsyncResult::ready() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->remaining == 0;
+}
+
+bool AsyncResult::successful() const {
+  std::lock_guard lock(state_->mutex);
+  if (state_->remaining != 0)
+    throw UsageError("AsyncResult::successful() called before the result is ready");
+  return std::none_of(state_->slots.begin(), state_->slots.end(),
+                      [](const auto& s) { return s->reply.error.has_value(); });
+}
+
+std::vector<std::string> AsyncResult::msg_ids() const {
+  std::lock_guard lock(state_->mutex);
+  std::vector<std::string> out;
+  for (const auto& s : state_->slots)
+    out.push_back(s->msg_id);
+  return out;
+}
+
+std::vector<TaskMetadata> AsyncResult::metadata() const {
+  std::lock_guard lock(state_->mutex);
+  std::vector<TaskMetadata> out;
+  for (const auto& s : state_->slots) {
+    out.push_back({s->msg_id, s->done ? s->reply.engine : s->target, s->submitted, s->reply.started,
+                   s->reply.completed, s->received});
+  }
+  return out;
+}
+
+Value AsyncResult::get(std::optional<Duration> timeout) const {
+  if (!wait(timeout)) {
+    throw TimeoutError(fmt::format("result not ready after {} ms ({} of {} tasks done)",
+                                   timeout->count(), state_->slots.size() - state_->remaining,
+                                   state_->slots.size()));
+  }
+  std::lock_guard lock(state_->mutex);
+  std::vector<ErrorRecord> errors;
+  for (const auto& s : state_->slots) {
+    if (s->reply.error) errors.push_back(*s->reply.error);
+  }
+  if (errors.size() == 1 && state_->slots.size() == 1) rethrow(errors[0]);
+  if (!errors.empty()) throw CompositeError(std::move(errors));
+  std::vector<Value> values;
+  values.reserve(state_->slots.size());
+  for (const auto& s : state_->slots)
+    values.push_back(s->payload.root.empty() ? Value() : decode(s->payload));
+  switch (state_->combine) {
+    case detail::Combine::single:
+      return values.at(0);
+    case detail::Combine::per_engine:
+      return Value(Value::List(std::move(values)));
+    case detail::Combine::gather:
+      return detail::concatenate(std::move(values));
+  }
+  return Value();
+}
+
+// ---- views ---------------------------------------------------------------------------------
+
+AsyncResult DirectView::apply_async(const std::string& task, const Value::List& args) const {
+  if (targets_.empty()) throw UsageError("this view has no engines");
+  auto state = detail::new_state(single_ ? detail::Combine::single : detail::Combine::per_engine,
+                                 targets_.size());
+  const Payload payload = encode(Value(args));
+  for (auto t : targets_) {
+    detail::send_task(*core_, state, detail::kDirect, net::MsgType::ApplyRequest, t, task, payload);
+  }
+  return AsyncResult(state);
+}
+
+Value DirectView::apply_sync(const std::string& task, const Value::List& args) const {
+  return apply_async(task, args).get();
+}
+
+AsyncResult DirectView::map_async(const std::string& task, const Value::List& sequences) const {
+  if (targets_.empty()) throw UsageError("this view has no engines");
+  const std::uint64_t n = detail::common_length(sequences);
+  const std::uint64_t engines = targets_.size();
+  auto state = detail::new_state(detail::Combine::gather, engines);
+  for (std::uint64_t i = 0; i < engines; ++i) {
+    // Contiguous blocks, the first n % engines one element longer.
+    const std::uint64_t begin = i * (n / engines) + std::min(i, n % engines);
+    const std::uint64_t end = begin + n / engines + (i < n % engines ? 1 : 0);
+    Value::List block;
+    for (const auto& s : sequences)
+      block.push_back(detail::slice(s, begin, end));
+    detail::send_task(*core_, state, detail::kDirect, net::MsgType::MapRequest, targets_[i], task,
+                      encode(Value(std::move(block))));
+  }
+  return AsyncResult(state);
+}
+
+Value DirectView::map(const std::string& task, const Value::List& sequences) const {
+  return map_async(task, sequences).get();
+}
+
+AsyncResult LoadBalancedView::apply_async(const std::string& task, const Value::List& args) const {
+  auto state = detail::new_state(detail::Combine::single, 1);
+  detail::send_task(*core_, state, detail::kBalanced, net::MsgType::ApplyRequest, -1, task,
+                    encode(Value(args)));
+  return AsyncResult(state);
+}
+
+Value LoadBalancedView::apply_sync(const std::string& task, const Value::List& args) const {
+  return apply_async(task, args).get();
+}
+
+AsyncResult LoadBalancedView::map_async(const std::string& task, const Value::List& sequences,
+                                        std::uint64_t chunksize) const {
+  const std::uint64_t n = detail::common_length(sequences);
+  if (chunksize == 0) {
+    const auto engines = std::max<std::uint64_t>(1, core_->query("ids").size());
+    chunksize = std::max<std::uint64_t>(1, (n + engines * 4 - 1) / (engines * 4));
+  }
+  const std::uint64_t chunks = n == 0 ? 1 : (n + chunksize - 1) / chunksize;
+  auto state = detail::new_state(detail::Combine::gather, chunks);
+  for (std::uint64_t c = 0; c < chunks; ++c) {
+    const std::uint64_t begin = std::min(n, c * chunksize);
+    const std::uint64_t end = std::min(n, begin + chunksize);
+    Value::List block;
+    for (const auto& s : sequences)
+      block.push_back(detail::slice(s, begin, end));
+    detail::send_task(*core_, state, detail::kBalanced, net::MsgType::MapRequest, -1, task,
+                      encode(Value(std::move(block))));
+  }
+  return AsyncResult(state);
+}
+
+Value LoadBalancedView::map(const std::string& task, const Value::List& sequences,
+                            std::uint64_t chunksize) const {
+  return map_async(task, sequences, chunksize).get();
+}
+
+// ---- Client --------------------------------------------------------------------------------
+
+Client::Client(ClientOptions options) : core_(std::make_shared<detail::ClientCore>(options)) {}
+Client::~Client() = default;
+
+std::vector<std::int64_t> Client::ids() const {
+  return core_->query("ids").as<std::vector<std::int64_t>>();
+}
+
+DirectView Client::operator[](std::int64_t id) const {
+  return DirectView(core_, {id}, true);
+}
+
+DirectView Client::operator[](const std::vector<std::int64_t>& targets) const {
+  return DirectView(core_, targets, false);
+}
+
+DirectView Client::direct_view() const {
+  return DirectView(core_, ids(), false);
+}
+
+LoadBalancedView Client::load_balanced_view() const {
+  return LoadBalancedView(core_);
+}
+
+Value Client::push_plugin(const std::filesystem::path& file) const {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw PluginLoadError(fmt::format("cannot read '{}'", file.string()));
+  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                  std::istreambuf_iterator<char>());
+  net::Header h;
+  h.type = net::MsgType::PushRequest;
+  h.msg_id = net::new_id();
+  h.task = file.stem().string();
+  // Engines load the plugin before the reply comes back: allow more than a query's time.
+  auto [reply, payload] =
+      core_->request(detail::kRegistration, h,
+                     encode(Value(Bytes{Buffer::adopt(std::move(bytes))})), core_->timeout * 6);
+  if (reply.error) {
+    if (reply.error->code == ErrorCode::plugin_load) throw PluginLoadError(reply.error->message);
+    rethrow(*reply.error);
+  }
+  return reply.info.kind() == Value::Kind::map ? reply.info["engines"] : Value();
+}
+
+Value Client::plugins() const {
+  return core_->query("plugins");
+}
+Value Client::queue_status() const {
+  return core_->query("queue_status");
+}
+Value Client::engines() const {
+  return core_->query("engines");
+}
+bool Client::wait(std::optional<Duration> timeout) const {
+  return core_->wait_all(timeout);
+}
+void Client::shutdown() const {
+  (void)core_->query("shutdown");
+}
+
+}  // namespace ipp

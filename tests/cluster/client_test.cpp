@@ -1,0 +1,137 @@
+// The C++ client library against a real cluster: the IPython.parallel tutorial, in C++.
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "ipp/client.hpp"
+#include "support/cluster.hpp"
+
+namespace ipp {
+namespace {
+
+using namespace std::chrono_literals;
+
+class ClientTest : public test::Cluster {
+ protected:
+  void start_with_arith(int engines, int threads = 2) {
+    start(engines, threads);
+    rc_ = std::make_unique<Client>(ClientOptions{.profile_dir = dir_.path()});
+    rc_->push_plugin(test::plugin("arith"));
+  }
+  std::unique_ptr<Client> rc_;
+};
+
+TEST_F(ClientTest, TheTutorial) {
+  start_with_arith(4);
+  EXPECT_EQ(rc_->ids(), (std::vector<std::int64_t>{0, 1, 2, 3}));
+  EXPECT_EQ((*rc_)[0].apply("mul", {5, 6}), Value(30));
+  EXPECT_EQ(rc_->direct_view().apply("mul", {5, 6}).repr(), "[30, 30, 30, 30]");
+  EXPECT_EQ(rc_->direct_view().map("mul", {Range::inclusive(1, 9), Range::inclusive(2, 10)}).repr(),
+            "[2, 6, 12, 20, 30, 42, 56, 72, 90]");
+  // Four engines wait at once: four distinct pids.
+  AsyncResult r = rc_->direct_view().apply_async("wait_here", {0.5});
+  Value pids = r.get(30s);
+  std::set<std::int64_t> distinct;
+  for (const auto& p : pids.as_list())
+    distinct.insert(p.as_int());
+  EXPECT_EQ(distinct.size(), 4u);
+  ASSERT_EQ(r.metadata().size(), 4u);
+  for (std::size_t i = 0; i < 4; ++i) {
+    const TaskMetadata m = r.metadata()[i];
+    EXPECT_EQ(m.engine, static_cast<std::int64_t>(i));
+    EXPECT_GE(m.elapsed(), 0.5);
+    EXPECT_LE(m.submitted, m.started);
+    EXPECT_LE(m.completed, m.received);
+  }
+  EXPECT_TRUE(r.successful());
+  EXPECT_EQ(r.msg_ids().size(), 4u);
+}
+
+TEST_F(ClientTest, LoadBalancedApplyAndMapKeepOrder) {
+  start_with_arith(2);
+  LoadBalancedView lb = rc_->load_balanced_view();
+  EXPECT_EQ(lb.apply("mul", {3, 4}), Value(12));
+  std::vector<std::int64_t> a(1000), b(1000);
+  for (int i = 0; i < 1000; ++i) {
+    a[i] = i;
+    b[i] = 2;
+  }
+  Value out = lb.map("mul", {a, b}, 7);
+  ASSERT_EQ(out.size(), 1000u);
+  auto view = out.as_array().view<std::int64_t>();
+  for (int i = 0; i < 1000; ++i)
+    ASSERT_EQ(view[i], 2 * i);
+}
+
+TEST_F(ClientTest, DirectMapSplitsUnevenSequences) {
+  start_with_arith(3);
+  Value out = rc_->direct_view().map("mul", {Range{0, 10}, std::vector<std::int64_t>(10, 3)});
+  EXPECT_EQ(out.repr(), "[0, 3, 6, 9, 12, 15, 18, 21, 24, 27]");
+  EXPECT_EQ(rc_->direct_view().map("mul", {Value::list({1, 2}), Value::list({3, 4})}).repr(),
+            "[3, 8]");
+}
+
+TEST_F(ClientTest, RemoteFailuresAreTyped) {
+  start_with_arith(2);
+  try {
+    (void)(*rc_)[1].apply("divide", {1, 0});
+    FAIL();
+  } catch (const RemoteError& e) {
+    EXPECT_EQ(e.engine(), 1);
+    EXPECT_EQ(e.type(), "std::domain_error");
+  }
+  try {
+    (void)rc_->direct_view().apply("divide", {1, 0});
+    FAIL();
+  } catch (const CompositeError& e) {
+    EXPECT_EQ(e.records().size(), 2u);
+  }
+  EXPECT_THROW((void)(*rc_)[7].apply("mul", {1, 2}), EngineError);
+  EXPECT_THROW((void)(*rc_)[0].apply("nope"), RemoteError);
+  EXPECT_THROW((void)rc_->direct_view().map("mul", {Range{0, 3}, Range{0, 4}}), ArgumentError);
+}
+
+TEST_F(ClientTest, GetTimesOut) {
+  start_with_arith(1);
+  AsyncResult r = (*rc_)[0].apply_async("wait_here", {2.0});
+  EXPECT_THROW((void)r.get(50ms), TimeoutError);
+  EXPECT_FALSE(r.ready());
+  EXPECT_THROW((void)r.successful(), UsageError);
+  EXPECT_TRUE(r.wait(30s));
+  EXPECT_TRUE(rc_->wait(30s));
+}
+
+TEST_F(ClientTest, PushingANonPluginThrowsPluginLoadError) {
+  start_with_arith(1);
+  EXPECT_THROW(rc_->push_plugin(test::test_plugin("plain")), PluginLoadError);
+  EXPECT_THROW(rc_->push_plugin(dir_ / "missing.so"), PluginLoadError);
+}
+
+TEST_F(ClientTest, HotReloadOnTheCluster) {
+  start_with_arith(2);
+  rc_->push_plugin(test::test_plugin("reload_v1"));
+  EXPECT_EQ(rc_->direct_view().apply("reload.version").repr(), "[1, 1]");
+  rc_->push_plugin(test::test_plugin("reload_v2"));
+  EXPECT_EQ(rc_->direct_view().apply("reload.version").repr(), "[2, 2]");
+}
+
+TEST(ClientNoController, FailsWithAClearError) {
+  test::TempDir dir;
+  try {
+    Client rc(ClientOptions{.profile_dir = dir.path()});
+    FAIL();
+  } catch (const ConnectionError& e) {
+    EXPECT_NE(std::string(e.what()).find("is a controller running"), std::string::npos);
+  }
+}
+
+TEST_F(ClientTest, ControllerGoneFailsWithinTheTimeout) {
+  start(1);
+  Client rc(ClientOptions{.profile_dir = dir_.path(), .timeout = 500ms});
+  controller_->signal(SIGKILL);
+  controller_->wait(5s);
+  EXPECT_THROW((void)rc.ids(), ConnectionError);
+}
+
+}  // namespace
+}  // namespace ipp

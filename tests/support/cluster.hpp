@@ -1,0 +1,65 @@
+#pragma once
+
+// A controller and engines as real processes on loopback, for integration tests.
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "support/paths.hpp"
+#include "support/process.hpp"
+#include "support/raw_client.hpp"
+
+namespace ipp::test {
+
+using namespace std::chrono_literals;
+
+class Cluster : public ::testing::Test {
+ protected:
+  void start(int engines, int threads = 2) {
+    controller_ = std::make_unique<Process>(
+        std::vector<std::string>{binary("ippcontroller"), "--profile-dir", dir_.path().string(),
+                                 "--heartbeat-ms", "200", "--log-level", "warn"});
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!std::filesystem::exists(dir_ / net::kClientFile)) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "controller did not start";
+      std::this_thread::sleep_for(5ms);
+    }
+    client_ = std::make_unique<RawClient>(dir_.path());
+    for (int i = 0; i < engines; ++i)
+      add_engine(threads);
+    wait_for_engines(engines);
+  }
+  void add_engine(int threads = 2) {
+    engines_.push_back(std::make_unique<Process>(std::vector<std::string>{
+        binary("ippengine"), "--profile-dir", dir_.path().string(), "--threads",
+        std::to_string(threads), "--heartbeat-ms", "200", "--log-level", "warn"}));
+  }
+  void wait_for_engines(std::size_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (client_->query("ids").value.size() != n) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "engines did not register";
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  /// The process running engine `id` (engines register concurrently, so ids need not follow
+  /// start order).
+  Process& engine_process(std::int64_t id) {
+    const Value engines = client_->query("engines").value;
+    for (const auto& e : engines.as_list()) {
+      if (e["id"].as_int() != id) continue;
+      for (auto& p : engines_) {
+        if (p->pid() == e["pid"].as_int()) return *p;
+      }
+    }
+    throw std::runtime_error("no process for engine " + std::to_string(id));
+  }
+  TempDir dir_;
+  std::unique_ptr<Process> controller_;
+  std::vector<std::unique_ptr<Process>> engines_;
+  std::unique_ptr<RawClient> client_;
+};
+
+}  // namespace ipp::test
