@@ -1,8 +1,24 @@
 #!/usr/bin/env bash
-# The main job: installs what ipp needs, builds it, and runs the tour of the plugin runtime
-# with the sample plugins.
+# The main job: installs what ipp needs, builds it, starts a 4-engine cluster, pushes the
+# sample plugin, runs the C++ tutorial and the same steps with ippctl, and stops the cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 ./scripts/build.sh build -DIPP_BUILD_TESTS=OFF
-./build/bin/local_tour build/plugins
+
+export IPP_PROFILE_DIR="${IPP_PROFILE_DIR:-$PWD/build/profile}"
+ippctl() { echo "\$ ippctl $*" >&2; ./build/bin/ippctl "$@"; }
+trap './build/bin/ippctl cluster stop >/dev/null 2>&1 || true' EXIT
+
+ippctl cluster stop >/dev/null 2>&1 || true
+ippctl cluster start -n 4
+ippctl push build/plugins/arith.so
+echo "\$ tutorial" >&2
+./build/bin/tutorial
+ippctl ids
+ippctl apply mul 5 6 --targets 0
+ippctl apply mul 5 6
+ippctl map mul 1..9 2..10
+ippctl apply wait_here 2
+ippctl cluster stop
+trap - EXIT

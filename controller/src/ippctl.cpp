@@ -1,0 +1,470 @@
+// ippctl: the command line for ipp clusters. See run() for the commands.
+
+#include "ipp/controller/ippctl.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "ipp/client.hpp"
+#include "ipp/literal.hpp"
+#include "ipp/net/connection_file.hpp"
+
+extern char** environ;
+
+namespace ipp::ctl {
+
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::ordered_json;
+
+constexpr int kOk = 0, kRemote = 1, kUsage = 2, kConnection = 3;
+
+json to_json(const Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::null:
+      return nullptr;
+    case Value::Kind::boolean:
+      return v.as_bool();
+    case Value::Kind::integer:
+      return v.as_int();
+    case Value::Kind::floating:
+      return v.as_float();
+    case Value::Kind::string:
+      return v.as_string();
+    case Value::Kind::bytes: {
+      const auto& b = v.as_bytes().data;
+      return json::binary(
+          std::vector<std::uint8_t>(reinterpret_cast<const std::uint8_t*>(b.data()),
+                                    reinterpret_cast<const std::uint8_t*>(b.data()) + b.size()));
+    }
+    case Value::Kind::range:
+    case Value::Kind::array:
+    case Value::Kind::list: {
+      json out = json::array();
+      if (v.kind() == Value::Kind::list) {
+        for (const auto& item : v.as_list())
+          out.push_back(to_json(item));
+      } else if (v.kind() == Value::Kind::range) {
+        const Range& r = v.as_range();
+        for (std::uint64_t i = 0; i < r.size(); ++i)
+          out.push_back(r[i]);
+      } else {
+        const Array& a = v.as_array();
+        detail::visit_dtype(a.dtype(), [&](auto tag) {
+          using S = decltype(tag);
+          for (std::uint64_t i = 0; i < a.size(); ++i)
+            out.push_back(detail::load<S>(a.buffer().data(), i));
+        });
+      }
+      return out;
+    }
+    case Value::Kind::map: {
+      json out = json::object();
+      for (const auto& [k, item] : v.as_map())
+        out[k] = to_json(item);
+      return out;
+    }
+  }
+  return nullptr;
+}
+
+/// A command-line argument as a value: a literal, or else a bare word taken as a string.
+constexpr char kBracketGuard = '\x01';
+
+Value argument(std::string text) {
+  if (!text.empty() && text[0] == kBracketGuard) text.erase(0, 1);
+  try {
+    return parse_literal(text);
+  } catch (const SyntaxError&) {
+    const char c = text.empty() ? '\0' : text[0];
+    const bool literal_start =
+        std::string_view("[\"'0123456789-+.").find(c) != std::string_view::npos;
+    if (!literal_start && text.find_first_of(" \t[],") == std::string::npos) return Value(text);
+    throw;
+  }
+}
+
+std::vector<std::int64_t> parse_targets(const std::string& spec, const Client& rc, bool* single) {
+  *single = false;
+  if (spec == "all") return rc.ids();
+  std::vector<std::int64_t> out;
+  std::stringstream ss(spec);
+  std::string part;
+  while (std::getline(ss, part, ',')) {
+    std::size_t used = 0;
+    long long id = -1;
+    try {
+      id = std::stoll(part, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != part.size() || id < 0) {
+      throw UsageError(
+          fmt::format("bad target '{}': use an engine id, ids like 0,2, or all", part));
+    }
+    out.push_back(id);
+  }
+  if (out.empty()) throw UsageError("no targets given");
+  *single = out.size() == 1 && spec.find(',') == std::string::npos;
+  return out;
+}
+
+std::filesystem::path exe_dir() {
+  std::error_code ec;
+  auto exe = std::filesystem::canonical("/proc/self/exe", ec);
+  return ec ? std::filesystem::path(".") : exe.parent_path();
+}
+
+/// Starts `argv` in its own session with output to `log`; returns its pid.
+pid_t spawn_daemon(const std::vector<std::string>& argv, const std::filesystem::path& log) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  std::vector<char*> args;
+  for (const auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0)
+    throw Error(ErrorCode::unknown, fmt::format("cannot start {}: {}", argv[0], std::strerror(rc)));
+  return pid;
+}
+
+bool alive(pid_t pid) {
+  if (pid <= 0) return false;
+  int status = 0;
+  if (::waitpid(pid, &status, WNOHANG) == pid) return false;  // our child, now reaped
+  return ::kill(pid, 0) == 0;
+}
+
+std::string tail(const std::filesystem::path& file, std::size_t lines = 5) {
+  std::ifstream in(file);
+  std::vector<std::string> all;
+  for (std::string line; std::getline(in, line);)
+    all.push_back(line);
+  std::string out;
+  for (std::size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i)
+    out += "\n  " + all[i];
+  return out;
+}
+
+struct ClusterFile {
+  pid_t controller = -1;
+  std::vector<pid_t> engines;
+};
+
+std::optional<ClusterFile> read_cluster(const std::filesystem::path& profile) {
+  std::ifstream in(profile / "cluster.json");
+  if (!in) return std::nullopt;
+  try {
+    const auto j = json::parse(in);
+    ClusterFile c;
+    c.controller = j.at("controller").get<pid_t>();
+    c.engines = j.at("engines").get<std::vector<pid_t>>();
+    return c;
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+}
+
+void write_cluster(const std::filesystem::path& profile, const ClusterFile& c) {
+  json j;
+  j["controller"] = c.controller;
+  j["engines"] = c.engines;
+  std::ofstream(profile / "cluster.json") << j.dump(2) << "\n";
+}
+
+struct Globals {
+  std::string profile;
+  bool json = false;
+  int timeout_ms = 10000;
+  std::filesystem::path dir() const {
+    return net::profile_dir(profile.empty() ? std::nullopt
+                                            : std::optional<std::filesystem::path>(profile));
+  }
+  Client client() const {
+    return Client(ClientOptions{
+        .profile_dir = dir(), .connection_file = std::nullopt, .timeout = Duration(timeout_ms)});
+  }
+};
+
+void print(const Globals& g, const Value& v, const std::vector<std::string>& msg_ids = {}) {
+  if (g.json) {
+    json out;
+    out["result"] = to_json(v);
+    if (!msg_ids.empty()) out["msg_ids"] = msg_ids;
+    std::cout << out.dump() << "\n";
+  } else {
+    std::cout << v.repr() << "\n";
+  }
+}
+
+int cluster_start(const Globals& g, int n, int threads, int heartbeat_ms) {
+  const auto profile = g.dir();
+  std::filesystem::create_directories(profile / "logs");
+  if (auto existing = read_cluster(profile); existing && alive(existing->controller)) {
+    std::cerr << fmt::format(
+        "ippctl: a controller (pid {}) is already running for profile {}; "
+        "use 'ippctl cluster stop' first\n",
+        existing->controller, profile.string());
+    return kUsage;
+  }
+  std::error_code ec;
+  std::filesystem::remove(profile / net::kClientFile, ec);
+  std::filesystem::remove(profile / net::kEngineFile, ec);
+  const auto bin = exe_dir();
+  ClusterFile c;
+  c.controller = spawn_daemon({(bin / "ippcontroller").string(), "--profile-dir", profile.string(),
+                               "--heartbeat-ms", std::to_string(heartbeat_ms)},
+                              profile / "logs" / "controller.log");
+  write_cluster(profile, c);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(g.timeout_ms) * 3;
+  while (!std::filesystem::exists(profile / net::kEngineFile)) {
+    if (!alive(c.controller)) {
+      std::cerr << "ippctl: the controller exited at start:"
+                << tail(profile / "logs" / "controller.log") << "\n";
+      return kConnection;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::cerr << "ippctl: the controller did not start in time\n";
+      return kConnection;
+    }
+    std::this_thread::sleep_for(2ms);
+  }
+  for (int i = 0; i < n; ++i) {
+    std::vector<std::string> argv{(bin / "ippengine").string(), "--profile-dir", profile.string(),
+                                  "--heartbeat-ms", std::to_string(heartbeat_ms)};
+    if (threads > 0) {
+      argv.push_back("--threads");
+      argv.push_back(std::to_string(threads));
+    }
+    c.engines.push_back(spawn_daemon(argv, profile / "logs" / fmt::format("engine-{}.log", i)));
+  }
+  write_cluster(profile, c);
+  Client rc = g.client();
+  while (true) {
+    const auto ids = rc.ids();
+    if (static_cast<int>(ids.size()) >= n) break;
+    for (std::size_t i = 0; i < c.engines.size(); ++i) {
+      if (!alive(c.engines[i])) {
+        std::cerr << fmt::format("ippctl: engine process {} exited before registering:",
+                                 c.engines[i])
+                  << tail(profile / "logs" / fmt::format("engine-{}.log", i)) << "\n";
+        return kConnection;
+      }
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::cerr << fmt::format("ippctl: only {} of {} engines registered in time\n", ids.size(), n);
+      return kConnection;
+    }
+    std::this_thread::sleep_for(2ms);
+  }
+  if (g.json)
+    std::cout
+        << json{{"profile", profile.string()}, {"controller", c.controller}, {"engines", n}}.dump()
+        << "\n";
+  else
+    std::cout << fmt::format("cluster started: controller pid {} and {} engines (profile {})\n",
+                             c.controller, n, profile.string());
+  return kOk;
+}
+
+int cluster_stop(const Globals& g) {
+  const auto profile = g.dir();
+  auto c = read_cluster(profile);
+  try {
+    Globals quick = g;
+    quick.timeout_ms = 2000;
+    quick.client().shutdown();
+  } catch (const Error&) {
+    // No controller answering: the processes below are stopped by signal.
+  }
+  if (c) {
+    std::vector<pid_t> pids = c->engines;
+    pids.push_back(c->controller);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    for (pid_t p : pids) {
+      while (alive(p) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(5ms);
+      if (alive(p)) ::kill(p, SIGKILL);
+    }
+  }
+  std::error_code ec;
+  std::filesystem::remove(profile / "cluster.json", ec);
+  std::filesystem::remove(profile / net::kClientFile, ec);
+  std::filesystem::remove(profile / net::kEngineFile, ec);
+  if (!g.json) std::cout << "cluster stopped\n";
+  return kOk;
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  CLI::App app{"ippctl: start ipp clusters and run tasks on them"};
+  app.require_subcommand(1);
+  Globals g;
+  app.add_option("--profile-dir", g.profile,
+                 "Profile directory (default: $IPP_PROFILE_DIR or ~/.ipp/profile_default)");
+  app.add_flag("--json", g.json, "Print one JSON document");
+  app.add_option("--timeout-ms", g.timeout_ms, "How long to wait for the controller")
+      ->capture_default_str();
+
+  auto* cluster = app.add_subcommand("cluster", "Start, stop or inspect a local cluster");
+  cluster->require_subcommand(1);
+  int n = 0, engine_threads = 0, heartbeat_ms = 1000;
+  auto* start = cluster->add_subcommand(
+      "start", "Start a controller and N engines; returns when all are registered");
+  start->add_option("-n,--engines", n, "Number of engines")->required()->check(CLI::Range(1, 1024));
+  start->add_option("--engine-threads", engine_threads,
+                    "Threads per engine (default: the number of cores)");
+  start->add_option("--heartbeat-ms", heartbeat_ms, "Heartbeat period")->capture_default_str();
+  auto* stop = cluster->add_subcommand("stop", "Stop the controller and its engines");
+  auto* cstatus = cluster->add_subcommand("status", "Show the cluster's processes");
+
+  auto* ids = app.add_subcommand("ids", "Ids of the registered engines");
+  std::string file;
+  auto* push = app.add_subcommand("push", "Send a plugin to every engine");
+  push->add_option("FILE", file, "The plugin (.so)")->required();
+  auto* plugins = app.add_subcommand("plugins", "Plugins pushed so far");
+  auto* status = app.add_subcommand("status", "Queue status per engine");
+
+  std::string task, targets;
+  std::vector<std::string> args;
+  bool balanced = false;
+  std::uint64_t chunksize = 0;
+  auto* apply =
+      app.add_subcommand("apply", "Run a task once per target engine (or once, --balanced)");
+  apply->add_option("TASK", task, "Task name (plugin.task, or a unique bare name)")->required();
+  apply->add_option("ARGS", args,
+                    "Arguments: 5  2.5  true  \"text\"  word  '[1, 2]'  1..9  0..100:5");
+  apply->add_option("--targets", targets, "Engines: 0, 0,2 or all (default: all)");
+  apply->add_flag("--balanced", balanced, "Run once, wherever an engine is free");
+  auto* map = app.add_subcommand("map", "Run a task over sequences, gathered in order");
+  map->add_option("TASK", task, "Task name")->required();
+  map->add_option("SEQ", args, "Sequences: 1..9  0..100:5  '[1, 2, 3]'")->required();
+  map->add_option("--targets", targets, "Engines for a direct map (default: all)");
+  map->add_flag("--balanced", balanced, "Schedule chunks on free engines");
+  map->add_option("--chunksize", chunksize,
+                  "Elements per chunk with --balanced (default: automatic)");
+
+  // CLI11 reads "[a, b]" as its own list syntax; hide the bracket from it (argument() undoes this).
+  std::vector<std::string> words(argv + 1, argv + argc);
+  for (auto& w : words) {
+    if (!w.empty() && w[0] == '[') w.insert(0, 1, kBracketGuard);
+  }
+  std::reverse(words.begin(), words.end());  // CLI11 takes a reversed vector
+  try {
+    app.parse(words);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kOk : kUsage;
+  }
+
+  try {
+    if (*cluster) {
+      if (*start) return cluster_start(g, n, engine_threads, heartbeat_ms);
+      if (*stop) return cluster_stop(g);
+      if (*cstatus) {
+        auto c = read_cluster(g.dir());
+        if (!c || !alive(c->controller)) {
+          std::cout << (g.json ? "{\"running\": false}" : "no cluster running") << "\n";
+          return kConnection;
+        }
+        Value engines = g.client().engines();
+        if (g.json)
+          std::cout << json{{"running", true},
+                            {"controller", c->controller},
+                            {"engines", to_json(engines)}}
+                           .dump()
+                    << "\n";
+        else
+          std::cout << fmt::format("controller pid {}; engines: {}\n", c->controller,
+                                   engines.repr());
+        return kOk;
+      }
+    }
+    Client rc = g.client();
+    if (*ids)
+      print(g, Value(rc.ids()));
+    else if (*push)
+      print(g, rc.push_plugin(file));
+    else if (*plugins)
+      print(g, rc.plugins());
+    else if (*status)
+      print(g, rc.queue_status());
+    else if (*apply || *map) {
+      Value::List values;
+      for (const auto& a : args)
+        values.push_back(argument(a));
+      AsyncResult r = [&] {
+        if (balanced) {
+          auto lb = rc.load_balanced_view();
+          return *apply ? lb.apply_async(task, values) : lb.map_async(task, values, chunksize);
+        }
+        bool single = false;
+        auto t = targets.empty() ? rc.ids() : parse_targets(targets, rc, &single);
+        if (t.empty()) throw EngineError("no engines are registered");
+        DirectView view = single ? rc[t[0]] : rc[t];
+        return *apply ? view.apply_async(task, values) : view.map_async(task, values);
+      }();
+      Value v;
+      try {
+        v = r.get();
+      } catch (const Error& e) {
+        if (g.json) {
+          json out{{"error", e.what()},
+                   {"code", std::string(to_string(e.code()))},
+                   {"msg_ids", r.msg_ids()}};
+          std::cout << out.dump() << "\n";
+        }
+        throw;
+      }
+      print(g, v, g.json ? r.msg_ids() : std::vector<std::string>{});
+    }
+    return kOk;
+  } catch (const SyntaxError& e) {
+    std::cerr << "ippctl: bad argument: " << e.what() << "\n";
+    return kUsage;
+  } catch (const UsageError& e) {
+    std::cerr << "ippctl: " << e.what() << "\n";
+    return kUsage;
+  } catch (const ConnectionError& e) {
+    std::cerr << "ippctl: " << e.what() << "\n";
+    return kConnection;
+  } catch (const Error& e) {
+    std::cerr << "ippctl: " << e.what() << "\n";
+    return e.code() == ErrorCode::argument && std::string_view(e.what()).starts_with("map")
+               ? kUsage
+               : kRemote;
+  } catch (const std::exception& e) {
+    std::cerr << "ippctl: " << e.what() << "\n";
+    return kRemote;
+  }
+}
+
+}  // namespace ipp::ctl

@@ -1,0 +1,112 @@
+// ippctl as a user runs it: a real process, its output and its exit code.
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "support/paths.hpp"
+
+namespace ipp {
+namespace {
+
+struct CtlResult {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class Ippctl : public ::testing::Test {
+ protected:
+  CtlResult ctl(const std::string& args) {
+    const auto out = dir_ / "out.txt";
+    const auto err = dir_ / "err.txt";
+    const std::string cmd = std::string(IPP_BUILD_DIR) + "/bin/ippctl --profile-dir '" +
+                            dir_.path().string() + "' " + args + " > '" + out.string() + "' 2> '" +
+                            err.string() + "'";
+    const int status = std::system(cmd.c_str());
+    return {WEXITSTATUS(status), slurp(out), slurp(err)};
+  }
+  void TearDown() override { (void)ctl("cluster stop"); }
+  test::TempDir dir_;
+};
+
+TEST_F(Ippctl, TheTutorialSteps) {
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 2 --heartbeat-ms 200").code, 0);
+  EXPECT_EQ(ctl("ids").out, "[0, 1]\n");
+  const std::string arith = test::plugin("arith").string();
+  EXPECT_EQ(ctl("push " + arith).out, "{'0': 'ok', '1': 'ok'}\n");
+  EXPECT_EQ(ctl("apply mul 5 6 --targets 0").out, "30\n");
+  EXPECT_EQ(ctl("apply mul 5 6").out, "[30, 30]\n");
+  EXPECT_EQ(ctl("apply mul 5 6 --targets 0,1").out, "[30, 30]\n");
+  EXPECT_EQ(ctl("apply mul 5 6 --balanced").out, "30\n");
+  EXPECT_EQ(ctl("map mul 1..9 2..10").out, "[2, 6, 12, 20, 30, 42, 56, 72, 90]\n");
+  EXPECT_EQ(ctl("map mul 1..9 2..10 --balanced --chunksize 2").out,
+            "[2, 6, 12, 20, 30, 42, 56, 72, 90]\n");
+  EXPECT_EQ(ctl("map mul '[1, 2]' 3..4").out, "[3, 8]\n");
+  EXPECT_EQ(ctl("apply upper hello").code, 1);  // no strings plugin pushed: unknown task
+  const CtlResult json = ctl("--json map mul 1..3 1..3");
+  EXPECT_NE(json.out.find("\"result\":[1,4,9]"), std::string::npos) << json.out;
+  EXPECT_NE(json.out.find("\"msg_ids\":["), std::string::npos) << json.out;
+  // Two engines wait at once: two distinct pids.
+  const CtlResult pids = ctl("apply wait_here 0.3");
+  ASSERT_EQ(pids.code, 0) << pids.err;
+  const auto comma = pids.out.find(',');
+  ASSERT_NE(comma, std::string::npos);
+  EXPECT_NE(pids.out.substr(1, comma - 1), pids.out.substr(comma + 2, pids.out.size() - comma - 4))
+      << pids.out;
+  EXPECT_EQ(ctl("cluster stop").code, 0);
+  EXPECT_EQ(ctl("ids").code, 3);
+}
+
+TEST_F(Ippctl, BadInputGetsAClearErrorAndTheRightExitCode) {
+  ASSERT_EQ(ctl("cluster start -n 1 --heartbeat-ms 200").code, 0);
+  ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
+  CtlResult r = ctl("apply nope");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no task named 'nope'"), std::string::npos) << r.err;
+  r = ctl("apply mul 1 '\"x\"' --targets 0");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("argument 2 (int64): expected int64, got string"), std::string::npos)
+      << r.err;
+  r = ctl("apply mul 1 --targets 0");
+  EXPECT_NE(r.err.find("expected 2 arguments, got 1"), std::string::npos) << r.err;
+  r = ctl("apply mul 1 2 --targets 5");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no engine 5 is registered"), std::string::npos) << r.err;
+  r = ctl("apply mul 1 2 --targets x");
+  EXPECT_EQ(r.code, 2);
+  r = ctl("apply mul '[1' 2");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("unterminated list"), std::string::npos) << r.err;
+  r = ctl("push " + test::test_plugin("plain").string());
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("not an ipp plugin"), std::string::npos) << r.err;
+  ASSERT_EQ(ctl("push " + test::test_plugin("twin").string()).code, 0);
+  r = ctl("apply mul 1 2");
+  EXPECT_NE(r.err.find("ambiguous"), std::string::npos) << r.err;
+  EXPECT_EQ(ctl("apply twin.mul 1 2").out, "[-2]\n");
+  EXPECT_EQ(ctl("bogus").code, 2);
+  EXPECT_EQ(ctl("--help").code, 0);
+  EXPECT_EQ(ctl("apply --help").code, 0);
+  r = ctl("cluster start -n 1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("already running"), std::string::npos) << r.err;
+}
+
+TEST_F(Ippctl, NoControllerIsExitCodeThree) {
+  const CtlResult r = ctl("ids");
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("is a controller running"), std::string::npos) << r.err;
+  EXPECT_EQ(ctl("cluster status").code, 3);
+}
+
+}  // namespace
+}  // namespace ipp
