@@ -480,7 +480,11 @@ void Controller::State::scheduler(bool balanced) {
   struct EngineLoad {
     int capacity = 1;
     int load = 0;
+    bool registered = false;  // the hub announced it
+    bool connected = false;   // it said hello on this channel, so its route exists
     std::set<std::string> outstanding;
+    std::deque<Task> held;  // direct tasks that arrived before the hello
+    [[nodiscard]] bool usable() const { return registered && connected; }
   };
   std::map<std::int64_t, EngineLoad> engines;
   std::unordered_map<std::string, Task> running;  // by msg_id: where each task is
@@ -530,11 +534,19 @@ void Controller::State::scheduler(bool balanced) {
     note("submit", engine);
     running.emplace(task.msg_id, std::move(task));
   };
+  auto flush_held = [&](std::int64_t id) {
+    auto it = engines.find(id);
+    if (it == engines.end() || !it->second.usable()) return;
+    auto held = std::move(it->second.held);
+    it->second.held.clear();
+    for (auto& t : held)
+      dispatch(std::move(t), id);
+  };
   auto pick = [&]() -> std::int64_t {  // least loaded engine with a free slot
     std::int64_t best = -1;
     double best_ratio = 1e300;
     for (const auto& [id, e] : engines) {
-      if (e.load >= e.capacity) continue;
+      if (!e.usable() || e.load >= e.capacity) continue;
       const double ratio = static_cast<double>(e.load) / e.capacity;
       if (ratio < best_ratio) {
         best_ratio = ratio;
@@ -563,10 +575,19 @@ void Controller::State::scheduler(bool balanced) {
       while (zmq::recv_multipart(events, std::back_inserter(msg), zmq::recv_flags::dontwait)) {
         const std::int64_t id = std::stoll(msg.at(1).to_string());
         if (msg[0].to_string_view() == "up") {
-          engines[id].capacity = std::max(1, std::stoi(msg.at(2).to_string()));
+          auto& e = engines[id];
+          e.capacity = std::max(1, std::stoi(msg.at(2).to_string()));
+          e.registered = true;
+          flush_held(id);
         } else {
           auto it = engines.find(id);
           if (it != engines.end()) {
+            for (auto& held : it->second.held) {
+              reply_error(std::move(held.envelope.route), held.msg_id,
+                          engine_error(
+                              fmt::format("engine {} died before running task '{}'", id, held.task),
+                              id, held.task));
+            }
             for (const auto& m : it->second.outstanding) {
               auto t = running.find(m);
               if (t == running.end()) continue;
@@ -603,10 +624,14 @@ void Controller::State::scheduler(bool balanced) {
         if (balanced) {
           queue.push_back(std::move(t));
           drain_queue();
-        } else if (!engines.count(h.target)) {
+        } else if (auto e = engines.find(h.target);
+                   e != engines.end() && e->second.registered && !e->second.connected) {
+          e->second.held.push_back(std::move(t));  // until its hello arrives
+        } else if (e == engines.end() || !e->second.registered) {
           std::string ids;
-          for (const auto& [id, e] : engines)
-            ids += (ids.empty() ? "" : ", ") + std::to_string(id);
+          for (const auto& [id, rec] : engines) {
+            if (rec.registered) ids += (ids.empty() ? "" : ", ") + std::to_string(id);
+          }
           reply_error(
               std::move(t.envelope.route), h.msg_id,
               engine_error(fmt::format("no engine {} is registered (engines: [{}])", h.target, ids),
@@ -628,14 +653,18 @@ void Controller::State::scheduler(bool balanced) {
           spdlog::warn("{} dropped a message: {}", name, e.what());
           continue;
         }
+        if (h.type == net::MsgType::Ping) {
+          engines[h.engine].connected = true;
+          flush_held(h.engine);
+          continue;
+        }
         auto t = running.find(h.parent_id);
         if (t == running.end()) continue;  // its client was already told the engine died
         const std::int64_t engine = t->second.engine;
         running.erase(t);
-        auto e = engines.find(engine);
-        if (e != engines.end()) {
-          --e->second.load;
-          e->second.outstanding.erase(h.parent_id);
+        if (auto rec = engines.find(engine); rec != engines.end()) {
+          --rec->second.load;
+          rec->second.outstanding.erase(h.parent_id);
         }
         note("done", engine);
         env->route.erase(env->route.begin());  // the engine's identity

@@ -125,6 +125,14 @@ int Engine::run() {
   direct.connect(conn.endpoint("engine_direct"));
   balanced.connect(conn.endpoint("engine_balanced"));
   heartbeat.connect(conn.endpoint("heartbeat"));
+  // A first message on each task channel tells its scheduler this engine's route exists;
+  // schedulers hold tasks for an engine until they have heard from it.
+  for (auto* s : {&direct, &balanced}) {
+    net::Header greeting;
+    greeting.type = net::MsgType::Ping;
+    greeting.engine = id;
+    net::send(*s, signer, make(greeting));
+  }
 
   Impl impl;
   zmq::socket_t wake_pull(ctx, zmq::socket_type::pull);
