@@ -136,9 +136,9 @@ void Controller::State::hub() {
   };
   std::map<std::int64_t, EngineRec> engines;
   std::int64_t next_id = 0;
-  std::vector<StoredPlugin> plugins;         // in push order
-  std::map<std::string, Push> pushes;        // by push msg id sent to engines
-  std::map<std::string, std::string> names;  // plugin hash -> plugin name reported by engines
+  std::vector<StoredPlugin> plugins;       // in push order
+  std::map<std::string, Push> pushes;      // by push msg id sent to engines
+  std::map<std::string, Value> described;  // plugin hash -> what an engine reported of it
 
   auto publish = [&](const std::string& what, std::int64_t id, int capacity = 0) {
     zmq::send_multipart(
@@ -234,8 +234,11 @@ void Controller::State::hub() {
     } else if (h.task == "plugins") {
       Value::List list;
       for (const auto& p : plugins) {
-        list.push_back(Value::map(
-            {{"name", names.count(p.hash) ? names[p.hash] : std::string("?")}, {"hash", p.hash}}));
+        auto d = described.find(p.hash);
+        list.push_back(
+            d != described.end()
+                ? d->second
+                : Value::map({{"hash", p.hash}, {"name", "(not loaded by any engine yet)"}}));
       }
       r.info = Value(std::move(list));
     } else if (h.task == "shutdown") {
@@ -290,7 +293,7 @@ void Controller::State::hub() {
             auto eit = engines.find(h.engine);
             if (eit == engines.end()) break;
             if (h.info.kind() == Value::Kind::map && h.info.as_map().count("hash")) {
-              names[h.info["hash"].as_string()] = h.info["name"].as_string();
+              described[h.info["hash"].as_string()] = h.info;
             }
             if (eit->second.awaiting.erase(h.parent_id) != 0) {
               if (h.error)

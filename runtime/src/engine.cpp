@@ -207,7 +207,15 @@ int Engine::run() {
           Value file = decode(payload_of(env));
           const auto& bytes = file.as_bytes().data;
           auto plugin = runtime.load_bytes(bytes.bytes());
-          r.info = Value::map({{"name", plugin->name()}, {"hash", plugin->hash()}});
+          Value::List tasks;
+          for (const auto& t : plugin->tasks()) {
+            tasks.push_back(
+                Value::map({{"name", t.name}, {"signature", t.signature}, {"doc", t.doc}}));
+          }
+          r.info = Value::map({{"name", plugin->name()},
+                               {"version", plugin->version()},
+                               {"hash", plugin->hash()},
+                               {"tasks", Value(std::move(tasks))}});
         } catch (const Error& e) {
           ErrorRecord rec;
           rec.code = e.code();

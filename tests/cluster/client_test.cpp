@@ -111,8 +111,14 @@ TEST_F(ClientTest, HotReloadOnTheCluster) {
   start_with_arith(2);
   rc_->push_plugin(test::test_plugin("reload_v1"));
   EXPECT_EQ(rc_->direct_view().apply("reload.version").repr(), "[1, 1]");
+  AsyncResult in_flight = (*rc_)[0].apply_async("slow_version", {1.0});
   rc_->push_plugin(test::test_plugin("reload_v2"));
   EXPECT_EQ(rc_->direct_view().apply("reload.version").repr(), "[2, 2]");
+  EXPECT_EQ(in_flight.get(30s), Value(1));  // finished on the build it started with
+  const Value plugins = rc_->plugins();
+  ASSERT_EQ(plugins.size(), 3u);
+  EXPECT_EQ(plugins[2]["version"], Value("2.0.0"));
+  EXPECT_EQ(plugins[2]["tasks"][0]["signature"], Value("version() -> int64"));
 }
 
 TEST(ClientNoController, FailsWithAClearError) {

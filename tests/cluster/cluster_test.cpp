@@ -1,5 +1,10 @@
 // A real controller and real engines as processes on loopback, driven over the wire.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <memory>
+#include <random>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -130,6 +135,45 @@ TEST_F(Cluster, AnEngineKilledMidTaskFailsItsTaskAndOthersFinish) {
   EXPECT_EQ(replies[fine].value.as_int(), survivor);
   wait_for_engines(1);
   EXPECT_EQ(client_->apply(-1, "mul", {2, 2}).value, Value(4));
+}
+
+TEST_F(Cluster, RandomBytesOnRawTcpDoNotHurt) {
+  start(1);
+  client_->push(test::plugin("arith"));
+  auto engine_info = net::read_connection_file(dir_ / net::kEngineFile);
+  std::vector<std::string> endpoints;
+  for (const auto& [k, v] : client_->info().endpoints)
+    endpoints.push_back(v);
+  for (const auto& [k, v] : engine_info.endpoints)
+    endpoints.push_back(v);
+  std::mt19937 rng(7);
+  for (const auto& ep : endpoints) {
+    const int port = std::stoi(ep.substr(ep.rfind(':') + 1));
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << ep;
+    std::vector<char> junk(4096);
+    for (auto& c : junk)
+      c = static_cast<char>(rng());
+    (void)::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
+    ::close(fd);
+  }
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(client_->apply(0, "mul", {2, 3}).value, Value(6));
+  EXPECT_EQ(client_->apply(-1, "mul", {2, 4}).value, Value(8));
+}
+
+TEST_F(Cluster, EnginesExitWhenTheControllerIsGone) {
+  start(0);
+  engines_.push_back(std::make_unique<test::Process>(std::vector<std::string>{
+      test::binary("ippengine"), "--profile-dir", dir_.path().string(), "--heartbeat-ms", "100",
+      "--controller-timeout-ms", "500", "--log-level", "error"}));
+  wait_for_engines(1);
+  controller_->signal(SIGKILL);
+  EXPECT_EQ(engines_[0]->wait(20s), 3);
 }
 
 TEST_F(Cluster, ShutdownStopsEngines) {

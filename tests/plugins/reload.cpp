@@ -20,5 +20,12 @@ std::int64_t held_version(ipp::Context& ctx) {
   return RELOAD_VERSION;
 }
 
+/// Sleeps, then returns this build's version: a call in flight across a push.
+std::int64_t slow_version(double seconds) {
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  return RELOAD_VERSION;
+}
+
 IPP_TASK(version, "This build's version.")
+IPP_TASK(slow_version)
 IPP_TASK(held_version)
