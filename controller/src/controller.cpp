@@ -19,6 +19,7 @@
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
+#include "ipp/net/message.hpp"
 #include "ipp/runtime/plugin_loader.hpp"
 #include "ipp/runtime/plugin_store.hpp"
 
@@ -30,24 +31,6 @@ using Steady = std::chrono::steady_clock;
 constexpr const char* kEvents = "inproc://ipp-events";    // hub -> everyone: engine up / down
 constexpr const char* kHubIn = "inproc://ipp-hub-in";     // heartbeat -> hub: engine silent
 constexpr const char* kMonitor = "inproc://ipp-monitor";  // schedulers -> hub: task traffic copies
-
-net::Envelope make(const net::Header& h, Payload payload = {}) {
-  net::Envelope env;
-  env.parts.push_back(net::encode_header(h));
-  if (!payload.root.empty()) {
-    env.parts.push_back(std::move(payload.root));
-    for (auto& f : payload.frames)
-      env.parts.push_back(std::move(f));
-  }
-  return env;
-}
-
-std::vector<zmq::message_t> copy_route(const std::vector<zmq::message_t>& route) {
-  std::vector<zmq::message_t> out;
-  for (const auto& m : route)
-    out.emplace_back(m.data(), m.size());
-  return out;
-}
 
 ErrorRecord make_record(ErrorCode code, std::string type, std::string message) {
   ErrorRecord r;
@@ -153,8 +136,8 @@ void Controller::State::hub() {
     h.type = net::MsgType::PluginPush;
     h.msg_id = push_id;
     h.info = Value::map({{"hash", p.hash}});
-    net::Envelope env = make(h, encode(Value(Bytes{Buffer::adopt(std::move(bytes))})));
-    env.route = copy_route(e.route);
+    net::Envelope env = net::make_message(h, encode(Value(Bytes{Buffer::adopt(std::move(bytes))})));
+    env.route = net::copy_route(e.route);
     net::send(registration, sign(), env);
   };
   auto finish_push = [&](const std::string& id) {
@@ -177,7 +160,7 @@ void Controller::State::hub() {
       e.message = msg;
       r.error = e;
     }
-    net::Envelope env = make(r);
+    net::Envelope env = net::make_message(r);
     env.route = std::move(p.client);
     net::send(registration, sign(), env);
     pushes.erase(it);
@@ -247,7 +230,7 @@ void Controller::State::hub() {
       r.error = make_record(ErrorCode::usage, "ipp::UsageError",
                             fmt::format("unknown query '{}'", h.task));
     }
-    net::Envelope out = make(r);
+    net::Envelope out = net::make_message(r);
     out.route = std::move(env.route);
     net::send(registration, sign(), out);
   };
@@ -266,7 +249,7 @@ void Controller::State::hub() {
           case net::MsgType::RegisterRequest: {
             EngineRec e;
             e.id = next_id++;
-            e.route = copy_route(env->route);
+            e.route = net::copy_route(env->route);
             e.threads = std::max(1, h.threads);
             if (h.info.kind() == Value::Kind::map && h.info.as_map().count("pid"))
               e.pid = h.info["pid"].as_int();
@@ -275,8 +258,8 @@ void Controller::State::hub() {
             r.msg_id = net::new_id();
             r.parent_id = h.msg_id;
             r.engine = e.id;
-            net::Envelope out = make(r);
-            out.route = copy_route(e.route);
+            net::Envelope out = net::make_message(r);
+            out.route = net::copy_route(e.route);
             net::send(registration, sign(), out);
             spdlog::info("engine {} registering (pid {}), sending {} plugin(s)", e.id, e.pid,
                          plugins.size());
@@ -318,11 +301,7 @@ void Controller::State::hub() {
             r.msg_id = net::new_id();
             r.parent_id = h.msg_id;
             try {
-              Payload payload;
-              if (env->parts.size() > 1) payload.root = env->parts[1];
-              for (std::size_t i = 2; i < env->parts.size(); ++i)
-                payload.frames.push_back(env->parts[i]);
-              const Value file = decode(payload);
+              const Value file = decode(net::payload_of(*env));
               const auto& bytes = file.as_bytes().data;
               // Check the file without loading it: the controller never runs plugin code.
               const StoredPlugin stored = store.store_bytes(bytes.bytes());
@@ -338,7 +317,7 @@ void Controller::State::hub() {
                               [&](const StoredPlugin& p) { return p.hash == stored.hash; });
               if (!known) plugins.push_back(stored);
               Push push;
-              push.client = copy_route(env->route);
+              push.client = net::copy_route(env->route);
               push.request_id = h.msg_id;
               push.name = h.task;
               const std::string push_id = net::new_id();
@@ -357,7 +336,7 @@ void Controller::State::hub() {
                   e.code() == ErrorCode::plugin_load ? "ipp::PluginLoadError" : "ipp::Error",
                   e.what());
             }
-            net::Envelope out = make(r);
+            net::Envelope out = net::make_message(r);
             out.route = std::move(env->route);
             net::send(registration, sign(), out);
             break;
@@ -402,8 +381,8 @@ void Controller::State::hub() {
     net::Header stop;
     stop.type = net::MsgType::Stop;
     stop.msg_id = net::new_id();
-    net::Envelope out = make(stop);
-    out.route = copy_route(e.route);
+    net::Envelope out = net::make_message(stop);
+    out.route = net::copy_route(e.route);
     net::send(registration, sign(), out, true);
   }
 }
@@ -503,7 +482,7 @@ void Controller::State::scheduler(bool balanced) {
     r.task = err.task;
     r.completed = net::now_us();
     r.error = std::move(err);
-    net::Envelope out = make(r);
+    net::Envelope out = net::make_message(r);
     out.route = std::move(client);
     net::send(clients, sign(), out, true);
   };

@@ -14,6 +14,7 @@
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
+#include "ipp/net/message.hpp"
 #include "ipp/runtime/runtime.hpp"
 
 namespace ipp {
@@ -24,25 +25,6 @@ using Steady = std::chrono::steady_clock;
 
 std::filesystem::path default_store() {
   return std::filesystem::temp_directory_path() / fmt::format("ipp-engine-{}", ::getpid());
-}
-
-net::Envelope make(net::Header header, Payload payload = {}) {
-  net::Envelope env;
-  env.parts.push_back(net::encode_header(header));
-  if (!payload.root.empty()) {
-    env.parts.push_back(std::move(payload.root));
-    for (auto& f : payload.frames)
-      env.parts.push_back(std::move(f));
-  }
-  return env;
-}
-
-Payload payload_of(net::Envelope& env) {
-  Payload p;
-  if (env.parts.size() > 1) p.root = env.parts[1];
-  for (std::size_t i = 2; i < env.parts.size(); ++i)
-    p.frames.push_back(env.parts[i]);
-  return p;
 }
 
 }  // namespace
@@ -87,7 +69,7 @@ int Engine::run() {
   hello.session = session;
   hello.threads = runtime.executor().threads();
   hello.info = Value::map({{"pid", static_cast<std::int64_t>(::getpid())}});
-  net::send(reg, signer, make(hello));
+  net::send(reg, signer, net::make_message(hello));
 
   // Registration: wait for our id.
   std::int64_t id = -1;
@@ -131,7 +113,7 @@ int Engine::run() {
     net::Header greeting;
     greeting.type = net::MsgType::Ping;
     greeting.engine = id;
-    net::send(*s, signer, make(greeting));
+    net::send(*s, signer, net::make_message(greeting));
   }
 
   Impl impl;
@@ -182,12 +164,13 @@ int Engine::run() {
         out.error->engine = id;
         r.error = std::move(out.error);
       }
-      net::Envelope reply = make(std::move(r), out.ok() ? std::move(out.result) : Payload{});
+      net::Envelope reply =
+          net::make_message(std::move(r), out.ok() ? std::move(out.result) : Payload{});
       for (auto& m : *route)
         reply.route.emplace_back(m.data(), m.size());
       post(channel, std::move(reply));
     };
-    Payload payload = payload_of(env);
+    Payload payload = net::payload_of(env);
     if (is_map)
       runtime.submit_map(h.task, std::move(payload), std::move(done));
     else
@@ -204,7 +187,7 @@ int Engine::run() {
         r.parent_id = h.msg_id;
         r.engine = id;
         try {
-          Value file = decode(payload_of(env));
+          Value file = decode(net::payload_of(env));
           const auto& bytes = file.as_bytes().data;
           auto plugin = runtime.load_bytes(bytes.bytes());
           Value::List tasks;
@@ -225,7 +208,7 @@ int Engine::run() {
           r.error = std::move(rec);
           spdlog::warn("plugin push refused: {}", e.what());
         }
-        net::send(reg, signer, make(std::move(r)));
+        net::send(reg, signer, net::make_message(std::move(r)));
         break;
       }
       case net::MsgType::Stop:
@@ -252,7 +235,7 @@ int Engine::run() {
       ping.type = net::MsgType::Ping;
       ping.engine = id;
       ping.submitted = net::now_us();
-      net::send(heartbeat, signer, make(ping), true);
+      net::send(heartbeat, signer, net::make_message(ping), true);
       next_ping = now + options_.heartbeat;
     }
     if (now - last_heard > options_.controller_timeout) {

@@ -14,6 +14,7 @@
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
+#include "ipp/net/message.hpp"
 
 namespace ipp::test {
 
@@ -86,27 +87,14 @@ class RawClient {
 
  private:
   void send(zmq::socket_t& s, const net::Header& h, Payload payload) {
-    net::Envelope env;
-    env.parts.push_back(net::encode_header(h));
-    if (!payload.root.empty()) {
-      env.parts.push_back(payload.root);
-      for (auto& f : payload.frames)
-        env.parts.push_back(f);
-    }
-    net::send(s, signer_, env);
+    net::send(s, signer_, net::make_message(h, std::move(payload)));
   }
   Reply read(zmq::socket_t& s) {
     auto env = net::recv(s, signer_);
     if (!env) throw std::runtime_error("no reply within the timeout");
     Reply r;
     r.header = net::decode_header(env->parts.at(0));
-    if (env->parts.size() > 1) {
-      Payload p;
-      p.root = env->parts[1];
-      for (std::size_t i = 2; i < env->parts.size(); ++i)
-        p.frames.push_back(env->parts[i]);
-      r.value = decode(p);
-    }
+    if (env->parts.size() > 1) r.value = decode(net::payload_of(*env));
     return r;
   }
   Reply call(zmq::socket_t& s, const net::Header& h, Payload payload) {

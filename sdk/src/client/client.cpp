@@ -17,6 +17,7 @@
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
+#include "ipp/net/message.hpp"
 
 namespace ipp {
 
@@ -91,7 +92,7 @@ struct ClientCore {
     slot->msg_id = h.msg_id;
     state->slots.push_back(slot);
     state->remaining = 1;
-    submit(channel, envelope(h, std::move(payload)), slot, state);
+    submit(channel, net::make_message(h, std::move(payload)), slot, state);
     std::unique_lock lock(state->mutex);
     if (!state->cv.wait_for(lock, wait_for, [&] { return state->remaining == 0; })) {
       forget(h.msg_id);
@@ -109,17 +110,6 @@ struct ClientCore {
     auto [reply, payload] = request(kRegistration, h, {}, timeout);
     if (reply.error) rethrow(*reply.error);
     return reply.info;
-  }
-
-  static net::Envelope envelope(const net::Header& h, Payload payload) {
-    net::Envelope env;
-    env.parts.push_back(net::encode_header(h));
-    if (!payload.root.empty()) {
-      env.parts.push_back(std::move(payload.root));
-      for (auto& f : payload.frames)
-        env.parts.push_back(std::move(f));
-    }
-    return env;
   }
 
   void forget(const std::string& msg_id) {
@@ -197,10 +187,7 @@ struct ClientCore {
       pending.erase(it);
       if (pending.empty()) pending_cv.notify_all();
     }
-    Payload payload;
-    if (env.parts.size() > 1) payload.root = env.parts[1];
-    for (std::size_t i = 2; i < env.parts.size(); ++i)
-      payload.frames.push_back(env.parts[i]);
+    Payload payload = net::payload_of(env);
     std::lock_guard lock(p.owner->mutex);
     p.slot->reply = std::move(h);
     p.slot->payload = std::move(payload);
@@ -254,7 +241,7 @@ std::shared_ptr<Slot> send_task(ClientCore& core, const std::shared_ptr<ResultSt
   slot->target = target;
   slot->submitted = h.submitted;
   state->slots.push_back(slot);
-  core.submit(channel, ClientCore::envelope(h, std::move(payload)), slot, state);
+  core.submit(channel, net::make_message(h, std::move(payload)), slot, state);
   return slot;
 }
 
