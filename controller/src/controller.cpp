@@ -335,6 +335,9 @@ void Controller::State::hub() {
                   e.code(),
                   e.code() == ErrorCode::plugin_load ? "ipp::PluginLoadError" : "ipp::Error",
                   e.what());
+            } catch (const std::exception& e) {
+              r.error = make_record(ErrorCode::plugin_load, "ipp::PluginLoadError",
+                                    fmt::format("cannot store the plugin: {}", e.what()));
             }
             net::Envelope out = net::make_message(r);
             out.route = std::move(env->route);
@@ -348,6 +351,8 @@ void Controller::State::hub() {
         spdlog::warn("hub dropped a message: {}", e.what());
       } catch (const Error& e) {
         spdlog::warn("hub: bad request: {}", e.what());
+      } catch (const std::exception& e) {
+        spdlog::error("hub: request dropped: {}", e.what());
       }
     }
     if (items[1].revents & ZMQ_POLLIN) {

@@ -245,7 +245,8 @@ int cluster_start(const Globals& g, int n, int threads, int heartbeat_ms) {
   write_cluster(profile, c);
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(g.timeout_ms) * 3;
-  while (!std::filesystem::exists(profile / net::kEngineFile)) {
+  // The client file is written last: once it exists, both are complete.
+  while (!std::filesystem::exists(profile / net::kClientFile)) {
     if (!alive(c.controller)) {
       std::cerr << "ippctl: the controller exited at start:"
                 << tail(profile / "logs" / "controller.log") << "\n";

@@ -139,5 +139,15 @@ TEST_F(ClientTest, ControllerGoneFailsWithinTheTimeout) {
   EXPECT_THROW((void)rc.ids(), ConnectionError);
 }
 
+TEST_F(ClientTest, TasksInFlightFailWhenTheControllerDies) {
+  start(1);
+  Client rc(ClientOptions{.profile_dir = dir_.path(), .timeout = 500ms});
+  rc.push_plugin(test::plugin("arith"));
+  AsyncResult r = rc[0].apply_async("wait_here", {60.0});
+  std::this_thread::sleep_for(100ms);
+  controller_->signal(SIGKILL);
+  EXPECT_THROW((void)r.get(), ConnectionError);  // no timeout given: the client notices by itself
+}
+
 }  // namespace
 }  // namespace ipp

@@ -26,6 +26,7 @@ namespace detail {
 /// One request waiting for its reply.
 struct Slot {
   std::string msg_id;
+  std::string task;
   std::int64_t target = -1;
   std::int64_t submitted = 0;
   bool done = false;
@@ -132,9 +133,11 @@ struct ClientCore {
                                {sockets[1].handle(), 0, ZMQ_POLLIN, 0},
                                {sockets[2].handle(), 0, ZMQ_POLLIN, 0},
                                {wake_pull.handle(), 0, ZMQ_POLLIN, 0}};
+    const auto tick = std::clamp(timeout / 4, Duration(10), Duration(1000));
     while (!stopping.load()) {
+      check_controller();
       try {
-        zmq::poll(items, 4, std::chrono::milliseconds(-1));
+        zmq::poll(items, 4, tick);
       } catch (const zmq::error_t& e) {
         if (e.num() == EINTR) continue;
         throw;
@@ -166,6 +169,7 @@ struct ClientCore {
             continue;  // not from our controller: drop it
           }
           if (!env) break;
+          last_heard = Steady::now();
           try {
             complete(std::move(*env));
           } catch (const Error&) {
@@ -176,8 +180,60 @@ struct ClientCore {
     }
   }
 
+  /// Tasks may run for long without a word from the controller. While any request is pending,
+  /// a silent controller is asked a cheap question; if that goes unanswered for `timeout`,
+  /// every pending request fails with ConnectionError instead of waiting forever.
+  void check_controller() {
+    {
+      std::lock_guard lock(pending_mutex);
+      if (pending.empty()) {
+        probe_id.clear();
+        return;
+      }
+    }
+    const auto now = Steady::now();
+    if (probe_id.empty()) {
+      if (now - last_heard < timeout / 2) return;
+      net::Header h;
+      h.type = net::MsgType::QueryRequest;
+      h.msg_id = probe_id = net::new_id();
+      h.task = "ids";
+      probe_sent = now;
+      net::send(sockets[kRegistration], signer, net::make_message(h));
+      return;
+    }
+    if (now - probe_sent < timeout) return;
+    ErrorRecord r;
+    r.code = ErrorCode::connection;
+    r.type = "ipp::ConnectionError";
+    r.message = fmt::format("the controller at {} stopped answering (nothing for {} ms)",
+                            info.endpoint("registration"), timeout.count());
+    fail_all(r);
+    probe_id.clear();
+  }
+
+  void fail_all(const ErrorRecord& error) {
+    std::unordered_map<std::string, Pending> failed;
+    {
+      std::lock_guard lock(pending_mutex);
+      failed.swap(pending);
+      pending_cv.notify_all();
+    }
+    for (auto& [id, p] : failed) {
+      std::lock_guard lock(p.owner->mutex);
+      p.slot->reply.error = error;
+      p.slot->reply.error->task = p.slot->task;
+      p.slot->done = true;
+      if (--p.owner->remaining == 0) p.owner->cv.notify_all();
+    }
+  }
+
   void complete(net::Envelope env) {
     net::Header h = net::decode_header(env.parts.at(0));
+    if (!probe_id.empty() && h.parent_id == probe_id) {
+      probe_id.clear();
+      return;
+    }
     Pending p;
     {
       std::lock_guard lock(pending_mutex);
@@ -222,6 +278,11 @@ struct ClientCore {
   std::condition_variable pending_cv;
   std::unordered_map<std::string, Pending> pending;
   std::atomic<bool> stopping{false};
+  // I/O thread only: liveness of the controller.
+  using Steady = std::chrono::steady_clock;
+  Steady::time_point last_heard = Steady::now();
+  Steady::time_point probe_sent;
+  std::string probe_id;
   std::thread io;
 };
 
@@ -238,6 +299,7 @@ std::shared_ptr<Slot> send_task(ClientCore& core, const std::shared_ptr<ResultSt
   h.submitted = net::now_us();
   auto slot = std::make_shared<Slot>();
   slot->msg_id = h.msg_id;
+  slot->task = task;
   slot->target = target;
   slot->submitted = h.submitted;
   state->slots.push_back(slot);
