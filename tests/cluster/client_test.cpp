@@ -141,7 +141,7 @@ TEST_F(ClientTest, ControllerGoneFailsWithinTheTimeout) {
 
 TEST_F(ClientTest, TasksInFlightFailWhenTheControllerDies) {
   start(1);
-  Client rc(ClientOptions{.profile_dir = dir_.path(), .timeout = 500ms});
+  Client rc(ClientOptions{.profile_dir = dir_.path(), .timeout = 2000ms});
   rc.push_plugin(test::plugin("arith"));
   AsyncResult r = rc[0].apply_async("wait_here", {60.0});
   std::this_thread::sleep_for(100ms);

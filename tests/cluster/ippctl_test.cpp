@@ -39,7 +39,7 @@ class Ippctl : public ::testing::Test {
 };
 
 TEST_F(Ippctl, TheTutorialSteps) {
-  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 2 --heartbeat-ms 200").code, 0);
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 2").code, 0);
   EXPECT_EQ(ctl("ids").out, "[0, 1]\n");
   const std::string arith = test::plugin("arith").string();
   EXPECT_EQ(ctl("push " + arith).out, "{'0': 'ok', '1': 'ok'}\n");
@@ -67,7 +67,7 @@ TEST_F(Ippctl, TheTutorialSteps) {
 }
 
 TEST_F(Ippctl, BadInputGetsAClearErrorAndTheRightExitCode) {
-  ASSERT_EQ(ctl("cluster start -n 1 --heartbeat-ms 200").code, 0);
+  ASSERT_EQ(ctl("cluster start -n 1").code, 0);
   ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
   CtlResult r = ctl("apply nope");
   EXPECT_EQ(r.code, 1);
