@@ -1,4 +1,7 @@
 // The C++ client library against a real cluster: the IPython.parallel tutorial, in C++.
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -119,6 +122,33 @@ TEST_F(ClientTest, HotReloadOnTheCluster) {
   ASSERT_EQ(plugins.size(), 3u);
   EXPECT_EQ(plugins[2]["version"], Value("2.0.0"));
   EXPECT_EQ(plugins[2]["tasks"][0]["signature"], Value("version() -> int64"));
+}
+
+TEST_F(ClientTest, NoEnginesRegisteredIsAClearError) {
+  start(0);
+  Client rc(ClientOptions{.profile_dir = dir_.path()});
+  EXPECT_TRUE(rc.ids().empty());
+  try {
+    (void)rc.direct_view().apply("mul", {1, 2});
+    FAIL();
+  } catch (const UsageError& e) {
+    EXPECT_STREQ(e.what(), "this view has no engines");
+  }
+  try {
+    (void)rc[0].apply("mul", {1, 2});
+    FAIL();
+  } catch (const EngineError& e) {
+    EXPECT_NE(std::string(e.what()).find("no engine 0 is registered (engines: [])"),
+              std::string::npos);
+  }
+  const std::string cmd = std::string(IPP_BUILD_DIR) + "/bin/ippctl --profile-dir '" +
+                          dir_.path().string() + "' apply mul 1 2 2> '" +
+                          (dir_ / "err.txt").string() + "'";
+  const int status = std::system(cmd.c_str());
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  std::ifstream err(dir_ / "err.txt");
+  const std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("no engines are registered"), std::string::npos) << text;
 }
 
 TEST(ClientNoController, FailsWithAClearError) {
