@@ -1,4 +1,6 @@
 // ippctl: the command line for ipp clusters.
 #include "ipp/controller/ippctl.hpp"
 
-int main(int argc, char** argv) { return ipp::ctl::run(argc, argv); }
+int main(int argc, char** argv) {
+  return ipp::ctl::run(argc, argv);
+}

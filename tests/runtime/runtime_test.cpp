@@ -185,8 +185,9 @@ TEST_F(RuntimeTest, CorruptArgumentBufferIsAnErrorNotACrash) {
 TEST_F(RuntimeTest, ACancelledTaskSeesItAndStops) {
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   std::promise<TaskOutcome> done;
-  rt_.submit("sysinfo.sleep", encode(Value::list({3600.0})),
-             [&](TaskOutcome o) { done.set_value(std::move(o)); }, cancel);
+  rt_.submit(
+      "sysinfo.sleep", encode(Value::list({3600.0})),
+      [&](TaskOutcome o) { done.set_value(std::move(o)); }, cancel);
   cancel->store(true);
   TaskOutcome out = done.get_future().get();  // an hour unless the task polls the flag
   ASSERT_TRUE(out.ok());
