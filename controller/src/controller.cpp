@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <deque>
-#include <fstream>
 #include <map>
 #include <set>
 #include <thread>
@@ -119,7 +118,13 @@ void Controller::State::hub() {
   };
   std::map<std::int64_t, EngineRec> engines;
   std::int64_t next_id = 0;
-  std::vector<StoredPlugin> plugins;       // in push order
+  // Every plugin pushed so far, in push order, with the file as it arrived: engines get that
+  // payload as is (its buffers are shared, not copied or read again from disk).
+  struct HubPlugin {
+    StoredPlugin stored;
+    Payload file;
+  };
+  std::vector<HubPlugin> plugins;
   std::map<std::string, Push> pushes;      // by push msg id sent to engines
   std::map<std::string, Value> described;  // plugin hash -> what an engine reported of it
 
@@ -128,15 +133,12 @@ void Controller::State::hub() {
         events, std::array<zmq::const_buffer, 3>{zmq::buffer(what), zmq::buffer(std::to_string(id)),
                                                  zmq::buffer(std::to_string(capacity))});
   };
-  auto push_plugin_to = [&](EngineRec& e, const StoredPlugin& p, const std::string& push_id) {
-    std::ifstream in(p.path, std::ios::binary);
-    std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                                    std::istreambuf_iterator<char>());
+  auto push_plugin_to = [&](EngineRec& e, const HubPlugin& p, const std::string& push_id) {
     net::Header h;
     h.type = net::MsgType::PluginPush;
     h.msg_id = push_id;
-    h.info = Value::map({{"hash", p.hash}});
-    net::Envelope env = net::make_message(h, encode(Value(Bytes{Buffer::adopt(std::move(bytes))})));
+    h.info = Value::map({{"hash", p.stored.hash}});
+    net::Envelope env = net::make_message(h, p.file);
     env.route = net::copy_route(e.route);
     net::send(registration, sign(), env);
   };
@@ -217,11 +219,11 @@ void Controller::State::hub() {
     } else if (h.task == "plugins") {
       Value::List list;
       for (const auto& p : plugins) {
-        auto d = described.find(p.hash);
-        list.push_back(
-            d != described.end()
-                ? d->second
-                : Value::map({{"hash", p.hash}, {"name", "(not loaded by any engine yet)"}}));
+        auto d = described.find(p.stored.hash);
+        list.push_back(d != described.end()
+                           ? d->second
+                           : Value::map({{"hash", p.stored.hash},
+                                         {"name", "(not loaded by any engine yet)"}}));
       }
       r.info = Value(std::move(list));
     } else if (h.task == "shutdown") {
@@ -301,7 +303,8 @@ void Controller::State::hub() {
             r.msg_id = net::new_id();
             r.parent_id = h.msg_id;
             try {
-              const Value file = decode(net::payload_of(*env));
+              Payload payload = net::payload_of(*env);
+              const Value file = decode(payload);
               const auto& bytes = file.as_bytes().data;
               // Check the file without loading it: the controller never runs plugin code.
               const StoredPlugin stored = store.store_bytes(bytes.bytes());
@@ -312,10 +315,13 @@ void Controller::State::hub() {
                 std::filesystem::remove(stored.path, ec);
                 throw;
               }
-              const bool known =
-                  std::any_of(plugins.begin(), plugins.end(),
-                              [&](const StoredPlugin& p) { return p.hash == stored.hash; });
-              if (!known) plugins.push_back(stored);
+              auto known = std::find_if(plugins.begin(), plugins.end(), [&](const HubPlugin& p) {
+                return p.stored.hash == stored.hash;
+              });
+              if (known == plugins.end()) {
+                plugins.push_back({stored, std::move(payload)});
+                known = std::prev(plugins.end());
+              }
               Push push;
               push.client = net::copy_route(env->route);
               push.request_id = h.msg_id;
@@ -323,7 +329,7 @@ void Controller::State::hub() {
               const std::string push_id = net::new_id();
               for (auto& [id, e] : engines) {
                 push.waiting.insert(id);
-                push_plugin_to(e, stored, push_id);
+                push_plugin_to(e, *known, push_id);
               }
               spdlog::info("plugin {} ({}) pushed to {} engine(s)", h.task,
                            stored.hash.substr(0, 12), push.waiting.size());
