@@ -609,7 +609,8 @@ void Controller::State::scheduler(bool balanced) {
           spdlog::warn("{} dropped a message: {}", name, e.what());
           continue;
         }
-        if (h.type != net::MsgType::ApplyRequest && h.type != net::MsgType::MapRequest) {
+        if (h.type != net::MsgType::ApplyRequest && h.type != net::MsgType::MapRequest &&
+            h.type != net::MsgType::ExecuteRequest && h.type != net::MsgType::NamespaceRequest) {
           spdlog::warn("{}: unexpected {}", name, net::to_string(h.type));
           continue;
         }

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ipp/client.hpp"
+#include "ipp/detail/identifier.hpp"
 #include "ipp/literal.hpp"
 #include "ipp/net/connection_file.hpp"
 
@@ -75,6 +76,8 @@ json to_json(const Value& v) {
       }
       return out;
     }
+    case Value::Kind::ref:
+      return json{{"ref", v.as_ref().name}};
     case Value::Kind::map: {
       json out = json::object();
       for (const auto& [k, item] : v.as_map())
@@ -85,11 +88,14 @@ json to_json(const Value& v) {
   return nullptr;
 }
 
-/// A command-line argument as a value: a literal, or else a bare word taken as a string.
+/// A command-line argument as a value: a literal, `@name` for a name in the engine's
+/// namespace (ipp::ref), or else a bare word taken as a string.
 constexpr char kBracketGuard = '\x01';
 
 Value argument(std::string text) {
   if (!text.empty() && text[0] == kBracketGuard) text.erase(0, 1);
+  if (text.size() > 1 && text[0] == '@' && detail::is_identifier(text.substr(1)))
+    return ref(text.substr(1));
   try {
     return parse_literal(text);
   } catch (const SyntaxError&) {
@@ -363,16 +369,43 @@ int run(int argc, char** argv) {
       app.add_subcommand("apply", "Run a task once per target engine (or once, --balanced)");
   apply->add_option("TASK", task, "Task name (plugin.task, or a unique bare name)")->required();
   apply->add_option("ARGS", args,
-                    "Arguments: 5  2.5  true  \"text\"  word  '[1, 2]'  1..9  0..100:5");
+                    "Arguments: 5  2.5  true  \"text\"  word  '[1, 2]'  1..9  0..100:5  @name "
+                    "(the engine's value of name)");
   apply->add_option("--targets", targets, "Engines: 0, 0,2 or all (default: all)");
   apply->add_flag("--balanced", balanced, "Run once, wherever an engine is free");
   auto* map = app.add_subcommand("map", "Run a task over sequences, gathered in order");
   map->add_option("TASK", task, "Task name")->required();
-  map->add_option("SEQ", args, "Sequences: 1..9  0..100:5  '[1, 2, 3]'")->required();
+  map->add_option("SEQ", args, "Sequences: 1..9  0..100:5  '[1, 2, 3]'  @name")->required();
   map->add_option("--targets", targets, "Engines for a direct map (default: all)");
   map->add_flag("--balanced", balanced, "Schedule chunks on free engines");
   map->add_option("--chunksize", chunksize,
                   "Elements per chunk with --balanced (default: automatic)");
+
+  // Namespaces.
+  std::string code, name, assignment;
+  auto add_targets = [&targets](CLI::App* cmd) {
+    cmd->add_option("--targets", targets, "Engines: 0, 0,2 or all (default: all)");
+  };
+  auto* execute = app.add_subcommand("execute", "Run statements in each target engine's namespace");
+  execute->add_option("CODE", code, "Statements, e.g. \"import sysinfo; a = sysinfo.getpid()\"")
+      ->required();
+  add_targets(execute);
+  auto* pull = app.add_subcommand("pull", "Print the value bound to NAME on each target engine");
+  pull->add_option("NAME", name, "A name in the engines' namespaces")->required();
+  add_targets(pull);
+  auto* set = app.add_subcommand("set", "Bind NAME to a value on each target engine");
+  set->add_option("NAME=LITERAL", assignment, "e.g. a=5, xs=1..100, s=\"text\"")->required();
+  add_targets(set);
+  auto* scatter =
+      app.add_subcommand("scatter", "Split a sequence into one block per target engine");
+  scatter->add_option("NAME", name, "The name each engine binds its block to")->required();
+  scatter->add_option("SEQ", assignment, "A sequence: 1..100, '[1, 2, 3]'")->required();
+  add_targets(scatter);
+  auto* gather = app.add_subcommand("gather", "Join NAME's blocks from the target engines");
+  gather->add_option("NAME", name, "A name bound on every target engine")->required();
+  add_targets(gather);
+  auto* clear = app.add_subcommand("clear", "Empty the target engines' namespaces");
+  add_targets(clear);
 
   // CLI11 reads "[a, b]" as its own list syntax; hide the bracket from it (argument() undoes this).
   std::vector<std::string> words(argv + 1, argv + argc);
@@ -410,6 +443,58 @@ int run(int argc, char** argv) {
       }
     }
     Client rc = g.client();
+    // Waits for `r` and prints its value (`quiet`: only with --json), or its error.
+    auto finish = [&](const AsyncResult& r, bool quiet) {
+      Value v;
+      try {
+        v = r.get();
+      } catch (const Error& e) {
+        if (g.json) {
+          json out{{"error", e.what()},
+                   {"code", std::string(to_string(e.code()))},
+                   {"msg_ids", r.msg_ids()}};
+          std::cout << out.dump() << "\n";
+        }
+        throw;
+      }
+      if (!quiet || g.json) print(g, v, g.json ? r.msg_ids() : std::vector<std::string>{});
+    };
+    auto target_view = [&] {
+      bool single = false;
+      auto t = targets.empty() ? rc.ids() : parse_targets(targets, rc, &single);
+      if (t.empty()) throw EngineError("no engines are registered");
+      return single ? rc[t[0]] : rc[t];
+    };
+    if (*execute) {
+      finish(target_view().execute(code), true);
+      return kOk;
+    }
+    if (*pull) {
+      finish(target_view().pull_async(name), false);
+      return kOk;
+    }
+    if (*set) {
+      const auto eq = assignment.find('=');
+      if (eq == std::string::npos || !detail::is_identifier(assignment.substr(0, eq)))
+        throw UsageError(fmt::format(
+            "expected NAME=LITERAL with NAME a name like x or n_2, got '{}'", assignment));
+      finish(target_view().push_async(
+                 {{assignment.substr(0, eq), argument(assignment.substr(eq + 1))}}),
+             true);
+      return kOk;
+    }
+    if (*scatter) {
+      finish(target_view().scatter_async(name, argument(assignment)), true);
+      return kOk;
+    }
+    if (*gather) {
+      finish(target_view().gather_async(name), false);
+      return kOk;
+    }
+    if (*clear) {
+      finish(target_view().clear_async(), true);
+      return kOk;
+    }
     if (*ids)
       print(g, Value(rc.ids()));
     else if (*push)
@@ -427,25 +512,10 @@ int run(int argc, char** argv) {
           auto lb = rc.load_balanced_view();
           return *apply ? lb.apply_async(task, values) : lb.map_async(task, values, chunksize);
         }
-        bool single = false;
-        auto t = targets.empty() ? rc.ids() : parse_targets(targets, rc, &single);
-        if (t.empty()) throw EngineError("no engines are registered");
-        DirectView view = single ? rc[t[0]] : rc[t];
+        DirectView view = target_view();
         return *apply ? view.apply_async(task, values) : view.map_async(task, values);
       }();
-      Value v;
-      try {
-        v = r.get();
-      } catch (const Error& e) {
-        if (g.json) {
-          json out{{"error", e.what()},
-                   {"code", std::string(to_string(e.code()))},
-                   {"msg_ids", r.msg_ids()}};
-          std::cout << out.dump() << "\n";
-        }
-        throw;
-      }
-      print(g, v, g.json ? r.msg_ids() : std::vector<std::string>{});
+      finish(r, false);
     }
     return kOk;
   } catch (const SyntaxError& e) {

@@ -27,6 +27,62 @@ std::filesystem::path default_store() {
   return std::filesystem::temp_directory_path() / fmt::format("ipp-engine-{}", ::getpid());
 }
 
+/// A client's namespace request: "push" (a map of name -> value), "pull" (a list of names;
+/// replies with the list of values) or "clear".
+TaskOutcome namespace_op(Runtime& runtime, const std::string& op, const Payload& payload,
+                         std::int64_t engine) {
+  TaskOutcome out;
+  out.started = Clock::now();
+  auto fail = [&](ErrorCode code, const char* type, std::string message) {
+    ErrorRecord r;
+    r.code = code;
+    r.type = type;
+    r.message = std::move(message);
+    r.task = op;
+    r.engine = engine;
+    out.error = std::move(r);
+  };
+  try {
+    if (op == "push") {
+      const Value values = decode(payload);
+      for (const auto& [name, value] : values.as_map()) {
+        if (value.kind() == Value::Kind::ref) {
+          fail(ErrorCode::argument, "ipp::ArgumentError",
+               fmt::format("cannot bind '{}' to a reference", name));
+          break;
+        }
+      }
+      if (out.ok()) {
+        for (const auto& [name, value] : values.as_map())
+          runtime.ns().set(name, value);
+      }
+    } else if (op == "pull") {
+      const Value names = decode(payload);
+      Value::List values;
+      for (const auto& n : names.as_list()) {
+        auto v = runtime.ns().get(n.as_string());
+        if (!v) {
+          fail(ErrorCode::name_error, "ipp::NameError",
+               fmt::format("name '{}' is not defined on engine {}", n.as_string(), engine));
+          break;
+        }
+        values.push_back(std::move(*v));
+      }
+      if (out.ok()) out.result = encode(Value(std::move(values)));
+    } else if (op == "clear") {
+      runtime.clear_namespace();
+    } else {
+      fail(ErrorCode::usage, "ipp::UsageError",
+           fmt::format("unknown namespace operation '{}'", op));
+    }
+  } catch (const Error& e) {
+    fail(e.code(), e.code() == ErrorCode::protocol ? "ipp::ProtocolError" : "ipp::ArgumentError",
+         e.what());
+  }
+  out.completed = Clock::now();
+  return out;
+}
+
 }  // namespace
 
 struct Engine::Impl {
@@ -138,10 +194,15 @@ int Engine::run() {
       spdlog::warn("dropped a task message: {}", e.what());
       return;
     }
-    const bool is_map = h.type == net::MsgType::MapRequest;
-    if (!is_map && h.type != net::MsgType::ApplyRequest) {
-      spdlog::warn("unexpected {} on a task channel", net::to_string(h.type));
-      return;
+    switch (h.type) {
+      case net::MsgType::ApplyRequest:
+      case net::MsgType::MapRequest:
+      case net::MsgType::ExecuteRequest:
+      case net::MsgType::NamespaceRequest:
+        break;
+      default:
+        spdlog::warn("unexpected {} on a task channel", net::to_string(h.type));
+        return;
     }
     auto route = std::make_shared<std::vector<zmq::message_t>>(std::move(env.route));
     auto done = [post, channel, route, id, msg_id = h.msg_id, session = h.session, task = h.task,
@@ -171,10 +232,43 @@ int Engine::run() {
       post(channel, std::move(reply));
     };
     Payload payload = net::payload_of(env);
-    if (is_map)
+    const bool is_map = h.type == net::MsgType::MapRequest;
+    switch (h.type) {
+      case net::MsgType::ExecuteRequest:
+        runtime.submit_ordered(
+            [&runtime, payload = std::move(payload)]() -> TaskOutcome {
+              const Value code = decode(payload);
+              return runtime.execute(code.as_string());
+            },
+            std::move(done));
+        return;
+      case net::MsgType::NamespaceRequest:
+        runtime.submit_ordered([&runtime, op = h.task, payload = std::move(payload),
+                                id]() { return namespace_op(runtime, op, payload, id); },
+                               std::move(done));
+        return;
+      default:
+        break;
+    }
+    bool ordered = !h.bind.empty();
+    if (!ordered) {
+      try {
+        ordered = Runtime::has_refs(payload);
+      } catch (const ProtocolError&) {
+        // invoke reports the corrupt buffer to the client
+      }
+    }
+    if (ordered) {
+      runtime.submit_ordered(
+          [&runtime, task = h.task, payload = std::move(payload), is_map, bind = h.bind]() {
+            return runtime.run_now(task, payload, is_map, bind);
+          },
+          std::move(done));
+    } else if (is_map) {
       runtime.submit_map(h.task, std::move(payload), std::move(done));
-    else
+    } else {
       runtime.submit(h.task, std::move(payload), std::move(done));
+    }
   };
 
   auto handle_hub = [&](net::Envelope env) {

@@ -2,7 +2,12 @@
 
 #include <future>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include "ipp/fb/value_generated.h"
+#include "ipp/literal.hpp"
+#include "ipp/runtime/statements.hpp"
 
 namespace ipp {
 
@@ -94,6 +99,295 @@ TaskOutcome Runtime::wait_for(std::string_view task, Payload payload, bool is_ma
       task, std::move(payload), [&promise](TaskOutcome out) { promise.set_value(std::move(out)); },
       nullptr, is_map);
   return future.get();
+}
+
+// ---- ordered jobs ---------------------------------------------------------------------------
+
+void Runtime::submit_ordered(std::function<TaskOutcome()> job, Callback done) {
+  {
+    std::lock_guard lock(strand_mutex_);
+    strand_.emplace_back(std::move(job), std::move(done));
+    if (strand_running_) return;
+    strand_running_ = true;
+  }
+  // One runner drains the queue; the next job starts when the previous one has finished.
+  executor_.submit([this] {
+    while (true) {
+      std::pair<std::function<TaskOutcome()>, Callback> next;
+      {
+        std::lock_guard lock(strand_mutex_);
+        if (strand_.empty()) {
+          strand_running_ = false;
+          return;
+        }
+        next = std::move(strand_.front());
+        strand_.pop_front();
+      }
+      TaskOutcome out;
+      try {
+        out = next.first();
+      } catch (const std::exception& e) {
+        ErrorRecord r;
+        r.code = ErrorCode::unknown;
+        r.type = "std::exception";
+        r.message = e.what();
+        r.engine = engine_id_;
+        out.error = std::move(r);
+        out.started = out.completed = Clock::now();
+      }
+      try {
+        next.second(std::move(out));
+      } catch (const std::exception& e) {
+        spdlog::error("ordered job completion callback threw: {}", e.what());
+      }
+    }
+  });
+}
+
+// ---- references and bound results ------------------------------------------------------------
+
+bool Runtime::has_refs(const Payload& args) {
+  const Buffer root = args.root.aligned(8);
+  const fb::Value* v = verify(root.bytes());
+  const auto* list = v->data_as_List();
+  if (list == nullptr) return false;
+  for (const auto* item : *list->items()) {
+    if (item->data_type() == fb::Data::Ref) return true;
+  }
+  return false;
+}
+
+namespace {
+
+ErrorRecord name_error(const std::string& name, std::int64_t engine) {
+  ErrorRecord r;
+  r.code = ErrorCode::name_error;
+  r.type = "ipp::NameError";
+  r.message = engine >= 0 ? fmt::format("name '{}' is not defined on engine {}", name, engine)
+                          : fmt::format("name '{}' is not defined", name);
+  r.engine = engine;
+  return r;
+}
+
+TaskOutcome failed(ErrorRecord r) {
+  TaskOutcome out;
+  out.started = out.completed = Clock::now();
+  out.error = std::move(r);
+  return out;
+}
+
+}  // namespace
+
+TaskOutcome Runtime::run_now(std::string_view task, const Payload& args, bool is_map,
+                             const std::string& bind, const std::atomic<bool>* cancelled) {
+  TaskHandle handle;
+  try {
+    handle = registry_.resolve(task);
+  } catch (const Error& e) {
+    ErrorRecord r;
+    r.code = e.code();
+    r.type = e.code() == ErrorCode::ambiguous_task ? "ipp::AmbiguousTask" : "ipp::TaskNotFound";
+    r.message = e.what();
+    r.task = std::string(task);
+    r.engine = engine_id_;
+    return failed(std::move(r));
+  }
+  Payload resolved;
+  try {
+    if (has_refs(args)) {
+      Value list = decode(args);
+      for (auto& item : list.as_list()) {
+        if (item.kind() != Value::Kind::ref) continue;
+        const std::string name = item.as_ref().name;
+        auto value = ns_.get(name);
+        if (!value) {
+          ErrorRecord r = name_error(name, engine_id_);
+          r.task = handle.info().qualified_name();
+          r.plugin = handle.info().plugin;
+          return failed(std::move(r));
+        }
+        item = std::move(*value);
+      }
+      resolved = encode(list);
+    } else {
+      resolved = args;
+    }
+  } catch (const Error& e) {
+    ErrorRecord r;
+    r.code = e.code();
+    r.type = e.code() == ErrorCode::protocol ? "ipp::ProtocolError" : "ipp::ArgumentError";
+    r.message = e.what();
+    r.task = handle.info().qualified_name();
+    r.engine = engine_id_;
+    return failed(std::move(r));
+  }
+  const InvokeContext ctx{engine_id_, &ns_, cancelled};
+  TaskOutcome out =
+      is_map ? invoke_map(handle, resolved, ctx, executor_) : invoke(handle, resolved, ctx);
+  if (out.ok() && !bind.empty()) {
+    ns_.set(bind, decode(out.result));
+    out.result = Payload{};
+  }
+  return out;
+}
+
+void Runtime::clear_namespace() {
+  ns_.clear();
+  std::lock_guard lock(imports_mutex_);
+  imports_.clear();
+}
+
+// ---- execute --------------------------------------------------------------------------------
+
+namespace {
+
+/// A statement failed: its record, completed with where it happened.
+struct StatementFailure {
+  ErrorRecord record;
+};
+
+}  // namespace
+
+TaskOutcome Runtime::execute(std::string_view code, const std::atomic<bool>* cancelled) {
+  using statements::Expr;
+  using statements::Statement;
+  const auto started = Clock::now();
+  auto fail = [&](ErrorRecord r, statements::Position at) {
+    r.engine = engine_id_;
+    r.line = at.line;
+    r.column = at.column;
+    TaskOutcome out = failed(std::move(r));
+    out.started = started;
+    return out;
+  };
+
+  std::vector<Statement> program;
+  try {
+    program = statements::parse(code);
+  } catch (const SyntaxError& e) {
+    ErrorRecord r;
+    r.code = ErrorCode::syntax;
+    r.type = "ipp::SyntaxError";
+    r.message = e.what();
+    // The message starts with "line L, column C: "; the record carries those apart.
+    if (const auto colon = r.message.find(": "); colon != std::string::npos)
+      r.message = r.message.substr(colon + 2);
+    return fail(std::move(r), {e.line(), e.column()});
+  }
+
+  auto imported = [&](std::string_view plugin) {
+    std::lock_guard lock(imports_mutex_);
+    return imports_.contains(plugin);
+  };
+  const InvokeContext ctx{engine_id_, &ns_, cancelled};
+
+  // Evaluates an expression; throws StatementFailure.
+  std::function<Value(const Expr&)> eval = [&](const Expr& e) -> Value {
+    switch (e.kind) {
+      case Expr::Kind::literal:
+        return e.value;
+      case Expr::Kind::name: {
+        if (auto v = ns_.get(e.name)) return std::move(*v);
+        ErrorRecord r = name_error(e.name, engine_id_);
+        if (imported(e.name)) {
+          r.message = fmt::format("'{}' is a plugin, not a value: call its tasks as {}.task(...)",
+                                  e.name, e.name);
+        }
+        r.line = e.at.line;
+        r.column = e.at.column;
+        throw StatementFailure{std::move(r)};
+      }
+      case Expr::Kind::list: {
+        Value::List items;
+        items.reserve(e.items.size());
+        for (const auto& item : e.items)
+          items.push_back(eval(item));
+        return Value(std::move(items));
+      }
+      case Expr::Kind::call: {
+        ErrorRecord r;
+        r.task = e.name;
+        r.line = e.at.line;
+        r.column = e.at.column;
+        if (!e.plugin.empty() && !imported(e.plugin)) {
+          r.code = ErrorCode::name_error;
+          r.type = "ipp::NameError";
+          r.message = fmt::format("name '{}' is not defined (import it first: import {})", e.plugin,
+                                  e.plugin);
+          throw StatementFailure{std::move(r)};
+        }
+        TaskHandle handle;
+        try {
+          handle = registry_.resolve(e.name);
+        } catch (const Error& err) {
+          r.code = err.code();
+          r.type =
+              err.code() == ErrorCode::ambiguous_task ? "ipp::AmbiguousTask" : "ipp::TaskNotFound";
+          r.message = err.what();
+          throw StatementFailure{std::move(r)};
+        }
+        Value::List args;
+        args.reserve(e.items.size());
+        for (const auto& item : e.items)
+          args.push_back(eval(item));
+        TaskOutcome out = invoke(handle, encode(Value(std::move(args))), ctx);
+        if (!out.ok()) {
+          out.error->line = e.at.line;
+          out.error->column = e.at.column;
+          throw StatementFailure{std::move(*out.error)};
+        }
+        return decode(out.result);
+      }
+    }
+    return Value();
+  };
+
+  for (const auto& s : program) {
+    try {
+      switch (s.kind) {
+        case Statement::Kind::import_plugins:
+          for (const auto& n : s.names) {
+            if (registry_.plugin(n.text) == nullptr) {
+              std::string loaded;
+              for (const auto& p : registry_.plugins())
+                loaded += (loaded.empty() ? "" : ", ") + p->name();
+              ErrorRecord r;
+              r.code = ErrorCode::name_error;
+              r.type = "ipp::ImportError";
+              r.message = fmt::format("no plugin named '{}' has been pushed (plugins: {})", n.text,
+                                      loaded.empty() ? "none" : loaded);
+              return fail(std::move(r), n.at);
+            }
+            std::lock_guard lock(imports_mutex_);
+            imports_.insert(n.text);
+          }
+          break;
+        case Statement::Kind::assign:
+          ns_.set(s.names.at(0).text, eval(s.expr));
+          break;
+        case Statement::Kind::del:
+          for (const auto& n : s.names) {
+            if (!ns_.erase(n.text)) return fail(name_error(n.text, engine_id_), n.at);
+          }
+          break;
+        case Statement::Kind::expr:
+          (void)eval(s.expr);
+          break;
+      }
+    } catch (const StatementFailure& f) {
+      return fail(f.record, {f.record.line, f.record.column});
+    } catch (const Error& e) {
+      ErrorRecord r;
+      r.code = e.code();
+      r.type = "ipp::Error";
+      r.message = e.what();
+      return fail(std::move(r), s.at);
+    }
+  }
+  TaskOutcome out;
+  out.started = started;
+  out.completed = Clock::now();
+  return out;
 }
 
 Value Runtime::call(std::string_view task, const Value::List& args) {

@@ -120,6 +120,9 @@ flatbuffers::Offset<fb::Value> Encoder::encode(const Value& value) {
       return encode_string(value.as_string());
     case Value::Kind::range:
       return encode_range(value.as_range());
+    case Value::Kind::ref:
+      return wrap(fb::Data::Ref,
+                  fb::CreateRef(builder_, builder_.CreateString(value.as_ref().name)).Union());
     case Value::Kind::bytes: {
       const Buffer& data = value.as_bytes().data;
       if (data.size() >= options_.side_frame_threshold || data.size() > kMaxInlineBytes) {
@@ -227,6 +230,8 @@ Value decode(const fb::Value* v, detail::FrameTable table, const Buffer* root,
       const auto* r = v->data_as_Range();
       return Value(Range{r->start(), r->stop(), r->step()});
     }
+    case fb::Data::Ref:
+      return Value(Ref{v->data_as_Ref()->name()->str()});
     case fb::Data::Bytes: {
       const auto* b = v->data_as_Bytes();
       const auto span = detail::bytes_ref(b, table);

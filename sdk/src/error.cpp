@@ -47,6 +47,7 @@ std::string ErrorRecord::describe() const {
   if (!task.empty()) out += task;
   if (engine >= 0) out += fmt::format("{}engine {}", out.empty() ? "" : " on ", engine);
   if (element) out += fmt::format("{}element {}", out.empty() ? "" : ", ", *element);
+  if (line > 0) out += fmt::format("{}line {}, column {}", out.empty() ? "" : ", ", line, column);
   if (!out.empty()) out += ": ";
   if (!type.empty()) out += type + ": ";
   out += message;

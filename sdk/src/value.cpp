@@ -180,6 +180,8 @@ std::string Value::type_name() const {
       return "map";
     case Kind::range:
       return "range";
+    case Kind::ref:
+      return "ref";
   }
   return "value";
 }
@@ -233,6 +235,10 @@ Value::Map& Value::as_map() {
 const Range& Value::as_range() const {
   if (const auto* p = std::get_if<Range>(&v_)) return *p;
   wrong_kind("range", *this);
+}
+const Ref& Value::as_ref() const {
+  if (const auto* p = std::get_if<Ref>(&v_)) return *p;
+  wrong_kind("ref", *this);
 }
 
 std::uint64_t Value::size() const noexcept {
@@ -414,6 +420,11 @@ void put(Out& out, const Value& v) {
         fmt::format_to(std::back_inserter(out), "range({}, {}, {})", r.start, r.stop, r.step);
       return;
     }
+    case Value::Kind::ref:
+      fmt::format_to(std::back_inserter(out), "ref(");
+      put_quoted(out, v.as_ref().name, 0);
+      out.push_back(')');
+      return;
   }
 }
 

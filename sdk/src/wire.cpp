@@ -92,6 +92,8 @@ std::string wire_type_name(const fb::Value* value) {
       return "map";
     case fb::Data::Range:
       return "range";
+    case fb::Data::Ref:
+      return "ref";
     default:
       return fmt::format("unknown kind {}", static_cast<int>(value->data_type()));
   }

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,7 +44,8 @@ class AsyncResult {
   /// for a single task, a list per engine for a multi-engine apply, the gathered sequence for
   /// a map. Throws RemoteError (one failure), CompositeError (several), EngineError (an
   /// engine died), TimeoutError.
-  [[nodiscard]] Value get(std::optional<Duration> timeout = std::nullopt) const;
+  Value get(std::optional<Duration> timeout = std::nullopt)
+      const;  // NOLINT(modernize-use-nodiscard): waiting and raising is a use
   /// Waits up to `timeout`; returns ready().
   bool wait(std::optional<Duration> timeout = std::nullopt) const;
   [[nodiscard]] bool ready() const;
@@ -59,8 +61,25 @@ class AsyncResult {
   std::shared_ptr<detail::ResultState> state_;
 };
 
+class NamespaceItem;
+
 /// Runs tasks on named engines. A view on one engine yields one value; on several, a list
 /// with one value per engine in target order.
+///
+/// Each engine keeps a namespace (name -> Value) that the view reads and writes:
+///
+///     auto view = rc.direct_view();
+///     view.push({{"a", 1}, {"v", std::vector<double>(1000, 1.0)}});
+///     view["b"] = 2;                                // binds b on every engine
+///     ipp::Value as = view["a"];                     // [1, 1, 1, 1]: one per engine
+///     view.scatter("x", ipp::Range{0, 1000});        // a contiguous block per engine
+///     view.apply_to("y", "mul", {ipp::ref("x"), 2}); // y = mul(x, 2) stays on the engines
+///     view.execute("import sysinfo; p = sysinfo.getpid()").get();
+///
+/// Namespace operations (push, pull, clear, scatter, gather, execute, and calls with
+/// ipp::ref arguments or a result name) take effect on each engine one at a time, in the
+/// order the engine receives them; each binding is replaced whole, so a reader sees the old
+/// value or the new one, never a mix. Plain calls run beside them on the engine's pool.
 class DirectView {
  public:
   AsyncResult apply_async(const std::string& task, const Value::List& args = {}) const;
@@ -72,6 +91,53 @@ class DirectView {
   /// each block in parallel on its engine, and gathers the results in order.
   AsyncResult map_async(const std::string& task, const Value::List& sequences) const;
   Value map(const std::string& task, const Value::List& sequences) const;
+
+  /// Like apply, but each engine binds the result to `name` in its namespace instead of
+  /// sending it back; the result's value is null (or the error).
+  AsyncResult apply_to_async(const std::string& name, const std::string& task,
+                             const Value::List& args = {}) const;
+  void apply_to(const std::string& name, const std::string& task,
+                const Value::List& args = {}) const;
+  /// Like map, but each engine binds its block's results to `name`.
+  AsyncResult map_to_async(const std::string& name, const std::string& task,
+                           const Value::List& sequences) const;
+  void map_to(const std::string& name, const std::string& task, const Value::List& sequences) const;
+
+  // ---- namespaces --------------------------------------------------------------------------
+  /// Binds each name to its value on every target engine.
+  AsyncResult push_async(const Value::Map& values) const;
+  void push(const Value::Map& values) const;
+  /// The value bound to `name`: one value on a single-engine view, else a list with one
+  /// value per engine. A name an engine lacks fails with NameError naming it and the engine.
+  AsyncResult pull_async(const std::string& name) const;
+  Value pull(const std::string& name) const;
+  /// Several names: per engine, the list of their values in the order given.
+  AsyncResult pull_async(const std::vector<std::string>& names) const;
+  Value pull(const std::vector<std::string>& names) const;
+  Value pull(std::initializer_list<std::string> names) const {
+    return pull(std::vector<std::string>(names));
+  }
+  /// `view["a"]` reads like pull("a"); `view["a"] = v` is push({{"a", v}}).
+  NamespaceItem operator[](std::string name) const;
+  /// Splits `sequence` (array, list or range) into contiguous blocks, one per target engine
+  /// in order (the first `size % engines` one element longer), and binds each engine's block
+  /// to `name`. Arrays are sliced without copying and stay typed arrays.
+  AsyncResult scatter_async(const std::string& name, const Value& sequence) const;
+  void scatter(const std::string& name, const Value& sequence) const;
+  /// Joins the engines' values of `name` in target order: arrays of one dtype into one array,
+  /// contiguous ranges into one range, anything else into a list.
+  AsyncResult gather_async(const std::string& name) const;
+  Value gather(const std::string& name) const;
+  /// Empties the namespaces (and forgets the plugins execute imported).
+  AsyncResult clear_async() const;
+  void clear() const;
+  /// Runs statements in each target engine's namespace (see docs/execute.md):
+  ///
+  ///     view.execute("import sysinfo\na = sysinfo.getpid()").get();
+  ///
+  /// A failure is a RemoteError whose record() carries the line and column.
+  AsyncResult execute(const std::string& code) const;
+
   [[nodiscard]] const std::vector<std::int64_t>& targets() const noexcept { return targets_; }
 
   DirectView(std::shared_ptr<detail::ClientCore> core, std::vector<std::int64_t> targets,
@@ -79,9 +145,34 @@ class DirectView {
       : core_(std::move(core)), targets_(std::move(targets)), single_(single) {}
 
  private:
+  AsyncResult namespace_request(const std::string& op, const std::vector<Value>& payloads,
+                                int combine, bool unwrap = false) const;
+  AsyncResult map_impl(const std::string& task, const Value::List& sequences,
+                       const std::string& bind) const;
+
   std::shared_ptr<detail::ClientCore> core_;
   std::vector<std::int64_t> targets_;
   bool single_;
+};
+
+/// One name in the namespaces of a DirectView's engines (what `view["a"]` returns).
+class NamespaceItem {
+ public:
+  /// Pulls the value (see DirectView::pull).
+  [[nodiscard]] Value get() const { return view_.pull(name_); }
+  operator Value() const { return get(); }  // NOLINT(google-explicit-constructor)
+  /// Pushes `value` under this name to every engine of the view, and waits.
+  const NamespaceItem& operator=(
+      const Value& value) const {  // NOLINT(misc-unconventional-assign-operator)
+    view_.push({{name_, value}});
+    return *this;
+  }
+  NamespaceItem(DirectView view, std::string name)
+      : view_(std::move(view)), name_(std::move(name)) {}
+
+ private:
+  DirectView view_;
+  std::string name_;
 };
 
 /// Runs tasks wherever the scheduler finds a free engine.

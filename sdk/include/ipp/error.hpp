@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -102,8 +103,11 @@ struct ErrorRecord {
   std::string plugin;        ///< plugin name, when known
   std::int64_t engine = -1;  ///< engine id, -1 when not on an engine
   std::optional<std::uint64_t> element;  ///< index within a map block, for map failures
+  std::size_t line = 0;    ///< execute: 1-based line of the failing statement (0: none)
+  std::size_t column = 0;  ///< execute: 1-based column
 
-  /// One line: `arith.mul on engine 2: std::invalid_argument: boom`.
+  /// One line: `arith.mul on engine 2: std::invalid_argument: boom`
+  /// (`engine 0, line 2, column 5: ...` for a statement run by execute).
   [[nodiscard]] std::string describe() const;
 };
 

@@ -98,6 +98,14 @@ class Array {
   Buffer data_;
 };
 
+/// A name in an engine's namespace, passed as an argument instead of the value it is bound
+/// to: the engine that runs the task substitutes its own value, so nothing moves through the
+/// client. Made with ipp::ref().
+struct Ref {
+  std::string name;
+  friend bool operator==(const Ref&, const Ref&) noexcept = default;
+};
+
 class Value;
 namespace detail {
 template <class T>
@@ -107,9 +115,10 @@ struct Convert;
 /// A dynamic value: what every argument, result and namespace entry is.
 ///
 /// Kinds: null, bool, int (int64), float (float64), string, bytes, typed array, list, map
-/// (string keys), range. Construct from ordinary C++ values; read back with as<T>(), which
-/// converts strictly: lossless widening (int -> double, an int that fits -> int8) is allowed,
-/// anything that would lose information throws ArgumentError saying what and why.
+/// (string keys), range, ref (a name on an engine, see ipp::ref). Construct from ordinary C++
+/// values; read back with as<T>(), which converts strictly: lossless widening (int -> double, an
+/// int that fits -> int8) is allowed, anything that would lose information throws ArgumentError
+/// saying what and why.
 ///
 ///     ipp::Value v = std::vector<std::int64_t>{1, 2, 3};   // an int64 array
 ///     auto xs = v.as<std::vector<double>>();               // {1.0, 2.0, 3.0}
@@ -129,7 +138,8 @@ class Value {
     array,
     list,
     map,
-    range
+    range,
+    ref
   };
 
   Value() noexcept = default;
@@ -148,6 +158,7 @@ class Value {
   Value(List l) noexcept : v_(std::move(l)) {}             // NOLINT(google-explicit-constructor)
   Value(Map m) noexcept : v_(std::move(m)) {}              // NOLINT(google-explicit-constructor)
   Value(Range r) noexcept : v_(r) {}                       // NOLINT(google-explicit-constructor)
+  Value(Ref r) noexcept : v_(std::move(r)) {}              // NOLINT(google-explicit-constructor)
   /// A numeric vector becomes a typed array, adopting the storage.
   template <Numeric T>
   Value(std::vector<T> v) : v_(Array::from(std::move(v))) {}  // NOLINT(google-explicit-constructor)
@@ -190,6 +201,7 @@ class Value {
   [[nodiscard]] const Map& as_map() const;
   [[nodiscard]] Map& as_map();
   [[nodiscard]] const Range& as_range() const;
+  [[nodiscard]] const Ref& as_ref() const;
 
   /// Elements of a list, array, range or map; characters are not counted (0 otherwise).
   [[nodiscard]] std::uint64_t size() const noexcept;
@@ -215,7 +227,7 @@ class Value {
   [[noreturn]] static void throw_uint_overflow(std::uint64_t i);
 
   std::variant<std::monostate, bool, std::int64_t, double, std::string, Bytes, Array, List, Map,
-               Range>
+               Range, Ref>
       v_;
 };
 
@@ -224,6 +236,16 @@ class Value {
 #include "ipp/detail/convert.hpp"
 
 namespace ipp {
+/// An argument that names a value in the namespace of the engine running the task:
+///
+///     view.push({{"x", big_array}});
+///     view.apply("sum", {ipp::ref("x")});    // each engine passes its own x; nothing is sent
+///
+/// A name the engine does not have fails the task with NameError naming it.
+inline Value ref(std::string name) {
+  return Value(Ref{std::move(name)});
+}
+
 template <class T>
 T Value::as() const {
   return detail::Convert<std::remove_cvref_t<T>>::from_value(*this);

@@ -43,6 +43,7 @@ struct ResultState {
   std::vector<std::shared_ptr<Slot>> slots;
   std::size_t remaining = 0;
   Combine combine = Combine::single;
+  bool unwrap = false;  // each reply is a one-element list (a pull of one name)
 };
 
 enum Channel { kRegistration = 0, kDirect = 1, kBalanced = 2 };
@@ -290,12 +291,14 @@ namespace {
 
 std::shared_ptr<Slot> send_task(ClientCore& core, const std::shared_ptr<ResultState>& state,
                                 Channel channel, net::MsgType type, std::int64_t target,
-                                const std::string& task, Payload payload) {
+                                const std::string& task, Payload payload,
+                                const std::string& bind = {}) {
   net::Header h;
   h.type = type;
   h.msg_id = net::new_id();
   h.task = task;
   h.target = target;
+  h.bind = bind;
   h.submitted = net::now_us();
   auto slot = std::make_shared<Slot>();
   slot->msg_id = h.msg_id;
@@ -336,28 +339,54 @@ Value slice(const Value& seq, std::uint64_t begin, std::uint64_t end) {
   }
 }
 
-std::uint64_t common_length(const Value::List& sequences) {
+/// The length shared by the sequences; references (resolved on the engines) do not count.
+/// Empty when every argument is a reference.
+std::optional<std::uint64_t> common_length(const Value::List& sequences) {
   if (sequences.empty()) throw ArgumentError("map needs at least one sequence");
-  std::uint64_t n = 0;
+  std::optional<std::uint64_t> n;
   for (std::size_t i = 0; i < sequences.size(); ++i) {
     const Value& s = sequences[i];
+    if (s.kind() == Value::Kind::ref) continue;
     if (s.kind() != Value::Kind::list && s.kind() != Value::Kind::array &&
         s.kind() != Value::Kind::range) {
       throw ArgumentError(
           fmt::format("map: argument {} is a {}, not a sequence", i + 1, s.type_name()));
     }
     const auto len = s.size();
-    if (i == 0)
+    if (!n)
       n = len;
-    else if (len != n) {
-      throw ArgumentError(fmt::format("map: sequences differ in length ({} and {})", n, len));
+    else if (len != *n) {
+      throw ArgumentError(fmt::format("map: sequences differ in length ({} and {})", *n, len));
     }
   }
   return n;
 }
 
-/// Joins gathered blocks: arrays of one dtype into one array, anything else into a list.
+/// Block i of n elements split over `parts` contiguous blocks, the first n % parts longer.
+std::pair<std::uint64_t, std::uint64_t> block(std::uint64_t n, std::uint64_t parts,
+                                              std::uint64_t i) {
+  const std::uint64_t begin = i * (n / parts) + std::min(i, n % parts);
+  return {begin, begin + n / parts + (i < n % parts ? 1 : 0)};
+}
+
+/// Joins gathered blocks: arrays of one dtype into one array, contiguous ranges into one
+/// range, anything else into a list (a block that is not a sequence is one element).
 Value concatenate(std::vector<Value> blocks) {
+  const bool ranges =
+      !blocks.empty() && std::all_of(blocks.begin(), blocks.end(),
+                                     [](const Value& b) { return b.kind() == Value::Kind::range; });
+  if (ranges) {
+    Range joined = blocks[0].as_range();
+    bool contiguous = true;
+    for (std::size_t i = 1; i < blocks.size() && contiguous; ++i) {
+      const Range& r = blocks[i].as_range();
+      if (r.size() == 0) continue;
+      const auto next = joined[joined.size()];  // the element after joined's last
+      contiguous = r.start == next && r.step == joined.step;
+      if (contiguous) joined.stop = r.start + static_cast<std::int64_t>(r.size()) * r.step;
+    }
+    if (contiguous) return Value(joined);
+  }
   bool arrays = !blocks.empty();
   for (const auto& b : blocks) {
     arrays = arrays && b.kind() == Value::Kind::array &&
@@ -387,6 +416,12 @@ Value concatenate(std::vector<Value> blocks) {
     } else if (b.kind() == Value::Kind::array) {
       for (auto& v : b.as<std::vector<Value>>())
         all.push_back(std::move(v));
+    } else if (b.kind() == Value::Kind::range) {
+      const Range& r = b.as_range();
+      for (std::uint64_t i = 0; i < r.size(); ++i)
+        all.emplace_back(r[i]);
+    } else {
+      all.push_back(std::move(b));
     }
   }
   return Value(std::move(all));
@@ -453,8 +488,14 @@ Value AsyncResult::get(std::optional<Duration> timeout) const {
   if (!errors.empty()) throw CompositeError(std::move(errors));
   std::vector<Value> values;
   values.reserve(state_->slots.size());
-  for (const auto& s : state_->slots)
-    values.push_back(s->payload.root.empty() ? Value() : decode(s->payload));
+  for (const auto& s : state_->slots) {
+    Value v = s->payload.root.empty() ? Value() : decode(s->payload);
+    if (state_->unwrap && v.kind() == Value::Kind::list && v.size() == 1) {
+      Value first = std::move(v.as_list()[0]);
+      v = std::move(first);
+    }
+    values.push_back(std::move(v));
+  }
   switch (state_->combine) {
     case detail::Combine::single:
       return values.at(0);
@@ -484,25 +525,176 @@ Value DirectView::apply_sync(const std::string& task, const Value::List& args) c
 }
 
 AsyncResult DirectView::map_async(const std::string& task, const Value::List& sequences) const {
+  return map_impl(task, sequences, {});
+}
+
+AsyncResult DirectView::map_impl(const std::string& task, const Value::List& sequences,
+                                 const std::string& bind) const {
   if (targets_.empty()) throw UsageError("this view has no engines");
-  const std::uint64_t n = detail::common_length(sequences);
+  const std::uint64_t n = detail::common_length(sequences).value_or(0);
   const std::uint64_t engines = targets_.size();
   auto state = detail::new_state(detail::Combine::gather, engines);
   for (std::uint64_t i = 0; i < engines; ++i) {
-    // Contiguous blocks, the first n % engines one element longer.
-    const std::uint64_t begin = i * (n / engines) + std::min(i, n % engines);
-    const std::uint64_t end = begin + n / engines + (i < n % engines ? 1 : 0);
-    Value::List block;
+    const auto [begin, end] = detail::block(n, engines, i);
+    Value::List part;
     for (const auto& s : sequences)
-      block.push_back(detail::slice(s, begin, end));
+      part.push_back(s.kind() == Value::Kind::ref ? s : detail::slice(s, begin, end));
     detail::send_task(*core_, state, detail::kDirect, net::MsgType::MapRequest, targets_[i], task,
-                      encode(Value(std::move(block))));
+                      encode(Value(std::move(part))), bind);
   }
   return AsyncResult(state);
 }
 
 Value DirectView::map(const std::string& task, const Value::List& sequences) const {
   return map_async(task, sequences).get();
+}
+
+AsyncResult DirectView::apply_to_async(const std::string& name, const std::string& task,
+                                       const Value::List& args) const {
+  if (targets_.empty()) throw UsageError("this view has no engines");
+  if (name.empty()) throw UsageError("apply_to needs a name to bind the result to");
+  auto state = detail::new_state(single_ ? detail::Combine::single : detail::Combine::per_engine,
+                                 targets_.size());
+  const Payload payload = encode(Value(args));
+  for (auto t : targets_) {
+    detail::send_task(*core_, state, detail::kDirect, net::MsgType::ApplyRequest, t, task, payload,
+                      name);
+  }
+  return AsyncResult(state);
+}
+
+void DirectView::apply_to(const std::string& name, const std::string& task,
+                          const Value::List& args) const {
+  (void)apply_to_async(name, task, args).get();
+}
+
+AsyncResult DirectView::map_to_async(const std::string& name, const std::string& task,
+                                     const Value::List& sequences) const {
+  if (name.empty()) throw UsageError("map_to needs a name to bind the results to");
+  return map_impl(task, sequences, name);
+}
+
+void DirectView::map_to(const std::string& name, const std::string& task,
+                        const Value::List& sequences) const {
+  (void)map_to_async(name, task, sequences).get();
+}
+
+// ---- namespaces ----------------------------------------------------------------------------
+
+/// Sends one NamespaceRequest per target: payloads[i] to targets_[i] (or payloads[0] to all).
+AsyncResult DirectView::namespace_request(const std::string& op, const std::vector<Value>& payloads,
+                                          int combine, bool unwrap) const {
+  if (targets_.empty()) throw UsageError("this view has no engines");
+  auto state = detail::new_state(static_cast<detail::Combine>(combine), targets_.size());
+  state->unwrap = unwrap;
+  std::vector<Payload> encoded;
+  for (const auto& p : payloads)
+    encoded.push_back(p.is_null() ? Payload{} : encode(p));
+  for (std::size_t i = 0; i < targets_.size(); ++i) {
+    detail::send_task(*core_, state, detail::kDirect, net::MsgType::NamespaceRequest, targets_[i],
+                      op, encoded.size() == 1 ? encoded[0] : encoded.at(i));
+  }
+  return AsyncResult(state);
+}
+
+namespace {
+void check_name(const std::string& name) {
+  if (name.empty()) throw UsageError("a namespace name cannot be empty");
+}
+int per_view(bool single) {
+  return static_cast<int>(single ? detail::Combine::single : detail::Combine::per_engine);
+}
+}  // namespace
+
+AsyncResult DirectView::push_async(const Value::Map& values) const {
+  for (const auto& [name, value] : values) {
+    check_name(name);
+    if (value.kind() == Value::Kind::ref)
+      throw ArgumentError(fmt::format("push: cannot bind '{}' to a reference", name));
+  }
+  return namespace_request("push", {Value(values)}, per_view(single_));
+}
+
+void DirectView::push(const Value::Map& values) const {
+  (void)push_async(values).get();
+}
+
+AsyncResult DirectView::pull_async(const std::string& name) const {
+  check_name(name);
+  return namespace_request("pull", {Value(Value::List{Value(name)})}, per_view(single_), true);
+}
+
+Value DirectView::pull(const std::string& name) const {
+  return pull_async(name).get();
+}
+
+AsyncResult DirectView::pull_async(const std::vector<std::string>& names) const {
+  Value::List list;
+  for (const auto& n : names) {
+    check_name(n);
+    list.emplace_back(n);
+  }
+  return namespace_request("pull", {Value(std::move(list))}, per_view(single_));
+}
+
+Value DirectView::pull(const std::vector<std::string>& names) const {
+  return pull_async(names).get();
+}
+
+NamespaceItem DirectView::operator[](std::string name) const {
+  check_name(name);
+  return NamespaceItem(*this, std::move(name));
+}
+
+AsyncResult DirectView::scatter_async(const std::string& name, const Value& sequence) const {
+  check_name(name);
+  if (targets_.empty()) throw UsageError("this view has no engines");
+  if (sequence.kind() != Value::Kind::list && sequence.kind() != Value::Kind::array &&
+      sequence.kind() != Value::Kind::range) {
+    throw ArgumentError(fmt::format("scatter needs a sequence (list, array or range), got {}",
+                                    sequence.type_name()));
+  }
+  const std::uint64_t n = sequence.size();
+  std::vector<Value> parts;
+  for (std::uint64_t i = 0; i < targets_.size(); ++i) {
+    const auto [begin, end] = detail::block(n, targets_.size(), i);
+    parts.push_back(Value::map({{name, detail::slice(sequence, begin, end)}}));
+  }
+  return namespace_request("push", parts, static_cast<int>(detail::Combine::per_engine));
+}
+
+void DirectView::scatter(const std::string& name, const Value& sequence) const {
+  (void)scatter_async(name, sequence).get();
+}
+
+AsyncResult DirectView::gather_async(const std::string& name) const {
+  check_name(name);
+  return namespace_request("pull", {Value(Value::List{Value(name)})},
+                           static_cast<int>(detail::Combine::gather), true);
+}
+
+Value DirectView::gather(const std::string& name) const {
+  return gather_async(name).get();
+}
+
+AsyncResult DirectView::clear_async() const {
+  return namespace_request("clear", {Value()}, per_view(single_));
+}
+
+void DirectView::clear() const {
+  (void)clear_async().get();
+}
+
+AsyncResult DirectView::execute(const std::string& code) const {
+  if (targets_.empty()) throw UsageError("this view has no engines");
+  auto state = detail::new_state(single_ ? detail::Combine::single : detail::Combine::per_engine,
+                                 targets_.size());
+  const Payload payload = encode(Value(code));
+  for (auto t : targets_) {
+    detail::send_task(*core_, state, detail::kDirect, net::MsgType::ExecuteRequest, t, "execute",
+                      payload);
+  }
+  return AsyncResult(state);
 }
 
 AsyncResult LoadBalancedView::apply_async(const std::string& task, const Value::List& args) const {
@@ -518,7 +710,15 @@ Value LoadBalancedView::apply_sync(const std::string& task, const Value::List& a
 
 AsyncResult LoadBalancedView::map_async(const std::string& task, const Value::List& sequences,
                                         std::uint64_t chunksize) const {
-  const std::uint64_t n = detail::common_length(sequences);
+  for (const auto& s : sequences) {
+    if (s.kind() == Value::Kind::ref) {
+      throw UsageError(
+          fmt::format("map: ipp::ref('{}') cannot be split over a load-balanced view, whose "
+                      "engines are chosen later; use a DirectView",
+                      s.as_ref().name));
+    }
+  }
+  const std::uint64_t n = detail::common_length(sequences).value_or(0);
   if (chunksize == 0) {
     const auto engines = std::max<std::uint64_t>(1, core_->query("ids").size());
     chunksize = std::max<std::uint64_t>(1, (n + engines * 4 - 1) / (engines * 4));

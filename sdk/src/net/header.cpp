@@ -28,14 +28,16 @@ Buffer encode_header(const Header& h) {
   flatbuffers::Offset<fb::ErrorInfo> error;
   if (h.error) {
     const auto& e = *h.error;
-    error = fb::CreateErrorInfo(b, static_cast<std::int32_t>(e.code), str(b, e.type),
-                                str(b, e.message), str(b, e.task), str(b, e.plugin), e.engine,
-                                e.element ? static_cast<std::int64_t>(*e.element) : -1);
+    error = fb::CreateErrorInfo(
+        b, static_cast<std::int32_t>(e.code), str(b, e.type), str(b, e.message), str(b, e.task),
+        str(b, e.plugin), e.engine, e.element ? static_cast<std::int64_t>(*e.element) : -1,
+        static_cast<std::uint32_t>(e.line), static_cast<std::uint32_t>(e.column));
   }
   const auto msg_id = str(b, h.msg_id);
   const auto parent = str(b, h.parent_id);
   const auto session = str(b, h.session);
   const auto task = str(b, h.task);
+  const auto bind = h.bind.empty() ? flatbuffers::Offset<flatbuffers::String>() : str(b, h.bind);
   fb::HeaderBuilder hb(b);
   hb.add_type(h.type);
   hb.add_msg_id(msg_id);
@@ -50,6 +52,7 @@ Buffer encode_header(const Header& h) {
   if (h.error) hb.add_error(error);
   hb.add_threads(h.threads);
   if (!h.info.is_null()) hb.add_info(info);
+  if (!h.bind.empty()) hb.add_bind(bind);
   b.Finish(hb.Finish());
   auto detached = std::make_shared<flatbuffers::DetachedBuffer>(b.Release());
   const auto* data = reinterpret_cast<const std::byte*>(detached->data());
@@ -81,6 +84,7 @@ Header decode_header(const Buffer& received) {
   h.started = f->started();
   h.completed = f->completed();
   h.threads = f->threads();
+  h.bind = get(f->bind());
   if (const auto* e = f->error()) {
     ErrorRecord r;
     r.code = static_cast<ErrorCode>(e->code());
@@ -90,6 +94,8 @@ Header decode_header(const Buffer& received) {
     r.plugin = get(e->plugin());
     r.engine = e->engine();
     if (e->element() >= 0) r.element = static_cast<std::uint64_t>(e->element());
+    r.line = e->line();
+    r.column = e->column();
     h.error = std::move(r);
   }
   if (const auto* info = f->info()) h.info = decode(info, detail::FrameTable{}, nullptr, {});

@@ -2,10 +2,13 @@
 
 #include <atomic>
 #include <cstddef>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <set>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -70,6 +73,30 @@ class Runtime {
   void submit_map(std::string_view task, Payload sequences, Callback done,
                   std::shared_ptr<const std::atomic<bool>> cancelled = nullptr);
 
+  /// Runs `job` on the pool once every job submitted before it here has finished, then
+  /// `done` with its outcome: namespace operations from clients (push, pull, clear,
+  /// execute, calls with ipp::ref arguments or a result name) take effect one at a time,
+  /// in the order they arrive. Plain calls are not ordered and run beside them.
+  void submit_ordered(std::function<TaskOutcome()> job, Callback done);
+
+  /// Runs `code` (see ipp/runtime/statements.hpp) in the namespace on the calling thread.
+  /// A syntax error anywhere stops the block before anything runs; a failing statement
+  /// stops it there, with the statements before it in effect. Errors carry line and column.
+  TaskOutcome execute(std::string_view code, const std::atomic<bool>* cancelled = nullptr);
+
+  /// Runs a call (or a map block) on the calling thread: ipp::ref arguments are replaced by
+  /// the namespace's values first (a missing name fails with NameError), and when `bind` is
+  /// not empty the result is bound to that name instead of returned.
+  TaskOutcome run_now(std::string_view task, const Payload& args, bool is_map,
+                      const std::string& bind = {}, const std::atomic<bool>* cancelled = nullptr);
+
+  /// True when the top level of `args` (a List) holds an ipp::ref. Throws ProtocolError on a
+  /// corrupt buffer.
+  [[nodiscard]] static bool has_refs(const Payload& args);
+
+  /// Empties the namespace and forgets the plugins `execute` imported.
+  void clear_namespace();
+
   [[nodiscard]] Namespace& ns() noexcept { return ns_; }
   [[nodiscard]] Executor& executor() noexcept { return executor_; }
   [[nodiscard]] const PluginStore& store() const noexcept { return store_; }
@@ -86,6 +113,11 @@ class Runtime {
   TaskRegistry registry_;
   Namespace ns_;
   std::mutex load_mutex_;
+  mutable std::mutex imports_mutex_;
+  std::set<std::string, std::less<>> imports_;  // plugins `execute` imported
+  std::mutex strand_mutex_;
+  std::deque<std::pair<std::function<TaskOutcome()>, Callback>> strand_;
+  bool strand_running_ = false;
   // Declared last so it is destroyed first: its destructor waits for running tasks, which
   // use everything above.
   Executor executor_;

@@ -28,6 +28,7 @@ struct Header {
   std::optional<ErrorRecord> error;
   std::int32_t threads = 0;
   Value info;
+  std::string bind;
 };
 
 /// Serialises a header into its own buffer.
