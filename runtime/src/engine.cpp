@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -155,14 +156,65 @@ int Engine::run() {
   const std::string identity = fmt::format("e{}", id);
   zmq::socket_t direct(ctx, zmq::socket_type::dealer);
   zmq::socket_t balanced(ctx, zmq::socket_type::dealer);
-  zmq::socket_t heartbeat(ctx, zmq::socket_type::dealer);
-  for (auto* s : {&direct, &balanced, &heartbeat}) {
+  for (auto* s : {&direct, &balanced}) {
     s->set(zmq::sockopt::routing_id, identity);
     s->set(zmq::sockopt::linger, 0);
   }
   direct.connect(conn.endpoint("engine_direct"));
   balanced.connect(conn.endpoint("engine_balanced"));
-  heartbeat.connect(conn.endpoint("heartbeat"));
+
+  // The heartbeat has a thread and socket of its own, so an engine busy with a large message
+  // (verifying or decoding gigabytes) still answers, and a silent controller is still noticed.
+  std::atomic<int> exit_code{0};
+  std::atomic<bool> heart_stop{false};
+  std::thread heart([&] {
+    zmq::socket_t heartbeat(ctx, zmq::socket_type::dealer);
+    heartbeat.set(zmq::sockopt::routing_id, identity);
+    heartbeat.set(zmq::sockopt::linger, 0);
+    heartbeat.connect(conn.endpoint("heartbeat"));
+    auto last_heard = Steady::now();
+    auto next_ping = Steady::now();
+    zmq::pollitem_t item{heartbeat.handle(), 0, ZMQ_POLLIN, 0};
+    while (!heart_stop.load() && !stop_.load()) {
+      const auto now = Steady::now();
+      if (now >= next_ping) {
+        net::Header ping;
+        ping.type = net::MsgType::Ping;
+        ping.engine = id;
+        ping.submitted = net::now_us();
+        net::send(heartbeat, signer, net::make_message(ping), true);
+        next_ping = now + options_.heartbeat;
+      }
+      if (now - last_heard > options_.controller_timeout) {
+        spdlog::warn("engine {}: controller silent for {} ms; exiting", id,
+                     options_.controller_timeout.count());
+        exit_code.store(3);
+        stop_.store(true);
+        break;
+      }
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_ping - now);
+      try {
+        zmq::poll(&item, 1,
+                  std::clamp(wait, std::chrono::milliseconds(1), std::chrono::milliseconds(100)));
+        if (item.revents & ZMQ_POLLIN) {
+          while (auto env = net::recv(heartbeat, signer, zmq::recv_flags::dontwait))
+            last_heard = Steady::now();
+        }
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) spdlog::error("engine {} heartbeat: {}", id, e.what());
+      } catch (const ProtocolError& e) {
+        spdlog::warn("engine {} dropped a heartbeat: {}", id, e.what());
+      }
+    }
+  });
+  struct JoinHeart {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~JoinHeart() {
+      stop.store(true);
+      thread.join();
+    }
+  } join_heart{heart_stop, heart};
   // A first message on each task channel tells its scheduler this engine's route exists;
   // schedulers hold tasks for an engine until they have heard from it.
   for (auto* s : {&direct, &balanced}) {
@@ -314,33 +366,13 @@ int Engine::run() {
     }
   };
 
-  auto last_heard = Steady::now();
-  auto next_ping = Steady::now();
   zmq::pollitem_t items[] = {{reg.handle(), 0, ZMQ_POLLIN, 0},
                              {direct.handle(), 0, ZMQ_POLLIN, 0},
                              {balanced.handle(), 0, ZMQ_POLLIN, 0},
-                             {heartbeat.handle(), 0, ZMQ_POLLIN, 0},
                              {wake_pull.handle(), 0, ZMQ_POLLIN, 0}};
-  int exit_code = 0;
   while (!stop_.load()) {
-    const auto now = Steady::now();
-    if (now >= next_ping) {
-      net::Header ping;
-      ping.type = net::MsgType::Ping;
-      ping.engine = id;
-      ping.submitted = net::now_us();
-      net::send(heartbeat, signer, net::make_message(ping), true);
-      next_ping = now + options_.heartbeat;
-    }
-    if (now - last_heard > options_.controller_timeout) {
-      spdlog::warn("engine {}: controller silent for {} ms; exiting", id,
-                   options_.controller_timeout.count());
-      exit_code = 3;
-      break;
-    }
-    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_ping - now);
     try {
-      zmq::poll(items, 5, std::max(std::chrono::milliseconds(1), wait));
+      zmq::poll(items, 4, std::chrono::milliseconds(100));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;  // a signal: the loop condition decides
       throw;
@@ -357,14 +389,10 @@ int Engine::run() {
             handle_task(c, std::move(*env));
         }
       }
-      if (items[3].revents & ZMQ_POLLIN) {
-        while (auto env = net::recv(heartbeat, signer, zmq::recv_flags::dontwait))
-          last_heard = Steady::now();
-      }
     } catch (const ProtocolError& e) {
       spdlog::warn("engine {} dropped a message: {}", id, e.what());
     }
-    if (items[4].revents & ZMQ_POLLIN) {
+    if (items[3].revents & ZMQ_POLLIN) {
       zmq::message_t drain;
       while (wake_pull.recv(drain, zmq::recv_flags::dontwait)) {
       }
@@ -380,7 +408,7 @@ int Engine::run() {
   runtime.executor().wait_idle();
   std::error_code ec;
   if (options_.store_dir.empty()) std::filesystem::remove_all(store, ec);
-  return exit_code;
+  return exit_code.load();
 }
 
 }  // namespace ipp

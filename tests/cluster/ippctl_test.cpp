@@ -110,3 +110,65 @@ TEST_F(Ippctl, NoControllerIsExitCodeThree) {
 
 }  // namespace
 }  // namespace ipp
+
+namespace ipp {
+namespace {
+
+TEST_F(Ippctl, NamespaceCommands) {
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 2").code, 0);
+  ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
+
+  CtlResult r = ctl("execute 'import sysinfo; a = sysinfo.getpid()'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  r = ctl("pull a");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.front(), '[');
+  EXPECT_EQ(ctl("pull a --targets 0").out.find('['), std::string::npos);
+
+  EXPECT_EQ(ctl("set n=5").code, 0);
+  EXPECT_EQ(ctl("pull n").out, "[5, 5]\n");
+  EXPECT_EQ(ctl("set 'xs=[1, 2]' --targets 1").code, 0);
+  EXPECT_EQ(ctl("pull xs --targets 1").out, "[1, 2]\n");
+  EXPECT_EQ(ctl("apply mul @n 3").out, "[15, 15]\n");
+  EXPECT_EQ(ctl("execute 'm = mul(n, 2)' --targets 0").code, 0);
+  EXPECT_EQ(ctl("pull m --targets 0").out, "10\n");
+
+  EXPECT_EQ(ctl("scatter x 1..9").code, 0);
+  EXPECT_EQ(ctl("pull x").out, "[range(1, 6), range(6, 10)]\n");
+  EXPECT_EQ(ctl("gather x").out, "range(1, 10)\n");
+  EXPECT_EQ(ctl("map mul @x @x").out, "[1, 4, 9, 16, 25, 36, 49, 64, 81]\n");
+  EXPECT_EQ(ctl("scatter l '[1, \"b\", 3.5]'").code, 0);
+  EXPECT_EQ(ctl("gather l").out, "[1, 'b', 3.5]\n");
+
+  const CtlResult json = ctl("--json gather x");
+  EXPECT_NE(json.out.find("\"result\":[1,2,3,4,5,6,7,8,9]"), std::string::npos) << json.out;
+  EXPECT_NE(json.out.find("\"msg_ids\":["), std::string::npos) << json.out;
+  EXPECT_NE(ctl("--json set q=1").out.find("\"result\":[null,null]"), std::string::npos);
+
+  // Errors name what was wrong, with the right exit code.
+  r = ctl("execute 'y = 1\nz = mul(y, ghost)' --targets 1");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("engine 1, line 2, column 12"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("name 'ghost' is not defined"), std::string::npos) << r.err;
+  r = ctl("execute 'a = [1'");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("never closed"), std::string::npos) << r.err;
+  r = ctl("pull nothing --targets 0");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("name 'nothing' is not defined on engine 0"), std::string::npos) << r.err;
+  r = ctl("apply mul @nothing 1 --targets 0");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("'nothing'"), std::string::npos) << r.err;
+  EXPECT_EQ(ctl("set 5=1").code, 2);
+  EXPECT_EQ(ctl("set novalue").code, 2);
+  EXPECT_EQ(ctl("scatter x 5").code, 1);
+  EXPECT_NE(ctl("scatter x 5").err.find("scatter needs a sequence"), std::string::npos);
+
+  EXPECT_EQ(ctl("clear").code, 0);
+  EXPECT_EQ(ctl("pull n").code, 1);
+  EXPECT_EQ(ctl("apply mul 2 3 --targets 1").out, "6\n");  // the engines go on
+}
+
+}  // namespace
+}  // namespace ipp

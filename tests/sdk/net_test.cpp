@@ -20,11 +20,12 @@ std::span<const std::byte> bytes(std::string_view s) {
   return std::as_bytes(std::span(s));
 }
 
-TEST(Signer, MatchesHmacSha256OverLengthPrefixedParts) {
+TEST(Signer, SmallPartsAreHmacSha256OverNonceAndLengthPrefixedParts) {
   Signer signer("Jefe");
   const std::span<const std::byte> parts[] = {bytes("what do ya"), bytes(" want for nothing?")};
+  const auto sig = signer.sign(parts);
   // The same bytes, laid out by hand and signed in one go by libsodium.
-  std::string flat;
+  std::string flat(reinterpret_cast<const char*>(sig.data()), Signer::kNonceSize);
   for (std::string_view p :
        {std::string_view("what do ya"), std::string_view(" want for nothing?")}) {
     std::uint64_t n = p.size();
@@ -38,8 +39,11 @@ TEST(Signer, MatchesHmacSha256OverLengthPrefixedParts) {
   crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(flat.data()),
                                 flat.size());
   crypto_auth_hmacsha256_final(&st, expected);
-  const auto sig = signer.sign(parts);
-  EXPECT_EQ(std::memcmp(sig.data(), expected, 32), 0);
+  EXPECT_EQ(std::memcmp(sig.data() + Signer::kNonceSize, expected, 32), 0);
+  // A fresh nonce each time: the same parts never sign the same way twice.
+  const auto again = signer.sign(parts);
+  EXPECT_NE(again, sig);
+  EXPECT_TRUE(signer.verify(std::as_bytes(std::span(again)), parts));
 }
 
 TEST(Signer, RejectsTamperingWrongKeysAndMovedBoundaries) {
@@ -52,9 +56,36 @@ TEST(Signer, RejectsTamperingWrongKeysAndMovedBoundaries) {
   const std::span<const std::byte> moved[] = {bytes("headerp"), bytes("ayload")};
   EXPECT_FALSE(signer.verify(std::as_bytes(std::span(sig)), moved));
   EXPECT_FALSE(Signer(Signer::new_key()).verify(std::as_bytes(std::span(sig)), parts));
-  EXPECT_FALSE(signer.verify(std::as_bytes(std::span(sig)).first(31), parts));
+  EXPECT_FALSE(
+      signer.verify(std::as_bytes(std::span(sig)).first(Signer::kSignatureSize - 1), parts));
+  auto other_nonce = sig;
+  other_nonce[0] ^= 1;
+  EXPECT_FALSE(signer.verify(std::as_bytes(std::span(other_nonce)), parts));
   EXPECT_NE(Signer::new_key(), Signer::new_key());
   EXPECT_EQ(Signer::new_key().size(), 64u);
+}
+
+TEST(Signer, LargePartsAreCoveredByteForByte) {
+  Signer signer(Signer::new_key());
+  std::vector<std::byte> big(Signer::kLargePart * 3 + 5, std::byte{7});
+  const std::span<const std::byte> header = bytes("header");
+  std::span<const std::byte> parts[] = {header, std::span<const std::byte>(big)};
+  const auto sig = signer.sign(parts);
+  EXPECT_TRUE(signer.verify(std::as_bytes(std::span(sig)), parts));
+  // Flipping any one byte (first, middle, last) or dropping the last breaks the signature.
+  for (std::size_t at : {std::size_t{0}, big.size() / 2, big.size() - 1}) {
+    big[at] ^= std::byte{1};
+    EXPECT_FALSE(signer.verify(std::as_bytes(std::span(sig)), parts)) << "byte " << at;
+    big[at] ^= std::byte{1};
+  }
+  parts[1] = std::span<const std::byte>(big).first(big.size() - 1);
+  EXPECT_FALSE(signer.verify(std::as_bytes(std::span(sig)), parts));
+  // The same large part in another position is another one-time key: swapping fails.
+  std::span<const std::byte> two[] = {std::span<const std::byte>(big),
+                                      std::span<const std::byte>(big).first(Signer::kLargePart)};
+  const auto sig2 = signer.sign(two);
+  std::span<const std::byte> swapped[] = {two[1], two[0]};
+  EXPECT_FALSE(signer.verify(std::as_bytes(std::span(sig2)), swapped));
 }
 
 class EnvelopeTest : public ::testing::Test {

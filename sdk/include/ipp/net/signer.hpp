@@ -9,13 +9,21 @@
 
 namespace ipp::net {
 
-/// HMAC-SHA256 signatures over the parts of a message, with the cluster's shared key.
+/// Signatures over the parts of a message, with the cluster's shared key.
 ///
-/// Each part is fed as its 8-byte little-endian length followed by its bytes, so moving a
-/// boundary between parts changes the signature. Thread-safe (the key is immutable).
+/// A signature is a fresh 16-byte random nonce followed by an HMAC-SHA256 tag. The tag covers
+/// the nonce and every part, each fed as its 8-byte little-endian length and then its bytes,
+/// so moving a boundary between parts changes it. A part of kLargePart bytes or more is fed
+/// as its Poly1305 tag instead of its bytes, under a one-time key derived from the shared key,
+/// the nonce and the part's index (HMAC-SHA256): gigabyte arrays are authenticated at
+/// Poly1305's speed rather than SHA-256's, and each one-time key serves one part of one
+/// message only. Thread-safe (the key is immutable).
 class Signer {
  public:
-  static constexpr std::size_t kSignatureSize = 32;
+  static constexpr std::size_t kNonceSize = 16;
+  static constexpr std::size_t kTagSize = 32;
+  static constexpr std::size_t kSignatureSize = kNonceSize + kTagSize;
+  static constexpr std::size_t kLargePart = 64 * 1024;
   using Signature = std::array<std::uint8_t, kSignatureSize>;
 
   /// Signs with `key` (any length; a key from new_key() is 32 random bytes, hex-encoded).
