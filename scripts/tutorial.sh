@@ -20,5 +20,10 @@ ippctl apply mul 5 6 --targets 0
 ippctl apply mul 5 6
 ippctl map mul 1..9 2..10
 ippctl apply wait_here 2
+ippctl execute 'import sysinfo; a = sysinfo.getpid()'
+ippctl pull a
+ippctl scatter x 1..10
+ippctl map mul @x @x
+ippctl gather x
 ippctl cluster stop
 trap - EXIT

@@ -41,6 +41,24 @@ int main() {
                   m.elapsed());
     }
 
+    // Each engine's namespace: import a plugin, bind a name, read it back per engine.
+    dview.execute("import sysinfo").get(60s);
+    dview.execute("a = sysinfo.getpid()").get(60s);
+    const ipp::Value a = dview["a"];
+    std::set<std::int64_t> engine_pids;
+    for (const auto& p : a.as_list())
+      engine_pids.insert(p.as_int());
+    std::printf("%-40s %s: %zu distinct pids\n", "dview[\"a\"]", a.repr().c_str(),
+                engine_pids.size());
+
+    // Data in and out: push/pull, scatter/gather, and work on what stays on the engines.
+    dview.push({{"n", 3}});
+    show("dview.pull(n)", dview.pull("n"));
+    dview.scatter("x", ipp::Range::inclusive(1, 10));
+    show("dview.pull(x) after scatter 1..10", dview.pull("x"));
+    dview.map_to("y", "mul", {ipp::ref("x"), ipp::ref("x")});
+    show("gather(y) of map_to(y, mul, @x, @x)", dview.gather("y"));
+
     ipp::LoadBalancedView lview = rc.load_balanced_view();
     show("lview.apply(mul, 7, 6)", lview.apply("mul", {7, 6}));
     show("lview.map(mul, 1..9, 2..10, chunk 2)",
