@@ -21,6 +21,7 @@
 #include "ipp/net/message.hpp"
 #include "ipp/runtime/plugin_loader.hpp"
 #include "ipp/runtime/plugin_store.hpp"
+#include "task_db.hpp"
 
 namespace ipp {
 
@@ -30,6 +31,19 @@ using Steady = std::chrono::steady_clock;
 constexpr const char* kEvents = "inproc://ipp-events";    // hub -> everyone: engine up / down
 constexpr const char* kHubIn = "inproc://ipp-hub-in";     // heartbeat -> hub: engine silent
 constexpr const char* kMonitor = "inproc://ipp-monitor";  // schedulers -> hub: task traffic copies
+
+std::string_view kind_of(const net::Header& h) {
+  switch (h.type) {
+    case net::MsgType::ApplyRequest:
+      return "apply";
+    case net::MsgType::MapRequest:
+      return "map";
+    case net::MsgType::ExecuteRequest:
+      return "execute";
+    default:
+      return h.task;  // NamespaceRequest: push, pull, clear
+  }
+}
 
 ErrorRecord make_record(ErrorCode code, std::string type, std::string message) {
   ErrorRecord r;
@@ -69,6 +83,7 @@ std::string bind_any(zmq::socket_t& s, const std::string& ip) {
 
 struct Controller::State {
   ControllerOptions options;
+  std::unique_ptr<hub::TaskDb> db;  // null with --db none; used by the hub thread only
   zmq::context_t ctx;
   std::unique_ptr<net::Signer> signer;
   std::atomic<bool> stopping{false};
@@ -94,10 +109,34 @@ void Controller::State::hub() {
   events.bind(kEvents);
   zmq::socket_t hub_in(ctx, zmq::socket_type::pull);
   hub_in.bind(kHubIn);
-  zmq::socket_t monitor(ctx, zmq::socket_type::sub);
+  zmq::socket_t monitor(ctx, zmq::socket_type::pull);
+  monitor.set(zmq::sockopt::rcvhwm, 0);
   monitor.bind(kMonitor);
-  monitor.set(zmq::sockopt::subscribe, "");
   PluginStore store(options.profile_dir / "plugins");
+  // Tasks not finished yet, as last recorded; finished ones live only in the database.
+  std::unordered_map<std::string, hub::TaskRecord> inflight;
+  std::size_t unflushed = 0;
+  auto last_flush = Steady::now();
+  auto record = [&](const hub::TaskRecord& r) {
+    if (!db) return;
+    if (options.hub_delay.count() > 0) std::this_thread::sleep_for(options.hub_delay);
+    try {
+      db->put(r);
+      ++unflushed;
+    } catch (const Error& e) {
+      spdlog::error("hub: {}", e.what());
+    }
+  };
+  auto flush = [&] {
+    last_flush = Steady::now();
+    if (!db || unflushed == 0) return;
+    unflushed = 0;
+    try {
+      db->flush();
+    } catch (const Error& e) {
+      spdlog::error("hub: task database: {}", e.what());
+    }
+  };
 
   struct EngineRec {
     std::int64_t id;
@@ -190,49 +229,253 @@ void Controller::State::hub() {
     for (const auto& d : done)
       finish_push(d);
   };
+  // The plugin (name, hash) a task name refers to, as far as the hub knows.
+  auto plugin_of = [&](const std::string& task) -> std::pair<std::string, std::string> {
+    const auto dot = task.find('.');
+    for (auto p = plugins.rbegin(); p != plugins.rend(); ++p) {
+      auto d = described.find(p->stored.hash);
+      if (d == described.end()) continue;
+      const std::string& pname = d->second["name"].as_string();
+      if (dot != std::string::npos) {
+        if (task.compare(0, dot, pname) == 0) return {pname, p->stored.hash};
+        continue;
+      }
+      for (const auto& t : d->second["tasks"].as_list()) {
+        if (t["name"].as_string() == task) return {pname, p->stored.hash};
+      }
+    }
+    return {};
+  };
+  auto parts_of = [](const std::vector<zmq::message_t>& msg, std::size_t from) {
+    std::vector<std::string_view> parts;
+    for (std::size_t i = from; i < msg.size(); ++i)
+      parts.push_back(msg[i].to_string_view());
+    return parts;
+  };
+  auto on_traffic = [&](const std::vector<zmq::message_t>& msg) {
+    if (msg.size() < 3) return;
+    const std::string_view what = msg[0].to_string_view();
+    if (what == "submit") {
+      const net::Header h = net::decode_header(Buffer::copy(msg[2].data(), msg[2].size()));
+      hub::TaskRecord r;
+      r.msg_id = h.msg_id;
+      r.client = h.session;
+      r.queue = std::string(msg[1].to_string_view());
+      r.kind = std::string(kind_of(h));
+      r.task = h.task;
+      if (h.type == net::MsgType::ApplyRequest || h.type == net::MsgType::MapRequest)
+        std::tie(r.plugin, r.plugin_hash) = plugin_of(h.task);
+      r.target = h.target;
+      r.bind = h.bind;
+      r.args = hub::pack_parts(parts_of(msg, 3));
+      r.submitted = h.submitted != 0 ? h.submitted : net::now_us();
+      if (h.info.kind() == Value::Kind::map && h.info.as_map().contains("resubmitted_from"))
+        r.resubmitted_from = h.info["resubmitted_from"].as_string();
+      record(r);
+      inflight[r.msg_id] = std::move(r);
+    } else if (what == "dispatch") {
+      const std::int64_t engine = std::stoll(msg[1].to_string());
+      if (auto e = engines.find(engine); e != engines.end()) ++e->second.submitted;
+      auto it = inflight.find(msg[2].to_string());
+      if (it == inflight.end()) return;
+      it->second.engine = engine;
+      it->second.status = "running";
+      record(it->second);
+    } else if (what == "reply") {
+      const net::Header h = net::decode_header(Buffer::copy(msg[2].data(), msg[2].size()));
+      const std::int64_t engine = std::stoll(msg[1].to_string());
+      auto it = inflight.find(h.parent_id);
+      if (it == inflight.end()) return;
+      hub::TaskRecord r = std::move(it->second);
+      inflight.erase(it);
+      if (r.status == "running") {
+        if (auto e = engines.find(engine); e != engines.end()) ++e->second.completed;
+      }
+      if (h.engine >= 0) r.engine = h.engine;
+      r.started = h.started;
+      r.completed = h.completed;
+      r.received = net::now_us();
+      if (h.error) {
+        r.status = h.error->code == ErrorCode::engine    ? "engine_died"
+                   : h.error->code == ErrorCode::aborted ? "aborted"
+                                                         : "error";
+        r.error = h.error;
+        if (r.plugin.empty()) r.plugin = h.error->plugin;
+      } else {
+        r.status = "ok";
+        r.result = hub::pack_parts(parts_of(msg, 3));
+      }
+      record(r);
+    }
+  };
+  // Parts of a stored payload, as buffers for a reply.
+  auto stored_payload = [](const std::string& blob) {
+    Payload p;
+    auto parts = hub::unpack_parts(blob);
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      Buffer b = Buffer::copy(parts[i].data(), parts[i].size());
+      if (i == 0)
+        p.root = std::move(b);
+      else
+        p.frames.push_back(std::move(b));
+    }
+    return p;
+  };
+  // Records every traffic copy already queued for the hub (a bounded batch per call).
+  auto drain_traffic = [&](int limit) {
+    std::vector<zmq::message_t> msg;
+    for (int n = 0; n < limit && zmq::recv_multipart(monitor, std::back_inserter(msg),
+                                                     zmq::recv_flags::dontwait);
+         ++n) {
+      try {
+        on_traffic(msg);
+      } catch (const std::exception& e) {
+        spdlog::warn("hub: a traffic copy was not recorded: {}", e.what());
+      }
+      msg.clear();
+    }
+  };
+  auto need_db = [&]() -> hub::TaskDb& {
+    if (!db) throw UsageError("this controller keeps no task database (started with --db none)");
+    drain_traffic(1 << 20);  // answer from everything sent so far
+    flush();
+    return *db;
+  };
+  auto info_field = [](const net::Header& h, const char* key) -> Value {
+    if (h.info.kind() != Value::Kind::map) return Value();
+    const auto& m = h.info.as_map();
+    auto it = m.find(key);
+    return it == m.end() ? Value() : it->second;
+  };
+
   auto reply_query = [&](net::Envelope& env, const net::Header& h) {
     net::Header r;
     r.type = net::MsgType::QueryReply;
     r.msg_id = net::new_id();
     r.parent_id = h.msg_id;
-    if (h.task == "ids") {
-      Value::List ids;
-      for (const auto& [id, e] : engines) {
-        if (e.ready) ids.emplace_back(id);
+    Payload payload;
+    try {
+      if (h.task == "result" || h.task == "request") {
+        const std::string id = info_field(h, "msg_id").as_string();
+        auto rec = need_db().get(id);
+        if (!rec) {
+          throw Error(ErrorCode::name_error,
+                      fmt::format("no task with msg_id '{}' in the task database", id));
+        }
+        r.info = hub::to_value(*rec);
+        if (h.task == "request") {
+          payload = stored_payload(rec->args);
+        } else if (rec->status == "ok") {
+          payload = stored_payload(rec->result);
+        } else if (rec->error) {
+          r.info.as_map()["failure"] =
+              Value::map({{"code", static_cast<std::int64_t>(rec->error->code)},
+                          {"description", rec->error->describe()}});
+          r.error = rec->error;
+        }
+      } else if (h.task == "result_status") {
+        Value::List pending, completed, unknown;
+        auto& tasks = need_db();
+        for (const auto& id : info_field(h, "msg_ids").as<std::vector<std::string>>()) {
+          auto rec = tasks.get(id);
+          if (!rec)
+            unknown.emplace_back(id);
+          else if (rec->status == "pending" || rec->status == "running")
+            pending.emplace_back(id);
+          else
+            completed.emplace_back(id);
+        }
+        r.info = Value::map({{"pending", Value(std::move(pending))},
+                             {"completed", Value(std::move(completed))},
+                             {"unknown", Value(std::move(unknown))}});
+      } else if (h.task == "history") {
+        const Value limit = info_field(h, "limit");
+        r.info = Value(need_db().history(limit.is_null() ? 0 : limit.as_int()));
+      } else if (h.task == "db_query") {
+        std::vector<hub::Condition> conditions;
+        const Value where = info_field(h, "where");
+        if (!where.is_null()) {
+          for (const auto& c : where.as_list())
+            conditions.push_back({c[0].as_string(), c[1].as_string(), c[2]});
+        }
+        const Value limit = info_field(h, "limit");
+        const Value keys = info_field(h, "keys");
+        Value::List rows;
+        for (const auto& rec : need_db().query(conditions, limit.is_null() ? 0 : limit.as_int())) {
+          Value row = hub::to_value(rec, true);
+          if (!keys.is_null() && keys.size() > 0) {
+            Value::Map picked;
+            for (const auto& k : keys.as_list()) {
+              const auto& m = row.as_map();
+              auto it = m.find(k.as_string());
+              if (it == m.end()) throw UsageError(fmt::format("unknown key '{}'", k.as_string()));
+              picked[k.as_string()] = it->second;
+            }
+            picked["msg_id"] = rec.msg_id;
+            row = Value(std::move(picked));
+          }
+          rows.push_back(std::move(row));
+        }
+        r.info = Value(std::move(rows));
+      } else if (h.task == "purge") {
+        auto& tasks = need_db();
+        std::int64_t n = 0;
+        if (const Value ids = info_field(h, "msg_ids"); !ids.is_null())
+          n = tasks.purge(ids.as<std::vector<std::string>>());
+        else if (const Value before = info_field(h, "before"); !before.is_null())
+          n = tasks.purge_before(before.as_int());
+        else if (info_field(h, "all") == Value(true))
+          n = tasks.purge_all();
+        else
+          throw UsageError("purge needs msg_ids, before or all");
+        r.info = Value::map({{"purged", n}});
+      } else if (h.task == "ids") {
+        Value::List ids;
+        for (const auto& [id, e] : engines) {
+          if (e.ready) ids.emplace_back(id);
+        }
+        r.info = Value(std::move(ids));
+      } else if (h.task == "engines") {
+        Value::List list;
+        for (const auto& [id, e] : engines) {
+          list.push_back(
+              Value::map({{"id", id}, {"threads", e.threads}, {"pid", e.pid}, {"ready", e.ready}}));
+        }
+        r.info = Value(std::move(list));
+      } else if (h.task == "queue_status") {
+        Value::Map status;
+        for (const auto& [id, e] : engines) {
+          status[std::to_string(id)] =
+              Value::map({{"queue", static_cast<std::int64_t>(e.submitted -
+                                                              std::min(e.submitted, e.completed))},
+                          {"completed", static_cast<std::int64_t>(e.completed)}});
+        }
+        r.info = Value(std::move(status));
+      } else if (h.task == "plugins") {
+        Value::List list;
+        for (const auto& p : plugins) {
+          auto d = described.find(p.stored.hash);
+          list.push_back(d != described.end()
+                             ? d->second
+                             : Value::map({{"hash", p.stored.hash},
+                                           {"name", "(not loaded by any engine yet)"}}));
+        }
+        r.info = Value(std::move(list));
+      } else if (h.task == "shutdown") {
+        stopping.store(true);
+      } else {
+        r.error = make_record(ErrorCode::usage, "ipp::UsageError",
+                              fmt::format("unknown query '{}'", h.task));
       }
-      r.info = Value(std::move(ids));
-    } else if (h.task == "engines") {
-      Value::List list;
-      for (const auto& [id, e] : engines) {
-        list.push_back(
-            Value::map({{"id", id}, {"threads", e.threads}, {"pid", e.pid}, {"ready", e.ready}}));
-      }
-      r.info = Value(std::move(list));
-    } else if (h.task == "queue_status") {
-      Value::Map status;
-      for (const auto& [id, e] : engines) {
-        status[std::to_string(id)] = Value::map(
-            {{"queue", static_cast<std::int64_t>(e.submitted - std::min(e.submitted, e.completed))},
-             {"completed", static_cast<std::int64_t>(e.completed)}});
-      }
-      r.info = Value(std::move(status));
-    } else if (h.task == "plugins") {
-      Value::List list;
-      for (const auto& p : plugins) {
-        auto d = described.find(p.stored.hash);
-        list.push_back(d != described.end()
-                           ? d->second
-                           : Value::map({{"hash", p.stored.hash},
-                                         {"name", "(not loaded by any engine yet)"}}));
-      }
-      r.info = Value(std::move(list));
-    } else if (h.task == "shutdown") {
-      stopping.store(true);
-    } else {
-      r.error = make_record(ErrorCode::usage, "ipp::UsageError",
-                            fmt::format("unknown query '{}'", h.task));
+    } catch (const Error& e) {
+      r.error = make_record(e.code(),
+                            e.code() == ErrorCode::usage        ? "ipp::UsageError"
+                            : e.code() == ErrorCode::name_error ? "ipp::NameError"
+                                                                : "ipp::Error",
+                            e.what());
+      payload = {};
     }
-    net::Envelope out = net::make_message(r);
+    net::Envelope out = net::make_message(r, std::move(payload));
     out.route = std::move(env.route);
     net::send(registration, sign(), out);
   };
@@ -371,22 +614,13 @@ void Controller::State::hub() {
       }
     }
     if (items[2].revents & ZMQ_POLLIN) {
-      // Copies of task traffic: [kind, engine]. The task database will live here.
-      std::vector<zmq::message_t> msg;
-      while (zmq::recv_multipart(monitor, std::back_inserter(msg), zmq::recv_flags::dontwait)) {
-        if (msg.size() >= 2) {
-          auto it = engines.find(std::stoll(msg[1].to_string()));
-          if (it != engines.end()) {
-            if (msg[0].to_string_view() == "submit")
-              ++it->second.submitted;
-            else
-              ++it->second.completed;
-          }
-        }
-        msg.clear();
-      }
+      // Copies of task traffic: [what, queue or engine, parts...]. A bounded batch per turn,
+      // so registration and queries are served while a backlog drains.
+      drain_traffic(4096);
     }
+    if (Steady::now() - last_flush > std::chrono::milliseconds(50) || unflushed >= 4096) flush();
   }
+  flush();
   // Shutdown: tell every engine to exit.
   for (auto& [id, e] : engines) {
     net::Header stop;
@@ -460,9 +694,24 @@ void Controller::State::scheduler(bool balanced) {
   zmq::socket_t events(ctx, zmq::socket_type::sub);
   events.connect(kEvents);
   events.set(zmq::sockopt::subscribe, "");
-  zmq::socket_t monitor(ctx, zmq::socket_type::pub);
+  // Copies of the traffic for the hub. Never blocks and never drops (no high-water mark):
+  // a slow hub costs memory, not throughput, and catches up.
+  zmq::socket_t monitor(ctx, zmq::socket_type::push);
+  monitor.set(zmq::sockopt::sndhwm, 0);
+  monitor.set(zmq::sockopt::linger, 0);
   monitor.connect(kMonitor);
   const char* name = balanced ? "load-balanced scheduler" : "direct scheduler";
+  const std::string queue_name = balanced ? "balanced" : "direct";
+  // [what, queue or engine, parts...]
+  auto feed = [&](std::string_view what, std::string_view tag, const std::vector<Buffer>& parts) {
+    std::vector<zmq::message_t> frames;
+    frames.reserve(2 + parts.size());
+    frames.emplace_back(what.data(), what.size());
+    frames.emplace_back(tag.data(), tag.size());
+    for (const auto& p : parts)
+      frames.push_back(net::share(p));
+    zmq::send_multipart(monitor, frames, zmq::send_flags::dontwait);
+  };
 
   struct Task {
     std::string msg_id;
@@ -494,15 +743,9 @@ void Controller::State::scheduler(bool balanced) {
     r.completed = net::now_us();
     r.error = std::move(err);
     net::Envelope out = net::make_message(r);
+    feed("reply", std::to_string(r.engine), out.parts);
     out.route = std::move(client);
     net::send(clients, sign(), out, true);
-  };
-  auto note = [&](const char* kind, std::int64_t engine) {
-    const std::string id = std::to_string(engine);
-    zmq::send_multipart(
-        monitor,
-        std::array<zmq::const_buffer, 2>{zmq::buffer(std::string_view(kind)), zmq::buffer(id)},
-        zmq::send_flags::dontwait);
   };
   auto dispatch = [&](Task task, std::int64_t engine) {
     net::Envelope& env = task.envelope;
@@ -524,7 +767,8 @@ void Controller::State::scheduler(bool balanced) {
     auto& e = engines[engine];
     ++e.load;
     e.outstanding.insert(task.msg_id);
-    note("submit", engine);
+    feed("dispatch", std::to_string(engine),
+         {Buffer::copy(task.msg_id.data(), task.msg_id.size())});
     running.emplace(task.msg_id, std::move(task));
   };
   auto flush_held = [&](std::int64_t id) {
@@ -614,6 +858,7 @@ void Controller::State::scheduler(bool balanced) {
           spdlog::warn("{}: unexpected {}", name, net::to_string(h.type));
           continue;
         }
+        feed("submit", queue_name, env->parts);
         Task t{h.msg_id, h.task, -1, std::move(*env)};
         if (balanced) {
           queue.push_back(std::move(t));
@@ -660,7 +905,7 @@ void Controller::State::scheduler(bool balanced) {
           --rec->second.load;
           rec->second.outstanding.erase(h.parent_id);
         }
-        note("done", engine);
+        feed("reply", std::to_string(engine), env->parts);
         env->route.erase(env->route.begin());  // the engine's identity
         net::send(clients, sign(), *env, true);
       }
@@ -683,6 +928,18 @@ void Controller::start() {
   State& s = *state_;
   s.options = options_;
   std::filesystem::create_directories(options_.profile_dir);
+  // The database first: a corrupt or read-only file stops the start with a clear error.
+  if (options_.db == "sqlite" || options_.db == "memory") {
+    s.db = std::make_unique<hub::TaskDb>(
+        hub::TaskDb::Options{.file = options_.db == "memory"    ? std::filesystem::path()
+                                     : options_.db_file.empty() ? options_.profile_dir / "tasks.db"
+                                                                : options_.db_file,
+                             .record_limit = options_.db_record_limit,
+                             .size_limit = options_.db_size_limit});
+  } else if (options_.db != "none") {
+    throw UsageError(
+        fmt::format("unknown task database '{}' (use sqlite, memory or none)", options_.db));
+  }
   net::ConnectionInfo client, engine;
   client.key = engine.key = net::Signer::new_key();
   s.signer = std::make_unique<net::Signer>(client.key);

@@ -407,6 +407,28 @@ int run(int argc, char** argv) {
   auto* clear = app.add_subcommand("clear", "Empty the target engines' namespaces");
   add_targets(clear);
 
+  // The hub's task database.
+  std::int64_t limit = 0;
+  std::vector<std::string> msg_ids, conditions;
+  std::string keys;
+  double older_than = -1;
+  bool purge_all = false;
+  auto* history = app.add_subcommand("history", "Msg ids of recorded tasks, oldest first");
+  history->add_option("--limit", limit, "Only the last N");
+  auto* result = app.add_subcommand("result", "The result of a recorded task, from any client");
+  result->add_option("MSG_ID", msg_ids, "A msg_id (as printed by --json)")->required();
+  auto* resubmit = app.add_subcommand("resubmit", "Run recorded tasks again with their arguments");
+  resubmit->add_option("MSG_ID", msg_ids, "msg_ids")->required();
+  auto* query = app.add_subcommand("query", "Recorded tasks matching every condition");
+  query->add_option("CONDITION", conditions,
+                    "FIELD OP VALUE, OP one of == != < <= > >= in glob, e.g. 'task glob arith.*'");
+  query->add_option("--keys", keys, "Fields to show, e.g. status,engine (default: all)");
+  query->add_option("--limit", limit, "At most N records");
+  auto* purge = app.add_subcommand("purge", "Remove task records");
+  purge->add_option("MSG_ID", msg_ids, "msg_ids to remove");
+  purge->add_option("--older-than", older_than, "Remove finished records older than SECONDS");
+  purge->add_flag("--all", purge_all, "Remove every finished record");
+
   // CLI11 reads "[a, b]" as its own list syntax; hide the bracket from it (argument() undoes this).
   std::vector<std::string> words(argv + 1, argv + argc);
   for (auto& w : words) {
@@ -493,6 +515,56 @@ int run(int argc, char** argv) {
     }
     if (*clear) {
       finish(target_view().clear_async(), true);
+      return kOk;
+    }
+    if (*history) {
+      print(g, Value(rc.hub_history(limit)));
+      return kOk;
+    }
+    if (*result) {
+      if (msg_ids.size() != 1) throw UsageError("result takes one msg_id");
+      print(g, rc.get_result(msg_ids[0], Duration(g.timeout_ms)));
+      return kOk;
+    }
+    if (*resubmit) {
+      finish(rc.resubmit(msg_ids), false);
+      return kOk;
+    }
+    if (*query) {
+      std::vector<DbCondition> where;
+      for (const auto& c : conditions)
+        where.push_back(DbCondition::parse(c));
+      std::vector<std::string> key_list;
+      std::stringstream ks(keys);
+      for (std::string k; std::getline(ks, k, ',');) {
+        if (!k.empty()) key_list.push_back(k);
+      }
+      const Value rows = rc.db_query(where, key_list, limit);
+      if (g.json) {
+        print(g, rows);
+      } else {
+        for (const auto& row : rows.as_list())
+          std::cout << row.repr() << "\n";
+      }
+      return kOk;
+    }
+    if (*purge) {
+      const int forms = (msg_ids.empty() ? 0 : 1) + (older_than >= 0 ? 1 : 0) + (purge_all ? 1 : 0);
+      if (forms != 1) throw UsageError("purge takes msg_ids, --older-than SECONDS, or --all");
+      std::int64_t purged = 0;
+      if (!msg_ids.empty())
+        purged = rc.purge_results(msg_ids);
+      else if (purge_all)
+        purged = rc.purge_all_results();
+      else
+        purged =
+            rc.purge_results_before(std::chrono::system_clock::now() -
+                                    std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                        std::chrono::duration<double>(older_than)));
+      if (g.json)
+        std::cout << json{{"purged", purged}}.dump() << "\n";
+      else
+        std::cout << fmt::format("{} record{} removed\n", purged, purged == 1 ? "" : "s");
       return kOk;
     }
     if (*ids)

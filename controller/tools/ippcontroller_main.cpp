@@ -32,7 +32,24 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
+  std::string db_file;
+  std::int64_t hub_delay_us = 0;
+  app.add_option("--db", options.db, "Task database: sqlite (PROFILE/tasks.db), memory or none")
+      ->check(CLI::IsMember({"sqlite", "memory", "none"}))
+      ->capture_default_str();
+  app.add_option("--db-file", db_file, "SQLite file (default: PROFILE/tasks.db)");
+  app.add_option("--db-record-limit", options.db_record_limit,
+                 "Keep at most this many task records, dropping the oldest (0: no limit)")
+      ->capture_default_str();
+  app.add_option("--db-size-limit", options.db_size_limit,
+                 "Keep at most this many bytes of stored arguments and results (0: no limit)")
+      ->capture_default_str();
+  app.add_option("--hub-delay-us", hub_delay_us,
+                 "Debugging: slow the hub down by this much per record it writes")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  options.db_file = db_file;
+  options.hub_delay = std::chrono::microseconds(hub_delay_us);
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("ippcontroller"));
   spdlog::set_level(spdlog::level::from_str(log_level));

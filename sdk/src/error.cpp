@@ -78,6 +78,8 @@ void rethrow(const ErrorRecord& record) {
       throw TimeoutError(record.describe());
     case ErrorCode::connection:
       throw ConnectionError(record.describe());
+    case ErrorCode::usage:
+      throw UsageError(record.describe());
     default:
       throw RemoteError(record);
   }

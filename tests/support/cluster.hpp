@@ -18,10 +18,18 @@ using namespace std::chrono_literals;
 
 class Cluster : public ::testing::Test {
  protected:
-  void start(int engines, int threads = 2) {
-    controller_ = std::make_unique<Process>(std::vector<std::string>{
-        binary("ippcontroller"), "--profile-dir", dir_.path().string(), "--heartbeat-ms", "200",
-        "--heartbeat-misses", "10", "--log-level", "warn"});
+  void start(int engines, int threads = 2, const std::vector<std::string>& controller_args = {}) {
+    std::vector<std::string> argv{binary("ippcontroller"),
+                                  "--profile-dir",
+                                  dir_.path().string(),
+                                  "--heartbeat-ms",
+                                  "200",
+                                  "--heartbeat-misses",
+                                  "10",
+                                  "--log-level",
+                                  "warn"};
+    argv.insert(argv.end(), controller_args.begin(), controller_args.end());
+    controller_ = std::make_unique<Process>(argv);
     const auto deadline = std::chrono::steady_clock::now() + 20s;
     while (!std::filesystem::exists(dir_ / net::kClientFile)) {
       ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "controller did not start";

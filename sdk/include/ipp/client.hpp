@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ipp/error.hpp"
@@ -196,6 +197,19 @@ class LoadBalancedView {
   std::shared_ptr<detail::ClientCore> core_;
 };
 
+/// One condition of Client::db_query: FIELD OP VALUE with OP one of
+/// `==  !=  <  <=  >  >=  in  glob`.
+///
+///     ipp::DbCondition{"task", "glob", "arith.*"}
+///     ipp::DbCondition::parse("submitted >= 1700000000000000")
+struct DbCondition {
+  std::string field;
+  std::string op;
+  Value value;
+  /// Reads `FIELD OP VALUE` (VALUE a literal; a bare word is a string). Throws UsageError.
+  static DbCondition parse(std::string_view text);
+};
+
 struct ClientOptions {
   std::optional<std::filesystem::path>
       profile_dir;  ///< default: $IPP_PROFILE_DIR, ~/.ipp/profile_default
@@ -240,6 +254,33 @@ class Client {
   bool wait(std::optional<Duration> timeout = std::nullopt) const;
   /// Stops the controller and its engines.
   void shutdown() const;
+
+  // ---- the hub's task database ---------------------------------------------------------------
+  /// The result of a task the hub recorded, from any client (also a process started after the
+  /// submitting one exited). Waits while the task is pending or running, up to `timeout`
+  /// (forever when empty). Throws the task's error as it was raised; a RemoteError with code
+  /// name_error when the hub has no such task; UsageError with --db none.
+  Value get_result(const std::string& msg_id, std::optional<Duration> timeout = std::nullopt) const;
+  /// Which of `msg_ids` are pending (or running), completed, or unknown to the hub:
+  /// {"pending": [...], "completed": [...], "unknown": [...]}.
+  [[nodiscard]] Value result_status(const std::vector<std::string>& msg_ids) const;
+  /// Runs recorded tasks again with their stored arguments, on the same queue and engine;
+  /// each new task has a new msg_id and its record links to the original (resubmitted_from).
+  AsyncResult resubmit(const std::vector<std::string>& msg_ids) const;
+  /// Records matching every condition, oldest first: one map per task with its fields
+  /// (msg_id, client, queue, kind, task, plugin, plugin_hash, target, engine, bind,
+  /// submitted, started, completed, received, status, error, resubmitted_from), or only
+  /// `keys` (and msg_id) when given; at most `limit` (0: all).
+  [[nodiscard]] Value db_query(const std::vector<DbCondition>& where,
+                               const std::vector<std::string>& keys = {},
+                               std::int64_t limit = 0) const;
+  /// Msg ids of recorded tasks, oldest first (the last `limit` when limit > 0).
+  [[nodiscard]] std::vector<std::string> hub_history(std::int64_t limit = 0) const;
+  /// Removes records; each returns how many went. Unfinished tasks are kept by the
+  /// age and all forms.
+  std::int64_t purge_results(const std::vector<std::string>& msg_ids) const;
+  std::int64_t purge_results_before(std::chrono::system_clock::time_point before) const;
+  std::int64_t purge_all_results() const;
 
  private:
   std::shared_ptr<detail::ClientCore> core_;

@@ -141,7 +141,8 @@ class CompositeError : public Error {
   std::vector<ErrorRecord> records_;
 };
 
-/// Throws the exception type that matches `record.code` (RemoteError for task failures).
+/// Throws the exception type that matches `record.code`: EngineError, TimeoutError,
+/// ConnectionError, UsageError, else RemoteError (task failures).
 [[noreturn]] void rethrow(const ErrorRecord& record);
 
 }  // namespace ipp

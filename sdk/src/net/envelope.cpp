@@ -12,14 +12,6 @@ namespace ipp::net {
 
 namespace {
 
-zmq::message_t zero_copy(const Buffer& b) {
-  if (b.size() < 64) return zmq::message_t(b.data(), b.size());  // small: a copy is cheaper
-  auto* hold = new Buffer(b);
-  return zmq::message_t(
-      const_cast<std::byte*>(b.data()), b.size(),
-      [](void*, void* hint) noexcept { delete static_cast<Buffer*>(hint); }, hold);
-}
-
 std::vector<std::span<const std::byte>> spans(const std::vector<Buffer>& parts) {
   std::vector<std::span<const std::byte>> out;
   out.reserve(parts.size());
@@ -29,6 +21,14 @@ std::vector<std::span<const std::byte>> spans(const std::vector<Buffer>& parts) 
 }
 
 }  // namespace
+
+zmq::message_t share(const Buffer& b) {
+  if (b.size() < 64) return zmq::message_t(b.data(), b.size());  // small: a copy is cheaper
+  auto* hold = new Buffer(b);
+  return zmq::message_t(
+      const_cast<std::byte*>(b.data()), b.size(),
+      [](void*, void* hint) noexcept { delete static_cast<Buffer*>(hint); }, hold);
+}
 
 Buffer to_buffer(zmq::message_t&& message) {
   auto owner = std::make_shared<zmq::message_t>(std::move(message));
@@ -48,7 +48,7 @@ bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope
   frames.emplace_back(kProtocolTag.data(), kProtocolTag.size());
   frames.emplace_back(signature.data(), signature.size());
   for (const auto& p : envelope.parts)
-    frames.push_back(zero_copy(p));
+    frames.push_back(share(p));
   const auto flags = dontwait ? zmq::send_flags::dontwait : zmq::send_flags::none;
   try {
     return zmq::send_multipart(socket, frames, flags).has_value();

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -13,6 +14,11 @@ struct ControllerOptions {
   std::string ip = "127.0.0.1";               ///< where to listen; ports are chosen by the OS
   std::chrono::milliseconds heartbeat{1000};  ///< engines ping this often
   int heartbeat_misses = 3;                   ///< an engine silent this many periods is dead
+  std::string db = "sqlite";                  ///< task database: "sqlite", "memory" or "none"
+  std::filesystem::path db_file;              ///< sqlite: default PROFILE/tasks.db
+  std::int64_t db_record_limit = 0;           ///< keep at most this many records (0: no limit)
+  std::int64_t db_size_limit = 0;  ///< keep at most this many bytes of payloads (0: no limit)
+  std::chrono::microseconds hub_delay{0};  ///< debugging: the hub sleeps this long per record
 };
 
 /// The controller: a hub (registration, queries, plugin distribution, and a monitor that sees

@@ -41,5 +41,8 @@ std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer,
 
 /// The bytes of a received part as a Buffer that keeps the ZeroMQ message alive.
 Buffer to_buffer(zmq::message_t&& message);
+/// A message frame sharing `buffer`'s storage: ZeroMQ holds a reference until it has sent it
+/// (tiny buffers are copied, which is cheaper).
+zmq::message_t share(const Buffer& buffer);
 
 }  // namespace ipp::net

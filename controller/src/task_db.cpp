@@ -1,0 +1,457 @@
+#include "task_db.hpp"
+
+#include <sqlite3.h>
+
+#include <array>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace ipp::hub {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Column order of the tasks table; put() binds in this order and rows are read in it.
+constexpr std::array<const char*, 20> kColumns = {
+    "msg_id",           "client",    "queue",    "kind",   "task",   "plugin",
+    "plugin_hash",      "target",    "engine",   "bind",   "args",   "submitted",
+    "started",          "completed", "received", "status", "result", "error",
+    "resubmitted_from", "size"};
+
+bool is_text_field(std::string_view f) {
+  return f == "msg_id" || f == "client" || f == "queue" || f == "kind" || f == "task" ||
+         f == "plugin" || f == "plugin_hash" || f == "bind" || f == "status" ||
+         f == "resubmitted_from";
+}
+
+std::string error_json(const std::optional<ErrorRecord>& e) {
+  if (!e) return {};
+  json j{{"code", static_cast<int>(e->code)},
+         {"type", e->type},
+         {"message", e->message},
+         {"task", e->task},
+         {"plugin", e->plugin},
+         {"engine", e->engine},
+         {"line", e->line},
+         {"column", e->column}};
+  if (e->element) j["element"] = *e->element;
+  return j.dump();
+}
+
+std::optional<ErrorRecord> error_from_json(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  const auto j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  ErrorRecord r;
+  r.code = static_cast<ErrorCode>(j.value("code", 0));
+  r.type = j.value("type", "");
+  r.message = j.value("message", "");
+  r.task = j.value("task", "");
+  r.plugin = j.value("plugin", "");
+  r.engine = j.value("engine", std::int64_t{-1});
+  r.line = j.value("line", std::size_t{0});
+  r.column = j.value("column", std::size_t{0});
+  if (j.contains("element")) r.element = j["element"].get<std::uint64_t>();
+  return r;
+}
+
+std::string text_at(sqlite3_stmt* s, int i) {
+  const auto* p = sqlite3_column_blob(s, i);
+  const int n = sqlite3_column_bytes(s, i);
+  return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
+}
+
+TaskRecord read_row(sqlite3_stmt* s) {
+  TaskRecord r;
+  r.msg_id = text_at(s, 0);
+  r.client = text_at(s, 1);
+  r.queue = text_at(s, 2);
+  r.kind = text_at(s, 3);
+  r.task = text_at(s, 4);
+  r.plugin = text_at(s, 5);
+  r.plugin_hash = text_at(s, 6);
+  r.target = sqlite3_column_int64(s, 7);
+  r.engine = sqlite3_column_int64(s, 8);
+  r.bind = text_at(s, 9);
+  r.args = text_at(s, 10);
+  r.submitted = sqlite3_column_int64(s, 11);
+  r.started = sqlite3_column_int64(s, 12);
+  r.completed = sqlite3_column_int64(s, 13);
+  r.received = sqlite3_column_int64(s, 14);
+  r.status = text_at(s, 15);
+  r.result = text_at(s, 16);
+  r.error = error_from_json(text_at(s, 17));
+  r.resubmitted_from = text_at(s, 18);
+  return r;
+}
+
+/// A prepared statement, finalised on scope exit.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const std::string& sql) {
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s_, nullptr) != SQLITE_OK) {
+      throw Error(ErrorCode::unknown,
+                  fmt::format("task database: cannot prepare query: {}", sqlite3_errmsg(db)));
+    }
+  }
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  sqlite3_stmt* get() const { return s_; }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+};
+
+void bind_value(sqlite3_stmt* s, int i, const Value& v, const std::string& field) {
+  switch (v.kind()) {
+    case Value::Kind::integer:
+      sqlite3_bind_int64(s, i, v.as_int());
+      return;
+    case Value::Kind::floating:
+      sqlite3_bind_double(s, i, v.as_float());
+      return;
+    case Value::Kind::boolean:
+      sqlite3_bind_int64(s, i, v.as_bool() ? 1 : 0);
+      return;
+    case Value::Kind::string:
+      sqlite3_bind_text(s, i, v.as_string().data(), static_cast<int>(v.as_string().size()),
+                        SQLITE_TRANSIENT);
+      return;
+    case Value::Kind::null:
+      sqlite3_bind_null(s, i);
+      return;
+    default:
+      throw UsageError(fmt::format("cannot compare field '{}' with a {}", field, v.type_name()));
+  }
+}
+
+}  // namespace
+
+const std::vector<std::string>& TaskDb::fields() {
+  static const std::vector<std::string> out = [] {
+    std::vector<std::string> f;
+    for (const char* c : kColumns) {
+      if (std::string_view(c) != "args" && std::string_view(c) != "result" &&
+          std::string_view(c) != "error" && std::string_view(c) != "size")
+        f.emplace_back(c);
+    }
+    return f;
+  }();
+  return out;
+}
+
+TaskDb::TaskDb(Options options) : options_(std::move(options)) {
+  const std::string where =
+      options_.file.empty() ? std::string("in memory") : "'" + options_.file.string() + "'";
+  const int rc = options_.file.empty()
+                     ? sqlite3_open(":memory:", &db_)
+                     : sqlite3_open_v2(options_.file.c_str(), &db_,
+                                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  if (rc != SQLITE_OK) {
+    const std::string why = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw Error(ErrorCode::usage, fmt::format("task database {}: cannot open: {}", where, why));
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  try {
+    if (!options_.file.empty()) {
+      // A file that is not a database fails here, before the controller serves anyone.
+      exec("PRAGMA journal_mode=WAL");
+      exec("PRAGMA synchronous=NORMAL");
+    }
+    exec(
+        "CREATE TABLE IF NOT EXISTS tasks ("
+        " msg_id TEXT PRIMARY KEY, client TEXT, queue TEXT, kind TEXT, task TEXT, plugin TEXT,"
+        " plugin_hash TEXT, target INTEGER, engine INTEGER, bind TEXT, args BLOB,"
+        " submitted INTEGER, started INTEGER, completed INTEGER, received INTEGER, status TEXT,"
+        " result BLOB, error TEXT, resubmitted_from TEXT, size INTEGER)");
+    exec("CREATE INDEX IF NOT EXISTS tasks_submitted ON tasks(submitted)");
+    // A read-only file is found out now, not at the first write.
+    exec("BEGIN IMMEDIATE");
+    exec("COMMIT");
+    std::string sql = "INSERT OR REPLACE INTO tasks (";
+    for (std::size_t i = 0; i < kColumns.size(); ++i)
+      sql += fmt::format("{}{}", i ? ", " : "", kColumns[i]);
+    sql += ") VALUES (";
+    for (std::size_t i = 0; i < kColumns.size(); ++i)
+      sql += i ? ", ?" : "?";
+    sql += ")";
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &put_, nullptr) != SQLITE_OK)
+      throw Error(ErrorCode::unknown, sqlite3_errmsg(db_));
+  } catch (const Error& e) {
+    sqlite3_finalize(put_);
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw Error(ErrorCode::usage, fmt::format("task database {}: {}", where, e.what()));
+  }
+}
+
+TaskDb::~TaskDb() {
+  try {
+    flush();
+  } catch (const std::exception&) {
+    // Closing: nothing more can be done.
+  }
+  sqlite3_finalize(put_);
+  sqlite3_close(db_);
+}
+
+void TaskDb::exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string why = err != nullptr ? err : sqlite3_errmsg(db_);
+    sqlite3_free(err);
+    throw Error(ErrorCode::unknown, why);
+  }
+}
+
+void TaskDb::begin_if_needed() {
+  if (in_transaction_) return;
+  exec("BEGIN");
+  in_transaction_ = true;
+}
+
+void TaskDb::put(const TaskRecord& r) {
+  begin_if_needed();
+  sqlite3_reset(put_);
+  sqlite3_clear_bindings(put_);
+  auto text = [&](int i, const std::string& s) {
+    sqlite3_bind_text(put_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+  };
+  auto blob = [&](int i, const std::string& s) {
+    sqlite3_bind_blob64(put_, i, s.data(), s.size(), SQLITE_TRANSIENT);
+  };
+  text(1, r.msg_id);
+  text(2, r.client);
+  text(3, r.queue);
+  text(4, r.kind);
+  text(5, r.task);
+  text(6, r.plugin);
+  text(7, r.plugin_hash);
+  sqlite3_bind_int64(put_, 8, r.target);
+  sqlite3_bind_int64(put_, 9, r.engine);
+  text(10, r.bind);
+  blob(11, r.args);
+  sqlite3_bind_int64(put_, 12, r.submitted);
+  sqlite3_bind_int64(put_, 13, r.started);
+  sqlite3_bind_int64(put_, 14, r.completed);
+  sqlite3_bind_int64(put_, 15, r.received);
+  text(16, r.status);
+  blob(17, r.result);
+  text(18, error_json(r.error));
+  text(19, r.resubmitted_from);
+  sqlite3_bind_int64(put_, 20, static_cast<std::int64_t>(r.args.size() + r.result.size()));
+  if (sqlite3_step(put_) != SQLITE_DONE) {
+    throw Error(ErrorCode::unknown,
+                fmt::format("task database: cannot record {}: {}", r.msg_id, sqlite3_errmsg(db_)));
+  }
+}
+
+void TaskDb::flush() {
+  if (!in_transaction_) return;
+  enforce_limits();
+  in_transaction_ = false;
+  exec("COMMIT");
+}
+
+void TaskDb::enforce_limits() {
+  if (options_.record_limit > 0) {
+    Stmt s(db_,
+           "DELETE FROM tasks WHERE msg_id IN (SELECT msg_id FROM tasks ORDER BY submitted, rowid "
+           "LIMIT max(0, (SELECT count(*) FROM tasks) - ?))");
+    sqlite3_bind_int64(s.get(), 1, options_.record_limit);
+    sqlite3_step(s.get());
+  }
+  if (options_.size_limit > 0) {
+    Stmt total(db_, "SELECT coalesce(sum(size), 0) FROM tasks");
+    sqlite3_step(total.get());
+    std::int64_t bytes = sqlite3_column_int64(total.get(), 0);
+    if (bytes <= options_.size_limit) return;
+    Stmt oldest(db_, "SELECT msg_id, size FROM tasks ORDER BY submitted, rowid");
+    std::vector<std::string> drop;
+    while (bytes > options_.size_limit && sqlite3_step(oldest.get()) == SQLITE_ROW) {
+      drop.push_back(text_at(oldest.get(), 0));
+      bytes -= sqlite3_column_int64(oldest.get(), 1);
+    }
+    Stmt del(db_, "DELETE FROM tasks WHERE msg_id = ?");
+    for (const auto& id : drop) {
+      sqlite3_reset(del.get());
+      sqlite3_bind_text(del.get(), 1, id.data(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
+      sqlite3_step(del.get());
+    }
+  }
+}
+
+std::optional<TaskRecord> TaskDb::get(const std::string& msg_id) {
+  std::string sql = "SELECT ";
+  for (std::size_t i = 0; i + 1 < kColumns.size(); ++i)
+    sql += fmt::format("{}{}", i ? ", " : "", kColumns[i]);
+  sql += " FROM tasks WHERE msg_id = ?";
+  Stmt s(db_, sql);
+  sqlite3_bind_text(s.get(), 1, msg_id.data(), static_cast<int>(msg_id.size()), SQLITE_TRANSIENT);
+  if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
+  return read_row(s.get());
+}
+
+std::vector<TaskRecord> TaskDb::query(const std::vector<Condition>& conditions,
+                                      std::int64_t limit) {
+  std::string sql = "SELECT ";
+  for (std::size_t i = 0; i + 1 < kColumns.size(); ++i)
+    sql += fmt::format("{}{}", i ? ", " : "", kColumns[i]);
+  sql += " FROM tasks";
+  const auto& known = fields();
+  std::vector<std::pair<const Value*, const std::string*>> params;
+  for (std::size_t i = 0; i < conditions.size(); ++i) {
+    const Condition& c = conditions[i];
+    if (std::find(known.begin(), known.end(), c.field) == known.end()) {
+      std::string list;
+      for (const auto& f : known)
+        list += (list.empty() ? "" : ", ") + f;
+      throw UsageError(fmt::format("unknown field '{}' (fields: {})", c.field, list));
+    }
+    sql += i == 0 ? " WHERE " : " AND ";
+    if (c.op == "in") {
+      if (c.value.kind() != Value::Kind::list)
+        throw UsageError(fmt::format("'{} in' needs a list", c.field));
+      sql += c.field + " IN (";
+      for (std::size_t k = 0; k < c.value.size(); ++k) {
+        sql += k ? ", ?" : "?";
+        params.emplace_back(&c.value.as_list()[k], &c.field);
+      }
+      sql += ")";
+    } else if (c.op == "glob") {
+      if (!is_text_field(c.field) || c.value.kind() != Value::Kind::string)
+        throw UsageError(
+            fmt::format("glob works on text fields with a pattern string ('{}')", c.field));
+      sql += c.field + " GLOB ?";
+      params.emplace_back(&c.value, &c.field);
+    } else if (c.op == "==" || c.op == "!=" || c.op == "<" || c.op == "<=" || c.op == ">" ||
+               c.op == ">=") {
+      sql += c.field + " " + (c.op == "==" ? "=" : c.op) + " ?";
+      params.emplace_back(&c.value, &c.field);
+    } else {
+      throw UsageError(
+          fmt::format("unknown operator '{}' (use ==, !=, <, <=, >, >=, in, glob)", c.op));
+    }
+  }
+  sql += " ORDER BY submitted, rowid";
+  if (limit > 0) sql += fmt::format(" LIMIT {}", limit);
+  Stmt s(db_, sql);
+  for (std::size_t i = 0; i < params.size(); ++i)
+    bind_value(s.get(), static_cast<int>(i + 1), *params[i].first, *params[i].second);
+  std::vector<TaskRecord> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW)
+    out.push_back(read_row(s.get()));
+  return out;
+}
+
+std::vector<std::string> TaskDb::history(std::int64_t limit) {
+  Stmt s(db_, limit > 0 ? "SELECT msg_id FROM (SELECT msg_id, submitted, rowid AS r FROM tasks "
+                          "ORDER BY submitted DESC, rowid DESC LIMIT ?) ORDER BY submitted, r"
+                        : "SELECT msg_id FROM tasks ORDER BY submitted, rowid");
+  if (limit > 0) sqlite3_bind_int64(s.get(), 1, limit);
+  std::vector<std::string> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW)
+    out.push_back(text_at(s.get(), 0));
+  return out;
+}
+
+std::int64_t TaskDb::purge(const std::vector<std::string>& msg_ids) {
+  begin_if_needed();
+  Stmt del(db_, "DELETE FROM tasks WHERE msg_id = ?");
+  std::int64_t n = 0;
+  for (const auto& id : msg_ids) {
+    sqlite3_reset(del.get());
+    sqlite3_bind_text(del.get(), 1, id.data(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
+    sqlite3_step(del.get());
+    n += sqlite3_changes(db_);
+  }
+  flush();
+  return n;
+}
+
+std::int64_t TaskDb::purge_before(std::int64_t before_us) {
+  begin_if_needed();
+  Stmt del(db_, "DELETE FROM tasks WHERE submitted < ? AND status NOT IN ('pending', 'running')");
+  sqlite3_bind_int64(del.get(), 1, before_us);
+  sqlite3_step(del.get());
+  const std::int64_t n = sqlite3_changes(db_);
+  flush();
+  return n;
+}
+
+std::int64_t TaskDb::purge_all() {
+  begin_if_needed();
+  exec("DELETE FROM tasks WHERE status NOT IN ('pending', 'running')");
+  const std::int64_t n = sqlite3_changes(db_);
+  flush();
+  return n;
+}
+
+std::int64_t TaskDb::count() {
+  Stmt s(db_, "SELECT count(*) FROM tasks");
+  sqlite3_step(s.get());
+  return sqlite3_column_int64(s.get(), 0);
+}
+
+Value to_value(const TaskRecord& r, bool with_payloads) {
+  Value::Map m{{"msg_id", r.msg_id},
+               {"client", r.client},
+               {"queue", r.queue},
+               {"kind", r.kind},
+               {"task", r.task},
+               {"plugin", r.plugin},
+               {"plugin_hash", r.plugin_hash},
+               {"target", r.target},
+               {"engine", r.engine},
+               {"bind", r.bind},
+               {"submitted", r.submitted},
+               {"started", r.started},
+               {"completed", r.completed},
+               {"received", r.received},
+               {"status", r.status},
+               {"resubmitted_from", r.resubmitted_from}};
+  if (r.error) {
+    m["error"] = Value::map({{"type", r.error->type},
+                             {"message", r.error->message},
+                             {"description", r.error->describe()}});
+  }
+  if (with_payloads) {
+    m["args_bytes"] = static_cast<std::int64_t>(r.args.size());
+    m["result_bytes"] = static_cast<std::int64_t>(r.result.size());
+  }
+  return Value(std::move(m));
+}
+
+std::string pack_parts(const std::vector<std::string_view>& parts) {
+  std::string out;
+  for (const auto& p : parts) {
+    std::uint64_t n = p.size();
+    for (int i = 0; i < 8; ++i, n >>= 8)
+      out.push_back(static_cast<char>(n & 0xff));
+    out.append(p);
+  }
+  return out;
+}
+
+std::vector<std::string> unpack_parts(std::string_view blob) {
+  std::vector<std::string> out;
+  while (!blob.empty()) {
+    if (blob.size() < 8) throw ProtocolError("stored payload is truncated");
+    std::uint64_t n = 0;
+    for (int i = 7; i >= 0; --i)
+      n = (n << 8) | static_cast<std::uint8_t>(blob[static_cast<std::size_t>(i)]);
+    blob.remove_prefix(8);
+    if (n > blob.size()) throw ProtocolError("stored payload is truncated");
+    out.emplace_back(blob.substr(0, n));
+    blob.remove_prefix(n);
+  }
+  return out;
+}
+
+}  // namespace ipp::hub

@@ -1,0 +1,216 @@
+// The hub's task database through real clusters: records for every kind of task, results
+// from other client processes, resubmission, queries, purge, and database options.
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "ipp/client.hpp"
+#include "support/cluster.hpp"
+
+namespace ipp {
+namespace {
+
+using namespace std::chrono_literals;
+
+class HubTest : public test::Cluster {
+ protected:
+  void start_with(int engines, const std::vector<std::string>& args = {}) {
+    start(engines, 2, args);
+    rc_ = std::make_unique<Client>(ClientOptions{.profile_dir = dir_.path()});
+    rc_->push_plugin(test::plugin("arith"));
+  }
+  /// ippctl as a separate process: its stdout.
+  std::string ctl(const std::string& args) {
+    const auto out = dir_ / "ctl.out";
+    const auto err = dir_ / "ctl.err";
+    const std::string cmd = std::string(IPP_BUILD_DIR) + "/bin/ippctl --profile-dir '" +
+                            dir_.path().string() + "' " + args + " > '" + out.string() + "' 2> '" +
+                            err.string() + "'";
+    last_code_ = WEXITSTATUS(std::system(cmd.c_str()));
+    std::ifstream e(err);
+    std::stringstream es;
+    es << e.rdbuf();
+    last_err_ = es.str();
+    std::ifstream in(out);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  Value record(const std::string& msg_id) {
+    const Value rows = rc_->db_query({{"msg_id", "==", msg_id}});
+    if (rows.size() != 1) {
+      ADD_FAILURE() << "no record for " << msg_id;
+      return Value();
+    }
+    return rows[0];
+  }
+  std::unique_ptr<Client> rc_;
+  int last_code_ = 0;
+  std::string last_err_;
+};
+
+TEST_F(HubTest, RecordsEveryKindOfTask) {
+  start_with(2);
+  DirectView all = rc_->direct_view();
+  AsyncResult direct = (*rc_)[1].apply_async("mul", {5, 6});
+  AsyncResult balanced = rc_->load_balanced_view().apply_async("mul", {7, 6});
+  AsyncResult mapped = all.map_async("mul", {Range{0, 4}, Range{0, 4}});
+  AsyncResult failed = (*rc_)[0].apply_async("divide", {1, 0});
+  AsyncResult executed = (*rc_)[0].execute("a = mul(2, 3)");
+  AsyncResult pushed = (*rc_)[0].push_async({{"b", 1}});
+  for (auto* r : {&direct, &balanced, &mapped, &failed, &executed, &pushed})
+    r->wait(30s);
+  AsyncResult pulled = (*rc_)[0].pull_async("a");
+  pulled.wait(30s);
+
+  Value rec = record(direct.msg_ids()[0]);
+  EXPECT_EQ(rec["kind"], Value("apply"));
+  EXPECT_EQ(rec["queue"], Value("direct"));
+  EXPECT_EQ(rec["task"], Value("mul"));
+  EXPECT_EQ(rec["plugin"], Value("arith"));
+  EXPECT_EQ(rec["plugin_hash"].as_string().size(), 64u);
+  EXPECT_EQ(rec["target"], Value(1));
+  EXPECT_EQ(rec["engine"], Value(1));
+  EXPECT_EQ(rec["status"], Value("ok"));
+  EXPECT_GT(rec["args_bytes"].as_int(), 0);
+  EXPECT_GT(rec["result_bytes"].as_int(), 0);
+  for (const char* t : {"submitted", "started", "completed", "received"})
+    EXPECT_GT(rec[t].as_int(), 0) << t;
+  EXPECT_LE(rec["submitted"].as_int(), rec["started"].as_int());
+  EXPECT_LE(rec["completed"].as_int(), rec["received"].as_int());
+
+  rec = record(balanced.msg_ids()[0]);
+  EXPECT_EQ(rec["queue"], Value("balanced"));
+  EXPECT_EQ(rec["target"], Value(-1));
+  EXPECT_GE(rec["engine"].as_int(), 0);
+  EXPECT_EQ(record(mapped.msg_ids()[1])["kind"], Value("map"));
+  rec = record(failed.msg_ids()[0]);
+  EXPECT_EQ(rec["status"], Value("error"));
+  EXPECT_EQ(rec["error"]["type"], Value("std::domain_error"));
+  EXPECT_EQ(record(executed.msg_ids()[0])["kind"], Value("execute"));
+  EXPECT_EQ(record(pushed.msg_ids()[0])["kind"], Value("push"));
+  EXPECT_EQ(record(pulled.msg_ids()[0])["kind"], Value("pull"));
+  // Every record has the same client session.
+  const Value mine = rc_->db_query({{"client", "==", record(direct.msg_ids()[0])["client"]}});
+  EXPECT_EQ(mine.size(), 8u);
+  EXPECT_EQ(rc_->hub_history().size(), 8u);
+  EXPECT_EQ(rc_->hub_history(2).back(), pulled.msg_ids()[0]);
+}
+
+TEST_F(HubTest, ResultsFromAnotherClientProcess) {
+  start_with(1);
+  // Submitted by one ippctl process, which exits...
+  const std::string out = ctl("--json apply mul 5 6 --targets 0");
+  ASSERT_EQ(last_code_, 0) << out;
+  const auto msg_id = nlohmann::json::parse(out)["msg_ids"][0].get<std::string>();
+  // ...and fetched by another, and by a new client library instance.
+  EXPECT_EQ(ctl("result " + msg_id), "30\n");
+  Client other(ClientOptions{.profile_dir = dir_.path()});
+  EXPECT_EQ(other.get_result(msg_id), Value(30));
+  EXPECT_EQ(other.result_status({msg_id, "nope"}).repr(),
+            "{'completed': ['" + msg_id + "'], 'pending': [], 'unknown': ['nope']}");
+
+  // A failed task raises its error again; an unknown id says so.
+  const std::string bad = ctl("--json apply divide 1 0 --targets 0");
+  const auto bad_id = nlohmann::json::parse(bad)["msg_ids"][0].get<std::string>();
+  try {
+    (void)other.get_result(bad_id);
+    FAIL();
+  } catch (const RemoteError& e) {
+    EXPECT_EQ(e.type(), "std::domain_error");
+  }
+  (void)ctl("result " + bad_id);
+  EXPECT_NE(last_err_.find("division by zero"), std::string::npos) << last_err_;
+  EXPECT_EQ(last_code_, 1);
+  EXPECT_THROW((void)other.get_result("no-such-id"), RemoteError);
+
+  // A task still running: get_result waits for it (or times out).
+  AsyncResult slow = (*rc_)[0].apply_async("wait_here", {0.5});
+  const std::string slow_id = slow.msg_ids()[0];
+  EXPECT_THROW((void)other.get_result(slow_id, 10ms), TimeoutError);
+  EXPECT_EQ(other.get_result(slow_id, 30s), slow.get(30s));
+}
+
+TEST_F(HubTest, ResubmitRunsAgainWithTheStoredArguments) {
+  start_with(2);
+  const std::string a = (*rc_)[1].apply_async("mul", {6, 7}).msg_ids()[0];
+  const std::string b = rc_->load_balanced_view().apply_async("add", {1, 2}).msg_ids()[0];
+  ASSERT_EQ(rc_->get_result(a, 30s), Value(42));
+  ASSERT_EQ(rc_->get_result(b, 30s), Value(3));
+  AsyncResult again = rc_->resubmit({a, b});
+  EXPECT_EQ(again.get(30s).repr(), "[42, 3]");
+  const auto ids = again.msg_ids();
+  EXPECT_NE(ids[0], a);
+  EXPECT_EQ(record(ids[0])["resubmitted_from"], Value(a));
+  EXPECT_EQ(record(ids[0])["target"], Value(1));
+  EXPECT_EQ(record(ids[1])["queue"], Value("balanced"));
+  const std::string out = ctl("resubmit " + a);
+  EXPECT_EQ(out, "42\n");
+  EXPECT_THROW((void)rc_->resubmit({"no-such-id"}), RemoteError);
+}
+
+TEST_F(HubTest, QueriesAndPurge) {
+  start_with(1);
+  for (int i = 0; i < 5; ++i)
+    (void)(*rc_)[0].apply("mul", {i, 2});
+  (void)(*rc_)[0].execute("x = 1").get(30s);
+  ASSERT_TRUE(rc_->wait(30s));
+  EXPECT_EQ(rc_->db_query({{"task", "==", "mul"}}).size(), 5u);
+  EXPECT_EQ(rc_->db_query({{"kind", "in", Value::list({"execute", "push"})}}).size(), 1u);
+  EXPECT_EQ(rc_->db_query({{"task", "glob", "m*"}}, {"status"}, 2).repr().find("'status': 'ok'") !=
+                std::string::npos,
+            true);
+  EXPECT_EQ(rc_->db_query({}, {"status"}, 2)[0].as_map().size(), 2u);  // status and msg_id
+  EXPECT_THROW((void)rc_->db_query({{"colour", "==", 1}}), UsageError);
+  EXPECT_EQ(ctl("query 'task == mul' --keys status --limit 3").size(),
+            3 * std::string("{'msg_id': '', 'status': 'ok'}\n").size() + 3 * 32);
+  EXPECT_EQ(ctl("--json history --limit 2").substr(0, 12), "{\"result\":[\"");
+  (void)ctl("query 'nope == 1'");
+  EXPECT_NE(last_err_.find("unknown field 'nope'"), std::string::npos) << last_err_;
+  EXPECT_EQ(last_code_, 2);
+
+  const auto first = rc_->hub_history(0).front();
+  EXPECT_EQ(rc_->purge_results({first}), 1);
+  EXPECT_EQ(rc_->hub_history().size(), 5u);
+  EXPECT_EQ(rc_->purge_results_before(std::chrono::system_clock::now() - 1h), 0);
+  EXPECT_EQ(ctl("purge --all"), "5 records removed\n");
+  EXPECT_TRUE(rc_->hub_history().empty());
+  EXPECT_EQ(ctl("purge"), "");
+  EXPECT_EQ(last_code_, 2);
+  EXPECT_NE(last_err_.find("purge takes"), std::string::npos) << last_err_;
+}
+
+TEST_F(HubTest, MemoryAndNoDatabase) {
+  start_with(1, {"--db", "memory", "--db-record-limit", "3"});
+  for (int i = 0; i < 6; ++i)
+    (void)(*rc_)[0].apply("mul", {i, 1});
+  EXPECT_EQ(rc_->hub_history().size(), 3u);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "tasks.db"));
+}
+
+TEST_F(HubTest, NoDatabaseSaysSo) {
+  start_with(1, {"--db", "none"});
+  const std::string id = (*rc_)[0].apply_async("mul", {1, 1}).msg_ids()[0];
+  EXPECT_EQ((*rc_)[0].apply("mul", {2, 3}), Value(6));  // tasks run as usual
+  try {
+    (void)rc_->get_result(id);
+    FAIL();
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("--db none"), std::string::npos) << e.what();
+  }
+}
+
+TEST(HubStart, ACorruptDatabaseStopsTheControllerWithAClearError) {
+  test::TempDir dir;
+  std::ofstream(dir / "tasks.db") << std::string(4096, '!');
+  test::Process controller(
+      {test::binary("ippcontroller"), "--profile-dir", dir.path().string(), "--log-level", "warn"});
+  EXPECT_EQ(controller.wait(20s), 1);
+  EXPECT_FALSE(std::filesystem::exists(dir / net::kClientFile)) << "it must not serve";
+}
+
+}  // namespace
+}  // namespace ipp

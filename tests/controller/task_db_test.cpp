@@ -1,0 +1,177 @@
+// The hub's task database on its own: records, queries, retention, purge, bad files.
+#include <sys/stat.h>
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "support/paths.hpp"
+#include "task_db.hpp"
+
+namespace ipp::hub {
+namespace {
+
+TaskRecord make(const std::string& id, std::int64_t submitted, const std::string& task = "mul",
+                const std::string& status = "ok") {
+  TaskRecord r;
+  r.msg_id = id;
+  r.client = "c1";
+  r.queue = "direct";
+  r.kind = "apply";
+  r.task = task;
+  r.plugin = "arith";
+  r.target = 0;
+  r.engine = 0;
+  r.args = pack_parts({"root", std::string(100, 'a')});
+  r.result = pack_parts({"result"});
+  r.submitted = submitted;
+  r.status = status;
+  return r;
+}
+
+class TaskDbTest : public ::testing::TestWithParam<bool> {
+ protected:
+  TaskDb::Options options(std::int64_t records = 0, std::int64_t bytes = 0) {
+    return {.file = GetParam() ? dir_ / "tasks.db" : std::filesystem::path(),
+            .record_limit = records,
+            .size_limit = bytes};
+  }
+  test::TempDir dir_;
+};
+
+TEST_P(TaskDbTest, StoresAndReadsBackEveryField) {
+  TaskDb db(options());
+  TaskRecord r = make("a", 10);
+  r.error = ErrorRecord{};
+  r.error->code = ErrorCode::remote;
+  r.error->type = "std::domain_error";
+  r.error->message = "division by zero";
+  r.error->line = 2;
+  r.resubmitted_from = "z";
+  r.bind = "y";
+  db.put(r);
+  db.flush();
+  auto back = db.get("a");
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->task, "mul");
+  EXPECT_EQ(back->bind, "y");
+  EXPECT_EQ(back->resubmitted_from, "z");
+  EXPECT_EQ(unpack_parts(back->args), (std::vector<std::string>{"root", std::string(100, 'a')}));
+  ASSERT_TRUE(back->error);
+  EXPECT_EQ(back->error->type, "std::domain_error");
+  EXPECT_EQ(back->error->line, 2u);
+  EXPECT_FALSE(db.get("missing"));
+  // put replaces the whole record.
+  r.status = "error";
+  db.put(r);
+  db.flush();
+  EXPECT_EQ(db.get("a")->status, "error");
+  EXPECT_EQ(db.count(), 1);
+}
+
+TEST_P(TaskDbTest, QueriesCompareAndGlob) {
+  TaskDb db(options());
+  for (int i = 0; i < 10; ++i)
+    db.put(make("m" + std::to_string(i), 100 + i, i % 2 ? "mul" : "arith.add",
+                i < 3 ? "pending" : "ok"));
+  db.flush();
+  EXPECT_EQ(db.query({{"submitted", ">=", 105}}).size(), 5u);
+  EXPECT_EQ(db.query({{"submitted", "<", 105}, {"task", "==", "mul"}}).size(), 2u);
+  EXPECT_EQ(db.query({{"task", "!=", "mul"}}).size(), 5u);
+  EXPECT_EQ(db.query({{"task", "glob", "arith.*"}}).size(), 5u);
+  EXPECT_EQ(db.query({{"status", "in", Value::list({"pending", "error"})}}).size(), 3u);
+  EXPECT_EQ(db.query({}, 4).size(), 4u);
+  EXPECT_EQ(db.query({}).front().msg_id, "m0");  // oldest first
+  EXPECT_THROW((void)db.query({{"nope", "==", 1}}), UsageError);
+  EXPECT_THROW((void)db.query({{"task", "~", 1}}), UsageError);
+  EXPECT_THROW((void)db.query({{"submitted", "glob", "1*"}}), UsageError);
+  EXPECT_EQ(db.history(3), (std::vector<std::string>{"m7", "m8", "m9"}));
+  EXPECT_EQ(db.history().size(), 10u);
+}
+
+TEST_P(TaskDbTest, RetentionCullsTheOldest) {
+  {
+    TaskDb db(options(5));
+    for (int i = 0; i < 12; ++i)
+      db.put(make("r" + std::to_string(i), i));
+    db.flush();
+    EXPECT_EQ(db.count(), 5);
+    EXPECT_EQ(db.history().front(), "r7");
+  }
+  test::TempDir other;
+  TaskDb db({.file = GetParam() ? other / "t.db" : std::filesystem::path(),
+             .size_limit = 3 * static_cast<std::int64_t>(make("x", 0).args.size() +
+                                                         make("x", 0).result.size())});
+  for (int i = 0; i < 10; ++i)
+    db.put(make("s" + std::to_string(i), i));
+  db.flush();
+  EXPECT_EQ(db.count(), 3);
+  EXPECT_EQ(db.history().front(), "s7");
+}
+
+TEST_P(TaskDbTest, PurgeByIdByAgeOrAllButUnfinished) {
+  TaskDb db(options());
+  for (int i = 0; i < 6; ++i)
+    db.put(make("p" + std::to_string(i), i * 10, "mul", i == 5 ? "running" : "ok"));
+  db.flush();
+  EXPECT_EQ(db.purge({"p0", "nothing"}), 1);
+  EXPECT_EQ(db.purge_before(25), 2);  // p1, p2
+  EXPECT_EQ(db.purge_all(), 2);       // p3, p4; p5 is still running
+  EXPECT_EQ(db.history(), (std::vector<std::string>{"p5"}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, TaskDbTest, ::testing::Values(true, false),
+                         [](const auto& p) { return p.param ? "sqlite" : "memory"; });
+
+TEST(TaskDbFile, SurvivesReopening) {
+  test::TempDir dir;
+  {
+    TaskDb db({.file = dir / "tasks.db"});
+    db.put(make("kept", 1));
+    db.flush();
+  }
+  TaskDb again({.file = dir / "tasks.db"});
+  EXPECT_TRUE(again.get("kept"));
+}
+
+TEST(TaskDbFile, ACorruptFileIsAClearErrorAtOpen) {
+  test::TempDir dir;
+  std::ofstream(dir / "tasks.db") << std::string(8192, 'x');
+  try {
+    TaskDb db({.file = dir / "tasks.db"});
+    FAIL() << "opened a corrupt file";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tasks.db"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not a database"), std::string::npos) << e.what();
+  }
+}
+
+TEST(TaskDbFile, AnUnwritablePlaceIsAClearErrorAtOpen) {
+  test::TempDir dir;
+  // A directory where the file should be.
+  try {
+    TaskDb db({.file = dir.path()});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.path().string()), std::string::npos) << e.what();
+  }
+  // A place nobody may create files in (procfs refuses even root).
+  EXPECT_THROW(TaskDb({.file = "/proc/ipp-tasks.db"}), Error);
+  if (::geteuid() != 0) {  // file modes bind everyone but root
+    { TaskDb db({.file = dir / "tasks.db"}); }
+    ::chmod((dir / "tasks.db").c_str(), 0444);
+    EXPECT_THROW(TaskDb({.file = dir / "tasks.db"}), Error);
+  }
+}
+
+TEST(TaskDbPack, PartsRoundTripAndTruncationIsAnError) {
+  const std::string blob = pack_parts({"a", "", std::string(70000, 'z')});
+  EXPECT_EQ(unpack_parts(blob).size(), 3u);
+  EXPECT_EQ(unpack_parts(blob)[2].size(), 70000u);
+  EXPECT_THROW((void)unpack_parts(std::string_view(blob).substr(0, blob.size() - 1)),
+               ProtocolError);
+  EXPECT_TRUE(unpack_parts("").empty());
+}
+
+}  // namespace
+}  // namespace ipp::hub
