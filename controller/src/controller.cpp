@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <deque>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <thread>
@@ -83,7 +85,8 @@ std::string bind_any(zmq::socket_t& s, const std::string& ip) {
 
 struct Controller::State {
   ControllerOptions options;
-  std::unique_ptr<hub::TaskDb> db;  // null with --db none; used by the hub thread only
+  const std::string instance = net::new_id();  // tells clients when the controller restarted
+  std::unique_ptr<hub::TaskDb> db;             // null with --db none; used by the hub thread only
   zmq::context_t ctx;
   std::unique_ptr<net::Signer> signer;
   std::atomic<bool> stopping{false};
@@ -137,6 +140,24 @@ void Controller::State::hub() {
       spdlog::error("hub: task database: {}", e.what());
     }
   };
+  if (options.restore && db) {
+    // Tasks in flight when the old controller died: failed until a late reply says otherwise
+    // (an engine that finished one sends its reply when it reconnects; it is recorded then).
+    for (auto& r : db->query({{"status", "in", Value::list({"pending", "running"})}})) {
+      ErrorRecord e;
+      e.code = ErrorCode::connection;
+      e.type = "ipp::ConnectionError";
+      e.message = "the controller restarted while this task was in flight; no result has arrived";
+      e.task = r.task;
+      e.engine = r.engine;
+      r.status = "error";
+      r.error = e;
+      record(r);
+      inflight[r.msg_id] = std::move(r);
+    }
+    flush();
+    spdlog::info("restore: {} task(s) were in flight", inflight.size());
+  }
 
   struct EngineRec {
     std::int64_t id;
@@ -166,6 +187,24 @@ void Controller::State::hub() {
   std::vector<HubPlugin> plugins;
   std::map<std::string, Push> pushes;      // by push msg id sent to engines
   std::map<std::string, Value> described;  // plugin hash -> what an engine reported of it
+  // Pushed plugins in push order, one hash per line, so a restored controller has them all.
+  const auto manifest = store.dir() / "pushed.txt";
+  if (options.restore) {
+    std::ifstream in(manifest);
+    for (std::string hash; std::getline(in, hash);) {
+      const auto path = store.path_for(hash);
+      std::ifstream file(path, std::ios::binary);
+      if (!file) {
+        spdlog::warn("restore: pushed plugin {} is missing from {}", hash, path.string());
+        continue;
+      }
+      std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(file)),
+                                      std::istreambuf_iterator<char>());
+      plugins.push_back(
+          {StoredPlugin{hash, path}, encode(Value(Bytes{Buffer::adopt(std::move(bytes))}))});
+    }
+    spdlog::info("restore: {} pushed plugin(s)", plugins.size());
+  }
 
   auto publish = [&](const std::string& what, std::int64_t id, int capacity = 0) {
     zmq::send_multipart(
@@ -288,6 +327,7 @@ void Controller::State::hub() {
       if (it == inflight.end()) return;
       hub::TaskRecord r = std::move(it->second);
       inflight.erase(it);
+      if (r.status == "error" && !h.error) r.error.reset();  // a late reply after a restore
       if (r.status == "running") {
         if (auto e = engines.find(engine); e != engines.end()) ++e->second.completed;
       }
@@ -353,6 +393,7 @@ void Controller::State::hub() {
     r.type = net::MsgType::QueryReply;
     r.msg_id = net::new_id();
     r.parent_id = h.msg_id;
+    r.session = instance;
     Payload payload;
     try {
       if (h.task == "result" || h.task == "request") {
@@ -493,7 +534,6 @@ void Controller::State::hub() {
         switch (h.type) {
           case net::MsgType::RegisterRequest: {
             EngineRec e;
-            e.id = next_id++;
             e.route = net::copy_route(env->route);
             e.threads = std::max(1, h.threads);
             if (h.info.kind() == Value::Kind::map && h.info.as_map().count("pid"))
@@ -502,10 +542,34 @@ void Controller::State::hub() {
             r.type = net::MsgType::RegisterReply;
             r.msg_id = net::new_id();
             r.parent_id = h.msg_id;
+            // An engine that lost its controller (or was dropped) asks for its old id back.
+            const std::int64_t wanted = h.engine;
+            auto existing = wanted >= 0 ? engines.find(wanted) : engines.end();
+            if (existing != engines.end() && existing->second.pid != e.pid) {
+              r.error = make_record(ErrorCode::usage, "ipp::UsageError",
+                                    fmt::format("engine id {} belongs to another process", wanted));
+              net::Envelope out = net::make_message(r);
+              out.route = std::move(env->route);
+              net::send(registration, sign(), out);
+              break;
+            }
+            if (existing != engines.end()) {  // the same engine again: new route, same state
+              existing->second.route = std::move(e.route);
+              r.engine = wanted;
+              net::Envelope out = net::make_message(r);
+              out.route = net::copy_route(existing->second.route);
+              net::send(registration, sign(), out);
+              publish("known", wanted);
+              if (existing->second.ready) publish("up", wanted, existing->second.threads);
+              break;
+            }
+            e.id = wanted >= 0 ? wanted : next_id;
+            next_id = std::max(next_id, e.id + 1);
             r.engine = e.id;
             net::Envelope out = net::make_message(r);
             out.route = net::copy_route(e.route);
             net::send(registration, sign(), out);
+            publish("known", e.id);
             spdlog::info("engine {} registering (pid {}), sending {} plugin(s)", e.id, e.pid,
                          plugins.size());
             auto& rec = engines[e.id] = std::move(e);
@@ -564,6 +628,7 @@ void Controller::State::hub() {
               if (known == plugins.end()) {
                 plugins.push_back({stored, std::move(payload)});
                 known = std::prev(plugins.end());
+                std::ofstream(manifest, std::ios::app) << stored.hash << "\n";
               }
               Push push;
               push.client = net::copy_route(env->route);
@@ -653,10 +718,10 @@ void Controller::State::heart() {
       std::vector<zmq::message_t> msg;
       while (zmq::recv_multipart(events, std::back_inserter(msg), zmq::recv_flags::dontwait)) {
         const std::int64_t id = std::stoll(msg.at(1).to_string());
-        if (msg[0].to_string_view() == "up")
-          last_seen[id] = now;
-        else
+        if (msg[0].to_string_view() == "down")
           last_seen.erase(id);
+        else
+          last_seen[id] = now;  // known (registering) or up
         msg.clear();
       }
     }
@@ -665,9 +730,22 @@ void Controller::State::heart() {
         while (auto env = net::recv(heartbeat, sign(), zmq::recv_flags::dontwait)) {
           const net::Header h = net::decode_header(env->parts.at(0));
           auto it = last_seen.find(h.engine);
-          if (it != last_seen.end()) it->second = now;
-          env->signature.reset();
-          net::send(heartbeat, sign(), *env, true);  // echo: the engine knows we are alive
+          if (it != last_seen.end()) {
+            it->second = now;
+            env->signature.reset();
+            net::send(heartbeat, sign(), *env, true);  // echo: the engine knows we are alive
+          } else {
+            // Not registered here (this controller restarted, or dropped it): say so, and the
+            // engine registers again under its id.
+            net::Header r;
+            r.type = net::MsgType::Ping;
+            r.engine = h.engine;
+            r.error = make_record(ErrorCode::engine, "ipp::EngineError",
+                                  fmt::format("engine {} is not registered", h.engine));
+            net::Envelope out = net::make_message(r);
+            out.route = std::move(env->route);
+            net::send(heartbeat, sign(), out, true);
+          }
         }
       } catch (const ProtocolError& e) {
         spdlog::warn("heartbeat monitor dropped a message: {}", e.what());
@@ -816,7 +894,7 @@ void Controller::State::scheduler(bool balanced) {
           e.capacity = std::max(1, std::stoi(msg.at(2).to_string()));
           e.registered = true;
           flush_held(id);
-        } else {
+        } else if (msg[0].to_string_view() == "down") {
           auto it = engines.find(id);
           if (it != engines.end()) {
             for (auto& held : it->second.held) {
@@ -898,7 +976,12 @@ void Controller::State::scheduler(bool balanced) {
           continue;
         }
         auto t = running.find(h.parent_id);
-        if (t == running.end()) continue;  // its client was already told the engine died
+        if (t == running.end()) {
+          // Its client was told the engine died, or it predates a controller restart: the
+          // hub records the result all the same.
+          feed("reply", std::to_string(h.engine), env->parts);
+          continue;
+        }
         const std::int64_t engine = t->second.engine;
         running.erase(t);
         if (auto rec = engines.find(engine); rec != engines.end()) {
@@ -941,7 +1024,15 @@ void Controller::start() {
         fmt::format("unknown task database '{}' (use sqlite, memory or none)", options_.db));
   }
   net::ConnectionInfo client, engine;
-  client.key = engine.key = net::Signer::new_key();
+  if (options_.restore) {
+    // The same ports and key: engines and clients of the old controller reconnect by themselves.
+    client = net::read_connection_file(options_.profile_dir / net::kClientFile);
+    engine = net::read_connection_file(options_.profile_dir / net::kEngineFile);
+    if (client.key != engine.key)
+      throw UsageError("restore: the client and engine connection files hold different keys");
+  } else {
+    client.key = engine.key = net::Signer::new_key();
+  }
   s.signer = std::make_unique<net::Signer>(client.key);
   client.controller_pid = engine.controller_pid = ::getpid();
   for (auto* sock : {&s.registration, &s.heartbeat, &s.client_direct, &s.engine_direct,
@@ -950,13 +1041,27 @@ void Controller::start() {
   }
   s.engine_direct.set(zmq::sockopt::router_mandatory, true);
   s.engine_balanced.set(zmq::sockopt::router_mandatory, true);
-  const auto reg = bind_any(s.registration, options_.ip);
+  // Fresh: ports chosen by the OS. Restored: the ports in the files.
+  auto bind = [&](zmq::socket_t& sock, const net::ConnectionInfo& info, const char* channel) {
+    if (!options_.restore) return bind_any(sock, options_.ip);
+    const std::string& ep = info.endpoint(channel);
+    try {
+      sock.bind(ep);
+    } catch (const zmq::error_t& e) {
+      throw UsageError(
+          fmt::format("restore: cannot listen on {} again ({}): is the old "
+                      "controller still running?",
+                      ep, e.what()));
+    }
+    return ep;
+  };
+  const auto reg = bind(s.registration, client, "registration");
   client.endpoints["registration"] = engine.endpoints["registration"] = reg;
-  engine.endpoints["heartbeat"] = bind_any(s.heartbeat, options_.ip);
-  client.endpoints["direct"] = bind_any(s.client_direct, options_.ip);
-  engine.endpoints["engine_direct"] = bind_any(s.engine_direct, options_.ip);
-  client.endpoints["balanced"] = bind_any(s.client_balanced, options_.ip);
-  engine.endpoints["engine_balanced"] = bind_any(s.engine_balanced, options_.ip);
+  engine.endpoints["heartbeat"] = bind(s.heartbeat, engine, "heartbeat");
+  client.endpoints["direct"] = bind(s.client_direct, client, "direct");
+  engine.endpoints["engine_direct"] = bind(s.engine_direct, engine, "engine_direct");
+  client.endpoints["balanced"] = bind(s.client_balanced, client, "balanced");
+  engine.endpoints["engine_balanced"] = bind(s.engine_balanced, engine, "engine_balanced");
   net::write_connection_file(options_.profile_dir / net::kEngineFile, engine);
   net::write_connection_file(options_.profile_dir / net::kClientFile, client);
 

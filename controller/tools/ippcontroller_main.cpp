@@ -47,6 +47,9 @@ int main(int argc, char** argv) {
   app.add_option("--hub-delay-us", hub_delay_us,
                  "Debugging: slow the hub down by this much per record it writes")
       ->capture_default_str();
+  app.add_flag("--restore", options.restore,
+               "Take over the profile of a controller that died: same ports and key, the "
+               "plugins pushed before, the task database; engines come back with their ids");
   CLI11_PARSE(app, argc, argv);
   options.db_file = db_file;
   options.hub_delay = std::chrono::microseconds(hub_delay_us);

@@ -167,6 +167,9 @@ int Engine::run() {
   // (verifying or decoding gigabytes) still answers, and a silent controller is still noticed.
   std::atomic<int> exit_code{0};
   std::atomic<bool> heart_stop{false};
+  // Set by the heartbeat thread when the controller says it does not know this engine (it
+  // restarted, or dropped the engine): the I/O thread registers again under the same id.
+  std::atomic<bool> need_register{false};
   std::thread heart([&] {
     zmq::socket_t heartbeat(ctx, zmq::socket_type::dealer);
     heartbeat.set(zmq::sockopt::routing_id, identity);
@@ -174,6 +177,7 @@ int Engine::run() {
     heartbeat.connect(conn.endpoint("heartbeat"));
     auto last_heard = Steady::now();
     auto next_ping = Steady::now();
+    int unknown = 0;
     zmq::pollitem_t item{heartbeat.handle(), 0, ZMQ_POLLIN, 0};
     while (!heart_stop.load() && !stop_.load()) {
       const auto now = Steady::now();
@@ -197,8 +201,16 @@ int Engine::run() {
         zmq::poll(&item, 1,
                   std::clamp(wait, std::chrono::milliseconds(1), std::chrono::milliseconds(100)));
         if (item.revents & ZMQ_POLLIN) {
-          while (auto env = net::recv(heartbeat, signer, zmq::recv_flags::dontwait))
+          while (auto env = net::recv(heartbeat, signer, zmq::recv_flags::dontwait)) {
             last_heard = Steady::now();
+            const net::Header h = net::decode_header(env->parts.at(0));
+            // Two refusals in a row: one may just race the controller learning of us.
+            unknown = h.error ? unknown + 1 : 0;
+            if (unknown >= 2) {
+              need_register.store(true);
+              unknown = 0;
+            }
+          }
         }
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) spdlog::error("engine {} heartbeat: {}", id, e.what());
@@ -217,12 +229,15 @@ int Engine::run() {
   } join_heart{heart_stop, heart};
   // A first message on each task channel tells its scheduler this engine's route exists;
   // schedulers hold tasks for an engine until they have heard from it.
-  for (auto* s : {&direct, &balanced}) {
-    net::Header greeting;
-    greeting.type = net::MsgType::Ping;
-    greeting.engine = id;
-    net::send(*s, signer, net::make_message(greeting));
-  }
+  auto greet = [&] {
+    for (auto* s : {&direct, &balanced}) {
+      net::Header greeting;
+      greeting.type = net::MsgType::Ping;
+      greeting.engine = id;
+      net::send(*s, signer, net::make_message(greeting), true);
+    }
+  };
+  greet();
 
   Impl impl;
   zmq::socket_t wake_pull(ctx, zmq::socket_type::pull);
@@ -323,6 +338,19 @@ int Engine::run() {
     }
   };
 
+  std::string reregister_id;
+  auto reregister_sent = Steady::now();
+  auto reregister = [&] {
+    if (!reregister_id.empty() && Steady::now() - reregister_sent < std::chrono::seconds(2))
+      return;  // an attempt is under way
+    net::Header again = hello;
+    again.msg_id = reregister_id = net::new_id();
+    again.engine = id;
+    reregister_sent = Steady::now();
+    spdlog::warn("engine {}: the controller does not know this engine; registering again", id);
+    net::send(reg, signer, net::make_message(again), true);
+  };
+
   auto handle_hub = [&](net::Envelope env) {
     const net::Header h = net::decode_header(env.parts.at(0));
     switch (h.type) {
@@ -361,6 +389,19 @@ int Engine::run() {
         spdlog::info("engine {} told to stop", id);
         stop_.store(true);
         break;
+      case net::MsgType::RegisterReply:
+        if (h.parent_id != reregister_id) break;  // an answer to an older attempt
+        reregister_id.clear();
+        if (h.error) {
+          spdlog::error("engine {} cannot register again: {}", id, h.error->message);
+          exit_code.store(3);
+          stop_.store(true);
+          break;
+        }
+        need_register.store(false);
+        spdlog::info("engine {} registered again with the controller", id);
+        greet();
+        break;
       default:
         spdlog::warn("unexpected {} from the hub", net::to_string(h.type));
     }
@@ -371,6 +412,7 @@ int Engine::run() {
                              {balanced.handle(), 0, ZMQ_POLLIN, 0},
                              {wake_pull.handle(), 0, ZMQ_POLLIN, 0}};
   while (!stop_.load()) {
+    if (need_register.load()) reregister();
     try {
       zmq::poll(items, 4, std::chrono::milliseconds(100));
     } catch (const zmq::error_t& e) {

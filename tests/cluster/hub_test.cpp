@@ -214,3 +214,66 @@ TEST(HubStart, ACorruptDatabaseStopsTheControllerWithAClearError) {
 
 }  // namespace
 }  // namespace ipp
+
+namespace ipp {
+namespace {
+
+TEST_F(HubTest, AControllerKilledAndRestoredKeepsEnginesPluginsAndResults) {
+  start_with(2);
+  const Value pids_before = rc_->direct_view().apply("getpid");
+  const std::string done = (*rc_)[1].apply_async("mul", {5, 6}).msg_ids()[0];
+  ASSERT_EQ(rc_->get_result(done, 30s), Value(30));
+  // A task still running on engine 0 when the controller dies.
+  AsyncResult in_flight = (*rc_)[0].apply_async("wait_here", {1.5});
+  const std::string running = in_flight.msg_ids()[0];
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (rc_->result_status({running})["pending"].size() == 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::sleep_for(10ms);
+  }
+  std::this_thread::sleep_for(200ms);  // it is running on the engine now
+
+  controller_->signal(SIGKILL);
+  ASSERT_NE(controller_->wait(10s), -1);
+  controller_ = std::make_unique<test::Process>(std::vector<std::string>{
+      test::binary("ippcontroller"), "--profile-dir", dir_.path().string(), "--heartbeat-ms", "200",
+      "--heartbeat-misses", "10", "--log-level", "warn", "--restore"});
+
+  // The old client is told its in-flight task cannot be answered, and where to look.
+  try {
+    (void)in_flight.get(60s);
+    FAIL() << "an in-flight task after a controller restart";
+  } catch (const ConnectionError& e) {
+    EXPECT_NE(std::string(e.what()).find("restarted"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(running), std::string::npos) << e.what();
+  }
+
+  // Engines come back with their ids; plugins are still pushed.
+  Client rc(ClientOptions{.profile_dir = dir_.path()});
+  const auto back = std::chrono::steady_clock::now() + 30s;
+  while (rc.ids() != std::vector<std::int64_t>{0, 1}) {
+    ASSERT_LT(std::chrono::steady_clock::now(), back) << "engines did not re-register";
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(rc.direct_view().apply("getpid"), pids_before) << "the same processes";
+  EXPECT_EQ(rc.direct_view().apply("mul", {2, 3}).repr(), "[6, 6]");
+  EXPECT_EQ(rc.plugins().size(), 1u);
+
+  // What finished before the crash is still there; what was running is recorded when its
+  // engine's reply arrives after it reconnected, and was run once.
+  EXPECT_EQ(rc.get_result(done), Value(30));
+  const auto recorded = std::chrono::steady_clock::now() + 30s;
+  while (true) {
+    try {
+      EXPECT_EQ(rc.get_result(running).as_int(), pids_before[0].as_int());
+      break;
+    } catch (const ConnectionError&) {
+      ASSERT_LT(std::chrono::steady_clock::now(), recorded) << "the late result never arrived";
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  EXPECT_EQ(rc.db_query({{"task", "==", "wait_here"}}).size(), 1u) << "not run twice";
+}
+
+}  // namespace
+}  // namespace ipp

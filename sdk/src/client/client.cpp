@@ -144,6 +144,14 @@ struct ClientCore {
                                {sockets[2].handle(), 0, ZMQ_POLLIN, 0},
                                {wake_pull.handle(), 0, ZMQ_POLLIN, 0}};
     const auto tick = std::clamp(timeout / 4, Duration(10), Duration(1000));
+    {
+      // Learn the controller's instance id at once, to notice later if it restarts.
+      net::Header h;
+      h.type = net::MsgType::QueryRequest;
+      h.msg_id = net::new_id();
+      h.task = "ids";
+      net::send(sockets[kRegistration], signer, net::make_message(h), true);
+    }
     while (!stopping.load()) {
       check_controller();
       try {
@@ -238,8 +246,54 @@ struct ClientCore {
     }
   }
 
+  /// Fails every pending request: the controller that had them restarted, so no reply will
+  /// come (an engine that finishes a task still gets its result into the task database).
+  void controller_restarted() {
+    std::unordered_map<std::string, Pending> failed;
+    {
+      std::lock_guard lock(pending_mutex);
+      failed.swap(pending);
+      pending_cv.notify_all();
+    }
+    for (auto& [id, p] : failed) {
+      std::lock_guard lock(p.owner->mutex);
+      ErrorRecord r;
+      r.code = ErrorCode::connection;
+      r.type = "ipp::ConnectionError";
+      r.task = p.slot->task;
+      r.message = fmt::format(
+          "the controller restarted while this request was in flight; if its engine finishes "
+          "it, the result will be in the task database: get_result(\"{}\")",
+          id);
+      p.slot->reply.error = std::move(r);
+      p.slot->done = true;
+      if (--p.owner->remaining == 0) p.owner->cv.notify_all();
+    }
+  }
+
   void complete(net::Envelope env) {
     net::Header h = net::decode_header(env.parts.at(0));
+    // Hub replies carry the controller's instance id: a new one means it restarted.
+    if (h.type == net::MsgType::QueryReply && !h.session.empty()) {
+      if (controller_instance.empty()) {
+        controller_instance = h.session;
+      } else if (h.session != controller_instance) {
+        controller_instance = h.session;
+        Pending keep;
+        {
+          std::lock_guard lock(pending_mutex);
+          if (auto it = pending.find(h.parent_id); it != pending.end()) {
+            keep = std::move(it->second);
+            pending.erase(it);
+          }
+        }
+        controller_restarted();
+        if (keep.slot) {
+          std::lock_guard lock(pending_mutex);
+          pending.emplace(h.parent_id, std::move(keep));
+        }
+      }
+    }
     if (!probe_id.empty() && h.parent_id == probe_id) {
       probe_id.clear();
       return;
@@ -294,6 +348,7 @@ struct ClientCore {
   Steady::time_point last_heard = Steady::now();
   Steady::time_point probe_sent;
   std::string probe_id;
+  std::string controller_instance;
   std::thread io;
 };
 

@@ -19,6 +19,9 @@ struct ControllerOptions {
   std::int64_t db_record_limit = 0;           ///< keep at most this many records (0: no limit)
   std::int64_t db_size_limit = 0;  ///< keep at most this many bytes of payloads (0: no limit)
   std::chrono::microseconds hub_delay{0};  ///< debugging: the hub sleeps this long per record
+  /// Restart on the profile of a controller that died: the same connection files (ports and
+  /// key), the plugins pushed before, the task database; engines re-register with their ids.
+  bool restore = false;
 };
 
 /// The controller: a hub (registration, queries, plugin distribution, and a monitor that sees
