@@ -362,10 +362,12 @@ void Controller::State::hub() {
     return p;
   };
   // Records every traffic copy already queued for the hub (a bounded batch per call).
-  auto drain_traffic = [&](int limit) {
+  auto drain_traffic = [&](int limit, std::chrono::milliseconds budget) {
+    const auto until = Steady::now() + budget;
     std::vector<zmq::message_t> msg;
-    for (int n = 0; n < limit && zmq::recv_multipart(monitor, std::back_inserter(msg),
-                                                     zmq::recv_flags::dontwait);
+    for (int n = 0;
+         n < limit && Steady::now() < until &&
+         zmq::recv_multipart(monitor, std::back_inserter(msg), zmq::recv_flags::dontwait);
          ++n) {
       try {
         on_traffic(msg);
@@ -377,7 +379,7 @@ void Controller::State::hub() {
   };
   auto need_db = [&]() -> hub::TaskDb& {
     if (!db) throw UsageError("this controller keeps no task database (started with --db none)");
-    drain_traffic(1 << 20);  // answer from everything sent so far
+    drain_traffic(1 << 30, std::chrono::hours(1));  // answer from everything sent so far
     flush();
     return *db;
   };
@@ -680,8 +682,8 @@ void Controller::State::hub() {
     }
     if (items[2].revents & ZMQ_POLLIN) {
       // Copies of task traffic: [what, queue or engine, parts...]. A bounded batch per turn,
-      // so registration and queries are served while a backlog drains.
-      drain_traffic(4096);
+      // so registration, heartbeat news and queries are served while a backlog drains.
+      drain_traffic(4096, std::chrono::milliseconds(50));
     }
     if (Steady::now() - last_flush > std::chrono::milliseconds(50) || unflushed >= 4096) flush();
   }

@@ -165,7 +165,13 @@ bool alive(pid_t pid) {
   if (pid <= 0) return false;
   int status = 0;
   if (::waitpid(pid, &status, WNOHANG) == pid) return false;  // our child, now reaped
-  return ::kill(pid, 0) == 0;
+  if (::kill(pid, 0) != 0) return false;
+  // A daemon that died but was not reaped yet (its parent is gone) is a zombie: dead.
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  std::getline(stat, line);
+  const auto close = line.rfind(')');
+  return close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'Z';
 }
 
 std::string tail(const std::filesystem::path& file, std::size_t lines = 5) {
@@ -233,21 +239,39 @@ void print(const Globals& g, const Value& v, const std::vector<std::string>& msg
 int cluster_start(const Globals& g, int n, int threads, int heartbeat_ms) {
   const auto profile = g.dir();
   std::filesystem::create_directories(profile / "logs");
-  if (auto existing = read_cluster(profile); existing && alive(existing->controller)) {
+  const auto existing = read_cluster(profile);
+  if (existing && alive(existing->controller)) {
     std::cerr << fmt::format(
         "ippctl: a controller (pid {}) is already running for profile {}; "
         "use 'ippctl cluster stop' first\n",
         existing->controller, profile.string());
     return kUsage;
   }
-  std::error_code ec;
-  std::filesystem::remove(profile / net::kClientFile, ec);
-  std::filesystem::remove(profile / net::kEngineFile, ec);
+  // A profile whose controller died while engines live on: restore it, and the engines come
+  // back under their ids with their plugins; only the missing engines are started.
+  std::vector<pid_t> survivors;
+  if (existing) {
+    for (pid_t e : existing->engines) {
+      if (alive(e)) survivors.push_back(e);
+    }
+  }
+  const bool restore = !survivors.empty() && std::filesystem::exists(profile / net::kClientFile) &&
+                       std::filesystem::exists(profile / net::kEngineFile);
+  if (!restore) {
+    std::error_code ec;
+    std::filesystem::remove(profile / net::kClientFile, ec);
+    std::filesystem::remove(profile / net::kEngineFile, ec);
+  }
   const auto bin = exe_dir();
   ClusterFile c;
-  c.controller = spawn_daemon({(bin / "ippcontroller").string(), "--profile-dir", profile.string(),
-                               "--heartbeat-ms", std::to_string(heartbeat_ms)},
-                              profile / "logs" / "controller.log");
+  std::vector<std::string> controller_argv{(bin / "ippcontroller").string(), "--profile-dir",
+                                           profile.string(), "--heartbeat-ms",
+                                           std::to_string(heartbeat_ms)};
+  if (restore) {
+    controller_argv.emplace_back("--restore");
+    c.engines = survivors;
+  }
+  c.controller = spawn_daemon(controller_argv, profile / "logs" / "controller.log");
   write_cluster(profile, c);
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(g.timeout_ms) * 3;
@@ -264,7 +288,8 @@ int cluster_start(const Globals& g, int n, int threads, int heartbeat_ms) {
     }
     std::this_thread::sleep_for(2ms);
   }
-  for (int i = 0; i < n; ++i) {
+  const int kept = static_cast<int>(c.engines.size());
+  for (int i = kept; i < n; ++i) {
     std::vector<std::string> argv{(bin / "ippengine").string(), "--profile-dir", profile.string(),
                                   "--heartbeat-ms", std::to_string(heartbeat_ms)};
     if (threads > 0) {
@@ -277,7 +302,7 @@ int cluster_start(const Globals& g, int n, int threads, int heartbeat_ms) {
   Client rc = g.client();
   while (true) {
     const auto ids = rc.ids();
-    if (static_cast<int>(ids.size()) >= n) break;
+    if (static_cast<int>(ids.size()) >= std::max(n, kept)) break;
     for (std::size_t i = 0; i < c.engines.size(); ++i) {
       if (!alive(c.engines[i])) {
         std::cerr << fmt::format("ippctl: engine process {} exited before registering:",
@@ -292,10 +317,19 @@ int cluster_start(const Globals& g, int n, int threads, int heartbeat_ms) {
     }
     std::this_thread::sleep_for(2ms);
   }
+  const int engines = std::max(n, kept);
   if (g.json)
-    std::cout
-        << json{{"profile", profile.string()}, {"controller", c.controller}, {"engines", n}}.dump()
-        << "\n";
+    std::cout << json{{"profile", profile.string()},
+                      {"controller", c.controller},
+                      {"engines", engines},
+                      {"restored", restore},
+                      {"engines_kept", kept}}
+                     .dump()
+              << "\n";
+  else if (restore)
+    std::cout << fmt::format(
+        "cluster restored: controller pid {}; {} engine(s) came back, {} started (profile {})\n",
+        c.controller, kept, engines - kept, profile.string());
   else
     std::cout << fmt::format("cluster started: controller pid {} and {} engines (profile {})\n",
                              c.controller, n, profile.string());

@@ -1,7 +1,10 @@
 // ippctl as a user runs it: a real process, its output and its exit code.
+#include <signal.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -168,6 +171,31 @@ TEST_F(Ippctl, NamespaceCommands) {
   EXPECT_EQ(ctl("clear").code, 0);
   EXPECT_EQ(ctl("pull n").code, 1);
   EXPECT_EQ(ctl("apply mul 2 3 --targets 1").out, "6\n");  // the engines go on
+}
+
+}  // namespace
+}  // namespace ipp
+
+namespace ipp {
+namespace {
+
+TEST_F(Ippctl, ClusterStartRestoresAProfileWhoseControllerDied) {
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 2").code, 0);
+  ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
+  const CtlResult before = ctl("apply getpid");
+  const CtlResult status = ctl("--json cluster status");
+  const auto at = status.out.find("\"controller\":");
+  ASSERT_NE(at, std::string::npos) << status.out;
+  const pid_t controller = std::stoi(status.out.substr(at + 13));
+  ASSERT_EQ(::kill(controller, SIGKILL), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let it die
+
+  const CtlResult restart = ctl("cluster start -n 2");
+  ASSERT_EQ(restart.code, 0) << restart.err;
+  EXPECT_NE(restart.out.find("2 engine(s) came back, 0 started"), std::string::npos) << restart.out;
+  EXPECT_EQ(ctl("ids").out, "[0, 1]\n");
+  EXPECT_EQ(ctl("apply getpid").out, before.out) << "the same engine processes";
+  EXPECT_EQ(ctl("apply mul 5 6").out, "[30, 30]\n") << "arith is still pushed";
 }
 
 }  // namespace
