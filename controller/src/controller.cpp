@@ -285,11 +285,17 @@ void Controller::State::hub() {
     }
     return {};
   };
-  auto parts_of = [](const std::vector<zmq::message_t>& msg, std::size_t from) {
+  // Payload parts from `from` on, packed into one blob unless larger than the hub keeps;
+  // `size` gets their total either way.
+  auto keep_parts = [&](const std::vector<zmq::message_t>& msg, std::size_t from,
+                        std::int64_t& size) {
     std::vector<std::string_view> parts;
-    for (std::size_t i = from; i < msg.size(); ++i)
+    size = 0;
+    for (std::size_t i = from; i < msg.size(); ++i) {
       parts.push_back(msg[i].to_string_view());
-    return parts;
+      size += static_cast<std::int64_t>(msg[i].size());
+    }
+    return size > options.db_max_payload ? std::string() : hub::pack_parts(parts);
   };
   auto on_traffic = [&](const std::vector<zmq::message_t>& msg) {
     if (msg.size() < 3) return;
@@ -306,7 +312,7 @@ void Controller::State::hub() {
         std::tie(r.plugin, r.plugin_hash) = plugin_of(h.task);
       r.target = h.target;
       r.bind = h.bind;
-      r.args = hub::pack_parts(parts_of(msg, 3));
+      r.args = keep_parts(msg, 3, r.args_size);
       r.submitted = h.submitted != 0 ? h.submitted : net::now_us();
       if (h.info.kind() == Value::Kind::map && h.info.as_map().contains("resubmitted_from"))
         r.resubmitted_from = h.info["resubmitted_from"].as_string();
@@ -343,7 +349,7 @@ void Controller::State::hub() {
         if (r.plugin.empty()) r.plugin = h.error->plugin;
       } else {
         r.status = "ok";
-        r.result = hub::pack_parts(parts_of(msg, 3));
+        r.result = keep_parts(msg, 3, r.result_size);
       }
       record(r);
     }
@@ -406,9 +412,17 @@ void Controller::State::hub() {
                       fmt::format("no task with msg_id '{}' in the task database", id));
         }
         r.info = hub::to_value(*rec);
+        auto not_kept = [&](const char* what, std::int64_t size) {
+          return UsageError(fmt::format(
+              "the {} of task {} ({} bytes) were larger than the hub keeps (--db-max-payload {})",
+              what, id, size, options.db_max_payload));
+        };
         if (h.task == "request") {
+          if (rec->args.empty() && rec->args_size > 0) throw not_kept("arguments", rec->args_size);
           payload = stored_payload(rec->args);
         } else if (rec->status == "ok") {
+          if (rec->result.empty() && rec->result_size > 0)
+            throw not_kept("results", rec->result_size);
           payload = stored_payload(rec->result);
         } else if (rec->error) {
           r.info.as_map()["failure"] =

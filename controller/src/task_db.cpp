@@ -15,11 +15,11 @@ namespace {
 using json = nlohmann::json;
 
 // Column order of the tasks table; put() binds in this order and rows are read in it.
-constexpr std::array<const char*, 20> kColumns = {
-    "msg_id",           "client",    "queue",    "kind",   "task",   "plugin",
-    "plugin_hash",      "target",    "engine",   "bind",   "args",   "submitted",
-    "started",          "completed", "received", "status", "result", "error",
-    "resubmitted_from", "size"};
+constexpr std::array<const char*, 22> kColumns = {
+    "msg_id",           "client",    "queue",       "kind",   "task",   "plugin",
+    "plugin_hash",      "target",    "engine",      "bind",   "args",   "submitted",
+    "started",          "completed", "received",    "status", "result", "error",
+    "resubmitted_from", "args_size", "result_size", "size"};
 
 bool is_text_field(std::string_view f) {
   return f == "msg_id" || f == "client" || f == "queue" || f == "kind" || f == "task" ||
@@ -85,6 +85,8 @@ TaskRecord read_row(sqlite3_stmt* s) {
   r.result = text_at(s, 16);
   r.error = error_from_json(text_at(s, 17));
   r.resubmitted_from = text_at(s, 18);
+  r.args_size = sqlite3_column_int64(s, 19);
+  r.result_size = sqlite3_column_int64(s, 20);
   return r;
 }
 
@@ -136,7 +138,8 @@ const std::vector<std::string>& TaskDb::fields() {
     std::vector<std::string> f;
     for (const char* c : kColumns) {
       if (std::string_view(c) != "args" && std::string_view(c) != "result" &&
-          std::string_view(c) != "error" && std::string_view(c) != "size")
+          std::string_view(c) != "error" && std::string_view(c) != "size" &&
+          std::string_view(c) != "args_size" && std::string_view(c) != "result_size")
         f.emplace_back(c);
     }
     return f;
@@ -169,7 +172,8 @@ TaskDb::TaskDb(Options options) : options_(std::move(options)) {
         " msg_id TEXT PRIMARY KEY, client TEXT, queue TEXT, kind TEXT, task TEXT, plugin TEXT,"
         " plugin_hash TEXT, target INTEGER, engine INTEGER, bind TEXT, args BLOB,"
         " submitted INTEGER, started INTEGER, completed INTEGER, received INTEGER, status TEXT,"
-        " result BLOB, error TEXT, resubmitted_from TEXT, size INTEGER)");
+        " result BLOB, error TEXT, resubmitted_from TEXT, args_size INTEGER, result_size INTEGER,"
+        " size INTEGER)");
     exec("CREATE INDEX IF NOT EXISTS tasks_submitted ON tasks(submitted)");
     // A read-only file is found out now, not at the first write.
     exec("BEGIN IMMEDIATE");
@@ -245,7 +249,9 @@ void TaskDb::put(const TaskRecord& r) {
   blob(17, r.result);
   text(18, error_json(r.error));
   text(19, r.resubmitted_from);
-  sqlite3_bind_int64(put_, 20, static_cast<std::int64_t>(r.args.size() + r.result.size()));
+  sqlite3_bind_int64(put_, 20, r.args_size);
+  sqlite3_bind_int64(put_, 21, r.result_size);
+  sqlite3_bind_int64(put_, 22, static_cast<std::int64_t>(r.args.size() + r.result.size()));
   if (sqlite3_step(put_) != SQLITE_DONE) {
     throw Error(ErrorCode::unknown,
                 fmt::format("task database: cannot record {}: {}", r.msg_id, sqlite3_errmsg(db_)));
@@ -422,8 +428,10 @@ Value to_value(const TaskRecord& r, bool with_payloads) {
                              {"description", r.error->describe()}});
   }
   if (with_payloads) {
-    m["args_bytes"] = static_cast<std::int64_t>(r.args.size());
-    m["result_bytes"] = static_cast<std::int64_t>(r.result.size());
+    m["args_bytes"] = r.args_size;
+    m["result_bytes"] = r.result_size;
+    m["payloads_kept"] =
+        (r.args_size == 0 || !r.args.empty()) && (r.result_size == 0 || !r.result.empty());
   }
   return Value(std::move(m));
 }

@@ -27,12 +27,15 @@ struct TaskRecord {
   std::int64_t target = -1;  ///< direct: the engine asked for
   std::int64_t engine = -1;  ///< the engine it was given to
   std::string bind;          ///< apply_to / map_to: the name the result was bound to
-  std::string args;          ///< the request's payload, serialised (see pack_parts)
+  std::string args;          ///< the request's payload, serialised (see pack_parts); empty when it
+                             ///< was larger than the hub keeps
   std::int64_t submitted = 0, started = 0, completed = 0, received = 0;  ///< µs since epoch
   std::string status = "pending";  ///< pending, running, ok, error, aborted, engine_died
   std::string result;              ///< the reply's payload, serialised
   std::optional<ErrorRecord> error;
   std::string resubmitted_from;
+  std::int64_t args_size = 0;    ///< bytes of the request's payload (kept in `args` or not)
+  std::int64_t result_size = 0;  ///< bytes of the reply's payload
 };
 
 /// One condition of a query: FIELD OP VALUE, OP one of == != < <= > >= in glob.

@@ -44,6 +44,9 @@ int main(int argc, char** argv) {
   app.add_option("--db-size-limit", options.db_size_limit,
                  "Keep at most this many bytes of stored arguments and results (0: no limit)")
       ->capture_default_str();
+  app.add_option("--db-max-payload", options.db_max_payload,
+                 "Arguments or results larger than this many bytes are recorded by size only")
+      ->capture_default_str();
   app.add_option("--hub-delay-us", hub_delay_us,
                  "Debugging: slow the hub down by this much per record it writes")
       ->capture_default_str();

@@ -277,3 +277,30 @@ TEST_F(HubTest, AControllerKilledAndRestoredKeepsEnginesPluginsAndResults) {
 
 }  // namespace
 }  // namespace ipp
+
+namespace ipp {
+namespace {
+
+TEST_F(HubTest, PayloadsOverTheLimitAreRecordedBySizeOnly) {
+  start_with(1, {"--db-max-payload", "4096"});
+  const std::string big =
+      (*rc_)[0].apply_async("echo", {std::vector<double>(10000, 1.5)}).msg_ids()[0];
+  const std::string small = (*rc_)[0].apply_async("mul", {2, 2}).msg_ids()[0];
+  ASSERT_EQ(rc_->get_result(small, 30s), Value(4));
+  const Value rec = record(big);
+  EXPECT_EQ(rec["status"], Value("ok"));
+  EXPECT_GT(rec["args_bytes"].as_int(), 80000);
+  EXPECT_GT(rec["result_bytes"].as_int(), 80000);
+  EXPECT_EQ(rec["payloads_kept"], Value(false));
+  EXPECT_EQ(record(small)["payloads_kept"], Value(true));
+  try {
+    (void)rc_->get_result(big);
+    FAIL();
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("--db-max-payload 4096"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)rc_->resubmit({big}), UsageError);
+}
+
+}  // namespace
+}  // namespace ipp

@@ -49,6 +49,8 @@ TEST_P(TaskDbTest, StoresAndReadsBackEveryField) {
   r.error->line = 2;
   r.resubmitted_from = "z";
   r.bind = "y";
+  r.args_size = 12345;
+  r.result_size = 7;
   db.put(r);
   db.flush();
   auto back = db.get("a");
@@ -56,6 +58,8 @@ TEST_P(TaskDbTest, StoresAndReadsBackEveryField) {
   EXPECT_EQ(back->task, "mul");
   EXPECT_EQ(back->bind, "y");
   EXPECT_EQ(back->resubmitted_from, "z");
+  EXPECT_EQ(back->args_size, 12345);
+  EXPECT_EQ(back->result_size, 7);
   EXPECT_EQ(unpack_parts(back->args), (std::vector<std::string>{"root", std::string(100, 'a')}));
   ASSERT_TRUE(back->error);
   EXPECT_EQ(back->error->type, "std::domain_error");

@@ -18,6 +18,8 @@ struct ControllerOptions {
   std::filesystem::path db_file;              ///< sqlite: default PROFILE/tasks.db
   std::int64_t db_record_limit = 0;           ///< keep at most this many records (0: no limit)
   std::int64_t db_size_limit = 0;  ///< keep at most this many bytes of payloads (0: no limit)
+  /// Arguments or results larger than this are recorded by size only (not kept).
+  std::int64_t db_max_payload = 64LL << 20;
   std::chrono::microseconds hub_delay{0};  ///< debugging: the hub sleeps this long per record
   /// Restart on the profile of a controller that died: the same connection files (ports and
   /// key), the plugins pushed before, the task database; engines re-register with their ids.
