@@ -187,7 +187,6 @@ struct ClientCore {
             continue;  // not from our controller: drop it
           }
           if (!env) break;
-          last_heard = Steady::now();
           try {
             complete(std::move(*env));
           } catch (const Error&) {
@@ -199,8 +198,9 @@ struct ClientCore {
   }
 
   /// Tasks may run for long without a word from the controller. While any request is pending,
-  /// a silent controller is asked a cheap question; if that goes unanswered for `timeout`,
-  /// every pending request fails with ConnectionError instead of waiting forever.
+  /// the controller is asked a cheap question every timeout / 2; if that goes unanswered for
+  /// `timeout`, every pending request fails with ConnectionError instead of waiting forever,
+  /// and an answer from a restarted controller fails the requests it cannot know of.
   void check_controller() {
     {
       std::lock_guard lock(pending_mutex);
@@ -211,7 +211,9 @@ struct ClientCore {
     }
     const auto now = Steady::now();
     if (probe_id.empty()) {
-      if (now - last_heard < timeout / 2) return;
+      // While requests are pending, ask a cheap question every timeout / 2 even when other
+      // replies arrive: its answer also shows whether the controller restarted meanwhile.
+      if (now - probe_sent < timeout / 2) return;
       net::Header h;
       h.type = net::MsgType::QueryRequest;
       h.msg_id = probe_id = net::new_id();
@@ -345,7 +347,6 @@ struct ClientCore {
   std::atomic<bool> stopping{false};
   // I/O thread only: liveness of the controller.
   using Steady = std::chrono::steady_clock;
-  Steady::time_point last_heard = Steady::now();
   Steady::time_point probe_sent;
   std::string probe_id;
   std::string controller_instance;
