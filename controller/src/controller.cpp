@@ -457,6 +457,13 @@ void Controller::State::hub() {
         }
         const Value limit = info_field(h, "limit");
         const Value keys = info_field(h, "keys");
+        if (!keys.is_null()) {
+          const Value sample = hub::to_value(hub::TaskRecord{}, true);
+          for (const auto& k : keys.as_list()) {
+            if (!sample.as_map().contains(k.as_string()) && k.as_string() != "error")
+              throw UsageError(fmt::format("unknown key '{}'", k.as_string()));
+          }
+        }
         Value::List rows;
         for (const auto& rec : need_db().query(conditions, limit.is_null() ? 0 : limit.as_int())) {
           Value row = hub::to_value(rec, true);
@@ -530,6 +537,11 @@ void Controller::State::hub() {
                             : e.code() == ErrorCode::name_error ? "ipp::NameError"
                                                                 : "ipp::Error",
                             e.what());
+      payload = {};
+    } catch (const std::exception& e) {
+      // A malformed query (wrong shapes in its info): an answer, never silence.
+      r.error = make_record(ErrorCode::usage, "ipp::UsageError",
+                            fmt::format("malformed '{}' query: {}", h.task, e.what()));
       payload = {};
     }
     net::Envelope out = net::make_message(r, std::move(payload));

@@ -130,6 +130,11 @@ TEST_F(HubTest, ResultsFromAnotherClientProcess) {
   // A task still running: get_result waits for it (or times out).
   AsyncResult slow = (*rc_)[0].apply_async("wait_here", {0.5});
   const std::string slow_id = slow.msg_ids()[0];
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (other.result_status({slow_id})["pending"].size() == 0 && !slow.ready()) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::sleep_for(5ms);
+  }
   EXPECT_THROW((void)other.get_result(slow_id, 10ms), TimeoutError);
   EXPECT_EQ(other.get_result(slow_id, 30s), slow.get(30s));
 }
@@ -283,8 +288,9 @@ namespace {
 
 TEST_F(HubTest, PayloadsOverTheLimitAreRecordedBySizeOnly) {
   start_with(1, {"--db-max-payload", "4096"});
-  const std::string big =
-      (*rc_)[0].apply_async("echo", {std::vector<double>(10000, 1.5)}).msg_ids()[0];
+  AsyncResult echoed = (*rc_)[0].apply_async("echo", {std::vector<double>(10000, 1.5)});
+  const std::string big = echoed.msg_ids()[0];
+  ASSERT_EQ(echoed.get(30s).size(), 10000u);
   const std::string small = (*rc_)[0].apply_async("mul", {2, 2}).msg_ids()[0];
   ASSERT_EQ(rc_->get_result(small, 30s), Value(4));
   const Value rec = record(big);
@@ -300,6 +306,35 @@ TEST_F(HubTest, PayloadsOverTheLimitAreRecordedBySizeOnly) {
     EXPECT_NE(std::string(e.what()).find("--db-max-payload 4096"), std::string::npos) << e.what();
   }
   EXPECT_THROW((void)rc_->resubmit({big}), UsageError);
+}
+
+}  // namespace
+}  // namespace ipp
+
+namespace ipp {
+namespace {
+
+TEST_F(HubTest, MalformedQueriesGetAnErrorAndTheHubGoesOn) {
+  start_with(1);
+  const std::vector<std::pair<std::string, Value>> bad = {
+      {"result", Value()},
+      {"result", Value::map({{"msg_id", 5}})},
+      {"result_status", Value::map({{"msg_ids", "x"}})},
+      {"db_query", Value::map({{"where", Value::list({1})}})},
+      {"db_query", Value::map({{"where", Value::list({Value::list({"task"})})}})},
+      {"db_query", Value::map({{"where", Value::list({Value::list({"task", "==", ref("x")})})}})},
+      {"db_query", Value::map({{"keys", Value::list({"nope"})}})},
+      {"history", Value::map({{"limit", "ten"}})},
+      {"purge", Value::map({{"msg_ids", 3}})},
+      {"purge", Value()},
+      {"request", Value::map({{"msg_id", "unknown"}})},
+  };
+  for (const auto& [what, info] : bad) {
+    const test::Reply r = client_->query(what, info);
+    EXPECT_TRUE(r.header.error.has_value()) << what << " " << info.repr();
+  }
+  EXPECT_EQ((*rc_)[0].apply("mul", {6, 7}), Value(42));
+  EXPECT_EQ(client_->query("ids").value.size(), 1u);
 }
 
 }  // namespace

@@ -38,11 +38,12 @@ class RawClient {
 
   const net::ConnectionInfo& info() const { return info_; }
 
-  Reply query(const std::string& what) {
+  Reply query(const std::string& what, Value info = {}) {
     net::Header h;
     h.type = net::MsgType::QueryRequest;
     h.msg_id = net::new_id();
     h.task = what;
+    h.info = std::move(info);
     Reply r = call(reg_, h, {});
     r.value = r.header.info;
     return r;
