@@ -823,7 +823,9 @@ void Controller::State::scheduler(bool balanced) {
     std::string msg_id;
     std::string task;
     std::int64_t engine = -1;
-    net::Envelope envelope;  // the request, kept until dispatched (balanced queue)
+    net::Envelope envelope;       // the request, kept until dispatched (balanced queue)
+    std::int64_t timeout_ms = 0;  // balanced: the longest it may wait in the queue
+    Steady::time_point deadline = Steady::time_point::max();
   };
   struct EngineLoad {
     int capacity = 1;
@@ -912,7 +914,25 @@ void Controller::State::scheduler(bool balanced) {
                              {workers.handle(), 0, ZMQ_POLLIN, 0},
                              {events.handle(), 0, ZMQ_POLLIN, 0}};
   while (!stopping.load()) {
-    if (!poll_once(items, 3, std::chrono::milliseconds(100))) continue;
+    if (!poll_once(items, 3, std::chrono::milliseconds(balanced && !queue.empty() ? 10 : 100)))
+      continue;
+    if (balanced && !queue.empty()) {
+      // Tasks that waited longer than their timeout for a free engine fail without running.
+      const auto now = Steady::now();
+      for (auto it = queue.begin(); it != queue.end();) {
+        if (it->deadline > now) {
+          ++it;
+          continue;
+        }
+        ErrorRecord err = make_record(
+            ErrorCode::timeout, "ipp::TaskTimeout",
+            fmt::format("task '{}' waited {} ms in the load-balanced queue without a free engine",
+                        it->task, it->timeout_ms));
+        err.task = it->task;
+        reply_error(std::move(it->envelope.route), it->msg_id, std::move(err));
+        it = queue.erase(it);
+      }
+    }
     if (items[2].revents & ZMQ_POLLIN) {
       std::vector<zmq::message_t> msg;
       while (zmq::recv_multipart(events, std::back_inserter(msg), zmq::recv_flags::dontwait)) {
@@ -966,6 +986,10 @@ void Controller::State::scheduler(bool balanced) {
         }
         feed("submit", queue_name, env->parts);
         Task t{h.msg_id, h.task, -1, std::move(*env)};
+        if (balanced && h.timeout_ms > 0) {
+          t.timeout_ms = h.timeout_ms;
+          t.deadline = Steady::now() + std::chrono::milliseconds(h.timeout_ms);
+        }
         if (balanced) {
           queue.push_back(std::move(t));
           drain_queue();

@@ -75,6 +75,7 @@ void rethrow(const ErrorRecord& record) {
     case ErrorCode::engine:
       throw EngineError(record.describe());
     case ErrorCode::timeout:
+      if (record.type == "ipp::TaskTimeout") throw TaskTimeout(record.describe());
       throw TimeoutError(record.describe());
     case ErrorCode::connection:
       throw ConnectionError(record.describe());

@@ -181,3 +181,33 @@ TEST_F(ClientTest, TasksInFlightFailWhenTheControllerDies) {
 
 }  // namespace
 }  // namespace ipp
+
+namespace ipp {
+namespace {
+
+TEST_F(ClientTest, BalancedTasksWaitForEnginesUpToTheirTimeout) {
+  start(0);
+  Client rc(ClientOptions{.profile_dir = dir_.path()});
+  LoadBalancedView lb = rc.load_balanced_view();
+  // No engine: a task with a timeout fails with TaskTimeout, having never run...
+  AsyncResult impatient =
+      lb.with({.timeout = std::chrono::milliseconds(300)}).apply_async("getpid");
+  // ...one without waits, and runs once an engine arrives.
+  AsyncResult patient = lb.apply_async("getpid");
+  try {
+    (void)impatient.get(30s);
+    FAIL() << "no TaskTimeout";
+  } catch (const TaskTimeout& e) {
+    EXPECT_NE(std::string(e.what()).find("waited 300 ms"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(patient.ready());
+  add_engine();
+  wait_for_engines(1);
+  EXPECT_EQ(patient.get(30s).as_int(), engine_process(0).pid());
+  // With a free engine the timeout does not matter.
+  EXPECT_EQ(lb.with({.timeout = std::chrono::milliseconds(1)}).apply("getpid").as_int(),
+            engine_process(0).pid());
+}
+
+}  // namespace
+}  // namespace ipp

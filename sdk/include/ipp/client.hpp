@@ -176,9 +176,27 @@ class NamespaceItem {
   std::string name_;
 };
 
+/// Per-task options of a LoadBalancedView.
+struct TaskFlags {
+  /// The longest a task may wait in the scheduler's queue for a free engine; past it the task
+  /// fails with TaskTimeout without having run. Empty: wait as long as it takes (also while
+  /// no engine is registered: queued tasks run when engines arrive).
+  std::optional<Duration> timeout{};
+};
+
 /// Runs tasks wherever the scheduler finds a free engine.
+///
+///     auto lb = rc.load_balanced_view().with({.timeout = std::chrono::seconds(5)});
 class LoadBalancedView {
  public:
+  /// A view like this one whose tasks carry `flags`.
+  [[nodiscard]] LoadBalancedView with(TaskFlags flags) const {
+    LoadBalancedView v(core_);
+    v.flags_ = flags;
+    return v;
+  }
+  [[nodiscard]] const TaskFlags& flags() const noexcept { return flags_; }
+
   AsyncResult apply_async(const std::string& task, const Value::List& args = {}) const;
   Value apply_sync(const std::string& task, const Value::List& args = {}) const;
   Value apply(const std::string& task, const Value::List& args = {}) const {
@@ -195,6 +213,7 @@ class LoadBalancedView {
 
  private:
   std::shared_ptr<detail::ClientCore> core_;
+  TaskFlags flags_;
 };
 
 /// One condition of Client::db_query: FIELD OP VALUE with OP one of

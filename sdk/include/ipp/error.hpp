@@ -80,6 +80,12 @@ class TimeoutError : public Error {
   explicit TimeoutError(const std::string& message) : Error(ErrorCode::timeout, message) {}
 };
 
+/// A task that waited longer than its `timeout` in the load-balanced queue (it never ran).
+class TaskTimeout : public TimeoutError {
+ public:
+  using TimeoutError::TimeoutError;
+};
+
 /// A caller misused an API (a bad option, an empty view, ...).
 class UsageError : public Error {
  public:

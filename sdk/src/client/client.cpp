@@ -358,8 +358,10 @@ namespace {
 std::shared_ptr<Slot> send_task(ClientCore& core, const std::shared_ptr<ResultState>& state,
                                 Channel channel, net::MsgType type, std::int64_t target,
                                 const std::string& task, Payload payload,
-                                const std::string& bind = {}, Value info = {}) {
+                                const std::string& bind = {}, Value info = {},
+                                const TaskFlags& flags = {}) {
   net::Header h;
+  h.timeout_ms = flags.timeout ? std::max<std::int64_t>(1, flags.timeout->count()) : 0;
   h.type = type;
   h.msg_id = net::new_id();
   h.session = core.session;
@@ -768,7 +770,7 @@ AsyncResult DirectView::execute(const std::string& code) const {
 AsyncResult LoadBalancedView::apply_async(const std::string& task, const Value::List& args) const {
   auto state = detail::new_state(detail::Combine::single, 1);
   detail::send_task(*core_, state, detail::kBalanced, net::MsgType::ApplyRequest, -1, task,
-                    encode(Value(args)));
+                    encode(Value(args)), {}, {}, flags_);
   return AsyncResult(state);
 }
 
@@ -800,7 +802,7 @@ AsyncResult LoadBalancedView::map_async(const std::string& task, const Value::Li
     for (const auto& s : sequences)
       block.push_back(detail::slice(s, begin, end));
     detail::send_task(*core_, state, detail::kBalanced, net::MsgType::MapRequest, -1, task,
-                      encode(Value(std::move(block))));
+                      encode(Value(std::move(block))), {}, {}, flags_);
   }
   return AsyncResult(state);
 }

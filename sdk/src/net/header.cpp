@@ -53,6 +53,7 @@ Buffer encode_header(const Header& h) {
   hb.add_threads(h.threads);
   if (!h.info.is_null()) hb.add_info(info);
   if (!h.bind.empty()) hb.add_bind(bind);
+  if (h.timeout_ms != 0) hb.add_timeout_ms(h.timeout_ms);
   b.Finish(hb.Finish());
   auto detached = std::make_shared<flatbuffers::DetachedBuffer>(b.Release());
   const auto* data = reinterpret_cast<const std::byte*>(detached->data());
@@ -85,6 +86,7 @@ Header decode_header(const Buffer& received) {
   h.completed = f->completed();
   h.threads = f->threads();
   h.bind = get(f->bind());
+  h.timeout_ms = f->timeout_ms();
   if (const auto* e = f->error()) {
     ErrorRecord r;
     r.code = static_cast<ErrorCode>(e->code());

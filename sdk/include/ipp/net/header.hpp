@@ -29,6 +29,7 @@ struct Header {
   std::int32_t threads = 0;
   Value info;
   std::string bind;
+  std::int64_t timeout_ms = 0;
 };
 
 /// Serialises a header into its own buffer.
