@@ -60,6 +60,21 @@ void Runtime::submit_map(std::string_view task, Payload sequences, Callback done
   submit_impl(task, std::move(sequences), std::move(done), std::move(cancelled), true);
 }
 
+namespace {
+
+/// The record of a task name that does not resolve (unknown, or ambiguous when bare).
+ErrorRecord lookup_error(const Error& e, std::string_view task, std::int64_t engine) {
+  ErrorRecord r;
+  r.code = e.code();
+  r.type = e.code() == ErrorCode::ambiguous_task ? "ipp::AmbiguousTask" : "ipp::TaskNotFound";
+  r.message = e.what();
+  r.task = std::string(task);
+  r.engine = engine;
+  return r;
+}
+
+}  // namespace
+
 void Runtime::submit_impl(std::string_view task, Payload payload, Callback done,
                           std::shared_ptr<const std::atomic<bool>> cancelled, bool is_map) {
   TaskHandle handle;
@@ -68,13 +83,7 @@ void Runtime::submit_impl(std::string_view task, Payload payload, Callback done,
   } catch (const Error& e) {
     TaskOutcome out;
     out.started = out.completed = Clock::now();
-    ErrorRecord r;
-    r.code = e.code();
-    r.type = e.code() == ErrorCode::ambiguous_task ? "ipp::AmbiguousTask" : "ipp::TaskNotFound";
-    r.message = e.what();
-    r.task = std::string(task);
-    r.engine = engine_id_;
-    out.error = std::move(r);
+    out.error = lookup_error(e, task, engine_id_);
     done(std::move(out));
     return;
   }
@@ -184,13 +193,7 @@ TaskOutcome Runtime::run_now(std::string_view task, const Payload& args, bool is
   try {
     handle = registry_.resolve(task);
   } catch (const Error& e) {
-    ErrorRecord r;
-    r.code = e.code();
-    r.type = e.code() == ErrorCode::ambiguous_task ? "ipp::AmbiguousTask" : "ipp::TaskNotFound";
-    r.message = e.what();
-    r.task = std::string(task);
-    r.engine = engine_id_;
-    return failed(std::move(r));
+    return failed(lookup_error(e, task, engine_id_));
   }
   Payload resolved;
   try {
@@ -320,11 +323,10 @@ TaskOutcome Runtime::execute(std::string_view code, const std::atomic<bool>* can
         try {
           handle = registry_.resolve(e.name);
         } catch (const Error& err) {
-          r.code = err.code();
-          r.type =
-              err.code() == ErrorCode::ambiguous_task ? "ipp::AmbiguousTask" : "ipp::TaskNotFound";
-          r.message = err.what();
-          throw StatementFailure{std::move(r)};
+          ErrorRecord lookup = lookup_error(err, e.name, -1);
+          lookup.line = r.line;
+          lookup.column = r.column;
+          throw StatementFailure{std::move(lookup)};
         }
         Value::List args;
         args.reserve(e.items.size());

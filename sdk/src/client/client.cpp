@@ -223,34 +223,16 @@ struct ClientCore {
       return;
     }
     if (now - probe_sent < timeout) return;
-    ErrorRecord r;
-    r.code = ErrorCode::connection;
-    r.type = "ipp::ConnectionError";
-    r.message = fmt::format("the controller at {} stopped answering (nothing for {} ms)",
-                            info.endpoint("registration"), timeout.count());
-    fail_all(r);
+    const std::string why =
+        fmt::format("the controller at {} stopped answering (nothing for {} ms)",
+                    info.endpoint("registration"), timeout.count());
+    fail_all([&](const std::string&) { return why; });
     probe_id.clear();
   }
 
-  void fail_all(const ErrorRecord& error) {
-    std::unordered_map<std::string, Pending> failed;
-    {
-      std::lock_guard lock(pending_mutex);
-      failed.swap(pending);
-      pending_cv.notify_all();
-    }
-    for (auto& [id, p] : failed) {
-      std::lock_guard lock(p.owner->mutex);
-      p.slot->reply.error = error;
-      p.slot->reply.error->task = p.slot->task;
-      p.slot->done = true;
-      if (--p.owner->remaining == 0) p.owner->cv.notify_all();
-    }
-  }
-
-  /// Fails every pending request: the controller that had them restarted, so no reply will
-  /// come (an engine that finishes a task still gets its result into the task database).
-  void controller_restarted() {
+  /// Fails every pending request with a ConnectionError; `why(msg_id)` gives its message.
+  template <class Why>
+  void fail_all(Why why) {
     std::unordered_map<std::string, Pending> failed;
     {
       std::lock_guard lock(pending_mutex);
@@ -263,14 +245,22 @@ struct ClientCore {
       r.code = ErrorCode::connection;
       r.type = "ipp::ConnectionError";
       r.task = p.slot->task;
-      r.message = fmt::format(
-          "the controller restarted while this request was in flight; if its engine finishes "
-          "it, the result will be in the task database: get_result(\"{}\")",
-          id);
+      r.message = why(id);
       p.slot->reply.error = std::move(r);
       p.slot->done = true;
       if (--p.owner->remaining == 0) p.owner->cv.notify_all();
     }
+  }
+
+  /// The controller that had the pending requests restarted, so no reply will come (an engine
+  /// that finishes a task still gets its result into the task database).
+  void controller_restarted() {
+    fail_all([](const std::string& id) {
+      return fmt::format(
+          "the controller restarted while this request was in flight; if its engine finishes "
+          "it, the result will be in the task database: get_result(\"{}\")",
+          id);
+    });
   }
 
   void complete(net::Envelope env) {
