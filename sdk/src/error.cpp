@@ -38,6 +38,10 @@ std::string_view to_string(ErrorCode code) noexcept {
       return "cancelled";
     case ErrorCode::syntax:
       return "syntax";
+    case ErrorCode::impossible_dependency:
+      return "impossible_dependency";
+    case ErrorCode::invalid_dependency:
+      return "invalid_dependency";
   }
   return "unknown";
 }
@@ -81,6 +85,14 @@ void rethrow(const ErrorRecord& record) {
       throw ConnectionError(record.describe());
     case ErrorCode::usage:
       throw UsageError(record.describe());
+    case ErrorCode::aborted:
+      throw TaskAborted(record.describe());
+    case ErrorCode::cancelled:
+      throw TaskCancelled(record.describe());
+    case ErrorCode::impossible_dependency:
+      throw ImpossibleDependency(record.describe());
+    case ErrorCode::invalid_dependency:
+      throw InvalidDependency(record.describe());
     default:
       throw RemoteError(record);
   }

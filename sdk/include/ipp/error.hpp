@@ -13,21 +13,23 @@ namespace ipp {
 /// What went wrong, as a stable number that survives the wire and the process boundary.
 enum class ErrorCode : std::int32_t {
   unknown = 0,
-  protocol = 1,        ///< a malformed, truncated or unsigned message or buffer
-  plugin_load = 2,     ///< a file that cannot be loaded as an ipp plugin
-  task_not_found = 3,  ///< no task of that name is loaded
-  ambiguous_task = 4,  ///< a bare task name that several plugins define
-  argument = 5,        ///< wrong argument count, type, or a value that does not fit
-  remote = 6,          ///< a task threw on an engine
-  engine = 7,          ///< an engine died or is unreachable
-  timeout = 8,         ///< a wait ran out of time
-  composite = 9,       ///< several of the above at once
-  usage = 10,          ///< an API or command misused by the caller
-  connection = 11,     ///< no controller, or it stopped answering
-  name_error = 12,     ///< a name missing from an engine's namespace
-  aborted = 13,        ///< a task removed from a queue before it ran
-  cancelled = 14,      ///< a task cancelled while it ran
-  syntax = 15,         ///< malformed literal or statement text
+  protocol = 1,                ///< a malformed, truncated or unsigned message or buffer
+  plugin_load = 2,             ///< a file that cannot be loaded as an ipp plugin
+  task_not_found = 3,          ///< no task of that name is loaded
+  ambiguous_task = 4,          ///< a bare task name that several plugins define
+  argument = 5,                ///< wrong argument count, type, or a value that does not fit
+  remote = 6,                  ///< a task threw on an engine
+  engine = 7,                  ///< an engine died or is unreachable
+  timeout = 8,                 ///< a wait ran out of time
+  composite = 9,               ///< several of the above at once
+  usage = 10,                  ///< an API or command misused by the caller
+  connection = 11,             ///< no controller, or it stopped answering
+  name_error = 12,             ///< a name missing from an engine's namespace
+  aborted = 13,                ///< a task removed from a queue before it ran
+  cancelled = 14,              ///< a task cancelled while it ran
+  syntax = 15,                 ///< malformed literal or statement text
+  impossible_dependency = 16,  ///< a dependency that can no longer be met
+  invalid_dependency = 17,     ///< a dependency on an unknown task or on the task itself
 };
 
 /// Text name of an error code (`"argument"`, `"engine"`, ...).
@@ -84,6 +86,33 @@ class TimeoutError : public Error {
 class TaskTimeout : public TimeoutError {
  public:
   using TimeoutError::TimeoutError;
+};
+
+/// A task removed from a queue (by abort) before it ran.
+class TaskAborted : public Error {
+ public:
+  explicit TaskAborted(const std::string& message) : Error(ErrorCode::aborted, message) {}
+};
+
+/// A task cancelled while it ran, or before it started (by cancel).
+class TaskCancelled : public Error {
+ public:
+  explicit TaskCancelled(const std::string& message) : Error(ErrorCode::cancelled, message) {}
+};
+
+/// A load-balanced task whose dependencies can no longer be met (one failed, its engine
+/// died, no target engine is left); it never ran.
+class ImpossibleDependency : public Error {
+ public:
+  explicit ImpossibleDependency(const std::string& message)
+      : Error(ErrorCode::impossible_dependency, message) {}
+};
+
+/// A dependency on a msg_id the load-balanced scheduler does not know, or on the task itself.
+class InvalidDependency : public Error {
+ public:
+  explicit InvalidDependency(const std::string& message)
+      : Error(ErrorCode::invalid_dependency, message) {}
 };
 
 /// A caller misused an API (a bad option, an empty view, ...).
@@ -147,8 +176,9 @@ class CompositeError : public Error {
   std::vector<ErrorRecord> records_;
 };
 
-/// Throws the exception type that matches `record.code`: EngineError, TimeoutError,
-/// ConnectionError, UsageError, else RemoteError (task failures).
+/// Throws the exception type that matches `record.code`: EngineError, TimeoutError
+/// (TaskTimeout), ConnectionError, UsageError, TaskAborted, TaskCancelled,
+/// ImpossibleDependency, InvalidDependency, else RemoteError (task failures).
 [[noreturn]] void rethrow(const ErrorRecord& record);
 
 }  // namespace ipp

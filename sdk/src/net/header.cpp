@@ -18,6 +18,39 @@ flatbuffers::Offset<flatbuffers::String> str(flatbuffers::FlatBufferBuilder& b,
 std::string get(const flatbuffers::String* s) {
   return s == nullptr ? std::string() : s->str();
 }
+
+flatbuffers::Offset<fb::Dependency> encode_dependency(flatbuffers::FlatBufferBuilder& b,
+                                                      const Dependency& d) {
+  if (d.empty()) return {};
+  std::vector<flatbuffers::Offset<flatbuffers::String>> ids;
+  ids.reserve(d.ids.size());
+  for (const auto& id : d.ids)
+    ids.push_back(b.CreateString(id));
+  return fb::CreateDependency(b, b.CreateVector(ids), d.all, d.success, d.failure);
+}
+
+Dependency decode_dependency(const fb::Dependency* f) {
+  Dependency d;
+  if (f == nullptr) return d;
+  if (f->ids() != nullptr) {
+    for (const auto* id : *f->ids())
+      d.ids.push_back(get(id));
+  }
+  d.all = f->all();
+  d.success = f->success();
+  d.failure = f->failure();
+  return d;
+}
+
+flatbuffers::Offset<fb::TaskFlags> encode_flags(flatbuffers::FlatBufferBuilder& b,
+                                                const TaskFlags& f) {
+  const auto after = encode_dependency(b, f.after);
+  const auto follow = encode_dependency(b, f.follow);
+  const auto targets = f.targets.empty() ? flatbuffers::Offset<flatbuffers::Vector<std::int64_t>>()
+                                         : b.CreateVector(f.targets);
+  return fb::CreateTaskFlags(b, f.retries, after, follow, targets, f.priority, f.time_limit_ms);
+}
+
 }  // namespace
 
 Buffer encode_header(const Header& h) {
@@ -37,6 +70,8 @@ Buffer encode_header(const Header& h) {
   const auto parent = str(b, h.parent_id);
   const auto session = str(b, h.session);
   const auto task = str(b, h.task);
+  flatbuffers::Offset<fb::TaskFlags> flags;
+  if (!h.flags.is_default()) flags = encode_flags(b, h.flags);
   const auto bind = h.bind.empty() ? flatbuffers::Offset<flatbuffers::String>() : str(b, h.bind);
   fb::HeaderBuilder hb(b);
   hb.add_type(h.type);
@@ -54,6 +89,7 @@ Buffer encode_header(const Header& h) {
   if (!h.info.is_null()) hb.add_info(info);
   if (!h.bind.empty()) hb.add_bind(bind);
   if (h.timeout_ms != 0) hb.add_timeout_ms(h.timeout_ms);
+  if (!h.flags.is_default()) hb.add_flags(flags);
   b.Finish(hb.Finish());
   auto detached = std::make_shared<flatbuffers::DetachedBuffer>(b.Release());
   const auto* data = reinterpret_cast<const std::byte*>(detached->data());
@@ -87,6 +123,15 @@ Header decode_header(const Buffer& received) {
   h.threads = f->threads();
   h.bind = get(f->bind());
   h.timeout_ms = f->timeout_ms();
+  if (const auto* flags = f->flags()) {
+    h.flags.retries = flags->retries();
+    h.flags.after = decode_dependency(flags->after());
+    h.flags.follow = decode_dependency(flags->follow());
+    if (flags->targets() != nullptr)
+      h.flags.targets.assign(flags->targets()->begin(), flags->targets()->end());
+    h.flags.priority = flags->priority();
+    h.flags.time_limit_ms = flags->time_limit_ms();
+  }
   if (const auto* e = f->error()) {
     ErrorRecord r;
     r.code = static_cast<ErrorCode>(e->code());

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "ipp/buffer.hpp"
 #include "ipp/error.hpp"
@@ -12,6 +13,29 @@
 namespace ipp::net {
 
 using MsgType = fb::MsgType;
+
+/// A dependency of a load-balanced task (schema: Dependency).
+struct Dependency {
+  std::vector<std::string> ids{};
+  bool all = true;
+  bool success = true;
+  bool failure = false;
+  [[nodiscard]] bool empty() const noexcept { return ids.empty(); }
+};
+
+/// Scheduling flags of a task (schema: TaskFlags).
+struct TaskFlags {
+  std::int32_t retries = 0;
+  Dependency after{};
+  Dependency follow{};
+  std::vector<std::int64_t> targets{};
+  std::int32_t priority = 0;
+  std::int64_t time_limit_ms = 0;
+  [[nodiscard]] bool is_default() const noexcept {
+    return retries == 0 && after.empty() && follow.empty() && targets.empty() && priority == 0 &&
+           time_limit_ms == 0;
+  }
+};
 
 /// The header of a message, decoded. See schema/protocol.fbs for what each field means.
 struct Header {
@@ -30,6 +54,7 @@ struct Header {
   Value info;
   std::string bind;
   std::int64_t timeout_ms = 0;
+  TaskFlags flags;
 };
 
 /// Serialises a header into its own buffer.

@@ -1,0 +1,535 @@
+// The load-balanced scheduler's decisions, with a fake clock and a seeded generator: schemes,
+// capacity and hwm, priorities, dependencies, retries, time-outs, aborts and dead engines.
+
+#include "balancer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace ipp::sched {
+namespace {
+
+using namespace std::chrono_literals;
+
+const Clock::time_point t0{};
+
+net::Dependency dep(std::vector<std::string> ids, bool all = true, bool success = true,
+                    bool failure = false) {
+  return net::Dependency{std::move(ids), all, success, failure};
+}
+
+struct Fixture {
+  explicit Fixture(BalancerOptions o = {}) : b(o) {}
+  Balancer b;
+  std::vector<Balancer::Dispatch> sent;
+  std::map<std::string, ErrorRecord> failed;
+
+  void submit(const std::string& id, net::TaskFlags f = {},
+              std::optional<Clock::duration> timeout = std::nullopt, Clock::time_point now = t0) {
+    b.submit(id, "t_" + id, f, timeout, now);
+    pump();
+  }
+  void pump() {
+    b.schedule();
+    for (auto& d : b.take_dispatches())
+      sent.push_back(d);
+    for (auto& f : b.take_failures())
+      failed[f.msg_id] = f.error;
+  }
+  std::int64_t engine_of(const std::string& id) {
+    for (const auto& d : sent) {
+      if (d.msg_id == id) return d.engine;
+    }
+    return -1;
+  }
+  Balancer::Finish finish(const std::string& id, bool ok = true, Clock::time_point now = t0) {
+    auto r = b.finished(id, ok, now);
+    pump();
+    return r;
+  }
+};
+
+// ---- schemes --------------------------------------------------------------------------------
+
+TEST(BalancerScheme, ParsesTheFiveNamesAndRefusesOthers) {
+  for (const char* n : {"leastload", "lru", "plainrandom", "twobin", "weighted"})
+    EXPECT_EQ(to_string(parse_scheme(n)), n);
+  try {
+    (void)parse_scheme("fastest");
+    FAIL();
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("'fastest'"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("twobin"), std::string::npos);
+  }
+}
+
+TEST(BalancerScheme, LeastLoadPicksTheEngineWithTheFewestTasksPerSlot) {
+  Fixture f({.scheme = Scheme::leastload});
+  f.b.engine_up(0, 4);
+  f.b.engine_up(1, 1);
+  f.submit("a");  // both idle: 0 (first, equally unused)
+  f.submit("b");  // 0 at 1/4, 1 at 0/1 -> 1
+  f.submit("c");  // 0 at 1/4, 1 full -> 0
+  f.submit("d");
+  EXPECT_EQ(f.engine_of("a"), 0);
+  EXPECT_EQ(f.engine_of("b"), 1);
+  EXPECT_EQ(f.engine_of("c"), 0);
+  EXPECT_EQ(f.engine_of("d"), 0);
+  EXPECT_EQ(f.b.load(0), 3);
+  EXPECT_EQ(f.b.load(1), 1);
+}
+
+TEST(BalancerScheme, LruCyclesThroughEngines) {
+  Fixture f({.scheme = Scheme::lru});
+  for (int e = 0; e < 3; ++e)
+    f.b.engine_up(e, 8);
+  std::vector<std::int64_t> order;
+  for (int i = 0; i < 6; ++i) {
+    f.submit(std::to_string(i));
+    order.push_back(f.engine_of(std::to_string(i)));
+  }
+  EXPECT_EQ(order, (std::vector<std::int64_t>{0, 1, 2, 0, 1, 2}));
+  // The engine freed and used longest ago goes next, whatever its load.
+  f.finish("4");
+  f.submit("x");
+  EXPECT_EQ(f.engine_of("x"), 0);
+}
+
+TEST(BalancerScheme, PlainRandomUsesEveryEngineAndIsReproducibleBySeed) {
+  auto run = [](std::uint64_t seed) {
+    Fixture f({.scheme = Scheme::plainrandom, .hwm = 0, .seed = seed});
+    for (int e = 0; e < 4; ++e)
+      f.b.engine_up(e, 1);
+    std::vector<std::int64_t> order;
+    for (int i = 0; i < 400; ++i) {
+      f.submit(std::to_string(i));
+      order.push_back(f.engine_of(std::to_string(i)));
+    }
+    return order;
+  };
+  const auto a = run(7);
+  EXPECT_EQ(a, run(7));
+  EXPECT_NE(a, run(8));
+  std::map<std::int64_t, int> counts;
+  for (auto e : a)
+    ++counts[e];
+  ASSERT_EQ(counts.size(), 4u);
+  for (const auto& [e, n] : counts)
+    EXPECT_GT(n, 50) << "engine " << e;  // 100 expected each
+}
+
+TEST(BalancerScheme, TwoBinPrefersTheLessRecentlyUsedOfTwo) {
+  // With two engines, a draw of two distinct ones picks the less recently used: over many
+  // draws the split stays close to even, unlike plain random walks.
+  Fixture f({.scheme = Scheme::twobin, .hwm = 0, .seed = 3});
+  f.b.engine_up(0, 1);
+  f.b.engine_up(1, 1);
+  int last = -1, repeats = 0;
+  for (int i = 0; i < 1000; ++i) {
+    f.submit(std::to_string(i));
+    const int e = static_cast<int>(f.engine_of(std::to_string(i)));
+    if (e == last) ++repeats;
+    last = e;
+  }
+  // Repeating the engine just used happens only when both draws hit it: about 1 in 4.
+  EXPECT_GT(repeats, 150);
+  EXPECT_LT(repeats, 350);
+}
+
+TEST(BalancerScheme, WeightedFavoursTheLessLoaded) {
+  Fixture f({.scheme = Scheme::weighted, .hwm = 0, .seed = 11});
+  f.b.engine_up(0, 1);
+  f.b.engine_up(1, 1);
+  for (int i = 0; i < 10; ++i)
+    f.submit("busy" + std::to_string(i), {.targets = {0}});
+  ASSERT_EQ(f.b.load(0), 10);
+  int to_idle = 0;
+  for (int i = 0; i < 20; ++i) {
+    f.submit(std::to_string(i));
+    if (f.engine_of(std::to_string(i)) == 1) ++to_idle;
+    f.finish(std::to_string(i));  // keep engine 1 idle
+  }
+  EXPECT_EQ(to_idle, 20);
+}
+
+TEST(BalancerCapacity, SlotsBoundOutstandingTasksAndTheRestWait) {
+  Fixture f;
+  f.b.engine_up(0, 2);
+  f.submit("a");
+  f.submit("b");
+  f.submit("c");
+  EXPECT_EQ(f.sent.size(), 2u);
+  EXPECT_EQ(f.b.waiting(), 1u);
+  f.finish("a");
+  EXPECT_EQ(f.engine_of("c"), 0);
+}
+
+TEST(BalancerCapacity, HwmOverridesSlotsAndZeroIsUnlimited) {
+  Fixture one({.hwm = 1});
+  one.b.engine_up(0, 8);
+  one.submit("a");
+  one.submit("b");
+  EXPECT_EQ(one.sent.size(), 1u);
+  Fixture unlimited({.hwm = 0});
+  unlimited.b.engine_up(0, 1);
+  for (int i = 0; i < 100; ++i)
+    unlimited.submit(std::to_string(i));
+  EXPECT_EQ(unlimited.sent.size(), 100u);
+}
+
+TEST(BalancerCapacity, TasksWaitForEnginesThatArriveLater) {
+  Fixture f;
+  f.submit("a");
+  f.submit("b", {.targets = {1}});
+  EXPECT_TRUE(f.sent.empty());
+  f.b.engine_up(0, 1);
+  f.pump();
+  EXPECT_EQ(f.engine_of("a"), 0);
+  EXPECT_EQ(f.engine_of("b"), -1);
+  f.b.engine_up(1, 1);
+  f.pump();
+  EXPECT_EQ(f.engine_of("b"), 1);
+  EXPECT_TRUE(f.failed.empty());
+}
+
+TEST(BalancerCapacity, DrainingEnginesTakeNoNewTasks) {
+  Fixture f;
+  f.b.engine_up(0, 1);
+  f.b.engine_up(1, 1);
+  f.b.engine_drain(0);
+  f.submit("a");
+  f.submit("b");
+  EXPECT_EQ(f.engine_of("a"), 1);
+  EXPECT_EQ(f.engine_of("b"), -1);
+}
+
+// ---- priority and targets -------------------------------------------------------------------
+
+TEST(BalancerPriority, HigherPriorityRunsFirstFifoWithin) {
+  Fixture f;
+  f.submit("low1", {.priority = -1});
+  f.submit("mid1");
+  f.submit("high1", {.priority = 5});
+  f.submit("mid2");
+  f.submit("high2", {.priority = 5});
+  f.b.engine_up(0, 1);
+  f.pump();
+  std::vector<std::string> order;
+  while (!f.sent.empty() && order.size() < 5) {
+    const auto id = f.sent.back().msg_id;
+    order.push_back(id);
+    f.finish(id);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"high1", "high2", "mid1", "mid2", "low1"}));
+}
+
+TEST(BalancerTargets, RestrictTheEnginesAndDoNotBlockOthers) {
+  Fixture f;
+  f.b.engine_up(0, 1);
+  f.b.engine_up(1, 1);
+  f.submit("busy", {.targets = {0}});
+  f.submit("also0", {.targets = {0}, .priority = 9});  // waits for engine 0
+  f.submit("any");                                     // runs on 1 meanwhile
+  EXPECT_EQ(f.engine_of("busy"), 0);
+  EXPECT_EQ(f.engine_of("also0"), -1);
+  EXPECT_EQ(f.engine_of("any"), 1);
+  f.finish("busy");
+  EXPECT_EQ(f.engine_of("also0"), 0);
+}
+
+TEST(BalancerTargets, UnregisteredTargetsAreImpossible) {
+  Fixture f;
+  f.b.engine_up(0, 1);
+  f.submit("a", {.targets = {5, 6}});
+  ASSERT_EQ(f.failed.count("a"), 1u);
+  EXPECT_EQ(f.failed["a"].code, ErrorCode::impossible_dependency);
+  EXPECT_NE(f.failed["a"].message.find("[5, 6]"), std::string::npos) << f.failed["a"].message;
+  EXPECT_NE(f.failed["a"].message.find("engines: [0]"), std::string::npos);
+}
+
+// ---- dependencies ---------------------------------------------------------------------------
+
+TEST(BalancerDependencies, AfterWaitsForAllByDefault) {
+  Fixture f;
+  f.b.engine_up(0, 4);
+  f.submit("a");
+  f.submit("b");
+  f.submit("c", {.after = dep({"a", "b"})});
+  EXPECT_EQ(f.engine_of("c"), -1);
+  f.finish("a");
+  EXPECT_EQ(f.engine_of("c"), -1);
+  f.finish("b");
+  EXPECT_EQ(f.engine_of("c"), 0);
+}
+
+TEST(BalancerDependencies, AfterAnyRunsOnTheFirst) {
+  Fixture f;
+  f.b.engine_up(0, 4);
+  f.submit("a");
+  f.submit("b");
+  f.submit("c", {.after = dep({"a", "b"}, false)});
+  f.finish("b");
+  EXPECT_EQ(f.engine_of("c"), 0);
+}
+
+TEST(BalancerDependencies, AFailedDependencyIsImpossibleAndCascades) {
+  Fixture f;
+  f.b.engine_up(0, 4);
+  f.submit("a");
+  f.submit("b", {.after = dep({"a"})});
+  f.submit("c", {.after = dep({"b"})});
+  f.finish("a", false);
+  ASSERT_EQ(f.failed.count("b"), 1u);
+  EXPECT_EQ(f.failed["b"].code, ErrorCode::impossible_dependency);
+  EXPECT_NE(f.failed["b"].message.find("failed"), std::string::npos) << f.failed["b"].message;
+  ASSERT_EQ(f.failed.count("c"), 1u);
+  EXPECT_EQ(f.failed["c"].code, ErrorCode::impossible_dependency);
+}
+
+TEST(BalancerDependencies, FailureConditions) {
+  Fixture f;
+  f.b.engine_up(0, 8);
+  f.submit("a");
+  f.submit("on_fail", {.after = dep({"a"}, true, false, true)});
+  f.submit("on_finish", {.after = dep({"a"}, true, true, true)});
+  f.submit("on_success", {.after = dep({"a"})});
+  f.finish("a", false);
+  EXPECT_EQ(f.engine_of("on_fail"), 0);
+  EXPECT_EQ(f.engine_of("on_finish"), 0);
+  EXPECT_EQ(f.failed.count("on_success"), 1u);
+  // And the other way round: a success makes an on-failure dependency impossible.
+  f.submit("ok");
+  f.submit("never", {.after = dep({"ok"}, true, false, true)});
+  f.finish("ok");
+  ASSERT_EQ(f.failed.count("never"), 1u);
+  EXPECT_NE(f.failed["never"].message.find("succeeded"), std::string::npos);
+}
+
+TEST(BalancerDependencies, AnyIsImpossibleOnlyWhenAllWentWrong) {
+  Fixture f;
+  f.b.engine_up(0, 8);
+  f.submit("a");
+  f.submit("b");
+  f.submit("c", {.after = dep({"a", "b"}, false)});
+  f.finish("a", false);
+  EXPECT_EQ(f.failed.count("c"), 0u);
+  f.finish("b", false);
+  EXPECT_EQ(f.failed.count("c"), 1u);
+}
+
+TEST(BalancerDependencies, DependenciesOnFinishedTasksAreCheckedAtOnce) {
+  Fixture f;
+  f.b.engine_up(0, 8);
+  f.submit("a");
+  f.finish("a");
+  f.submit("b", {.after = dep({"a"})});
+  EXPECT_EQ(f.engine_of("b"), 0);
+}
+
+TEST(BalancerDependencies, UnknownOrSelfIsInvalid) {
+  Fixture f;
+  f.b.engine_up(0, 1);
+  f.submit("a", {.after = dep({"nope"})});
+  ASSERT_EQ(f.failed.count("a"), 1u);
+  EXPECT_EQ(f.failed["a"].code, ErrorCode::invalid_dependency);
+  EXPECT_NE(f.failed["a"].message.find("nope"), std::string::npos);
+  f.submit("s", {.follow = dep({"s"})});
+  ASSERT_EQ(f.failed.count("s"), 1u);
+  EXPECT_EQ(f.failed["s"].code, ErrorCode::invalid_dependency);
+  EXPECT_NE(f.failed["s"].message.find("itself"), std::string::npos);
+  // A task that failed as invalid is itself a failed dependency for later ones.
+  f.submit("later", {.after = dep({"a"})});
+  EXPECT_EQ(f.failed["later"].code, ErrorCode::impossible_dependency);
+}
+
+TEST(BalancerDependencies, FollowRunsWhereTheyRan) {
+  Fixture f;
+  f.b.engine_up(0, 8);
+  f.b.engine_up(1, 8);
+  f.submit("a", {.targets = {1}});
+  f.submit("b", {.follow = dep({"a"})});
+  EXPECT_EQ(f.engine_of("b"), -1);  // follow waits until it knows where
+  f.finish("a");
+  EXPECT_EQ(f.engine_of("b"), 1);
+  for (int i = 0; i < 6; ++i) {  // and stays there, whatever the load
+    f.submit("f" + std::to_string(i), {.follow = dep({"a"})});
+    EXPECT_EQ(f.engine_of("f" + std::to_string(i)), 1);
+  }
+}
+
+TEST(BalancerDependencies, FollowAllOnDifferentEnginesIsImpossibleFollowAnyIsNot) {
+  Fixture f;
+  f.b.engine_up(0, 4);
+  f.b.engine_up(1, 4);
+  f.submit("a", {.targets = {0}});
+  f.submit("b", {.targets = {1}});
+  f.finish("a");
+  f.finish("b");
+  f.submit("all", {.follow = dep({"a", "b"})});
+  ASSERT_EQ(f.failed.count("all"), 1u);
+  EXPECT_NE(f.failed["all"].message.find("different engines (0, 1)"), std::string::npos)
+      << f.failed["all"].message;
+  f.submit("any", {.follow = dep({"a", "b"}, false)});
+  EXPECT_GE(f.engine_of("any"), 0);
+}
+
+TEST(BalancerDependencies, FollowingADeadEngineIsImpossible) {
+  Fixture f;
+  f.b.engine_up(0, 4);
+  f.b.engine_up(1, 4);
+  f.submit("a", {.targets = {1}});
+  f.finish("a");
+  f.b.engine_down(1, "", t0);
+  f.pump();
+  f.submit("b", {.follow = dep({"a"})});
+  ASSERT_EQ(f.failed.count("b"), 1u);
+  EXPECT_NE(f.failed["b"].message.find("engine it must follow (1) is gone"), std::string::npos)
+      << f.failed["b"].message;
+}
+
+TEST(BalancerDependencies, FollowAndTargetsThatDoNotMeetAreImpossible) {
+  Fixture f;
+  f.b.engine_up(0, 4);
+  f.b.engine_up(1, 4);
+  f.submit("a", {.targets = {1}});
+  f.finish("a");
+  f.submit("b", {.follow = dep({"a"}), .targets = {0}});
+  ASSERT_EQ(f.failed.count("b"), 1u);
+  EXPECT_EQ(f.failed["b"].code, ErrorCode::impossible_dependency);
+}
+
+// ---- retries, dead engines, time-outs, aborts ---------------------------------------------
+
+TEST(BalancerRetries, AFailedTaskRunsAgainOnADifferentEngine) {
+  Fixture f({.scheme = Scheme::lru});
+  f.b.engine_up(0, 1);
+  f.b.engine_up(1, 1);
+  f.submit("a", {.retries = 1});
+  const auto first = f.engine_of("a");
+  EXPECT_EQ(f.finish("a", false), Balancer::Finish::retry);
+  ASSERT_EQ(f.sent.size(), 2u);
+  EXPECT_NE(f.sent[1].engine, first);
+  EXPECT_EQ(f.finish("a", false), Balancer::Finish::done);  // no retries left
+}
+
+TEST(BalancerRetries, ARetryWaitsForTheOtherEngineRatherThanRepeat) {
+  Fixture f;
+  f.b.engine_up(0, 1);
+  f.b.engine_up(1, 1);
+  f.submit("a", {.retries = 1, .targets = {}});
+  f.submit("blocker");
+  const auto first = f.engine_of("a");
+  f.finish("a", false);
+  EXPECT_EQ(f.sent.size(), 2u);  // the other engine is busy: the retry waits for it
+  f.finish("blocker");
+  EXPECT_EQ(f.sent.back().msg_id, "a");
+  EXPECT_NE(f.sent.back().engine, first);
+}
+
+TEST(BalancerRetries, WhenEveryEngineWasTriedAnyWillDo) {
+  Fixture f;
+  f.b.engine_up(0, 1);
+  f.submit("a", {.retries = 2});
+  f.finish("a", false);
+  EXPECT_EQ(f.sent.size(), 2u);
+  EXPECT_EQ(f.sent[1].engine, 0);
+}
+
+TEST(BalancerDeadEngines, TasksFailWithEngineErrorOrAreRetried) {
+  Fixture f;
+  f.b.engine_up(0, 2);
+  f.b.engine_up(1, 2);
+  f.submit("plain", {.targets = {0}});
+  f.submit("retried", {.retries = 1, .targets = {}});
+  ASSERT_EQ(f.engine_of("retried"), 1);
+  f.b.engine_down(1, "was killed by signal 9 (SIGKILL)", t0);
+  f.pump();
+  EXPECT_EQ(f.sent.back().msg_id, "retried");
+  EXPECT_EQ(f.sent.back().engine, 0);
+  f.submit("waiting", {.targets = {0}});  // engine 0 is full: it waits
+  f.b.engine_down(0, "was killed by signal 9 (SIGKILL)", t0);
+  f.pump();
+  ASSERT_EQ(f.failed.count("plain"), 1u);
+  const auto& e = f.failed["plain"];
+  EXPECT_EQ(e.code, ErrorCode::engine);
+  EXPECT_EQ(e.engine, 0);
+  EXPECT_EQ(e.message,
+            "engine 0 died while running task 't_plain' (was killed by signal 9 (SIGKILL))");
+  EXPECT_EQ(f.failed.count("retried"), 1u);  // its one retry was spent
+  EXPECT_EQ(f.b.running(), 0u);
+  // A task waiting for a target engine keeps waiting: the engine may come back under its id.
+  EXPECT_EQ(f.failed.count("waiting"), 0u);
+  f.b.engine_up(0, 2);
+  f.pump();
+  EXPECT_EQ(f.engine_of("waiting"), 0);
+}
+
+TEST(BalancerTimeouts, WaitingPastTheTimeoutFailsWithTaskTimeout) {
+  Fixture f;
+  f.submit("queued", {}, 100ms, t0);
+  f.submit("patient", {}, 10s, t0);
+  f.b.engine_up(0, 1);
+  f.submit("blocker", {.targets = {0}, .priority = 10});
+  f.pump();
+  f.b.expire(t0 + 99ms);
+  f.pump();
+  EXPECT_TRUE(f.failed.empty());
+  EXPECT_EQ(f.b.next_deadline(), t0 + 100ms);
+  f.b.expire(t0 + 100ms);
+  f.pump();
+  ASSERT_EQ(f.failed.count("queued"), 1u);
+  EXPECT_EQ(f.failed["queued"].type, "ipp::TaskTimeout");
+  EXPECT_NE(f.failed["queued"].message.find("waited 100 ms"), std::string::npos);
+  EXPECT_EQ(f.failed.count("patient"), 0u);
+  f.finish("blocker");
+  EXPECT_EQ(f.engine_of("patient"), 0);  // dispatched: its deadline no longer applies
+  f.b.expire(t0 + 1h);
+  f.pump();
+  EXPECT_EQ(f.failed.count("patient"), 0u);
+}
+
+TEST(BalancerTimeouts, DependenciesCanTimeOut) {
+  Fixture f;
+  f.b.engine_up(0, 2);
+  f.submit("a");
+  f.submit("b", {.after = dep({"a"})}, 1s, t0);
+  f.b.expire(t0 + 2s);
+  f.pump();
+  ASSERT_EQ(f.failed.count("b"), 1u);
+  EXPECT_NE(f.failed["b"].message.find("for its dependencies"), std::string::npos);
+}
+
+TEST(BalancerAbort, RemovesWaitingTasksOnly) {
+  Fixture f;
+  f.b.engine_up(0, 1);
+  f.submit("running");
+  f.submit("queued");
+  f.submit("dependent", {.after = dep({"queued"})});
+  EXPECT_FALSE(f.b.abort("running"));
+  EXPECT_TRUE(f.b.abort("queued"));
+  EXPECT_FALSE(f.b.abort("queued"));
+  f.pump();
+  EXPECT_EQ(f.failed["queued"].code, ErrorCode::aborted);
+  EXPECT_EQ(f.failed["queued"].type, "ipp::TaskAborted");
+  EXPECT_EQ(f.failed["dependent"].code, ErrorCode::impossible_dependency);
+  f.finish("running");
+  EXPECT_EQ(f.sent.size(), 1u);
+  EXPECT_EQ(f.b.waiting(), 0u);
+}
+
+TEST(BalancerMemory, ForgetsTheOldestFinishedTasks) {
+  Fixture f({.remember = 2});
+  f.b.engine_up(0, 1);
+  for (const char* id : {"a", "b", "c"}) {
+    f.submit(id);
+    f.finish(id);
+  }
+  f.submit("x", {.after = dep({"a"})});
+  EXPECT_EQ(f.failed["x"].code, ErrorCode::invalid_dependency);
+  f.submit("y", {.after = dep({"c"})});
+  EXPECT_EQ(f.engine_of("y"), 0);
+}
+
+}  // namespace
+}  // namespace ipp::sched
