@@ -16,6 +16,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "balancer.hpp"
 #include "ipp/codec.hpp"
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/envelope.hpp"
@@ -101,7 +102,8 @@ struct Controller::State {
 
   void hub();
   void heart();
-  void scheduler(bool balanced);
+  void direct_scheduler();
+  void balanced_scheduler();
   [[nodiscard]] const net::Signer& sign() const { return *signer; }
 };
 
@@ -794,22 +796,38 @@ void Controller::State::heart() {
 
 // ---- schedulers ----------------------------------------------------------------------------
 
-void Controller::State::scheduler(bool balanced) {
-  zmq::socket_t& clients = balanced ? client_balanced : client_direct;
-  zmq::socket_t& workers = balanced ? engine_balanced : engine_direct;
-  zmq::socket_t events(ctx, zmq::socket_type::sub);
-  events.connect(kEvents);
-  events.set(zmq::sockopt::subscribe, "");
-  // Copies of the traffic for the hub. Never blocks and never drops (no high-water mark):
-  // a slow hub costs memory, not throughput, and catches up.
-  zmq::socket_t monitor(ctx, zmq::socket_type::push);
-  monitor.set(zmq::sockopt::sndhwm, 0);
-  monitor.set(zmq::sockopt::linger, 0);
-  monitor.connect(kMonitor);
-  const char* name = balanced ? "load-balanced scheduler" : "direct scheduler";
-  const std::string queue_name = balanced ? "balanced" : "direct";
-  // [what, queue or engine, parts...]
-  auto feed = [&](std::string_view what, std::string_view tag, const std::vector<Buffer>& parts) {
+namespace {
+
+/// What both schedulers share: their sockets, the copies of traffic for the hub, replies of
+/// errors to clients, and the engines' events.
+struct Relay {
+  Relay(Controller::State& state, zmq::socket_t& client_socket, zmq::socket_t& worker_socket,
+        const char* scheduler_name, const net::Signer& message_signer)
+      : clients(client_socket),
+        workers(worker_socket),
+        events(state_ctx(state), zmq::socket_type::sub),
+        monitor(state_ctx(state), zmq::socket_type::push),
+        name(scheduler_name),
+        signer(message_signer) {
+    events.connect(kEvents);
+    events.set(zmq::sockopt::subscribe, "");
+    // Copies of the traffic for the hub. Never blocks and never drops (no high-water mark):
+    // a slow hub costs memory, not throughput, and catches up.
+    monitor.set(zmq::sockopt::sndhwm, 0);
+    monitor.set(zmq::sockopt::linger, 0);
+    monitor.connect(kMonitor);
+  }
+  static zmq::context_t& state_ctx(Controller::State& s);
+
+  zmq::socket_t& clients;
+  zmq::socket_t& workers;
+  zmq::socket_t events;
+  zmq::socket_t monitor;
+  const char* name;
+  const net::Signer& signer;
+
+  /// [what, queue or engine, parts...] to the hub.
+  void feed(std::string_view what, std::string_view tag, const std::vector<Buffer>& parts) {
     std::vector<zmq::message_t> frames;
     frames.reserve(2 + parts.size());
     frames.emplace_back(what.data(), what.size());
@@ -817,31 +835,13 @@ void Controller::State::scheduler(bool balanced) {
     for (const auto& p : parts)
       frames.push_back(net::share(p));
     zmq::send_multipart(monitor, frames, zmq::send_flags::dontwait);
-  };
+  }
+  void feed_dispatch(const std::string& msg_id, std::int64_t engine) {
+    feed("dispatch", std::to_string(engine), {Buffer::copy(msg_id.data(), msg_id.size())});
+  }
 
-  struct Task {
-    std::string msg_id;
-    std::string task;
-    std::int64_t engine = -1;
-    net::Envelope envelope;       // the request, kept until dispatched (balanced queue)
-    std::int64_t timeout_ms = 0;  // balanced: the longest it may wait in the queue
-    Steady::time_point deadline = Steady::time_point::max();
-  };
-  struct EngineLoad {
-    int capacity = 1;
-    int load = 0;
-    bool registered = false;  // the hub announced it
-    bool connected = false;   // it said hello on this channel, so its route exists
-    std::set<std::string> outstanding;
-    std::deque<Task> held;  // direct tasks that arrived before the hello
-    [[nodiscard]] bool usable() const { return registered && connected; }
-  };
-  std::map<std::int64_t, EngineLoad> engines;
-  std::unordered_map<std::string, Task> running;  // by msg_id: where each task is
-  std::deque<Task> queue;                         // balanced: waiting for a free engine
-
-  auto reply_error = [&](std::vector<zmq::message_t> client, const std::string& parent,
-                         ErrorRecord err) {
+  /// Answers the request `parent` (from `client`) with a failed TaskReply.
+  void reply_error(std::vector<zmq::message_t> client, const std::string& parent, ErrorRecord err) {
     net::Header r;
     r.type = net::MsgType::TaskReply;
     r.msg_id = net::new_id();
@@ -853,30 +853,143 @@ void Controller::State::scheduler(bool balanced) {
     net::Envelope out = net::make_message(r);
     feed("reply", std::to_string(r.engine), out.parts);
     out.route = std::move(client);
-    net::send(clients, sign(), out, true);
-  };
-  auto dispatch = [&](Task task, std::int64_t engine) {
-    net::Envelope& env = task.envelope;
+    net::send(clients, signer, out, true);
+  }
+
+  /// Sends `env` (routed to its client) to `engine`, keeping the client's route in it.
+  bool to_engine(net::Envelope& env, std::int64_t engine) {
     std::vector<zmq::message_t> route;
+    route.reserve(env.route.size() + 1);
     route.emplace_back(fmt::format("e{}", engine));
     for (auto& r : env.route)
       route.push_back(std::move(r));
     env.route = std::move(route);
-    if (!net::send(workers, sign(), env, true)) {
-      env.route.erase(env.route.begin());
-      reply_error(std::move(env.route), task.msg_id,
-                  engine_error(fmt::format("engine {} is unreachable", engine), engine, task.task));
+    const bool sent = net::send(workers, signer, env, true);
+    env.route.erase(env.route.begin());
+    return sent;
+  }
+
+  /// Receives one message from `sock`; malformed ones are logged and skipped.
+  std::optional<std::pair<net::Envelope, net::Header>> receive(zmq::socket_t& sock) {
+    while (true) {
+      try {
+        auto env = net::recv(sock, signer, zmq::recv_flags::dontwait);
+        if (!env) return std::nullopt;
+        net::Header h = net::decode_header(env->parts.at(0));
+        return std::make_pair(std::move(*env), std::move(h));
+      } catch (const ProtocolError& e) {
+        spdlog::warn("{} dropped a message: {}", name, e.what());
+      }
+    }
+  }
+
+  /// Tells `engine` to abort or cancel `ids` (those it holds).
+  void control_engine(std::int64_t engine, const std::string& what,
+                      const std::vector<std::string>& ids) {
+    net::Header c;
+    c.type = net::MsgType::ControlRequest;
+    c.msg_id = net::new_id();
+    c.task = what;
+    Value::List list;
+    for (const auto& id : ids)
+      list.emplace_back(id);
+    c.info = Value(std::move(list));
+    net::Envelope env = net::make_message(c);
+    env.route.emplace_back(fmt::format("e{}", engine));
+    net::send(workers, signer, env, true);
+  }
+
+  /// Answers a ControlRequest: which tasks were removed from the queue here, and which were
+  /// passed on to the engines that hold them.
+  void control_reply(net::Envelope& request, const net::Header& h,
+                     const std::vector<std::string>& removed,
+                     const std::vector<std::string>& signalled) {
+    auto list = [](const std::vector<std::string>& ids) {
+      Value::List l;
+      for (const auto& id : ids)
+        l.emplace_back(id);
+      return Value(std::move(l));
+    };
+    net::Header r;
+    r.type = net::MsgType::ControlReply;
+    r.msg_id = net::new_id();
+    r.parent_id = h.msg_id;
+    r.info = Value::map({{"removed", list(removed)}, {"signalled", list(signalled)}});
+    net::Envelope out = net::make_message(r);
+    out.route = std::move(request.route);
+    net::send(clients, signer, out, true);
+  }
+
+  /// Engine events: [up, id, slots], [down, id, reason], [drain, id, ...], [known, id, ...].
+  template <typename Handler>
+  void drain_events(Handler&& on_event) {
+    std::vector<zmq::message_t> msg;
+    while (zmq::recv_multipart(events, std::back_inserter(msg), zmq::recv_flags::dontwait)) {
+      if (msg.size() >= 2) {
+        const std::int64_t id = std::stoll(msg[1].to_string());
+        std::string extra = msg.size() > 2 ? msg[2].to_string() : std::string();
+        on_event(msg[0].to_string_view(), id, std::move(extra));
+      }
+      msg.clear();
+    }
+  }
+};
+
+zmq::context_t& Relay::state_ctx(Controller::State& s) {
+  return s.ctx;
+}
+
+bool is_task_request(net::MsgType t) {
+  return t == net::MsgType::ApplyRequest || t == net::MsgType::MapRequest ||
+         t == net::MsgType::ExecuteRequest || t == net::MsgType::NamespaceRequest;
+}
+
+std::vector<std::string> control_ids(const net::Header& h) {
+  std::vector<std::string> ids;
+  if (h.info.kind() != Value::Kind::list) return ids;
+  for (const auto& v : h.info.as_list()) {
+    if (v.kind() == Value::Kind::string) ids.push_back(v.as_string());
+  }
+  return ids;
+}
+
+/// "(was killed by signal 9)": the reason an engine went down, for error messages.
+std::string down_reason(const std::string& reason) {
+  return reason.empty() || reason == "0" ? std::string() : reason;
+}
+
+}  // namespace
+
+void Controller::State::direct_scheduler() {
+  Relay relay(*this, client_direct, engine_direct, "direct scheduler", sign());
+  struct Task {
+    std::string msg_id;
+    std::string task;
+    std::int64_t engine = -1;
+    net::Envelope envelope;  // the client's route; the request itself until dispatched
+  };
+  struct EngineLoad {
+    bool registered = false;  // the hub announced it
+    bool connected = false;   // it said hello on this channel, so its route exists
+    bool draining = false;    // being removed: no new tasks
+    std::set<std::string> outstanding;
+    std::deque<Task> held;  // tasks that arrived before the hello
+    [[nodiscard]] bool usable() const { return registered && connected; }
+  };
+  std::map<std::int64_t, EngineLoad> engines;
+  std::unordered_map<std::string, Task> running;  // by msg_id: where each task is
+
+  auto dispatch = [&](Task task, std::int64_t engine) {
+    if (!relay.to_engine(task.envelope, engine)) {
+      relay.reply_error(
+          std::move(task.envelope.route), task.msg_id,
+          engine_error(fmt::format("engine {} is unreachable", engine), engine, task.task));
       return;
     }
     task.engine = engine;
-    // Keep the client's route for failure replies; the request itself is gone.
-    env.route.erase(env.route.begin());
-    env.parts.clear();
-    auto& e = engines[engine];
-    ++e.load;
-    e.outstanding.insert(task.msg_id);
-    feed("dispatch", std::to_string(engine),
-         {Buffer::copy(task.msg_id.data(), task.msg_id.size())});
+    task.envelope.parts.clear();  // sent: only the client's route is kept, for failures
+    engines[engine].outstanding.insert(task.msg_id);
+    relay.feed_dispatch(task.msg_id, engine);
     running.emplace(task.msg_id, std::move(task));
   };
   auto flush_held = [&](std::int64_t id) {
@@ -887,121 +1000,100 @@ void Controller::State::scheduler(bool balanced) {
     for (auto& t : held)
       dispatch(std::move(t), id);
   };
-  auto pick = [&]() -> std::int64_t {  // least loaded engine with a free slot
-    std::int64_t best = -1;
-    double best_ratio = 1e300;
-    for (const auto& [id, e] : engines) {
-      if (!e.usable() || e.load >= e.capacity) continue;
-      const double ratio = static_cast<double>(e.load) / e.capacity;
-      if (ratio < best_ratio) {
-        best_ratio = ratio;
-        best = id;
+  auto on_event = [&](std::string_view what, std::int64_t id, std::string extra) {
+    if (what == "up") {
+      auto& e = engines[id];
+      e.registered = true;
+      e.draining = false;
+      flush_held(id);
+    } else if (what == "drain") {
+      if (auto it = engines.find(id); it != engines.end()) it->second.draining = true;
+    } else if (what == "down") {
+      auto it = engines.find(id);
+      if (it == engines.end()) return;
+      const std::string reason = down_reason(extra);
+      const std::string why = reason.empty() ? std::string() : " (" + reason + ")";
+      for (auto& held : it->second.held) {
+        relay.reply_error(std::move(held.envelope.route), held.msg_id,
+                          engine_error(fmt::format("engine {} died before running task '{}'{}", id,
+                                                   held.task, why),
+                                       id, held.task));
+      }
+      for (const auto& m : it->second.outstanding) {
+        auto t = running.find(m);
+        if (t == running.end()) continue;
+        relay.reply_error(std::move(t->second.envelope.route), m,
+                          engine_error(fmt::format("engine {} died while running task '{}'{}", id,
+                                                   t->second.task, why),
+                                       id, t->second.task));
+        running.erase(t);
+      }
+      engines.erase(it);
+    }
+  };
+  auto on_control = [&](net::Envelope& env, const net::Header& h) {
+    std::vector<std::string> removed, signalled;
+    std::map<std::int64_t, std::vector<std::string>> per_engine;
+    for (const auto& id : control_ids(h)) {
+      if (auto t = running.find(id); t != running.end()) {
+        per_engine[t->second.engine].push_back(id);
+        signalled.push_back(id);
+        continue;
+      }
+      for (auto& [eid, e] : engines) {
+        auto held = std::find_if(e.held.begin(), e.held.end(),
+                                 [&](const Task& t) { return t.msg_id == id; });
+        if (held == e.held.end()) continue;
+        ErrorRecord err =
+            make_record(ErrorCode::aborted, "ipp::TaskAborted",
+                        fmt::format("task '{}' was aborted before it ran", held->task));
+        err.task = held->task;
+        err.engine = eid;
+        relay.reply_error(std::move(held->envelope.route), id, std::move(err));
+        e.held.erase(held);
+        removed.push_back(id);
+        break;
       }
     }
-    return best;
-  };
-  auto drain_queue = [&] {
-    while (!queue.empty()) {
-      const std::int64_t e = pick();
-      if (e < 0) return;
-      Task t = std::move(queue.front());
-      queue.pop_front();
-      dispatch(std::move(t), e);
-    }
+    for (const auto& [engine, ids] : per_engine)
+      relay.control_engine(engine, h.task, ids);
+    relay.control_reply(env, h, removed, signalled);
   };
 
-  zmq::pollitem_t items[] = {{clients.handle(), 0, ZMQ_POLLIN, 0},
-                             {workers.handle(), 0, ZMQ_POLLIN, 0},
-                             {events.handle(), 0, ZMQ_POLLIN, 0}};
+  zmq::pollitem_t items[] = {{client_direct.handle(), 0, ZMQ_POLLIN, 0},
+                             {engine_direct.handle(), 0, ZMQ_POLLIN, 0},
+                             {relay.events.handle(), 0, ZMQ_POLLIN, 0}};
   while (!stopping.load()) {
-    if (!poll_once(items, 3, std::chrono::milliseconds(balanced && !queue.empty() ? 10 : 100)))
-      continue;
-    if (balanced && !queue.empty()) {
-      // Tasks that waited longer than their timeout for a free engine fail without running.
-      const auto now = Steady::now();
-      for (auto it = queue.begin(); it != queue.end();) {
-        if (it->deadline > now) {
-          ++it;
-          continue;
-        }
-        ErrorRecord err = make_record(
-            ErrorCode::timeout, "ipp::TaskTimeout",
-            fmt::format("task '{}' waited {} ms in the load-balanced queue without a free engine",
-                        it->task, it->timeout_ms));
-        err.task = it->task;
-        reply_error(std::move(it->envelope.route), it->msg_id, std::move(err));
-        it = queue.erase(it);
-      }
-    }
-    if (items[2].revents & ZMQ_POLLIN) {
-      std::vector<zmq::message_t> msg;
-      while (zmq::recv_multipart(events, std::back_inserter(msg), zmq::recv_flags::dontwait)) {
-        const std::int64_t id = std::stoll(msg.at(1).to_string());
-        if (msg[0].to_string_view() == "up") {
-          auto& e = engines[id];
-          e.capacity = std::max(1, std::stoi(msg.at(2).to_string()));
-          e.registered = true;
-          flush_held(id);
-        } else if (msg[0].to_string_view() == "down") {
-          auto it = engines.find(id);
-          if (it != engines.end()) {
-            for (auto& held : it->second.held) {
-              reply_error(std::move(held.envelope.route), held.msg_id,
-                          engine_error(
-                              fmt::format("engine {} died before running task '{}'", id, held.task),
-                              id, held.task));
-            }
-            for (const auto& m : it->second.outstanding) {
-              auto t = running.find(m);
-              if (t == running.end()) continue;
-              reply_error(std::move(t->second.envelope.route), m,
-                          engine_error(fmt::format("engine {} died while running task '{}'", id,
-                                                   t->second.task),
-                                       id, t->second.task));
-              running.erase(t);
-            }
-            engines.erase(it);
-          }
-        }
-        msg.clear();
-      }
-      if (balanced) drain_queue();
-    }
+    if (!poll_once(items, 3, std::chrono::milliseconds(100))) continue;
+    if (items[2].revents & ZMQ_POLLIN) relay.drain_events(on_event);
     if (items[0].revents & ZMQ_POLLIN) {
-      while (true) {
-        std::optional<net::Envelope> env;
-        net::Header h;
-        try {
-          env = net::recv(clients, sign(), zmq::recv_flags::dontwait);
-          if (!env) break;
-          h = net::decode_header(env->parts.at(0));
-        } catch (const ProtocolError& e) {
-          spdlog::warn("{} dropped a message: {}", name, e.what());
+      while (auto in = relay.receive(client_direct)) {
+        auto& [env, h] = *in;
+        if (h.type == net::MsgType::ControlRequest) {
+          on_control(env, h);
           continue;
         }
-        if (h.type != net::MsgType::ApplyRequest && h.type != net::MsgType::MapRequest &&
-            h.type != net::MsgType::ExecuteRequest && h.type != net::MsgType::NamespaceRequest) {
-          spdlog::warn("{}: unexpected {}", name, net::to_string(h.type));
+        if (!is_task_request(h.type)) {
+          spdlog::warn("direct scheduler: unexpected {}", net::to_string(h.type));
           continue;
         }
-        feed("submit", queue_name, env->parts);
-        Task t{h.msg_id, h.task, -1, std::move(*env)};
-        if (balanced && h.timeout_ms > 0) {
-          t.timeout_ms = h.timeout_ms;
-          t.deadline = Steady::now() + std::chrono::milliseconds(h.timeout_ms);
-        }
-        if (balanced) {
-          queue.push_back(std::move(t));
-          drain_queue();
-        } else if (auto e = engines.find(h.target);
-                   e != engines.end() && e->second.registered && !e->second.connected) {
+        relay.feed("submit", "direct", env.parts);
+        Task t{h.msg_id, h.task, -1, std::move(env)};
+        auto e = engines.find(h.target);
+        if (e != engines.end() && e->second.registered && e->second.draining) {
+          relay.reply_error(
+              std::move(t.envelope.route), h.msg_id,
+              engine_error(
+                  fmt::format("engine {} is being removed and takes no new tasks", h.target),
+                  h.target, h.task));
+        } else if (e != engines.end() && e->second.registered && !e->second.connected) {
           e->second.held.push_back(std::move(t));  // until its hello arrives
         } else if (e == engines.end() || !e->second.registered) {
           std::string ids;
           for (const auto& [id, rec] : engines) {
             if (rec.registered) ids += (ids.empty() ? "" : ", ") + std::to_string(id);
           }
-          reply_error(
+          relay.reply_error(
               std::move(t.envelope.route), h.msg_id,
               engine_error(fmt::format("no engine {} is registered (engines: [{}])", h.target, ids),
                            h.target, h.task));
@@ -1011,17 +1103,8 @@ void Controller::State::scheduler(bool balanced) {
       }
     }
     if (items[1].revents & ZMQ_POLLIN) {
-      while (true) {
-        std::optional<net::Envelope> env;
-        net::Header h;
-        try {
-          env = net::recv(workers, sign(), zmq::recv_flags::dontwait);
-          if (!env) break;
-          h = net::decode_header(env->parts.at(0));
-        } catch (const ProtocolError& e) {
-          spdlog::warn("{} dropped a message: {}", name, e.what());
-          continue;
-        }
+      while (auto in = relay.receive(engine_direct)) {
+        auto& [env, h] = *in;
         if (h.type == net::MsgType::Ping) {
           engines[h.engine].connected = true;
           flush_held(h.engine);
@@ -1031,21 +1114,159 @@ void Controller::State::scheduler(bool balanced) {
         if (t == running.end()) {
           // Its client was told the engine died, or it predates a controller restart: the
           // hub records the result all the same.
-          feed("reply", std::to_string(h.engine), env->parts);
+          relay.feed("reply", std::to_string(h.engine), env.parts);
           continue;
         }
         const std::int64_t engine = t->second.engine;
         running.erase(t);
-        if (auto rec = engines.find(engine); rec != engines.end()) {
-          --rec->second.load;
+        if (auto rec = engines.find(engine); rec != engines.end())
           rec->second.outstanding.erase(h.parent_id);
-        }
-        feed("reply", std::to_string(engine), env->parts);
-        env->route.erase(env->route.begin());  // the engine's identity
-        net::send(clients, sign(), *env, true);
+        relay.feed("reply", std::to_string(engine), env.parts);
+        env.route.erase(env.route.begin());  // the engine's identity
+        net::send(client_direct, sign(), env, true);
       }
-      if (balanced) drain_queue();
     }
+  }
+}
+
+void Controller::State::balanced_scheduler() {
+  Relay relay(*this, client_balanced, engine_balanced, "load-balanced scheduler", sign());
+  sched::Balancer balancer(
+      {.scheme = sched::parse_scheme(options.scheme),
+       .hwm = options.hwm,
+       .seed = static_cast<std::uint64_t>(Steady::now().time_since_epoch().count()),
+       .remember = std::size_t{1} << 20});
+  struct Task {
+    net::Envelope envelope;  // the client's route, and the request while it may be sent again
+    bool keep = false;       // retries allowed: keep the request after dispatch
+  };
+  std::unordered_map<std::string, Task> tasks;
+  struct EngineState {
+    bool registered = false;
+    bool connected = false;
+    int slots = 1;
+  };
+  std::map<std::int64_t, EngineState> engines;
+
+  // Sends what the balancer decided: tasks to engines, failures to their clients.
+  auto pump = [&] {
+    balancer.schedule();
+    for (;;) {
+      auto dispatches = balancer.take_dispatches();
+      auto failures = balancer.take_failures();
+      if (dispatches.empty() && failures.empty()) break;
+      for (auto& f : failures) {
+        auto it = tasks.find(f.msg_id);
+        if (it == tasks.end()) continue;
+        relay.reply_error(std::move(it->second.envelope.route), f.msg_id, std::move(f.error));
+        tasks.erase(it);
+      }
+      for (const auto& d : dispatches) {
+        auto it = tasks.find(d.msg_id);
+        if (it == tasks.end()) continue;
+        Task& t = it->second;
+        if (!relay.to_engine(t.envelope, d.engine)) {
+          // Its route is gone: it died a moment ago, and its down event is on the way.
+          if (balancer.finished(d.msg_id, false, Steady::now()) == sched::Balancer::Finish::done) {
+            relay.reply_error(std::move(t.envelope.route), d.msg_id,
+                              engine_error(fmt::format("engine {} is unreachable", d.engine),
+                                           d.engine, std::string()));
+            tasks.erase(it);
+          }
+          continue;
+        }
+        relay.feed_dispatch(d.msg_id, d.engine);
+        if (!t.keep) t.envelope.parts.clear();
+      }
+      balancer.schedule();
+    }
+  };
+  auto on_event = [&](std::string_view what, std::int64_t id, std::string extra) {
+    if (what == "up") {
+      auto& e = engines[id];
+      e.registered = true;
+      e.slots = std::max(1, std::atoi(extra.c_str()));
+      if (e.connected) balancer.engine_up(id, e.slots);
+    } else if (what == "drain") {
+      balancer.engine_drain(id);
+    } else if (what == "down") {
+      engines.erase(id);
+      balancer.engine_down(id, down_reason(extra), Steady::now());
+    }
+  };
+  auto on_control = [&](net::Envelope& env, const net::Header& h) {
+    std::vector<std::string> removed, signalled;
+    std::map<std::int64_t, std::vector<std::string>> per_engine;
+    for (const auto& id : control_ids(h)) {
+      if (balancer.abort(id)) {
+        removed.push_back(id);
+      } else if (auto engine = balancer.engine_of(id)) {
+        per_engine[*engine].push_back(id);
+        signalled.push_back(id);
+      }
+    }
+    for (const auto& [engine, ids] : per_engine)
+      relay.control_engine(engine, h.task, ids);
+    relay.control_reply(env, h, removed, signalled);
+  };
+
+  zmq::pollitem_t items[] = {{client_balanced.handle(), 0, ZMQ_POLLIN, 0},
+                             {engine_balanced.handle(), 0, ZMQ_POLLIN, 0},
+                             {relay.events.handle(), 0, ZMQ_POLLIN, 0}};
+  while (!stopping.load()) {
+    auto wait = std::chrono::milliseconds(100);
+    if (auto next = balancer.next_deadline()) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(*next - Steady::now());
+      wait = std::clamp(left, std::chrono::milliseconds(0), wait);
+    }
+    const bool any = poll_once(items, 3, wait);
+    balancer.expire(Steady::now());
+    if (!any) {
+      pump();
+      continue;
+    }
+    if (items[2].revents & ZMQ_POLLIN) relay.drain_events(on_event);
+    if (items[0].revents & ZMQ_POLLIN) {
+      while (auto in = relay.receive(client_balanced)) {
+        auto& [env, h] = *in;
+        if (h.type == net::MsgType::ControlRequest) {
+          on_control(env, h);
+          continue;
+        }
+        if (!is_task_request(h.type)) {
+          spdlog::warn("load-balanced scheduler: unexpected {}", net::to_string(h.type));
+          continue;
+        }
+        relay.feed("submit", "balanced", env.parts);
+        tasks[h.msg_id] = Task{std::move(env), h.flags.retries > 0};
+        std::optional<Steady::duration> timeout;
+        if (h.timeout_ms > 0) timeout = std::chrono::milliseconds(h.timeout_ms);
+        balancer.submit(h.msg_id, h.task, h.flags, timeout, Steady::now());
+      }
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      while (auto in = relay.receive(engine_balanced)) {
+        auto& [env, h] = *in;
+        if (h.type == net::MsgType::Ping) {
+          auto& e = engines[h.engine];
+          e.connected = true;
+          if (e.registered) balancer.engine_up(h.engine, e.slots);
+          continue;
+        }
+        const auto verdict = balancer.finished(h.parent_id, !h.error, Steady::now());
+        if (verdict == sched::Balancer::Finish::retry) {
+          spdlog::info("task {} failed on engine {}; retrying elsewhere", h.parent_id, h.engine);
+          continue;
+        }
+        relay.feed("reply", std::to_string(h.engine), env.parts);
+        auto t = tasks.find(h.parent_id);
+        if (verdict == sched::Balancer::Finish::stale || t == tasks.end()) continue;
+        env.route = std::move(t->second.envelope.route);  // back to its client
+        tasks.erase(t);
+        net::send(client_balanced, sign(), env, true);
+      }
+    }
+    pump();
   }
 }
 
@@ -1064,6 +1285,10 @@ void Controller::start() {
   s.options = options_;
   std::filesystem::create_directories(options_.profile_dir);
   // The database first: a corrupt or read-only file stops the start with a clear error.
+  (void)sched::parse_scheme(options_.scheme);  // an unknown scheme stops the start
+  if (options_.hwm < -1)
+    throw UsageError(
+        fmt::format("--hwm {} is not allowed (0: unlimited, N > 0: at most N)", options_.hwm));
   if (options_.db == "sqlite" || options_.db == "memory") {
     s.db = std::make_unique<hub::TaskDb>(
         hub::TaskDb::Options{.file = options_.db == "memory"    ? std::filesystem::path()
@@ -1119,8 +1344,8 @@ void Controller::start() {
 
   s.threads.emplace_back([&s] { s.hub(); });
   s.threads.emplace_back([&s] { s.heart(); });
-  s.threads.emplace_back([&s] { s.scheduler(false); });
-  s.threads.emplace_back([&s] { s.scheduler(true); });
+  s.threads.emplace_back([&s] { s.direct_scheduler(); });
+  s.threads.emplace_back([&s] { s.balanced_scheduler(); });
   spdlog::info("controller listening on {} (profile {})", reg, options_.profile_dir.string());
 }
 

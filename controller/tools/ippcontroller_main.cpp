@@ -53,6 +53,15 @@ int main(int argc, char** argv) {
   app.add_flag("--restore", options.restore,
                "Take over the profile of a controller that died: same ports and key, the "
                "plugins pushed before, the task database; engines come back with their ids");
+  app.add_option("--scheme", options.scheme,
+                 "How the load-balanced queue picks an engine: leastload, lru, plainrandom, "
+                 "twobin, weighted")
+      ->check(CLI::IsMember({"leastload", "lru", "plainrandom", "twobin", "weighted"}))
+      ->capture_default_str();
+  app.add_option("--hwm", options.hwm,
+                 "Outstanding load-balanced tasks per engine (default: its pool threads; "
+                 "0: no limit)")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   options.db_file = db_file;
   options.hub_delay = std::chrono::microseconds(hub_delay_us);

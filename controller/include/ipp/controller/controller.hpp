@@ -24,6 +24,12 @@ struct ControllerOptions {
   /// Restart on the profile of a controller that died: the same connection files (ports and
   /// key), the plugins pushed before, the task database; engines re-register with their ids.
   bool restore = false;
+  /// How the load-balanced queue picks an engine: leastload, lru, plainrandom, twobin or
+  /// weighted (see docs/scheduling.md).
+  std::string scheme = "leastload";
+  /// Outstanding load-balanced tasks per engine: -1 = the engine's pool threads, 0 = no
+  /// limit, N = at most N.
+  int hwm = -1;
 };
 
 /// The controller: a hub (registration, queries, plugin distribution, and a monitor that sees
