@@ -6,6 +6,8 @@
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -84,14 +86,43 @@ TaskOutcome namespace_op(Runtime& runtime, const std::string& op, const Payload&
   return out;
 }
 
+ErrorRecord make_error(ErrorCode code, const char* type, std::string message,
+                       const std::string& task) {
+  ErrorRecord r;
+  r.code = code;
+  r.type = type;
+  r.message = std::move(message);
+  r.task = task;
+  return r;
+}
+
+TaskOutcome not_started(const std::string& task, std::int64_t engine) {
+  TaskOutcome out;
+  out.started = out.completed = Clock::now();
+  out.error = cancelled_before_start(task, engine);
+  return out;
+}
+
 }  // namespace
 
 struct Engine::Impl {
   // Results finished on pool threads wait here for the I/O thread, which alone owns the
   // sockets; a one-byte message on an inproc socket wakes it.
   struct Outgoing {
-    int channel;  // 0 direct, 1 balanced
-    net::Envelope envelope;
+    int channel;                            // 0 direct, 1 balanced
+    std::optional<net::Envelope> envelope;  // none: the reply went out already (time limit)
+    std::string finished;                   // the request this completes
+  };
+  // A task the engine holds, queued or running: how to abort, cancel or time it out.
+  struct Job {
+    std::shared_ptr<TaskControl> control = std::make_shared<TaskControl>();
+    enum Verdict : int { none, aborted, cancelled, timed_out };
+    std::atomic<int> verdict{none};
+    std::atomic<bool> replied{false};  // whoever sets it sends the one reply
+    std::int64_t time_limit_ms = 0;
+    int channel = 0;
+    std::shared_ptr<std::vector<zmq::message_t>> route;
+    net::Header request;  // msg_id, session, task, submitted
   };
   std::mutex out_mutex;
   std::deque<Outgoing> outgoing;
@@ -151,6 +182,7 @@ int Engine::run() {
     }
   }
   id_.store(id);
+  runtime.set_engine_id(id);
   spdlog::info("engine {} registered ({} threads)", id, runtime.executor().threads());
 
   const std::string identity = fmt::format("e{}", id);
@@ -247,10 +279,79 @@ int Engine::run() {
   wake_push.connect(wake_ep);
   impl.wake = &wake_push;
 
-  auto post = [&impl](int channel, net::Envelope env) {
+  auto post = [&impl](int channel, std::optional<net::Envelope> env, std::string finished) {
     std::lock_guard lock(impl.out_mutex);
-    impl.outgoing.push_back({channel, std::move(env)});
+    impl.outgoing.push_back({channel, std::move(env), std::move(finished)});
     impl.wake->send(zmq::message_t(1), zmq::send_flags::dontwait);
+  };
+  // Tasks held here, by msg_id (I/O thread only), and those with a time limit.
+  std::unordered_map<std::string, std::shared_ptr<Impl::Job>> jobs;
+  std::unordered_set<std::string> limited;
+  auto reply_to = [id](const Impl::Job& job) {
+    net::Header r;
+    r.type = net::MsgType::TaskReply;
+    r.msg_id = net::new_id();
+    r.parent_id = job.request.msg_id;
+    r.session = job.request.session;
+    r.task = job.request.task;
+    r.engine = id;
+    r.submitted = job.request.submitted;
+    return r;
+  };
+  auto with_route = [](net::Envelope reply, const Impl::Job& job) {
+    for (auto& m : *job.route)
+      reply.route.emplace_back(m.data(), m.size());
+    return reply;
+  };
+
+  // abort: tasks not started yet will not run; cancel: the same, and running tasks see
+  // ipp::Context::cancelled() and are reported cancelled when they return.
+  auto control = [&](const net::Header& h) {
+    if (h.info.kind() != Value::Kind::list) return;
+    const bool cancel = h.task == "cancel";
+    for (const auto& v : h.info.as_list()) {
+      if (v.kind() != Value::Kind::string) continue;
+      auto it = jobs.find(v.as_string());
+      if (it == jobs.end()) continue;
+      Impl::Job& job = *it->second;
+      if (!cancel && job.control->started_us.load() != 0) continue;  // abort: too late
+      int expected = Impl::Job::none;
+      job.verdict.compare_exchange_strong(expected,
+                                          cancel ? Impl::Job::cancelled : Impl::Job::aborted);
+      job.control->cancelled.store(true);
+    }
+  };
+  // Tasks past their time limit: the client is told at once, and the task is cancelled.
+  auto enforce_limits = [&] {
+    const std::int64_t now = net::now_us();
+    for (auto it = limited.begin(); it != limited.end();) {
+      auto j = jobs.find(*it);
+      if (j == jobs.end()) {
+        it = limited.erase(it);
+        continue;
+      }
+      Impl::Job& job = *j->second;
+      const std::int64_t started = job.control->started_us.load();
+      if (started == 0 || now - started < job.time_limit_ms * 1000) {
+        ++it;
+        continue;
+      }
+      it = limited.erase(it);
+      if (job.replied.exchange(true)) continue;
+      job.verdict.store(Impl::Job::timed_out);
+      job.control->cancelled.store(true);
+      net::Header r = reply_to(job);
+      r.started = started;
+      r.completed = now;
+      r.error = make_error(ErrorCode::timeout, "ipp::TaskTimeout",
+                           fmt::format("task '{}' ran longer than its time limit of {} ms; it "
+                                       "was cancelled",
+                                       job.request.task, job.time_limit_ms),
+                           job.request.task);
+      r.error->engine = id;
+      net::send(job.channel == 0 ? direct : balanced, signer,
+                with_route(net::make_message(std::move(r)), job));
+    }
   };
 
   auto handle_task = [&](int channel, net::Envelope env) {
@@ -267,52 +368,81 @@ int Engine::run() {
       case net::MsgType::ExecuteRequest:
       case net::MsgType::NamespaceRequest:
         break;
+      case net::MsgType::ControlRequest:
+        control(h);
+        return;
       default:
         spdlog::warn("unexpected {} on a task channel", net::to_string(h.type));
         return;
     }
-    auto route = std::make_shared<std::vector<zmq::message_t>>(std::move(env.route));
-    auto done = [post, channel, route, id, msg_id = h.msg_id, session = h.session, task = h.task,
-                 submitted = h.submitted](TaskOutcome out) {
-      net::Header r;
-      r.type = net::MsgType::TaskReply;
-      r.msg_id = net::new_id();
-      r.parent_id = msg_id;
-      r.session = session;
-      r.task = task;
-      r.engine = id;
-      r.submitted = submitted;
+    auto job = std::make_shared<Impl::Job>();
+    job->channel = channel;
+    job->route = std::make_shared<std::vector<zmq::message_t>>(std::move(env.route));
+    job->request.msg_id = h.msg_id;
+    job->request.session = h.session;
+    job->request.task = h.task;
+    job->request.submitted = h.submitted;
+    job->time_limit_ms = h.flags.time_limit_ms;
+    jobs[h.msg_id] = job;
+    if (job->time_limit_ms > 0) limited.insert(h.msg_id);
+    auto done = [post, reply_to, with_route, job, id](TaskOutcome out) {
+      if (job->replied.exchange(true)) {  // timed out: the client has its answer
+        post(job->channel, std::nullopt, job->request.msg_id);
+        return;
+      }
+      net::Header r = reply_to(*job);
       r.started =
           std::chrono::duration_cast<std::chrono::microseconds>(out.started.time_since_epoch())
               .count();
       r.completed =
           std::chrono::duration_cast<std::chrono::microseconds>(out.completed.time_since_epoch())
               .count();
+      const bool ran = !(out.error && out.error->code == ErrorCode::cancelled &&
+                         job->control->started_us.load() == 0);
+      const std::string& task = job->request.task;
+      switch (job->verdict.load()) {
+        case Impl::Job::aborted:
+          if (!ran) {
+            out.error = make_error(ErrorCode::aborted, "ipp::TaskAborted",
+                                   fmt::format("task '{}' was aborted before it ran", task), task);
+          }
+          break;
+        case Impl::Job::cancelled:
+          if (ran) {  // whatever it returned: it was asked to stop
+            out.error = make_error(ErrorCode::cancelled, "ipp::TaskCancelled",
+                                   fmt::format("task '{}' was cancelled while it ran", task), task);
+          }
+          break;
+        default:
+          break;
+      }
       if (out.error) {
         out.error->engine = id;
         r.error = std::move(out.error);
       }
       net::Envelope reply =
           net::make_message(std::move(r), out.ok() ? std::move(out.result) : Payload{});
-      for (auto& m : *route)
-        reply.route.emplace_back(m.data(), m.size());
-      post(channel, std::move(reply));
+      post(job->channel, with_route(std::move(reply), *job), job->request.msg_id);
     };
     Payload payload = net::payload_of(env);
     const bool is_map = h.type == net::MsgType::MapRequest;
     switch (h.type) {
       case net::MsgType::ExecuteRequest:
         runtime.submit_ordered(
-            [&runtime, payload = std::move(payload)]() -> TaskOutcome {
+            [&runtime, payload = std::move(payload), control = job->control, id]() -> TaskOutcome {
+              if (!control->start()) return not_started("execute", id);
               const Value code = decode(payload);
-              return runtime.execute(code.as_string());
+              return runtime.execute(code.as_string(), &control->cancelled);
             },
             std::move(done));
         return;
       case net::MsgType::NamespaceRequest:
-        runtime.submit_ordered([&runtime, op = h.task, payload = std::move(payload),
-                                id]() { return namespace_op(runtime, op, payload, id); },
-                               std::move(done));
+        runtime.submit_ordered(
+            [&runtime, op = h.task, payload = std::move(payload), id, control = job->control]() {
+              if (!control->start()) return not_started(op, id);
+              return namespace_op(runtime, op, payload, id);
+            },
+            std::move(done));
         return;
       default:
         break;
@@ -327,14 +457,16 @@ int Engine::run() {
     }
     if (ordered) {
       runtime.submit_ordered(
-          [&runtime, task = h.task, payload = std::move(payload), is_map, bind = h.bind]() {
-            return runtime.run_now(task, payload, is_map, bind);
+          [&runtime, task = h.task, payload = std::move(payload), is_map, bind = h.bind,
+           control = job->control, id]() {
+            if (!control->start()) return not_started(task, id);
+            return runtime.run_now(task, payload, is_map, bind, &control->cancelled);
           },
           std::move(done));
     } else if (is_map) {
-      runtime.submit_map(h.task, std::move(payload), std::move(done));
+      runtime.submit_map(h.task, std::move(payload), std::move(done), job->control);
     } else {
-      runtime.submit(h.task, std::move(payload), std::move(done));
+      runtime.submit(h.task, std::move(payload), std::move(done), job->control);
     }
   };
 
@@ -414,7 +546,7 @@ int Engine::run() {
   while (!stop_.load()) {
     if (need_register.load()) reregister();
     try {
-      zmq::poll(items, 4, std::chrono::milliseconds(100));
+      zmq::poll(items, 4, std::chrono::milliseconds(limited.empty() ? 100 : 5));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;  // a signal: the loop condition decides
       throw;
@@ -443,9 +575,12 @@ int Engine::run() {
         std::lock_guard lock(impl.out_mutex);
         batch.swap(impl.outgoing);
       }
-      for (auto& o : batch)
-        net::send(o.channel == 0 ? direct : balanced, signer, o.envelope);
+      for (auto& o : batch) {
+        if (o.envelope) net::send(o.channel == 0 ? direct : balanced, signer, *o.envelope);
+        jobs.erase(o.finished);
+      }
     }
+    if (!limited.empty()) enforce_limits();
   }
   runtime.executor().wait_idle();
   std::error_code ec;

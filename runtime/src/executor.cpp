@@ -51,9 +51,18 @@ void Executor::submit(std::function<void()> fn) {
   {
     std::lock_guard lock(mutex_);
     ++pending_;
+    queue_.push_back(std::move(fn));
   }
-  arena_.enqueue([this, fn = std::move(fn)] {
-    fn();
+  // oneTBB does not promise FIFO order for enqueued tasks: each enqueued runner takes the
+  // oldest queued function, so work starts in the order it was submitted.
+  arena_.enqueue([this] {
+    std::function<void()> next;
+    {
+      std::lock_guard lock(mutex_);
+      next = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    next();
     std::lock_guard lock(mutex_);
     if (--pending_ == 0) idle_.notify_all();
   });

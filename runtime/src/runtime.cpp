@@ -50,14 +50,22 @@ std::shared_ptr<const LoadedPlugin> Runtime::register_stored(const StoredPlugin&
   return plugin;
 }
 
+bool TaskControl::start() noexcept {
+  if (cancelled.load()) return false;
+  started_us.store(std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count());
+  return true;
+}
+
 void Runtime::submit(std::string_view task, Payload args, Callback done,
-                     std::shared_ptr<const std::atomic<bool>> cancelled) {
-  submit_impl(task, std::move(args), std::move(done), std::move(cancelled), false);
+                     std::shared_ptr<TaskControl> control) {
+  submit_impl(task, std::move(args), std::move(done), std::move(control), false);
 }
 
 void Runtime::submit_map(std::string_view task, Payload sequences, Callback done,
-                         std::shared_ptr<const std::atomic<bool>> cancelled) {
-  submit_impl(task, std::move(sequences), std::move(done), std::move(cancelled), true);
+                         std::shared_ptr<TaskControl> control) {
+  submit_impl(task, std::move(sequences), std::move(done), std::move(control), true);
 }
 
 namespace {
@@ -75,8 +83,18 @@ ErrorRecord lookup_error(const Error& e, std::string_view task, std::int64_t eng
 
 }  // namespace
 
+ErrorRecord cancelled_before_start(std::string_view task, std::int64_t engine) {
+  ErrorRecord r;
+  r.code = ErrorCode::cancelled;
+  r.type = "ipp::TaskCancelled";
+  r.message = fmt::format("task '{}' was cancelled before it started", task);
+  r.task = std::string(task);
+  r.engine = engine;
+  return r;
+}
+
 void Runtime::submit_impl(std::string_view task, Payload payload, Callback done,
-                          std::shared_ptr<const std::atomic<bool>> cancelled, bool is_map) {
+                          std::shared_ptr<TaskControl> control, bool is_map) {
   TaskHandle handle;
   try {
     handle = registry_.resolve(task);
@@ -88,10 +106,16 @@ void Runtime::submit_impl(std::string_view task, Payload payload, Callback done,
     return;
   }
   executor_.submit([this, handle = std::move(handle), payload = std::move(payload),
-                    done = std::move(done), cancelled = std::move(cancelled), is_map]() mutable {
-    const InvokeContext ctx{engine_id_, &ns_, cancelled.get()};
-    TaskOutcome out =
-        is_map ? invoke_map(handle, payload, ctx, executor_) : invoke(handle, payload, ctx);
+                    done = std::move(done), control = std::move(control), is_map,
+                    name = std::string(task)]() mutable {
+    TaskOutcome out;
+    if (control && !control->start()) {
+      out.started = out.completed = Clock::now();
+      out.error = cancelled_before_start(name, engine_id_);
+    } else {
+      const InvokeContext ctx{engine_id_, &ns_, control ? &control->cancelled : nullptr};
+      out = is_map ? invoke_map(handle, payload, ctx, executor_) : invoke(handle, payload, ctx);
+    }
     try {
       done(std::move(out));
     } catch (const std::exception& e) {

@@ -1,6 +1,7 @@
 #include "ipp/runtime/runtime.hpp"
 
 #include <future>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -183,15 +184,34 @@ TEST_F(RuntimeTest, CorruptArgumentBufferIsAnErrorNotACrash) {
 }
 
 TEST_F(RuntimeTest, ACancelledTaskSeesItAndStops) {
-  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  auto control = std::make_shared<TaskControl>();
   std::promise<TaskOutcome> done;
   rt_.submit(
       "sysinfo.sleep", encode(Value::list({3600.0})),
-      [&](TaskOutcome o) { done.set_value(std::move(o)); }, cancel);
-  cancel->store(true);
+      [&](TaskOutcome o) { done.set_value(std::move(o)); }, control);
+  while (control->started_us.load() == 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  control->cancelled.store(true);
   TaskOutcome out = done.get_future().get();  // an hour unless the task polls the flag
   ASSERT_TRUE(out.ok());
   EXPECT_LT(decode(out.result).as<double>(), 3600.0);
+}
+
+TEST_F(RuntimeTest, ATaskCancelledBeforeItStartsDoesNotRun) {
+  auto control = std::make_shared<TaskControl>();
+  control->cancelled.store(true);
+  rt_.load(test_plugin("types"));
+  rt_.ns().set("x", 1);
+  std::promise<TaskOutcome> done;
+  rt_.submit(
+      "t_ns_set", encode(Value::list({"x", 2})),
+      [&](TaskOutcome o) { done.set_value(std::move(o)); }, control);
+  TaskOutcome out = done.get_future().get();
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.error->code, ErrorCode::cancelled);
+  EXPECT_EQ(out.error->type, "ipp::TaskCancelled");
+  EXPECT_EQ(control->started_us.load(), 0);
+  EXPECT_EQ(rt_.ns().get("x")->as<int>(), 1);  // it never ran
 }
 
 TEST_F(RuntimeTest, NamespaceIsVisibleToTasks) {

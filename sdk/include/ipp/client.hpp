@@ -55,6 +55,11 @@ class AsyncResult {
   [[nodiscard]] std::vector<std::string> msg_ids() const;
   /// One entry per task, in submission order (filled in as replies arrive).
   [[nodiscard]] std::vector<TaskMetadata> metadata() const;
+  /// Removes this result's tasks that have not started (they fail with TaskAborted).
+  void abort() const;
+  /// Cancels this result's tasks: those not started do not run; running ones see
+  /// ipp::Context::cancelled() and are reported as TaskCancelled when they return.
+  void cancel() const;
 
   explicit AsyncResult(std::shared_ptr<detail::ResultState> state) : state_(std::move(state)) {}
 
@@ -63,6 +68,7 @@ class AsyncResult {
 };
 
 class NamespaceItem;
+struct TaskFlags;
 
 /// Runs tasks on named engines. A view on one engine yields one value; on several, a list
 /// with one value per engine in target order.
@@ -141,6 +147,10 @@ class DirectView {
 
   [[nodiscard]] const std::vector<std::int64_t>& targets() const noexcept { return targets_; }
 
+  /// A view like this one whose calls carry `flags`; a direct view takes only `time_limit`
+  /// (the others are load-balancing flags: UsageError).
+  [[nodiscard]] DirectView with(const TaskFlags& flags) const;
+
   DirectView(std::shared_ptr<detail::ClientCore> core, std::vector<std::int64_t> targets,
              bool single)
       : core_(std::move(core)), targets_(std::move(targets)), single_(single) {}
@@ -154,6 +164,7 @@ class DirectView {
   std::shared_ptr<detail::ClientCore> core_;
   std::vector<std::int64_t> targets_;
   bool single_;
+  std::optional<Duration> time_limit_;
 };
 
 /// One name in the namespaces of a DirectView's engines (what `view["a"]` returns).
@@ -176,12 +187,84 @@ class NamespaceItem {
   std::string name_;
 };
 
-/// Per-task options of a LoadBalancedView.
+/// Tasks a load-balanced task depends on (its `after` or `follow`), by msg_id or AsyncResult.
+///
+///     ipp::Dependency{a, b}                    // both must succeed (the default)
+///     ipp::Dependency{a, b}.any()              // one of them is enough
+///     ipp::Dependency{a}.on_failure()          // met when `a` failed
+///     ipp::Dependency{a}.on_finish()           // met when `a` finished either way
+///
+/// Only load-balanced tasks of the same controller can be depended on; a dependency that
+/// can no longer be met fails the task with ImpossibleDependency, one on an unknown msg_id
+/// (or on the task itself) with InvalidDependency.
+struct Dependency {
+  std::vector<std::string> msg_ids{};
+  bool all = true;       ///< every one must meet the condition (false: any one)
+  bool success = true;   ///< a task that succeeded meets it
+  bool failure = false;  ///< a task that failed meets it
+
+  Dependency() = default;
+  Dependency(std::vector<std::string> ids)  // NOLINT(google-explicit-constructor)
+      : msg_ids(std::move(ids)) {}
+  Dependency(const AsyncResult& result)  // NOLINT(google-explicit-constructor)
+      : msg_ids(result.msg_ids()) {}
+  Dependency(std::initializer_list<AsyncResult> results) {
+    for (const auto& r : results) {
+      auto ids = r.msg_ids();
+      msg_ids.insert(msg_ids.end(), ids.begin(), ids.end());
+    }
+  }
+  [[nodiscard]] Dependency any() const {
+    Dependency d = *this;
+    d.all = false;
+    return d;
+  }
+  [[nodiscard]] Dependency on_failure() const {
+    Dependency d = *this;
+    d.success = false;
+    d.failure = true;
+    return d;
+  }
+  [[nodiscard]] Dependency on_finish() const {
+    Dependency d = *this;
+    d.success = d.failure = true;
+    return d;
+  }
+  [[nodiscard]] bool empty() const noexcept { return msg_ids.empty(); }
+};
+
+/// Per-task options of a LoadBalancedView (all of them) or a DirectView (time_limit only).
+///
+///     auto lb = rc.load_balanced_view().with({.retries = 1, .priority = 5});
+///     lb.with({.after = {a, b}}).apply_async("combine");
 struct TaskFlags {
-  /// The longest a task may wait in the scheduler's queue for a free engine; past it the task
-  /// fails with TaskTimeout without having run. Empty: wait as long as it takes (also while
-  /// no engine is registered: queued tasks run when engines arrive).
+  /// The longest a task may wait in the scheduler (for its dependencies or a free engine);
+  /// past it the task fails with TaskTimeout without having run. Empty: as long as it takes
+  /// (also while no engine is registered: queued tasks run when engines arrive).
   std::optional<Duration> timeout{};
+  /// After a failure (an error, or its engine dying) run it again on a different engine, up
+  /// to this many times.
+  int retries = 0;
+  /// Run only once these tasks have finished (as the dependency's conditions say).
+  Dependency after{};
+  /// Run on an engine where these tasks ran (with all: the one engine where all of them ran).
+  Dependency follow{};
+  /// Only these engines may run it (empty: any).
+  std::vector<std::int64_t> targets{};
+  /// Among tasks ready to run, higher priorities go first (the same: in submission order).
+  int priority = 0;
+  /// The longest the task may run; past it the client gets TaskTimeout and the task is
+  /// cancelled (it sees ipp::Context::cancelled()).
+  std::optional<Duration> time_limit{};
+};
+
+/// What an abort or cancel did: tasks removed from a queue before they ran (they fail with
+/// TaskAborted), tasks passed on to the engines that hold them, and msg_ids no queue holds
+/// (finished, or unknown).
+struct ControlSummary {
+  std::vector<std::string> removed;
+  std::vector<std::string> signalled;
+  std::vector<std::string> not_pending;
 };
 
 /// Runs tasks wherever the scheduler finds a free engine.
@@ -273,6 +356,13 @@ class Client {
   bool wait(std::optional<Duration> timeout = std::nullopt) const;
   /// Stops the controller and its engines.
   void shutdown() const;
+
+  /// Removes queued tasks before they run (they fail with TaskAborted); tasks already
+  /// running are not touched. Any msg_ids of this or another client.
+  ControlSummary abort(const std::vector<std::string>& msg_ids) const;
+  /// Cancels tasks: queued ones do not run, running ones see ipp::Context::cancelled() and
+  /// are reported as TaskCancelled when they return.
+  ControlSummary cancel(const std::vector<std::string>& msg_ids) const;
 
   // ---- the hub's task database ---------------------------------------------------------------
   /// The result of a task the hub recorded, from any client (also a process started after the

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -45,7 +46,8 @@ struct ResultState {
   std::vector<std::shared_ptr<Slot>> slots;
   std::size_t remaining = 0;
   Combine combine = Combine::single;
-  bool unwrap = false;  // each reply is a one-element list (a pull of one name)
+  bool unwrap = false;                    // each reply is a one-element list (a pull of one name)
+  std::weak_ptr<struct ClientCore> core;  // for abort and cancel
 };
 
 enum Channel { kRegistration = 0, kDirect = 1, kBalanced = 2 };
@@ -341,6 +343,7 @@ struct ClientCore {
   std::string probe_id;
   std::string controller_instance;
   std::thread io;
+  std::weak_ptr<ClientCore> self;  // set by Client: results reach their core through it
 };
 
 namespace {
@@ -352,6 +355,18 @@ std::shared_ptr<Slot> send_task(ClientCore& core, const std::shared_ptr<ResultSt
                                 const TaskFlags& flags = {}) {
   net::Header h;
   h.timeout_ms = flags.timeout ? std::max<std::int64_t>(1, flags.timeout->count()) : 0;
+  h.flags.retries = flags.retries;
+  for (auto [from, to] :
+       {std::pair{&flags.after, &h.flags.after}, std::pair{&flags.follow, &h.flags.follow}}) {
+    to->ids = from->msg_ids;
+    to->all = from->all;
+    to->success = from->success;
+    to->failure = from->failure;
+  }
+  h.flags.targets = flags.targets;
+  h.flags.priority = flags.priority;
+  h.flags.time_limit_ms =
+      flags.time_limit ? std::max<std::int64_t>(1, flags.time_limit->count()) : 0;
   h.type = type;
   h.msg_id = net::new_id();
   h.session = core.session;
@@ -366,8 +381,43 @@ std::shared_ptr<Slot> send_task(ClientCore& core, const std::shared_ptr<ResultSt
   slot->target = target;
   slot->submitted = h.submitted;
   state->slots.push_back(slot);
+  if (state->core.expired()) state->core = core.self;
   core.submit(channel, net::make_message(h, std::move(payload)), slot, state);
   return slot;
+}
+
+/// Sends an abort or cancel to both schedulers, which pass it on to the engines.
+ControlSummary control(ClientCore& core, const std::string& what,
+                       const std::vector<std::string>& msg_ids) {
+  ControlSummary out;
+  if (msg_ids.empty()) return out;
+  Value::List ids;
+  for (const auto& id : msg_ids)
+    ids.emplace_back(id);
+  std::set<std::string> handled;
+  for (Channel channel : {kBalanced, kDirect}) {
+    net::Header h;
+    h.type = net::MsgType::ControlRequest;
+    h.msg_id = net::new_id();
+    h.session = core.session;
+    h.task = what;
+    h.info = Value(ids);
+    auto [reply, payload] = core.request(channel, h, {}, core.timeout);
+    if (reply.error) rethrow(*reply.error);
+    for (const char* key : {"removed", "signalled"}) {
+      auto& into = std::string_view(key) == "removed" ? out.removed : out.signalled;
+      if (reply.info.kind() != Value::Kind::map || !reply.info.as_map().contains(key)) continue;
+      const Value list = reply.info[key];
+      for (const auto& v : list.as_list()) {
+        into.push_back(v.as_string());
+        handled.insert(v.as_string());
+      }
+    }
+  }
+  for (const auto& id : msg_ids) {
+    if (handled.count(id) == 0) out.not_pending.push_back(id);
+  }
+  return out;
 }
 
 std::shared_ptr<ResultState> new_state(Combine combine, std::size_t n) {
@@ -533,6 +583,31 @@ std::vector<TaskMetadata> AsyncResult::metadata() const {
   return out;
 }
 
+namespace {
+void control_result(const std::shared_ptr<detail::ResultState>& state, const char* what) {
+  std::shared_ptr<detail::ClientCore> core;
+  std::vector<std::string> ids;
+  {
+    std::lock_guard lock(state->mutex);
+    core = state->core.lock();
+    for (const auto& s : state->slots) {
+      if (!s->done) ids.push_back(s->msg_id);
+    }
+  }
+  if (ids.empty()) return;  // finished: nothing to stop
+  if (!core) throw UsageError(fmt::format("{}: the client of this result is gone", what));
+  (void)detail::control(*core, what, ids);
+}
+}  // namespace
+
+void AsyncResult::abort() const {
+  control_result(state_, "abort");
+}
+
+void AsyncResult::cancel() const {
+  control_result(state_, "cancel");
+}
+
 Value AsyncResult::get(std::optional<Duration> timeout) const {
   if (!wait(timeout)) {
     throw TimeoutError(fmt::format("result not ready after {} ms ({} of {} tasks done)",
@@ -569,13 +644,31 @@ Value AsyncResult::get(std::optional<Duration> timeout) const {
 
 // ---- views ---------------------------------------------------------------------------------
 
+DirectView DirectView::with(const TaskFlags& flags) const {
+  const char* refused = flags.timeout            ? "timeout"
+                        : flags.retries != 0     ? "retries"
+                        : !flags.after.empty()   ? "after"
+                        : !flags.follow.empty()  ? "follow"
+                        : !flags.targets.empty() ? "targets"
+                        : flags.priority != 0    ? "priority"
+                                                 : nullptr;
+  if (refused != nullptr) {
+    throw UsageError(
+        fmt::format("'{}' is a load-balancing flag; a direct view takes only time_limit", refused));
+  }
+  DirectView v = *this;
+  v.time_limit_ = flags.time_limit;
+  return v;
+}
+
 AsyncResult DirectView::apply_async(const std::string& task, const Value::List& args) const {
   if (targets_.empty()) throw UsageError("this view has no engines");
   auto state = detail::new_state(single_ ? detail::Combine::single : detail::Combine::per_engine,
                                  targets_.size());
   const Payload payload = encode(Value(args));
   for (auto t : targets_) {
-    detail::send_task(*core_, state, detail::kDirect, net::MsgType::ApplyRequest, t, task, payload);
+    detail::send_task(*core_, state, detail::kDirect, net::MsgType::ApplyRequest, t, task, payload,
+                      {}, {}, {.time_limit = time_limit_});
   }
   return AsyncResult(state);
 }
@@ -600,7 +693,7 @@ AsyncResult DirectView::map_impl(const std::string& task, const Value::List& seq
     for (const auto& s : sequences)
       part.push_back(s.kind() == Value::Kind::ref ? s : detail::slice(s, begin, end));
     detail::send_task(*core_, state, detail::kDirect, net::MsgType::MapRequest, targets_[i], task,
-                      encode(Value(std::move(part))), bind);
+                      encode(Value(std::move(part))), bind, {}, {.time_limit = time_limit_});
   }
   return AsyncResult(state);
 }
@@ -618,7 +711,7 @@ AsyncResult DirectView::apply_to_async(const std::string& name, const std::strin
   const Payload payload = encode(Value(args));
   for (auto t : targets_) {
     detail::send_task(*core_, state, detail::kDirect, net::MsgType::ApplyRequest, t, task, payload,
-                      name);
+                      name, {}, {.time_limit = time_limit_});
   }
   return AsyncResult(state);
 }
@@ -804,7 +897,17 @@ Value LoadBalancedView::map(const std::string& task, const Value::List& sequence
 
 // ---- Client --------------------------------------------------------------------------------
 
-Client::Client(ClientOptions options) : core_(std::make_shared<detail::ClientCore>(options)) {}
+Client::Client(ClientOptions options) : core_(std::make_shared<detail::ClientCore>(options)) {
+  core_->self = core_;
+}
+
+ControlSummary Client::abort(const std::vector<std::string>& msg_ids) const {
+  return detail::control(*core_, "abort", msg_ids);
+}
+
+ControlSummary Client::cancel(const std::vector<std::string>& msg_ids) const {
+  return detail::control(*core_, "cancel", msg_ids);
+}
 Client::~Client() = default;
 
 std::vector<std::int64_t> Client::ids() const {

@@ -2,6 +2,7 @@
 
 #include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -13,8 +14,8 @@ namespace ipp {
 /// A oneTBB arena that runs tasks with a fixed number of threads.
 ///
 /// All threads serve submitted work (no slot is kept for a caller), so `threads` blocking
-/// tasks run at once even on a machine with fewer cores. The destructor waits for every
-/// submitted task to finish. submit() is thread-safe.
+/// tasks run at once even on a machine with fewer cores; submitted work starts in submission
+/// order. The destructor waits for every submitted task to finish. submit() is thread-safe.
 ///
 ///     ipp::Executor pool(4);
 ///     pool.submit([] { heavy(); });
@@ -46,6 +47,7 @@ class Executor {
   mutable std::mutex mutex_;
   std::condition_variable idle_;
   std::size_t pending_ = 0;
+  std::deque<std::function<void()>> queue_;  // submitted, not started: oldest first
 };
 
 }  // namespace ipp

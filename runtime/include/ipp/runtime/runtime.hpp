@@ -28,6 +28,18 @@ struct RuntimeOptions {
   std::int64_t engine_id = -1;      ///< what ipp::Context::engine_id() reports
 };
 
+/// One queued or running task, as its engine sees it: the flag ipp::Context::cancelled()
+/// reads, and when a pool thread started it.
+struct TaskControl {
+  std::atomic<bool> cancelled{false};
+  std::atomic<std::int64_t> started_us{0};  ///< microseconds since the epoch; 0: not yet
+  /// Marks the start; false (and nothing marked) when it was cancelled before.
+  bool start() noexcept;
+};
+
+/// The record of a task cancelled before it started: ErrorCode::cancelled, ipp::TaskCancelled.
+[[nodiscard]] ErrorRecord cancelled_before_start(std::string_view task, std::int64_t engine);
+
 /// The plugin runtime of one engine: a plugin store, the loaded tasks, a namespace, and a
 /// oneTBB pool that runs calls. All methods are thread-safe.
 ///
@@ -65,13 +77,14 @@ class Runtime {
   Value map(std::string_view task, const Value::List& sequences);
 
   /// Queues one call; `done` runs on a pool thread with the outcome (errors included:
-  /// unknown tasks and bad buffers come back as error outcomes). `cancelled`, when given,
-  /// is what ipp::Context::cancelled() reads.
+  /// unknown tasks and bad buffers come back as error outcomes). `control`, when given, is
+  /// what ipp::Context::cancelled() reads and where the start time is written; a task
+  /// cancelled before a pool thread takes it does not run (an ErrorCode::cancelled outcome).
   void submit(std::string_view task, Payload args, Callback done,
-              std::shared_ptr<const std::atomic<bool>> cancelled = nullptr);
+              std::shared_ptr<TaskControl> control = nullptr);
   /// Queues a map over `sequences` (see invoke_map).
   void submit_map(std::string_view task, Payload sequences, Callback done,
-                  std::shared_ptr<const std::atomic<bool>> cancelled = nullptr);
+                  std::shared_ptr<TaskControl> control = nullptr);
 
   /// Runs `job` on the pool once every job submitted before it here has finished, then
   /// `done` with its outcome: namespace operations from clients (push, pull, clear,
@@ -100,15 +113,17 @@ class Runtime {
   [[nodiscard]] Namespace& ns() noexcept { return ns_; }
   [[nodiscard]] Executor& executor() noexcept { return executor_; }
   [[nodiscard]] const PluginStore& store() const noexcept { return store_; }
-  [[nodiscard]] std::int64_t engine_id() const noexcept { return engine_id_; }
+  [[nodiscard]] std::int64_t engine_id() const noexcept { return engine_id_.load(); }
+  /// The id the controller gave this engine (engines learn it after the runtime starts).
+  void set_engine_id(std::int64_t id) noexcept { engine_id_.store(id); }
 
  private:
   std::shared_ptr<const LoadedPlugin> register_stored(const StoredPlugin& stored);
   void submit_impl(std::string_view task, Payload payload, Callback done,
-                   std::shared_ptr<const std::atomic<bool>> cancelled, bool is_map);
+                   std::shared_ptr<TaskControl> control, bool is_map);
   TaskOutcome wait_for(std::string_view task, Payload payload, bool is_map);
 
-  std::int64_t engine_id_;
+  std::atomic<std::int64_t> engine_id_;
   PluginStore store_;
   TaskRegistry registry_;
   Namespace ns_;
