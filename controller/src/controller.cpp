@@ -169,7 +169,19 @@ void Controller::State::hub() {
     std::set<std::string> awaiting;  // plugin pushes not yet acknowledged (before ready)
     std::int64_t pid = 0;
     std::uint64_t submitted = 0, completed = 0;
+    std::set<std::string> running;  // msg_ids dispatched to it and not answered yet
+    bool draining = false;          // being removed: stopped once `running` is empty
+    Steady::time_point drain_since;
   };
+  // A `remove_engines` query, answered when every engine it names is gone.
+  struct Removal {
+    std::vector<zmq::message_t> client;
+    std::string request_id;
+    std::set<std::int64_t> waiting;
+    Value::List removed;
+  };
+  std::vector<Removal> removals;
+  std::set<std::int64_t> removed_pids;  // told to stop: never registered again
   struct Push {
     std::vector<zmq::message_t> client;
     std::string request_id;
@@ -208,10 +220,12 @@ void Controller::State::hub() {
     spdlog::info("restore: {} pushed plugin(s)", plugins.size());
   }
 
-  auto publish = [&](const std::string& what, std::int64_t id, int capacity = 0) {
+  // Events: ["known", id, "0"], ["up", id, capacity], ["drain", id, ""] and
+  // ["down", id, reason], the reason a clause such as "was killed by signal 11 (SIGSEGV)".
+  auto publish = [&](const std::string& what, std::int64_t id, const std::string& detail) {
     zmq::send_multipart(
         events, std::array<zmq::const_buffer, 3>{zmq::buffer(what), zmq::buffer(std::to_string(id)),
-                                                 zmq::buffer(std::to_string(capacity))});
+                                                 zmq::buffer(detail)});
   };
   auto push_plugin_to = [&](EngineRec& e, const HubPlugin& p, const std::string& push_id) {
     net::Header h;
@@ -251,24 +265,51 @@ void Controller::State::hub() {
     if (e.ready || !e.awaiting.empty()) return;
     e.ready = true;
     spdlog::info("engine {} ready ({} threads, pid {})", e.id, e.threads, e.pid);
-    publish("up", e.id, e.threads);
+    publish("up", e.id, std::to_string(e.threads));
   };
+  auto finish_removals = [&] {
+    for (auto it = removals.begin(); it != removals.end();) {
+      if (!it->waiting.empty()) {
+        ++it;
+        continue;
+      }
+      net::Header r;
+      r.type = net::MsgType::QueryReply;
+      r.msg_id = net::new_id();
+      r.parent_id = it->request_id;
+      r.session = instance;
+      r.info = Value::map({{"removed", Value(std::move(it->removed))}});
+      net::Envelope out = net::make_message(r);
+      out.route = std::move(it->client);
+      net::send(registration, sign(), out, true);
+      it = removals.erase(it);
+    }
+  };
+  // Unregisters an engine at once; `why` completes "engine 3 ...": "was removed",
+  // "stopped answering heartbeats", "was killed by signal 11 (SIGSEGV)".
   auto drop_engine = [&](std::int64_t id, const std::string& why) {
     auto it = engines.find(id);
     if (it == engines.end()) return;
-    spdlog::warn("engine {} unregistered: {}", id, why);
+    spdlog::warn("engine {} (pid {}) {}; unregistered", id, it->second.pid, why);
+    const std::int64_t pid = it->second.pid;
     engines.erase(it);
-    publish("down", id);
+    publish("down", id, why);
+    const std::string message = fmt::format("engine {} {}", id, why);
     std::vector<std::string> done;
-    for (auto& [pid, p] : pushes) {
+    for (auto& [push_id, p] : pushes) {
       if (p.waiting.erase(id) != 0) {
-        p.results[std::to_string(id)] = Value("engine died: " + why);
-        p.errors.push_back(engine_error("engine died: " + why, id, ""));
-        done.push_back(pid);
+        p.results[std::to_string(id)] = Value(message);
+        p.errors.push_back(engine_error(message, id, ""));
+        done.push_back(push_id);
       }
     }
     for (const auto& d : done)
       finish_push(d);
+    for (auto& rm : removals) {
+      if (rm.waiting.erase(id) != 0)
+        rm.removed.push_back(Value::map({{"id", id}, {"pid", pid}, {"reason", why}}));
+    }
+    finish_removals();
   };
   // The plugin (name, hash) a task name refers to, as far as the hub knows.
   auto plugin_of = [&](const std::string& task) -> std::pair<std::string, std::string> {
@@ -322,7 +363,10 @@ void Controller::State::hub() {
       inflight[r.msg_id] = std::move(r);
     } else if (what == "dispatch") {
       const std::int64_t engine = std::stoll(msg[1].to_string());
-      if (auto e = engines.find(engine); e != engines.end()) ++e->second.submitted;
+      if (auto e = engines.find(engine); e != engines.end()) {
+        ++e->second.submitted;
+        e->second.running.insert(msg[2].to_string());
+      }
       auto it = inflight.find(msg[2].to_string());
       if (it == inflight.end()) return;
       it->second.engine = engine;
@@ -331,6 +375,7 @@ void Controller::State::hub() {
     } else if (what == "reply") {
       const net::Header h = net::decode_header(Buffer::copy(msg[2].data(), msg[2].size()));
       const std::int64_t engine = std::stoll(msg[1].to_string());
+      if (auto e = engines.find(engine); e != engines.end()) e->second.running.erase(h.parent_id);
       auto it = inflight.find(h.parent_id);
       if (it == inflight.end()) return;
       hub::TaskRecord r = std::move(it->second);
@@ -390,6 +435,34 @@ void Controller::State::hub() {
     drain_traffic(1 << 30, std::chrono::hours(1));  // answer from everything sent so far
     flush();
     return *db;
+  };
+  // Draining engines whose last task has been answered are told to stop and unregistered.
+  // The schedulers learn of a drain from the event asynchronously, so a task they dispatched
+  // just before reading it is awaited too: the traffic copies are drained first, and not
+  // before a grace period after the drain began.
+  auto stop_drained = [&] {
+    const auto now = Steady::now();
+    std::vector<std::int64_t> done;
+    bool drained_feed = false;
+    for (auto& [id, e] : engines) {
+      if (!e.draining || now - e.drain_since < std::chrono::milliseconds(250)) continue;
+      if (!drained_feed) {
+        drain_traffic(1 << 30, std::chrono::hours(1));
+        drained_feed = true;
+      }
+      if (e.running.empty()) done.push_back(id);
+    }
+    for (const auto id : done) {
+      EngineRec& e = engines.at(id);
+      net::Header stop;
+      stop.type = net::MsgType::Stop;
+      stop.msg_id = net::new_id();
+      net::Envelope out = net::make_message(stop);
+      out.route = net::copy_route(e.route);
+      net::send(registration, sign(), out, true);
+      removed_pids.insert(e.pid);
+      drop_engine(id, "was removed");
+    }
   };
   auto info_field = [](const net::Header& h, const char* key) -> Value {
     if (h.info.kind() != Value::Kind::map) return Value();
@@ -527,6 +600,47 @@ void Controller::State::hub() {
                                            {"name", "(not loaded by any engine yet)"}}));
         }
         r.info = Value(std::move(list));
+      } else if (h.task == "engine_exited") {
+        // From the supervising launcher: an engine process ended. Unregister it at once
+        // instead of waiting for its heartbeats to stop.
+        const std::int64_t pid = info_field(h, "pid").as_int();
+        const std::string reason = info_field(h, "reason").as_string();
+        const Value note = info_field(h, "note");
+        std::int64_t id = -1;
+        for (const auto& [eid, e] : engines) {
+          if (e.pid == pid) id = eid;
+        }
+        if (id >= 0) drop_engine(id, reason);
+        if (!note.is_null()) spdlog::error("engine process {}: {}", pid, note.as_string());
+        r.info = Value::map({{"engine", id}});
+      } else if (h.task == "remove_engines") {
+        std::vector<std::int64_t> ids = info_field(h, "ids").as<std::vector<std::int64_t>>();
+        std::vector<std::string> unknown;
+        for (const auto id : ids) {
+          if (!engines.contains(id)) unknown.push_back(std::to_string(id));
+        }
+        if (ids.empty()) throw UsageError("remove_engines needs engine ids");
+        if (!unknown.empty()) {
+          std::vector<std::string> known;
+          for (const auto& [id, e] : engines)
+            known.push_back(std::to_string(id));
+          throw UsageError(fmt::format("no engine {} is registered (engines: [{}])",
+                                       fmt::join(unknown, ", "), fmt::join(known, ", ")));
+        }
+        Removal rm;
+        rm.client = std::move(env.route);
+        rm.request_id = h.msg_id;
+        for (const auto id : ids) {
+          EngineRec& e = engines.at(id);
+          rm.waiting.insert(id);
+          if (e.draining) continue;
+          e.draining = true;
+          e.drain_since = Steady::now();
+          spdlog::info("engine {} draining ({} task(s) in flight)", id, e.running.size());
+          publish("drain", id, "");
+        }
+        removals.push_back(std::move(rm));
+        return;  // answered when they are gone
       } else if (h.task == "shutdown") {
         stopping.store(true);
       } else {
@@ -568,10 +682,23 @@ void Controller::State::hub() {
             e.threads = std::max(1, h.threads);
             if (h.info.kind() == Value::Kind::map && h.info.as_map().count("pid"))
               e.pid = h.info["pid"].as_int();
+            if (e.pid != 0 && removed_pids.count(e.pid) != 0) {
+              // A removed engine that missed its Stop asks to come back: tell it again.
+              net::Header stop;
+              stop.type = net::MsgType::Stop;
+              stop.msg_id = net::new_id();
+              net::Envelope out = net::make_message(stop);
+              out.route = std::move(env->route);
+              net::send(registration, sign(), out, true);
+              break;
+            }
             net::Header r;
             r.type = net::MsgType::RegisterReply;
             r.msg_id = net::new_id();
             r.parent_id = h.msg_id;
+            // Engines ping four times per period, whatever their own command line says.
+            r.info = Value::map(
+                {{"heartbeat_ms", static_cast<std::int64_t>(options.heartbeat.count())}});
             // An engine that lost its controller (or was dropped) asks for its old id back.
             const std::int64_t wanted = h.engine;
             auto existing = wanted >= 0 ? engines.find(wanted) : engines.end();
@@ -589,8 +716,9 @@ void Controller::State::hub() {
               net::Envelope out = net::make_message(r);
               out.route = net::copy_route(existing->second.route);
               net::send(registration, sign(), out);
-              publish("known", wanted);
-              if (existing->second.ready) publish("up", wanted, existing->second.threads);
+              publish("known", wanted, "0");
+              if (existing->second.ready)
+                publish("up", wanted, std::to_string(existing->second.threads));
               break;
             }
             e.id = wanted >= 0 ? wanted : next_id;
@@ -599,7 +727,7 @@ void Controller::State::hub() {
             net::Envelope out = net::make_message(r);
             out.route = net::copy_route(e.route);
             net::send(registration, sign(), out);
-            publish("known", e.id);
+            publish("known", e.id, "0");
             spdlog::info("engine {} registering (pid {}), sending {} plugin(s)", e.id, e.pid,
                          plugins.size());
             auto& rec = engines[e.id] = std::move(e);
@@ -703,7 +831,7 @@ void Controller::State::hub() {
       std::vector<zmq::message_t> msg;
       while (zmq::recv_multipart(hub_in, std::back_inserter(msg), zmq::recv_flags::dontwait)) {
         if (msg.size() == 2 && msg[0].to_string_view() == "silent") {
-          drop_engine(std::stoll(msg[1].to_string()), "missed its heartbeats");
+          drop_engine(std::stoll(msg[1].to_string()), "stopped answering heartbeats");
         }
         msg.clear();
       }
@@ -713,6 +841,7 @@ void Controller::State::hub() {
       // so registration, heartbeat news and queries are served while a backlog drains.
       drain_traffic(4096, std::chrono::milliseconds(50));
     }
+    if (!removals.empty()) stop_drained();
     if (Steady::now() - last_flush > std::chrono::milliseconds(50) || unflushed >= 4096) flush();
   }
   flush();
@@ -736,22 +865,39 @@ void Controller::State::heart() {
   zmq::socket_t hub_in(ctx, zmq::socket_type::push);
   hub_in.connect(kHubIn);
   std::map<std::int64_t, Steady::time_point> last_seen;
-  const auto limit = options.heartbeat * options.heartbeat_misses;
+  // Engines ping four times per period, so one whole period of silence is four lost pings in
+  // a row: a dead engine, not a late packet.
+  const auto limit = options.heartbeat;
+  const auto tick = std::clamp<std::chrono::milliseconds>(
+      options.heartbeat / 10, std::chrono::milliseconds(5), std::chrono::milliseconds(100));
+  auto last_turn = Steady::now();
   zmq::pollitem_t items[] = {{heartbeat.handle(), 0, ZMQ_POLLIN, 0},
                              {events.handle(), 0, ZMQ_POLLIN, 0}};
   while (!stopping.load()) {
-    zmq::poll(
-        items, 2,
-        std::min<std::chrono::milliseconds>(options.heartbeat, std::chrono::milliseconds(100)));
+    if (!poll_once(items, 2, tick)) continue;
     const auto now = Steady::now();
+    if (now - last_turn > limit / 2) {
+      // This thread was not scheduled for a while (a loaded machine): the silence was ours,
+      // not the engines', so nobody is blamed for it.
+      spdlog::debug("heartbeat monitor stalled for {} ms",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(now - last_turn).count());
+      for (auto& [id, seen] : last_seen)
+        seen = std::max(seen, now - limit / 2);
+    }
+    last_turn = now;
     if (items[1].revents & ZMQ_POLLIN) {
       std::vector<zmq::message_t> msg;
       while (zmq::recv_multipart(events, std::back_inserter(msg), zmq::recv_flags::dontwait)) {
+        const std::string_view what = msg.at(0).to_string_view();
         const std::int64_t id = std::stoll(msg.at(1).to_string());
-        if (msg[0].to_string_view() == "down")
+        if (what == "down") {
           last_seen.erase(id);
-        else
-          last_seen[id] = now;  // known (registering) or up
+        } else if (what == "known") {
+          last_seen[id] = now + limit;  // a registering engine gets a period to start pinging
+        } else if (what == "up") {
+          auto [it, fresh] = last_seen.emplace(id, now);
+          if (!fresh) it->second = std::max(it->second, now);
+        }
         msg.clear();
       }
     }

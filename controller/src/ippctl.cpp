@@ -21,6 +21,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cluster_cli.hpp"
 #include "ipp/client.hpp"
 #include "ipp/detail/identifier.hpp"
 #include "ipp/literal.hpp"
@@ -132,85 +133,6 @@ std::vector<std::int64_t> parse_targets(const std::string& spec, const Client& r
   return out;
 }
 
-std::filesystem::path exe_dir() {
-  std::error_code ec;
-  auto exe = std::filesystem::canonical("/proc/self/exe", ec);
-  return ec ? std::filesystem::path(".") : exe.parent_path();
-}
-
-/// Starts `argv` in its own session with output to `log`; returns its pid.
-pid_t spawn_daemon(const std::vector<std::string>& argv, const std::filesystem::path& log) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
-  std::vector<char*> args;
-  for (const auto& a : argv)
-    args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0)
-    throw Error(ErrorCode::unknown, fmt::format("cannot start {}: {}", argv[0], std::strerror(rc)));
-  return pid;
-}
-
-bool alive(pid_t pid) {
-  if (pid <= 0) return false;
-  int status = 0;
-  if (::waitpid(pid, &status, WNOHANG) == pid) return false;  // our child, now reaped
-  if (::kill(pid, 0) != 0) return false;
-  // A daemon that died but was not reaped yet (its parent is gone) is a zombie: dead.
-  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
-  std::string line;
-  std::getline(stat, line);
-  const auto close = line.rfind(')');
-  return close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'Z';
-}
-
-std::string tail(const std::filesystem::path& file, std::size_t lines = 5) {
-  std::ifstream in(file);
-  std::vector<std::string> all;
-  for (std::string line; std::getline(in, line);)
-    all.push_back(line);
-  std::string out;
-  for (std::size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i)
-    out += "\n  " + all[i];
-  return out;
-}
-
-struct ClusterFile {
-  pid_t controller = -1;
-  std::vector<pid_t> engines;
-};
-
-std::optional<ClusterFile> read_cluster(const std::filesystem::path& profile) {
-  std::ifstream in(profile / "cluster.json");
-  if (!in) return std::nullopt;
-  try {
-    const auto j = json::parse(in);
-    ClusterFile c;
-    c.controller = j.at("controller").get<pid_t>();
-    c.engines = j.at("engines").get<std::vector<pid_t>>();
-    return c;
-  } catch (const json::exception&) {
-    return std::nullopt;
-  }
-}
-
-void write_cluster(const std::filesystem::path& profile, const ClusterFile& c) {
-  json j;
-  j["controller"] = c.controller;
-  j["engines"] = c.engines;
-  std::ofstream(profile / "cluster.json") << j.dump(2) << "\n";
-}
-
 struct Globals {
   std::string profile;
   bool json = false;
@@ -223,6 +145,7 @@ struct Globals {
     return Client(ClientOptions{
         .profile_dir = dir(), .connection_file = std::nullopt, .timeout = Duration(timeout_ms)});
   }
+  ClusterCli cluster() const { return {.profile = dir(), .json = json, .timeout_ms = timeout_ms}; }
 };
 
 void print(const Globals& g, const Value& v, const std::vector<std::string>& msg_ids = {}) {
@@ -234,134 +157,6 @@ void print(const Globals& g, const Value& v, const std::vector<std::string>& msg
   } else {
     std::cout << v.repr() << "\n";
   }
-}
-
-int cluster_start(const Globals& g, int n, int threads, int heartbeat_ms) {
-  const auto profile = g.dir();
-  std::filesystem::create_directories(profile / "logs");
-  const auto existing = read_cluster(profile);
-  if (existing && alive(existing->controller)) {
-    std::cerr << fmt::format(
-        "ippctl: a controller (pid {}) is already running for profile {}; "
-        "use 'ippctl cluster stop' first\n",
-        existing->controller, profile.string());
-    return kUsage;
-  }
-  // A profile whose controller died while engines live on: restore it, and the engines come
-  // back under their ids with their plugins; only the missing engines are started.
-  std::vector<pid_t> survivors;
-  if (existing) {
-    for (pid_t e : existing->engines) {
-      if (alive(e)) survivors.push_back(e);
-    }
-  }
-  const bool restore = !survivors.empty() && std::filesystem::exists(profile / net::kClientFile) &&
-                       std::filesystem::exists(profile / net::kEngineFile);
-  if (!restore) {
-    std::error_code ec;
-    std::filesystem::remove(profile / net::kClientFile, ec);
-    std::filesystem::remove(profile / net::kEngineFile, ec);
-  }
-  const auto bin = exe_dir();
-  ClusterFile c;
-  std::vector<std::string> controller_argv{(bin / "ippcontroller").string(), "--profile-dir",
-                                           profile.string(), "--heartbeat-ms",
-                                           std::to_string(heartbeat_ms)};
-  if (restore) {
-    controller_argv.emplace_back("--restore");
-    c.engines = survivors;
-  }
-  c.controller = spawn_daemon(controller_argv, profile / "logs" / "controller.log");
-  write_cluster(profile, c);
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(g.timeout_ms) * 3;
-  // The client file is written last: once it exists, both are complete.
-  while (!std::filesystem::exists(profile / net::kClientFile)) {
-    if (!alive(c.controller)) {
-      std::cerr << "ippctl: the controller exited at start:"
-                << tail(profile / "logs" / "controller.log") << "\n";
-      return kConnection;
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      std::cerr << "ippctl: the controller did not start in time\n";
-      return kConnection;
-    }
-    std::this_thread::sleep_for(2ms);
-  }
-  const int kept = static_cast<int>(c.engines.size());
-  for (int i = kept; i < n; ++i) {
-    std::vector<std::string> argv{(bin / "ippengine").string(), "--profile-dir", profile.string(),
-                                  "--heartbeat-ms", std::to_string(heartbeat_ms)};
-    if (threads > 0) {
-      argv.push_back("--threads");
-      argv.push_back(std::to_string(threads));
-    }
-    c.engines.push_back(spawn_daemon(argv, profile / "logs" / fmt::format("engine-{}.log", i)));
-  }
-  write_cluster(profile, c);
-  Client rc = g.client();
-  while (true) {
-    const auto ids = rc.ids();
-    if (static_cast<int>(ids.size()) >= std::max(n, kept)) break;
-    for (std::size_t i = 0; i < c.engines.size(); ++i) {
-      if (!alive(c.engines[i])) {
-        std::cerr << fmt::format("ippctl: engine process {} exited before registering:",
-                                 c.engines[i])
-                  << tail(profile / "logs" / fmt::format("engine-{}.log", i)) << "\n";
-        return kConnection;
-      }
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      std::cerr << fmt::format("ippctl: only {} of {} engines registered in time\n", ids.size(), n);
-      return kConnection;
-    }
-    std::this_thread::sleep_for(2ms);
-  }
-  const int engines = std::max(n, kept);
-  if (g.json)
-    std::cout << json{{"profile", profile.string()},
-                      {"controller", c.controller},
-                      {"engines", engines},
-                      {"restored", restore},
-                      {"engines_kept", kept}}
-                     .dump()
-              << "\n";
-  else if (restore)
-    std::cout << fmt::format(
-        "cluster restored: controller pid {}; {} engine(s) came back, {} started (profile {})\n",
-        c.controller, kept, engines - kept, profile.string());
-  else
-    std::cout << fmt::format("cluster started: controller pid {} and {} engines (profile {})\n",
-                             c.controller, n, profile.string());
-  return kOk;
-}
-
-int cluster_stop(const Globals& g) {
-  const auto profile = g.dir();
-  auto c = read_cluster(profile);
-  try {
-    Globals quick = g;
-    quick.timeout_ms = 2000;
-    quick.client().shutdown();
-  } catch (const Error&) {
-    // No controller answering: the processes below are stopped by signal.
-  }
-  if (c) {
-    std::vector<pid_t> pids = c->engines;
-    pids.push_back(c->controller);
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    for (pid_t p : pids) {
-      while (alive(p) && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(5ms);
-      if (alive(p)) ::kill(p, SIGKILL);
-    }
-  }
-  std::error_code ec;
-  std::filesystem::remove(profile / "cluster.json", ec);
-  std::filesystem::remove(profile / net::kClientFile, ec);
-  std::filesystem::remove(profile / net::kEngineFile, ec);
-  if (!g.json) std::cout << "cluster stopped\n";
-  return kOk;
 }
 
 }  // namespace
@@ -379,14 +174,36 @@ int run(int argc, char** argv) {
   auto* cluster = app.add_subcommand("cluster", "Start, stop or inspect a local cluster");
   cluster->require_subcommand(1);
   int n = 0, engine_threads = 0, heartbeat_ms = 1000;
+  bool restart_engines = true;
+  std::vector<std::int64_t> engine_ids;
   auto* start = cluster->add_subcommand(
-      "start", "Start a controller and N engines; returns when all are registered");
+      "start",
+      "Start a controller, a supervisor and N engines it restarts when they crash; returns when "
+      "all are registered");
   start->add_option("-n,--engines", n, "Number of engines")->required()->check(CLI::Range(1, 1024));
   start->add_option("--engine-threads", engine_threads,
                     "Threads per engine (default: the number of cores)");
-  start->add_option("--heartbeat-ms", heartbeat_ms, "Heartbeat period")->capture_default_str();
-  auto* stop = cluster->add_subcommand("stop", "Stop the controller and its engines");
+  start
+      ->add_option("--heartbeat-ms", heartbeat_ms,
+                   "Heartbeat period: an engine silent this long is dead")
+      ->capture_default_str()
+      ->check(CLI::Range(20, 600000));
+  start->add_flag("--restart-engines,!--no-restart-engines", restart_engines,
+                  "Restart engines that crash, with a growing back-off (default: on)");
+  auto* stop = cluster->add_subcommand("stop", "Stop the controller, its engines and supervisor");
   auto* cstatus = cluster->add_subcommand("status", "Show the cluster's processes");
+  auto* cadd = cluster->add_subcommand(
+      "add", "Start N more supervised engines; returns when they are registered");
+  cadd->add_option("-n,--engines", n, "Number of engines")->required()->check(CLI::Range(1, 1024));
+  auto* cremove = cluster->add_subcommand(
+      "remove", "Drain engines (their running tasks finish, no new ones start), then stop them");
+  cremove->add_option("ID", engine_ids, "Engine ids")->required()->check(CLI::NonNegativeNumber);
+  // The supervisor daemon that cluster start and add run; not for users.
+  auto* supervise = cluster->add_subcommand("supervise", "");
+  supervise->group("");
+  supervise->add_option("-n,--engines", n)->required();
+  supervise->add_option("--engine-threads", engine_threads);
+  supervise->add_flag("--restart-engines,!--no-restart-engines", restart_engines);
 
   auto* ids = app.add_subcommand("ids", "Ids of the registered engines");
   std::string file;
@@ -477,26 +294,13 @@ int run(int argc, char** argv) {
 
   try {
     if (*cluster) {
-      if (*start) return cluster_start(g, n, engine_threads, heartbeat_ms);
-      if (*stop) return cluster_stop(g);
-      if (*cstatus) {
-        auto c = read_cluster(g.dir());
-        if (!c || !alive(c->controller)) {
-          std::cout << (g.json ? "{\"running\": false}" : "no cluster running") << "\n";
-          return kConnection;
-        }
-        Value engines = g.client().engines();
-        if (g.json)
-          std::cout << json{{"running", true},
-                            {"controller", c->controller},
-                            {"engines", to_json(engines)}}
-                           .dump()
-                    << "\n";
-        else
-          std::cout << fmt::format("controller pid {}; engines: {}\n", c->controller,
-                                   engines.repr());
-        return kOk;
-      }
+      if (*start)
+        return cluster_start(g.cluster(), n, engine_threads, heartbeat_ms, restart_engines);
+      if (*stop) return cluster_stop(g.cluster());
+      if (*cstatus) return cluster_status(g.cluster());
+      if (*cadd) return cluster_add(g.cluster(), n);
+      if (*cremove) return cluster_remove(g.cluster(), engine_ids);
+      if (*supervise) return cluster_supervise(g.cluster(), n, engine_threads, restart_engines);
     }
     Client rc = g.client();
     // Waits for `r` and prints its value (`quiet`: only with --json), or its error.

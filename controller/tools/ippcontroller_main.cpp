@@ -26,10 +26,11 @@ int main(int argc, char** argv) {
   app.add_option("--profile-dir", profile_dir,
                  "Profile directory (default: $IPP_PROFILE_DIR or ~/.ipp/profile_default)");
   app.add_option("--ip", options.ip, "Address to listen on")->capture_default_str();
-  app.add_option("--heartbeat-ms", heartbeat_ms, "Engine heartbeat period")->capture_default_str();
-  app.add_option("--heartbeat-misses", options.heartbeat_misses,
-                 "Missed heartbeats before an engine is dropped")
-      ->capture_default_str();
+  app.add_option("--heartbeat-ms", heartbeat_ms,
+                 "Heartbeat period: engines ping 4 times per period and one silent for a whole "
+                 "period is dead")
+      ->capture_default_str()
+      ->check(CLI::Range(20, 600000));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
   std::string db_file;

@@ -157,10 +157,12 @@ int Engine::run() {
   hello.session = session;
   hello.threads = runtime.executor().threads();
   hello.info = Value::map({{"pid", static_cast<std::int64_t>(::getpid())}});
+  hello.engine = options_.engine_id;
   net::send(reg, signer, net::make_message(hello));
 
   // Registration: wait for our id.
   std::int64_t id = -1;
+  auto period = options_.heartbeat;
   const auto register_deadline = Steady::now() + options_.register_timeout;
   reg.set(zmq::sockopt::rcvtimeo, 100);
   while (id < 0) {
@@ -177,6 +179,9 @@ int Engine::run() {
       if (h.type != net::MsgType::RegisterReply || h.parent_id != hello.msg_id) continue;
       if (h.error) throw ConnectionError("registration refused: " + h.error->message);
       id = h.engine;
+      if (h.info.kind() == Value::Kind::map && h.info.as_map().contains("heartbeat_ms"))
+        period =
+            std::chrono::milliseconds(std::max<std::int64_t>(4, h.info["heartbeat_ms"].as_int()));
     } catch (const ProtocolError& e) {
       spdlog::warn("dropped a message during registration: {}", e.what());
     }
@@ -202,6 +207,9 @@ int Engine::run() {
   // Set by the heartbeat thread when the controller says it does not know this engine (it
   // restarted, or dropped the engine): the I/O thread registers again under the same id.
   std::atomic<bool> need_register{false};
+  // The controller declares an engine dead after one silent period: ping four times per period.
+  const auto ping_every = period / 4;
+  const auto controller_timeout = std::max(options_.controller_timeout, 2 * period);
   std::thread heart([&] {
     zmq::socket_t heartbeat(ctx, zmq::socket_type::dealer);
     heartbeat.set(zmq::sockopt::routing_id, identity);
@@ -219,11 +227,11 @@ int Engine::run() {
         ping.engine = id;
         ping.submitted = net::now_us();
         net::send(heartbeat, signer, net::make_message(ping), true);
-        next_ping = now + options_.heartbeat;
+        next_ping = now + ping_every;
       }
-      if (now - last_heard > options_.controller_timeout) {
+      if (now - last_heard > controller_timeout) {
         spdlog::warn("engine {}: controller silent for {} ms; exiting", id,
-                     options_.controller_timeout.count());
+                     controller_timeout.count());
         exit_code.store(3);
         stop_.store(true);
         break;

@@ -44,7 +44,12 @@ int main(int argc, char** argv) {
   app.add_option("--threads", options.threads, "Pool threads (default: the number of cores)");
   app.add_option("--store", store_dir,
                  "Where pushed plugins are kept (default: a temporary directory)");
-  app.add_option("--heartbeat-ms", heartbeat_ms, "Heartbeat period")->capture_default_str();
+  app.add_option("--heartbeat-ms", heartbeat_ms,
+                 "Heartbeat period if the controller does not say (it pings 4 times per period)")
+      ->capture_default_str();
+  app.add_option("--engine-id", options.engine_id,
+                 "Register under this id (granted when no other engine holds it)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--controller-timeout-ms", timeout_ms,
                  "Exit after this long without the controller")
       ->capture_default_str();

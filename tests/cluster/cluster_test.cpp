@@ -137,6 +137,31 @@ TEST_F(Cluster, AnEngineKilledMidTaskFailsItsTaskAndOthersFinish) {
   EXPECT_EQ(client_->apply(-1, "mul", {2, 2}).value, Value(4));
 }
 
+TEST_F(Cluster, AnEngineKilledWithoutASupervisorIsDroppedWhenItsHeartbeatsStop) {
+  start(2);  // engines started by the test: no supervisor tells the hub anything
+  client_->push(test::plugin("arith"));
+  const std::string doomed = client_->send_apply(0, "wait_here", {60.0});
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (client_->query("queue_status").value["0"]["queue"].as_int() == 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::sleep_for(5ms);
+  }
+  const auto killed = std::chrono::steady_clock::now();
+  engine_process(0).signal(SIGKILL);
+  const test::Reply r = client_->receive(false);
+  const auto waited = std::chrono::steady_clock::now() - killed;
+  RecordProperty(
+      "detected_after_ms",
+      static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()));
+  EXPECT_EQ(r.header.parent_id, doomed);
+  ASSERT_TRUE(r.header.error);
+  EXPECT_EQ(r.header.error->code, ErrorCode::engine);
+  EXPECT_EQ(r.header.error->message,
+            "engine 0 died while running task 'wait_here' (stopped answering heartbeats)");
+  wait_for_engines(1);
+  EXPECT_EQ(client_->apply(1, "mul", {2, 2}).value, Value(4));
+}
+
 TEST_F(Cluster, RandomBytesOnRawTcpDoNotHurt) {
   start(1);
   client_->push(test::plugin("arith"));

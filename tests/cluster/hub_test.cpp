@@ -240,9 +240,9 @@ TEST_F(HubTest, AControllerKilledAndRestoredKeepsEnginesPluginsAndResults) {
 
   controller_->signal(SIGKILL);
   ASSERT_NE(controller_->wait(10s), -1);
-  controller_ = std::make_unique<test::Process>(std::vector<std::string>{
-      test::binary("ippcontroller"), "--profile-dir", dir_.path().string(), "--heartbeat-ms", "200",
-      "--heartbeat-misses", "10", "--log-level", "warn", "--restore"});
+  controller_ = std::make_unique<test::Process>(
+      std::vector<std::string>{test::binary("ippcontroller"), "--profile-dir", dir_.path().string(),
+                               "--heartbeat-ms", "1000", "--log-level", "warn", "--restore"});
 
   // The old client is told its in-flight task cannot be answered, and where to look.
   try {

@@ -19,15 +19,9 @@ using namespace std::chrono_literals;
 class Cluster : public ::testing::Test {
  protected:
   void start(int engines, int threads = 2, const std::vector<std::string>& controller_args = {}) {
-    std::vector<std::string> argv{binary("ippcontroller"),
-                                  "--profile-dir",
-                                  dir_.path().string(),
-                                  "--heartbeat-ms",
-                                  "200",
-                                  "--heartbeat-misses",
-                                  "10",
-                                  "--log-level",
-                                  "warn"};
+    std::vector<std::string> argv{
+        binary("ippcontroller"), "--profile-dir", dir_.path().string(), "--heartbeat-ms", "1000",
+        "--log-level",           "warn"};
     argv.insert(argv.end(), controller_args.begin(), controller_args.end());
     controller_ = std::make_unique<Process>(argv);
     const auto deadline = std::chrono::steady_clock::now() + 20s;
@@ -41,9 +35,9 @@ class Cluster : public ::testing::Test {
     wait_for_engines(engines);
   }
   void add_engine(int threads = 2) {
-    engines_.push_back(std::make_unique<Process>(std::vector<std::string>{
-        binary("ippengine"), "--profile-dir", dir_.path().string(), "--threads",
-        std::to_string(threads), "--heartbeat-ms", "200", "--log-level", "warn"}));
+    engines_.push_back(std::make_unique<Process>(
+        std::vector<std::string>{binary("ippengine"), "--profile-dir", dir_.path().string(),
+                                 "--threads", std::to_string(threads), "--log-level", "warn"}));
   }
   void wait_for_engines(std::size_t n) {
     const auto deadline = std::chrono::steady_clock::now() + 30s;

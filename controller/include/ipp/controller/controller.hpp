@@ -10,14 +10,15 @@
 namespace ipp {
 
 struct ControllerOptions {
-  std::filesystem::path profile_dir;          ///< connection files and pushed plugins live here
-  std::string ip = "127.0.0.1";               ///< where to listen; ports are chosen by the OS
-  std::chrono::milliseconds heartbeat{1000};  ///< engines ping this often
-  int heartbeat_misses = 3;                   ///< an engine silent this many periods is dead
-  std::string db = "sqlite";                  ///< task database: "sqlite", "memory" or "none"
-  std::filesystem::path db_file;              ///< sqlite: default PROFILE/tasks.db
-  std::int64_t db_record_limit = 0;           ///< keep at most this many records (0: no limit)
-  std::int64_t db_size_limit = 0;  ///< keep at most this many bytes of payloads (0: no limit)
+  std::filesystem::path profile_dir;  ///< connection files and pushed plugins live here
+  std::string ip = "127.0.0.1";       ///< where to listen; ports are chosen by the OS
+  /// The heartbeat period: engines ping four times per period (the controller tells them so
+  /// when they register), and an engine silent for one whole period is declared dead.
+  std::chrono::milliseconds heartbeat{1000};
+  std::string db = "sqlite";         ///< task database: "sqlite", "memory" or "none"
+  std::filesystem::path db_file;     ///< sqlite: default PROFILE/tasks.db
+  std::int64_t db_record_limit = 0;  ///< keep at most this many records (0: no limit)
+  std::int64_t db_size_limit = 0;    ///< keep at most this many bytes of payloads (0: no limit)
   /// Arguments or results larger than this are recorded by size only (not kept).
   std::int64_t db_max_payload = 64LL << 20;
   std::chrono::microseconds hub_delay{0};  ///< debugging: the hub sleeps this long per record

@@ -12,10 +12,16 @@ struct EngineOptions {
   std::filesystem::path connection_file;  ///< the controller's engine connection file
   int threads = 0;                        ///< pool threads; <= 0: the number of cores
   std::filesystem::path store_dir;        ///< plugin store (default: a temporary directory)
-  std::vector<std::filesystem::path> builtin_plugins;   ///< loaded at start (sysinfo, ...)
-  std::chrono::milliseconds heartbeat{1000};            ///< how often to ping the controller
-  std::chrono::milliseconds controller_timeout{10000};  ///< give up after this much silence
-  std::chrono::milliseconds register_timeout{10000};    ///< wait this long to be registered
+  std::vector<std::filesystem::path> builtin_plugins;  ///< loaded at start (sysinfo, ...)
+  /// The heartbeat period when the controller does not say (it does when the engine
+  /// registers); the engine pings four times per period.
+  std::chrono::milliseconds heartbeat{1000};
+  /// Give up after this much silence from the controller (at least two heartbeat periods).
+  std::chrono::milliseconds controller_timeout{10000};
+  std::chrono::milliseconds register_timeout{10000};  ///< wait this long to be registered
+  /// Register under this id (a supervisor restarting a crashed engine); the controller
+  /// grants it when no other engine holds it. -1: the controller picks one.
+  std::int64_t engine_id = -1;
 };
 
 /// One engine: registers with the controller, heartbeats, loads pushed plugins, and runs the

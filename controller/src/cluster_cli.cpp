@@ -1,0 +1,490 @@
+#include "cluster_cli.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include "cluster_file.hpp"
+#include "hub_link.hpp"
+#include "ipp/client.hpp"
+#include "ipp/net/connection_file.hpp"
+#include "supervisor.hpp"
+
+extern char** environ;
+
+namespace ipp::ctl {
+
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::ordered_json;
+using Steady = std::chrono::steady_clock;
+
+constexpr int kOk = 0, kUsage = 2, kConnection = 3;
+
+std::filesystem::path exe_dir() {
+  std::error_code ec;
+  auto exe = std::filesystem::canonical("/proc/self/exe", ec);
+  return ec ? std::filesystem::path(".") : exe.parent_path();
+}
+
+/// Starts `argv` in its own session with output to `log`; returns its pid.
+pid_t spawn_daemon(const std::vector<std::string>& argv, const std::filesystem::path& log) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  std::vector<char*> args;
+  for (const auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0)
+    throw Error(ErrorCode::unknown, fmt::format("cannot start {}: {}", argv[0], std::strerror(rc)));
+  return pid;
+}
+
+bool alive(pid_t pid) {
+  if (pid <= 0) return false;
+  int status = 0;
+  if (::waitpid(pid, &status, WNOHANG) == pid) return false;  // our child, now reaped
+  if (::kill(pid, 0) != 0) return false;
+  // A daemon that died but was not reaped yet (its parent is gone) is a zombie: dead.
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  std::getline(stat, line);
+  const auto close = line.rfind(')');
+  return close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'Z';
+}
+
+std::string tail(const std::filesystem::path& file, std::size_t lines = 5) {
+  std::ifstream in(file);
+  std::vector<std::string> all;
+  for (std::string line; std::getline(in, line);)
+    all.push_back(line);
+  std::string out;
+  for (std::size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i)
+    out += "\n  " + all[i];
+  return out;
+}
+
+Client client_of(const ClusterCli& c) {
+  return Client(ClientOptions{.profile_dir = c.profile,
+                              .connection_file = std::nullopt,
+                              .timeout = Duration(c.timeout_ms)});
+}
+
+json value_json(const Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::boolean:
+      return v.as_bool();
+    case Value::Kind::integer:
+      return v.as_int();
+    case Value::Kind::floating:
+      return v.as_float();
+    case Value::Kind::string:
+      return v.as_string();
+    case Value::Kind::list: {
+      json out = json::array();
+      for (const auto& item : v.as_list())
+        out.push_back(value_json(item));
+      return out;
+    }
+    case Value::Kind::map: {
+      json out = json::object();
+      for (const auto& [k, item] : v.as_map())
+        out[k] = value_json(item);
+      return out;
+    }
+    default:
+      return v.repr();
+  }
+}
+
+/// The supervised entries of cluster.json for processes `pids` (all when empty).
+std::vector<json> supervised(const std::filesystem::path& profile,
+                             const std::set<pid_t>& pids = {}) {
+  std::vector<json> out;
+  auto c = read_cluster(profile);
+  if (!c || !c->doc.contains("supervised")) return out;
+  for (const auto& e : c->doc["supervised"]) {
+    if (pids.empty() || pids.contains(e.value("pid", -1))) out.push_back(e);
+  }
+  return out;
+}
+
+/// The supervisor's log with its last lines, for errors.
+std::string supervisor_log(const std::filesystem::path& profile) {
+  return tail(profile / "logs" / "supervisor.log");
+}
+
+pid_t start_supervisor(const ClusterCli& c, int n, int threads, bool restart) {
+  std::vector<std::string> argv{(exe_dir() / "ippctl").string(),
+                                "--profile-dir",
+                                c.profile.string(),
+                                "cluster",
+                                "supervise",
+                                "-n",
+                                std::to_string(n),
+                                "--engine-threads",
+                                std::to_string(threads)};
+  if (!restart) argv.emplace_back("--no-restart-engines");
+  return spawn_daemon(argv, c.profile / "logs" / "supervisor.log");
+}
+
+/// Asks the running supervisor for `n` more engines, or starts a supervisor for them; returns
+/// their pids once the supervisor has started them.
+std::vector<pid_t> more_engines(const ClusterCli& c, const ClusterFile& cluster, int n,
+                                Steady::time_point deadline) {
+  const int threads = cluster.doc.value("engine_threads", 0);
+  const bool restart = cluster.doc.value("restart_engines", true);
+  const std::string endpoint = cluster.doc.value("supervisor_endpoint", "");
+  std::vector<pid_t> pids;
+  if (alive(cluster.supervisor) && !endpoint.empty()) {
+    const auto key = net::read_connection_file(c.profile / net::kClientFile).key;
+    HubLink link(endpoint, key);
+    auto r = link.query("add", Value::map({{"n", n}}), std::chrono::milliseconds(c.timeout_ms));
+    if (!r) throw ConnectionError("the supervisor did not answer" + supervisor_log(c.profile));
+    if (r->error) throw Error(r->error->code, r->error->message);
+    for (const auto& p : r->info["pids"].as_list())
+      pids.push_back(static_cast<pid_t>(p.as_int()));
+    return pids;
+  }
+  const pid_t sup = start_supervisor(c, n, threads, restart);
+  while (true) {
+    auto now = read_cluster(c.profile);
+    if (now && now->supervisor == sup) {
+      for (const auto& e : now->doc["supervised"]) {
+        if (e.value("supervisor", -1) == sup) pids.push_back(e.value("pid", -1));
+      }
+      if (static_cast<int>(pids.size()) >= n) return pids;
+      pids.clear();
+    }
+    if (!alive(sup))
+      throw ConnectionError("the supervisor exited at start:" + supervisor_log(c.profile));
+    if (Steady::now() > deadline) throw ConnectionError("the supervisor did not start in time");
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+/// Waits until the engine processes `pids` are registered and ready, following a supervised
+/// engine to its new process when it was restarted; returns the ids, in the order of `pids`.
+/// Throws ConnectionError naming an engine that exited for good, or at the deadline.
+std::vector<std::int64_t> wait_registered(const ClusterCli& c, Client& rc,
+                                          const std::vector<pid_t>& pids,
+                                          Steady::time_point deadline) {
+  // Supervised engines are known by (supervisor, slot): their pid changes when restarted.
+  std::map<pid_t, std::pair<pid_t, int>> slot_of;
+  for (const auto& e : supervised(c.profile, {pids.begin(), pids.end()}))
+    slot_of[e.value("pid", -1)] = {e.value("supervisor", -1), e.value("slot", -1)};
+  while (true) {
+    std::map<pid_t, std::int64_t> ready;
+    const Value engines = rc.engines();
+    for (const auto& e : engines.kind() == Value::Kind::list ? engines.as_list() : Value::List{}) {
+      if (e.kind() == Value::Kind::map && e["ready"] == Value(true))
+        ready[static_cast<pid_t>(e["pid"].as_int())] = e["id"].as_int();
+    }
+    const auto entries = supervised(c.profile);
+    std::vector<std::int64_t> ids;
+    for (const pid_t pid : pids) {
+      pid_t current = pid;
+      if (auto s = slot_of.find(pid); s != slot_of.end()) {
+        for (const auto& e : entries) {
+          if (e.value("supervisor", -1) != s->second.first ||
+              e.value("slot", -1) != s->second.second)
+            continue;
+          if (e.value("done", false)) {
+            const auto log = c.profile / "logs" / fmt::format("engine-{}.log", s->second.second);
+            throw ConnectionError(fmt::format("engine process {} {} before registering:{}", pid,
+                                              e.value("last_exit", "exited"), tail(log)));
+          }
+          current = e.value("pid", -1);
+        }
+      }
+      if (auto r = ready.find(current); r != ready.end()) ids.push_back(r->second);
+    }
+    if (ids.size() == pids.size()) return ids;
+    if (Steady::now() > deadline)
+      throw ConnectionError(
+          fmt::format("only {} of {} engines registered in time", ids.size(), pids.size()));
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+}  // namespace
+
+int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, bool restart) {
+  const auto& profile = c.profile;
+  std::filesystem::create_directories(profile / "logs");
+  const auto existing = read_cluster(profile);
+  if (existing && alive(existing->controller)) {
+    std::cerr << fmt::format(
+        "ippctl: a controller (pid {}) is already running for profile {}; "
+        "use 'ippctl cluster stop' first\n",
+        existing->controller, profile.string());
+    return kUsage;
+  }
+  // A profile whose controller died while engines live on: restore it, and the engines come
+  // back under their ids with their plugins; only the missing engines are started. A
+  // supervisor that outlived the controller goes on supervising its engines.
+  std::vector<pid_t> survivors;
+  if (existing) {
+    for (pid_t e : existing->engines) {
+      if (alive(e)) survivors.push_back(e);
+    }
+  }
+  const bool restore = !survivors.empty() && std::filesystem::exists(profile / net::kClientFile) &&
+                       std::filesystem::exists(profile / net::kEngineFile);
+  const pid_t old_supervisor = restore && alive(existing->supervisor) ? existing->supervisor : -1;
+  if (!restore) {
+    std::error_code ec;
+    std::filesystem::remove(profile / net::kClientFile, ec);
+    std::filesystem::remove(profile / net::kEngineFile, ec);
+    std::filesystem::remove(profile / "cluster.json", ec);
+  }
+  const auto bin = exe_dir();
+  std::vector<std::string> controller_argv{(bin / "ippcontroller").string(), "--profile-dir",
+                                           profile.string(), "--heartbeat-ms",
+                                           std::to_string(heartbeat_ms)};
+  if (restore) controller_argv.emplace_back("--restore");
+  const pid_t controller = spawn_daemon(controller_argv, profile / "logs" / "controller.log");
+  update_cluster(profile, [&](json& j) {
+    j["controller"] = controller;
+    j["heartbeat_ms"] = heartbeat_ms;
+    j["engine_threads"] = threads;
+    j["restart_engines"] = restart;
+    if (!restore) {
+      j["supervisor"] = -1;
+      j["engines"] = json::array();
+    }
+  });
+  const auto deadline = Steady::now() + std::chrono::milliseconds(c.timeout_ms) * 3;
+  // The client file is written last: once it exists, both are complete.
+  while (!std::filesystem::exists(profile / net::kClientFile)) {
+    if (!alive(controller)) {
+      std::cerr << "ippctl: the controller exited at start:"
+                << tail(profile / "logs" / "controller.log") << "\n";
+      return kConnection;
+    }
+    if (Steady::now() > deadline) {
+      std::cerr << "ippctl: the controller did not start in time\n";
+      return kConnection;
+    }
+    std::this_thread::sleep_for(2ms);
+  }
+  const int kept = static_cast<int>(survivors.size());
+  const int missing = std::max(0, n - kept);
+  std::vector<pid_t> started;
+  pid_t supervisor = old_supervisor;
+  try {
+    if (missing > 0) {
+      auto now = read_cluster(profile);
+      started = more_engines(c, *now, missing, deadline);
+      supervisor = read_cluster(profile)->supervisor;
+    }
+    Client rc = client_of(c);
+    std::vector<pid_t> all = survivors;
+    all.insert(all.end(), started.begin(), started.end());
+    wait_registered(c, rc, all, deadline);
+  } catch (const ConnectionError& e) {
+    std::cerr << "ippctl: " << e.what() << "\n";
+    return kConnection;
+  }
+  const int engines = kept + missing;
+  if (c.json)
+    std::cout << json{{"profile", profile.string()}, {"controller", controller},
+                      {"supervisor", supervisor},    {"engines", engines},
+                      {"restored", restore},         {"engines_kept", kept}}
+                     .dump()
+              << "\n";
+  else if (restore)
+    std::cout << fmt::format(
+        "cluster restored: controller pid {}; {} engine(s) came back, {} started (profile {})\n",
+        controller, kept, missing, profile.string());
+  else
+    std::cout << fmt::format(
+        "cluster started: controller pid {} and {} engines, supervisor pid {} (profile {})\n",
+        controller, n, supervisor, profile.string());
+  return kOk;
+}
+
+int cluster_stop(const ClusterCli& c) {
+  const auto& profile = c.profile;
+  auto cluster = read_cluster(profile);
+  try {
+    ClusterCli quick = c;
+    quick.timeout_ms = 2000;
+    client_of(quick).shutdown();
+  } catch (const Error&) {
+    // No controller answering: the processes below are stopped by signal.
+  }
+  if (cluster) {
+    // The supervisor stops its engines and restarts none; the controller told them to stop.
+    if (alive(cluster->supervisor)) ::kill(cluster->supervisor, SIGTERM);
+    std::vector<pid_t> pids = cluster->engines;
+    for (const auto& e : supervised(profile)) {
+      if (e.value("pid", -1) > 0) pids.push_back(e.value("pid", -1));
+    }
+    pids.push_back(cluster->controller);
+    pids.push_back(cluster->supervisor);
+    const auto deadline = Steady::now() + 8s;
+    for (pid_t p : pids) {
+      while (alive(p) && Steady::now() < deadline)
+        std::this_thread::sleep_for(5ms);
+      if (alive(p)) ::kill(p, SIGKILL);
+    }
+  }
+  std::error_code ec;
+  std::filesystem::remove(profile / "cluster.json", ec);
+  std::filesystem::remove(profile / "cluster.lock", ec);
+  std::filesystem::remove(profile / net::kClientFile, ec);
+  std::filesystem::remove(profile / net::kEngineFile, ec);
+  if (!c.json) std::cout << "cluster stopped\n";
+  return kOk;
+}
+
+int cluster_status(const ClusterCli& c) {
+  auto cluster = read_cluster(c.profile);
+  if (!cluster || !alive(cluster->controller)) {
+    std::cout << (c.json ? "{\"running\": false}" : "no cluster running") << "\n";
+    return kConnection;
+  }
+  const Value engines = client_of(c).engines();
+  // Supervised engines that are not running, and what became of them.
+  std::vector<json> gone;
+  for (auto& e : supervised(c.profile)) {
+    if (!e.value("alive", false)) gone.push_back(e);
+  }
+  const pid_t sup = alive(cluster->supervisor) ? cluster->supervisor : -1;
+  if (c.json) {
+    json j{{"running", true},
+           {"controller", cluster->controller},
+           {"supervisor", sup},
+           {"engines", value_json(engines)},
+           {"supervised", cluster->doc.value("supervised", json::array())}};
+    std::cout << j.dump() << "\n";
+    return kOk;
+  }
+  std::cout << fmt::format("controller pid {}; engines: {}\n", cluster->controller, engines.repr());
+  std::cout << (sup > 0 ? fmt::format("supervisor pid {}\n", sup)
+                        : std::string("no supervisor running\n"));
+  for (const auto& e : gone) {
+    const std::int64_t id = e.value("engine", -1);
+    std::cout << (id >= 0 ? fmt::format("engine {}", id)
+                          : fmt::format("engine slot {}", e.value("slot", 0)))
+              << ": " << e.value("state", "") << "\n";
+  }
+  return kOk;
+}
+
+int cluster_add(const ClusterCli& c, int n) {
+  auto cluster = read_cluster(c.profile);
+  if (!cluster || !alive(cluster->controller)) {
+    std::cerr << "ippctl: no cluster running for profile " << c.profile.string()
+              << "; start one with 'ippctl cluster start'\n";
+    return kConnection;
+  }
+  const auto deadline = Steady::now() + std::chrono::milliseconds(c.timeout_ms) * 3;
+  Client rc = client_of(c);
+  const auto pids = more_engines(c, *cluster, n, deadline);
+  const auto ids = wait_registered(c, rc, pids, deadline);
+  json added = json::array();
+  std::string text;
+  for (std::size_t i = 0; i < pids.size(); ++i) {
+    added.push_back({{"id", ids[i]}, {"pid", pids[i]}});
+    text += fmt::format("{}{} (pid {})", text.empty() ? "" : ", ", ids[i], pids[i]);
+  }
+  if (c.json)
+    std::cout << json{{"added", added}, {"engines", rc.ids().size()}}.dump() << "\n";
+  else
+    std::cout << fmt::format("added engine{} {}; {} engines registered\n", n == 1 ? "" : "s", text,
+                             rc.ids().size());
+  return kOk;
+}
+
+int cluster_remove(const ClusterCli& c, const std::vector<std::int64_t>& ids) {
+  HubLink hub(c.profile);
+  std::vector<Value> list(ids.begin(), ids.end());
+  auto r = hub.query("remove_engines", Value::map({{"ids", Value(Value::List(list))}}),
+                     std::chrono::milliseconds(c.timeout_ms), /*patient=*/true);
+  if (!r) {
+    throw ConnectionError(
+        fmt::format("no answer from the controller of profile {}: is a controller running?",
+                    c.profile.string()));
+  }
+  if (r->error) {
+    if (r->error->code == ErrorCode::usage) throw UsageError(r->error->message);
+    throw Error(r->error->code, r->error->message);
+  }
+  // Gone from the hub; wait for the processes to exit and say how they did.
+  json removed = json::array();
+  std::string text;
+  const auto deadline = Steady::now() + 10s;
+  for (const auto& e : r->info["removed"].as_list()) {
+    const pid_t pid = static_cast<pid_t>(e["pid"].as_int());
+    std::string exit = "exited";
+    while (Steady::now() < deadline) {
+      auto entries = supervised(c.profile, {pid});
+      if (!entries.empty() && !entries[0].value("alive", true)) {
+        exit = entries[0].value("last_exit", exit);
+        break;
+      }
+      if (entries.empty() && !alive(pid)) break;
+      std::this_thread::sleep_for(5ms);
+    }
+    if (alive(pid)) exit = "still running";
+    removed.push_back({{"id", e["id"].as_int()},
+                       {"pid", pid},
+                       {"reason", e["reason"].as_string()},
+                       {"exit", exit}});
+    text += fmt::format(
+        "engine {} (pid {}) {}: its process {}\n", e["id"].as_int(), pid,
+        e["reason"].as_string() == "was removed" ? "drained and removed" : e["reason"].as_string(),
+        exit);
+  }
+  if (c.json)
+    std::cout << json{{"removed", removed}}.dump() << "\n";
+  else
+    std::cout << text;
+  return kOk;
+}
+
+int cluster_supervise(const ClusterCli& c, int n, int threads, bool restart) {
+  spdlog::set_default_logger(spdlog::stderr_logger_mt("ippctl-supervise"));
+  spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [supervisor] [%l] %v");
+  try {
+    return supervise(SupervisorOptions{.profile = c.profile,
+                                       .bin_dir = exe_dir(),
+                                       .engines = n,
+                                       .threads = threads,
+                                       .restart = restart});
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+}
+
+}  // namespace ipp::ctl

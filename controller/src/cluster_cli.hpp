@@ -1,0 +1,33 @@
+#pragma once
+
+// ippctl's `cluster` commands: start, stop, status, add, remove, and the hidden supervise.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <vector>
+
+namespace ipp::ctl {
+
+struct ClusterCli {
+  std::filesystem::path profile;  ///< the profile directory
+  bool json = false;              ///< print one JSON document
+  int timeout_ms = 10000;         ///< how long to wait for the controller
+};
+
+/// Starts a controller and a supervisor that starts `n` engines; restores a profile whose
+/// controller died (survivors come back, only the missing engines are started). Returns when
+/// every engine registered. Exit codes as ippctl's.
+int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, bool restart);
+/// Stops the controller, its engines and the supervisor.
+int cluster_stop(const ClusterCli& c);
+/// The controller, the supervisor, registered engines and what became of supervised ones.
+int cluster_status(const ClusterCli& c);
+/// Starts `n` more supervised engines; returns when they registered.
+int cluster_add(const ClusterCli& c, int n);
+/// Drains the engines `ids` (running tasks finish, no new ones start), then stops them.
+int cluster_remove(const ClusterCli& c, const std::vector<std::int64_t>& ids);
+/// The supervisor itself (run as a daemon by cluster start and add).
+int cluster_supervise(const ClusterCli& c, int n, int threads, bool restart);
+
+}  // namespace ipp::ctl

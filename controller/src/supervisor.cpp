@@ -1,0 +1,421 @@
+#include "supervisor.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <deque>
+#include <optional>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+
+#include "cluster_file.hpp"
+#include "hub_link.hpp"
+#include "ipp/error.hpp"
+#include "ipp/net/envelope.hpp"
+#include "ipp/net/message.hpp"
+
+extern char** environ;
+
+namespace ipp::ctl {
+
+namespace {
+
+using Steady = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+volatile std::sig_atomic_t g_stop = 0;
+extern "C" void on_stop_signal(int) {
+  g_stop = 1;
+}
+
+/// Exit code of an engine that lost its controller (or was refused by it): not a crash.
+constexpr int kLostController = 3;
+
+std::string seconds(std::chrono::milliseconds d) {
+  return fmt::format("{:g} s", static_cast<double>(d.count()) / 1000.0);
+}
+
+/// One engine the supervisor looks after, across its restarts.
+struct Slot {
+  int index = 0;             // names its log file: logs/engine-<index>.log
+  pid_t pid = -1;            // the running process, or -1
+  pid_t last_pid = -1;       // the latest process, running or not
+  std::int64_t engine = -1;  // the id the hub gave it (kept across restarts)
+  Steady::time_point started;
+  std::deque<Steady::time_point> crashes;  // within the crash window
+  std::chrono::milliseconds backoff{0};    // the next restart's wait
+  std::vector<std::int64_t> backoffs_ms;   // every restart's wait, in order
+  std::optional<Steady::time_point> restart_at;
+  int restarts = 0;
+  bool done = false;  // exited for good: not restarted
+  std::string state = "starting";
+  std::string last_exit;
+};
+
+class Supervisor {
+ public:
+  explicit Supervisor(const SupervisorOptions& o)
+      : options_(o),
+        info_(net::read_connection_file(o.profile / net::kClientFile)),
+        signer_(info_.key),
+        hub_(info_.endpoint("registration"), info_.key) {
+    control_.set(zmq::sockopt::linger, 0);
+    control_.bind("tcp://127.0.0.1:*");
+    endpoint_ = control_.get(zmq::sockopt::last_endpoint);
+  }
+
+  int run() {
+    std::signal(SIGTERM, on_stop_signal);
+    std::signal(SIGINT, on_stop_signal);
+    std::signal(SIGHUP, SIG_IGN);
+    const int first_index = next_index();
+    for (int i = 0; i < options_.engines; ++i)
+      add_slot(first_index + i);
+    save();
+    spdlog::info("supervising {} engine(s); control socket {}", slots_.size(), endpoint_);
+    zmq::pollitem_t item{control_.handle(), 0, ZMQ_POLLIN, 0};
+    auto last_ids_query = Steady::now() - 1s;
+    while (g_stop == 0) {
+      try {
+        zmq::poll(&item, 1, std::chrono::milliseconds(20));
+        if (item.revents & ZMQ_POLLIN) serve_control();
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+      }
+      reap();
+      const auto now = Steady::now();
+      for (auto& s : slots_) {
+        if (s.restart_at && now >= *s.restart_at && g_stop == 0) {
+          s.restart_at.reset();
+          ++s.restarts;
+          start(s);
+          changed_ = true;
+        }
+      }
+      // Learn the ids the hub gave our engines, so a restart asks for the same id.
+      if (now - last_ids_query > 100ms &&
+          std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) {
+            return s.pid > 0 && (s.engine < 0 || s.state == "starting");
+          })) {
+        last_ids_query = now;
+        learn_ids();
+      }
+      if (changed_) save();
+      if (std::none_of(slots_.begin(), slots_.end(), [](const Slot& s) { return !s.done; })) {
+        spdlog::info("no engine left to supervise; exiting");
+        return 0;
+      }
+    }
+    stop_all();
+    save();
+    return 0;
+  }
+
+ private:
+  int next_index() const {
+    int index = 0;
+    if (auto c = read_cluster(options_.profile); c && c->doc.contains("supervised")) {
+      for (const auto& e : c->doc["supervised"])
+        index = std::max(index, e.value("slot", -1) + 1);
+    }
+    for (const auto& s : slots_)
+      index = std::max(index, s.index + 1);
+    return index;
+  }
+
+  Slot& add_slot(int index) {
+    Slot s;
+    s.index = index;
+    s.backoff = options_.first_backoff;
+    slots_.push_back(std::move(s));
+    start(slots_.back());
+    return slots_.back();
+  }
+
+  void start(Slot& s) {
+    std::vector<std::string> argv{(options_.bin_dir / "ippengine").string(), "--profile-dir",
+                                  options_.profile.string()};
+    if (options_.threads > 0) {
+      argv.push_back("--threads");
+      argv.push_back(std::to_string(options_.threads));
+    }
+    if (s.engine >= 0) {
+      argv.push_back("--engine-id");
+      argv.push_back(std::to_string(s.engine));
+    }
+    const auto log = options_.profile / "logs" / fmt::format("engine-{}.log", s.index);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    // Engines must not inherit the supervisor's handlers' dispositions (SIGHUP ignored).
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t defaults;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGHUP);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+    std::vector<char*> args;
+    for (const auto& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    pid_t pid = -1;
+    const int rc = posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) {
+      s.done = true;
+      s.pid = -1;
+      s.state = fmt::format("could not be started: {}", std::strerror(rc));
+      spdlog::error("engine slot {}: {}", s.index, s.state);
+      changed_ = true;
+      return;
+    }
+    s.pid = s.last_pid = pid;
+    s.started = Steady::now();
+    s.state = "starting";
+    owned_.insert(pid);
+    changed_ = true;
+    spdlog::info("engine slot {} started: pid {}{}", s.index, pid,
+                 s.engine >= 0 ? fmt::format(" (engine {})", s.engine) : "");
+  }
+
+  void reap() {
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      auto s =
+          std::find_if(slots_.begin(), slots_.end(), [&](const Slot& x) { return x.pid == pid; });
+      if (s != slots_.end()) exited(*s, pid, status);
+    }
+  }
+
+  void exited(Slot& s, pid_t pid, int status) {
+    const auto now = Steady::now();
+    const std::string reason = exit_reason(status);
+    s.pid = -1;
+    s.last_exit = reason;
+    changed_ = true;
+    const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    const bool lost = WIFEXITED(status) && WEXITSTATUS(status) == kLostController;
+    const std::string who =
+        s.engine >= 0 ? fmt::format("engine {}", s.engine) : fmt::format("engine slot {}", s.index);
+    if (clean || g_stop != 0) {
+      s.done = true;
+      // Told to stop by the controller (shutdown, or removed), or stopped by us: not a crash.
+      s.state = fmt::format("{}; not restarted", reason);
+      spdlog::info("{} {}", who, reason);
+      return;
+    }
+    std::optional<std::string> note;
+    bool restart = false;
+    if (lost) {
+      s.done = true;
+      s.state = fmt::format("lost its controller ({}); not restarted", reason);
+    } else {
+      s.crashes.push_back(now);
+      while (!s.crashes.empty() && now - s.crashes.front() > options_.crash_window)
+        s.crashes.pop_front();
+      const std::string clause = reason.starts_with("was ") ? reason.substr(4) : reason;
+      if (!options_.restart) {
+        s.done = true;
+        s.state = fmt::format("{}; not restarted (--no-restart-engines)", reason);
+      } else if (static_cast<int>(s.crashes.size()) >= options_.crash_limit) {
+        s.done = true;
+        s.state = fmt::format("crashed {} times in {} s (last: {}); not restarted",
+                              s.crashes.size(), options_.crash_window.count(), clause);
+        note = s.state;
+      } else {
+        if (now - s.started >= options_.stable_after) s.backoff = options_.first_backoff;
+        restart = true;
+        s.restart_at = now + s.backoff;
+        s.backoffs_ms.push_back(s.backoff.count());
+        s.state = fmt::format("restarting in {} (it {})", seconds(s.backoff), reason);
+        s.backoff = std::min(s.backoff * 2, options_.max_backoff);
+      }
+    }
+    if (note)
+      spdlog::error("{}: {}", who, *note);
+    else
+      spdlog::warn("{} (pid {}) {}", who, pid, reason);
+    // Tell the hub at once; wait for its answer so the restarted engine finds its id free.
+    Value::Map info{
+        {"pid", static_cast<std::int64_t>(pid)}, {"reason", reason}, {"restart", restart}};
+    if (note) info["note"] = *note;
+    if (auto r = hub_.query("engine_exited", Value(std::move(info)), 2s)) {
+      if (!r->error && r->info.kind() == Value::Kind::map && r->info["engine"].as_int() >= 0)
+        s.engine = r->info["engine"].as_int();
+    } else {
+      spdlog::warn("the controller did not answer about {}", who);
+    }
+  }
+
+  void learn_ids() {
+    auto r = hub_.query("engines", Value(), 1s);
+    if (!r || r->error || r->info.kind() != Value::Kind::list) return;
+    for (const auto& e : r->info.as_list()) {
+      for (auto& s : slots_) {
+        if (s.pid <= 0 || e["pid"].as_int() != s.pid) continue;
+        if (s.engine != e["id"].as_int() || (s.state == "starting" && e["ready"] == Value(true))) {
+          s.engine = e["id"].as_int();
+          if (e["ready"] == Value(true)) s.state = "running";
+          changed_ = true;
+        }
+      }
+    }
+  }
+
+  void serve_control() {
+    while (true) {
+      std::optional<net::Envelope> env;
+      net::Header h;
+      try {
+        env = net::recv(control_, signer_, zmq::recv_flags::dontwait);
+        if (!env) return;
+        h = net::decode_header(env->parts.at(0));
+      } catch (const Error& e) {
+        spdlog::warn("control socket dropped a message: {}", e.what());
+        continue;
+      }
+      net::Header r;
+      r.type = net::MsgType::QueryReply;
+      r.msg_id = net::new_id();
+      r.parent_id = h.msg_id;
+      try {
+        if (h.task == "add") {
+          const std::int64_t n = h.info["n"].as_int();
+          if (n < 1 || n > 1024) throw UsageError(fmt::format("cannot add {} engines", n));
+          Value::List pids;
+          const int first = next_index();
+          for (int i = 0; i < n; ++i) {
+            Slot& s = add_slot(first + i);
+            pids.emplace_back(static_cast<std::int64_t>(s.pid));
+          }
+          save();
+          r.info = Value::map({{"pids", Value(std::move(pids))}});
+        } else if (h.task == "status" || h.task == "ids") {
+          r.info = Value(static_cast<std::int64_t>(slots_.size()));
+        } else {
+          throw UsageError(fmt::format("unknown supervisor request '{}'", h.task));
+        }
+      } catch (const std::exception& e) {
+        ErrorRecord err;
+        err.code = ErrorCode::usage;
+        err.type = "ipp::UsageError";
+        err.message = e.what();
+        r.error = err;
+      }
+      net::Envelope out = net::make_message(r);
+      out.route = std::move(env->route);
+      net::send(control_, signer_, out, true);
+    }
+  }
+
+  void stop_all() {
+    spdlog::info("stopping {} engine(s)", std::count_if(slots_.begin(), slots_.end(),
+                                                        [](const Slot& s) { return s.pid > 0; }));
+    for (auto& s : slots_) {
+      s.restart_at.reset();
+      if (s.pid > 0) ::kill(s.pid, SIGTERM);
+    }
+    const auto deadline = Steady::now() + 5s;
+    while (Steady::now() < deadline &&
+           std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.pid > 0; })) {
+      reap();
+      std::this_thread::sleep_for(10ms);
+    }
+    for (auto& s : slots_) {
+      if (s.pid > 0) {
+        ::kill(s.pid, SIGKILL);
+        ::waitpid(s.pid, nullptr, 0);
+        s.pid = -1;
+        s.state = "killed after not stopping in 5 s";
+      }
+      s.done = true;
+    }
+  }
+
+  void save() {
+    changed_ = false;
+    const pid_t me = ::getpid();
+    try {
+      update_cluster(options_.profile, [&](nlohmann::ordered_json& j) {
+        j["supervisor"] = me;
+        j["supervisor_endpoint"] = endpoint_;
+        std::vector<pid_t> engines;
+        if (j.contains("engines")) {
+          for (pid_t p : j["engines"].get<std::vector<pid_t>>()) {
+            if (!owned_.contains(p)) engines.push_back(p);  // survivors we do not supervise
+          }
+        }
+        auto supervised = nlohmann::ordered_json::array();
+        if (j.contains("supervised")) {
+          for (const auto& e : j["supervised"]) {
+            if (e.value("supervisor", -1) != me) supervised.push_back(e);
+          }
+        }
+        for (const auto& s : slots_) {
+          if (s.pid > 0) engines.push_back(s.pid);
+          supervised.push_back({{"slot", s.index},
+                                {"supervisor", me},
+                                {"engine", s.engine},
+                                {"pid", s.last_pid},
+                                {"alive", s.pid > 0},
+                                {"done", s.done},
+                                {"state", s.state},
+                                {"restarts", s.restarts},
+                                {"backoff_ms", s.backoffs_ms},
+                                {"last_exit", s.last_exit}});
+        }
+        j["engines"] = engines;
+        j["supervised"] = supervised;
+      });
+    } catch (const std::exception& e) {
+      spdlog::warn("cannot update cluster.json: {}", e.what());
+    }
+  }
+
+  SupervisorOptions options_;
+  net::ConnectionInfo info_;
+  net::Signer signer_;
+  HubLink hub_;
+  zmq::context_t ctx_{1};
+  zmq::socket_t control_{ctx_, zmq::socket_type::router};
+  std::string endpoint_;
+  std::deque<Slot> slots_;  // a deque: references stay valid as slots are added
+  std::set<pid_t> owned_;   // every engine process this supervisor started
+  bool changed_ = false;
+};
+
+}  // namespace
+
+std::string exit_reason(int status) {
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    const char* abbrev = ::sigabbrev_np(sig);
+    return abbrev != nullptr ? fmt::format("was killed by signal {} (SIG{})", sig, abbrev)
+                             : fmt::format("was killed by signal {}", sig);
+  }
+  if (WIFEXITED(status)) return fmt::format("exited with code {}", WEXITSTATUS(status));
+  return fmt::format("ended with status {}", status);
+}
+
+int supervise(const SupervisorOptions& options) {
+  Supervisor s(options);
+  return s.run();
+}
+
+}  // namespace ipp::ctl

@@ -1,0 +1,198 @@
+// Engines that die: `ippctl cluster start` supervises its engines (a crash is reported at once
+// and the engine restarted under its id, with a growing back-off), and `cluster add` /
+// `cluster remove` change a running cluster. Real processes, driven as a user would.
+#include <signal.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "ipp/client.hpp"
+#include "support/paths.hpp"
+
+namespace ipp {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+struct CtlResult {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+/// Alive and not a zombie waiting for its parent.
+bool alive(pid_t pid) {
+  if (pid <= 0 || ::kill(pid, 0) != 0) return false;
+  const std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  return close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'Z';
+}
+
+class Supervised : public ::testing::Test {
+ protected:
+  CtlResult ctl(const std::string& args) {
+    const auto out = dir_ / "out.txt";
+    const auto err = dir_ / "err.txt";
+    const std::string cmd = std::string(IPP_BUILD_DIR) + "/bin/ippctl --profile-dir '" +
+                            dir_.path().string() + "' " + args + " > '" + out.string() + "' 2> '" +
+                            err.string() + "'";
+    const int status = std::system(cmd.c_str());
+    return {WEXITSTATUS(status), slurp(out), slurp(err)};
+  }
+  void TearDown() override { (void)ctl("cluster stop"); }
+
+  json cluster_file() { return json::parse(slurp(dir_ / "cluster.json")); }
+  /// cluster.json's record of the supervised engine with id `id` (the supervisor learns ids
+  /// from the hub soon after its engines register: waits for it).
+  json supervised(std::int64_t id) {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      const json file = cluster_file();
+      for (const auto& e : file["supervised"]) {
+        if (e["engine"] == id) return e;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    ADD_FAILURE() << "no supervised engine " << id << " in " << slurp(dir_ / "cluster.json");
+    return json();
+  }
+  Client client() { return Client(ClientOptions{.profile_dir = dir_.path()}); }
+  void wait_for_ids(Client& rc, const std::vector<std::int64_t>& ids) {
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (rc.ids() != ids) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "engines did not register";
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  test::TempDir dir_;
+};
+
+TEST_F(Supervised, ASegfaultIsReportedAtOnceAndTheEngineComesBackUnderItsId) {
+  // A heartbeat period of a minute: the death can only be learnt from the supervisor.
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 2 --heartbeat-ms 60000").code, 0);
+  ASSERT_EQ(ctl("push " + test::test_plugin("crash").string()).code, 0);
+  ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
+  Client rc = client();
+  const std::int64_t pid_before = rc[1].apply("getpid").as_int();
+  try {
+    (void)rc[1].apply("segv");
+    FAIL() << "segv returned";
+  } catch (const EngineError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("engine 1 died while running task 'segv'"), std::string::npos) << what;
+    EXPECT_NE(what.find("was killed by signal 11 (SIGSEGV)"), std::string::npos) << what;
+  }
+  EXPECT_EQ(rc[0].apply("mul", {2, 3}), Value(6)) << "the other engine goes on";
+
+  wait_for_ids(rc, {0, 1});
+  EXPECT_EQ(rc[1].apply("mul", {5, 6}), Value(30)) << "back with the pushed plugins";
+  EXPECT_NE(rc[1].apply("getpid").as_int(), pid_before) << "a new process";
+  const json e = supervised(1);
+  EXPECT_EQ(e["restarts"], 1) << e;
+  EXPECT_EQ(e["last_exit"], "was killed by signal 11 (SIGSEGV)") << e;
+}
+
+TEST_F(Supervised, AnEngineThatKeepsCrashingIsRestartedLessOftenThenLeftDown) {
+  ASSERT_EQ(ctl("cluster start -n 1 --engine-threads 1").code, 0);
+  ASSERT_EQ(ctl("push " + test::test_plugin("crash").string()).code, 0);
+  Client rc = client();
+  for (int crash = 1; crash <= 5; ++crash) {
+    wait_for_ids(rc, {0});
+    EXPECT_THROW((void)rc[0].apply("segv"), EngineError) << "crash " << crash;
+    // The supervisor has heard of it once the state changes from running.
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (supervised(0)["last_exit"] == "" ||
+           supervised(0)["state"].get<std::string>().starts_with("starting") ||
+           supervised(0)["state"] == "running") {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  const json e = supervised(0);
+  EXPECT_EQ(e["backoff_ms"], json::parse("[250, 500, 1000, 2000]")) << "each wait doubles";
+  EXPECT_EQ(e["done"], true) << e;
+  EXPECT_EQ(e["state"],
+            "crashed 5 times in 60 s (last: killed by signal 11 (SIGSEGV)); not restarted");
+  const CtlResult status = ctl("cluster status");
+  EXPECT_NE(status.out.find("engine 0: crashed 5 times in 60 s (last: killed by signal 11 "
+                            "(SIGSEGV)); not restarted"),
+            std::string::npos)
+      << status.out;
+  EXPECT_TRUE(rc.ids().empty());
+}
+
+TEST_F(Supervised, AddedEnginesRegisterAndRemovedOnesDrainThenStopCleanly) {
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 2").code, 0);
+  ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
+  const CtlResult added = ctl("cluster add -n 1");
+  ASSERT_EQ(added.code, 0) << added.err;
+  EXPECT_NE(added.out.find("added engine 2"), std::string::npos) << added.out;
+  Client rc = client();
+  EXPECT_EQ(rc.ids(), (std::vector<std::int64_t>{0, 1, 2}));
+  EXPECT_EQ(rc[2].apply("mul", {3, 4}), Value(12)) << "it has the pushed plugins";
+
+  // A task running on engine 2 when it is removed finishes, and its result is delivered.
+  AsyncResult running = rc[2].apply_async("wait_here", {1.0});
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (rc.queue_status()["2"]["queue"].as_int() == 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::sleep_for(5ms);
+  }
+  const std::int64_t pid = supervised(2)["pid"];
+  const CtlResult removed = ctl("--json cluster remove 2");
+  ASSERT_EQ(removed.code, 0) << removed.err;
+  const json r = json::parse(removed.out);
+  EXPECT_EQ(r["removed"][0]["id"], 2) << removed.out;
+  EXPECT_EQ(r["removed"][0]["reason"], "was removed") << removed.out;
+  EXPECT_EQ(r["removed"][0]["exit"], "exited with code 0") << removed.out;
+  EXPECT_EQ(running.get(10s).as_int(), pid);
+  EXPECT_FALSE(alive(static_cast<pid_t>(pid)));
+  EXPECT_EQ(rc.ids(), (std::vector<std::int64_t>{0, 1}));
+  EXPECT_EQ(supervised(2)["restarts"], 0) << "not restarted";
+  EXPECT_EQ(supervised(2)["done"], true);
+  EXPECT_EQ(rc.direct_view().apply("mul", {2, 2}).repr(), "[4, 4]") << "the others go on";
+
+  const CtlResult unknown = ctl("cluster remove 2 9");
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_NE(unknown.err.find("no engine 2, 9 is registered (engines: [0, 1])"), std::string::npos)
+      << unknown.err;
+}
+
+TEST_F(Supervised, ClusterStopLeavesNoProcessBehind) {
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 1").code, 0);
+  ASSERT_EQ(ctl("push " + test::test_plugin("crash").string()).code, 0);
+  Client rc = client();
+  EXPECT_THROW((void)rc[0].apply("exit_now", {7}), EngineError);
+  wait_for_ids(rc, {0, 1});
+  EXPECT_EQ(supervised(0)["last_exit"], "exited with code 7");
+  const json c = cluster_file();
+  std::vector<pid_t> pids{c["controller"].get<pid_t>(), c["supervisor"].get<pid_t>()};
+  for (const auto& e : c["supervised"])
+    pids.push_back(e["pid"].get<pid_t>());
+  ASSERT_EQ(pids.size(), 4u);
+  for (const pid_t p : pids)
+    EXPECT_TRUE(alive(p)) << p;
+  ASSERT_EQ(ctl("cluster stop").code, 0);
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  for (const pid_t p : pids) {
+    while (alive(p) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(10ms);
+    EXPECT_FALSE(alive(p)) << "process " << p << " is still running";
+  }
+}
+
+}  // namespace
+}  // namespace ipp

@@ -1,0 +1,20 @@
+// A plugin that takes its engine down: for tests of engines that die and are restarted.
+#include <csignal>
+#include <cstdint>
+#include <cstdlib>
+
+#include <ipp/plugin.hpp>
+
+/// Raises SIGSEGV: the engine process dies of it.
+std::int64_t segv() {
+  std::raise(SIGSEGV);
+  return 0;
+}
+
+/// Ends the engine process at once with `code`, as a plugin calling exit() would.
+std::int64_t exit_now(std::int64_t code) {
+  std::_Exit(static_cast<int>(code));
+}
+
+IPP_TASK(segv, "Kills its engine with SIGSEGV.")
+IPP_TASK(exit_now, "Ends its engine process with the given exit code.")
