@@ -389,9 +389,10 @@ void Controller::State::hub() {
       r.completed = h.completed;
       r.received = net::now_us();
       if (h.error) {
-        r.status = h.error->code == ErrorCode::engine    ? "engine_died"
-                   : h.error->code == ErrorCode::aborted ? "aborted"
-                                                         : "error";
+        r.status = h.error->code == ErrorCode::engine      ? "engine_died"
+                   : h.error->code == ErrorCode::aborted   ? "aborted"
+                   : h.error->code == ErrorCode::cancelled ? "cancelled"
+                                                           : "error";
         r.error = h.error;
         if (r.plugin.empty()) r.plugin = h.error->plugin;
       } else {

@@ -108,6 +108,21 @@ Value argument(std::string text) {
   }
 }
 
+/// "a,b, c" -> {"a", "b", "c"} (empty pieces dropped).
+std::vector<std::string> split_ids(const std::string& list) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : list + ",") {
+    if (c == ',' || c == ' ') {
+      if (!cur.empty()) out.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  return out;
+}
+
 std::vector<std::int64_t> parse_targets(const std::string& spec, const Client& rc, bool* single) {
   *single = false;
   if (spec == "all") return rc.ids();
@@ -231,6 +246,33 @@ int run(int argc, char** argv) {
   map->add_flag("--balanced", balanced, "Schedule chunks on free engines");
   map->add_option("--chunksize", chunksize,
                   "Elements per chunk with --balanced (default: automatic)");
+  // Scheduling flags (see docs/scheduling.md).
+  int retries = 0, priority = 0;
+  double queue_timeout = 0, time_limit = 0;
+  std::string after, follow;
+  bool any = false, on_failure = false, on_finish = false;
+  for (auto* cmd : {apply, map}) {
+    cmd->add_option("--retries", retries,
+                    "--balanced: run a failed task again on another engine, up to N times");
+    cmd->add_option("--timeout", queue_timeout,
+                    "--balanced: fail with TaskTimeout after waiting SECONDS in the scheduler");
+    cmd->add_option("--after", after, "--balanced: run after these msg_ids (comma-separated)");
+    cmd->add_option("--follow", follow,
+                    "--balanced: run on the engine where these msg_ids ran (comma-separated)");
+    cmd->add_flag("--any", any, "--after/--follow: one of the msg_ids is enough (default: all)");
+    cmd->add_flag("--on-failure", on_failure,
+                  "--after/--follow: met when they failed (default: when they succeeded)");
+    cmd->add_flag("--on-finish", on_finish, "--after/--follow: met when they finished either way");
+    cmd->add_option("--priority", priority, "--balanced: higher runs first among ready tasks");
+    cmd->add_option("--time-limit", time_limit,
+                    "Cancel the task and fail with TaskTimeout after it ran SECONDS");
+  }
+  auto* abort_cmd = app.add_subcommand("abort", "Remove queued tasks before they run");
+  std::vector<std::string> control_ids;
+  abort_cmd->add_option("MSG_ID", control_ids, "msg_ids (as printed by --json)")->required();
+  auto* cancel_cmd =
+      app.add_subcommand("cancel", "Cancel tasks: queued ones do not run, running ones are told");
+  cancel_cmd->add_option("MSG_ID", control_ids, "msg_ids (as printed by --json)")->required();
 
   // Namespaces.
   std::string code, name, assignment;
@@ -413,16 +455,59 @@ int run(int argc, char** argv) {
       print(g, rc.plugins());
     else if (*status)
       print(g, rc.queue_status());
-    else if (*apply || *map) {
+    else if (*abort_cmd || *cancel_cmd) {
+      const ControlSummary done = *abort_cmd ? rc.abort(control_ids) : rc.cancel(control_ids);
+      if (g.json) {
+        std::cout << json{{"removed", done.removed},
+                          {"signalled", done.signalled},
+                          {"not_pending", done.not_pending}}
+                         .dump()
+                  << "\n";
+      } else {
+        std::cout << fmt::format(
+            "{} removed from the queue, {} passed on to their engines, {} not pending\n",
+            done.removed.size(), done.signalled.size(), done.not_pending.size());
+      }
+    } else if (*apply || *map) {
       Value::List values;
       for (const auto& a : args)
         values.push_back(argument(a));
+      TaskFlags flags;
+      auto seconds = [](double s) {
+        return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s));
+      };
+      if (time_limit < 0 || queue_timeout < 0)
+        throw UsageError("--time-limit and --timeout take a positive number of seconds");
+      if (time_limit > 0) flags.time_limit = std::max(Duration(1), seconds(time_limit));
+      const bool lb_flags =
+          retries != 0 || priority != 0 || queue_timeout > 0 || !after.empty() || !follow.empty();
+      if (lb_flags && !balanced) {
+        throw UsageError("--retries, --timeout, --after, --follow and --priority need --balanced");
+      }
       AsyncResult r = [&] {
         if (balanced) {
-          auto lb = rc.load_balanced_view();
+          auto dependency = [&](const std::string& list) {
+            Dependency d(split_ids(list));
+            if (any) d = d.any();
+            if (on_finish)
+              d = d.on_finish();
+            else if (on_failure)
+              d = d.on_failure();
+            return d;
+          };
+          flags.retries = retries;
+          flags.priority = priority;
+          if (queue_timeout > 0) flags.timeout = std::max(Duration(1), seconds(queue_timeout));
+          flags.after = dependency(after);
+          flags.follow = dependency(follow);
+          if (!targets.empty()) {
+            bool single = false;
+            flags.targets = parse_targets(targets, rc, &single);
+          }
+          auto lb = rc.load_balanced_view().with(flags);
           return *apply ? lb.apply_async(task, values) : lb.map_async(task, values, chunksize);
         }
-        DirectView view = target_view();
+        DirectView view = target_view().with(flags);
         return *apply ? view.apply_async(task, values) : view.map_async(task, values);
       }();
       finish(r, false);

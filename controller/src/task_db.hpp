@@ -30,7 +30,7 @@ struct TaskRecord {
   std::string args;          ///< the request's payload, serialised (see pack_parts); empty when it
                              ///< was larger than the hub keeps
   std::int64_t submitted = 0, started = 0, completed = 0, received = 0;  ///< µs since epoch
-  std::string status = "pending";  ///< pending, running, ok, error, aborted, engine_died
+  std::string status = "pending";  ///< pending, running, ok, error, aborted, cancelled, engine_died
   std::string result;              ///< the reply's payload, serialised
   std::optional<ErrorRecord> error;
   std::string resubmitted_from;

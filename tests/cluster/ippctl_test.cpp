@@ -8,10 +8,13 @@
 
 #include <gtest/gtest.h>
 
+#include "ipp/client.hpp"
 #include "support/paths.hpp"
 
 namespace ipp {
 namespace {
+
+using namespace std::chrono_literals;
 
 struct CtlResult {
   int code;
@@ -102,6 +105,46 @@ TEST_F(Ippctl, BadInputGetsAClearErrorAndTheRightExitCode) {
   r = ctl("cluster start -n 1");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("already running"), std::string::npos) << r.err;
+}
+
+TEST_F(Ippctl, SchedulingFlagsAbortAndCancel) {
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 1").code, 0);
+  ASSERT_EQ(ctl("push " + test::test_plugin("sched").string()).code, 0);
+  EXPECT_EQ(ctl("apply tag 5 --balanced --targets 1").out, "[5, 1]\n");
+  EXPECT_EQ(ctl("apply fail_on 0 --balanced --targets 0,1 --retries 1 --priority 3").code, 0);
+  EXPECT_EQ(ctl("map tag 0..3 --balanced --targets 0 --chunksize 1").out,
+            "[[0, 0], [1, 0], [2, 0], [3, 0]]\n");
+  CtlResult r = ctl("apply tag 1 --balanced --after 0123456789abcdef");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("InvalidDependency"), std::string::npos) << r.err;
+  r = ctl("apply tag 1 --balanced --targets 9");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("ImpossibleDependency"), std::string::npos) << r.err;
+  r = ctl("apply stubborn 1 --targets 0 --time-limit 0.2");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("time limit of 200 ms"), std::string::npos) << r.err;
+  r = ctl("apply tag 1 --retries 2");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("need --balanced"), std::string::npos) << r.err;
+  // A dependency by msg_id, as printed by --json.
+  r = ctl("--json apply tag 7 --balanced --targets 1");
+  const auto id_at = r.out.find("\"msg_ids\":[\"") + 12;
+  const std::string id = r.out.substr(id_at, 32);
+  EXPECT_EQ(ctl("apply tag 8 --balanced --follow " + id).out, "[8, 1]\n");
+  EXPECT_EQ(ctl("apply tag 9 --balanced --after " + id + " --on-failure").code, 1);
+
+  Client rc(ClientOptions{.profile_dir = dir_.path()});
+  LoadBalancedView lb = rc.load_balanced_view().with({.targets = {0}});
+  AsyncResult blocker = lb.apply_async("stubborn", {1.0});
+  AsyncResult queued = lb.apply_async("tag", {1});
+  AsyncResult later = lb.apply_async("tag", {2});
+  r = ctl("abort " + queued.msg_ids()[0]);
+  EXPECT_EQ(r.out, "1 removed from the queue, 0 passed on to their engines, 0 not pending\n");
+  EXPECT_THROW(queued.get(30s), TaskAborted);
+  r = ctl("--json cancel " + blocker.msg_ids()[0]);
+  EXPECT_NE(r.out.find("\"signalled\":[\"" + blocker.msg_ids()[0]), std::string::npos) << r.out;
+  EXPECT_THROW(blocker.get(30s), TaskCancelled);
+  EXPECT_EQ(later.get(30s)[0], Value(2));
 }
 
 TEST_F(Ippctl, NoControllerIsExitCodeThree) {
