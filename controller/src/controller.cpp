@@ -94,7 +94,10 @@ struct Controller::State {
   std::vector<std::thread> threads;
   // Sockets are made and bound in start(), then each is used by one thread only.
   zmq::socket_t registration{ctx, zmq::socket_type::router};
-  zmq::socket_t heartbeat{ctx, zmq::socket_type::router};
+  // The heartbeat has a ZeroMQ context (an I/O thread) of its own: a gigabyte message moving
+  // through the task channels does not delay the pings.
+  zmq::context_t heart_ctx;
+  zmq::socket_t heartbeat{heart_ctx, zmq::socket_type::router};
   zmq::socket_t client_direct{ctx, zmq::socket_type::router};
   zmq::socket_t engine_direct{ctx, zmq::socket_type::router};
   zmq::socket_t client_balanced{ctx, zmq::socket_type::router};

@@ -211,7 +211,10 @@ int Engine::run() {
   const auto ping_every = period / 4;
   const auto controller_timeout = std::max(options_.controller_timeout, 2 * period);
   std::thread heart([&] {
-    zmq::socket_t heartbeat(ctx, zmq::socket_type::dealer);
+    // A context (an I/O thread) of its own: a gigabyte message arriving on a task channel
+    // does not delay the pings.
+    zmq::context_t heart_ctx;
+    zmq::socket_t heartbeat(heart_ctx, zmq::socket_type::dealer);
     heartbeat.set(zmq::sockopt::routing_id, identity);
     heartbeat.set(zmq::sockopt::linger, 0);
     heartbeat.connect(conn.endpoint("heartbeat"));
