@@ -123,25 +123,43 @@ void Controller::State::hub() {
   PluginStore store(options.profile_dir / "plugins");
   // Tasks not finished yet, as last recorded; finished ones live only in the database.
   std::unordered_map<std::string, hub::TaskRecord> inflight;
+  // Records changed since the last flush, each written once per flush however often it
+  // changed: a task submitted, dispatched and answered within one flush is one row write.
+  // Empty: the record is still in `inflight`; else the finished record itself.
+  std::unordered_map<std::string, std::optional<hub::TaskRecord>> dirty;
   std::size_t unflushed = 0;
   auto last_flush = Steady::now();
-  auto record = [&](const hub::TaskRecord& r) {
-    if (!db) return;
+  auto changed = [&] {
     if (options.hub_delay.count() > 0) std::this_thread::sleep_for(options.hub_delay);
-    try {
-      db->put(r);
-      ++unflushed;
-    } catch (const Error& e) {
-      spdlog::error("hub: {}", e.what());
-    }
+    ++unflushed;
+  };
+  auto touch = [&](const std::string& msg_id) {  // a record in `inflight` changed
+    if (!db) return;
+    changed();
+    dirty.try_emplace(msg_id);
+  };
+  auto record = [&](hub::TaskRecord r) {  // a finished record, no longer in `inflight`
+    if (!db) return;
+    changed();
+    std::string msg_id = r.msg_id;
+    dirty[std::move(msg_id)] = std::move(r);
   };
   auto flush = [&] {
     last_flush = Steady::now();
-    if (!db || unflushed == 0) return;
+    if (!db || dirty.empty()) return;
     unflushed = 0;
     try {
+      for (const auto& [msg_id, r] : dirty) {
+        if (r) {
+          db->put(*r);
+        } else if (auto it = inflight.find(msg_id); it != inflight.end()) {
+          db->put(it->second);
+        }
+      }
+      dirty.clear();
       db->flush();
     } catch (const Error& e) {
+      dirty.clear();
       spdlog::error("hub: task database: {}", e.what());
     }
   };
@@ -157,8 +175,9 @@ void Controller::State::hub() {
       e.engine = r.engine;
       r.status = "error";
       r.error = e;
-      record(r);
-      inflight[r.msg_id] = std::move(r);
+      const std::string msg_id = r.msg_id;
+      inflight[msg_id] = std::move(r);
+      touch(msg_id);
     }
     flush();
     spdlog::info("restore: {} task(s) were in flight", inflight.size());
@@ -362,8 +381,9 @@ void Controller::State::hub() {
       r.submitted = h.submitted != 0 ? h.submitted : net::now_us();
       if (h.info.kind() == Value::Kind::map && h.info.as_map().contains("resubmitted_from"))
         r.resubmitted_from = h.info["resubmitted_from"].as_string();
-      record(r);
-      inflight[r.msg_id] = std::move(r);
+      const std::string msg_id = r.msg_id;
+      inflight[msg_id] = std::move(r);
+      touch(msg_id);
     } else if (what == "dispatch") {
       const std::int64_t engine = std::stoll(msg[1].to_string());
       if (auto e = engines.find(engine); e != engines.end()) {
@@ -374,7 +394,7 @@ void Controller::State::hub() {
       if (it == inflight.end()) return;
       it->second.engine = engine;
       it->second.status = "running";
-      record(it->second);
+      touch(it->first);
     } else if (what == "reply") {
       const net::Header h = net::decode_header(Buffer::copy(msg[2].data(), msg[2].size()));
       const std::int64_t engine = std::stoll(msg[1].to_string());
@@ -402,7 +422,7 @@ void Controller::State::hub() {
         r.status = "ok";
         r.result = keep_parts(msg, 3, r.result_size);
       }
-      record(r);
+      record(std::move(r));
     }
   };
   // Parts of a stored payload, as buffers for a reply.

@@ -292,8 +292,11 @@ int Engine::run() {
 
   auto post = [&impl](int channel, std::optional<net::Envelope> env, std::string finished) {
     std::lock_guard lock(impl.out_mutex);
+    // The I/O thread takes the whole queue when woken: only a result that finds it empty
+    // needs to wake it.
+    const bool was_empty = impl.outgoing.empty();
     impl.outgoing.push_back({channel, std::move(env), std::move(finished)});
-    impl.wake->send(zmq::message_t(1), zmq::send_flags::dontwait);
+    if (was_empty) impl.wake->send(zmq::message_t(1), zmq::send_flags::dontwait);
   };
   // Tasks held here, by msg_id (I/O thread only), and those with a time limit.
   std::unordered_map<std::string, std::shared_ptr<Impl::Job>> jobs;

@@ -86,8 +86,11 @@ struct ClientCore {
   void submit(Channel channel, net::Envelope env, std::shared_ptr<Slot> slot,
               std::shared_ptr<ResultState> owner) {
     std::lock_guard lock(out_mutex);
+    // One wake-up per batch: the I/O thread takes the whole queue when woken, so only the
+    // request that finds it empty needs to wake it.
+    const bool was_empty = outgoing.empty();
     outgoing.push_back({channel, std::move(env), std::move(slot), std::move(owner)});
-    wake_push.send(zmq::message_t(1), zmq::send_flags::dontwait);
+    if (was_empty) wake_push.send(zmq::message_t(1), zmq::send_flags::dontwait);
   }
 
   /// Sends a request and waits for its reply (queries and pushes).
@@ -171,13 +174,13 @@ struct ClientCore {
           std::lock_guard lock(out_mutex);
           batch.swap(outgoing);
         }
-        for (auto& o : batch) {
-          {
-            std::lock_guard lock(pending_mutex);
+        {
+          std::lock_guard lock(pending_mutex);
+          for (auto& o : batch)
             pending.emplace(o.slot->msg_id, Pending{o.slot, o.owner});
-          }
-          net::send(sockets[o.channel], signer, o.envelope);
         }
+        for (auto& o : batch)
+          net::send(sockets[o.channel], signer, o.envelope);
       }
       for (int c = 0; c < 3; ++c) {
         if (!(items[c].revents & ZMQ_POLLIN)) continue;
