@@ -236,7 +236,10 @@ void print_table(const std::vector<Figure>& figures, double rtt_p50, double rtt_
   for (const auto& f : figures) {
     fmt::print("{:<4} {:<58} {:>12.{}f} {:<8} {:>8}  {:<22} {}\n", f.id, f.name, f.value,
                f.value >= 100 ? 0 : 2, f.unit, f.ratio ? fmt::format("{:.2f}", *f.ratio) : "",
-               f.target, f.target.empty() ? "" : f.met ? "yes" : "no");
+               f.target,
+               f.target.empty() ? ""
+               : f.met          ? "yes"
+                                : "no");
   }
 }
 

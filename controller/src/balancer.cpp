@@ -112,23 +112,17 @@ void Balancer::engine_down(std::int64_t id, std::string_view reason, Clock::time
                         task.task, id));
   }
   // Ready tasks that must follow work done on that engine can no longer run.
-  std::vector<std::string> stranded;
+  std::vector<std::pair<std::string, std::string>> stranded;  // msg_id, why
   for (const auto& [key, msg_id] : ready_) {
     const Task& t = tasks_.at(msg_id);
     if (t.flags.follow.empty()) continue;
     std::string why;
     bool impossible = false;
     (void)allowed(t, &why, &impossible);
-    if (impossible) stranded.push_back(msg_id);
+    if (impossible) stranded.emplace_back(msg_id, std::move(why));
   }
-  for (const auto& msg_id : stranded) {
-    const Task& t = tasks_.at(msg_id);
-    std::string why;
-    bool impossible = false;
-    (void)allowed(t, &why, &impossible);
-    fail(msg_id, record(ErrorCode::impossible_dependency, "ipp::ImpossibleDependency",
-                        fmt::format("task '{}' cannot run: {}", t.task, why), t.task));
-  }
+  for (const auto& [msg_id, why] : stranded)
+    fail_impossible(msg_id, why);
   settle();
 }
 
@@ -291,8 +285,7 @@ void Balancer::evaluate(const std::string& msg_id) {
   const Verdict after = check(t.flags.after, &why);
   const Verdict follow = after == Verdict::unreachable ? after : check(t.flags.follow, &why);
   if (after == Verdict::unreachable || follow == Verdict::unreachable) {
-    fail(msg_id, record(ErrorCode::impossible_dependency, "ipp::ImpossibleDependency",
-                        fmt::format("task '{}' cannot run: {}", t.task, why), t.task));
+    fail_impossible(msg_id, why);
     return;
   }
   if (after == Verdict::met && follow == Verdict::met) make_ready(msg_id, t);
@@ -303,8 +296,7 @@ void Balancer::make_ready(const std::string& msg_id, Task& t) {
   bool impossible = false;
   (void)allowed(t, &why, &impossible);
   if (impossible) {
-    fail(msg_id, record(ErrorCode::impossible_dependency, "ipp::ImpossibleDependency",
-                        fmt::format("task '{}' cannot run: {}", t.task, why), t.task));
+    fail_impossible(msg_id, why);
     return;
   }
   t.state = State::ready;
@@ -319,6 +311,14 @@ void Balancer::requeue(const std::string& msg_id, Task& t, Clock::time_point now
     deadlines_.emplace(*t.deadline, msg_id);
   }
   make_ready(msg_id, t);
+}
+
+void Balancer::fail_impossible(const std::string& msg_id, const std::string& why) {
+  auto it = tasks_.find(msg_id);
+  if (it == tasks_.end()) return;
+  const std::string task = it->second.task;
+  fail(msg_id, record(ErrorCode::impossible_dependency, "ipp::ImpossibleDependency",
+                      fmt::format("task '{}' cannot run: {}", task, why), task));
 }
 
 void Balancer::fail(const std::string& msg_id, ErrorRecord error) {
@@ -505,14 +505,14 @@ void Balancer::schedule() {
     return std::any_of(engines_.begin(), engines_.end(),
                        [&](const auto& kv) { return is_free(kv.second); });
   };
-  std::vector<std::string> impossible_ids;
+  std::vector<std::pair<std::string, std::string>> impossible_ids;  // msg_id, why
   for (auto it = ready_.begin(); it != ready_.end() && any_free();) {
     Task& t = tasks_.at(it->second);
     std::string why;
     bool impossible = false;
     const auto where = allowed(t, &why, &impossible);
     if (impossible) {
-      impossible_ids.push_back(it->second);
+      impossible_ids.emplace_back(it->second, std::move(why));
       ++it;
       continue;
     }
@@ -525,14 +525,8 @@ void Balancer::schedule() {
     it = ready_.erase(it);
     place(msg_id, t, engine);
   }
-  for (const auto& msg_id : impossible_ids) {
-    Task& t = tasks_.at(msg_id);
-    std::string why;
-    bool impossible = false;
-    (void)allowed(t, &why, &impossible);
-    fail(msg_id, record(ErrorCode::impossible_dependency, "ipp::ImpossibleDependency",
-                        fmt::format("task '{}' cannot run: {}", t.task, why), t.task));
-  }
+  for (const auto& [msg_id, why] : impossible_ids)
+    fail_impossible(msg_id, why);
   settle();
 }
 

@@ -138,6 +138,8 @@ class Balancer {
   void evaluate(const std::string& msg_id);
   void make_ready(const std::string& msg_id, Task& t);
   void fail(const std::string& msg_id, ErrorRecord error);
+  /// Fails a task with ImpossibleDependency: "task 'x' cannot run: <why>".
+  void fail_impossible(const std::string& msg_id, const std::string& why);
   void record_done(const std::string& msg_id, bool ok, std::int64_t engine);
   void requeue(const std::string& msg_id, Task& t, Clock::time_point now);
   void settle();
