@@ -56,15 +56,21 @@ struct Run {
   std::size_t recorded = 0;
 };
 
-Run run(int tasks, std::int64_t delay_us) {
+Run run(int tasks, std::int64_t delay_us, const std::vector<std::string>& extra) {
   const auto profile = std::filesystem::temp_directory_path() /
                        fmt::format("ipp-bench-hub-{}-{}", ::getpid(), delay_us);
   std::filesystem::create_directories(profile);
   const auto bin = exe_dir();
   std::vector<pid_t> pids;
-  pids.push_back(spawn({(bin / "ippcontroller").string(), "--profile-dir", profile.string(),
-                        "--hub-delay-us", std::to_string(delay_us), "--log-level", "warn"},
-                       profile / "controller.log"));
+  std::vector<std::string> controller{(bin / "ippcontroller").string(),
+                                      "--profile-dir",
+                                      profile.string(),
+                                      "--hub-delay-us",
+                                      std::to_string(delay_us),
+                                      "--log-level",
+                                      "warn"};
+  controller.insert(controller.end(), extra.begin(), extra.end());
+  pids.push_back(spawn(controller, profile / "controller.log"));
   while (!std::filesystem::exists(profile / ipp::net::kClientFile))
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   for (int i = 0; i < 2; ++i) {
@@ -112,13 +118,16 @@ int main(int argc, char** argv) {
   int tasks = 1000;
   std::int64_t delay_us = 5000;
   std::string json_file;
+  std::vector<std::string> extra;
+  app.add_option("--controller-arg", extra, "An extra ippcontroller argument (repeatable)")
+      ->allow_extra_args(false);
   app.add_option("--tasks", tasks, "Trivial tasks submitted one by one")->capture_default_str();
   app.add_option("--delay-us", delay_us, "Hub slow-down per record written")->capture_default_str();
   app.add_option("--json", json_file, "Also write the figures to this file");
   CLI11_PARSE(app, argc, argv);
   try {
-    const Run fast = run(tasks, 0);
-    const Run slow = run(tasks, delay_us);
+    const Run fast = run(tasks, 0, extra);
+    const Run slow = run(tasks, delay_us, extra);
     fmt::print("{:<40} {:>10} {:>8} {:>14} {:>10}\n",
                fmt::format("{} load-balanced tasks, 2 engines", tasks), "tasks/s", "ratio",
                "hub catch-up s", "recorded");

@@ -236,7 +236,8 @@ std::vector<std::int64_t> wait_registered(const ClusterCli& c, Client& rc,
 
 }  // namespace
 
-int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, bool restart) {
+int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, bool restart,
+                  const std::vector<std::string>& controller_args) {
   const auto& profile = c.profile;
   std::filesystem::create_directories(profile / "logs");
   const auto existing = read_cluster(profile);
@@ -270,6 +271,7 @@ int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, boo
                                            profile.string(), "--heartbeat-ms",
                                            std::to_string(heartbeat_ms)};
   if (restore) controller_argv.emplace_back("--restore");
+  controller_argv.insert(controller_argv.end(), controller_args.begin(), controller_args.end());
   const pid_t controller = spawn_daemon(controller_argv, profile / "logs" / "controller.log");
   update_cluster(profile, [&](json& j) {
     j["controller"] = controller;

@@ -17,8 +17,10 @@ struct ClusterCli {
 
 /// Starts a controller and a supervisor that starts `n` engines; restores a profile whose
 /// controller died (survivors come back, only the missing engines are started). Returns when
-/// every engine registered. Exit codes as ippctl's.
-int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, bool restart);
+/// every engine registered. `controller_args` go to ippcontroller as they are (--scheme, --hwm).
+/// Exit codes as ippctl's.
+int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, bool restart,
+                  const std::vector<std::string>& controller_args);
 /// Stops the controller, its engines and the supervisor.
 int cluster_stop(const ClusterCli& c);
 /// The controller, the supervisor, registered engines and what became of supervised ones.

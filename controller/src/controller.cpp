@@ -121,12 +121,25 @@ void Controller::State::hub() {
   monitor.set(zmq::sockopt::rcvhwm, 0);
   monitor.bind(kMonitor);
   PluginStore store(options.profile_dir / "plugins");
-  // Tasks not finished yet, as last recorded; finished ones live only in the database.
-  std::unordered_map<std::string, hub::TaskRecord> inflight;
+  // Tasks not finished yet. A record is held whole until its first write to the database;
+  // after that only what changes later is kept (a queued task costs the hub little memory),
+  // and later writes update the row in place. Finished tasks live only in the database.
+  struct Inflight {
+    std::unique_ptr<hub::TaskRecord> full;  // until first written
+    std::int64_t engine = -1;
+    std::string status = "pending";
+    bool named = false;  // apply or map: runs a plugin's task, which the reply names
+  };
+  std::unordered_map<std::string, Inflight> inflight;
+  // A finished record, and whether its row was written before (then it is updated).
+  struct Finished {
+    hub::TaskRecord record;
+    bool stored = false;
+  };
   // Records changed since the last flush, each written once per flush however often it
   // changed: a task submitted, dispatched and answered within one flush is one row write.
   // Empty: the record is still in `inflight`; else the finished record itself.
-  std::unordered_map<std::string, std::optional<hub::TaskRecord>> dirty;
+  std::unordered_map<std::string, std::optional<Finished>> dirty;
   std::size_t unflushed = 0;
   auto last_flush = Steady::now();
   auto changed = [&] {
@@ -138,22 +151,35 @@ void Controller::State::hub() {
     changed();
     dirty.try_emplace(msg_id);
   };
-  auto record = [&](hub::TaskRecord r) {  // a finished record, no longer in `inflight`
+  auto record = [&](hub::TaskRecord r, bool stored) {  // finished, no longer in `inflight`
     if (!db) return;
     changed();
     std::string msg_id = r.msg_id;
-    dirty[std::move(msg_id)] = std::move(r);
+    dirty[std::move(msg_id)] = Finished{std::move(r), stored};
   };
   auto flush = [&] {
     last_flush = Steady::now();
     if (!db || dirty.empty()) return;
     unflushed = 0;
     try {
-      for (const auto& [msg_id, r] : dirty) {
-        if (r) {
-          db->put(*r);
+      for (const auto& [msg_id, f] : dirty) {
+        if (f) {
+          if (f->stored)
+            db->update(f->record);
+          else
+            db->put(f->record);
         } else if (auto it = inflight.find(msg_id); it != inflight.end()) {
-          db->put(it->second);
+          Inflight& live = it->second;
+          if (live.full) {
+            db->put(*live.full);
+            live.full.reset();
+          } else {
+            hub::TaskRecord r;
+            r.msg_id = msg_id;
+            r.engine = live.engine;
+            r.status = live.status;
+            db->update(r);
+          }
         }
       }
       dirty.clear();
@@ -176,7 +202,9 @@ void Controller::State::hub() {
       r.status = "error";
       r.error = e;
       const std::string msg_id = r.msg_id;
-      inflight[msg_id] = std::move(r);
+      Inflight live{nullptr, r.engine, r.status};
+      live.full = std::make_unique<hub::TaskRecord>(std::move(r));
+      inflight[msg_id] = std::move(live);
       touch(msg_id);
     }
     flush();
@@ -382,7 +410,10 @@ void Controller::State::hub() {
       if (h.info.kind() == Value::Kind::map && h.info.as_map().contains("resubmitted_from"))
         r.resubmitted_from = h.info["resubmitted_from"].as_string();
       const std::string msg_id = r.msg_id;
-      inflight[msg_id] = std::move(r);
+      Inflight live;
+      live.named = h.type == net::MsgType::ApplyRequest || h.type == net::MsgType::MapRequest;
+      if (db) live.full = std::make_unique<hub::TaskRecord>(std::move(r));  // else: not written
+      inflight[msg_id] = std::move(live);
       touch(msg_id);
     } else if (what == "dispatch") {
       const std::int64_t engine = std::stoll(msg[1].to_string());
@@ -394,6 +425,10 @@ void Controller::State::hub() {
       if (it == inflight.end()) return;
       it->second.engine = engine;
       it->second.status = "running";
+      if (it->second.full) {
+        it->second.full->engine = engine;
+        it->second.full->status = "running";
+      }
       touch(it->first);
     } else if (what == "reply") {
       const net::Header h = net::decode_header(Buffer::copy(msg[2].data(), msg[2].size()));
@@ -401,7 +436,16 @@ void Controller::State::hub() {
       if (auto e = engines.find(engine); e != engines.end()) e->second.running.erase(h.parent_id);
       auto it = inflight.find(h.parent_id);
       if (it == inflight.end()) return;
-      hub::TaskRecord r = std::move(it->second);
+      const bool stored = !it->second.full;
+      const bool named = it->second.named;
+      hub::TaskRecord r;
+      if (stored) {
+        r.msg_id = it->first;
+        r.engine = it->second.engine;
+        r.status = it->second.status;
+      } else {
+        r = std::move(*it->second.full);
+      }
       inflight.erase(it);
       if (r.status == "error" && !h.error) r.error.reset();  // a late reply after a restore
       if (r.status == "running") {
@@ -422,7 +466,10 @@ void Controller::State::hub() {
         r.status = "ok";
         r.result = keep_parts(msg, 3, r.result_size);
       }
-      record(std::move(r));
+      // Submitted before any engine described its plugin: named now that one ran it.
+      if (r.plugin.empty() && named && !h.task.empty())
+        std::tie(r.plugin, r.plugin_hash) = plugin_of(h.task);
+      record(std::move(r), stored);
     }
   };
   // Parts of a stored payload, as buffers for a reply.
@@ -1407,6 +1454,7 @@ void Controller::State::balanced_scheduler() {
           spdlog::warn("load-balanced scheduler: unexpected {}", net::to_string(h.type));
           continue;
         }
+        net::compact(env);  // it may wait here for long: hold no shared receive buffer
         relay.feed("submit", "balanced", env.parts);
         tasks[h.msg_id] = Task{std::move(env), h.flags.retries > 0};
         std::optional<Steady::duration> timeout;
@@ -1486,6 +1534,13 @@ void Controller::start() {
                      &s.client_balanced, &s.engine_balanced}) {
     sock->set(zmq::sockopt::linger, 0);
   }
+  // Task channels queue without limit in ZeroMQ: a full pipe would make a router drop a reply
+  // (to a client) or refuse a task (to an engine). How much reaches an engine is the
+  // schedulers' decision (--hwm), and a client holds a result for every task it submitted.
+  for (auto* sock : {&s.client_direct, &s.engine_direct, &s.client_balanced, &s.engine_balanced}) {
+    sock->set(zmq::sockopt::sndhwm, 0);
+    sock->set(zmq::sockopt::rcvhwm, 0);
+  }
   s.engine_direct.set(zmq::sockopt::router_mandatory, true);
   s.engine_balanced.set(zmq::sockopt::router_mandatory, true);
   // Fresh: ports chosen by the OS. Restored: the ports in the files.
@@ -1516,7 +1571,11 @@ void Controller::start() {
   s.threads.emplace_back([&s] { s.heart(); });
   s.threads.emplace_back([&s] { s.direct_scheduler(); });
   s.threads.emplace_back([&s] { s.balanced_scheduler(); });
-  spdlog::info("controller listening on {} (profile {})", reg, options_.profile_dir.string());
+  spdlog::info("controller listening on {} (profile {}); load balancing: {}, hwm {}", reg,
+               options_.profile_dir.string(), options_.scheme,
+               options_.hwm < 0    ? std::string("engine threads")
+               : options_.hwm == 0 ? std::string("none")
+                                   : std::to_string(options_.hwm));
 }
 
 void Controller::wait() {

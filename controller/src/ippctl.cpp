@@ -170,7 +170,8 @@ void print(const Globals& g, const Value& v, const std::vector<std::string>& msg
     if (!msg_ids.empty()) out["msg_ids"] = msg_ids;
     std::cout << out.dump() << "\n";
   } else {
-    std::cout << v.repr() << "\n";
+    v.write_repr(std::cout);
+    std::cout << "\n";
   }
 }
 
@@ -205,6 +206,16 @@ int run(int argc, char** argv) {
       ->check(CLI::Range(20, 600000));
   start->add_flag("--restart-engines,!--no-restart-engines", restart_engines,
                   "Restart engines that crash, with a growing back-off (default: on)");
+  std::string scheme;
+  std::optional<int> hwm;
+  start->add_option(
+      "--scheme", scheme,
+      "Load-balancing scheme: leastload (default), lru, plainrandom, twobin, weighted");
+  start
+      ->add_option("--hwm", hwm,
+                   "Tasks outstanding per engine in the load-balanced queue: 0 no limit "
+                   "(default: its threads)")
+      ->check(CLI::NonNegativeNumber);
   auto* stop = cluster->add_subcommand("stop", "Stop the controller, its engines and supervisor");
   auto* cstatus = cluster->add_subcommand("status", "Show the cluster's processes");
   auto* cadd = cluster->add_subcommand(
@@ -336,8 +347,13 @@ int run(int argc, char** argv) {
 
   try {
     if (*cluster) {
-      if (*start)
-        return cluster_start(g.cluster(), n, engine_threads, heartbeat_ms, restart_engines);
+      if (*start) {
+        std::vector<std::string> controller_args;
+        if (!scheme.empty()) controller_args.insert(controller_args.end(), {"--scheme", scheme});
+        if (hwm) controller_args.insert(controller_args.end(), {"--hwm", std::to_string(*hwm)});
+        return cluster_start(g.cluster(), n, engine_threads, heartbeat_ms, restart_engines,
+                             controller_args);
+      }
       if (*stop) return cluster_stop(g.cluster());
       if (*cstatus) return cluster_status(g.cluster());
       if (*cadd) return cluster_add(g.cluster(), n);

@@ -131,6 +131,20 @@ void bind_value(sqlite3_stmt* s, int i, const Value& v, const std::string& field
   }
 }
 
+void bind_text(sqlite3_stmt* stmt, int i, const std::string& s) {
+  sqlite3_bind_text(stmt, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+}
+void bind_blob(sqlite3_stmt* stmt, int i, const std::string& s) {
+  sqlite3_bind_blob64(stmt, i, s.data(), s.size(), SQLITE_TRANSIENT);
+}
+/// Runs a bound write statement; throws Error naming the record when it fails.
+void step_write(sqlite3* db, sqlite3_stmt* stmt, const std::string& msg_id) {
+  if (sqlite3_step(stmt) != SQLITE_DONE) {
+    throw Error(ErrorCode::unknown,
+                fmt::format("task database: cannot record {}: {}", msg_id, sqlite3_errmsg(db)));
+  }
+}
+
 }  // namespace
 
 const std::vector<std::string>& TaskDb::fields() {
@@ -187,8 +201,16 @@ TaskDb::TaskDb(Options options) : options_(std::move(options)) {
     sql += ")";
     if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &put_, nullptr) != SQLITE_OK)
       throw Error(ErrorCode::unknown, sqlite3_errmsg(db_));
+    const char* update =
+        "UPDATE tasks SET plugin = COALESCE(NULLIF(?2, ''), plugin),"
+        " plugin_hash = COALESCE(NULLIF(?3, ''), plugin_hash), engine = ?4, started = ?5,"
+        " completed = ?6, received = ?7, status = ?8, result = ?9, error = ?10,"
+        " result_size = ?11, size = COALESCE(LENGTH(args), 0) + ?12 WHERE msg_id = ?1";
+    if (sqlite3_prepare_v2(db_, update, -1, &update_, nullptr) != SQLITE_OK)
+      throw Error(ErrorCode::unknown, sqlite3_errmsg(db_));
   } catch (const Error& e) {
     sqlite3_finalize(put_);
+    sqlite3_finalize(update_);
     sqlite3_close(db_);
     db_ = nullptr;
     throw Error(ErrorCode::usage, fmt::format("task database {}: {}", where, e.what()));
@@ -202,6 +224,7 @@ TaskDb::~TaskDb() {
     // Closing: nothing more can be done.
   }
   sqlite3_finalize(put_);
+  sqlite3_finalize(update_);
   sqlite3_close(db_);
 }
 
@@ -224,12 +247,8 @@ void TaskDb::put(const TaskRecord& r) {
   begin_if_needed();
   sqlite3_reset(put_);
   sqlite3_clear_bindings(put_);
-  auto text = [&](int i, const std::string& s) {
-    sqlite3_bind_text(put_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
-  };
-  auto blob = [&](int i, const std::string& s) {
-    sqlite3_bind_blob64(put_, i, s.data(), s.size(), SQLITE_TRANSIENT);
-  };
+  auto text = [&](int i, const std::string& s) { bind_text(put_, i, s); };
+  auto blob = [&](int i, const std::string& s) { bind_blob(put_, i, s); };
   text(1, r.msg_id);
   text(2, r.client);
   text(3, r.queue);
@@ -252,10 +271,27 @@ void TaskDb::put(const TaskRecord& r) {
   sqlite3_bind_int64(put_, 20, r.args_size);
   sqlite3_bind_int64(put_, 21, r.result_size);
   sqlite3_bind_int64(put_, 22, static_cast<std::int64_t>(r.args.size() + r.result.size()));
-  if (sqlite3_step(put_) != SQLITE_DONE) {
-    throw Error(ErrorCode::unknown,
-                fmt::format("task database: cannot record {}: {}", r.msg_id, sqlite3_errmsg(db_)));
-  }
+  step_write(db_, put_, r.msg_id);
+}
+
+void TaskDb::update(const TaskRecord& r) {
+  begin_if_needed();
+  sqlite3_reset(update_);
+  sqlite3_clear_bindings(update_);
+  auto text = [&](int i, const std::string& s) { bind_text(update_, i, s); };
+  text(1, r.msg_id);
+  text(2, r.plugin);
+  text(3, r.plugin_hash);
+  sqlite3_bind_int64(update_, 4, r.engine);
+  sqlite3_bind_int64(update_, 5, r.started);
+  sqlite3_bind_int64(update_, 6, r.completed);
+  sqlite3_bind_int64(update_, 7, r.received);
+  text(8, r.status);
+  bind_blob(update_, 9, r.result);
+  text(10, error_json(r.error));
+  sqlite3_bind_int64(update_, 11, r.result_size);
+  sqlite3_bind_int64(update_, 12, static_cast<std::int64_t>(r.result.size()));
+  step_write(db_, update_, r.msg_id);
 }
 
 void TaskDb::flush() {

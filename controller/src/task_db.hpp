@@ -64,6 +64,10 @@ class TaskDb {
 
   /// Inserts or replaces the whole record.
   void put(const TaskRecord& record);
+  /// Updates a record put before with what changes after submission: engine, times, status,
+  /// result and error, and plugin / plugin_hash when not empty. The arguments and the other
+  /// submission fields stay as put. Does nothing when the record is gone (retention limits).
+  void update(const TaskRecord& record);
   /// Commits what was put since the last flush, then applies the retention limits.
   void flush();
 
@@ -93,6 +97,7 @@ class TaskDb {
   Options options_;
   sqlite3* db_ = nullptr;
   sqlite3_stmt* put_ = nullptr;
+  sqlite3_stmt* update_ = nullptr;
   bool in_transaction_ = false;
 };
 

@@ -1,5 +1,6 @@
 #include "ipp/runtime/engine.hpp"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -196,6 +197,8 @@ int Engine::run() {
   for (auto* s : {&direct, &balanced}) {
     s->set(zmq::sockopt::routing_id, identity);
     s->set(zmq::sockopt::linger, 0);
+    s->set(zmq::sockopt::sndhwm, 0);  // as the controller's task channels: no limit, no loss
+    s->set(zmq::sockopt::rcvhwm, 0);
   }
   direct.connect(conn.endpoint("engine_direct"));
   balanced.connect(conn.endpoint("engine_balanced"));
@@ -557,13 +560,28 @@ int Engine::run() {
                              {direct.handle(), 0, ZMQ_POLLIN, 0},
                              {balanced.handle(), 0, ZMQ_POLLIN, 0},
                              {wake_pull.handle(), 0, ZMQ_POLLIN, 0}};
+  // After a second without tasks, freed memory goes back to the system: an idle engine's
+  // footprint does not stay at the high-water mark of its last (maybe large) work.
+  auto last_work = std::chrono::steady_clock::now();
+  bool trimmed = true;
   while (!stop_.load()) {
     if (need_register.load()) reregister();
+    if (!jobs.empty()) {
+      last_work = std::chrono::steady_clock::now();
+      trimmed = false;
+    } else if (!trimmed && std::chrono::steady_clock::now() - last_work > std::chrono::seconds(1)) {
+      ::malloc_trim(0);
+      trimmed = true;
+    }
     try {
       zmq::poll(items, 4, std::chrono::milliseconds(limited.empty() ? 100 : 5));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;  // a signal: the loop condition decides
       throw;
+    }
+    if ((items[0].revents | items[1].revents | items[2].revents) & ZMQ_POLLIN) {
+      last_work = std::chrono::steady_clock::now();
+      trimmed = false;
     }
     try {
       if (items[0].revents & ZMQ_POLLIN) {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <iterator>
+#include <ostream>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -285,18 +286,18 @@ using Out = fmt::memory_buffer;
 
 void put_float(Out& out, double d) {
   if (std::isnan(d)) {
-    fmt::format_to(std::back_inserter(out), "nan");
+    fmt::format_to(fmt::appender(out), "nan");
     return;
   }
   if (std::isinf(d)) {
-    fmt::format_to(std::back_inserter(out), "{}", d > 0 ? "inf" : "-inf");
+    fmt::format_to(fmt::appender(out), "{}", d > 0 ? "inf" : "-inf");
     return;
   }
   const auto start = out.size();
-  fmt::format_to(std::back_inserter(out), "{}", d);
+  fmt::format_to(fmt::appender(out), "{}", d);
   std::string_view text(out.data() + start, out.size() - start);
   if (text.find_first_of(".e") == std::string_view::npos) {
-    fmt::format_to(std::back_inserter(out), ".0");
+    fmt::format_to(fmt::appender(out), ".0");
   }
 }
 
@@ -310,23 +311,23 @@ void put_quoted(Out& out, std::string_view s, char prefix) {
     const auto u = static_cast<unsigned char>(c);
     switch (c) {
       case '\\':
-        fmt::format_to(std::back_inserter(out), "\\\\");
+        fmt::format_to(fmt::appender(out), "\\\\");
         break;
       case '\n':
-        fmt::format_to(std::back_inserter(out), "\\n");
+        fmt::format_to(fmt::appender(out), "\\n");
         break;
       case '\r':
-        fmt::format_to(std::back_inserter(out), "\\r");
+        fmt::format_to(fmt::appender(out), "\\r");
         break;
       case '\t':
-        fmt::format_to(std::back_inserter(out), "\\t");
+        fmt::format_to(fmt::appender(out), "\\t");
         break;
       default:
         if (c == quote) {
           out.push_back('\\');
           out.push_back(c);
         } else if (u < 0x20 || u == 0x7f || (prefix != 0 && u >= 0x80)) {
-          fmt::format_to(std::back_inserter(out), "\\x{:02x}", u);
+          fmt::format_to(fmt::appender(out), "\\x{:02x}", u);
         } else {
           out.push_back(c);
         }
@@ -335,7 +336,16 @@ void put_quoted(Out& out, std::string_view s, char prefix) {
   out.push_back(quote);
 }
 
-void put_array(Out& out, const Array& a) {
+// Text beyond this goes to the stream of write_repr as it is made, not kept whole in memory.
+constexpr std::size_t kSpill = 1 << 16;
+
+void spill(Out& out, std::ostream* sink) {
+  if (sink == nullptr || out.size() < kSpill) return;
+  sink->write(out.data(), static_cast<std::streamsize>(out.size()));
+  out.clear();
+}
+
+void put_array(Out& out, const Array& a, std::ostream* sink) {
   const auto& shape = a.shape();
   const std::byte* data = a.buffer().data();
   std::uint64_t index = 0;
@@ -343,7 +353,8 @@ void put_array(Out& out, const Array& a) {
   auto rec = [&](auto& self, std::size_t dim) -> void {
     out.push_back('[');
     for (std::uint64_t i = 0; i < shape[dim]; ++i) {
-      if (i != 0) fmt::format_to(std::back_inserter(out), ", ");
+      if (i != 0) out.append(std::string_view(", "));
+      spill(out, sink);
       if (dim + 1 < shape.size()) {
         self(self, dim + 1);
         continue;
@@ -351,10 +362,12 @@ void put_array(Out& out, const Array& a) {
       detail::visit_dtype(a.dtype(), [&](auto tag) {
         using S = decltype(tag);
         const S v = detail::load<S>(data, index);
-        if constexpr (std::is_floating_point_v<S>)
+        if constexpr (std::is_floating_point_v<S>) {
           put_float(out, static_cast<double>(v));
-        else
-          fmt::format_to(std::back_inserter(out), "{}", v);
+        } else {
+          const fmt::format_int text(v);
+          out.append(text.data(), text.data() + text.size());
+        }
       });
       ++index;
     }
@@ -363,16 +376,16 @@ void put_array(Out& out, const Array& a) {
   rec(rec, 0);
 }
 
-void put(Out& out, const Value& v) {
+void put(Out& out, const Value& v, std::ostream* sink) {
   switch (v.kind()) {
     case Value::Kind::null:
-      fmt::format_to(std::back_inserter(out), "None");
+      fmt::format_to(fmt::appender(out), "None");
       return;
     case Value::Kind::boolean:
-      fmt::format_to(std::back_inserter(out), "{}", v.as_bool() ? "True" : "False");
+      fmt::format_to(fmt::appender(out), "{}", v.as_bool() ? "True" : "False");
       return;
     case Value::Kind::integer:
-      fmt::format_to(std::back_inserter(out), "{}", v.as_int());
+      fmt::format_to(fmt::appender(out), "{}", v.as_int());
       return;
     case Value::Kind::floating:
       put_float(out, v.as_float());
@@ -386,15 +399,16 @@ void put(Out& out, const Value& v) {
       return;
     }
     case Value::Kind::array:
-      put_array(out, v.as_array());
+      put_array(out, v.as_array(), sink);
       return;
     case Value::Kind::list: {
       out.push_back('[');
       bool first = true;
       for (const auto& item : v.as_list()) {
-        if (!first) fmt::format_to(std::back_inserter(out), ", ");
+        if (!first) fmt::format_to(fmt::appender(out), ", ");
         first = false;
-        put(out, item);
+        spill(out, sink);
+        put(out, item, sink);
       }
       out.push_back(']');
       return;
@@ -403,11 +417,11 @@ void put(Out& out, const Value& v) {
       out.push_back('{');
       bool first = true;
       for (const auto& [k, item] : v.as_map()) {
-        if (!first) fmt::format_to(std::back_inserter(out), ", ");
+        if (!first) fmt::format_to(fmt::appender(out), ", ");
         first = false;
         put_quoted(out, k, 0);
-        fmt::format_to(std::back_inserter(out), ": ");
-        put(out, item);
+        fmt::format_to(fmt::appender(out), ": ");
+        put(out, item, sink);
       }
       out.push_back('}');
       return;
@@ -415,13 +429,13 @@ void put(Out& out, const Value& v) {
     case Value::Kind::range: {
       const auto& r = v.as_range();
       if (r.step == 1)
-        fmt::format_to(std::back_inserter(out), "range({}, {})", r.start, r.stop);
+        fmt::format_to(fmt::appender(out), "range({}, {})", r.start, r.stop);
       else
-        fmt::format_to(std::back_inserter(out), "range({}, {}, {})", r.start, r.stop, r.step);
+        fmt::format_to(fmt::appender(out), "range({}, {}, {})", r.start, r.stop, r.step);
       return;
     }
     case Value::Kind::ref:
-      fmt::format_to(std::back_inserter(out), "ref(");
+      fmt::format_to(fmt::appender(out), "ref(");
       put_quoted(out, v.as_ref().name, 0);
       out.push_back(')');
       return;
@@ -432,8 +446,14 @@ void put(Out& out, const Value& v) {
 
 std::string Value::repr() const {
   Out out;
-  put(out, *this);
+  put(out, *this, nullptr);
   return fmt::to_string(out);
+}
+
+void Value::write_repr(std::ostream& os) const {
+  Out out;
+  put(out, *this, &os);
+  os.write(out.data(), static_cast<std::streamsize>(out.size()));
 }
 
 }  // namespace ipp

@@ -157,6 +157,37 @@ TEST_F(HubTest, ResubmitRunsAgainWithTheStoredArguments) {
   EXPECT_THROW((void)rc_->resubmit({"no-such-id"}), RemoteError);
 }
 
+// A task queued before any engine exists is written as pending, and the hub then keeps little
+// of it in memory; once it runs, its row is completed in place and keeps what was submitted.
+TEST_F(HubTest, ARecordWrittenWhileQueuedIsCompletedInPlace) {
+  start_with(0);
+  const AsyncResult queued = rc_->load_balanced_view().apply_async("mul", {6, 7});
+  const std::string id = queued.msg_ids()[0];
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (rc_->db_query({{"msg_id", "==", id}}).size() != 1) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "never recorded";
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(record(id)["status"], Value("pending"));
+  add_engine();
+  ASSERT_EQ(queued.get(30s), Value(42));
+  Value r;
+  while (true) {  // the hub records from copies of the traffic: it may be a moment behind
+    r = record(id);
+    if (r["status"] == Value("ok")) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << r.repr();
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(r["task"], Value("mul"));
+  EXPECT_EQ(r["queue"], Value("balanced"));
+  EXPECT_EQ(r["kind"], Value("apply"));
+  EXPECT_EQ(r["plugin"], Value("arith"));
+  EXPECT_EQ(r["engine"], Value(0));
+  EXPECT_GT(r["completed"].as_int(), 0);
+  EXPECT_EQ(rc_->get_result(id), Value(42));
+  EXPECT_EQ(rc_->resubmit({id}).get(30s), Value(42));  // the arguments are still there
+}
+
 TEST_F(HubTest, QueriesAndPurge) {
   start_with(1);
   for (int i = 0; i < 5; ++i)

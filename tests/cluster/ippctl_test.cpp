@@ -107,6 +107,21 @@ TEST_F(Ippctl, BadInputGetsAClearErrorAndTheRightExitCode) {
   EXPECT_NE(r.err.find("already running"), std::string::npos) << r.err;
 }
 
+TEST_F(Ippctl, ClusterStartPassesTheSchemeAndHwmToTheController) {
+  CtlResult r = ctl("cluster start -n 1 --scheme fastest");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("fastest"), std::string::npos) << r.err;
+  EXPECT_EQ(ctl("cluster start -n 1 --hwm -1").code, 2);
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 1 --scheme lru --hwm 0").code, 0);
+  ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
+  r = ctl("map mul 1..2000 2..2001 --balanced --chunksize 1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.substr(0, 12), "[2, 6, 12, 2");
+  EXPECT_NE(r.out.find(", 4002000]"), std::string::npos);
+  const std::string log = slurp(dir_.path() / "logs" / "controller.log");
+  EXPECT_NE(log.find("load balancing: lru, hwm none"), std::string::npos) << log;
+}
+
 TEST_F(Ippctl, SchedulingFlagsAbortAndCancel) {
   ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 1").code, 0);
   ASSERT_EQ(ctl("push " + test::test_plugin("sched").string()).code, 0);

@@ -64,6 +64,29 @@ INSTANTIATE_TEST_SUITE_P(Schemes, SchemeTest,
                          ::testing::Values("leastload", "lru", "plainrandom", "twobin",
                                            "weighted"));
 
+// More messages in flight than ZeroMQ queues by default (1000 per pipe): with no limit on
+// engines (--hwm 0) the balanced queue hands every task on at once, and direct tasks always
+// go straight to their engine. None may be refused or dropped on the way.
+TEST_F(SchedulingTest, ThousandsInFlightAreNeitherRefusedNorDropped) {
+  start_with(2, 1, {"--hwm", "0"});
+  constexpr int kTasks = 5000;
+  std::vector<AsyncResult> balanced, direct;
+  balanced.reserve(kTasks);
+  direct.reserve(kTasks);
+  DirectView e0 = (*rc_)[0];
+  for (int i = 0; i < kTasks; ++i) {
+    balanced.push_back(lb().apply_async("add", {i, 1}));
+    direct.push_back(e0.apply_async("add", {i, 2}));
+  }
+  std::set<std::int64_t> engines;
+  for (int i = 0; i < kTasks; ++i) {
+    ASSERT_EQ(balanced[static_cast<std::size_t>(i)].get(60s).as_int(), i + 1) << i;
+    ASSERT_EQ(direct[static_cast<std::size_t>(i)].get(60s).as_int(), i + 2) << i;
+    engines.insert(balanced[static_cast<std::size_t>(i)].metadata().at(0).engine);
+  }
+  EXPECT_EQ(engines, (std::set<std::int64_t>{0, 1}));
+}
+
 TEST(SchedulerOptions, AnUnknownSchemeStopsTheControllerWithItsName) {
   test::TempDir dir;
   const auto log = dir / "out.txt";
@@ -102,7 +125,9 @@ TEST_F(SchedulingTest, RetriesLandOnADifferentEngine) {
 
 TEST_F(SchedulingTest, HigherPriorityRunsFirst) {
   start_with(1, 1);
-  AsyncResult blocker = lb().apply_async("stubborn", {0.5});
+  // The blocker outranks every other task: it runs first even when the scheduler reads it in
+  // one batch with the others, and the rest queue behind it in priority order.
+  AsyncResult blocker = lb({.priority = 100}).apply_async("stubborn", {0.5});
   const std::vector<int> priorities{1, 5, 3, 5, 0, -2};
   std::vector<AsyncResult> rs;
   for (std::size_t i = 0; i < priorities.size(); ++i)
@@ -167,7 +192,9 @@ TEST_F(SchedulingTest, AfterAndFollowDependencies) {
 
 TEST_F(SchedulingTest, AbortRemovesQueuedTasks) {
   start_with(1, 1);
-  AsyncResult blocker = lb().apply_async("stubborn", {0.5});
+  // The blocker outranks every other task: it runs first even when the scheduler reads it in
+  // one batch with the others, and the rest queue behind it in priority order.
+  AsyncResult blocker = lb({.priority = 100}).apply_async("stubborn", {0.5});
   AsyncResult queued = lb().apply_async("tag", {1});
   AsyncResult also = lb().apply_async("tag", {2});
   AsyncResult kept = lb().apply_async("tag", {3});

@@ -73,6 +73,50 @@ TEST_P(TaskDbTest, StoresAndReadsBackEveryField) {
   EXPECT_EQ(db.count(), 1);
 }
 
+TEST_P(TaskDbTest, UpdateChangesTheOutcomeAndKeepsTheSubmission) {
+  TaskDb db(options());
+  TaskRecord r = make("a", 10, "mul", "pending");
+  r.result.clear();
+  r.bind = "y";
+  r.args_size = 104;
+  db.put(r);
+  db.flush();
+  // What the hub still knows of a queued task once its row is written.
+  TaskRecord later;
+  later.msg_id = "a";
+  later.engine = 1;
+  later.status = "running";
+  db.update(later);
+  db.flush();
+  auto back = db.get("a");
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->status, "running");
+  EXPECT_EQ(back->engine, 1);
+  EXPECT_EQ(back->plugin, "arith");  // an empty plugin in the update keeps the stored one
+  EXPECT_EQ(back->client, "c1");
+  EXPECT_EQ(back->bind, "y");
+  EXPECT_EQ(back->submitted, 10);
+  EXPECT_EQ(back->args_size, 104);
+  EXPECT_EQ(unpack_parts(back->args), (std::vector<std::string>{"root", std::string(100, 'a')}));
+  later.status = "ok";
+  later.started = 20;
+  later.completed = 30;
+  later.received = 31;
+  later.result = pack_parts({"result"});
+  later.result_size = 6;
+  db.update(later);
+  later.msg_id = "gone";  // not in the database: nothing happens
+  db.update(later);
+  db.flush();
+  back = db.get("a");
+  EXPECT_EQ(back->status, "ok");
+  EXPECT_EQ(back->completed, 30);
+  EXPECT_EQ(unpack_parts(back->result), (std::vector<std::string>{"result"}));
+  EXPECT_EQ(unpack_parts(back->args), (std::vector<std::string>{"root", std::string(100, 'a')}));
+  EXPECT_FALSE(db.get("gone"));
+  EXPECT_EQ(db.count(), 1);
+}
+
 TEST_P(TaskDbTest, QueriesCompareAndGlob) {
   TaskDb db(options());
   for (int i = 0; i < 10; ++i)

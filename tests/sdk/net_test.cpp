@@ -1,6 +1,7 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
 
@@ -96,6 +97,13 @@ class EnvelopeTest : public ::testing::Test {
     router_.set(zmq::sockopt::rcvtimeo, 5000);
     dealer_.set(zmq::sockopt::rcvtimeo, 5000);
   }
+  /// Sends a header, a payload root and one side frame from the dealer; the router's copy.
+  std::optional<Envelope> send_sample(const Payload& payload) {
+    Envelope out;
+    out.parts = {Buffer::copy("header", 6), payload.root, payload.frames.at(0)};
+    if (!send(dealer_, signer_, out)) return std::nullopt;
+    return recv(router_, signer_);
+  }
   zmq::context_t ctx_;
   zmq::socket_t router_{ctx_, zmq::socket_type::router};
   zmq::socket_t dealer_{ctx_, zmq::socket_type::dealer};
@@ -103,12 +111,9 @@ class EnvelopeTest : public ::testing::Test {
 };
 
 TEST_F(EnvelopeTest, CarriesPartsBothWays) {
-  Payload payload =
+  const Payload payload =
       encode(std::vector<double>(100000, 2.0), EncodeOptions{.side_frame_threshold = 1024});
-  Envelope out;
-  out.parts = {Buffer::copy("header", 6), payload.root, payload.frames.at(0)};
-  ASSERT_TRUE(send(dealer_, signer_, out));
-  auto in = recv(router_, signer_);
+  auto in = send_sample(payload);
   ASSERT_TRUE(in);
   ASSERT_EQ(in->route.size(), 1u);  // the dealer's identity
   ASSERT_EQ(in->parts.size(), 3u);
@@ -125,6 +130,35 @@ TEST_F(EnvelopeTest, CarriesPartsBothWays) {
   ASSERT_TRUE(back);
   EXPECT_TRUE(back->route.empty());
   EXPECT_EQ(back->parts.at(0).size(), 2u);
+}
+
+TEST_F(EnvelopeTest, CompactedPartsKeepTheirBytesAndTheSignatureStillHolds) {
+  const Payload payload =
+      encode(std::vector<double>(100000, 2.0), EncodeOptions{.side_frame_threshold = 1024});
+  auto in = send_sample(payload);
+  ASSERT_TRUE(in);
+  const std::vector<Buffer> before = in->parts;
+  const std::byte* big = in->parts[2].data();
+  compact(*in);
+  ASSERT_EQ(in->parts.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    ASSERT_EQ(in->parts[i].size(), before[i].size());
+    EXPECT_EQ(std::memcmp(in->parts[i].data(), before[i].data(), before[i].size()), 0) << i;
+  }
+  // The small parts now share one allocation of their own, aligned; the side frame is untouched.
+  EXPECT_EQ(in->parts[0].owner(), in->parts[1].owner());
+  EXPECT_NE(in->parts[0].owner(), before[0].owner());
+  EXPECT_TRUE(in->parts[0].is_aligned(Buffer::kAlignment));
+  EXPECT_TRUE(in->parts[1].is_aligned(Buffer::kAlignment));
+  EXPECT_EQ(in->parts[2].data(), big);
+  Payload received{in->parts[1], {in->parts[2]}};
+  EXPECT_EQ(decode(received), decode(payload));
+  // Forwarded with the signature as received, it still verifies.
+  ASSERT_TRUE(in->signature);
+  ASSERT_TRUE(send(router_, signer_, *in));
+  auto back = recv(dealer_, signer_);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->parts.at(0).size(), 6u);
 }
 
 TEST_F(EnvelopeTest, ForgedMessagesAreRejectedAndTheSocketGoesOn) {

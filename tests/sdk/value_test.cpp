@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <limits>
+#include <numeric>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -159,6 +161,23 @@ TEST(Value, ReprIsPythonLike) {
   EXPECT_EQ(Value(Bytes{Buffer::copy("a\x01", 2)}).repr(), "b'a\\x01'");
   Array m(DType::int32, {2, 2}, Buffer::adopt(std::vector<std::int32_t>{1, 2, 3, 4}));
   EXPECT_EQ(Value(m).repr(), "[[1, 2], [3, 4]]");
+}
+
+TEST(Value, WriteReprStreamsTheSameText) {
+  std::vector<std::int64_t> big(100000);
+  std::iota(big.begin(), big.end(), -50000);
+  std::vector<double> floats(30000, 0.5);
+  Array m(DType::int32, {2, 2}, Buffer::adopt(std::vector<std::int32_t>{1, 2, 3, 4}));
+  const Value v = Value::map({{"ints", Value(big)},
+                              {"list", Value::list({Value(floats), Value(m), "x", Value()})},
+                              {"r", Value(Range{0, 3})}});
+  std::ostringstream out;
+  v.write_repr(out);
+  EXPECT_GT(out.str().size(), std::size_t{1} << 17);  // beyond what is held before writing
+  EXPECT_EQ(out.str(), v.repr());
+  std::ostringstream small;
+  Value(42).write_repr(small);
+  EXPECT_EQ(small.str(), "42");
 }
 
 TEST(Range, SizesLikePython) {

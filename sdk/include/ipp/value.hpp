@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <iosfwd>
 #include <map>
 #include <optional>
 #include <span>
@@ -213,6 +214,8 @@ class Value {
   /// Python-like text: `None`, `True`, `42`, `2.5`, `'text'`, `[1, 2]`, `{'a': 1}`,
   /// `array([1., 2.], dtype=float64)`, `range(0, 10)`, `b'..'`.
   [[nodiscard]] std::string repr() const;
+  /// Writes repr() to `os` as it is made: a large value's text is never held whole.
+  void write_repr(std::ostream& os) const;
 
   friend bool operator==(const Value& a, const Value& b) noexcept;
 

@@ -63,6 +63,11 @@ struct ClientCore {
         timeout(options.timeout) {
     for (auto* s : {&sockets[0], &sockets[1], &sockets[2]})
       s->set(zmq::sockopt::linger, 0);
+    // No ZeroMQ limit on the task channels: the controller never drops what a client is owed.
+    for (auto* s : {&sockets[kDirect], &sockets[kBalanced]}) {
+      s->set(zmq::sockopt::sndhwm, 0);
+      s->set(zmq::sockopt::rcvhwm, 0);
+    }
     sockets[kRegistration].connect(info.endpoint("registration"));
     sockets[kDirect].connect(info.endpoint("direct"));
     sockets[kBalanced].connect(info.endpoint("balanced"));

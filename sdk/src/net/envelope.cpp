@@ -58,6 +58,26 @@ bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope
   }
 }
 
+void compact(Envelope& envelope, std::size_t limit) {
+  auto round = [](std::size_t n) {
+    return (n + Buffer::kAlignment - 1) / Buffer::kAlignment * Buffer::kAlignment;
+  };
+  std::size_t total = 0;
+  for (const auto& p : envelope.parts) {
+    if (p.size() < limit) total += round(p.size());
+  }
+  if (total == 0) return;
+  std::byte* out = nullptr;
+  const Buffer block = Buffer::allocate(total, &out);
+  std::size_t offset = 0;
+  for (auto& p : envelope.parts) {
+    if (p.size() >= limit) continue;
+    if (!p.empty()) std::memcpy(out + offset, p.data(), p.size());
+    p = block.slice(offset, p.size());
+    offset += round(p.size());
+  }
+}
+
 std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer, zmq::recv_flags flags) {
   std::vector<zmq::message_t> frames;
   if (!zmq::recv_multipart(socket, std::back_inserter(frames), flags)) return std::nullopt;

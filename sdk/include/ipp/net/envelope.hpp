@@ -45,4 +45,10 @@ Buffer to_buffer(zmq::message_t&& message);
 /// (tiny buffers are copied, which is cheaper).
 zmq::message_t share(const Buffer& buffer);
 
+/// Copies the parts smaller than `limit` bytes into one allocation of their own (each part
+/// 16-byte aligned). A received small part points into a receive buffer that ZeroMQ shares
+/// between many messages and frees only when all of them are gone; a message held for long
+/// (a queued task) would keep the whole buffer. Larger parts stay as they are.
+void compact(Envelope& envelope, std::size_t limit = 4096);
+
 }  // namespace ipp::net
