@@ -22,6 +22,7 @@
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
 #include "ipp/net/message.hpp"
+#include "ipp/net/poll.hpp"
 #include "ipp/runtime/plugin_loader.hpp"
 #include "ipp/runtime/plugin_store.hpp"
 #include "task_db.hpp"
@@ -68,13 +69,7 @@ ErrorRecord engine_error(const std::string& message, std::int64_t engine, const 
 
 /// zmq::poll that treats a signal as "nothing happened" (the loop re-checks its stop flag).
 bool poll_once(zmq::pollitem_t* items, std::size_t n, std::chrono::milliseconds timeout) {
-  try {
-    zmq::poll(items, n, timeout);
-    return true;
-  } catch (const zmq::error_t& e) {
-    if (e.num() == EINTR) return false;
-    throw;
-  }
+  return net::poll(items, n, timeout) >= 0;
 }
 
 std::string bind_any(zmq::socket_t& s, const std::string& ip) {
@@ -121,78 +116,47 @@ void Controller::State::hub() {
   monitor.set(zmq::sockopt::rcvhwm, 0);
   monitor.bind(kMonitor);
   PluginStore store(options.profile_dir / "plugins");
-  // Tasks not finished yet. A record is held whole until its first write to the database;
-  // after that only what changes later is kept (a queued task costs the hub little memory),
-  // and later writes update the row in place. Finished tasks live only in the database.
-  struct Inflight {
-    std::unique_ptr<hub::TaskRecord> full;  // until first written
-    std::int64_t engine = -1;
-    std::string status = "pending";
-    bool named = false;  // apply or map: runs a plugin's task, which the reply names
+  // Writes waiting for the next flush, by msg_id. A task submitted, dispatched and answered
+  // within one flush is one INSERT of its final row; a task written before is updated in
+  // place. Nothing of a task stays in the hub's memory once written, so a queued task costs
+  // the hub nothing while it waits.
+  struct Write {
+    hub::TaskRecord record;  // fresh: the whole row; else msg_id and what changed
+    bool fresh = false;      // submitted since the last flush
   };
-  std::unordered_map<std::string, Inflight> inflight;
-  // A finished record, and whether its row was written before (then it is updated).
-  struct Finished {
-    hub::TaskRecord record;
-    bool stored = false;
-  };
-  // Records changed since the last flush, each written once per flush however often it
-  // changed: a task submitted, dispatched and answered within one flush is one row write.
-  // Empty: the record is still in `inflight`; else the finished record itself.
-  std::unordered_map<std::string, std::optional<Finished>> dirty;
+  std::unordered_map<std::string, Write> writes;
   std::size_t unflushed = 0;
   auto last_flush = Steady::now();
-  auto changed = [&] {
+  // The write for `msg_id` in this flush: the fresh row, or an update of a stored one.
+  auto write_for = [&](const std::string& msg_id) -> hub::TaskRecord& {
     if (options.hub_delay.count() > 0) std::this_thread::sleep_for(options.hub_delay);
     ++unflushed;
-  };
-  auto touch = [&](const std::string& msg_id) {  // a record in `inflight` changed
-    if (!db) return;
-    changed();
-    dirty.try_emplace(msg_id);
-  };
-  auto record = [&](hub::TaskRecord r, bool stored) {  // finished, no longer in `inflight`
-    if (!db) return;
-    changed();
-    std::string msg_id = r.msg_id;
-    dirty[std::move(msg_id)] = Finished{std::move(r), stored};
+    Write& w = writes[msg_id];
+    if (w.record.msg_id.empty()) w.record.msg_id = msg_id;
+    return w.record;
   };
   auto flush = [&] {
     last_flush = Steady::now();
-    if (!db || dirty.empty()) return;
     unflushed = 0;
+    if (!db || writes.empty()) return;
     try {
-      for (const auto& [msg_id, f] : dirty) {
-        if (f) {
-          if (f->stored)
-            db->update(f->record);
-          else
-            db->put(f->record);
-        } else if (auto it = inflight.find(msg_id); it != inflight.end()) {
-          Inflight& live = it->second;
-          if (live.full) {
-            db->put(*live.full);
-            live.full.reset();
-          } else {
-            hub::TaskRecord r;
-            r.msg_id = msg_id;
-            r.engine = live.engine;
-            r.status = live.status;
-            db->update(r);
-          }
-        }
+      for (const auto& [msg_id, w] : writes) {
+        if (w.fresh)
+          db->put(w.record);
+        else
+          db->update(w.record);
       }
-      dirty.clear();
       db->flush();
     } catch (const Error& e) {
-      dirty.clear();
       spdlog::error("hub: task database: {}", e.what());
     }
+    writes.clear();
   };
   if (options.restore && db) {
     // Tasks in flight when the old controller died: failed until a late reply says otherwise
     // (an engine that finished one sends its reply when it reconnects; it is recorded then).
-    for (auto& r : db->query({{"status", "in", Value::list({"pending", "running"})}})) {
+    auto unfinished = db->query({{"status", "in", Value::list({"pending", "running"})}});
+    for (auto& r : unfinished) {
       ErrorRecord e;
       e.code = ErrorCode::connection;
       e.type = "ipp::ConnectionError";
@@ -201,14 +165,10 @@ void Controller::State::hub() {
       e.engine = r.engine;
       r.status = "error";
       r.error = e;
-      const std::string msg_id = r.msg_id;
-      Inflight live{nullptr, r.engine, r.status};
-      live.full = std::make_unique<hub::TaskRecord>(std::move(r));
-      inflight[msg_id] = std::move(live);
-      touch(msg_id);
+      db->update(r);
     }
-    flush();
-    spdlog::info("restore: {} task(s) were in flight", inflight.size());
+    db->flush();
+    spdlog::info("restore: {} task(s) were in flight", unfinished.size());
   }
 
   struct EngineRec {
@@ -361,8 +321,10 @@ void Controller::State::hub() {
     }
     finish_removals();
   };
-  // The plugin (name, hash) a task name refers to, as far as the hub knows.
-  auto plugin_of = [&](const std::string& task) -> std::pair<std::string, std::string> {
+  // The plugin (name, hash) a task name refers to, as far as the hub knows. Answers are kept
+  // until a plugin is pushed or described again.
+  std::unordered_map<std::string, std::pair<std::string, std::string>> plugin_names;
+  auto find_plugin = [&](const std::string& task) -> std::pair<std::string, std::string> {
     const auto dot = task.find('.');
     for (auto p = plugins.rbegin(); p != plugins.rend(); ++p) {
       auto d = described.find(p->stored.hash);
@@ -378,6 +340,13 @@ void Controller::State::hub() {
     }
     return {};
   };
+  auto plugin_of = [&](const std::string& task) {
+    if (plugin_names.size() > 4096) plugin_names.clear();  // any name may come: stay bounded
+    auto it = plugin_names.find(task);
+    if (it == plugin_names.end()) it = plugin_names.emplace(task, find_plugin(task)).first;
+    return it->second;
+  };
+
   // Payload parts from `from` on, packed into one blob unless larger than the hub keeps;
   // `size` gets their total either way.
   auto keep_parts = [&](const std::vector<zmq::message_t>& msg, std::size_t from,
@@ -390,13 +359,19 @@ void Controller::State::hub() {
     }
     return size > options.db_max_payload ? std::string() : hub::pack_parts(parts);
   };
+  // A header copied by a scheduler, read in place when ZeroMQ delivered it aligned.
+  auto header_of = [](const zmq::message_t& m) {
+    return net::decode_header(
+        Buffer(nullptr, static_cast<const std::byte*>(m.data()), m.size()).aligned(8));
+  };
   auto on_traffic = [&](const std::vector<zmq::message_t>& msg) {
     if (msg.size() < 3) return;
     const std::string_view what = msg[0].to_string_view();
     if (what == "submit") {
-      const net::Header h = net::decode_header(Buffer::copy(msg[2].data(), msg[2].size()));
-      hub::TaskRecord r;
-      r.msg_id = h.msg_id;
+      if (!db) return;
+      const net::Header h = header_of(msg[2]);
+      hub::TaskRecord& r = write_for(h.msg_id);
+      writes[h.msg_id].fresh = true;
       r.client = h.session;
       r.queue = std::string(msg[1].to_string_view());
       r.kind = std::string(kind_of(h));
@@ -409,48 +384,25 @@ void Controller::State::hub() {
       r.submitted = h.submitted != 0 ? h.submitted : net::now_us();
       if (h.info.kind() == Value::Kind::map && h.info.as_map().contains("resubmitted_from"))
         r.resubmitted_from = h.info["resubmitted_from"].as_string();
-      const std::string msg_id = r.msg_id;
-      Inflight live;
-      live.named = h.type == net::MsgType::ApplyRequest || h.type == net::MsgType::MapRequest;
-      if (db) live.full = std::make_unique<hub::TaskRecord>(std::move(r));  // else: not written
-      inflight[msg_id] = std::move(live);
-      touch(msg_id);
     } else if (what == "dispatch") {
       const std::int64_t engine = std::stoll(msg[1].to_string());
+      const std::string msg_id = msg[2].to_string();
       if (auto e = engines.find(engine); e != engines.end()) {
         ++e->second.submitted;
-        e->second.running.insert(msg[2].to_string());
+        e->second.running.insert(msg_id);
       }
-      auto it = inflight.find(msg[2].to_string());
-      if (it == inflight.end()) return;
-      it->second.engine = engine;
-      it->second.status = "running";
-      if (it->second.full) {
-        it->second.full->engine = engine;
-        it->second.full->status = "running";
-      }
-      touch(it->first);
+      if (!db) return;
+      hub::TaskRecord& r = write_for(msg_id);
+      r.engine = engine;
+      r.status = "running";
     } else if (what == "reply") {
-      const net::Header h = net::decode_header(Buffer::copy(msg[2].data(), msg[2].size()));
+      const net::Header h = header_of(msg[2]);
       const std::int64_t engine = std::stoll(msg[1].to_string());
-      if (auto e = engines.find(engine); e != engines.end()) e->second.running.erase(h.parent_id);
-      auto it = inflight.find(h.parent_id);
-      if (it == inflight.end()) return;
-      const bool stored = !it->second.full;
-      const bool named = it->second.named;
-      hub::TaskRecord r;
-      if (stored) {
-        r.msg_id = it->first;
-        r.engine = it->second.engine;
-        r.status = it->second.status;
-      } else {
-        r = std::move(*it->second.full);
+      if (auto e = engines.find(engine); e != engines.end()) {
+        if (e->second.running.erase(h.parent_id) != 0) ++e->second.completed;
       }
-      inflight.erase(it);
-      if (r.status == "error" && !h.error) r.error.reset();  // a late reply after a restore
-      if (r.status == "running") {
-        if (auto e = engines.find(engine); e != engines.end()) ++e->second.completed;
-      }
+      if (!db) return;
+      hub::TaskRecord& r = write_for(h.parent_id);
       if (h.engine >= 0) r.engine = h.engine;
       r.started = h.started;
       r.completed = h.completed;
@@ -464,12 +416,14 @@ void Controller::State::hub() {
         if (r.plugin.empty()) r.plugin = h.error->plugin;
       } else {
         r.status = "ok";
+        r.error.reset();  // a late reply after a restore replaces the restart's error
         r.result = keep_parts(msg, 3, r.result_size);
       }
-      // Submitted before any engine described its plugin: named now that one ran it.
-      if (r.plugin.empty() && named && !h.task.empty())
+      // Submitted before any engine described its plugin: named now that one ran it (the
+      // database names only tasks that run a plugin's task).
+      const bool fresh = writes[h.parent_id].fresh;
+      if (r.plugin.empty() && !h.task.empty() && (!fresh || r.kind == "apply" || r.kind == "map"))
         std::tie(r.plugin, r.plugin_hash) = plugin_of(h.task);
-      record(std::move(r), stored);
     }
   };
   // Parts of a stored payload, as buffers for a reply.
@@ -485,14 +439,15 @@ void Controller::State::hub() {
     }
     return p;
   };
-  // Records every traffic copy already queued for the hub (a bounded batch per call).
+  // Records the traffic copies queued for the hub, at most `limit` of them and for at most
+  // `budget`. Returns true when it stopped with more waiting.
   auto drain_traffic = [&](int limit, std::chrono::milliseconds budget) {
     const auto until = Steady::now() + budget;
     std::vector<zmq::message_t> msg;
-    for (int n = 0;
-         n < limit && Steady::now() < until &&
-         zmq::recv_multipart(monitor, std::back_inserter(msg), zmq::recv_flags::dontwait);
-         ++n) {
+    for (int n = 0;; ++n) {
+      if (n >= limit || Steady::now() >= until) return true;
+      if (!zmq::recv_multipart(monitor, std::back_inserter(msg), zmq::recv_flags::dontwait))
+        return false;
       try {
         on_traffic(msg);
       } catch (const std::exception& e) {
@@ -653,6 +608,7 @@ void Controller::State::hub() {
         }
         r.info = Value(std::move(list));
       } else if (h.task == "queue_status") {
+        drain_traffic(1 << 30, std::chrono::hours(1));  // counted from everything sent so far
         Value::Map status;
         for (const auto& [id, e] : engines) {
           status[std::to_string(id)] =
@@ -736,11 +692,30 @@ void Controller::State::hub() {
     net::send(registration, sign(), out);
   };
 
+  // Traffic copies are taken in batches, kDrainAfter after the first of a batch arrived,
+  // not as each arrives: under load the hub wakes tens of times a second instead of three
+  // times per task, and its records are written in bigger transactions. Queries that read
+  // the records take in everything sent before them first, so none answers from stale data.
+  constexpr auto kDrainAfter = std::chrono::milliseconds(20);
+  constexpr auto kFlushEvery = std::chrono::milliseconds(50);
+  constexpr auto kNoDrain = Steady::time_point::max();  // wake on the next copy instead
+  auto drain_at = kNoDrain;
   zmq::pollitem_t items[] = {{registration.handle(), 0, ZMQ_POLLIN, 0},
                              {hub_in.handle(), 0, ZMQ_POLLIN, 0},
                              {monitor.handle(), 0, ZMQ_POLLIN, 0}};
   while (!stopping.load()) {
-    if (!poll_once(items, 3, std::chrono::milliseconds(100))) continue;
+    auto wait = std::chrono::milliseconds(100);
+    const auto now = Steady::now();
+    auto until = [&](Steady::time_point t) {
+      wait = std::min(wait, std::max(std::chrono::milliseconds(0),
+                                     std::chrono::ceil<std::chrono::milliseconds>(t - now)));
+    };
+    if (drain_at != kNoDrain) until(drain_at);
+    if (!writes.empty()) until(last_flush + kFlushEvery);
+    if (!poll_once(items, drain_at != kNoDrain ? 2 : 3, wait)) continue;
+    if (drain_at == kNoDrain && (items[2].revents & ZMQ_POLLIN))
+      drain_at = Steady::now() + kDrainAfter;
+    items[2].revents = 0;
     if (items[0].revents & ZMQ_POLLIN) {
       try {
         auto env = net::recv(registration, sign(), zmq::recv_flags::dontwait);
@@ -815,6 +790,7 @@ void Controller::State::hub() {
             if (eit == engines.end()) break;
             if (h.info.kind() == Value::Kind::map && h.info.as_map().count("hash")) {
               described[h.info["hash"].as_string()] = h.info;
+              plugin_names.clear();
             }
             if (eit->second.awaiting.erase(h.parent_id) != 0) {
               if (h.error)
@@ -855,6 +831,7 @@ void Controller::State::hub() {
                 return p.stored.hash == stored.hash;
               });
               if (known == plugins.end()) {
+                plugin_names.clear();
                 plugins.push_back({stored, std::move(payload)});
                 known = std::prev(plugins.end());
                 std::ofstream(manifest, std::ios::app) << stored.hash << "\n";
@@ -907,13 +884,14 @@ void Controller::State::hub() {
         msg.clear();
       }
     }
-    if (items[2].revents & ZMQ_POLLIN) {
+    if (drain_at != kNoDrain && Steady::now() >= drain_at) {
       // Copies of task traffic: [what, queue or engine, parts...]. A bounded batch per turn,
       // so registration, heartbeat news and queries are served while a backlog drains.
-      drain_traffic(4096, std::chrono::milliseconds(50));
+      const bool more = drain_traffic(4096, std::chrono::milliseconds(50));
+      drain_at = more ? Steady::now() : kNoDrain;
     }
     if (!removals.empty()) stop_drained();
-    if (Steady::now() - last_flush > std::chrono::milliseconds(50) || unflushed >= 4096) flush();
+    if (Steady::now() - last_flush > kFlushEvery || unflushed >= 4096) flush();
   }
   flush();
   // Shutdown: tell every engine to exit.
@@ -1016,7 +994,11 @@ void Controller::State::heart() {
 namespace {
 
 /// What both schedulers share: their sockets, the copies of traffic for the hub, replies of
-/// errors to clients, and the engines' events.
+/// errors to clients, the engines' events, and what waits to go out at the end of a turn.
+///
+/// Messages to one peer queued during a turn leave as one batch (net::send_batch): a busy
+/// scheduler pays one signature and one message per peer and turn instead of one per task,
+/// and the peer wakes once for all of them. Nothing waits beyond the turn that queued it.
 struct Relay {
   Relay(Controller::State& state, zmq::socket_t& client_socket, zmq::socket_t& worker_socket,
         const char* scheduler_name, const net::Signer& message_signer)
@@ -1069,38 +1051,85 @@ struct Relay {
     r.error = std::move(err);
     net::Envelope out = net::make_message(r);
     feed("reply", std::to_string(r.engine), out.parts);
-    out.route = std::move(client);
-    net::send(clients, signer, out, true);
+    to_client(std::move(client), std::move(out));
   }
 
-  /// Sends `env` (routed to its client) to `engine`, keeping the client's route in it.
-  bool to_engine(net::Envelope& env, std::int64_t engine) {
-    std::vector<zmq::message_t> route;
-    route.reserve(env.route.size() + 1);
-    route.emplace_back(fmt::format("e{}", engine));
-    for (auto& r : env.route)
-      route.push_back(std::move(r));
-    env.route = std::move(route);
-    const bool sent = net::send(workers, signer, env, true);
-    env.route.erase(env.route.begin());
-    return sent;
+  /// Queues `env` for `engine`; `msg_id` names the task it carries (empty for control
+  /// messages), so that flush() can say which tasks did not get there. The client's route
+  /// stays here: engines answer by msg_id, and the scheduler knows where each task came from.
+  void to_engine(std::int64_t engine, std::string msg_id, net::Envelope env) {
+    env.route.clear();
+    auto& box = engine_box[engine];
+    box.msg_ids.push_back(std::move(msg_id));
+    box.messages.push_back(std::move(env));
+  }
+  /// Queues `env` for the client at `route`.
+  void to_client(std::vector<zmq::message_t> route, net::Envelope env) {
+    std::string key;
+    for (const auto& r : route) {
+      key.append(static_cast<const char*>(r.data()), r.size());
+      key.push_back('\0');
+    }
+    auto [it, fresh] = client_box.try_emplace(std::move(key));
+    if (fresh) it->second.route = std::move(route);
+    env.route.clear();
+    it->second.messages.push_back(std::move(env));
+  }
+  /// Sends what this turn queued. Returns the tasks whose engine could not be reached (its
+  /// route is gone: it died a moment ago and its down event is on the way).
+  std::vector<std::pair<std::int64_t, std::string>> flush() {
+    std::vector<std::pair<std::int64_t, std::string>> unreachable;
+    for (auto& [engine, box] : engine_box) {
+      std::vector<zmq::message_t> route;
+      route.emplace_back(fmt::format("e{}", engine));
+      for (std::size_t from = 0; from < box.messages.size(); from += kMaxBatch) {
+        const std::size_t n = std::min(kMaxBatch, box.messages.size() - from);
+        if (net::send_batch(workers, signer, route,
+                            std::span<const net::Envelope>(box.messages).subspan(from, n), true))
+          continue;
+        for (std::size_t i = from; i < from + n; ++i) {
+          if (!box.msg_ids[i].empty()) unreachable.emplace_back(engine, box.msg_ids[i]);
+        }
+      }
+    }
+    engine_box.clear();
+    for (auto& [key, box] : client_box) {
+      for (std::size_t from = 0; from < box.messages.size(); from += kMaxBatch) {
+        const std::size_t n = std::min(kMaxBatch, box.messages.size() - from);
+        net::send_batch(clients, signer, box.route,
+                        std::span<const net::Envelope>(box.messages).subspan(from, n), true);
+      }
+    }
+    client_box.clear();
+    return unreachable;
   }
 
-  /// Receives one message from `sock`; malformed ones are logged and skipped.
-  std::optional<std::pair<net::Envelope, net::Header>> receive(zmq::socket_t& sock) {
+  /// Receives what is waiting on `sock` (a message or a batch); malformed ones are logged and
+  /// skipped. Fills `out` with each message and its decoded header; false when none waits.
+  bool receive(zmq::socket_t& sock, std::vector<std::pair<net::Envelope, net::Header>>& out) {
+    out.clear();
+    std::vector<net::Envelope> in;
     while (true) {
       try {
-        auto env = net::recv(sock, signer, zmq::recv_flags::dontwait);
-        if (!env) return std::nullopt;
-        net::Header h = net::decode_header(env->parts.at(0));
-        return std::make_pair(std::move(*env), std::move(h));
+        if (!net::recv_all(sock, signer, in, zmq::recv_flags::dontwait)) return false;
+        break;
       } catch (const ProtocolError& e) {
         spdlog::warn("{} dropped a message: {}", name, e.what());
       }
     }
+    for (auto& env : in) {
+      try {
+        net::Header h = net::decode_header(env.parts.at(0));
+        out.emplace_back(std::move(env), std::move(h));
+      } catch (const std::exception& e) {
+        spdlog::warn("{} dropped a message: {}", name, e.what());
+      }
+    }
+    return true;
   }
 
-  /// Tells `engine` to abort or cancel `ids` (those it holds).
+  /// Tells `engine` to abort or cancel `ids` (those it holds). Queued behind what this turn
+  /// already sends it, so it never overtakes the task it names.
   void control_engine(std::int64_t engine, const std::string& what,
                       const std::vector<std::string>& ids) {
     net::Header c;
@@ -1111,9 +1140,7 @@ struct Relay {
     for (const auto& id : ids)
       list.emplace_back(id);
     c.info = Value(std::move(list));
-    net::Envelope env = net::make_message(c);
-    env.route.emplace_back(fmt::format("e{}", engine));
-    net::send(workers, signer, env, true);
+    to_engine(engine, std::string(), net::make_message(c));
   }
 
   /// Answers a ControlRequest: which tasks were removed from the queue here, and which were
@@ -1132,9 +1159,7 @@ struct Relay {
     r.msg_id = net::new_id();
     r.parent_id = h.msg_id;
     r.info = Value::map({{"removed", list(removed)}, {"signalled", list(signalled)}});
-    net::Envelope out = net::make_message(r);
-    out.route = std::move(request.route);
-    net::send(clients, signer, out, true);
+    to_client(std::move(request.route), net::make_message(r));
   }
 
   /// Engine events: [up, id, slots], [down, id, reason], [drain, id, ...], [known, id, ...].
@@ -1150,6 +1175,19 @@ struct Relay {
       msg.clear();
     }
   }
+
+ private:
+  static constexpr std::size_t kMaxBatch = 256;
+  struct EngineBox {
+    std::vector<std::string> msg_ids;
+    std::vector<net::Envelope> messages;
+  };
+  struct ClientBox {
+    std::vector<zmq::message_t> route;
+    std::vector<net::Envelope> messages;
+  };
+  std::map<std::int64_t, EngineBox> engine_box;
+  std::unordered_map<std::string, ClientBox> client_box;
 };
 
 zmq::context_t& Relay::state_ctx(Controller::State& s) {
@@ -1197,14 +1235,12 @@ void Controller::State::direct_scheduler() {
   std::unordered_map<std::string, Task> running;  // by msg_id: where each task is
 
   auto dispatch = [&](Task task, std::int64_t engine) {
-    if (!relay.to_engine(task.envelope, engine)) {
-      relay.reply_error(
-          std::move(task.envelope.route), task.msg_id,
-          engine_error(fmt::format("engine {} is unreachable", engine), engine, task.task));
-      return;
-    }
     task.engine = engine;
-    task.envelope.parts.clear();  // sent: only the client's route is kept, for failures
+    net::Envelope request;
+    request.parts = std::move(task.envelope.parts);  // sent: only the client's route is kept
+    request.signature = task.envelope.signature;
+    task.envelope.parts.clear();
+    relay.to_engine(engine, task.msg_id, std::move(request));
     engines[engine].outstanding.insert(task.msg_id);
     relay.feed_dispatch(task.msg_id, engine);
     running.emplace(task.msg_id, std::move(task));
@@ -1216,6 +1252,19 @@ void Controller::State::direct_scheduler() {
     it->second.held.clear();
     for (auto& t : held)
       dispatch(std::move(t), id);
+  };
+  // Ends a turn: sends what it queued; tasks whose engine vanished fail at once.
+  auto flush = [&] {
+    for (const auto& [engine, msg_id] : relay.flush()) {
+      auto t = running.find(msg_id);
+      if (t == running.end()) continue;
+      if (auto e = engines.find(engine); e != engines.end()) e->second.outstanding.erase(msg_id);
+      relay.reply_error(
+          std::move(t->second.envelope.route), msg_id,
+          engine_error(fmt::format("engine {} is unreachable", engine), engine, t->second.task));
+      running.erase(t);
+    }
+    (void)relay.flush();  // those error replies
   };
   auto on_event = [&](std::string_view what, std::int64_t id, std::string extra) {
     if (what == "up") {
@@ -1276,73 +1325,79 @@ void Controller::State::direct_scheduler() {
       relay.control_engine(engine, h.task, ids);
     relay.control_reply(env, h, removed, signalled);
   };
+  auto on_request = [&](net::Envelope& env, net::Header& h) {
+    if (h.type == net::MsgType::ControlRequest) {
+      on_control(env, h);
+      return;
+    }
+    if (!is_task_request(h.type)) {
+      spdlog::warn("direct scheduler: unexpected {}", net::to_string(h.type));
+      return;
+    }
+    relay.feed("submit", "direct", env.parts);
+    Task t{h.msg_id, h.task, -1, std::move(env)};
+    auto e = engines.find(h.target);
+    if (e != engines.end() && e->second.registered && e->second.draining) {
+      relay.reply_error(
+          std::move(t.envelope.route), h.msg_id,
+          engine_error(fmt::format("engine {} is being removed and takes no new tasks", h.target),
+                       h.target, h.task));
+    } else if (e != engines.end() && e->second.registered && !e->second.connected) {
+      e->second.held.push_back(std::move(t));  // until its hello arrives
+    } else if (e == engines.end() || !e->second.registered) {
+      std::string ids;
+      for (const auto& [id, rec] : engines) {
+        if (rec.registered) ids += (ids.empty() ? "" : ", ") + std::to_string(id);
+      }
+      relay.reply_error(
+          std::move(t.envelope.route), h.msg_id,
+          engine_error(fmt::format("no engine {} is registered (engines: [{}])", h.target, ids),
+                       h.target, h.task));
+    } else {
+      dispatch(std::move(t), h.target);
+    }
+  };
+  auto on_reply = [&](net::Envelope& env, const net::Header& h) {
+    if (h.type == net::MsgType::Ping) {
+      engines[h.engine].connected = true;
+      flush_held(h.engine);
+      return;
+    }
+    auto t = running.find(h.parent_id);
+    if (t == running.end()) {
+      // Its client was told the engine died, or it predates a controller restart: the hub
+      // records the result all the same.
+      relay.feed("reply", std::to_string(h.engine), env.parts);
+      return;
+    }
+    const std::int64_t engine = t->second.engine;
+    if (auto rec = engines.find(engine); rec != engines.end())
+      rec->second.outstanding.erase(h.parent_id);
+    relay.feed("reply", std::to_string(engine), env.parts);
+    relay.to_client(std::move(t->second.envelope.route), std::move(env));
+    running.erase(t);
+  };
 
   zmq::pollitem_t items[] = {{client_direct.handle(), 0, ZMQ_POLLIN, 0},
                              {engine_direct.handle(), 0, ZMQ_POLLIN, 0},
                              {relay.events.handle(), 0, ZMQ_POLLIN, 0}};
+  std::vector<std::pair<net::Envelope, net::Header>> in;
   while (!stopping.load()) {
     if (!poll_once(items, 3, std::chrono::milliseconds(100))) continue;
     if (items[2].revents & ZMQ_POLLIN) relay.drain_events(on_event);
     if (items[0].revents & ZMQ_POLLIN) {
-      while (auto in = relay.receive(client_direct)) {
-        auto& [env, h] = *in;
-        if (h.type == net::MsgType::ControlRequest) {
-          on_control(env, h);
-          continue;
-        }
-        if (!is_task_request(h.type)) {
-          spdlog::warn("direct scheduler: unexpected {}", net::to_string(h.type));
-          continue;
-        }
-        relay.feed("submit", "direct", env.parts);
-        Task t{h.msg_id, h.task, -1, std::move(env)};
-        auto e = engines.find(h.target);
-        if (e != engines.end() && e->second.registered && e->second.draining) {
-          relay.reply_error(
-              std::move(t.envelope.route), h.msg_id,
-              engine_error(
-                  fmt::format("engine {} is being removed and takes no new tasks", h.target),
-                  h.target, h.task));
-        } else if (e != engines.end() && e->second.registered && !e->second.connected) {
-          e->second.held.push_back(std::move(t));  // until its hello arrives
-        } else if (e == engines.end() || !e->second.registered) {
-          std::string ids;
-          for (const auto& [id, rec] : engines) {
-            if (rec.registered) ids += (ids.empty() ? "" : ", ") + std::to_string(id);
-          }
-          relay.reply_error(
-              std::move(t.envelope.route), h.msg_id,
-              engine_error(fmt::format("no engine {} is registered (engines: [{}])", h.target, ids),
-                           h.target, h.task));
-        } else {
-          dispatch(std::move(t), h.target);
-        }
+      while (relay.receive(client_direct, in)) {
+        for (auto& [env, h] : in)
+          on_request(env, h);
       }
     }
     if (items[1].revents & ZMQ_POLLIN) {
-      while (auto in = relay.receive(engine_direct)) {
-        auto& [env, h] = *in;
-        if (h.type == net::MsgType::Ping) {
-          engines[h.engine].connected = true;
-          flush_held(h.engine);
-          continue;
-        }
-        auto t = running.find(h.parent_id);
-        if (t == running.end()) {
-          // Its client was told the engine died, or it predates a controller restart: the
-          // hub records the result all the same.
-          relay.feed("reply", std::to_string(h.engine), env.parts);
-          continue;
-        }
-        const std::int64_t engine = t->second.engine;
-        running.erase(t);
-        if (auto rec = engines.find(engine); rec != engines.end())
-          rec->second.outstanding.erase(h.parent_id);
-        relay.feed("reply", std::to_string(engine), env.parts);
-        env.route.erase(env.route.begin());  // the engine's identity
-        net::send(client_direct, sign(), env, true);
+      while (relay.receive(engine_direct, in)) {
+        for (auto& [env, h] : in)
+          on_reply(env, h);
       }
     }
+    flush();
   }
 }
 
@@ -1365,7 +1420,7 @@ void Controller::State::balanced_scheduler() {
   };
   std::map<std::int64_t, EngineState> engines;
 
-  // Sends what the balancer decided: tasks to engines, failures to their clients.
+  // Queues what the balancer decided: tasks to engines, failures to their clients.
   auto pump = [&] {
     balancer.schedule();
     for (;;) {
@@ -1382,20 +1437,33 @@ void Controller::State::balanced_scheduler() {
         auto it = tasks.find(d.msg_id);
         if (it == tasks.end()) continue;
         Task& t = it->second;
-        if (!relay.to_engine(t.envelope, d.engine)) {
-          // Its route is gone: it died a moment ago, and its down event is on the way.
-          if (balancer.finished(d.msg_id, false, Steady::now()) == sched::Balancer::Finish::done) {
-            relay.reply_error(std::move(t.envelope.route), d.msg_id,
-                              engine_error(fmt::format("engine {} is unreachable", d.engine),
-                                           d.engine, std::string()));
-            tasks.erase(it);
-          }
-          continue;
-        }
-        relay.feed_dispatch(d.msg_id, d.engine);
+        net::Envelope request;
+        request.signature = t.envelope.signature;
+        request.parts = t.keep ? t.envelope.parts : std::move(t.envelope.parts);
         if (!t.keep) t.envelope.parts.clear();
+        relay.to_engine(d.engine, d.msg_id, std::move(request));
+        relay.feed_dispatch(d.msg_id, d.engine);
       }
       balancer.schedule();
+    }
+  };
+  // Ends a turn: sends what it queued. A task whose engine vanished a moment ago (its down
+  // event is on the way) is retried or fails at once.
+  auto flush = [&] {
+    for (int round = 0; round < 4; ++round) {
+      const auto unreachable = relay.flush();
+      if (unreachable.empty()) return;
+      for (const auto& [engine, msg_id] : unreachable) {
+        if (balancer.finished(msg_id, false, Steady::now()) != sched::Balancer::Finish::done)
+          continue;
+        auto it = tasks.find(msg_id);
+        if (it == tasks.end()) continue;
+        relay.reply_error(
+            std::move(it->second.envelope.route), msg_id,
+            engine_error(fmt::format("engine {} is unreachable", engine), engine, std::string()));
+        tasks.erase(it);
+      }
+      pump();
     }
   };
   auto on_event = [&](std::string_view what, std::int64_t id, std::string extra) {
@@ -1426,10 +1494,45 @@ void Controller::State::balanced_scheduler() {
       relay.control_engine(engine, h.task, ids);
     relay.control_reply(env, h, removed, signalled);
   };
+  auto on_request = [&](net::Envelope& env, const net::Header& h) {
+    if (h.type == net::MsgType::ControlRequest) {
+      on_control(env, h);
+      return;
+    }
+    if (!is_task_request(h.type)) {
+      spdlog::warn("load-balanced scheduler: unexpected {}", net::to_string(h.type));
+      return;
+    }
+    net::compact(env);  // it may wait here for long: hold no shared receive buffer
+    relay.feed("submit", "balanced", env.parts);
+    tasks[h.msg_id] = Task{std::move(env), h.flags.retries > 0};
+    std::optional<Steady::duration> timeout;
+    if (h.timeout_ms > 0) timeout = std::chrono::milliseconds(h.timeout_ms);
+    balancer.submit(h.msg_id, h.task, h.flags, timeout, Steady::now());
+  };
+  auto on_reply = [&](net::Envelope& env, const net::Header& h) {
+    if (h.type == net::MsgType::Ping) {
+      auto& e = engines[h.engine];
+      e.connected = true;
+      if (e.registered) balancer.engine_up(h.engine, e.slots);
+      return;
+    }
+    const auto verdict = balancer.finished(h.parent_id, !h.error, Steady::now());
+    if (verdict == sched::Balancer::Finish::retry) {
+      spdlog::info("task {} failed on engine {}; retrying elsewhere", h.parent_id, h.engine);
+      return;
+    }
+    relay.feed("reply", std::to_string(h.engine), env.parts);
+    auto t = tasks.find(h.parent_id);
+    if (verdict == sched::Balancer::Finish::stale || t == tasks.end()) return;
+    relay.to_client(std::move(t->second.envelope.route), std::move(env));  // back to its client
+    tasks.erase(t);
+  };
 
   zmq::pollitem_t items[] = {{client_balanced.handle(), 0, ZMQ_POLLIN, 0},
                              {engine_balanced.handle(), 0, ZMQ_POLLIN, 0},
                              {relay.events.handle(), 0, ZMQ_POLLIN, 0}};
+  std::vector<std::pair<net::Envelope, net::Header>> in;
   while (!stopping.load()) {
     auto wait = std::chrono::milliseconds(100);
     if (auto next = balancer.next_deadline()) {
@@ -1438,53 +1541,23 @@ void Controller::State::balanced_scheduler() {
     }
     const bool any = poll_once(items, 3, wait);
     balancer.expire(Steady::now());
-    if (!any) {
-      pump();
-      continue;
-    }
-    if (items[2].revents & ZMQ_POLLIN) relay.drain_events(on_event);
-    if (items[0].revents & ZMQ_POLLIN) {
-      while (auto in = relay.receive(client_balanced)) {
-        auto& [env, h] = *in;
-        if (h.type == net::MsgType::ControlRequest) {
-          on_control(env, h);
-          continue;
+    if (any) {
+      if (items[2].revents & ZMQ_POLLIN) relay.drain_events(on_event);
+      if (items[0].revents & ZMQ_POLLIN) {
+        while (relay.receive(client_balanced, in)) {
+          for (auto& [env, h] : in)
+            on_request(env, h);
         }
-        if (!is_task_request(h.type)) {
-          spdlog::warn("load-balanced scheduler: unexpected {}", net::to_string(h.type));
-          continue;
-        }
-        net::compact(env);  // it may wait here for long: hold no shared receive buffer
-        relay.feed("submit", "balanced", env.parts);
-        tasks[h.msg_id] = Task{std::move(env), h.flags.retries > 0};
-        std::optional<Steady::duration> timeout;
-        if (h.timeout_ms > 0) timeout = std::chrono::milliseconds(h.timeout_ms);
-        balancer.submit(h.msg_id, h.task, h.flags, timeout, Steady::now());
       }
-    }
-    if (items[1].revents & ZMQ_POLLIN) {
-      while (auto in = relay.receive(engine_balanced)) {
-        auto& [env, h] = *in;
-        if (h.type == net::MsgType::Ping) {
-          auto& e = engines[h.engine];
-          e.connected = true;
-          if (e.registered) balancer.engine_up(h.engine, e.slots);
-          continue;
+      if (items[1].revents & ZMQ_POLLIN) {
+        while (relay.receive(engine_balanced, in)) {
+          for (auto& [env, h] : in)
+            on_reply(env, h);
         }
-        const auto verdict = balancer.finished(h.parent_id, !h.error, Steady::now());
-        if (verdict == sched::Balancer::Finish::retry) {
-          spdlog::info("task {} failed on engine {}; retrying elsewhere", h.parent_id, h.engine);
-          continue;
-        }
-        relay.feed("reply", std::to_string(h.engine), env.parts);
-        auto t = tasks.find(h.parent_id);
-        if (verdict == sched::Balancer::Finish::stale || t == tasks.end()) continue;
-        env.route = std::move(t->second.envelope.route);  // back to its client
-        tasks.erase(t);
-        net::send(client_balanced, sign(), env, true);
       }
     }
     pump();
+    flush();
   }
 }
 

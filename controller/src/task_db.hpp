@@ -64,9 +64,10 @@ class TaskDb {
 
   /// Inserts or replaces the whole record.
   void put(const TaskRecord& record);
-  /// Updates a record put before with what changes after submission: engine, times, status,
-  /// result and error, and plugin / plugin_hash when not empty. The arguments and the other
-  /// submission fields stay as put. Does nothing when the record is gone (retention limits).
+  /// Updates a record put before with what changes after submission: times, status, result
+  /// and error; the engine when `record.engine` >= 0; plugin / plugin_hash when the stored
+  /// record of an apply or map names none yet. The arguments and the other submission fields
+  /// stay as put. Does nothing when the record is gone (retention limits, or never put).
   void update(const TaskRecord& record);
   /// Commits what was put since the last flush, then applies the retention limits.
   void flush();

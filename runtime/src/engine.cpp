@@ -19,6 +19,7 @@
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
 #include "ipp/net/message.hpp"
+#include "ipp/net/poll.hpp"
 #include "ipp/runtime/runtime.hpp"
 
 namespace ipp {
@@ -26,6 +27,7 @@ namespace ipp {
 namespace {
 
 using Steady = std::chrono::steady_clock;
+constexpr std::size_t kMaxBatch = 256;  // replies per message to a scheduler
 
 std::filesystem::path default_store() {
   return std::filesystem::temp_directory_path() / fmt::format("ipp-engine-{}", ::getpid());
@@ -122,7 +124,6 @@ struct Engine::Impl {
     std::atomic<bool> replied{false};  // whoever sets it sends the one reply
     std::int64_t time_limit_ms = 0;
     int channel = 0;
-    std::shared_ptr<std::vector<zmq::message_t>> route;
     net::Header request;  // msg_id, session, task, submitted
   };
   std::mutex out_mutex;
@@ -315,11 +316,6 @@ int Engine::run() {
     r.submitted = job.request.submitted;
     return r;
   };
-  auto with_route = [](net::Envelope reply, const Impl::Job& job) {
-    for (auto& m : *job.route)
-      reply.route.emplace_back(m.data(), m.size());
-    return reply;
-  };
 
   // abort: tasks not started yet will not run; cancel: the same, and running tasks see
   // ipp::Context::cancelled() and are reported cancelled when they return.
@@ -366,8 +362,7 @@ int Engine::run() {
                                        job.request.task, job.time_limit_ms),
                            job.request.task);
       r.error->engine = id;
-      net::send(job.channel == 0 ? direct : balanced, signer,
-                with_route(net::make_message(std::move(r)), job));
+      net::send(job.channel == 0 ? direct : balanced, signer, net::make_message(std::move(r)));
     }
   };
 
@@ -394,7 +389,6 @@ int Engine::run() {
     }
     auto job = std::make_shared<Impl::Job>();
     job->channel = channel;
-    job->route = std::make_shared<std::vector<zmq::message_t>>(std::move(env.route));
     job->request.msg_id = h.msg_id;
     job->request.session = h.session;
     job->request.task = h.task;
@@ -402,7 +396,7 @@ int Engine::run() {
     job->time_limit_ms = h.flags.time_limit_ms;
     jobs[h.msg_id] = job;
     if (job->time_limit_ms > 0) limited.insert(h.msg_id);
-    auto done = [post, reply_to, with_route, job, id](TaskOutcome out) {
+    auto done = [post, reply_to, job, id](TaskOutcome out) {
       if (job->replied.exchange(true)) {  // timed out: the client has its answer
         post(job->channel, std::nullopt, job->request.msg_id);
         return;
@@ -439,7 +433,7 @@ int Engine::run() {
       }
       net::Envelope reply =
           net::make_message(std::move(r), out.ok() ? std::move(out.result) : Payload{});
-      post(job->channel, with_route(std::move(reply), *job), job->request.msg_id);
+      post(job->channel, std::move(reply), job->request.msg_id);
     };
     Payload payload = net::payload_of(env);
     const bool is_map = h.type == net::MsgType::MapRequest;
@@ -573,12 +567,8 @@ int Engine::run() {
       ::malloc_trim(0);
       trimmed = true;
     }
-    try {
-      zmq::poll(items, 4, std::chrono::milliseconds(limited.empty() ? 100 : 5));
-    } catch (const zmq::error_t& e) {
-      if (e.num() == EINTR) continue;  // a signal: the loop condition decides
-      throw;
-    }
+    // A signal: the loop condition decides.
+    if (net::poll(items, 4, std::chrono::milliseconds(limited.empty() ? 100 : 5)) < 0) continue;
     if ((items[0].revents | items[1].revents | items[2].revents) & ZMQ_POLLIN) {
       last_work = std::chrono::steady_clock::now();
       trimmed = false;
@@ -588,11 +578,20 @@ int Engine::run() {
         if (auto env = net::recv(reg, signer, zmq::recv_flags::dontwait))
           handle_hub(std::move(*env));
       }
+      std::vector<net::Envelope> in;
       for (int c = 0; c < 2; ++c) {
         auto& sock = c == 0 ? direct : balanced;
-        if (items[1 + c].revents & ZMQ_POLLIN) {
-          while (auto env = net::recv(sock, signer, zmq::recv_flags::dontwait))
-            handle_task(c, std::move(*env));
+        if (!(items[1 + c].revents & ZMQ_POLLIN)) continue;
+        while (true) {
+          in.clear();
+          try {
+            if (!net::recv_all(sock, signer, in, zmq::recv_flags::dontwait)) break;
+          } catch (const ProtocolError& e) {
+            spdlog::warn("engine {} dropped a message: {}", id, e.what());
+            continue;
+          }
+          for (auto& env : in)
+            handle_task(c, std::move(env));
         }
       }
     } catch (const ProtocolError& e) {
@@ -607,9 +606,18 @@ int Engine::run() {
         std::lock_guard lock(impl.out_mutex);
         batch.swap(impl.outgoing);
       }
+      // Replies finished together go to their scheduler as one batch per channel.
+      std::vector<net::Envelope> replies[2];
       for (auto& o : batch) {
-        if (o.envelope) net::send(o.channel == 0 ? direct : balanced, signer, *o.envelope);
+        if (o.envelope) replies[o.channel].push_back(std::move(*o.envelope));
         jobs.erase(o.finished);
+      }
+      for (int c = 0; c < 2; ++c) {
+        for (std::size_t from = 0; from < replies[c].size(); from += kMaxBatch) {
+          const std::size_t n = std::min(kMaxBatch, replies[c].size() - from);
+          net::send_batch(c == 0 ? direct : balanced, signer, {},
+                          std::span<const net::Envelope>(replies[c]).subspan(from, n));
+        }
       }
     }
     if (!limited.empty()) enforce_limits();

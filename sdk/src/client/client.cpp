@@ -21,6 +21,7 @@
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
 #include "ipp/net/message.hpp"
+#include "ipp/net/poll.hpp"
 
 namespace ipp {
 
@@ -55,6 +56,7 @@ enum Channel { kRegistration = 0, kDirect = 1, kBalanced = 2 };
 /// Owns the sockets and the thread that alone touches them. Callers hand it envelopes
 /// through a queue (a byte on an inproc socket wakes it); replies complete their slots.
 struct ClientCore {
+  struct Outgoing;
   explicit ClientCore(const ClientOptions& options)
       : info(net::read_connection_file(
             options.connection_file ? *options.connection_file
@@ -164,12 +166,7 @@ struct ClientCore {
     }
     while (!stopping.load()) {
       check_controller();
-      try {
-        zmq::poll(items, 4, tick);
-      } catch (const zmq::error_t& e) {
-        if (e.num() == EINTR) continue;
-        throw;
-      }
+      if (net::poll(items, 4, tick) < 0) continue;
       if (items[3].revents & ZMQ_POLLIN) {
         zmq::message_t drain;
         while (wake_pull.recv(drain, zmq::recv_flags::dontwait)) {
@@ -184,27 +181,49 @@ struct ClientCore {
           for (auto& o : batch)
             pending.emplace(o.slot->msg_id, Pending{o.slot, o.owner});
         }
-        for (auto& o : batch)
-          net::send(sockets[o.channel], signer, o.envelope);
+        send_all(batch);
       }
+      std::vector<net::Envelope> in;
       for (int c = 0; c < 3; ++c) {
         if (!(items[c].revents & ZMQ_POLLIN)) continue;
         while (true) {
-          std::optional<net::Envelope> env;
+          in.clear();
           try {
-            env = net::recv(sockets[c], signer, zmq::recv_flags::dontwait);
+            if (!net::recv_all(sockets[c], signer, in, zmq::recv_flags::dontwait)) break;
           } catch (const ProtocolError&) {
             continue;  // not from our controller: drop it
           }
-          if (!env) break;
-          try {
-            complete(std::move(*env));
-          } catch (const Error&) {
-            // A malformed reply cannot be matched to a request; drop it.
+          for (auto& env : in) {
+            try {
+              complete(std::move(env));
+            } catch (const Error&) {
+              // A malformed reply cannot be matched to a request; drop it.
+            }
           }
         }
       }
     }
+  }
+
+  /// Sends what callers queued, in order per channel. Requests queued together on a task
+  /// channel go as batches: one signature and one message for the scheduler to take in.
+  void send_all(std::deque<Outgoing>& batch) {
+    constexpr std::size_t kMaxBatch = 256;
+    std::vector<net::Envelope> group[3];
+    auto flush = [&](int c) {
+      if (!group[c].empty()) net::send_batch(sockets[c], signer, {}, group[c]);
+      group[c].clear();
+    };
+    for (auto& o : batch) {
+      if (o.channel == kRegistration) {
+        net::send(sockets[kRegistration], signer, o.envelope);
+        continue;
+      }
+      group[o.channel].push_back(std::move(o.envelope));
+      if (group[o.channel].size() == kMaxBatch) flush(o.channel);
+    }
+    flush(kDirect);
+    flush(kBalanced);
   }
 
   /// Tasks may run for long without a word from the controller. While any request is pending,

@@ -78,7 +78,19 @@ void compact(Envelope& envelope, std::size_t limit) {
   }
 }
 
-std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer, zmq::recv_flags flags) {
+namespace {
+
+/// One received ZeroMQ message, checked and verified: its route, whether it is a batch, and
+/// its signed parts.
+struct Received {
+  std::vector<zmq::message_t> route;
+  bool batch = false;
+  std::vector<Buffer> parts;
+  Signer::Signature signature{};
+};
+
+std::optional<Received> receive(zmq::socket_ref socket, const Signer& signer,
+                                zmq::recv_flags flags) {
   std::vector<zmq::message_t> frames;
   if (!zmq::recv_multipart(socket, std::back_inserter(frames), flags)) return std::nullopt;
   std::size_t delimiter = 0;
@@ -88,24 +100,144 @@ std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer, zmq::
     throw ProtocolError(
         fmt::format("message of {} frame(s) has no delimiter frame", frames.size()));
   }
-  if (frames.size() < delimiter + 3 || frames[delimiter + 1].to_string_view() != kProtocolTag) {
+  Received in;
+  const std::string_view tag =
+      frames.size() >= delimiter + 3 ? frames[delimiter + 1].to_string_view() : std::string_view();
+  if (tag == kBatchTag) {
+    in.batch = true;
+  } else if (tag != kProtocolTag) {
     throw ProtocolError("message is not an ipp message (missing or unknown protocol tag)");
   }
-  Envelope env;
-  env.route.reserve(delimiter);
+  in.route.reserve(delimiter);
   for (std::size_t i = 0; i < delimiter; ++i)
-    env.route.push_back(std::move(frames[i]));
+    in.route.push_back(std::move(frames[i]));
   const zmq::message_t& signature = frames[delimiter + 2];
-  for (std::size_t i = delimiter + 3; i < frames.size(); ++i) {
-    env.parts.push_back(to_buffer(std::move(frames[i])));
-  }
+  in.parts.reserve(frames.size() - delimiter - 3);
+  for (std::size_t i = delimiter + 3; i < frames.size(); ++i)
+    in.parts.push_back(to_buffer(std::move(frames[i])));
   if (!signer.verify({static_cast<const std::byte*>(signature.data()), signature.size()},
-                     spans(env.parts))) {
+                     spans(in.parts))) {
     throw ProtocolError("message signature is missing or wrong");
   }
-  env.signature.emplace();
-  std::memcpy(env.signature->data(), signature.data(), Signer::kSignatureSize);
+  std::memcpy(in.signature.data(), signature.data(), Signer::kSignatureSize);
+  return in;
+}
+
+}  // namespace
+
+std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer, zmq::recv_flags flags) {
+  auto in = receive(socket, signer, flags);
+  if (!in) return std::nullopt;
+  if (in->batch) throw ProtocolError("a batch of messages arrived where one message was expected");
+  Envelope env;
+  env.route = std::move(in->route);
+  env.parts = std::move(in->parts);
+  env.signature = in->signature;
   return env;
+}
+
+bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope>& out,
+              zmq::recv_flags flags) {
+  auto in = receive(socket, signer, flags);
+  if (!in) return false;
+  if (!in->batch) {
+    Envelope env;
+    env.route = std::move(in->route);
+    env.parts = std::move(in->parts);
+    env.signature = in->signature;
+    out.push_back(std::move(env));
+    return true;
+  }
+  // counts | parts...: every message has a header, and the counts add up to the parts.
+  if (in->parts.empty() || in->parts[0].empty() ||
+      in->parts[0].size() % sizeof(std::uint32_t) != 0) {
+    throw ProtocolError("a batch without a valid list of part counts");
+  }
+  const Buffer& counts = in->parts[0];
+  const std::size_t n = counts.size() / sizeof(std::uint32_t);
+  std::vector<std::uint32_t> sizes(n);
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint32_t c = 0;
+    for (std::size_t b = 0; b < 4; ++b)
+      c |= static_cast<std::uint32_t>(counts.data()[i * 4 + b]) << (8 * b);
+    if (c == 0) throw ProtocolError(fmt::format("message {} of a batch has no parts", i));
+    sizes[i] = c;
+    total += c;
+  }
+  if (total != in->parts.size() - 1) {
+    throw ProtocolError(
+        fmt::format("a batch announces {} parts and holds {}", total, in->parts.size() - 1));
+  }
+  out.reserve(out.size() + n);
+  std::size_t next = 1;
+  for (std::size_t i = 0; i < n; ++i) {
+    Envelope env;
+    env.route = copy_route(in->route);
+    const auto first = in->parts.begin() + static_cast<std::ptrdiff_t>(next);
+    env.parts.assign(std::make_move_iterator(first), std::make_move_iterator(first + sizes[i]));
+    next += sizes[i];
+    out.push_back(std::move(env));
+  }
+  return true;
+}
+
+bool send_batch(zmq::socket_ref socket, const Signer& signer,
+                const std::vector<zmq::message_t>& route, std::span<const Envelope> messages,
+                bool dontwait) {
+  if (messages.empty()) return true;
+  if (messages.size() == 1) {
+    Envelope one;
+    one.route = copy_route(route);
+    one.parts = messages[0].parts;
+    one.signature = messages[0].signature;
+    return send(socket, signer, one, dontwait);
+  }
+  std::size_t nparts = 0;
+  for (const auto& m : messages)
+    nparts += m.parts.size();
+  std::byte* out = nullptr;
+  const Buffer counts = Buffer::allocate(messages.size() * sizeof(std::uint32_t), &out);
+  for (const auto& m : messages) {
+    auto c = static_cast<std::uint32_t>(m.parts.size());
+    for (int b = 0; b < 4; ++b, c >>= 8)
+      *out++ = static_cast<std::byte>(c & 0xff);
+  }
+  std::vector<std::span<const std::byte>> signed_parts;
+  signed_parts.reserve(nparts + 1);
+  signed_parts.push_back(counts.bytes());
+  for (const auto& m : messages) {
+    for (const auto& p : m.parts)
+      signed_parts.push_back(p.bytes());
+  }
+  const auto signature = signer.sign(signed_parts);
+  std::vector<zmq::message_t> frames;
+  frames.reserve(route.size() + 4 + nparts);
+  for (const auto& r : route)
+    frames.emplace_back(r.data(), r.size());
+  frames.emplace_back();
+  frames.emplace_back(kBatchTag.data(), kBatchTag.size());
+  frames.emplace_back(signature.data(), signature.size());
+  frames.push_back(share(counts));
+  for (const auto& m : messages) {
+    for (const auto& p : m.parts)
+      frames.push_back(share(p));
+  }
+  const auto flags = dontwait ? zmq::send_flags::dontwait : zmq::send_flags::none;
+  try {
+    return zmq::send_multipart(socket, frames, flags).has_value();
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EHOSTUNREACH) return false;
+    throw;
+  }
+}
+
+std::vector<zmq::message_t> copy_route(const std::vector<zmq::message_t>& route) {
+  std::vector<zmq::message_t> out;
+  out.reserve(route.size());
+  for (const auto& m : route)
+    out.emplace_back(m.data(), m.size());
+  return out;
 }
 
 }  // namespace ipp::net

@@ -22,12 +22,4 @@ Payload payload_of(const Envelope& envelope) {
   return p;
 }
 
-std::vector<zmq::message_t> copy_route(const std::vector<zmq::message_t>& route) {
-  std::vector<zmq::message_t> out;
-  out.reserve(route.size());
-  for (const auto& m : route)
-    out.emplace_back(m.data(), m.size());
-  return out;
-}
-
 }  // namespace ipp::net

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -13,6 +14,8 @@ namespace ipp::net {
 
 /// First frame after the delimiter of every ipp message: rejects strangers and old peers early.
 inline constexpr std::string_view kProtocolTag = "IPP/1";
+/// The same for a batch: several messages for one peer in one ZeroMQ message, signed once.
+inline constexpr std::string_view kBatchTag = "IPP/1B";
 
 /// One message as it crosses a socket.
 ///
@@ -33,17 +36,39 @@ struct Envelope {
 bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope,
           bool dontwait = false);
 
+/// Sends `messages` (their parts; their own routes are ignored) to `route` as one batch:
+/// `route... | "" | "IPP/1B" | signature | counts | parts of the first | parts of the second |
+/// ...`, where `counts` holds each message's number of parts (uint32, little-endian) and the
+/// signature covers `counts` and every part. A single message goes as a plain message (with
+/// its received signature when it has one). Batching is how a busy peer pays one signature,
+/// one ZeroMQ message and one wake-up of its receiver for many small messages. Returns false
+/// as send() does.
+bool send_batch(zmq::socket_ref socket, const Signer& signer,
+                const std::vector<zmq::message_t>& route, std::span<const Envelope> messages,
+                bool dontwait = false);
+
 /// Receives one whole message. Returns nullopt when none is waiting (timeout or dontwait).
 /// Throws ProtocolError for a malformed, foreign or badly signed message, after consuming all
-/// of its frames, so the socket stays usable.
+/// of its frames, so the socket stays usable. A batch is a ProtocolError here: peers that may
+/// receive batches use recv_all().
 std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer,
                              zmq::recv_flags flags = zmq::recv_flags::none);
+
+/// Receives one ZeroMQ message, a plain message or a batch, and appends the messages it holds
+/// to `out`, each with a copy of the route (a batch's messages carry no signature of their
+/// own: a relay that forwards one signs it again). Returns false when nothing is waiting.
+/// Throws ProtocolError as recv() does; nothing of a rejected batch is appended.
+bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope>& out,
+              zmq::recv_flags flags = zmq::recv_flags::none);
 
 /// The bytes of a received part as a Buffer that keeps the ZeroMQ message alive.
 Buffer to_buffer(zmq::message_t&& message);
 /// A message frame sharing `buffer`'s storage: ZeroMQ holds a reference until it has sent it
 /// (tiny buffers are copied, which is cheaper).
 zmq::message_t share(const Buffer& buffer);
+
+/// Copies of routing frames (for replying to a peer more than once).
+std::vector<zmq::message_t> copy_route(const std::vector<zmq::message_t>& route);
 
 /// Copies the parts smaller than `limit` bytes into one allocation of their own (each part
 /// 16-byte aligned). A received small part points into a receive buffer that ZeroMQ shares

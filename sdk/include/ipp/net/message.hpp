@@ -16,7 +16,4 @@ Envelope make_message(const Header& header, Payload payload = {});
 /// The payload parts of a received message (everything after the header), sharing storage.
 Payload payload_of(const Envelope& envelope);
 
-/// Copies of routing frames (for replying to a peer more than once).
-std::vector<zmq::message_t> copy_route(const std::vector<zmq::message_t>& route);
-
 }  // namespace ipp::net
