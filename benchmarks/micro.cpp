@@ -89,14 +89,14 @@ void BM_BalancerCycle(benchmark::State& state) {
   ipp::sched::Balancer b({});
   b.engine_up(0, 2);
   b.engine_up(1, 2);
-  std::vector<std::string> ids;
+  std::vector<ipp::net::TaskId> ids;
   for (int i = 0; i < 4096; ++i)
-    ids.push_back(ipp::net::new_id());
+    ids.push_back(*ipp::net::TaskId::parse(ipp::net::new_id()));
   const ipp::net::TaskFlags flags;
   std::size_t i = 0;
   const auto now = ipp::sched::Clock::now();
   for (auto _ : state) {
-    const std::string& id = ids[i++ % ids.size()];
+    const ipp::net::TaskId id = ids[i++ % ids.size()];
     b.submit(id, "add", flags, std::nullopt, now);
     b.schedule();
     benchmark::DoNotOptimize(b.take_dispatches());

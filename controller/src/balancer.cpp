@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <iterator>
 
 #include <fmt/format.h>
@@ -22,9 +23,7 @@ ErrorRecord record(ErrorCode code, std::string type, std::string message, const 
   return r;
 }
 
-std::string short_id(const std::string& id) {
-  return id.substr(0, 12);
-}
+const net::TaskFlags kNoFlags{};
 
 }  // namespace
 
@@ -54,12 +53,45 @@ std::string_view to_string(Scheme scheme) noexcept {
   return "leastload";
 }
 
-Balancer::Balancer(BalancerOptions options) : options_(options), rng_(options.seed) {}
+const net::TaskFlags& Balancer::Task::flags() const {
+  return extra ? extra->flags : kNoFlags;
+}
 
-int Balancer::limit(const Engine& e) const {
-  if (options_.hwm < 0) return e.slots;
-  if (options_.hwm == 0) return INT_MAX;
-  return options_.hwm;
+Balancer::Balancer(BalancerOptions options) : options_(options), rng_(options.seed) {}
+Balancer::Balancer(Balancer&&) noexcept = default;
+Balancer& Balancer::operator=(Balancer&&) noexcept = default;
+Balancer::~Balancer() = default;
+
+// ---- capacity ----------------------------------------------------------------------------------
+
+std::string Balancer::estimate_key(const std::string& task, bool is_map) {
+  return is_map ? "map:" + task : task;
+}
+
+std::int64_t Balancer::estimate_us(const Task& t) const {
+  if (options_.hwm != -1) return -1;
+  auto it = estimates_.find(estimate_key(t.task, t.is_map));
+  if (it == estimates_.end() || it->second.samples == 0) return -1;
+  if (it->second.mean_us > static_cast<double>(options_.short_task.count())) return -1;
+  return std::max<std::int64_t>(1, std::llround(it->second.mean_us));
+}
+
+bool Balancer::can_take(const Engine& e, std::int64_t estimate) const {
+  if (e.draining) return false;
+  if (options_.hwm == 0) return true;
+  if (options_.hwm > 0) return e.load < options_.hwm;
+  if (e.load < e.slots) return true;
+  // Beyond one task per slot, only work known to be short, and only where everything held is
+  // short too: a long task never waits behind them, nor they behind a long one.
+  return estimate >= 0 && e.long_held == 0 && e.load < e.slots * options_.max_per_slot &&
+         e.short_work_us + estimate <= options_.window.count() * e.slots;
+}
+
+bool Balancer::may_take_any(const Engine& e) const {
+  if (e.draining) return false;
+  if (options_.hwm == 0) return true;
+  if (options_.hwm > 0) return e.load < options_.hwm;
+  return e.load < e.slots || (e.long_held == 0 && e.load < e.slots * options_.max_per_slot);
 }
 
 int Balancer::load(std::int64_t id) const {
@@ -100,7 +132,8 @@ void Balancer::engine_down(std::int64_t id, std::string_view reason, Clock::time
     task.engine = -1;
     if (task.retries_left > 0) {
       --task.retries_left;
-      task.tried.insert(id);
+      if (!task.extra) task.extra = std::make_unique<Extra>();
+      task.extra->tried.insert(id);
       requeue(msg_id, task, now);
       continue;
     }
@@ -112,14 +145,16 @@ void Balancer::engine_down(std::int64_t id, std::string_view reason, Clock::time
                         task.task, id));
   }
   // Ready tasks that must follow work done on that engine can no longer run.
-  std::vector<std::pair<std::string, std::string>> stranded;  // msg_id, why
-  for (const auto& [key, msg_id] : ready_) {
-    const Task& t = tasks_.at(msg_id);
-    if (t.flags.follow.empty()) continue;
+  std::vector<std::pair<TaskId, std::string>> stranded;  // msg_id, why
+  for (const auto& r : ready_) {
+    auto t = tasks_.find(r.msg_id);
+    if (t == tasks_.end() || t->second.state != State::ready || t->second.seq != r.seq ||
+        t->second.flags().follow.empty())
+      continue;
     std::string why;
     bool impossible = false;
-    (void)allowed(t, &why, &impossible);
-    if (impossible) stranded.emplace_back(msg_id, std::move(why));
+    (void)allowed(t->second, &why, &impossible);
+    if (impossible) stranded.emplace_back(r.msg_id, std::move(why));
   }
   for (const auto& [msg_id, why] : stranded)
     fail_impossible(msg_id, why);
@@ -128,9 +163,8 @@ void Balancer::engine_down(std::int64_t id, std::string_view reason, Clock::time
 
 // ---- tasks ------------------------------------------------------------------------------------
 
-void Balancer::submit(const std::string& msg_id, const std::string& task,
-                      const net::TaskFlags& flags, std::optional<Clock::duration> timeout,
-                      Clock::time_point now) {
+void Balancer::submit(TaskId msg_id, const std::string& task, const net::TaskFlags& flags,
+                      std::optional<Clock::duration> timeout, Clock::time_point now, bool is_map) {
   auto invalid = [&](const std::string& why) {
     failures_.push_back({msg_id, record(ErrorCode::invalid_dependency, "ipp::InvalidDependency",
                                         fmt::format("task '{}' {}", task, why), task)});
@@ -140,18 +174,21 @@ void Balancer::submit(const std::string& msg_id, const std::string& task,
   if (tasks_.count(msg_id) != 0 || done_.count(msg_id) != 0) {
     failures_.push_back(
         {msg_id, record(ErrorCode::usage, "ipp::UsageError",
-                        fmt::format("msg_id {} was already submitted", short_id(msg_id)), task)});
+                        fmt::format("msg_id {} was already submitted", msg_id.brief()), task)});
     return;
   }
+  std::vector<TaskId> depends_on;
   for (const auto* dep : {&flags.after, &flags.follow}) {
-    for (const auto& id : dep->ids) {
-      if (id == msg_id) return invalid("depends on itself");
-      if (tasks_.count(id) == 0 && done_.count(id) == 0) {
+    for (const auto& text : dep->ids) {
+      const auto id = TaskId::parse(text);
+      if (id && *id == msg_id) return invalid("depends on itself");
+      if (!id || (tasks_.count(*id) == 0 && done_.count(*id) == 0)) {
         return invalid(fmt::format(
             "depends on msg_id {}, which is not a load-balanced task of this controller "
             "(or finished too long ago to be remembered)",
-            id));
+            text));
       }
+      depends_on.push_back(*id);
     }
   }
   if (!flags.targets.empty() && !engines_.empty()) {
@@ -176,18 +213,21 @@ void Balancer::submit(const std::string& msg_id, const std::string& task,
   }
   Task& t = tasks_[msg_id];
   t.task = task;
-  t.flags = flags;
   t.seq = ++seq_;
+  t.priority = flags.priority;
   t.retries_left = std::max(0, flags.retries);
-  t.timeout = timeout;
-  if (timeout) {
-    t.deadline = now + *timeout;
-    deadlines_.emplace(*t.deadline, msg_id);
-  }
-  for (const auto* dep : {&flags.after, &flags.follow}) {
-    for (const auto& id : dep->ids) {
-      if (done_.count(id) == 0) dependents_[id].push_back(msg_id);
+  t.is_map = is_map;
+  if (!flags.after.empty() || !flags.follow.empty() || !flags.targets.empty() || timeout) {
+    t.extra = std::make_unique<Extra>();
+    t.extra->flags = flags;
+    t.extra->timeout = timeout;
+    if (timeout) {
+      t.extra->deadline = now + *timeout;
+      deadlines_.emplace(*t.extra->deadline, msg_id);
     }
+  }
+  for (const auto& id : depends_on) {
+    if (done_.count(id) == 0) dependents_[id].push_back(msg_id);
   }
   to_evaluate_.push_back(msg_id);
   settle();
@@ -197,8 +237,9 @@ Balancer::Verdict Balancer::check(const net::Dependency& d, std::string* why) co
   if (d.ids.empty()) return Verdict::met;
   std::size_t accepted = 0, rejected = 0;
   std::string first_rejected;
-  for (const auto& id : d.ids) {
-    auto it = done_.find(id);
+  for (const auto& text : d.ids) {
+    const auto id = TaskId::parse(text);
+    auto it = id ? done_.find(*id) : done_.end();
     if (it == done_.end()) continue;
     const bool ok = it->second.ok ? d.success : d.failure;
     if (ok) {
@@ -206,7 +247,7 @@ Balancer::Verdict Balancer::check(const net::Dependency& d, std::string* why) co
     } else {
       if (rejected++ == 0)
         first_rejected =
-            fmt::format("task {} {}", short_id(id), it->second.ok ? "succeeded" : "failed");
+            fmt::format("task {} {}", id->brief(), it->second.ok ? "succeeded" : "failed");
     }
   }
   const std::string wanted = d.success && d.failure ? "to finish"
@@ -231,16 +272,19 @@ Balancer::Verdict Balancer::check(const net::Dependency& d, std::string* why) co
 std::optional<std::set<std::int64_t>> Balancer::allowed(const Task& t, std::string* why,
                                                         bool* impossible) const {
   *impossible = false;
+  if (!t.restricted()) return std::nullopt;
+  const net::TaskFlags& flags = t.flags();
   std::optional<std::set<std::int64_t>> out;
-  if (!t.flags.follow.empty()) {
+  if (!flags.follow.empty()) {
     std::set<std::int64_t> where;
-    for (const auto& id : t.flags.follow.ids) {
-      auto it = done_.find(id);
+    for (const auto& text : flags.follow.ids) {
+      const auto id = TaskId::parse(text);
+      auto it = id ? done_.find(*id) : done_.end();
       if (it == done_.end() || it->second.engine < 0) continue;
-      if (it->second.ok ? t.flags.follow.success : t.flags.follow.failure)
+      if (it->second.ok ? flags.follow.success : flags.follow.failure)
         where.insert(it->second.engine);
     }
-    if (t.flags.follow.all && where.size() > 1) {
+    if (flags.follow.all && where.size() > 1) {
       *why = fmt::format("it must follow tasks that ran on different engines ({})",
                          fmt::join(where, ", "));
       *impossible = true;
@@ -258,8 +302,8 @@ std::optional<std::set<std::int64_t>> Balancer::allowed(const Task& t, std::stri
     }
     out = std::move(alive);
   }
-  if (!t.flags.targets.empty()) {
-    std::set<std::int64_t> targets(t.flags.targets.begin(), t.flags.targets.end());
+  if (!flags.targets.empty()) {
+    std::set<std::int64_t> targets(flags.targets.begin(), flags.targets.end());
     if (out) {
       std::set<std::int64_t> both;
       std::set_intersection(out->begin(), out->end(), targets.begin(), targets.end(),
@@ -277,13 +321,13 @@ std::optional<std::set<std::int64_t>> Balancer::allowed(const Task& t, std::stri
   return out;
 }
 
-void Balancer::evaluate(const std::string& msg_id) {
+void Balancer::evaluate(TaskId msg_id) {
   auto it = tasks_.find(msg_id);
   if (it == tasks_.end() || it->second.state != State::blocked) return;
   Task& t = it->second;
   std::string why;
-  const Verdict after = check(t.flags.after, &why);
-  const Verdict follow = after == Verdict::unreachable ? after : check(t.flags.follow, &why);
+  const Verdict after = check(t.flags().after, &why);
+  const Verdict follow = after == Verdict::unreachable ? after : check(t.flags().follow, &why);
   if (after == Verdict::unreachable || follow == Verdict::unreachable) {
     fail_impossible(msg_id, why);
     return;
@@ -291,7 +335,7 @@ void Balancer::evaluate(const std::string& msg_id) {
   if (after == Verdict::met && follow == Verdict::met) make_ready(msg_id, t);
 }
 
-void Balancer::make_ready(const std::string& msg_id, Task& t) {
+void Balancer::make_ready(TaskId msg_id, Task& t) {
   std::string why;
   bool impossible = false;
   (void)allowed(t, &why, &impossible);
@@ -300,20 +344,22 @@ void Balancer::make_ready(const std::string& msg_id, Task& t) {
     return;
   }
   t.state = State::ready;
-  ready_.emplace(Key{-static_cast<std::int64_t>(t.flags.priority), t.seq}, msg_id);
+  ++ready_count_;
+  ready_.push_back({-static_cast<std::int64_t>(t.priority), t.seq, msg_id});
+  std::push_heap(ready_.begin(), ready_.end());
 }
 
-void Balancer::requeue(const std::string& msg_id, Task& t, Clock::time_point now) {
+void Balancer::requeue(TaskId msg_id, Task& t, Clock::time_point now) {
   t.state = State::blocked;
   t.engine = -1;
-  if (t.timeout) {
-    t.deadline = now + *t.timeout;
-    deadlines_.emplace(*t.deadline, msg_id);
+  if (t.extra && t.extra->timeout) {
+    t.extra->deadline = now + *t.extra->timeout;
+    deadlines_.emplace(*t.extra->deadline, msg_id);
   }
   make_ready(msg_id, t);
 }
 
-void Balancer::fail_impossible(const std::string& msg_id, const std::string& why) {
+void Balancer::fail_impossible(TaskId msg_id, const std::string& why) {
   auto it = tasks_.find(msg_id);
   if (it == tasks_.end()) return;
   const std::string task = it->second.task;
@@ -321,26 +367,31 @@ void Balancer::fail_impossible(const std::string& msg_id, const std::string& why
                       fmt::format("task '{}' cannot run: {}", task, why), task));
 }
 
-void Balancer::fail(const std::string& msg_id, ErrorRecord error) {
+void Balancer::release(TaskId msg_id, Task& t) {
+  --running_count_;
+  auto e = engines_.find(t.engine);
+  if (e == engines_.end()) return;
+  --e->second.load;
+  if (t.charged_us >= 0)
+    e->second.short_work_us -= t.charged_us;
+  else
+    --e->second.long_held;
+  e->second.tasks.erase(msg_id);
+}
+
+void Balancer::fail(TaskId msg_id, ErrorRecord error) {
   auto it = tasks_.find(msg_id);
   if (it == tasks_.end()) return;
   Task& t = it->second;
-  if (t.state == State::ready)
-    ready_.erase(Key{-static_cast<std::int64_t>(t.flags.priority), t.seq});
-  if (t.deadline) deadlines_.erase({*t.deadline, msg_id});
-  if (t.state == State::running) {
-    --running_count_;
-    if (auto e = engines_.find(t.engine); e != engines_.end()) {
-      --e->second.load;
-      e->second.tasks.erase(msg_id);
-    }
-  }
+  if (t.state == State::ready) --ready_count_;  // its heap entry is skipped from now on
+  if (t.extra && t.extra->deadline) deadlines_.erase({*t.extra->deadline, msg_id});
+  if (t.state == State::running) release(msg_id, t);
   tasks_.erase(it);
   failures_.push_back({msg_id, std::move(error)});
   record_done(msg_id, false, -1);
 }
 
-void Balancer::record_done(const std::string& msg_id, bool ok, std::int64_t engine) {
+void Balancer::record_done(TaskId msg_id, bool ok, std::int64_t engine) {
   done_[msg_id] = Done{ok, engine};
   done_order_.push_back(msg_id);
   while (done_order_.size() > options_.remember) {
@@ -349,7 +400,7 @@ void Balancer::record_done(const std::string& msg_id, bool ok, std::int64_t engi
   }
   if (auto d = dependents_.find(msg_id); d != dependents_.end()) {
     for (auto& waiting : d->second)
-      to_evaluate_.push_back(std::move(waiting));
+      to_evaluate_.push_back(waiting);
     dependents_.erase(d);
   }
 }
@@ -357,25 +408,30 @@ void Balancer::record_done(const std::string& msg_id, bool ok, std::int64_t engi
 void Balancer::settle() {
   // A failure can make its dependents fail in turn: a work list, not recursion.
   while (!to_evaluate_.empty()) {
-    const std::string msg_id = std::move(to_evaluate_.back());
+    const TaskId msg_id = to_evaluate_.back();
     to_evaluate_.pop_back();
     evaluate(msg_id);
   }
 }
 
-Balancer::Finish Balancer::finished(const std::string& msg_id, bool ok, Clock::time_point now) {
+Balancer::Finish Balancer::finished(TaskId msg_id, bool ok, Clock::time_point now,
+                                    std::optional<std::chrono::microseconds> ran) {
   auto it = tasks_.find(msg_id);
   if (it == tasks_.end() || it->second.state != State::running) return Finish::stale;
   Task& t = it->second;
-  const std::int64_t engine = t.engine;
-  --running_count_;
-  if (auto e = engines_.find(engine); e != engines_.end()) {
-    --e->second.load;
-    e->second.tasks.erase(msg_id);
+  if (ran && ran->count() >= 0) {
+    if (estimates_.size() > 4096) estimates_.clear();  // any name may come: stay bounded
+    Estimate& e = estimates_[estimate_key(t.task, t.is_map)];
+    const auto us = static_cast<double>(ran->count());
+    e.mean_us = e.samples == 0 ? us : 0.75 * e.mean_us + 0.25 * us;
+    ++e.samples;
   }
+  const std::int64_t engine = t.engine;
+  release(msg_id, t);
   if (!ok && t.retries_left > 0) {
     --t.retries_left;
-    t.tried.insert(engine);
+    if (!t.extra) t.extra = std::make_unique<Extra>();
+    t.extra->tried.insert(engine);
     requeue(msg_id, t, now);
     return Finish::retry;
   }
@@ -385,7 +441,7 @@ Balancer::Finish Balancer::finished(const std::string& msg_id, bool ok, Clock::t
   return Finish::done;
 }
 
-bool Balancer::abort(const std::string& msg_id) {
+bool Balancer::abort(TaskId msg_id) {
   auto it = tasks_.find(msg_id);
   if (it == tasks_.end() || it->second.state == State::running) return false;
   const std::string task = it->second.task;
@@ -395,7 +451,7 @@ bool Balancer::abort(const std::string& msg_id) {
   return true;
 }
 
-std::optional<std::int64_t> Balancer::engine_of(const std::string& msg_id) const {
+std::optional<std::int64_t> Balancer::engine_of(TaskId msg_id) const {
   auto it = tasks_.find(msg_id);
   if (it == tasks_.end() || it->second.state != State::running) return std::nullopt;
   return it->second.engine;
@@ -403,14 +459,15 @@ std::optional<std::int64_t> Balancer::engine_of(const std::string& msg_id) const
 
 void Balancer::expire(Clock::time_point now) {
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-    const std::string msg_id = deadlines_.begin()->second;
+    const TaskId msg_id = deadlines_.begin()->second;
     deadlines_.erase(deadlines_.begin());
     auto it = tasks_.find(msg_id);
-    if (it == tasks_.end()) continue;
+    if (it == tasks_.end() || !it->second.extra) continue;
     Task& t = it->second;
-    t.deadline.reset();
+    t.extra->deadline.reset();
     if (t.state == State::running) continue;
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*t.timeout).count();
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(*t.extra->timeout).count();
     const std::string what = t.state == State::blocked ? "for its dependencies"
                                                        : "in the load-balanced queue without a "
                                                          "free engine";
@@ -428,102 +485,151 @@ std::optional<Clock::time_point> Balancer::next_deadline() const {
 
 // ---- placement ------------------------------------------------------------------------------
 
-std::int64_t Balancer::pick(const std::optional<std::set<std::int64_t>>& allowed, const Task& t) {
-  std::vector<std::pair<std::int64_t, const Engine*>> free;
+std::int64_t Balancer::pick(const std::optional<std::set<std::int64_t>>& allowed, const Task& t,
+                            std::int64_t estimate) {
+  const std::set<std::int64_t>* tried = t.extra ? &t.extra->tried : nullptr;
+  auto was_tried = [&](std::int64_t id) { return tried != nullptr && tried->count(id) != 0; };
+  // Most tasks have one or two candidate engines: no allocation for the common case.
+  std::pair<std::int64_t, const Engine*> local[8];
+  std::vector<std::pair<std::int64_t, const Engine*>> spill;
+  std::size_t n = 0;
+  auto add = [&](std::int64_t id, const Engine* e) {
+    if (n < std::size(local))
+      local[n] = {id, e};
+    else
+      spill.emplace_back(id, e);
+    ++n;
+  };
+  auto at = [&](std::size_t i) -> const std::pair<std::int64_t, const Engine*>& {
+    return i < std::size(local) ? local[i] : spill[i - std::size(local)];
+  };
   bool untried_exists = false;  // an allowed engine it has not failed on, free or not
   for (const auto& [id, e] : engines_) {
     if (e.draining || (allowed && allowed->count(id) == 0)) continue;
-    const bool tried = t.tried.count(id) != 0;
-    if (!tried) untried_exists = true;
-    if (is_free(e) && !tried) free.emplace_back(id, &e);
+    const bool was = was_tried(id);
+    if (!was) untried_exists = true;
+    if (!was && can_take(e, estimate)) add(id, &e);
   }
-  if (free.empty()) {
+  if (n == 0) {
     // A retry goes to a different engine while one exists; when it has been tried
     // everywhere, any engine will do.
-    if (untried_exists || t.tried.empty()) return -1;
+    if (untried_exists || tried == nullptr || tried->empty()) return -1;
     for (const auto& [id, e] : engines_) {
-      if (!e.draining && (!allowed || allowed->count(id) != 0) && is_free(e))
-        free.emplace_back(id, &e);
+      if ((!allowed || allowed->count(id) != 0) && can_take(e, estimate)) add(id, &e);
     }
-    if (free.empty()) return -1;
+    if (n == 0) return -1;
   }
   auto ratio = [](const Engine& e) { return static_cast<double>(e.load) / e.slots; };
   auto less_recent = [](const auto& a, const auto& b) {
     return a.second->last_used < b.second->last_used;
   };
-  auto random_index = [&](std::size_t n) {
-    return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng_);
+  auto random_index = [&](std::size_t k) {
+    return std::uniform_int_distribution<std::size_t>(0, k - 1)(rng_);
+  };
+  auto best = [&](auto&& better) {
+    std::size_t b = 0;
+    for (std::size_t i = 1; i < n; ++i) {
+      if (better(at(i), at(b))) b = i;
+    }
+    return at(b).first;
   };
   switch (options_.scheme) {
     case Scheme::leastload:
-      return std::min_element(free.begin(), free.end(),
-                              [&](const auto& a, const auto& b) {
-                                const double ra = ratio(*a.second), rb = ratio(*b.second);
-                                return ra < rb || (ra == rb && less_recent(a, b));
-                              })
-          ->first;
+      return best([&](const auto& a, const auto& b) {
+        const double ra = ratio(*a.second), rb = ratio(*b.second);
+        return ra < rb || (ra == rb && less_recent(a, b));
+      });
     case Scheme::lru:
-      return std::min_element(free.begin(), free.end(), less_recent)->first;
+      return best(less_recent);
     case Scheme::plainrandom:
-      return free[random_index(free.size())].first;
+      return at(random_index(n)).first;
     case Scheme::twobin: {
-      const auto& a = free[random_index(free.size())];
-      const auto& b = free[random_index(free.size())];
+      const auto& a = at(random_index(n));
+      const auto& b = at(random_index(n));
       return less_recent(b, a) ? b.first : a.first;
     }
     case Scheme::weighted: {
       std::vector<double> weights;
-      weights.reserve(free.size());
-      for (const auto& f : free)
-        weights.push_back(1.0 / (1e-6 + ratio(*f.second)));
+      weights.reserve(n);
+      for (std::size_t i = 0; i < n; ++i)
+        weights.push_back(1.0 / (1e-6 + ratio(*at(i).second)));
       std::discrete_distribution<std::size_t> draw(weights.begin(), weights.end());
-      const auto& a = free[draw(rng_)];
-      const auto& b = free[draw(rng_)];
+      const auto& a = at(draw(rng_));
+      const auto& b = at(draw(rng_));
       return ratio(*b.second) < ratio(*a.second) ? b.first : a.first;
     }
   }
-  return free.front().first;
+  return at(0).first;
 }
 
-void Balancer::place(const std::string& msg_id, Task& t, std::int64_t engine) {
+void Balancer::place(TaskId msg_id, Task& t, std::int64_t engine, std::int64_t estimate) {
   Engine& e = engines_.at(engine);
   ++e.load;
+  if (estimate >= 0)
+    e.short_work_us += estimate;
+  else
+    ++e.long_held;
   e.last_used = ++clock_;
   e.tasks.insert(msg_id);
   t.state = State::running;
   t.engine = engine;
-  if (t.deadline) {
-    deadlines_.erase({*t.deadline, msg_id});
-    t.deadline.reset();
+  t.charged_us = estimate;
+  if (t.extra && t.extra->deadline) {
+    deadlines_.erase({*t.extra->deadline, msg_id});
+    t.extra->deadline.reset();
   }
   ++running_count_;
+  --ready_count_;
   dispatches_.push_back({msg_id, engine});
 }
 
 void Balancer::schedule() {
-  auto any_free = [&] {
+  auto any_room = [&] {
     return std::any_of(engines_.begin(), engines_.end(),
-                       [&](const auto& kv) { return is_free(kv.second); });
+                       [&](const auto& kv) { return may_take_any(kv.second); });
   };
-  std::vector<std::pair<std::string, std::string>> impossible_ids;  // msg_id, why
-  for (auto it = ready_.begin(); it != ready_.end() && any_free();) {
-    Task& t = tasks_.at(it->second);
+  std::vector<Ready> skipped;  // restricted to engines that are busy now: they stay queued
+  std::vector<std::pair<TaskId, std::string>> impossible_ids;  // msg_id, why
+  while (!ready_.empty() && any_room()) {
+    std::pop_heap(ready_.begin(), ready_.end());
+    const Ready top = ready_.back();
+    ready_.pop_back();
+    auto it = tasks_.find(top.msg_id);
+    if (it == tasks_.end() || it->second.state != State::ready || it->second.seq != top.seq)
+      continue;  // aborted, failed or placed since it was queued
+    Task& t = it->second;
     std::string why;
     bool impossible = false;
     const auto where = allowed(t, &why, &impossible);
     if (impossible) {
-      impossible_ids.emplace_back(it->second, std::move(why));
-      ++it;
+      impossible_ids.emplace_back(top.msg_id, std::move(why));
+      skipped.push_back(top);
       continue;
     }
-    const std::int64_t engine = pick(where, t);
+    const std::int64_t estimate = estimate_us(t);
+    const std::int64_t engine = pick(where, t, estimate);
     if (engine < 0) {
-      ++it;  // restricted to busy engines: the next ready task may run elsewhere
+      skipped.push_back(top);
+      // A task any engine may run waits for a slot: nothing behind it goes first, or a
+      // stream of short tasks could keep it waiting for ever. Tasks restricted to some
+      // engines (targets, follow, engines they failed on) do not hold the others back.
+      const bool restricted = where.has_value() || (t.extra && !t.extra->tried.empty());
+      if (!restricted) break;
       continue;
     }
-    const std::string msg_id = it->second;
-    it = ready_.erase(it);
-    place(msg_id, t, engine);
+    place(top.msg_id, t, engine, estimate);
+  }
+  for (const auto& r : skipped) {
+    ready_.push_back(r);
+    std::push_heap(ready_.begin(), ready_.end());
+  }
+  // Entries of tasks that left the queue otherwise are dropped once they outnumber the rest.
+  if (ready_.size() > 2 * ready_count_ + 1024) {
+    std::erase_if(ready_, [&](const Ready& r) {
+      auto it = tasks_.find(r.msg_id);
+      return it == tasks_.end() || it->second.state != State::ready || it->second.seq != r.seq;
+    });
+    std::make_heap(ready_.begin(), ready_.end());
   }
   for (const auto& [msg_id, why] : impossible_ids)
     fail_impossible(msg_id, why);

@@ -4,11 +4,16 @@
 // task, when dependencies are met or can no longer be, retries, priorities, time-outs and
 // aborts. Time comes in as an argument and randomness from a seeded generator, so every
 // decision can be tested without a cluster or a clock.
+//
+// A queued task costs little here: tables are keyed by 16-byte ids, the ready queue is a
+// binary heap of (priority, order, id), and what only some tasks use (dependencies, targets,
+// retries, time-outs) lives apart from the rest.
 
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -24,6 +29,7 @@
 namespace ipp::sched {
 
 using Clock = std::chrono::steady_clock;
+using net::TaskId;
 
 /// How a free engine is chosen among those that may run a task (IPython.parallel's schemes).
 enum class Scheme {
@@ -40,21 +46,29 @@ std::string_view to_string(Scheme scheme) noexcept;
 
 struct BalancerOptions {
   Scheme scheme = Scheme::leastload;
-  /// Outstanding tasks per engine: -1 = its slots (pool threads), 0 = unlimited, N = N.
+  /// Outstanding tasks per engine. -1 (auto): one per slot (pool thread), and beyond that,
+  /// tasks known to be short while what the engine holds is all short and adds up to at most
+  /// `window` per slot. 0: unlimited. N > 0: at most N.
   int hwm = -1;
   std::uint64_t seed = 0;
   /// How many finished tasks are remembered for later dependencies (oldest forgotten first).
   std::size_t remember = std::size_t{1} << 20;
+  /// auto: how much known-short work an engine may hold per slot beyond its running tasks.
+  std::chrono::microseconds window{2000};
+  /// auto: the longest task that counts as short.
+  std::chrono::microseconds short_task{500};
+  /// auto: at most this many outstanding tasks per slot, however short.
+  int max_per_slot = 64;
 };
 
 class Balancer {
  public:
   struct Dispatch {
-    std::string msg_id;
+    TaskId msg_id;
     std::int64_t engine = -1;
   };
   struct Failure {
-    std::string msg_id;
+    TaskId msg_id;
     ErrorRecord error;
   };
   enum class Finish {
@@ -64,6 +78,9 @@ class Balancer {
   };
 
   explicit Balancer(BalancerOptions options);
+  Balancer(Balancer&&) noexcept;
+  Balancer& operator=(Balancer&&) noexcept;
+  ~Balancer();
 
   // ---- engines ---------------------------------------------------------------------------
   /// An engine is ready to take up to `slots` tasks at once.
@@ -77,17 +94,20 @@ class Balancer {
   [[nodiscard]] int load(std::int64_t id) const;
 
   // ---- tasks -----------------------------------------------------------------------------
-  /// A new task. Invalid or impossible dependencies fail it at once (see take_failures).
-  /// `timeout`: the longest it may wait here (for dependencies or a free engine).
-  void submit(const std::string& msg_id, const std::string& task, const net::TaskFlags& flags,
-              std::optional<Clock::duration> timeout, Clock::time_point now);
-  /// A running task's engine answered.
-  Finish finished(const std::string& msg_id, bool ok, Clock::time_point now);
+  /// A new task named `task` (`is_map`: a block of a map; it is timed apart from single
+  /// calls of the same task). Invalid or impossible dependencies fail it at once (see
+  /// take_failures). `timeout`: the longest it may wait here (for dependencies or an engine).
+  void submit(TaskId msg_id, const std::string& task, const net::TaskFlags& flags,
+              std::optional<Clock::duration> timeout, Clock::time_point now, bool is_map = false);
+  /// A running task's engine answered; `ran` is how long it ran there, when known (it
+  /// teaches the auto capacity how long tasks of its name take).
+  Finish finished(TaskId msg_id, bool ok, Clock::time_point now,
+                  std::optional<std::chrono::microseconds> ran = std::nullopt);
   /// Removes a task that has not been dispatched; it fails with TaskAborted. False when the
   /// task is not waiting here.
-  bool abort(const std::string& msg_id);
+  bool abort(TaskId msg_id);
   /// The engine running `msg_id`, if it runs here.
-  [[nodiscard]] std::optional<std::int64_t> engine_of(const std::string& msg_id) const;
+  [[nodiscard]] std::optional<std::int64_t> engine_of(TaskId msg_id) const;
   /// Fails the tasks that waited past their deadline with TaskTimeout.
   void expire(Clock::time_point now);
   /// The earliest deadline of a waiting task.
@@ -103,65 +123,99 @@ class Balancer {
   [[nodiscard]] std::size_t running() const { return running_count_; }
 
  private:
-  enum class State { blocked, ready, running };
-  struct Task {
-    std::string task;
-    net::TaskFlags flags;
-    State state = State::blocked;
-    std::uint64_t seq = 0;
-    std::int64_t engine = -1;
-    int retries_left = 0;
+  enum class State : std::uint8_t { blocked, ready, running };
+  /// What only some tasks have.
+  struct Extra {
+    net::TaskFlags flags;          // dependencies and targets (priority lives in Task)
     std::set<std::int64_t> tried;  // engines it failed on
     std::optional<Clock::duration> timeout;
     std::optional<Clock::time_point> deadline;
   };
+  struct Task {
+    std::string task;  // its name, for messages (short names need no allocation)
+    std::uint64_t seq = 0;
+    std::int64_t engine = -1;
+    std::int64_t charged_us = -1;  // what its engine's held work counts for it (-1: long)
+    std::int32_t priority = 0;
+    std::int32_t retries_left = 0;
+    State state = State::blocked;
+    bool is_map = false;
+    std::unique_ptr<Extra> extra;  // null: no flags beyond priority, never failed, no timeout
+    [[nodiscard]] const net::TaskFlags& flags() const;
+    [[nodiscard]] bool restricted() const {
+      return extra && (!extra->flags.follow.empty() || !extra->flags.targets.empty());
+    }
+  };
   struct Engine {
     int slots = 1;
     int load = 0;
+    int long_held = 0;               // outstanding tasks not known to be short
+    std::int64_t short_work_us = 0;  // the estimates of the outstanding short ones
     bool draining = false;
     std::uint64_t last_used = 0;  // lru: when it was last given a task (logical time)
-    std::unordered_set<std::string> tasks;
+    std::unordered_set<TaskId, net::TaskIdHash> tasks;
   };
   struct Done {
     bool ok = false;
     std::int64_t engine = -1;
   };
+  /// How long tasks of one name have run (an exponentially weighted mean).
+  struct Estimate {
+    double mean_us = 0;
+    std::uint32_t samples = 0;
+  };
+  struct Ready {
+    std::int64_t neg_priority;  // higher priority first,
+    std::uint64_t seq;          // then submission order
+    TaskId msg_id;
+    friend bool operator<(const Ready& a, const Ready& b) {  // a heap's top is its largest
+      return a.neg_priority != b.neg_priority ? a.neg_priority > b.neg_priority : a.seq > b.seq;
+    }
+  };
   enum class Verdict { met, waiting, unreachable };
-  using Key = std::pair<std::int64_t, std::uint64_t>;  // (-priority, seq): higher first, FIFO
 
-  [[nodiscard]] int limit(const Engine& e) const;
-  [[nodiscard]] bool is_free(const Engine& e) const { return !e.draining && e.load < limit(e); }
+  [[nodiscard]] std::int64_t estimate_us(const Task& t) const;  // -1: unknown or long
+  [[nodiscard]] bool can_take(const Engine& e, std::int64_t estimate_us) const;
+  [[nodiscard]] bool may_take_any(const Engine& e) const;
   [[nodiscard]] Verdict check(const net::Dependency& d, std::string* why) const;
   /// The engines a task may run on now (empty optional: any); fills `why` when none ever can.
   [[nodiscard]] std::optional<std::set<std::int64_t>> allowed(const Task& t, std::string* why,
                                                               bool* impossible) const;
-  void evaluate(const std::string& msg_id);
-  void make_ready(const std::string& msg_id, Task& t);
-  void fail(const std::string& msg_id, ErrorRecord error);
+  void evaluate(TaskId msg_id);
+  void make_ready(TaskId msg_id, Task& t);
+  void fail(TaskId msg_id, ErrorRecord error);
   /// Fails a task with ImpossibleDependency: "task 'x' cannot run: <why>".
-  void fail_impossible(const std::string& msg_id, const std::string& why);
-  void record_done(const std::string& msg_id, bool ok, std::int64_t engine);
-  void requeue(const std::string& msg_id, Task& t, Clock::time_point now);
+  void fail_impossible(TaskId msg_id, const std::string& why);
+  void record_done(TaskId msg_id, bool ok, std::int64_t engine);
+  void requeue(TaskId msg_id, Task& t, Clock::time_point now);
   void settle();
-  std::int64_t pick(const std::optional<std::set<std::int64_t>>& allowed, const Task& t);
-  void place(const std::string& msg_id, Task& t, std::int64_t engine);
+  std::int64_t pick(const std::optional<std::set<std::int64_t>>& allowed, const Task& t,
+                    std::int64_t estimate);
+  void place(TaskId msg_id, Task& t, std::int64_t engine, std::int64_t estimate);
+  /// Takes a running task off its engine's books.
+  void release(TaskId msg_id, Task& t);
   [[nodiscard]] std::string engine_list() const;
+  static std::string estimate_key(const std::string& task, bool is_map);
 
   BalancerOptions options_;
   std::mt19937_64 rng_;
   std::uint64_t seq_ = 0;
   std::uint64_t clock_ = 0;  // logical time for lru
   std::map<std::int64_t, Engine> engines_;
-  std::unordered_map<std::string, Task> tasks_;  // submitted and not finished
+  std::unordered_map<TaskId, Task, net::TaskIdHash> tasks_;  // submitted and not finished
   std::size_t running_count_ = 0;
-  std::map<Key, std::string> ready_;  // ready tasks, in the order they should run
-  std::unordered_map<std::string, std::vector<std::string>> dependents_;  // id -> tasks waiting
-  std::set<std::pair<Clock::time_point, std::string>> deadlines_;
-  std::unordered_map<std::string, Done> done_;
-  std::deque<std::string> done_order_;
+  // Ready tasks, best first. Entries of tasks no longer ready (aborted, failed, placed) are
+  // skipped when they come up: the seq tells a stale entry from the task's current one.
+  std::vector<Ready> ready_;
+  std::size_t ready_count_ = 0;  // live entries in ready_
+  std::unordered_map<TaskId, std::vector<TaskId>, net::TaskIdHash> dependents_;
+  std::set<std::pair<Clock::time_point, TaskId>> deadlines_;
+  std::unordered_map<TaskId, Done, net::TaskIdHash> done_;
+  std::deque<TaskId> done_order_;
+  std::unordered_map<std::string, Estimate> estimates_;
   std::vector<Dispatch> dispatches_;
   std::vector<Failure> failures_;
-  std::vector<std::string> to_evaluate_;
+  std::vector<TaskId> to_evaluate_;
 };
 
 }  // namespace ipp::sched

@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -32,6 +33,7 @@ namespace ipp {
 namespace {
 
 using Steady = std::chrono::steady_clock;
+using net::TaskId;
 constexpr const char* kEvents = "inproc://ipp-events";    // hub -> everyone: engine up / down
 constexpr const char* kHubIn = "inproc://ipp-hub-in";     // heartbeat -> hub: engine silent
 constexpr const char* kMonitor = "inproc://ipp-monitor";  // schedulers -> hub: task traffic copies
@@ -993,6 +995,30 @@ void Controller::State::heart() {
 
 namespace {
 
+/// The clients a scheduler has heard from, each route kept once: a queued task names its
+/// client by a number instead of holding a copy of the route.
+class Clients {
+ public:
+  std::uint32_t intern(const std::vector<zmq::message_t>& route) {
+    std::string key;
+    for (const auto& r : route) {
+      key.append(static_cast<const char*>(r.data()), r.size());
+      key.push_back('\0');
+    }
+    auto [it, fresh] =
+        index_.try_emplace(std::move(key), static_cast<std::uint32_t>(routes_.size()));
+    if (fresh) routes_.push_back(net::copy_route(route));
+    return it->second;
+  }
+  [[nodiscard]] const std::vector<zmq::message_t>& route(std::uint32_t client) const {
+    return routes_.at(client);
+  }
+
+ private:
+  std::unordered_map<std::string, std::uint32_t> index_;
+  std::vector<std::vector<zmq::message_t>> routes_;
+};
+
 /// What both schedulers share: their sockets, the copies of traffic for the hub, replies of
 /// errors to clients, the engines' events, and what waits to go out at the end of a turn.
 ///
@@ -1024,6 +1050,7 @@ struct Relay {
   zmq::socket_t monitor;
   const char* name;
   const net::Signer& signer;
+  Clients book;
 
   /// [what, queue or engine, parts...] to the hub.
   void feed(std::string_view what, std::string_view tag, const std::vector<Buffer>& parts) {
@@ -1035,12 +1062,13 @@ struct Relay {
       frames.push_back(net::share(p));
     zmq::send_multipart(monitor, frames, zmq::send_flags::dontwait);
   }
-  void feed_dispatch(const std::string& msg_id, std::int64_t engine) {
-    feed("dispatch", std::to_string(engine), {Buffer::copy(msg_id.data(), msg_id.size())});
+  void feed_dispatch(TaskId msg_id, std::int64_t engine) {
+    const std::string id = msg_id.str();
+    feed("dispatch", std::to_string(engine), {Buffer::copy(id.data(), id.size())});
   }
 
-  /// Answers the request `parent` (from `client`) with a failed TaskReply.
-  void reply_error(std::vector<zmq::message_t> client, const std::string& parent, ErrorRecord err) {
+  /// Answers the request `parent` of `client` with a failed TaskReply.
+  void reply_error(std::uint32_t client, const std::string& parent, ErrorRecord err) {
     net::Header r;
     r.type = net::MsgType::TaskReply;
     r.msg_id = net::new_id();
@@ -1051,34 +1079,30 @@ struct Relay {
     r.error = std::move(err);
     net::Envelope out = net::make_message(r);
     feed("reply", std::to_string(r.engine), out.parts);
-    to_client(std::move(client), std::move(out));
+    to_client(client, std::move(out));
+  }
+  void reply_error(std::uint32_t client, TaskId parent, ErrorRecord err) {
+    reply_error(client, parent.str(), std::move(err));
   }
 
-  /// Queues `env` for `engine`; `msg_id` names the task it carries (empty for control
+  /// Queues `env` for `engine`; `msg_id` names the task it carries (none for control
   /// messages), so that flush() can say which tasks did not get there. The client's route
   /// stays here: engines answer by msg_id, and the scheduler knows where each task came from.
-  void to_engine(std::int64_t engine, std::string msg_id, net::Envelope env) {
+  void to_engine(std::int64_t engine, std::optional<TaskId> msg_id, net::Envelope env) {
     env.route.clear();
     auto& box = engine_box[engine];
-    box.msg_ids.push_back(std::move(msg_id));
+    box.msg_ids.push_back(msg_id);
     box.messages.push_back(std::move(env));
   }
-  /// Queues `env` for the client at `route`.
-  void to_client(std::vector<zmq::message_t> route, net::Envelope env) {
-    std::string key;
-    for (const auto& r : route) {
-      key.append(static_cast<const char*>(r.data()), r.size());
-      key.push_back('\0');
-    }
-    auto [it, fresh] = client_box.try_emplace(std::move(key));
-    if (fresh) it->second.route = std::move(route);
+  /// Queues `env` for `client`.
+  void to_client(std::uint32_t client, net::Envelope env) {
     env.route.clear();
-    it->second.messages.push_back(std::move(env));
+    client_box[client].push_back(std::move(env));
   }
   /// Sends what this turn queued. Returns the tasks whose engine could not be reached (its
   /// route is gone: it died a moment ago and its down event is on the way).
-  std::vector<std::pair<std::int64_t, std::string>> flush() {
-    std::vector<std::pair<std::int64_t, std::string>> unreachable;
+  std::vector<std::pair<std::int64_t, TaskId>> flush() {
+    std::vector<std::pair<std::int64_t, TaskId>> unreachable;
     for (auto& [engine, box] : engine_box) {
       std::vector<zmq::message_t> route;
       route.emplace_back(fmt::format("e{}", engine));
@@ -1088,16 +1112,16 @@ struct Relay {
                             std::span<const net::Envelope>(box.messages).subspan(from, n), true))
           continue;
         for (std::size_t i = from; i < from + n; ++i) {
-          if (!box.msg_ids[i].empty()) unreachable.emplace_back(engine, box.msg_ids[i]);
+          if (box.msg_ids[i]) unreachable.emplace_back(engine, *box.msg_ids[i]);
         }
       }
     }
     engine_box.clear();
-    for (auto& [key, box] : client_box) {
-      for (std::size_t from = 0; from < box.messages.size(); from += kMaxBatch) {
-        const std::size_t n = std::min(kMaxBatch, box.messages.size() - from);
-        net::send_batch(clients, signer, box.route,
-                        std::span<const net::Envelope>(box.messages).subspan(from, n), true);
+    for (auto& [client, messages] : client_box) {
+      for (std::size_t from = 0; from < messages.size(); from += kMaxBatch) {
+        const std::size_t n = std::min(kMaxBatch, messages.size() - from);
+        net::send_batch(clients, signer, book.route(client),
+                        std::span<const net::Envelope>(messages).subspan(from, n), true);
       }
     }
     client_box.clear();
@@ -1128,6 +1152,19 @@ struct Relay {
     return true;
   }
 
+  /// The id of a client's task request; a request without a well-formed msg_id is answered
+  /// with an error naming it, and nullopt is returned.
+  std::optional<TaskId> task_id(std::uint32_t client, const net::Header& h) {
+    auto id = TaskId::parse(h.msg_id);
+    if (!id) {
+      reply_error(client, h.msg_id,
+                  make_record(ErrorCode::usage, "ipp::UsageError",
+                              fmt::format("msg_id '{}' is not 32 lowercase hex digits",
+                                          h.msg_id.substr(0, 64))));
+    }
+    return id;
+  }
+
   /// Tells `engine` to abort or cancel `ids` (those it holds). Queued behind what this turn
   /// already sends it, so it never overtakes the task it names.
   void control_engine(std::int64_t engine, const std::string& what,
@@ -1140,12 +1177,12 @@ struct Relay {
     for (const auto& id : ids)
       list.emplace_back(id);
     c.info = Value(std::move(list));
-    to_engine(engine, std::string(), net::make_message(c));
+    to_engine(engine, std::nullopt, net::make_message(c));
   }
 
   /// Answers a ControlRequest: which tasks were removed from the queue here, and which were
   /// passed on to the engines that hold them.
-  void control_reply(net::Envelope& request, const net::Header& h,
+  void control_reply(std::uint32_t client, const net::Header& h,
                      const std::vector<std::string>& removed,
                      const std::vector<std::string>& signalled) {
     auto list = [](const std::vector<std::string>& ids) {
@@ -1159,7 +1196,7 @@ struct Relay {
     r.msg_id = net::new_id();
     r.parent_id = h.msg_id;
     r.info = Value::map({{"removed", list(removed)}, {"signalled", list(signalled)}});
-    to_client(std::move(request.route), net::make_message(r));
+    to_client(client, net::make_message(r));
   }
 
   /// Engine events: [up, id, slots], [down, id, reason], [drain, id, ...], [known, id, ...].
@@ -1179,15 +1216,11 @@ struct Relay {
  private:
   static constexpr std::size_t kMaxBatch = 256;
   struct EngineBox {
-    std::vector<std::string> msg_ids;
-    std::vector<net::Envelope> messages;
-  };
-  struct ClientBox {
-    std::vector<zmq::message_t> route;
+    std::vector<std::optional<TaskId>> msg_ids;
     std::vector<net::Envelope> messages;
   };
   std::map<std::int64_t, EngineBox> engine_box;
-  std::unordered_map<std::string, ClientBox> client_box;
+  std::map<std::uint32_t, std::vector<net::Envelope>> client_box;
 };
 
 zmq::context_t& Relay::state_ctx(Controller::State& s) {
@@ -1217,41 +1250,41 @@ std::string down_reason(const std::string& reason) {
 
 void Controller::State::direct_scheduler() {
   Relay relay(*this, client_direct, engine_direct, "direct scheduler", sign());
-  struct Task {
-    std::string msg_id;
+  struct Running {
     std::string task;
     std::int64_t engine = -1;
-    net::Envelope envelope;  // the client's route; the request itself until dispatched
+    std::uint32_t client = 0;
+  };
+  struct Held {  // a task for an engine whose hello has not arrived
+    TaskId msg_id;
+    Running running;
+    net::Envelope request;
   };
   struct EngineLoad {
     bool registered = false;  // the hub announced it
     bool connected = false;   // it said hello on this channel, so its route exists
     bool draining = false;    // being removed: no new tasks
-    std::set<std::string> outstanding;
-    std::deque<Task> held;  // tasks that arrived before the hello
+    std::unordered_set<TaskId, net::TaskIdHash> outstanding;
+    std::deque<Held> held;
     [[nodiscard]] bool usable() const { return registered && connected; }
   };
   std::map<std::int64_t, EngineLoad> engines;
-  std::unordered_map<std::string, Task> running;  // by msg_id: where each task is
+  std::unordered_map<TaskId, Running, net::TaskIdHash> running;  // where each task is
 
-  auto dispatch = [&](Task task, std::int64_t engine) {
+  auto dispatch = [&](TaskId msg_id, Running task, net::Envelope request, std::int64_t engine) {
     task.engine = engine;
-    net::Envelope request;
-    request.parts = std::move(task.envelope.parts);  // sent: only the client's route is kept
-    request.signature = task.envelope.signature;
-    task.envelope.parts.clear();
-    relay.to_engine(engine, task.msg_id, std::move(request));
-    engines[engine].outstanding.insert(task.msg_id);
-    relay.feed_dispatch(task.msg_id, engine);
-    running.emplace(task.msg_id, std::move(task));
+    relay.to_engine(engine, msg_id, std::move(request));
+    engines[engine].outstanding.insert(msg_id);
+    relay.feed_dispatch(msg_id, engine);
+    running.emplace(msg_id, std::move(task));
   };
   auto flush_held = [&](std::int64_t id) {
     auto it = engines.find(id);
     if (it == engines.end() || !it->second.usable()) return;
     auto held = std::move(it->second.held);
     it->second.held.clear();
-    for (auto& t : held)
-      dispatch(std::move(t), id);
+    for (auto& h : held)
+      dispatch(h.msg_id, std::move(h.running), std::move(h.request), id);
   };
   // Ends a turn: sends what it queued; tasks whose engine vanished fail at once.
   auto flush = [&] {
@@ -1260,7 +1293,7 @@ void Controller::State::direct_scheduler() {
       if (t == running.end()) continue;
       if (auto e = engines.find(engine); e != engines.end()) e->second.outstanding.erase(msg_id);
       relay.reply_error(
-          std::move(t->second.envelope.route), msg_id,
+          t->second.client, msg_id,
           engine_error(fmt::format("engine {} is unreachable", engine), engine, t->second.task));
       running.erase(t);
     }
@@ -1280,15 +1313,15 @@ void Controller::State::direct_scheduler() {
       const std::string reason = down_reason(extra);
       const std::string why = reason.empty() ? std::string() : " (" + reason + ")";
       for (auto& held : it->second.held) {
-        relay.reply_error(std::move(held.envelope.route), held.msg_id,
+        relay.reply_error(held.running.client, held.msg_id,
                           engine_error(fmt::format("engine {} died before running task '{}'{}", id,
-                                                   held.task, why),
-                                       id, held.task));
+                                                   held.running.task, why),
+                                       id, held.running.task));
       }
       for (const auto& m : it->second.outstanding) {
         auto t = running.find(m);
         if (t == running.end()) continue;
-        relay.reply_error(std::move(t->second.envelope.route), m,
+        relay.reply_error(t->second.client, m,
                           engine_error(fmt::format("engine {} died while running task '{}'{}", id,
                                                    t->second.task, why),
                                        id, t->second.task));
@@ -1297,64 +1330,70 @@ void Controller::State::direct_scheduler() {
       engines.erase(it);
     }
   };
-  auto on_control = [&](net::Envelope& env, const net::Header& h) {
+  auto on_control = [&](std::uint32_t client, const net::Header& h) {
     std::vector<std::string> removed, signalled;
     std::map<std::int64_t, std::vector<std::string>> per_engine;
-    for (const auto& id : control_ids(h)) {
-      if (auto t = running.find(id); t != running.end()) {
-        per_engine[t->second.engine].push_back(id);
-        signalled.push_back(id);
+    for (const auto& text : control_ids(h)) {
+      const auto id = TaskId::parse(text);
+      if (!id) continue;
+      if (auto t = running.find(*id); t != running.end()) {
+        per_engine[t->second.engine].push_back(text);
+        signalled.push_back(text);
         continue;
       }
       for (auto& [eid, e] : engines) {
         auto held = std::find_if(e.held.begin(), e.held.end(),
-                                 [&](const Task& t) { return t.msg_id == id; });
+                                 [&](const Held& t) { return t.msg_id == *id; });
         if (held == e.held.end()) continue;
         ErrorRecord err =
             make_record(ErrorCode::aborted, "ipp::TaskAborted",
-                        fmt::format("task '{}' was aborted before it ran", held->task));
-        err.task = held->task;
+                        fmt::format("task '{}' was aborted before it ran", held->running.task));
+        err.task = held->running.task;
         err.engine = eid;
-        relay.reply_error(std::move(held->envelope.route), id, std::move(err));
+        relay.reply_error(held->running.client, *id, std::move(err));
         e.held.erase(held);
-        removed.push_back(id);
+        removed.push_back(text);
         break;
       }
     }
     for (const auto& [engine, ids] : per_engine)
       relay.control_engine(engine, h.task, ids);
-    relay.control_reply(env, h, removed, signalled);
+    relay.control_reply(client, h, removed, signalled);
   };
-  auto on_request = [&](net::Envelope& env, net::Header& h) {
+  auto on_request = [&](net::Envelope& env, const net::Header& h) {
+    const std::uint32_t client = relay.book.intern(env.route);
     if (h.type == net::MsgType::ControlRequest) {
-      on_control(env, h);
+      on_control(client, h);
       return;
     }
     if (!is_task_request(h.type)) {
       spdlog::warn("direct scheduler: unexpected {}", net::to_string(h.type));
       return;
     }
+    const auto msg_id = relay.task_id(client, h);
+    if (!msg_id) return;
     relay.feed("submit", "direct", env.parts);
-    Task t{h.msg_id, h.task, -1, std::move(env)};
+    Running task{h.task, -1, client};
+    env.route.clear();
     auto e = engines.find(h.target);
     if (e != engines.end() && e->second.registered && e->second.draining) {
       relay.reply_error(
-          std::move(t.envelope.route), h.msg_id,
+          client, *msg_id,
           engine_error(fmt::format("engine {} is being removed and takes no new tasks", h.target),
                        h.target, h.task));
     } else if (e != engines.end() && e->second.registered && !e->second.connected) {
-      e->second.held.push_back(std::move(t));  // until its hello arrives
+      e->second.held.push_back({*msg_id, std::move(task), std::move(env)});  // until its hello
     } else if (e == engines.end() || !e->second.registered) {
       std::string ids;
       for (const auto& [id, rec] : engines) {
         if (rec.registered) ids += (ids.empty() ? "" : ", ") + std::to_string(id);
       }
       relay.reply_error(
-          std::move(t.envelope.route), h.msg_id,
+          client, *msg_id,
           engine_error(fmt::format("no engine {} is registered (engines: [{}])", h.target, ids),
                        h.target, h.task));
     } else {
-      dispatch(std::move(t), h.target);
+      dispatch(*msg_id, std::move(task), std::move(env), h.target);
     }
   };
   auto on_reply = [&](net::Envelope& env, const net::Header& h) {
@@ -1363,7 +1402,8 @@ void Controller::State::direct_scheduler() {
       flush_held(h.engine);
       return;
     }
-    auto t = running.find(h.parent_id);
+    const auto parent = TaskId::parse(h.parent_id);
+    auto t = parent ? running.find(*parent) : running.end();
     if (t == running.end()) {
       // Its client was told the engine died, or it predates a controller restart: the hub
       // records the result all the same.
@@ -1372,9 +1412,9 @@ void Controller::State::direct_scheduler() {
     }
     const std::int64_t engine = t->second.engine;
     if (auto rec = engines.find(engine); rec != engines.end())
-      rec->second.outstanding.erase(h.parent_id);
+      rec->second.outstanding.erase(*parent);
     relay.feed("reply", std::to_string(engine), env.parts);
-    relay.to_client(std::move(t->second.envelope.route), std::move(env));
+    relay.to_client(t->second.client, std::move(env));
     running.erase(t);
   };
 
@@ -1409,10 +1449,11 @@ void Controller::State::balanced_scheduler() {
        .seed = static_cast<std::uint64_t>(Steady::now().time_since_epoch().count()),
        .remember = std::size_t{1} << 20});
   struct Task {
-    net::Envelope envelope;  // the client's route, and the request while it may be sent again
-    bool keep = false;       // retries allowed: keep the request after dispatch
+    net::Envelope request;  // compacted; kept after dispatch only while it may be sent again
+    std::uint32_t client = 0;
+    bool keep = false;  // retries allowed
   };
-  std::unordered_map<std::string, Task> tasks;
+  std::unordered_map<TaskId, Task, net::TaskIdHash> tasks;
   struct EngineState {
     bool registered = false;
     bool connected = false;
@@ -1430,7 +1471,7 @@ void Controller::State::balanced_scheduler() {
       for (auto& f : failures) {
         auto it = tasks.find(f.msg_id);
         if (it == tasks.end()) continue;
-        relay.reply_error(std::move(it->second.envelope.route), f.msg_id, std::move(f.error));
+        relay.reply_error(it->second.client, f.msg_id, std::move(f.error));
         tasks.erase(it);
       }
       for (const auto& d : dispatches) {
@@ -1438,9 +1479,9 @@ void Controller::State::balanced_scheduler() {
         if (it == tasks.end()) continue;
         Task& t = it->second;
         net::Envelope request;
-        request.signature = t.envelope.signature;
-        request.parts = t.keep ? t.envelope.parts : std::move(t.envelope.parts);
-        if (!t.keep) t.envelope.parts.clear();
+        request.signature = t.request.signature;
+        request.parts = t.keep ? t.request.parts : std::move(t.request.parts);
+        if (!t.keep) t.request = {};
         relay.to_engine(d.engine, d.msg_id, std::move(request));
         relay.feed_dispatch(d.msg_id, d.engine);
       }
@@ -1459,7 +1500,7 @@ void Controller::State::balanced_scheduler() {
         auto it = tasks.find(msg_id);
         if (it == tasks.end()) continue;
         relay.reply_error(
-            std::move(it->second.envelope.route), msg_id,
+            it->second.client, msg_id,
             engine_error(fmt::format("engine {} is unreachable", engine), engine, std::string()));
         tasks.erase(it);
       }
@@ -1479,36 +1520,49 @@ void Controller::State::balanced_scheduler() {
       balancer.engine_down(id, down_reason(extra), Steady::now());
     }
   };
-  auto on_control = [&](net::Envelope& env, const net::Header& h) {
+  auto on_control = [&](std::uint32_t client, const net::Header& h) {
     std::vector<std::string> removed, signalled;
     std::map<std::int64_t, std::vector<std::string>> per_engine;
-    for (const auto& id : control_ids(h)) {
-      if (balancer.abort(id)) {
-        removed.push_back(id);
-      } else if (auto engine = balancer.engine_of(id)) {
-        per_engine[*engine].push_back(id);
-        signalled.push_back(id);
+    for (const auto& text : control_ids(h)) {
+      const auto id = TaskId::parse(text);
+      if (!id) continue;
+      if (balancer.abort(*id)) {
+        removed.push_back(text);
+      } else if (auto engine = balancer.engine_of(*id)) {
+        per_engine[*engine].push_back(text);
+        signalled.push_back(text);
       }
     }
     for (const auto& [engine, ids] : per_engine)
       relay.control_engine(engine, h.task, ids);
-    relay.control_reply(env, h, removed, signalled);
+    relay.control_reply(client, h, removed, signalled);
   };
   auto on_request = [&](net::Envelope& env, const net::Header& h) {
+    const std::uint32_t client = relay.book.intern(env.route);
     if (h.type == net::MsgType::ControlRequest) {
-      on_control(env, h);
+      on_control(client, h);
       return;
     }
     if (!is_task_request(h.type)) {
       spdlog::warn("load-balanced scheduler: unexpected {}", net::to_string(h.type));
       return;
     }
+    const auto msg_id = relay.task_id(client, h);
+    if (!msg_id) return;
+    if (tasks.count(*msg_id) != 0) {  // the task that has it goes on; this one is refused
+      relay.reply_error(client, *msg_id,
+                        make_record(ErrorCode::usage, "ipp::UsageError",
+                                    fmt::format("msg_id {} was already submitted", h.msg_id)));
+      return;
+    }
+    env.route.clear();
     net::compact(env);  // it may wait here for long: hold no shared receive buffer
     relay.feed("submit", "balanced", env.parts);
-    tasks[h.msg_id] = Task{std::move(env), h.flags.retries > 0};
+    tasks[*msg_id] = Task{std::move(env), client, h.flags.retries > 0};
     std::optional<Steady::duration> timeout;
     if (h.timeout_ms > 0) timeout = std::chrono::milliseconds(h.timeout_ms);
-    balancer.submit(h.msg_id, h.task, h.flags, timeout, Steady::now());
+    balancer.submit(*msg_id, h.task, h.flags, timeout, Steady::now(),
+                    h.type == net::MsgType::MapRequest);
   };
   auto on_reply = [&](net::Envelope& env, const net::Header& h) {
     if (h.type == net::MsgType::Ping) {
@@ -1517,15 +1571,23 @@ void Controller::State::balanced_scheduler() {
       if (e.registered) balancer.engine_up(h.engine, e.slots);
       return;
     }
-    const auto verdict = balancer.finished(h.parent_id, !h.error, Steady::now());
+    const auto parent = TaskId::parse(h.parent_id);
+    if (!parent) {
+      spdlog::warn("load-balanced scheduler: a reply from engine {} names no task", h.engine);
+      return;
+    }
+    std::optional<std::chrono::microseconds> ran;
+    if (h.started > 0 && h.completed >= h.started)
+      ran = std::chrono::microseconds(h.completed - h.started);
+    const auto verdict = balancer.finished(*parent, !h.error, Steady::now(), ran);
     if (verdict == sched::Balancer::Finish::retry) {
       spdlog::info("task {} failed on engine {}; retrying elsewhere", h.parent_id, h.engine);
       return;
     }
     relay.feed("reply", std::to_string(h.engine), env.parts);
-    auto t = tasks.find(h.parent_id);
+    auto t = tasks.find(*parent);
     if (verdict == sched::Balancer::Finish::stale || t == tasks.end()) return;
-    relay.to_client(std::move(t->second.envelope.route), std::move(env));  // back to its client
+    relay.to_client(t->second.client, std::move(env));  // back to its client
     tasks.erase(t);
   };
 

@@ -7,6 +7,8 @@
 
 #include <map>
 
+#include <fmt/format.h>
+
 namespace ipp::sched {
 namespace {
 
@@ -14,28 +16,60 @@ using namespace std::chrono_literals;
 
 const Clock::time_point t0{};
 
-net::Dependency dep(std::vector<std::string> ids, bool all = true, bool success = true,
+/// Tests name tasks "a", "b", ...: each name stands for the id whose hex digits spell its
+/// bytes, padded with zeros.
+TaskId id_of(const std::string& name) {
+  std::string hex;
+  for (unsigned char c : name.substr(0, 16))
+    hex += fmt::format("{:02x}", c);
+  hex.resize(32, '0');
+  return *TaskId::parse(hex);
+}
+std::string name_of(TaskId id) {
+  const std::string hex = id.str();
+  std::string name;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) {
+    const char c = static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+    if (c == 0) break;
+    name.push_back(c);
+  }
+  return name;
+}
+
+net::Dependency dep(std::vector<std::string> names, bool all = true, bool success = true,
                     bool failure = false) {
+  std::vector<std::string> ids;
+  for (const auto& n : names)
+    ids.push_back(id_of(n).str());
   return net::Dependency{std::move(ids), all, success, failure};
 }
 
 struct Fixture {
   explicit Fixture(BalancerOptions o = {}) : b(o) {}
+  struct Sent {
+    std::string msg_id;
+    std::int64_t engine = -1;
+  };
   Balancer b;
-  std::vector<Balancer::Dispatch> sent;
+  std::vector<Sent> sent;
   std::map<std::string, ErrorRecord> failed;
 
   void submit(const std::string& id, net::TaskFlags f = {},
               std::optional<Clock::duration> timeout = std::nullopt, Clock::time_point now = t0) {
-    b.submit(id, "t_" + id, f, timeout, now);
+    b.submit(id_of(id), "t_" + id, f, timeout, now);
     pump();
   }
   void pump() {
     b.schedule();
     for (auto& d : b.take_dispatches())
-      sent.push_back(d);
+      sent.push_back({name_of(d.msg_id), d.engine});
     for (auto& f : b.take_failures())
-      failed[f.msg_id] = f.error;
+      failed[name_of(f.msg_id)] = f.error;
+  }
+  /// Like submit, with a task name several ids share (what run times are learnt by).
+  void submit_task(const std::string& id, const std::string& task, net::TaskFlags f = {}) {
+    b.submit(id_of(id), task, f, std::nullopt, t0);
+    pump();
   }
   std::int64_t engine_of(const std::string& id) {
     for (const auto& d : sent) {
@@ -43,8 +77,9 @@ struct Fixture {
     }
     return -1;
   }
-  Balancer::Finish finish(const std::string& id, bool ok = true, Clock::time_point now = t0) {
-    auto r = b.finished(id, ok, now);
+  Balancer::Finish finish(const std::string& id, bool ok = true, Clock::time_point now = t0,
+                          std::optional<std::chrono::microseconds> ran = std::nullopt) {
+    auto r = b.finished(id_of(id), ok, now, ran);
     pump();
     return r;
   }
@@ -204,6 +239,87 @@ TEST(BalancerCapacity, DrainingEnginesTakeNoNewTasks) {
   EXPECT_EQ(f.engine_of("b"), -1);
 }
 
+// ---- auto capacity: short tasks go ahead, long ones never wait behind them ----------------
+
+TEST(BalancerAutoCapacity, ShortTasksAreSentAheadWithinTheWindow) {
+  Fixture f;  // hwm -1: auto; window 2 ms per slot, short <= 0.5 ms, at most 64 per slot
+  f.b.engine_up(0, 2);
+  f.submit_task("a0", "add");
+  f.submit_task("a1", "add");
+  f.submit_task("a2", "add");  // nothing known of "add" yet: one per slot
+  EXPECT_EQ(f.engine_of("a2"), -1);
+  f.finish("a0", true, t0, 10us);  // now it is: about 10 us
+  EXPECT_EQ(f.engine_of("a2"), 0);
+  for (int i = 0; i < 20; ++i)
+    f.submit_task("b" + std::to_string(i), "add");
+  // a1 and a2 went out before anything was known of them: until they are back, the engine
+  // holds work of unknown length, and gets no more than its slots.
+  EXPECT_EQ(f.b.load(0), 2);
+  f.finish("a1", true, t0, 10us);
+  f.finish("a2", true, t0, 10us);
+  EXPECT_EQ(f.b.load(0), 20);  // all of them, beyond the two slots
+  EXPECT_EQ(f.b.waiting(), 0u);
+}
+
+TEST(BalancerAutoCapacity, TheWindowBoundsHowMuchShortWorkAnEngineHolds) {
+  Fixture f;
+  f.b.engine_up(0, 1);
+  f.submit_task("first", "mid");
+  f.finish("first", true, t0, 400us);  // short, but 400 us: 2 ms per slot holds 5
+  for (int i = 0; i < 10; ++i)
+    f.submit_task("m" + std::to_string(i), "mid");
+  EXPECT_EQ(f.b.load(0), 5);
+  EXPECT_EQ(f.b.waiting(), 5u);
+}
+
+TEST(BalancerAutoCapacity, LongTasksAreNeverSentAhead) {
+  Fixture f;
+  f.b.engine_up(0, 1);
+  f.submit_task("first", "slow");
+  f.finish("first", true, t0, 5ms);
+  f.submit_task("s0", "slow");
+  f.submit_task("s1", "slow");
+  EXPECT_EQ(f.b.load(0), 1);
+  EXPECT_EQ(f.engine_of("s1"), -1);
+}
+
+TEST(BalancerAutoCapacity, NothingShortQueuesBehindALongTaskOrJumpsAheadOfOne) {
+  Fixture f;
+  f.b.engine_up(0, 1);
+  f.submit_task("learn", "add");
+  f.finish("learn", true, t0, 5us);
+  // A long task holds the engine: short ones wait rather than queue behind it there.
+  f.submit_task("long", "slow");
+  f.submit_task("short", "add");
+  EXPECT_EQ(f.engine_of("long"), 0);
+  EXPECT_EQ(f.engine_of("short"), -1);
+  f.finish("long");
+  EXPECT_EQ(f.engine_of("short"), 0);
+  // The engine holds short work beyond its slot; a long task waits for the slot, and the
+  // short tasks submitted after it wait behind it instead of keeping the engine full.
+  for (int i = 0; i < 3; ++i)
+    f.submit_task("x" + std::to_string(i), "add");
+  EXPECT_EQ(f.b.load(0), 4);
+  f.submit_task("long2", "slow");
+  f.submit_task("after", "add");
+  EXPECT_EQ(f.engine_of("long2"), -1);
+  EXPECT_EQ(f.engine_of("after"), -1);
+  for (const char* id : {"short", "x0", "x1", "x2"})
+    f.finish(id, true, t0, 5us);
+  EXPECT_EQ(f.engine_of("long2"), 0);
+  EXPECT_EQ(f.engine_of("after"), -1);  // the long one now holds the engine
+}
+
+TEST(BalancerAutoCapacity, AFixedHwmIgnoresRunTimes) {
+  Fixture f({.hwm = 2});
+  f.b.engine_up(0, 1);
+  f.submit_task("learn", "add");
+  f.finish("learn", true, t0, 5us);
+  for (int i = 0; i < 5; ++i)
+    f.submit_task("a" + std::to_string(i), "add");
+  EXPECT_EQ(f.b.load(0), 2);
+}
+
 // ---- priority and targets -------------------------------------------------------------------
 
 TEST(BalancerPriority, HigherPriorityRunsFirstFifoWithin) {
@@ -333,7 +449,7 @@ TEST(BalancerDependencies, UnknownOrSelfIsInvalid) {
   f.submit("a", {.after = dep({"nope"})});
   ASSERT_EQ(f.failed.count("a"), 1u);
   EXPECT_EQ(f.failed["a"].code, ErrorCode::invalid_dependency);
-  EXPECT_NE(f.failed["a"].message.find("nope"), std::string::npos);
+  EXPECT_NE(f.failed["a"].message.find(id_of("nope").str()), std::string::npos);
   f.submit("s", {.follow = dep({"s"})});
   ASSERT_EQ(f.failed.count("s"), 1u);
   EXPECT_EQ(f.failed["s"].code, ErrorCode::invalid_dependency);
@@ -506,9 +622,9 @@ TEST(BalancerAbort, RemovesWaitingTasksOnly) {
   f.submit("running");
   f.submit("queued");
   f.submit("dependent", {.after = dep({"queued"})});
-  EXPECT_FALSE(f.b.abort("running"));
-  EXPECT_TRUE(f.b.abort("queued"));
-  EXPECT_FALSE(f.b.abort("queued"));
+  EXPECT_FALSE(f.b.abort(id_of("running")));
+  EXPECT_TRUE(f.b.abort(id_of("queued")));
+  EXPECT_FALSE(f.b.abort(id_of("queued")));
   f.pump();
   EXPECT_EQ(f.failed["queued"].code, ErrorCode::aborted);
   EXPECT_EQ(f.failed["queued"].type, "ipp::TaskAborted");

@@ -21,12 +21,21 @@ std::span<const std::byte> bytes(std::string_view s) {
   return std::as_bytes(std::span(s));
 }
 
-TEST(Signer, SmallPartsAreHmacSha256OverNonceAndLengthPrefixedParts) {
+TEST(Signer, TagsArePoly1305UnderAKeyDerivedFromTheNonceOverLengthPrefixedParts) {
   Signer signer("Jefe");
   const std::span<const std::byte> parts[] = {bytes("what do ya"), bytes(" want for nothing?")};
   const auto sig = signer.sign(parts);
-  // The same bytes, laid out by hand and signed in one go by libsodium.
-  std::string flat(reinterpret_cast<const char*>(sig.data()), Signer::kNonceSize);
+  // The same construction, by hand: HMAC-SHA256(key, "ipp/msg" | nonce) keys a Poly1305 over
+  // each part's 8-byte little-endian length and bytes.
+  std::string derive = "ipp/msg";
+  derive.append(reinterpret_cast<const char*>(sig.data()), Signer::kNonceSize);
+  unsigned char one_time[32];
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>("Jefe"), 4);
+  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(derive.data()),
+                                derive.size());
+  crypto_auth_hmacsha256_final(&st, one_time);
+  std::string flat;
   for (std::string_view p :
        {std::string_view("what do ya"), std::string_view(" want for nothing?")}) {
     std::uint64_t n = p.size();
@@ -34,13 +43,11 @@ TEST(Signer, SmallPartsAreHmacSha256OverNonceAndLengthPrefixedParts) {
       flat.push_back(static_cast<char>(n & 0xff));
     flat += p;
   }
-  unsigned char expected[32];
-  crypto_auth_hmacsha256_state st;
-  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>("Jefe"), 4);
-  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(flat.data()),
-                                flat.size());
-  crypto_auth_hmacsha256_final(&st, expected);
-  EXPECT_EQ(std::memcmp(sig.data() + Signer::kNonceSize, expected, 32), 0);
+  unsigned char expected[16];
+  crypto_onetimeauth(expected, reinterpret_cast<const unsigned char*>(flat.data()), flat.size(),
+                     one_time);
+  ASSERT_EQ(sig.size(), Signer::kNonceSize + 16);
+  EXPECT_EQ(std::memcmp(sig.data() + Signer::kNonceSize, expected, 16), 0);
   // A fresh nonce each time: the same parts never sign the same way twice.
   const auto again = signer.sign(parts);
   EXPECT_NE(again, sig);
@@ -68,7 +75,7 @@ TEST(Signer, RejectsTamperingWrongKeysAndMovedBoundaries) {
 
 TEST(Signer, LargePartsAreCoveredByteForByte) {
   Signer signer(Signer::new_key());
-  std::vector<std::byte> big(Signer::kLargePart * 3 + 5, std::byte{7});
+  std::vector<std::byte> big((1 << 18) + 5, std::byte{7});
   const std::span<const std::byte> header = bytes("header");
   std::span<const std::byte> parts[] = {header, std::span<const std::byte>(big)};
   const auto sig = signer.sign(parts);
@@ -81,9 +88,9 @@ TEST(Signer, LargePartsAreCoveredByteForByte) {
   }
   parts[1] = std::span<const std::byte>(big).first(big.size() - 1);
   EXPECT_FALSE(signer.verify(std::as_bytes(std::span(sig)), parts));
-  // The same large part in another position is another one-time key: swapping fails.
+  // Parts in another order sign differently.
   std::span<const std::byte> two[] = {std::span<const std::byte>(big),
-                                      std::span<const std::byte>(big).first(Signer::kLargePart)};
+                                      std::span<const std::byte>(big).first(1 << 16)};
   const auto sig2 = signer.sign(two);
   std::span<const std::byte> swapped[] = {two[1], two[0]};
   EXPECT_FALSE(signer.verify(std::as_bytes(std::span(sig2)), swapped));
@@ -180,6 +187,88 @@ TEST_F(EnvelopeTest, ForgedMessagesAreRejectedAndTheSocketGoesOn) {
   auto in = recv(router_, signer_);
   ASSERT_TRUE(in);
   EXPECT_EQ(in->parts.at(0).size(), 4u);
+}
+
+std::string text(const Buffer& b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+TEST_F(EnvelopeTest, ABatchArrivesAsItsMessagesInOrder) {
+  const Payload big =
+      encode(std::vector<double>(100000, 2.0), EncodeOptions{.side_frame_threshold = 1024});
+  std::vector<Envelope> out(3);
+  out[0].parts = {Buffer::copy("h0", 2)};
+  out[1].parts = {Buffer::copy("h1", 2), big.root, big.frames.at(0)};
+  out[2].parts = {Buffer::copy("h2", 2), Buffer::copy("p2", 2)};
+  ASSERT_TRUE(send_batch(dealer_, signer_, {}, out));
+  std::vector<Envelope> in;
+  ASSERT_TRUE(recv_all(router_, signer_, in));
+  ASSERT_EQ(in.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    ASSERT_EQ(in[i].parts.size(), out[i].parts.size()) << i;
+    EXPECT_EQ(text(in[i].parts[0]), "h" + std::to_string(i));
+    ASSERT_EQ(in[i].route.size(), 1u);  // each keeps the sender's route
+    EXPECT_FALSE(in[i].signature);      // signed as a batch only: a relay signs it again
+  }
+  EXPECT_EQ(decode(Payload{in[1].parts[1], {in[1].parts[2]}}), decode(big));
+  EXPECT_EQ(text(in[2].parts[1]), "p2");
+  // Back the other way, routed, and a batch of one is a plain message.
+  std::vector<Envelope> replies(2);
+  replies[0].parts = {Buffer::copy("r0", 2)};
+  replies[1].parts = {Buffer::copy("r1", 2)};
+  ASSERT_TRUE(send_batch(router_, signer_, in[0].route, replies));
+  ASSERT_TRUE(send_batch(router_, signer_, in[0].route, std::span(replies).first(1)));
+  std::vector<Envelope> back;
+  ASSERT_TRUE(recv_all(dealer_, signer_, back));
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(text(back[1].parts.at(0)), "r1");
+  auto single = recv(dealer_, signer_);
+  ASSERT_TRUE(single);
+  EXPECT_EQ(text(single->parts.at(0)), "r0");
+  EXPECT_TRUE(single->signature);
+}
+
+TEST_F(EnvelopeTest, MalformedOrForgedBatchesAreRejectedWholeAndTheSocketGoesOn) {
+  // Frames of a batch whose counts frame is `counts`, signed with `by`.
+  auto send_raw = [&](std::string counts, std::vector<std::string> parts, const Signer& by) {
+    std::vector<std::span<const std::byte>> signed_parts{bytes(counts)};
+    for (const auto& p : parts)
+      signed_parts.push_back(bytes(p));
+    const auto sig = by.sign(signed_parts);
+    dealer_.send(zmq::message_t(), zmq::send_flags::sndmore);
+    dealer_.send(zmq::buffer(kBatchTag), zmq::send_flags::sndmore);
+    dealer_.send(zmq::buffer(sig.data(), sig.size()), zmq::send_flags::sndmore);
+    dealer_.send(zmq::buffer(counts), parts.empty() ? zmq::send_flags::none
+                                                    : zmq::send_flags::sndmore);
+    for (std::size_t i = 0; i < parts.size(); ++i)
+      dealer_.send(zmq::buffer(parts[i]),
+                   i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  };
+  auto le = [](std::initializer_list<std::uint32_t> v) {
+    std::string out;
+    for (auto c : v)
+      for (int b = 0; b < 4; ++b)
+        out.push_back(static_cast<char>((c >> (8 * b)) & 0xff));
+    return out;
+  };
+  std::vector<Envelope> in;
+  send_raw(le({1, 2}), {"a", "b"}, signer_);  // announces 3 parts, holds 2
+  EXPECT_THROW(recv_all(router_, signer_, in), ProtocolError);
+  send_raw(le({1, 0, 1}), {"a", "b"}, signer_);  // a message of no parts
+  EXPECT_THROW(recv_all(router_, signer_, in), ProtocolError);
+  send_raw("abc", {"a"}, signer_);  // counts that are not uint32s
+  EXPECT_THROW(recv_all(router_, signer_, in), ProtocolError);
+  send_raw(le({1, 1}), {"a", "b"}, Signer(Signer::new_key()));  // the wrong key
+  EXPECT_THROW(recv_all(router_, signer_, in), ProtocolError);
+  EXPECT_TRUE(in.empty());
+  // A batch where one message was expected says so.
+  send_raw(le({1, 1}), {"a", "b"}, signer_);
+  EXPECT_THROW((void)recv(router_, signer_), ProtocolError);
+  // And a good one after all that arrives whole.
+  send_raw(le({1, 1}), {"a", "b"}, signer_);
+  ASSERT_TRUE(recv_all(router_, signer_, in));
+  ASSERT_EQ(in.size(), 2u);
+  EXPECT_EQ(text(in[1].parts.at(0)), "b");
 }
 
 TEST_F(EnvelopeTest, TimesOutWithNothing) {

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ipp/buffer.hpp"
@@ -62,8 +63,30 @@ struct Header {
 /// Verifies and decodes a received header. Throws ProtocolError.
 [[nodiscard]] Header decode_header(const Buffer& buffer);
 
-/// A fresh random message id (32 hex digits).
+/// A fresh random message id (32 lowercase hex digits).
 [[nodiscard]] std::string new_id();
+
+/// A message id as the 16 bytes its 32 hex digits stand for: what schedulers key their tables
+/// by, so that a queued task's entries hold no string of their own.
+struct TaskId {
+  std::uint64_t hi = 0;
+  std::uint64_t lo = 0;
+  friend bool operator==(TaskId, TaskId) = default;
+  friend auto operator<=>(TaskId, TaskId) = default;
+  /// The id of `text` when it is 32 lowercase hex digits (as new_id() makes them), else
+  /// nullopt: every id maps to one text and back.
+  [[nodiscard]] static std::optional<TaskId> parse(std::string_view text) noexcept;
+  /// The 32 lowercase hex digits.
+  [[nodiscard]] std::string str() const;
+  /// The first 12 digits, for messages.
+  [[nodiscard]] std::string brief() const { return str().substr(0, 12); }
+};
+/// Ids are random: their low bits hash well as they are.
+struct TaskIdHash {
+  std::size_t operator()(TaskId id) const noexcept {
+    return static_cast<std::size_t>(id.lo ^ (id.hi >> 7));
+  }
+};
 /// Microseconds since the Unix epoch.
 [[nodiscard]] std::int64_t now_us();
 
