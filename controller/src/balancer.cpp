@@ -64,13 +64,53 @@ Balancer::~Balancer() = default;
 
 // ---- capacity ----------------------------------------------------------------------------------
 
+std::uint32_t Balancer::intern(const std::string& name) {
+  auto it = name_index_.find(name);
+  if (it == name_index_.end()) {
+    std::uint32_t index = 0;
+    if (!free_names_.empty()) {
+      index = free_names_.back();
+      free_names_.pop_back();
+      names_[index].name = name;
+    } else {
+      index = static_cast<std::uint32_t>(names_.size());
+      names_.push_back({name, 0});
+    }
+    it = name_index_.emplace(name, index).first;
+  }
+  ++names_[it->second].uses;
+  return it->second;
+}
+
+Carried Balancer::erase(TaskMap::iterator it) {
+  Name& n = names_[it->second.name];
+  if (--n.uses == 0) {
+    name_index_.erase(n.name);
+    n.name.clear();
+    free_names_.push_back(it->second.name);
+  }
+  Carried carried = std::move(it->second.carried);
+  tasks_.erase(it);
+  return carried;
+}
+
+Carried* Balancer::carried(TaskId msg_id) {
+  auto it = tasks_.find(msg_id);
+  return it == tasks_.end() ? nullptr : &it->second.carried;
+}
+
+bool Balancer::may_retry(TaskId msg_id) const {
+  auto it = tasks_.find(msg_id);
+  return it != tasks_.end() && it->second.retries_left > 0;
+}
+
 std::string Balancer::estimate_key(const std::string& task, bool is_map) {
   return is_map ? "map:" + task : task;
 }
 
 std::int64_t Balancer::estimate_us(const Task& t) const {
   if (options_.hwm != -1) return -1;
-  auto it = estimates_.find(estimate_key(t.task, t.is_map));
+  auto it = estimates_.find(estimate_key(name_of(t), t.is_map));
   if (it == estimates_.end() || it->second.samples == 0) return -1;
   if (it->second.mean_us > static_cast<double>(options_.short_task.count())) return -1;
   return std::max<std::int64_t>(1, std::llround(it->second.mean_us));
@@ -140,9 +180,10 @@ void Balancer::engine_down(std::int64_t id, std::string_view reason, Clock::time
     task.state = State::blocked;  // no longer running: fail() must not count it twice
     const std::string why =
         reason.empty() ? std::string() : fmt::format(" ({})", std::string(reason));
-    fail(msg_id, record(ErrorCode::engine, "ipp::EngineError",
-                        fmt::format("engine {} died while running task '{}'{}", id, task.task, why),
-                        task.task, id));
+    fail(msg_id,
+         record(ErrorCode::engine, "ipp::EngineError",
+                fmt::format("engine {} died while running task '{}'{}", id, name_of(task), why),
+                name_of(task), id));
   }
   // Ready tasks that must follow work done on that engine can no longer run.
   std::vector<std::pair<TaskId, std::string>> stranded;  // msg_id, why
@@ -164,17 +205,22 @@ void Balancer::engine_down(std::int64_t id, std::string_view reason, Clock::time
 // ---- tasks ------------------------------------------------------------------------------------
 
 void Balancer::submit(TaskId msg_id, const std::string& task, const net::TaskFlags& flags,
-                      std::optional<Clock::duration> timeout, Clock::time_point now, bool is_map) {
+                      std::optional<Clock::duration> timeout, Clock::time_point now, bool is_map,
+                      Carried carried) {
   auto invalid = [&](const std::string& why) {
-    failures_.push_back({msg_id, record(ErrorCode::invalid_dependency, "ipp::InvalidDependency",
-                                        fmt::format("task '{}' {}", task, why), task)});
+    failures_.push_back({msg_id,
+                         record(ErrorCode::invalid_dependency, "ipp::InvalidDependency",
+                                fmt::format("task '{}' {}", task, why), task),
+                         std::move(carried)});
     record_done(msg_id, false, -1);
     settle();
   };
   if (tasks_.count(msg_id) != 0 || done_.count(msg_id) != 0) {
     failures_.push_back(
-        {msg_id, record(ErrorCode::usage, "ipp::UsageError",
-                        fmt::format("msg_id {} was already submitted", msg_id.brief()), task)});
+        {msg_id,
+         record(ErrorCode::usage, "ipp::UsageError",
+                fmt::format("msg_id {} was already submitted", msg_id.brief()), task),
+         std::move(carried)});
     return;
   }
   std::vector<TaskId> depends_on;
@@ -201,18 +247,21 @@ void Balancer::submit(TaskId msg_id, const std::string& task, const net::TaskFla
       for (auto e : flags.targets)
         wanted += fmt::format("{}{}", wanted.empty() ? "" : ", ", e);
       failures_.push_back(
-          {msg_id, record(ErrorCode::impossible_dependency, "ipp::ImpossibleDependency",
-                          fmt::format("task '{}' cannot run: none of its target engines [{}] is "
-                                      "registered (engines: {})",
-                                      task, wanted, engine_list()),
-                          task)});
+          {msg_id,
+           record(ErrorCode::impossible_dependency, "ipp::ImpossibleDependency",
+                  fmt::format("task '{}' cannot run: none of its target engines [{}] is "
+                              "registered (engines: {})",
+                              task, wanted, engine_list()),
+                  task),
+           std::move(carried)});
       record_done(msg_id, false, -1);
       settle();
       return;
     }
   }
   Task& t = tasks_[msg_id];
-  t.task = task;
+  t.name = intern(task);
+  t.carried = std::move(carried);
   t.seq = ++seq_;
   t.priority = flags.priority;
   t.retries_left = std::max(0, flags.retries);
@@ -362,7 +411,7 @@ void Balancer::requeue(TaskId msg_id, Task& t, Clock::time_point now) {
 void Balancer::fail_impossible(TaskId msg_id, const std::string& why) {
   auto it = tasks_.find(msg_id);
   if (it == tasks_.end()) return;
-  const std::string task = it->second.task;
+  const std::string task = name_of(it->second);
   fail(msg_id, record(ErrorCode::impossible_dependency, "ipp::ImpossibleDependency",
                       fmt::format("task '{}' cannot run: {}", task, why), task));
 }
@@ -386,8 +435,7 @@ void Balancer::fail(TaskId msg_id, ErrorRecord error) {
   if (t.state == State::ready) --ready_count_;  // its heap entry is skipped from now on
   if (t.extra && t.extra->deadline) deadlines_.erase({*t.extra->deadline, msg_id});
   if (t.state == State::running) release(msg_id, t);
-  tasks_.erase(it);
-  failures_.push_back({msg_id, std::move(error)});
+  failures_.push_back({msg_id, std::move(error), erase(it)});
   record_done(msg_id, false, -1);
 }
 
@@ -415,13 +463,14 @@ void Balancer::settle() {
 }
 
 Balancer::Finish Balancer::finished(TaskId msg_id, bool ok, Clock::time_point now,
-                                    std::optional<std::chrono::microseconds> ran) {
+                                    std::optional<std::chrono::microseconds> ran,
+                                    Carried* carried) {
   auto it = tasks_.find(msg_id);
   if (it == tasks_.end() || it->second.state != State::running) return Finish::stale;
   Task& t = it->second;
   if (ran && ran->count() >= 0) {
     if (estimates_.size() > 4096) estimates_.clear();  // any name may come: stay bounded
-    Estimate& e = estimates_[estimate_key(t.task, t.is_map)];
+    Estimate& e = estimates_[estimate_key(name_of(t), t.is_map)];
     const auto us = static_cast<double>(ran->count());
     e.mean_us = e.samples == 0 ? us : 0.75 * e.mean_us + 0.25 * us;
     ++e.samples;
@@ -435,7 +484,8 @@ Balancer::Finish Balancer::finished(TaskId msg_id, bool ok, Clock::time_point no
     requeue(msg_id, t, now);
     return Finish::retry;
   }
-  tasks_.erase(it);
+  Carried out = erase(it);
+  if (carried != nullptr) *carried = std::move(out);
   record_done(msg_id, ok, engine);
   settle();
   return Finish::done;
@@ -444,7 +494,7 @@ Balancer::Finish Balancer::finished(TaskId msg_id, bool ok, Clock::time_point no
 bool Balancer::abort(TaskId msg_id) {
   auto it = tasks_.find(msg_id);
   if (it == tasks_.end() || it->second.state == State::running) return false;
-  const std::string task = it->second.task;
+  const std::string task = name_of(it->second);
   fail(msg_id, record(ErrorCode::aborted, "ipp::TaskAborted",
                       fmt::format("task '{}' was aborted before it ran", task), task));
   settle();
@@ -471,7 +521,7 @@ void Balancer::expire(Clock::time_point now) {
     const std::string what = t.state == State::blocked ? "for its dependencies"
                                                        : "in the load-balanced queue without a "
                                                          "free engine";
-    const std::string task = t.task;
+    const std::string task = name_of(t);
     fail(msg_id, record(ErrorCode::timeout, "ipp::TaskTimeout",
                         fmt::format("task '{}' waited {} ms {}", task, ms, what), task));
   }
@@ -572,8 +622,8 @@ void Balancer::place(TaskId msg_id, Task& t, std::int64_t engine, std::int64_t e
   e.last_used = ++clock_;
   e.tasks.insert(msg_id);
   t.state = State::running;
-  t.engine = engine;
-  t.charged_us = estimate;
+  t.engine = static_cast<std::int32_t>(engine);
+  t.charged_us = static_cast<std::int32_t>(estimate);
   if (t.extra && t.extra->deadline) {
     deadlines_.erase({*t.extra->deadline, msg_id});
     t.extra->deadline.reset();

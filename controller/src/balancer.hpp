@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "ipp/error.hpp"
+#include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
 
 namespace ipp::sched {
@@ -43,6 +44,13 @@ enum class Scheme {
 /// `"leastload"` -> Scheme::leastload, ...; throws UsageError naming the known schemes.
 Scheme parse_scheme(std::string_view name);
 std::string_view to_string(Scheme scheme) noexcept;
+
+/// What the scheduler keeps with a task while it is here: its request (packed; dropped once it
+/// will not be sent again) and its client. The balancer only holds it, in the task's entry.
+struct Carried {
+  net::PackedMessage request;
+  std::uint32_t client = 0;
+};
 
 struct BalancerOptions {
   Scheme scheme = Scheme::leastload;
@@ -70,6 +78,7 @@ class Balancer {
   struct Failure {
     TaskId msg_id;
     ErrorRecord error;
+    Carried carried;  // what the task carried (empty when it was never taken in)
   };
   enum class Finish {
     done,   ///< forward the reply to the client
@@ -98,11 +107,18 @@ class Balancer {
   /// calls of the same task). Invalid or impossible dependencies fail it at once (see
   /// take_failures). `timeout`: the longest it may wait here (for dependencies or an engine).
   void submit(TaskId msg_id, const std::string& task, const net::TaskFlags& flags,
-              std::optional<Clock::duration> timeout, Clock::time_point now, bool is_map = false);
+              std::optional<Clock::duration> timeout, Clock::time_point now, bool is_map = false,
+              Carried carried = {});
   /// A running task's engine answered; `ran` is how long it ran there, when known (it
-  /// teaches the auto capacity how long tasks of its name take).
+  /// teaches the auto capacity how long tasks of its name take). When done, what the task
+  /// carried goes to `carried` (if given).
   Finish finished(TaskId msg_id, bool ok, Clock::time_point now,
-                  std::optional<std::chrono::microseconds> ran = std::nullopt);
+                  std::optional<std::chrono::microseconds> ran = std::nullopt,
+                  Carried* carried = nullptr);
+  /// What a task here carries (null when it is not here).
+  [[nodiscard]] Carried* carried(TaskId msg_id);
+  /// Whether a task here may still be run again after a failure.
+  [[nodiscard]] bool may_retry(TaskId msg_id) const;
   /// Removes a task that has not been dispatched; it fails with TaskAborted. False when the
   /// task is not waiting here.
   bool abort(TaskId msg_id);
@@ -132,15 +148,16 @@ class Balancer {
     std::optional<Clock::time_point> deadline;
   };
   struct Task {
-    std::string task;  // its name, for messages (short names need no allocation)
     std::uint64_t seq = 0;
-    std::int64_t engine = -1;
-    std::int64_t charged_us = -1;  // what its engine's held work counts for it (-1: long)
+    std::uint32_t name = 0;  // into names_
+    std::int32_t engine = -1;
+    std::int32_t charged_us = -1;  // what its engine's held work counts for it (-1: long)
     std::int32_t priority = 0;
     std::int32_t retries_left = 0;
     State state = State::blocked;
     bool is_map = false;
     std::unique_ptr<Extra> extra;  // null: no flags beyond priority, never failed, no timeout
+    Carried carried;
     [[nodiscard]] const net::TaskFlags& flags() const;
     [[nodiscard]] bool restricted() const {
       return extra && (!extra->flags.follow.empty() || !extra->flags.targets.empty());
@@ -196,17 +213,31 @@ class Balancer {
   void release(TaskId msg_id, Task& t);
   [[nodiscard]] std::string engine_list() const;
   static std::string estimate_key(const std::string& task, bool is_map);
+  /// Task names, each kept once while tasks of that name are here.
+  std::uint32_t intern(const std::string& name);
+  [[nodiscard]] const std::string& name_of(const Task& t) const { return names_[t.name].name; }
+  using TaskMap = std::unordered_map<TaskId, Task, net::TaskIdHash>;
+  /// Forgets a task (and its name's use); returns what it carried.
+  Carried erase(TaskMap::iterator it);
 
   BalancerOptions options_;
   std::mt19937_64 rng_;
   std::uint64_t seq_ = 0;
   std::uint64_t clock_ = 0;  // logical time for lru
   std::map<std::int64_t, Engine> engines_;
-  std::unordered_map<TaskId, Task, net::TaskIdHash> tasks_;  // submitted and not finished
+  TaskMap tasks_;  // submitted and not finished
+  struct Name {
+    std::string name;
+    std::uint32_t uses = 0;
+  };
+  std::vector<Name> names_;
+  std::unordered_map<std::string, std::uint32_t> name_index_;
+  std::vector<std::uint32_t> free_names_;
   std::size_t running_count_ = 0;
-  // Ready tasks, best first. Entries of tasks no longer ready (aborted, failed, placed) are
-  // skipped when they come up: the seq tells a stale entry from the task's current one.
-  std::vector<Ready> ready_;
+  // Ready tasks, best first (a heap). Entries of tasks no longer ready (aborted, failed,
+  // placed) are skipped when they come up: the seq tells a stale entry from the task's
+  // current one. A deque grows without copying the whole queue.
+  std::deque<Ready> ready_;
   std::size_t ready_count_ = 0;  // live entries in ready_
   std::unordered_map<TaskId, std::vector<TaskId>, net::TaskIdHash> dependents_;
   std::set<std::pair<Clock::time_point, TaskId>> deadlines_;

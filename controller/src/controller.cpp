@@ -36,7 +36,7 @@ using Steady = std::chrono::steady_clock;
 using net::TaskId;
 constexpr const char* kEvents = "inproc://ipp-events";    // hub -> everyone: engine up / down
 constexpr const char* kHubIn = "inproc://ipp-hub-in";     // heartbeat -> hub: engine silent
-constexpr const char* kMonitor = "inproc://ipp-monitor";  // schedulers -> hub: task traffic copies
+constexpr const char* kMonitor = "inproc://ipp-monitor";  // schedulers -> hub: traffic to take
 
 std::string_view kind_of(const net::Header& h) {
   switch (h.type) {
@@ -79,6 +79,57 @@ std::string bind_any(zmq::socket_t& s, const std::string& ip) {
   return s.get(zmq::sockopt::last_endpoint);
 }
 
+/// A copy of one task message for the hub.
+struct Traffic {
+  enum class Kind : std::uint8_t { submit, dispatch, reply };
+  Kind kind = Kind::submit;
+  bool balanced = false;      // submit: which queue
+  std::int64_t engine = -1;   // dispatch, reply: the engine
+  TaskId msg_id;              // dispatch: the task
+  net::PackedMessage packed;  // balanced submit: the request as the scheduler holds it
+  std::vector<Buffer> parts;  // otherwise: header and payload, as they came
+  [[nodiscard]] std::vector<Buffer> message() const {
+    return packed.empty() ? parts : packed.unpack().parts;
+  }
+};
+
+/// How the schedulers hand the hub copies of their traffic: a queue both push to at the end
+/// of each turn and the hub takes whole, plus a wake-up (one empty message on an inproc
+/// socket) when the hub had taken everything. Never blocks a scheduler and never drops: a
+/// slow hub costs memory, not throughput, and catches up. Copies share the messages' bytes.
+class TrafficFeed {
+ public:
+  /// From a scheduler's thread: appends `batch` (emptied) and wakes the hub through `wake`
+  /// (that thread's PUSH socket) if it was waiting.
+  void push(std::vector<Traffic>& batch, zmq::socket_t& wake) {
+    if (batch.empty()) return;
+    bool was_empty = false;
+    {
+      std::lock_guard lock(mutex_);
+      was_empty = queue_.empty();
+      if (was_empty) {
+        queue_.swap(batch);
+      } else {
+        queue_.insert(queue_.end(), std::make_move_iterator(batch.begin()),
+                      std::make_move_iterator(batch.end()));
+      }
+    }
+    batch.clear();
+    if (was_empty) (void)wake.send(zmq::message_t(), zmq::send_flags::dontwait);
+  }
+  /// From the hub's thread: everything queued so far, in order.
+  std::vector<Traffic> take() {
+    std::vector<Traffic> out;
+    std::lock_guard lock(mutex_);
+    out.swap(queue_);
+    return out;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<Traffic> queue_;
+};
+
 }  // namespace
 
 struct Controller::State {
@@ -88,6 +139,7 @@ struct Controller::State {
   zmq::context_t ctx;
   std::unique_ptr<net::Signer> signer;
   std::atomic<bool> stopping{false};
+  TrafficFeed traffic;  // schedulers -> hub
   std::vector<std::thread> threads;
   // Sockets are made and bound in start(), then each is used by one thread only.
   zmq::socket_t registration{ctx, zmq::socket_type::router};
@@ -351,44 +403,39 @@ void Controller::State::hub() {
 
   // Payload parts from `from` on, packed into one blob unless larger than the hub keeps;
   // `size` gets their total either way.
-  auto keep_parts = [&](const std::vector<zmq::message_t>& msg, std::size_t from,
-                        std::int64_t& size) {
+  auto keep_parts = [&](const std::vector<Buffer>& msg, std::size_t from, std::int64_t& size) {
     std::vector<std::string_view> parts;
     size = 0;
     for (std::size_t i = from; i < msg.size(); ++i) {
-      parts.push_back(msg[i].to_string_view());
+      parts.emplace_back(reinterpret_cast<const char*>(msg[i].data()), msg[i].size());
       size += static_cast<std::int64_t>(msg[i].size());
     }
     return size > options.db_max_payload ? std::string() : hub::pack_parts(parts);
   };
-  // A header copied by a scheduler, read in place when ZeroMQ delivered it aligned.
-  auto header_of = [](const zmq::message_t& m) {
-    return net::decode_header(
-        Buffer(nullptr, static_cast<const std::byte*>(m.data()), m.size()).aligned(8));
-  };
-  auto on_traffic = [&](const std::vector<zmq::message_t>& msg) {
-    if (msg.size() < 3) return;
-    const std::string_view what = msg[0].to_string_view();
-    if (what == "submit") {
-      if (!db) return;
-      const net::Header h = header_of(msg[2]);
+  // A header copied by a scheduler, read in place when it is aligned.
+  auto header_of = [](const Buffer& b) { return net::decode_header(b.aligned(8)); };
+  auto on_traffic = [&](const Traffic& copy) {
+    const std::vector<Buffer> msg = copy.message();
+    if (copy.kind == Traffic::Kind::submit) {
+      if (!db || msg.empty()) return;
+      const net::Header h = header_of(msg[0]);
       hub::TaskRecord& r = write_for(h.msg_id);
       writes[h.msg_id].fresh = true;
       r.client = h.session;
-      r.queue = std::string(msg[1].to_string_view());
+      r.queue = copy.balanced ? "balanced" : "direct";
       r.kind = std::string(kind_of(h));
       r.task = h.task;
       if (h.type == net::MsgType::ApplyRequest || h.type == net::MsgType::MapRequest)
         std::tie(r.plugin, r.plugin_hash) = plugin_of(h.task);
       r.target = h.target;
       r.bind = h.bind;
-      r.args = keep_parts(msg, 3, r.args_size);
+      r.args = keep_parts(msg, 1, r.args_size);
       r.submitted = h.submitted != 0 ? h.submitted : net::now_us();
       if (h.info.kind() == Value::Kind::map && h.info.as_map().contains("resubmitted_from"))
         r.resubmitted_from = h.info["resubmitted_from"].as_string();
-    } else if (what == "dispatch") {
-      const std::int64_t engine = std::stoll(msg[1].to_string());
-      const std::string msg_id = msg[2].to_string();
+    } else if (copy.kind == Traffic::Kind::dispatch) {
+      const std::int64_t engine = copy.engine;
+      const std::string msg_id = copy.msg_id.str();
       if (auto e = engines.find(engine); e != engines.end()) {
         ++e->second.submitted;
         e->second.running.insert(msg_id);
@@ -397,9 +444,10 @@ void Controller::State::hub() {
       hub::TaskRecord& r = write_for(msg_id);
       r.engine = engine;
       r.status = "running";
-    } else if (what == "reply") {
-      const net::Header h = header_of(msg[2]);
-      const std::int64_t engine = std::stoll(msg[1].to_string());
+    } else {
+      if (msg.empty()) return;
+      const net::Header h = header_of(msg[0]);
+      const std::int64_t engine = copy.engine;
       if (auto e = engines.find(engine); e != engines.end()) {
         if (e->second.running.erase(h.parent_id) != 0) ++e->second.completed;
       }
@@ -419,7 +467,7 @@ void Controller::State::hub() {
       } else {
         r.status = "ok";
         r.error.reset();  // a late reply after a restore replaces the restart's error
-        r.result = keep_parts(msg, 3, r.result_size);
+        r.result = keep_parts(msg, 1, r.result_size);
       }
       // Submitted before any engine described its plugin: named now that one ran it (the
       // database names only tasks that run a plugin's task).
@@ -441,22 +489,26 @@ void Controller::State::hub() {
     }
     return p;
   };
-  // Records the traffic copies queued for the hub, at most `limit` of them and for at most
+  // Records the traffic copies handed over so far, at most `limit` of them and for at most
   // `budget`. Returns true when it stopped with more waiting.
+  std::deque<Traffic> backlog;
   auto drain_traffic = [&](int limit, std::chrono::milliseconds budget) {
+    zmq::message_t wake;
+    while (monitor.recv(wake, zmq::recv_flags::dontwait)) {
+    }
+    for (auto& t : traffic.take())
+      backlog.push_back(std::move(t));
     const auto until = Steady::now() + budget;
-    std::vector<zmq::message_t> msg;
-    for (int n = 0;; ++n) {
+    for (int n = 0; !backlog.empty(); ++n) {
       if (n >= limit || Steady::now() >= until) return true;
-      if (!zmq::recv_multipart(monitor, std::back_inserter(msg), zmq::recv_flags::dontwait))
-        return false;
       try {
-        on_traffic(msg);
+        on_traffic(backlog.front());
       } catch (const std::exception& e) {
         spdlog::warn("hub: a traffic copy was not recorded: {}", e.what());
       }
-      msg.clear();
+      backlog.pop_front();
     }
+    return false;
   };
   auto need_db = [&]() -> hub::TaskDb& {
     if (!db) throw UsageError("this controller keeps no task database (started with --db none)");
@@ -1028,7 +1080,8 @@ class Clients {
 struct Relay {
   Relay(Controller::State& state, zmq::socket_t& client_socket, zmq::socket_t& worker_socket,
         const char* scheduler_name, const net::Signer& message_signer)
-      : clients(client_socket),
+      : traffic(state_traffic(state)),
+        clients(client_socket),
         workers(worker_socket),
         events(state_ctx(state), zmq::socket_type::sub),
         monitor(state_ctx(state), zmq::socket_type::push),
@@ -1036,14 +1089,16 @@ struct Relay {
         signer(message_signer) {
     events.connect(kEvents);
     events.set(zmq::sockopt::subscribe, "");
-    // Copies of the traffic for the hub. Never blocks and never drops (no high-water mark):
-    // a slow hub costs memory, not throughput, and catches up.
+    // Wakes the hub when copies of the traffic wait for it (see TrafficFeed).
     monitor.set(zmq::sockopt::sndhwm, 0);
     monitor.set(zmq::sockopt::linger, 0);
     monitor.connect(kMonitor);
   }
   static zmq::context_t& state_ctx(Controller::State& s);
+  static TrafficFeed& state_traffic(Controller::State& s);
 
+  TrafficFeed& traffic;
+  std::vector<Traffic> copies;  // this turn's, for the hub
   zmq::socket_t& clients;
   zmq::socket_t& workers;
   zmq::socket_t events;
@@ -1052,19 +1107,19 @@ struct Relay {
   const net::Signer& signer;
   Clients book;
 
-  /// [what, queue or engine, parts...] to the hub.
-  void feed(std::string_view what, std::string_view tag, const std::vector<Buffer>& parts) {
-    std::vector<zmq::message_t> frames;
-    frames.reserve(2 + parts.size());
-    frames.emplace_back(what.data(), what.size());
-    frames.emplace_back(tag.data(), tag.size());
-    for (const auto& p : parts)
-      frames.push_back(net::share(p));
-    zmq::send_multipart(monitor, frames, zmq::send_flags::dontwait);
+  /// Copies for the hub, handed over at the end of the turn (before what the turn sends, so
+  /// a client that has its reply finds the task recorded).
+  void feed_submit(bool balanced, std::vector<Buffer> parts) {
+    copies.push_back({Traffic::Kind::submit, balanced, -1, {}, {}, std::move(parts)});
+  }
+  void feed_submit(net::PackedMessage packed) {
+    copies.push_back({Traffic::Kind::submit, true, -1, {}, std::move(packed), {}});
   }
   void feed_dispatch(TaskId msg_id, std::int64_t engine) {
-    const std::string id = msg_id.str();
-    feed("dispatch", std::to_string(engine), {Buffer::copy(id.data(), id.size())});
+    copies.push_back({Traffic::Kind::dispatch, false, engine, msg_id, {}, {}});
+  }
+  void feed_reply(std::int64_t engine, std::vector<Buffer> parts) {
+    copies.push_back({Traffic::Kind::reply, false, engine, {}, {}, std::move(parts)});
   }
 
   /// Answers the request `parent` of `client` with a failed TaskReply.
@@ -1078,7 +1133,7 @@ struct Relay {
     r.completed = net::now_us();
     r.error = std::move(err);
     net::Envelope out = net::make_message(r);
-    feed("reply", std::to_string(r.engine), out.parts);
+    feed_reply(r.engine, out.parts);
     to_client(client, std::move(out));
   }
   void reply_error(std::uint32_t client, TaskId parent, ErrorRecord err) {
@@ -1102,6 +1157,7 @@ struct Relay {
   /// Sends what this turn queued. Returns the tasks whose engine could not be reached (its
   /// route is gone: it died a moment ago and its down event is on the way).
   std::vector<std::pair<std::int64_t, TaskId>> flush() {
+    traffic.push(copies, monitor);
     std::vector<std::pair<std::int64_t, TaskId>> unreachable;
     for (auto& [engine, box] : engine_box) {
       std::vector<zmq::message_t> route;
@@ -1226,6 +1282,13 @@ struct Relay {
 zmq::context_t& Relay::state_ctx(Controller::State& s) {
   return s.ctx;
 }
+TrafficFeed& Relay::state_traffic(Controller::State& s) {
+  return s.traffic;
+}
+
+// Messages a scheduler takes from one socket before it sends what they produced: a flood
+// from one side neither starves the other nor piles up unsent work.
+constexpr std::size_t kTurn = 1024;
 
 bool is_task_request(net::MsgType t) {
   return t == net::MsgType::ApplyRequest || t == net::MsgType::MapRequest ||
@@ -1372,7 +1435,7 @@ void Controller::State::direct_scheduler() {
     }
     const auto msg_id = relay.task_id(client, h);
     if (!msg_id) return;
-    relay.feed("submit", "direct", env.parts);
+    relay.feed_submit(false, env.parts);
     Running task{h.task, -1, client};
     env.route.clear();
     auto e = engines.find(h.target);
@@ -1407,13 +1470,13 @@ void Controller::State::direct_scheduler() {
     if (t == running.end()) {
       // Its client was told the engine died, or it predates a controller restart: the hub
       // records the result all the same.
-      relay.feed("reply", std::to_string(h.engine), env.parts);
+      relay.feed_reply(h.engine, env.parts);
       return;
     }
     const std::int64_t engine = t->second.engine;
     if (auto rec = engines.find(engine); rec != engines.end())
       rec->second.outstanding.erase(*parent);
-    relay.feed("reply", std::to_string(engine), env.parts);
+    relay.feed_reply(engine, env.parts);
     relay.to_client(t->second.client, std::move(env));
     running.erase(t);
   };
@@ -1426,13 +1489,13 @@ void Controller::State::direct_scheduler() {
     if (!poll_once(items, 3, std::chrono::milliseconds(100))) continue;
     if (items[2].revents & ZMQ_POLLIN) relay.drain_events(on_event);
     if (items[0].revents & ZMQ_POLLIN) {
-      while (relay.receive(client_direct, in)) {
+      for (std::size_t n = 0; n < kTurn && relay.receive(client_direct, in); n += in.size()) {
         for (auto& [env, h] : in)
           on_request(env, h);
       }
     }
     if (items[1].revents & ZMQ_POLLIN) {
-      while (relay.receive(engine_direct, in)) {
+      for (std::size_t n = 0; n < kTurn && relay.receive(engine_direct, in); n += in.size()) {
         for (auto& [env, h] : in)
           on_reply(env, h);
       }
@@ -1448,12 +1511,9 @@ void Controller::State::balanced_scheduler() {
        .hwm = options.hwm,
        .seed = static_cast<std::uint64_t>(Steady::now().time_since_epoch().count()),
        .remember = std::size_t{1} << 20});
-  struct Task {
-    net::Envelope request;  // compacted; kept after dispatch only while it may be sent again
-    std::uint32_t client = 0;
-    bool keep = false;  // retries allowed
-  };
-  std::unordered_map<TaskId, Task, net::TaskIdHash> tasks;
+  // A task's request is packed into one allocation when it arrives: it may wait here long,
+  // and the hub's copy shares the packed bytes rather than ZeroMQ's receive buffers. The
+  // balancer holds it with the task (sched::Carried), until it will not be sent again.
   struct EngineState {
     bool registered = false;
     bool connected = false;
@@ -1468,21 +1528,13 @@ void Controller::State::balanced_scheduler() {
       auto dispatches = balancer.take_dispatches();
       auto failures = balancer.take_failures();
       if (dispatches.empty() && failures.empty()) break;
-      for (auto& f : failures) {
-        auto it = tasks.find(f.msg_id);
-        if (it == tasks.end()) continue;
-        relay.reply_error(it->second.client, f.msg_id, std::move(f.error));
-        tasks.erase(it);
-      }
+      for (auto& f : failures)
+        relay.reply_error(f.carried.client, f.msg_id, std::move(f.error));
       for (const auto& d : dispatches) {
-        auto it = tasks.find(d.msg_id);
-        if (it == tasks.end()) continue;
-        Task& t = it->second;
-        net::Envelope request;
-        request.signature = t.request.signature;
-        request.parts = t.keep ? t.request.parts : std::move(t.request.parts);
-        if (!t.keep) t.request = {};
-        relay.to_engine(d.engine, d.msg_id, std::move(request));
+        sched::Carried* c = balancer.carried(d.msg_id);
+        if (c == nullptr) continue;
+        relay.to_engine(d.engine, d.msg_id, c->request.unpack());
+        if (!balancer.may_retry(d.msg_id)) c->request = {};
         relay.feed_dispatch(d.msg_id, d.engine);
       }
       balancer.schedule();
@@ -1495,14 +1547,13 @@ void Controller::State::balanced_scheduler() {
       const auto unreachable = relay.flush();
       if (unreachable.empty()) return;
       for (const auto& [engine, msg_id] : unreachable) {
-        if (balancer.finished(msg_id, false, Steady::now()) != sched::Balancer::Finish::done)
+        sched::Carried done;
+        if (balancer.finished(msg_id, false, Steady::now(), std::nullopt, &done) !=
+            sched::Balancer::Finish::done)
           continue;
-        auto it = tasks.find(msg_id);
-        if (it == tasks.end()) continue;
         relay.reply_error(
-            it->second.client, msg_id,
+            done.client, msg_id,
             engine_error(fmt::format("engine {} is unreachable", engine), engine, std::string()));
-        tasks.erase(it);
       }
       pump();
     }
@@ -1549,20 +1600,13 @@ void Controller::State::balanced_scheduler() {
     }
     const auto msg_id = relay.task_id(client, h);
     if (!msg_id) return;
-    if (tasks.count(*msg_id) != 0) {  // the task that has it goes on; this one is refused
-      relay.reply_error(client, *msg_id,
-                        make_record(ErrorCode::usage, "ipp::UsageError",
-                                    fmt::format("msg_id {} was already submitted", h.msg_id)));
-      return;
-    }
-    env.route.clear();
-    net::compact(env);  // it may wait here for long: hold no shared receive buffer
-    relay.feed("submit", "balanced", env.parts);
-    tasks[*msg_id] = Task{std::move(env), client, h.flags.retries > 0};
+    net::PackedMessage request(env);
+    relay.feed_submit(request);
     std::optional<Steady::duration> timeout;
     if (h.timeout_ms > 0) timeout = std::chrono::milliseconds(h.timeout_ms);
+    // A duplicate msg_id fails (the task that has it goes on) with what it carried.
     balancer.submit(*msg_id, h.task, h.flags, timeout, Steady::now(),
-                    h.type == net::MsgType::MapRequest);
+                    h.type == net::MsgType::MapRequest, {std::move(request), client});
   };
   auto on_reply = [&](net::Envelope& env, const net::Header& h) {
     if (h.type == net::MsgType::Ping) {
@@ -1579,16 +1623,15 @@ void Controller::State::balanced_scheduler() {
     std::optional<std::chrono::microseconds> ran;
     if (h.started > 0 && h.completed >= h.started)
       ran = std::chrono::microseconds(h.completed - h.started);
-    const auto verdict = balancer.finished(*parent, !h.error, Steady::now(), ran);
+    sched::Carried done;
+    const auto verdict = balancer.finished(*parent, !h.error, Steady::now(), ran, &done);
     if (verdict == sched::Balancer::Finish::retry) {
       spdlog::info("task {} failed on engine {}; retrying elsewhere", h.parent_id, h.engine);
       return;
     }
-    relay.feed("reply", std::to_string(h.engine), env.parts);
-    auto t = tasks.find(*parent);
-    if (verdict == sched::Balancer::Finish::stale || t == tasks.end()) return;
-    relay.to_client(t->second.client, std::move(env));  // back to its client
-    tasks.erase(t);
+    relay.feed_reply(h.engine, env.parts);
+    if (verdict == sched::Balancer::Finish::stale) return;
+    relay.to_client(done.client, std::move(env));  // back to its client
   };
 
   zmq::pollitem_t items[] = {{client_balanced.handle(), 0, ZMQ_POLLIN, 0},
@@ -1606,13 +1649,13 @@ void Controller::State::balanced_scheduler() {
     if (any) {
       if (items[2].revents & ZMQ_POLLIN) relay.drain_events(on_event);
       if (items[0].revents & ZMQ_POLLIN) {
-        while (relay.receive(client_balanced, in)) {
+        for (std::size_t n = 0; n < kTurn && relay.receive(client_balanced, in); n += in.size()) {
           for (auto& [env, h] : in)
             on_request(env, h);
         }
       }
       if (items[1].revents & ZMQ_POLLIN) {
-        while (relay.receive(engine_balanced, in)) {
+        for (std::size_t n = 0; n < kTurn && relay.receive(engine_balanced, in); n += in.size()) {
           for (auto& [env, h] : in)
             on_reply(env, h);
         }

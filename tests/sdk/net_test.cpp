@@ -139,33 +139,46 @@ TEST_F(EnvelopeTest, CarriesPartsBothWays) {
   EXPECT_EQ(back->parts.at(0).size(), 2u);
 }
 
-TEST_F(EnvelopeTest, CompactedPartsKeepTheirBytesAndTheSignatureStillHolds) {
+TEST_F(EnvelopeTest, PackedMessagesKeepTheirBytesAndTheSignatureStillHolds) {
   const Payload payload =
       encode(std::vector<double>(100000, 2.0), EncodeOptions{.side_frame_threshold = 1024});
   auto in = send_sample(payload);
   ASSERT_TRUE(in);
   const std::vector<Buffer> before = in->parts;
   const std::byte* big = in->parts[2].data();
-  compact(*in);
-  ASSERT_EQ(in->parts.size(), 3u);
+  const PackedMessage packed(*in);
+  in.reset();  // the packed message stands on its own
+  const Envelope back = packed.unpack();
+  ASSERT_EQ(back.parts.size(), 3u);
   for (std::size_t i = 0; i < 3; ++i) {
-    ASSERT_EQ(in->parts[i].size(), before[i].size());
-    EXPECT_EQ(std::memcmp(in->parts[i].data(), before[i].data(), before[i].size()), 0) << i;
+    ASSERT_EQ(back.parts[i].size(), before[i].size());
+    EXPECT_EQ(std::memcmp(back.parts[i].data(), before[i].data(), before[i].size()), 0) << i;
   }
   // The small parts now share one allocation of their own, aligned; the side frame is untouched.
-  EXPECT_EQ(in->parts[0].owner(), in->parts[1].owner());
-  EXPECT_NE(in->parts[0].owner(), before[0].owner());
-  EXPECT_TRUE(in->parts[0].is_aligned(Buffer::kAlignment));
-  EXPECT_TRUE(in->parts[1].is_aligned(Buffer::kAlignment));
-  EXPECT_EQ(in->parts[2].data(), big);
-  Payload received{in->parts[1], {in->parts[2]}};
-  EXPECT_EQ(decode(received), decode(payload));
-  // Forwarded with the signature as received, it still verifies.
-  ASSERT_TRUE(in->signature);
-  ASSERT_TRUE(send(router_, signer_, *in));
-  auto back = recv(dealer_, signer_);
-  ASSERT_TRUE(back);
-  EXPECT_EQ(back->parts.at(0).size(), 6u);
+  EXPECT_EQ(back.parts[0].owner(), back.parts[1].owner());
+  EXPECT_NE(back.parts[0].owner(), before[0].owner());
+  EXPECT_TRUE(back.parts[0].is_aligned(Buffer::kAlignment));
+  EXPECT_TRUE(back.parts[1].is_aligned(Buffer::kAlignment));
+  EXPECT_EQ(back.parts[2].data(), big);
+  EXPECT_EQ(decode(Payload{back.parts[1], {back.parts[2]}}), decode(payload));
+  // Sent on with the signature as received, it still verifies.
+  ASSERT_TRUE(back.signature);
+  auto routed = send_sample(payload);  // the dealer's route, to send the packed one back on
+  ASSERT_TRUE(routed);
+  Envelope out = packed.unpack();
+  out.route = std::move(routed->route);
+  ASSERT_TRUE(send(router_, signer_, out));
+  auto echoed = recv(dealer_, signer_);
+  ASSERT_TRUE(echoed);
+  EXPECT_EQ(echoed->parts.at(0).size(), 6u);
+  // A message without a signature packs without one; an empty one unpacks to nothing.
+  Envelope plain;
+  plain.parts = {Buffer::copy("x", 1), Buffer()};
+  const Envelope again = PackedMessage(plain).unpack();
+  EXPECT_FALSE(again.signature);
+  ASSERT_EQ(again.parts.size(), 2u);
+  EXPECT_EQ(again.parts[1].size(), 0u);
+  EXPECT_TRUE(PackedMessage().unpack().parts.empty());
 }
 
 TEST_F(EnvelopeTest, ForgedMessagesAreRejectedAndTheSocketGoesOn) {
@@ -238,8 +251,8 @@ TEST_F(EnvelopeTest, MalformedOrForgedBatchesAreRejectedWholeAndTheSocketGoesOn)
     dealer_.send(zmq::message_t(), zmq::send_flags::sndmore);
     dealer_.send(zmq::buffer(kBatchTag), zmq::send_flags::sndmore);
     dealer_.send(zmq::buffer(sig.data(), sig.size()), zmq::send_flags::sndmore);
-    dealer_.send(zmq::buffer(counts), parts.empty() ? zmq::send_flags::none
-                                                    : zmq::send_flags::sndmore);
+    dealer_.send(zmq::buffer(counts),
+                 parts.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore);
     for (std::size_t i = 0; i < parts.size(); ++i)
       dealer_.send(zmq::buffer(parts[i]),
                    i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);

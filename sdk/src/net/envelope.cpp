@@ -58,24 +58,86 @@ bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope
   }
 }
 
-void compact(Envelope& envelope, std::size_t limit) {
-  auto round = [](std::size_t n) {
-    return (n + Buffer::kAlignment - 1) / Buffer::kAlignment * Buffer::kAlignment;
-  };
-  std::size_t total = 0;
+namespace {
+
+// The packed layout: [count u32 | has_signature u32 | signature, if any | sizes u32... |
+// parts...], each part 16-byte aligned; a size of kLargePart marks a part kept in `large_`.
+constexpr std::uint32_t kLargePart = 0xffffffff;
+constexpr std::size_t round16(std::size_t n) {
+  return (n + 15) / 16 * 16;
+}
+
+}  // namespace
+
+PackedMessage::PackedMessage(const PackedMessage& other)
+    : block_(other.block_),
+      large_(other.large_ ? std::make_unique<std::vector<Buffer>>(*other.large_) : nullptr) {}
+
+PackedMessage& PackedMessage::operator=(const PackedMessage& other) {
+  if (this != &other) *this = PackedMessage(other);
+  return *this;
+}
+
+PackedMessage::PackedMessage(const Envelope& envelope, std::size_t limit) {
+  const std::size_t n = envelope.parts.size();
+  const std::size_t sizes = 8 + (envelope.signature ? Signer::kSignatureSize : 0);
+  const std::size_t table = round16(sizes + 4 * n);
+  std::size_t total = table;
   for (const auto& p : envelope.parts) {
-    if (p.size() < limit) total += round(p.size());
+    if (p.size() < limit) total += round16(p.size());
   }
-  if (total == 0) return;
-  std::byte* out = nullptr;
-  const Buffer block = Buffer::allocate(total, &out);
-  std::size_t offset = 0;
-  for (auto& p : envelope.parts) {
-    if (p.size() >= limit) continue;
+  auto block = std::make_shared<Chunk[]>(total / 16);
+  auto* out = block[0].bytes;
+  auto put32 = [&](std::size_t at, std::uint32_t v) { std::memcpy(out + at, &v, 4); };
+  put32(0, static_cast<std::uint32_t>(n));
+  put32(4, envelope.signature ? 1 : 0);
+  if (envelope.signature) std::memcpy(out + 8, envelope.signature->data(), Signer::kSignatureSize);
+  std::size_t offset = table;
+  for (std::size_t i = 0; i < n; ++i) {
+    const Buffer& p = envelope.parts[i];
+    if (p.size() >= limit) {
+      put32(sizes + 4 * i, kLargePart);
+      if (!large_) large_ = std::make_unique<std::vector<Buffer>>();
+      large_->push_back(p);
+      continue;
+    }
+    put32(sizes + 4 * i, static_cast<std::uint32_t>(p.size()));
     if (!p.empty()) std::memcpy(out + offset, p.data(), p.size());
-    p = block.slice(offset, p.size());
-    offset += round(p.size());
+    offset += round16(p.size());
   }
+  block_ = std::move(block);
+}
+
+Envelope PackedMessage::unpack() const {
+  Envelope env;
+  if (!block_) return env;
+  const auto* in = block_[0].bytes;
+  auto get32 = [&](std::size_t at) {
+    std::uint32_t v = 0;
+    std::memcpy(&v, in + at, 4);
+    return v;
+  };
+  const std::size_t n = get32(0);
+  std::size_t sizes = 8;
+  if (get32(4) != 0) {
+    env.signature.emplace();
+    std::memcpy(env.signature->data(), in + 8, Signer::kSignatureSize);
+    sizes += Signer::kSignatureSize;
+  }
+  const std::shared_ptr<const void> owner = block_;
+  env.parts.reserve(n);
+  std::size_t offset = round16(sizes + 4 * n);
+  std::size_t large = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t size = get32(sizes + 4 * i);
+    if (size == kLargePart) {
+      env.parts.push_back(large_->at(large++));
+      continue;
+    }
+    env.parts.emplace_back(owner, in + offset, size);
+    offset += round16(size);
+  }
+  return env;
 }
 
 namespace {

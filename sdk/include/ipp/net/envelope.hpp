@@ -1,5 +1,6 @@
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -70,10 +71,35 @@ zmq::message_t share(const Buffer& buffer);
 /// Copies of routing frames (for replying to a peer more than once).
 std::vector<zmq::message_t> copy_route(const std::vector<zmq::message_t>& route);
 
-/// Copies the parts smaller than `limit` bytes into one allocation of their own (each part
-/// 16-byte aligned). A received small part points into a receive buffer that ZeroMQ shares
-/// between many messages and frees only when all of them are gone; a message held for long
-/// (a queued task) would keep the whole buffer. Larger parts stay as they are.
-void compact(Envelope& envelope, std::size_t limit = 4096);
+/// A message held for long (a task queued in a scheduler), packed into one allocation.
+///
+/// Parts smaller than `limit` bytes are copied into it, each 16-byte aligned; larger parts
+/// (arrays in side frames) stay shared as they are. A received small part points into a
+/// receive buffer that ZeroMQ shares between many messages and frees only when all of them
+/// are gone: a queued task that held it would keep the whole buffer, and its parts vector,
+/// Buffer handles and route would cost more than the bytes themselves. The signature is kept
+/// (a relay that sends the message on unchanged reuses it); the route is not. Copies share
+/// the packed bytes.
+class PackedMessage {
+ public:
+  PackedMessage() = default;
+  explicit PackedMessage(const Envelope& envelope, std::size_t limit = 4096);
+  PackedMessage(const PackedMessage& other);
+  PackedMessage& operator=(const PackedMessage& other);
+  PackedMessage(PackedMessage&&) noexcept = default;
+  PackedMessage& operator=(PackedMessage&&) noexcept = default;
+  ~PackedMessage() = default;
+
+  [[nodiscard]] bool empty() const noexcept { return block_ == nullptr; }
+  /// The message again, without a route; its small parts share the packed storage.
+  [[nodiscard]] Envelope unpack() const;
+
+ private:
+  struct alignas(16) Chunk {
+    std::byte bytes[16];
+  };
+  std::shared_ptr<const Chunk[]> block_;
+  std::unique_ptr<std::vector<Buffer>> large_;  // parts of `limit` bytes or more, in order
+};
 
 }  // namespace ipp::net
