@@ -79,18 +79,16 @@ std::string bind_any(zmq::socket_t& s, const std::string& ip) {
   return s.get(zmq::sockopt::last_endpoint);
 }
 
-/// A copy of one task message for the hub.
+/// A copy of one task message for the hub: small, since the hub may fall far behind (a
+/// million tasks queued in a few seconds take it longer than that to record).
 struct Traffic {
   enum class Kind : std::uint8_t { submit, dispatch, reply };
   Kind kind = Kind::submit;
-  bool balanced = false;      // submit: which queue
-  std::int64_t engine = -1;   // dispatch, reply: the engine
-  TaskId msg_id;              // dispatch: the task
-  net::PackedMessage packed;  // balanced submit: the request as the scheduler holds it
-  std::vector<Buffer> parts;  // otherwise: header and payload, as they came
-  [[nodiscard]] std::vector<Buffer> message() const {
-    return packed.empty() ? parts : packed.unpack().parts;
-  }
+  bool balanced = false;       // submit: which queue
+  std::int32_t engine = -1;    // dispatch, reply: the engine
+  TaskId msg_id;               // dispatch: the task
+  net::PackedMessage message;  // submit, reply: header and payload (a balanced request is
+                               // shared with the scheduler's own copy)
 };
 
 /// How the schedulers hand the hub copies of their traffic: a queue both push to at the end
@@ -107,19 +105,15 @@ class TrafficFeed {
     {
       std::lock_guard lock(mutex_);
       was_empty = queue_.empty();
-      if (was_empty) {
-        queue_.swap(batch);
-      } else {
-        queue_.insert(queue_.end(), std::make_move_iterator(batch.begin()),
-                      std::make_move_iterator(batch.end()));
-      }
+      queue_.insert(queue_.end(), std::make_move_iterator(batch.begin()),
+                    std::make_move_iterator(batch.end()));
     }
     batch.clear();
     if (was_empty) (void)wake.send(zmq::message_t(), zmq::send_flags::dontwait);
   }
   /// From the hub's thread: everything queued so far, in order.
-  std::vector<Traffic> take() {
-    std::vector<Traffic> out;
+  std::deque<Traffic> take() {
+    std::deque<Traffic> out;
     std::lock_guard lock(mutex_);
     out.swap(queue_);
     return out;
@@ -127,7 +121,7 @@ class TrafficFeed {
 
  private:
   std::mutex mutex_;
-  std::vector<Traffic> queue_;
+  std::deque<Traffic> queue_;  // a deque: a long backlog grows without being copied
 };
 
 }  // namespace
@@ -415,7 +409,7 @@ void Controller::State::hub() {
   // A header copied by a scheduler, read in place when it is aligned.
   auto header_of = [](const Buffer& b) { return net::decode_header(b.aligned(8)); };
   auto on_traffic = [&](const Traffic& copy) {
-    const std::vector<Buffer> msg = copy.message();
+    const std::vector<Buffer> msg = copy.message.unpack().parts;
     if (copy.kind == Traffic::Kind::submit) {
       if (!db || msg.empty()) return;
       const net::Header h = header_of(msg[0]);
@@ -496,8 +490,13 @@ void Controller::State::hub() {
     zmq::message_t wake;
     while (monitor.recv(wake, zmq::recv_flags::dontwait)) {
     }
-    for (auto& t : traffic.take())
-      backlog.push_back(std::move(t));
+    if (backlog.empty()) {
+      backlog = traffic.take();
+    } else {
+      for (auto& t : traffic.take())
+        backlog.push_back(std::move(t));
+    }
+
     const auto until = Steady::now() + budget;
     for (int n = 0; !backlog.empty(); ++n) {
       if (n >= limit || Steady::now() >= until) return true;
@@ -1109,17 +1108,19 @@ struct Relay {
 
   /// Copies for the hub, handed over at the end of the turn (before what the turn sends, so
   /// a client that has its reply finds the task recorded).
-  void feed_submit(bool balanced, std::vector<Buffer> parts) {
-    copies.push_back({Traffic::Kind::submit, balanced, -1, {}, {}, std::move(parts)});
-  }
-  void feed_submit(net::PackedMessage packed) {
-    copies.push_back({Traffic::Kind::submit, true, -1, {}, std::move(packed), {}});
+  void feed_submit(bool balanced, net::PackedMessage message) {
+    copies.push_back({Traffic::Kind::submit, balanced, -1, {}, std::move(message)});
   }
   void feed_dispatch(TaskId msg_id, std::int64_t engine) {
-    copies.push_back({Traffic::Kind::dispatch, false, engine, msg_id, {}, {}});
+    copies.push_back(
+        {Traffic::Kind::dispatch, false, static_cast<std::int32_t>(engine), msg_id, {}});
   }
-  void feed_reply(std::int64_t engine, std::vector<Buffer> parts) {
-    copies.push_back({Traffic::Kind::reply, false, engine, {}, {}, std::move(parts)});
+  void feed_reply(std::int64_t engine, const net::Envelope& reply) {
+    copies.push_back({Traffic::Kind::reply,
+                      false,
+                      static_cast<std::int32_t>(engine),
+                      {},
+                      net::PackedMessage(reply)});
   }
 
   /// Answers the request `parent` of `client` with a failed TaskReply.
@@ -1133,7 +1134,7 @@ struct Relay {
     r.completed = net::now_us();
     r.error = std::move(err);
     net::Envelope out = net::make_message(r);
-    feed_reply(r.engine, out.parts);
+    feed_reply(r.engine, out);
     to_client(client, std::move(out));
   }
   void reply_error(std::uint32_t client, TaskId parent, ErrorRecord err) {
@@ -1435,7 +1436,7 @@ void Controller::State::direct_scheduler() {
     }
     const auto msg_id = relay.task_id(client, h);
     if (!msg_id) return;
-    relay.feed_submit(false, env.parts);
+    relay.feed_submit(false, net::PackedMessage(env));
     Running task{h.task, -1, client};
     env.route.clear();
     auto e = engines.find(h.target);
@@ -1470,13 +1471,13 @@ void Controller::State::direct_scheduler() {
     if (t == running.end()) {
       // Its client was told the engine died, or it predates a controller restart: the hub
       // records the result all the same.
-      relay.feed_reply(h.engine, env.parts);
+      relay.feed_reply(h.engine, env);
       return;
     }
     const std::int64_t engine = t->second.engine;
     if (auto rec = engines.find(engine); rec != engines.end())
       rec->second.outstanding.erase(*parent);
-    relay.feed_reply(engine, env.parts);
+    relay.feed_reply(engine, env);
     relay.to_client(t->second.client, std::move(env));
     running.erase(t);
   };
@@ -1601,7 +1602,7 @@ void Controller::State::balanced_scheduler() {
     const auto msg_id = relay.task_id(client, h);
     if (!msg_id) return;
     net::PackedMessage request(env);
-    relay.feed_submit(request);
+    relay.feed_submit(true, request);
     std::optional<Steady::duration> timeout;
     if (h.timeout_ms > 0) timeout = std::chrono::milliseconds(h.timeout_ms);
     // A duplicate msg_id fails (the task that has it goes on) with what it carried.
@@ -1629,7 +1630,7 @@ void Controller::State::balanced_scheduler() {
       spdlog::info("task {} failed on engine {}; retrying elsewhere", h.parent_id, h.engine);
       return;
     }
-    relay.feed_reply(h.engine, env.parts);
+    relay.feed_reply(h.engine, env);
     if (verdict == sched::Balancer::Finish::stale) return;
     relay.to_client(done.client, std::move(env));  // back to its client
   };
@@ -1712,13 +1713,18 @@ void Controller::start() {
                      &s.client_balanced, &s.engine_balanced}) {
     sock->set(zmq::sockopt::linger, 0);
   }
-  // Task channels queue without limit in ZeroMQ: a full pipe would make a router drop a reply
+  // Task channels send without limit in ZeroMQ: a full pipe would make a router drop a reply
   // (to a client) or refuse a task (to an engine). How much reaches an engine is the
   // schedulers' decision (--hwm), and a client holds a result for every task it submitted.
   for (auto* sock : {&s.client_direct, &s.engine_direct, &s.client_balanced, &s.engine_balanced}) {
     sock->set(zmq::sockopt::sndhwm, 0);
     sock->set(zmq::sockopt::rcvhwm, 0);
   }
+  // What clients send is taken in as the schedulers get to it: a client that submits faster
+  // than they take tasks in waits at the socket (TCP pushes back, the client's queue holds the
+  // rest) instead of the controller buffering its flood unread. Receiving loses nothing.
+  for (auto* sock : {&s.client_direct, &s.client_balanced})
+    sock->set(zmq::sockopt::rcvhwm, 64);
   s.engine_direct.set(zmq::sockopt::router_mandatory, true);
   s.engine_balanced.set(zmq::sockopt::router_mandatory, true);
   // Fresh: ports chosen by the OS. Restored: the ports in the files.
