@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <csignal>
+
 #include <algorithm>
 #include <deque>
 #include <fstream>
@@ -24,6 +26,7 @@
 #include "ipp/net/header.hpp"
 #include "ipp/net/message.hpp"
 #include "ipp/net/poll.hpp"
+#include "ipp/net/shm.hpp"
 #include "ipp/runtime/plugin_loader.hpp"
 #include "ipp/runtime/plugin_store.hpp"
 #include "task_db.hpp"
@@ -133,7 +136,9 @@ struct Controller::State {
   zmq::context_t ctx;
   std::unique_ptr<net::Signer> signer;
   std::atomic<bool> stopping{false};
-  TrafficFeed traffic;  // schedulers -> hub
+  TrafficFeed traffic;            // schedulers -> hub
+  std::filesystem::path shm_dir;  // the cluster's shared memory (empty: none)
+  const net::SharedMemory* shm = nullptr;
   std::vector<std::thread> threads;
   // Sockets are made and bound in start(), then each is used by one thread only.
   zmq::socket_t registration{ctx, zmq::socket_type::router};
@@ -751,6 +756,11 @@ void Controller::State::hub() {
   // the records take in everything sent before them first, so none answers from stale data.
   constexpr auto kDrainAfter = std::chrono::milliseconds(20);
   constexpr auto kFlushEvery = std::chrono::milliseconds(50);
+  // Shared-memory parts of messages that were lost (a peer died with them in flight) are
+  // removed after kPartsInFlight; every kSweepEvery the directory is looked through.
+  constexpr auto kSweepEvery = std::chrono::seconds(10);
+  constexpr auto kPartsInFlight = std::chrono::seconds(600);
+  auto last_sweep = Steady::now();
   constexpr auto kNoDrain = Steady::time_point::max();  // wake on the next copy instead
   auto drain_at = kNoDrain;
   zmq::pollitem_t items[] = {{registration.handle(), 0, ZMQ_POLLIN, 0},
@@ -944,6 +954,11 @@ void Controller::State::hub() {
       drain_at = more ? Steady::now() : kNoDrain;
     }
     if (!removals.empty()) stop_drained();
+    if (!shm_dir.empty() && Steady::now() - last_sweep > kSweepEvery) {
+      last_sweep = Steady::now();
+      if (const auto n = net::SharedMemory::sweep(shm_dir, kPartsInFlight); n > 0)
+        spdlog::info("shared memory: removed {} part(s) nobody took", n);
+    }
     if (Steady::now() - last_flush > kFlushEvery || unflushed >= 4096) flush();
   }
   flush();
@@ -1050,7 +1065,9 @@ namespace {
 /// client by a number instead of holding a copy of the route.
 class Clients {
  public:
-  std::uint32_t intern(const std::vector<zmq::message_t>& route) {
+  /// The number of the client at `route`; `maps`: it takes shared-memory parts (as its
+  /// latest message says).
+  std::uint32_t intern(const std::vector<zmq::message_t>& route, bool maps) {
     std::string key;
     for (const auto& r : route) {
       key.append(static_cast<const char*>(r.data()), r.size());
@@ -1058,16 +1075,22 @@ class Clients {
     }
     auto [it, fresh] =
         index_.try_emplace(std::move(key), static_cast<std::uint32_t>(routes_.size()));
-    if (fresh) routes_.push_back(net::copy_route(route));
+    if (fresh) {
+      routes_.push_back(net::copy_route(route));
+      maps_.push_back(maps);
+    }
+    maps_[it->second] = maps;
     return it->second;
   }
   [[nodiscard]] const std::vector<zmq::message_t>& route(std::uint32_t client) const {
     return routes_.at(client);
   }
+  [[nodiscard]] bool maps(std::uint32_t client) const { return maps_.at(client); }
 
  private:
   std::unordered_map<std::string, std::uint32_t> index_;
   std::vector<std::vector<zmq::message_t>> routes_;
+  std::vector<bool> maps_;
 };
 
 /// What both schedulers share: their sockets, the copies of traffic for the hub, replies of
@@ -1080,6 +1103,7 @@ struct Relay {
   Relay(Controller::State& state, zmq::socket_t& client_socket, zmq::socket_t& worker_socket,
         const char* scheduler_name, const net::Signer& message_signer)
       : traffic(state_traffic(state)),
+        shm(state_shm(state)),
         clients(client_socket),
         workers(worker_socket),
         events(state_ctx(state), zmq::socket_type::sub),
@@ -1095,16 +1119,19 @@ struct Relay {
   }
   static zmq::context_t& state_ctx(Controller::State& s);
   static TrafficFeed& state_traffic(Controller::State& s);
+  static const net::SharedMemory* state_shm(Controller::State& s);
 
   TrafficFeed& traffic;
-  std::vector<Traffic> copies;  // this turn's, for the hub
+  const net::SharedMemory* shm;  // the cluster's shared memory, if any
+  std::vector<Traffic> copies;   // this turn's, for the hub
+  Clients book;
+  std::map<std::int64_t, bool> engine_maps;  // engines that take shared-memory parts
   zmq::socket_t& clients;
   zmq::socket_t& workers;
   zmq::socket_t events;
   zmq::socket_t monitor;
   const char* name;
   const net::Signer& signer;
-  Clients book;
 
   /// Copies for the hub, handed over at the end of the turn (before what the turn sends, so
   /// a client that has its reply finds the task recorded).
@@ -1166,7 +1193,8 @@ struct Relay {
       for (std::size_t from = 0; from < box.messages.size(); from += kMaxBatch) {
         const std::size_t n = std::min(kMaxBatch, box.messages.size() - from);
         if (net::send_batch(workers, signer, route,
-                            std::span<const net::Envelope>(box.messages).subspan(from, n), true))
+                            std::span<const net::Envelope>(box.messages).subspan(from, n), true,
+                            {shm, engine_maps[engine]}))
           continue;
         for (std::size_t i = from; i < from + n; ++i) {
           if (box.msg_ids[i]) unreachable.emplace_back(engine, *box.msg_ids[i]);
@@ -1178,7 +1206,8 @@ struct Relay {
       for (std::size_t from = 0; from < messages.size(); from += kMaxBatch) {
         const std::size_t n = std::min(kMaxBatch, messages.size() - from);
         net::send_batch(clients, signer, book.route(client),
-                        std::span<const net::Envelope>(messages).subspan(from, n), true);
+                        std::span<const net::Envelope>(messages).subspan(from, n), true,
+                        {shm, book.maps(client)});
       }
     }
     client_box.clear();
@@ -1192,7 +1221,7 @@ struct Relay {
     std::vector<net::Envelope> in;
     while (true) {
       try {
-        if (!net::recv_all(sock, signer, in, zmq::recv_flags::dontwait)) return false;
+        if (!net::recv_all(sock, signer, in, zmq::recv_flags::dontwait, shm)) return false;
         break;
       } catch (const ProtocolError& e) {
         spdlog::warn("{} dropped a message: {}", name, e.what());
@@ -1209,17 +1238,43 @@ struct Relay {
     return true;
   }
 
-  /// The id of a client's task request; a request without a well-formed msg_id is answered
-  /// with an error naming it, and nullopt is returned.
-  std::optional<TaskId> task_id(std::uint32_t client, const net::Header& h) {
+  /// The id of a client's task request; a request without a well-formed msg_id, or with a
+  /// part that could not be read, is answered with an error saying so, and nullopt returned.
+  std::optional<TaskId> task_id(std::uint32_t client, const net::Header& h,
+                                const net::Envelope& env) {
     auto id = TaskId::parse(h.msg_id);
     if (!id) {
       reply_error(client, h.msg_id,
                   make_record(ErrorCode::usage, "ipp::UsageError",
                               fmt::format("msg_id '{}' is not 32 lowercase hex digits",
                                           h.msg_id.substr(0, 64))));
+    } else if (!env.unreadable.empty()) {
+      ErrorRecord e = make_record(
+          ErrorCode::protocol, "ipp::ProtocolError",
+          fmt::format("the request for task '{}' could not be read by the controller: {}", h.task,
+                      env.unreadable));
+      e.task = h.task;
+      reply_error(client, *id, std::move(e));
+      return std::nullopt;
     }
     return id;
+  }
+
+  /// An engine's message: remembers whether the engine takes shared-memory parts, and turns a
+  /// reply whose result could not be read into an error reply saying so.
+  void from_engine(net::Envelope& env, net::Header& h) {
+    engine_maps[h.engine] = env.peer_maps;
+    if (env.unreadable.empty() || h.type != net::MsgType::TaskReply) return;
+    ErrorRecord e = make_record(ErrorCode::protocol, "ipp::ProtocolError",
+                                fmt::format("the result of task '{}' from engine {} could not be "
+                                            "read: {}",
+                                            h.task, h.engine, env.unreadable));
+    e.task = h.task;
+    e.engine = h.engine;
+    h.error = e;
+    net::Header r = h;
+    r.msg_id = net::new_id();
+    env = net::make_message(r);
   }
 
   /// Tells `engine` to abort or cancel `ids` (those it holds). Queued behind what this turn
@@ -1285,6 +1340,9 @@ zmq::context_t& Relay::state_ctx(Controller::State& s) {
 }
 TrafficFeed& Relay::state_traffic(Controller::State& s) {
   return s.traffic;
+}
+const net::SharedMemory* Relay::state_shm(Controller::State& s) {
+  return s.shm;
 }
 
 // Messages a scheduler takes from one socket before it sends what they produced: a flood
@@ -1425,7 +1483,7 @@ void Controller::State::direct_scheduler() {
     relay.control_reply(client, h, removed, signalled);
   };
   auto on_request = [&](net::Envelope& env, const net::Header& h) {
-    const std::uint32_t client = relay.book.intern(env.route);
+    const std::uint32_t client = relay.book.intern(env.route, env.peer_maps);
     if (h.type == net::MsgType::ControlRequest) {
       on_control(client, h);
       return;
@@ -1434,7 +1492,7 @@ void Controller::State::direct_scheduler() {
       spdlog::warn("direct scheduler: unexpected {}", net::to_string(h.type));
       return;
     }
-    const auto msg_id = relay.task_id(client, h);
+    const auto msg_id = relay.task_id(client, h, env);
     if (!msg_id) return;
     relay.feed_submit(false, net::PackedMessage(env));
     Running task{h.task, -1, client};
@@ -1460,7 +1518,8 @@ void Controller::State::direct_scheduler() {
       dispatch(*msg_id, std::move(task), std::move(env), h.target);
     }
   };
-  auto on_reply = [&](net::Envelope& env, const net::Header& h) {
+  auto on_reply = [&](net::Envelope& env, net::Header& h) {
+    relay.from_engine(env, h);
     if (h.type == net::MsgType::Ping) {
       engines[h.engine].connected = true;
       flush_held(h.engine);
@@ -1590,7 +1649,7 @@ void Controller::State::balanced_scheduler() {
     relay.control_reply(client, h, removed, signalled);
   };
   auto on_request = [&](net::Envelope& env, const net::Header& h) {
-    const std::uint32_t client = relay.book.intern(env.route);
+    const std::uint32_t client = relay.book.intern(env.route, env.peer_maps);
     if (h.type == net::MsgType::ControlRequest) {
       on_control(client, h);
       return;
@@ -1599,7 +1658,7 @@ void Controller::State::balanced_scheduler() {
       spdlog::warn("load-balanced scheduler: unexpected {}", net::to_string(h.type));
       return;
     }
-    const auto msg_id = relay.task_id(client, h);
+    const auto msg_id = relay.task_id(client, h, env);
     if (!msg_id) return;
     net::PackedMessage request(env);
     relay.feed_submit(true, request);
@@ -1609,7 +1668,8 @@ void Controller::State::balanced_scheduler() {
     balancer.submit(*msg_id, h.task, h.flags, timeout, Steady::now(),
                     h.type == net::MsgType::MapRequest, {std::move(request), client});
   };
-  auto on_reply = [&](net::Envelope& env, const net::Header& h) {
+  auto on_reply = [&](net::Envelope& env, net::Header& h) {
+    relay.from_engine(env, h);
     if (h.type == net::MsgType::Ping) {
       auto& e = engines[h.engine];
       e.connected = true;
@@ -1708,6 +1768,39 @@ void Controller::start() {
     client.key = engine.key = net::Signer::new_key();
   }
   s.signer = std::make_unique<net::Signer>(client.key);
+  if (!options_.restore) {
+    // What a controller of this profile that died left in shared memory goes now.
+    try {
+      const auto old = net::read_connection_file(options_.profile_dir / net::kClientFile);
+      if (!old.shm_dir.empty() &&
+          (old.controller_pid <= 0 || ::kill(static_cast<pid_t>(old.controller_pid), 0) != 0))
+        net::SharedMemory::remove(old.shm_dir);
+    } catch (const std::exception&) {
+      // no earlier controller, or nothing readable of it
+    }
+  }
+  if (options_.shared_memory) {
+    // Large arrays between processes of this host go through files here (see SharedMemory).
+    // A restored controller keeps the directory its engines and clients already use.
+    const std::filesystem::path dir =
+        options_.restore && !client.shm_dir.empty()
+            ? std::filesystem::path(client.shm_dir)
+            : options_.shm_root / ("ipp-" + net::new_id().substr(0, 16));
+    net::SharedMemory::remove_abandoned(options_.shm_root, std::chrono::minutes(10));
+    try {
+      const std::string token = net::SharedMemory::create(dir);
+      s.shm = net::SharedMemory::open(dir, token);
+      if (s.shm != nullptr) {
+        s.shm_dir = dir;
+        client.shm_dir = engine.shm_dir = dir.string();
+        client.shm_token = engine.shm_token = token;
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("no shared memory for large arrays ({}): they travel through the sockets",
+                   e.what());
+    }
+  }
+  if (s.shm_dir.empty()) client.shm_dir = engine.shm_dir = client.shm_token = engine.shm_token = "";
   client.controller_pid = engine.controller_pid = ::getpid();
   for (auto* sock : {&s.registration, &s.heartbeat, &s.client_direct, &s.engine_direct,
                      &s.client_balanced, &s.engine_balanced}) {
@@ -1766,6 +1859,10 @@ void Controller::wait() {
   if (!state_) return;
   for (auto& t : state_->threads) {
     if (t.joinable()) t.join();
+  }
+  if (!state_->shm_dir.empty()) {
+    net::SharedMemory::remove(state_->shm_dir);
+    state_->shm_dir.clear();
   }
 }
 

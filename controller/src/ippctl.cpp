@@ -208,13 +208,16 @@ int run(int argc, char** argv) {
                   "Restart engines that crash, with a growing back-off (default: on)");
   std::string scheme;
   std::optional<int> hwm;
+  bool no_shm = false;
+  start->add_flag("--no-shm", no_shm,
+                  "Large arrays always through the sockets, never shared memory");
   start->add_option(
       "--scheme", scheme,
       "Load-balancing scheme: leastload (default), lru, plainrandom, twobin, weighted");
   start
       ->add_option("--hwm", hwm,
-                   "Tasks outstanding per engine in the load-balanced queue: 0 no limit "
-                   "(default: its threads)")
+                   "Tasks outstanding per engine in the load-balanced queue: N at most, 0 no "
+                   "limit (default: one per thread, more of the tasks known to be short)")
       ->check(CLI::NonNegativeNumber);
   auto* stop = cluster->add_subcommand("stop", "Stop the controller, its engines and supervisor");
   auto* cstatus = cluster->add_subcommand("status", "Show the cluster's processes");
@@ -351,6 +354,7 @@ int run(int argc, char** argv) {
         std::vector<std::string> controller_args;
         if (!scheme.empty()) controller_args.insert(controller_args.end(), {"--scheme", scheme});
         if (hwm) controller_args.insert(controller_args.end(), {"--hwm", std::to_string(*hwm)});
+        if (no_shm) controller_args.emplace_back("--no-shm");
         return cluster_start(g.cluster(), n, engine_threads, heartbeat_ms, restart_engines,
                              controller_args);
       }

@@ -168,8 +168,8 @@ const std::vector<std::string>& TaskDb::fields() {
 }
 
 TaskDb::TaskDb(Options options) : options_(std::move(options)) {
-  const std::string where =
-      options_.file.empty() ? std::string("in memory") : "'" + options_.file.string() + "'";
+  const std::string where = options_.file.empty() ? std::string("in memory")
+                                                  : fmt::format("'{}'", options_.file.string());
   // The hub's thread alone uses the database: no SQLite mutex on every call.
   const int rc =
       sqlite3_open_v2(options_.file.empty() ? ":memory:" : options_.file.c_str(), &db_,

@@ -60,9 +60,15 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"leastload", "lru", "plainrandom", "twobin", "weighted"}))
       ->capture_default_str();
   app.add_option("--hwm", options.hwm,
-                 "Outstanding load-balanced tasks per engine (default: its pool threads; "
-                 "0: no limit)")
+                 "Outstanding load-balanced tasks per engine: N at most, 0 no limit (default: "
+                 "one per pool thread, and more of the tasks known to take under 0.5 ms)")
       ->check(CLI::NonNegativeNumber);
+  app.add_flag("--shm,!--no-shm", options.shared_memory,
+               "Offer clients and engines on this host shared memory for large arrays "
+               "(default: on)");
+  app.add_option("--shm-root", options.shm_root,
+                 "Where the shared-memory directory is made (a tmpfs)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   options.db_file = db_file;
   options.hub_delay = std::chrono::microseconds(hub_delay_us);

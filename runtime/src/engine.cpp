@@ -20,6 +20,7 @@
 #include "ipp/net/header.hpp"
 #include "ipp/net/message.hpp"
 #include "ipp/net/poll.hpp"
+#include "ipp/net/shm.hpp"
 #include "ipp/runtime/runtime.hpp"
 
 namespace ipp {
@@ -137,6 +138,14 @@ Engine::~Engine() = default;
 int Engine::run() {
   const net::ConnectionInfo conn = net::read_connection_file(options_.connection_file);
   const net::Signer signer(conn.key);
+  // Large arrays go through shared memory when this host sees the controller's directory:
+  // results are sent by reference, and pushed arrays are read where the client left them.
+  const net::SharedMemory* shm = options_.shared_memory && !conn.shm_dir.empty()
+                                     ? net::SharedMemory::open(conn.shm_dir, conn.shm_token)
+                                     : nullptr;
+  const net::SharedParts to_controller{shm, shm != nullptr};
+  if (shm == nullptr && !conn.shm_dir.empty())
+    spdlog::info("large arrays travel through the sockets (no shared memory with the controller)");
   const auto store = options_.store_dir.empty() ? default_store() : options_.store_dir;
   Runtime runtime({.threads = options_.threads, .store_dir = store});
   for (const auto& p : options_.builtin_plugins) {
@@ -281,7 +290,7 @@ int Engine::run() {
       net::Header greeting;
       greeting.type = net::MsgType::Ping;
       greeting.engine = id;
-      net::send(*s, signer, net::make_message(greeting), true);
+      net::send(*s, signer, net::make_message(greeting), true, to_controller);
     }
   };
   greet();
@@ -362,7 +371,8 @@ int Engine::run() {
                                        job.request.task, job.time_limit_ms),
                            job.request.task);
       r.error->engine = id;
-      net::send(job.channel == 0 ? direct : balanced, signer, net::make_message(std::move(r)));
+      net::send(job.channel == 0 ? direct : balanced, signer, net::make_message(std::move(r)),
+                false, to_controller);
     }
   };
 
@@ -386,6 +396,24 @@ int Engine::run() {
       default:
         spdlog::warn("unexpected {} on a task channel", net::to_string(h.type));
         return;
+    }
+    if (!env.unreadable.empty()) {  // a part it needs never arrived: say so, run nothing
+      net::Header r;
+      r.type = net::MsgType::TaskReply;
+      r.msg_id = net::new_id();
+      r.parent_id = h.msg_id;
+      r.session = h.session;
+      r.task = h.task;
+      r.engine = id;
+      r.error =
+          make_error(ErrorCode::protocol, "ipp::ProtocolError",
+                     fmt::format("the request for task '{}' could not be read on engine {}: {}",
+                                 h.task, id, env.unreadable),
+                     h.task);
+      r.error->engine = id;
+      net::send(channel == 0 ? direct : balanced, signer, net::make_message(std::move(r)), false,
+                to_controller);
+      return;
     }
     auto job = std::make_shared<Impl::Job>();
     job->channel = channel;
@@ -585,7 +613,7 @@ int Engine::run() {
         while (true) {
           in.clear();
           try {
-            if (!net::recv_all(sock, signer, in, zmq::recv_flags::dontwait)) break;
+            if (!net::recv_all(sock, signer, in, zmq::recv_flags::dontwait, shm)) break;
           } catch (const ProtocolError& e) {
             spdlog::warn("engine {} dropped a message: {}", id, e.what());
             continue;
@@ -616,7 +644,8 @@ int Engine::run() {
         for (std::size_t from = 0; from < replies[c].size(); from += kMaxBatch) {
           const std::size_t n = std::min(kMaxBatch, replies[c].size() - from);
           net::send_batch(c == 0 ? direct : balanced, signer, {},
-                          std::span<const net::Envelope>(replies[c]).subspan(from, n));
+                          std::span<const net::Envelope>(replies[c]).subspan(from, n), false,
+                          to_controller);
         }
       }
     }

@@ -55,6 +55,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
+  app.add_flag("--shm,!--no-shm", options.shared_memory,
+               "Take large arrays through shared memory when the controller offers it "
+               "(default: on; off behaves as an engine on another host)");
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("ippengine"));

@@ -1,12 +1,26 @@
 #include "ipp/buffer.hpp"
 
+#include <atomic>
 #include <cstdlib>
 #include <new>
 #include <stdexcept>
 
 namespace ipp {
 
+namespace {
+std::atomic<Buffer::LargeAllocator> large_allocator{nullptr};
+std::atomic<std::size_t> large_threshold{0};
+}  // namespace
+
+void Buffer::set_large_allocator(LargeAllocator allocator, std::size_t threshold) noexcept {
+  large_threshold.store(threshold);
+  large_allocator.store(allocator);
+}
+
 Buffer Buffer::allocate(std::size_t size, std::byte** out) {
+  if (auto large = large_allocator.load(); large != nullptr && size >= large_threshold.load()) {
+    if (auto b = large(size, out)) return std::move(*b);
+  }
   // Round up: aligned_alloc wants a multiple of the alignment, and zero-size requests still
   // get a distinct pointer.
   const std::size_t rounded = ((size + kAlignment - 1) / kAlignment) * kAlignment + kAlignment;

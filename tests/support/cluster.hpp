@@ -34,10 +34,16 @@ class Cluster : public ::testing::Test {
       add_engine(threads);
     wait_for_engines(engines);
   }
-  void add_engine(int threads = 2) {
-    engines_.push_back(std::make_unique<Process>(
-        std::vector<std::string>{binary("ippengine"), "--profile-dir", dir_.path().string(),
-                                 "--threads", std::to_string(threads), "--log-level", "warn"}));
+  void add_engine(int threads = 2, const std::vector<std::string>& engine_args = {}) {
+    std::vector<std::string> argv{binary("ippengine"),
+                                  "--profile-dir",
+                                  dir_.path().string(),
+                                  "--threads",
+                                  std::to_string(threads),
+                                  "--log-level",
+                                  "warn"};
+    argv.insert(argv.end(), engine_args.begin(), engine_args.end());
+    engines_.push_back(std::make_unique<Process>(argv));
   }
   void wait_for_engines(std::size_t n) {
     const auto deadline = std::chrono::steady_clock::now() + 30s;

@@ -15,7 +15,8 @@ extern char** environ;
 
 namespace ipp::test {
 
-/// A child process, killed (SIGKILL) and reaped when the object dies.
+/// A child process, stopped and reaped when the object dies: asked with SIGTERM first (so a
+/// controller removes its shared memory), then killed if it lingers.
 class Process {
  public:
   explicit Process(const std::vector<std::string>& argv) {
@@ -29,8 +30,11 @@ class Process {
   }
   ~Process() {
     if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
+      ::kill(pid_, SIGTERM);
+      if (wait(std::chrono::milliseconds(2000)) < 0) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+      }
     }
   }
   Process(const Process&) = delete;

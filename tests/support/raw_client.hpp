@@ -85,6 +85,13 @@ class RawClient {
     return h.msg_id;
   }
   Reply receive(bool balanced) { return read(balanced ? balanced_ : direct_); }
+  /// Sends frames as they are (after the DEALER's own routing), for malformed messages.
+  void send_frames(bool balanced, std::vector<zmq::message_t> frames) {
+    zmq::socket_t& s = balanced ? balanced_ : direct_;
+    for (std::size_t i = 0; i < frames.size(); ++i)
+      s.send(frames[i], i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+  [[nodiscard]] const net::Signer& signer() const { return signer_; }
 
  private:
   void send(zmq::socket_t& s, const net::Header& h, Payload payload) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <span>
 #include <type_traits>
 #include <utility>
@@ -31,8 +32,14 @@ class Buffer {
       : owner_(std::move(owner)), data_(data), size_(size) {}
 
   /// Fresh, uninitialised storage of `size` bytes aligned to kAlignment; `out` receives
-  /// the writable pointer. Throws std::bad_alloc.
+  /// the writable pointer. Large requests go to the process's large allocator when it has
+  /// one. Throws std::bad_alloc.
   static Buffer allocate(std::size_t size, std::byte** out);
+  /// Where requests of at least `threshold` bytes go: a process whose large buffers travel to
+  /// peers on its host keeps them in shared memory (ipp::net::SharedMemory), so sending them
+  /// copies nothing. When it returns nullopt, or with none set, the heap serves.
+  using LargeAllocator = std::optional<Buffer> (*)(std::size_t size, std::byte** out);
+  static void set_large_allocator(LargeAllocator allocator, std::size_t threshold) noexcept;
   /// An aligned copy of `size` bytes at `data`.
   static Buffer copy(const void* data, std::size_t size);
   /// Takes ownership of a vector's storage without copying it.

@@ -317,6 +317,9 @@ struct ClientOptions {
       profile_dir;  ///< default: $IPP_PROFILE_DIR, ~/.ipp/profile_default
   std::optional<std::filesystem::path> connection_file{};  ///< default: PROFILE/ipp-client.json
   Duration timeout{10000};  ///< how long queries wait for the controller
+  /// Large arrays to and from the cluster go through shared memory when the controller is on
+  /// this host and offers it (see docs/architecture.md); false: always through the socket.
+  bool shared_memory = true;
 };
 
 /// A connection to a cluster, like IPython.parallel's Client.

@@ -22,6 +22,7 @@
 #include "ipp/net/header.hpp"
 #include "ipp/net/message.hpp"
 #include "ipp/net/poll.hpp"
+#include "ipp/net/shm.hpp"
 
 namespace ipp {
 
@@ -70,6 +71,9 @@ struct ClientCore {
       s->set(zmq::sockopt::sndhwm, 0);
       s->set(zmq::sockopt::rcvhwm, 0);
     }
+    // Large arrays go through shared memory when this host sees the controller's directory.
+    if (options.shared_memory && !info.shm_dir.empty())
+      shm = net::SharedMemory::open(info.shm_dir, info.shm_token);
     sockets[kRegistration].connect(info.endpoint("registration"));
     sockets[kDirect].connect(info.endpoint("direct"));
     sockets[kBalanced].connect(info.endpoint("balanced"));
@@ -189,7 +193,7 @@ struct ClientCore {
         while (true) {
           in.clear();
           try {
-            if (!net::recv_all(sockets[c], signer, in, zmq::recv_flags::dontwait)) break;
+            if (!net::recv_all(sockets[c], signer, in, zmq::recv_flags::dontwait, shm)) break;
           } catch (const ProtocolError&) {
             continue;  // not from our controller: drop it
           }
@@ -211,7 +215,8 @@ struct ClientCore {
     constexpr std::size_t kMaxBatch = 256;
     std::vector<net::Envelope> group[3];
     auto flush = [&](int c) {
-      if (!group[c].empty()) net::send_batch(sockets[c], signer, {}, group[c]);
+      if (!group[c].empty())
+        net::send_batch(sockets[c], signer, {}, group[c], false, {shm, shm != nullptr});
       group[c].clear();
     };
     for (auto& o : batch) {
@@ -294,6 +299,16 @@ struct ClientCore {
 
   void complete(net::Envelope env) {
     net::Header h = net::decode_header(env.parts.at(0));
+    if (!env.unreadable.empty()) {  // its result is lost on the way: the request fails saying so
+      ErrorRecord r;
+      r.code = ErrorCode::protocol;
+      r.type = "ipp::ProtocolError";
+      r.task = h.task;
+      r.engine = h.engine;
+      r.message = "the reply could not be read: " + env.unreadable;
+      h.error = std::move(r);
+      env.parts.resize(1);
+    }
     // Hub replies carry the controller's instance id: a new one means it restarted.
     if (h.type == net::MsgType::QueryReply && !h.session.empty()) {
       if (controller_instance.empty()) {
@@ -351,6 +366,7 @@ struct ClientCore {
   net::ConnectionInfo info;
   net::Signer signer;
   Duration timeout;
+  const net::SharedMemory* shm = nullptr;  // the cluster's, when this host sees it
   const std::string session = net::new_id();  // names this client in the hub's records
   zmq::context_t ctx;
   zmq::socket_t sockets[3] = {{ctx, zmq::socket_type::dealer},

@@ -27,6 +27,7 @@ void write_connection_file(const std::filesystem::path& path, const ConnectionIn
   j["key"] = info.key;
   j["signature_scheme"] = info.signature_scheme;
   j["controller_pid"] = info.controller_pid;
+  if (!info.shm_dir.empty()) j["shm"] = {{"dir", info.shm_dir}, {"token", info.shm_token}};
   std::filesystem::create_directories(path.parent_path());
   const auto tmp =
       path.parent_path() / fmt::format(".{}.{}.tmp", path.filename().string(), ::getpid());
@@ -59,13 +60,17 @@ ConnectionInfo read_connection_file(const std::filesystem::path& path) {
     const auto j = nlohmann::json::parse(in);
     info.endpoints = j.at("endpoints").get<std::map<std::string, std::string>>();
     info.key = j.at("key").get<std::string>();
-    info.signature_scheme = j.value("signature_scheme", "hmac-sha256");
+    info.signature_scheme = j.value("signature_scheme", "poly1305-hmac-sha256");
     info.controller_pid = j.value("controller_pid", std::int64_t{0});
+    if (j.contains("shm")) {
+      info.shm_dir = j.at("shm").at("dir").get<std::string>();
+      info.shm_token = j.at("shm").at("token").get<std::string>();
+    }
   } catch (const nlohmann::json::exception& e) {
     throw ConnectionError(
         fmt::format("connection file '{}' is malformed: {}", path.string(), e.what()));
   }
-  if (info.signature_scheme != "hmac-sha256") {
+  if (info.signature_scheme != "poly1305-hmac-sha256") {
     throw ConnectionError(fmt::format("connection file '{}' uses unknown signature scheme '{}'",
                                       path.string(), info.signature_scheme));
   }

@@ -7,6 +7,7 @@
 #include <zmq_addon.hpp>
 
 #include "ipp/error.hpp"
+#include "ipp/net/shm.hpp"
 
 namespace ipp::net {
 
@@ -37,18 +38,62 @@ Buffer to_buffer(zmq::message_t&& message) {
   return Buffer(std::shared_ptr<const void>(std::move(owner)), data, size);
 }
 
-bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope, bool dontwait) {
-  const auto signature =
-      envelope.signature ? *envelope.signature : signer.sign(spans(envelope.parts));
+namespace {
+
+/// Sends `route | "" | tag | signature [| mask] | [counts |] parts...`, turning large parts
+/// into shared-memory references when the peer maps them. `reuse` is a received signature
+/// that still covers the parts (used only when nothing goes through shared memory).
+bool send_frames(zmq::socket_ref socket, const Signer& signer,
+                 const std::vector<zmq::message_t>& route, bool batch, const Buffer* counts,
+                 const std::vector<const Buffer*>& parts,
+                 const std::optional<Signer::Signature>& reuse, bool dontwait, SharedParts shared) {
+  const SharedMemory* shm = shared.shm;
+  const bool peer_maps = shared.peer_maps;
   std::vector<zmq::message_t> frames;
-  frames.reserve(envelope.route.size() + 3 + envelope.parts.size());
-  for (const auto& r : envelope.route)
+  frames.reserve(route.size() + 4 + parts.size() + (counts != nullptr ? 1 : 0));
+  for (const auto& r : route)
     frames.emplace_back(r.data(), r.size());
   frames.emplace_back();
-  frames.emplace_back(kProtocolTag.data(), kProtocolTag.size());
-  frames.emplace_back(signature.data(), signature.size());
-  for (const auto& p : envelope.parts)
+  std::string tag(batch ? kBatchTag : kProtocolTag);
+  if (shm != nullptr) tag += 'M';
+  frames.emplace_back(tag.data(), tag.size());
+  frames.emplace_back();  // the signature, once the parts are known
+  const std::size_t signature_frame = frames.size() - 1;
+  std::vector<std::span<const std::byte>> signed_parts;
+  signed_parts.reserve(parts.size() + 2);
+  std::vector<std::uint8_t> mask;
+  std::vector<SharedMemory::Ref> refs;
+  refs.reserve(parts.size());
+  if (counts != nullptr) {
+    signed_parts.push_back(counts->bytes());
+    frames.push_back(share(*counts));
+  }
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const Buffer& p = *parts[i];
+    if (peer_maps && shm != nullptr && p.size() >= SharedMemory::kThreshold) {
+      if (auto ref = shm->export_part(p)) {
+        if (mask.empty()) mask.resize((parts.size() + 7) / 8);
+        mask[i / 8] = static_cast<std::uint8_t>(mask[i / 8] | (1u << (i % 8)));
+        refs.push_back(*ref);
+        signed_parts.emplace_back(refs.back().data(), refs.back().size());
+        frames.emplace_back(refs.back().data(), refs.back().size());
+        continue;
+      }
+    }
+    signed_parts.push_back(p.bytes());
     frames.push_back(share(p));
+  }
+  if (!mask.empty()) {
+    signed_parts.insert(signed_parts.begin(), std::as_bytes(std::span(mask)));
+    const auto sig = signer.sign(signed_parts);
+    zmq::message_t frame(sig.size() + mask.size());
+    std::memcpy(frame.data(), sig.data(), sig.size());
+    std::memcpy(static_cast<char*>(frame.data()) + sig.size(), mask.data(), mask.size());
+    frames[signature_frame] = std::move(frame);
+  } else {
+    const auto sig = reuse ? *reuse : signer.sign(signed_parts);
+    frames[signature_frame] = zmq::message_t(sig.data(), sig.size());
+  }
   const auto flags = dontwait ? zmq::send_flags::dontwait : zmq::send_flags::none;
   try {
     return zmq::send_multipart(socket, frames, flags).has_value();
@@ -56,6 +101,18 @@ bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope
     if (e.num() == EHOSTUNREACH) return false;
     throw;
   }
+}
+
+}  // namespace
+
+bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope, bool dontwait,
+          SharedParts shared) {
+  std::vector<const Buffer*> parts;
+  parts.reserve(envelope.parts.size());
+  for (const auto& p : envelope.parts)
+    parts.push_back(&p);
+  return send_frames(socket, signer, envelope.route, false, nullptr, parts, envelope.signature,
+                     dontwait, shared);
 }
 
 namespace {
@@ -143,16 +200,19 @@ Envelope PackedMessage::unpack() const {
 namespace {
 
 /// One received ZeroMQ message, checked and verified: its route, whether it is a batch, and
-/// its signed parts.
+/// its signed parts (shared-memory parts mapped; `unreadable[i]` says why part i is not).
 struct Received {
   std::vector<zmq::message_t> route;
   bool batch = false;
+  bool peer_maps = false;
+  bool had_refs = false;
   std::vector<Buffer> parts;
+  std::vector<std::string> unreadable;  // empty, or one entry per part
   Signer::Signature signature{};
 };
 
-std::optional<Received> receive(zmq::socket_ref socket, const Signer& signer,
-                                zmq::recv_flags flags) {
+std::optional<Received> receive(zmq::socket_ref socket, const Signer& signer, zmq::recv_flags flags,
+                                const SharedMemory* shm) {
   std::vector<zmq::message_t> frames;
   if (!zmq::recv_multipart(socket, std::back_inserter(frames), flags)) return std::nullopt;
   std::size_t delimiter = 0;
@@ -163,12 +223,17 @@ std::optional<Received> receive(zmq::socket_ref socket, const Signer& signer,
         fmt::format("message of {} frame(s) has no delimiter frame", frames.size()));
   }
   Received in;
-  const std::string_view tag =
+  std::string_view tag =
       frames.size() >= delimiter + 3 ? frames[delimiter + 1].to_string_view() : std::string_view();
-  if (tag == kBatchTag) {
-    in.batch = true;
-  } else if (tag != kProtocolTag) {
+  if (tag.substr(0, kProtocolTag.size()) != kProtocolTag)
     throw ProtocolError("message is not an ipp message (missing or unknown protocol tag)");
+  for (const char c : tag.substr(kProtocolTag.size())) {
+    if (c == 'B')
+      in.batch = true;
+    else if (c == 'M')
+      in.peer_maps = true;
+    else
+      throw ProtocolError(fmt::format("unknown protocol tag '{}'", tag.substr(0, 16)));
   }
   in.route.reserve(delimiter);
   for (std::size_t i = 0; i < delimiter; ++i)
@@ -177,36 +242,80 @@ std::optional<Received> receive(zmq::socket_ref socket, const Signer& signer,
   in.parts.reserve(frames.size() - delimiter - 3);
   for (std::size_t i = delimiter + 3; i < frames.size(); ++i)
     in.parts.push_back(to_buffer(std::move(frames[i])));
-  if (!signer.verify({static_cast<const std::byte*>(signature.data()), signature.size()},
-                     spans(in.parts))) {
+  // The signature, then the mask of shared-memory parts (signed first), if any.
+  const auto* sig = static_cast<const std::byte*>(signature.data());
+  const std::size_t mask_size =
+      signature.size() > Signer::kSignatureSize ? signature.size() - Signer::kSignatureSize : 0;
+  std::span<const std::byte> mask(sig + Signer::kSignatureSize, mask_size);
+  const std::size_t first = in.batch ? 1 : 0;  // a batch's counts are never in the mask
+  const std::size_t nparts = in.parts.size() - std::min(in.parts.size(), first);
+  if (mask_size != 0 && mask_size != (nparts + 7) / 8)
+    throw ProtocolError("message with a malformed shared-memory part mask");
+  std::vector<std::span<const std::byte>> signed_parts = spans(in.parts);
+  if (mask_size != 0) signed_parts.insert(signed_parts.begin(), mask);
+  if (signature.size() < Signer::kSignatureSize ||
+      !signer.verify({sig, Signer::kSignatureSize}, signed_parts)) {
     throw ProtocolError("message signature is missing or wrong");
   }
-  std::memcpy(in.signature.data(), signature.data(), Signer::kSignatureSize);
+  std::memcpy(in.signature.data(), sig, Signer::kSignatureSize);
+  if (mask_size == 0) return in;
+  in.had_refs = true;
+  for (std::size_t i = 0; i < nparts; ++i) {
+    if ((static_cast<unsigned>(mask[i / 8]) & (1u << (i % 8))) == 0) continue;
+    Buffer& part = in.parts[first + i];
+    std::string why;
+    if (shm == nullptr) {
+      why = "a part came through shared memory, which this process does not map";
+    } else {
+      try {
+        part = shm->import_part(part.bytes());
+        continue;
+      } catch (const ProtocolError& e) {
+        why = e.what();
+      }
+    }
+    if (in.unreadable.empty()) in.unreadable.resize(in.parts.size());
+    in.unreadable[first + i] = why;
+    part = Buffer();
+  }
   return in;
+}
+
+/// The first reason in `why` for the parts [from, from + n), or "".
+std::string first_reason(const std::vector<std::string>& why, std::size_t from, std::size_t n) {
+  for (std::size_t i = from; i < from + n && i < why.size(); ++i) {
+    if (!why[i].empty()) return why[i];
+  }
+  return {};
 }
 
 }  // namespace
 
-std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer, zmq::recv_flags flags) {
-  auto in = receive(socket, signer, flags);
+std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer, zmq::recv_flags flags,
+                             const SharedMemory* shm) {
+  auto in = receive(socket, signer, flags, shm);
   if (!in) return std::nullopt;
   if (in->batch) throw ProtocolError("a batch of messages arrived where one message was expected");
   Envelope env;
   env.route = std::move(in->route);
   env.parts = std::move(in->parts);
-  env.signature = in->signature;
+  if (!in->had_refs) env.signature = in->signature;
+  env.peer_maps = in->peer_maps;
+  env.unreadable = first_reason(in->unreadable, 0, env.parts.size());
   return env;
 }
 
 bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope>& out,
-              zmq::recv_flags flags) {
-  auto in = receive(socket, signer, flags);
+              zmq::recv_flags flags, const SharedMemory* shm) {
+  auto in = receive(socket, signer, flags, shm);
   if (!in) return false;
   if (!in->batch) {
     Envelope env;
     env.route = std::move(in->route);
     env.parts = std::move(in->parts);
-    env.signature = in->signature;
+    if (!in->had_refs) env.signature = in->signature;
+    env.peer_maps = in->peer_maps;
+    env.unreadable = first_reason(in->unreadable, 0, env.parts.size());
     out.push_back(std::move(env));
     return true;
   }
@@ -236,6 +345,8 @@ bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope
   for (std::size_t i = 0; i < n; ++i) {
     Envelope env;
     env.route = copy_route(in->route);
+    env.peer_maps = in->peer_maps;
+    env.unreadable = first_reason(in->unreadable, next, sizes[i]);
     const auto first = in->parts.begin() + static_cast<std::ptrdiff_t>(next);
     env.parts.assign(std::make_move_iterator(first), std::make_move_iterator(first + sizes[i]));
     next += sizes[i];
@@ -246,52 +357,25 @@ bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope
 
 bool send_batch(zmq::socket_ref socket, const Signer& signer,
                 const std::vector<zmq::message_t>& route, std::span<const Envelope> messages,
-                bool dontwait) {
+                bool dontwait, SharedParts shared) {
   if (messages.empty()) return true;
+  std::vector<const Buffer*> parts;
   if (messages.size() == 1) {
-    Envelope one;
-    one.route = copy_route(route);
-    one.parts = messages[0].parts;
-    one.signature = messages[0].signature;
-    return send(socket, signer, one, dontwait);
+    for (const auto& p : messages[0].parts)
+      parts.push_back(&p);
+    return send_frames(socket, signer, route, false, nullptr, parts, messages[0].signature,
+                       dontwait, shared);
   }
-  std::size_t nparts = 0;
-  for (const auto& m : messages)
-    nparts += m.parts.size();
   std::byte* out = nullptr;
   const Buffer counts = Buffer::allocate(messages.size() * sizeof(std::uint32_t), &out);
   for (const auto& m : messages) {
     auto c = static_cast<std::uint32_t>(m.parts.size());
     for (int b = 0; b < 4; ++b, c >>= 8)
       *out++ = static_cast<std::byte>(c & 0xff);
-  }
-  std::vector<std::span<const std::byte>> signed_parts;
-  signed_parts.reserve(nparts + 1);
-  signed_parts.push_back(counts.bytes());
-  for (const auto& m : messages) {
     for (const auto& p : m.parts)
-      signed_parts.push_back(p.bytes());
+      parts.push_back(&p);
   }
-  const auto signature = signer.sign(signed_parts);
-  std::vector<zmq::message_t> frames;
-  frames.reserve(route.size() + 4 + nparts);
-  for (const auto& r : route)
-    frames.emplace_back(r.data(), r.size());
-  frames.emplace_back();
-  frames.emplace_back(kBatchTag.data(), kBatchTag.size());
-  frames.emplace_back(signature.data(), signature.size());
-  frames.push_back(share(counts));
-  for (const auto& m : messages) {
-    for (const auto& p : m.parts)
-      frames.push_back(share(p));
-  }
-  const auto flags = dontwait ? zmq::send_flags::dontwait : zmq::send_flags::none;
-  try {
-    return zmq::send_multipart(socket, frames, flags).has_value();
-  } catch (const zmq::error_t& e) {
-    if (e.num() == EHOSTUNREACH) return false;
-    throw;
-  }
+  return send_frames(socket, signer, route, true, &counts, parts, std::nullopt, dontwait, shared);
 }
 
 std::vector<zmq::message_t> copy_route(const std::vector<zmq::message_t>& route) {

@@ -31,6 +31,10 @@ struct ControllerOptions {
   /// Outstanding load-balanced tasks per engine: -1 = the engine's pool threads, 0 = no
   /// limit, N = at most N.
   int hwm = -1;
+  /// Offer clients and engines on this host shared memory for large arrays: a directory
+  /// `ipp-...` under `shm_root` (tmpfs), removed when the controller stops.
+  bool shared_memory = true;
+  std::filesystem::path shm_root = "/dev/shm";
 };
 
 /// The controller: a hub (registration, queries, plugin distribution, and a monitor that sees

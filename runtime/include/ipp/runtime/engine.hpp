@@ -22,6 +22,9 @@ struct EngineOptions {
   /// Register under this id (a supervisor restarting a crashed engine); the controller
   /// grants it when no other engine holds it. -1: the controller picks one.
   std::int64_t engine_id = -1;
+  /// Large arrays go through shared memory when the controller is on this host and offers it;
+  /// false: always through the socket (as for an engine on another host).
+  bool shared_memory = true;
 };
 
 /// One engine: registers with the controller, heartbeats, loads pushed plugins, and runs the

@@ -12,9 +12,13 @@ namespace ipp::net {
 /// signs every message. Stored as JSON, readable by its owner only (mode 0600).
 struct ConnectionInfo {
   std::map<std::string, std::string> endpoints;  ///< channel name -> `tcp://127.0.0.1:PORT`
-  std::string key;                               ///< HMAC-SHA256 key (hex)
-  std::string signature_scheme = "hmac-sha256";
+  std::string key;                               ///< the signing key (hex), see net::Signer
+  std::string signature_scheme = "poly1305-hmac-sha256";
   std::int64_t controller_pid = 0;
+  /// The cluster's shared-memory directory and the token in it (see SharedMemory); empty
+  /// when the controller uses none.
+  std::string shm_dir;
+  std::string shm_token;
 
   /// The endpoint of `channel`; throws ConnectionError naming the file's missing channel.
   [[nodiscard]] const std::string& endpoint(const std::string& channel) const;

@@ -9,33 +9,56 @@
 #include <zmq.hpp>
 
 #include "ipp/buffer.hpp"
+#include "ipp/net/shm.hpp"
 #include "ipp/net/signer.hpp"
 
 namespace ipp::net {
 
 /// First frame after the delimiter of every ipp message: rejects strangers and old peers early.
+/// Letters may follow it: `B`, the message is a batch; `M`, its sender maps shared memory
+/// (it takes large parts of replies through it, see SharedMemory).
 inline constexpr std::string_view kProtocolTag = "IPP/1";
-/// The same for a batch: several messages for one peer in one ZeroMQ message, signed once.
+/// The tag of a batch: several messages for one peer in one ZeroMQ message, signed once.
 inline constexpr std::string_view kBatchTag = "IPP/1B";
 
 /// One message as it crosses a socket.
 ///
-/// On the wire: `route... | "" | "IPP/1" | signature | part...`. `route` holds ROUTER
-/// identities (empty when talking to a DEALER); `parts` are what the signature covers: a
-/// header, a payload root, and the payload's side frames.
+/// On the wire: `route... | "" | "IPP/1" | signature [| part mask] | part...`. `route` holds
+/// ROUTER identities (empty when talking to a DEALER); `parts` are what the signature covers:
+/// a header, a payload root, and the payload's side frames. A part sent through shared
+/// memory is a 32-byte reference on the wire, marked in the part mask (a bit per part, in the
+/// signature frame after the signature, and signed too); the receiver maps it and `parts`
+/// holds the mapped bytes.
 struct Envelope {
   std::vector<zmq::message_t> route;
   std::vector<Buffer> parts;
   /// The signature as received. A relay that forwards `parts` unchanged sends it again
   /// instead of signing twice; leave it empty (or clear it after changing parts) to sign.
+  /// Messages that had shared-memory parts have none (their references are not sent again).
   std::optional<Signer::Signature> signature;
+  /// Received: its sender maps shared memory.
+  bool peer_maps = false;
+  /// Received: why a part could not be read (a shared-memory part that is gone, or one this
+  /// process cannot map); that part is empty. A receiver answers the message with an error
+  /// saying so instead of reading it.
+  std::string unreadable;
+};
+
+/// How a connection uses the cluster's shared memory.
+struct SharedParts {
+  /// This side's access to it (null: none; the tag of what it sends says so).
+  const SharedMemory* shm = nullptr;
+  /// The receiver maps it too: large parts go through it.
+  bool peer_maps = false;
 };
 
 /// Sends `envelope`, signing its parts. Parts go out without copies: ZeroMQ holds a reference
-/// to each Buffer until it is done with it. Returns false when `dontwait` is set and the
-/// message could not be queued (for a ROUTER: an unknown peer with ZMQ_ROUTER_MANDATORY).
+/// to each Buffer until it is done with it. With `shared.peer_maps` and a `shared.shm`, parts
+/// of SharedMemory::kThreshold bytes or more go through shared memory. Returns false when
+/// `dontwait` is set and the message could not be queued (for a ROUTER: an unknown peer with
+/// ZMQ_ROUTER_MANDATORY).
 bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope,
-          bool dontwait = false);
+          bool dontwait = false, SharedParts shared = {});
 
 /// Sends `messages` (their parts; their own routes are ignored) to `route` as one batch:
 /// `route... | "" | "IPP/1B" | signature | counts | parts of the first | parts of the second |
@@ -46,21 +69,23 @@ bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope
 /// as send() does.
 bool send_batch(zmq::socket_ref socket, const Signer& signer,
                 const std::vector<zmq::message_t>& route, std::span<const Envelope> messages,
-                bool dontwait = false);
+                bool dontwait = false, SharedParts shared = {});
 
 /// Receives one whole message. Returns nullopt when none is waiting (timeout or dontwait).
 /// Throws ProtocolError for a malformed, foreign or badly signed message, after consuming all
 /// of its frames, so the socket stays usable. A batch is a ProtocolError here: peers that may
-/// receive batches use recv_all().
+/// receive batches use recv_all(). Shared-memory parts are mapped from `shm` (without one,
+/// such a part makes the message unreadable).
 std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer,
-                             zmq::recv_flags flags = zmq::recv_flags::none);
+                             zmq::recv_flags flags = zmq::recv_flags::none,
+                             const SharedMemory* shm = nullptr);
 
 /// Receives one ZeroMQ message, a plain message or a batch, and appends the messages it holds
 /// to `out`, each with a copy of the route (a batch's messages carry no signature of their
 /// own: a relay that forwards one signs it again). Returns false when nothing is waiting.
 /// Throws ProtocolError as recv() does; nothing of a rejected batch is appended.
 bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope>& out,
-              zmq::recv_flags flags = zmq::recv_flags::none);
+              zmq::recv_flags flags = zmq::recv_flags::none, const SharedMemory* shm = nullptr);
 
 /// The bytes of a received part as a Buffer that keeps the ZeroMQ message alive.
 Buffer to_buffer(zmq::message_t&& message);

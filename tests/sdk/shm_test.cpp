@@ -1,0 +1,240 @@
+// Shared memory for large message parts: segments, references, names and their owners, and
+// what a message carries when its large parts go through shared memory.
+
+#include "ipp/net/shm.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <numeric>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <zmq_addon.hpp>
+
+#include "ipp/codec.hpp"
+#include "ipp/error.hpp"
+#include "ipp/net/envelope.hpp"
+#include "support/paths.hpp"
+
+namespace ipp::net {
+namespace {
+
+using namespace std::chrono_literals;
+
+/// The names in `dir` other than the token and owner files.
+std::set<std::string> parts_in(const std::filesystem::path& dir) {
+  std::set<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name != "token" && name != "owner") out.insert(name);
+  }
+  return out;
+}
+
+class SharedMemoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    token_ = SharedMemory::create(dir_.path());
+    shm_ = SharedMemory::open(dir_.path(), token_);
+    ASSERT_NE(shm_, nullptr);
+  }
+  void TearDown() override { SharedMemory::stop_allocating(); }
+
+  /// `n` bytes counting up from `start`, in a heap buffer.
+  static Buffer bytes(std::size_t n, unsigned start = 0) {
+    std::vector<unsigned char> v(n);
+    std::iota(v.begin(), v.end(), static_cast<unsigned char>(start));
+    return Buffer::adopt(std::move(v));
+  }
+
+  test::TempDir dir_;
+  std::string token_;
+  const SharedMemory* shm_ = nullptr;
+};
+
+TEST_F(SharedMemoryTest, TheDirectoryIsTheOwnersAloneAndNeedsItsToken) {
+  struct stat st {};
+  ASSERT_EQ(::stat(dir_.path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  EXPECT_EQ(SharedMemory::create(dir_.path()), token_);      // again: the same token
+  EXPECT_EQ(SharedMemory::open(dir_.path(), token_), shm_);  // one instance per directory
+  EXPECT_EQ(SharedMemory::open(dir_.path(), "not-the-token"), nullptr);
+  EXPECT_EQ(SharedMemory::open(dir_.path() / "missing", token_), nullptr);
+}
+
+TEST_F(SharedMemoryTest, APartWrittenOutIsMappedInPlaceAndItsFileGoesWithTheLastBuffer) {
+  const Buffer part = bytes(SharedMemory::kThreshold + 5, 3);
+  const auto ref = shm_->export_part(part);
+  ASSERT_TRUE(ref);
+  const auto in_flight = parts_in(dir_.path());
+  ASSERT_EQ(in_flight.size(), 1u);
+  EXPECT_EQ(in_flight.begin()->substr(0, 2), "t-");  // held by the message
+  {
+    const Buffer got = shm_->import_part(*ref);
+    ASSERT_EQ(got.size(), part.size());
+    EXPECT_EQ(std::memcmp(got.data(), part.data(), part.size()), 0);
+    const auto held = parts_in(dir_.path());
+    ASSERT_EQ(held.size(), 1u);
+    EXPECT_EQ(held.begin()->substr(0, 2 + std::to_string(::getpid()).size() + 1),
+              "h-" + std::to_string(::getpid()) + "-");  // now this process's own
+    const Buffer half = got.slice(got.size() / 2, 10);   // a slice keeps it too
+    (void)half;
+  }
+  EXPECT_TRUE(parts_in(dir_.path()).empty());
+  // A reference is taken once: a second import finds nothing and says what is missing.
+  try {
+    (void)shm_->import_part(*ref);
+    FAIL() << "a reference was taken twice";
+  } catch (const ProtocolError& e) {
+    EXPECT_NE(std::string(e.what()).find("is not there"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(SharedMemoryTest, LargeBuffersAreAllocatedThereAndSentWithoutACopy) {
+  std::byte* out = nullptr;
+  const Buffer big = Buffer::allocate(SharedMemory::kThreshold * 2, &out);
+  for (std::size_t i = 0; i < big.size(); ++i)
+    out[i] = static_cast<std::byte>(i * 7);
+  ASSERT_EQ(parts_in(dir_.path()).size(), 1u);  // the segment it lives in
+  const Buffer small = Buffer::allocate(64, &out);
+  EXPECT_EQ(parts_in(dir_.path()).size(), 1u);  // small ones stay on the heap
+  // A slice of it goes out under a new name for the same file (a link, not a copy).
+  const Buffer slice = big.slice(1000, SharedMemory::kThreshold);
+  const auto ref = shm_->export_part(slice);
+  ASSERT_TRUE(ref);
+  ASSERT_EQ(parts_in(dir_.path()).size(), 2u);
+  struct stat a {
+  }, b{};
+  const auto names = parts_in(dir_.path());
+  ASSERT_EQ(::stat((dir_.path() / *names.begin()).c_str(), &a), 0);
+  ASSERT_EQ(::stat((dir_.path() / *names.rbegin()).c_str(), &b), 0);
+  EXPECT_EQ(a.st_ino, b.st_ino);
+  const Buffer got = shm_->import_part(*ref);
+  ASSERT_EQ(got.size(), slice.size());
+  EXPECT_EQ(std::memcmp(got.data(), slice.data(), slice.size()), 0);
+  EXPECT_EQ(got.data()[0], static_cast<std::byte>(1000 * 7));
+}
+
+TEST_F(SharedMemoryTest, MalformedReferencesAreRefused) {
+  SharedMemory::Ref ref{};
+  EXPECT_THROW((void)shm_->import_part(std::span<const std::byte>(ref).first(10)), ProtocolError);
+  EXPECT_THROW((void)shm_->import_part(ref), ProtocolError);  // no such file
+  // A real file but bytes past its end: refused, and the file is not left behind.
+  const auto good = shm_->export_part(bytes(SharedMemory::kThreshold));
+  ASSERT_TRUE(good);
+  SharedMemory::Ref past = *good;
+  past[24] = std::byte{0xff};  // length
+  past[25] = std::byte{0xff};
+  past[26] = std::byte{0xff};
+  EXPECT_THROW((void)shm_->import_part(past), ProtocolError);
+  EXPECT_TRUE(parts_in(dir_.path()).empty());
+}
+
+TEST_F(SharedMemoryTest, SweepRemovesPartsInFlightTooLongAndThoseOfDeadProcesses) {
+  const auto lost = shm_->export_part(bytes(SharedMemory::kThreshold));
+  ASSERT_TRUE(lost);
+  std::ofstream(dir_.path() / "h-999999999-00000000000000000000000000000000") << "x";
+  std::byte* out = nullptr;
+  const Buffer mine = Buffer::allocate(SharedMemory::kThreshold, &out);  // alive: kept
+  EXPECT_EQ(SharedMemory::sweep(dir_.path(), 3600s), 1u);                // the dead process's
+  EXPECT_EQ(parts_in(dir_.path()).size(), 2u);
+  std::this_thread::sleep_for(1100ms);
+  EXPECT_EQ(SharedMemory::sweep(dir_.path(), 0s), 1u);  // the lost message's
+  const auto left = parts_in(dir_.path());
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left.begin()->substr(0, 2), "h-");
+}
+
+TEST_F(SharedMemoryTest, DirectoriesOfControllersThatDiedAreRemoved) {
+  test::TempDir root;
+  const auto dead = root / "ipp-dead";
+  const auto alive = root / "ipp-alive";
+  std::filesystem::create_directories(dead);
+  std::filesystem::create_directories(alive);
+  std::ofstream(dead / "owner") << 999999999;
+  std::ofstream(alive / "owner") << ::getpid();
+  std::filesystem::create_directories(root / "other");
+  EXPECT_EQ(SharedMemory::remove_abandoned(root.path(), 3600s), 0u);  // not idle long enough
+  EXPECT_EQ(SharedMemory::remove_abandoned(root.path(), 0s), 1u);
+  EXPECT_FALSE(std::filesystem::exists(dead));
+  EXPECT_TRUE(std::filesystem::exists(alive));
+  EXPECT_TRUE(std::filesystem::exists(root / "other"));
+}
+
+// ---- messages ---------------------------------------------------------------------------------
+
+class SharedEnvelopeTest : public SharedMemoryTest {
+ protected:
+  void SetUp() override {
+    SharedMemoryTest::SetUp();
+    router_.bind("tcp://127.0.0.1:*");
+    dealer_.connect(router_.get(zmq::sockopt::last_endpoint));
+    router_.set(zmq::sockopt::rcvtimeo, 5000);
+  }
+  zmq::context_t ctx_;
+  zmq::socket_t router_{ctx_, zmq::socket_type::router};
+  zmq::socket_t dealer_{ctx_, zmq::socket_type::dealer};
+  Signer signer_{Signer::new_key()};
+};
+
+TEST_F(SharedEnvelopeTest, LargePartsGoThroughSharedMemoryWhenThePeerMapsIt) {
+  const Payload payload =
+      encode(std::vector<double>(100000, 2.5));  // 800 kB: a side frame over the threshold
+  ASSERT_EQ(payload.frames.size(), 1u);
+  Envelope out;
+  out.parts = {Buffer::copy("header", 6), payload.root, payload.frames[0]};
+  ASSERT_TRUE(send(dealer_, signer_, out, false, {shm_, true}));
+  auto in = recv(router_, signer_, zmq::recv_flags::none, shm_);
+  ASSERT_TRUE(in);
+  EXPECT_TRUE(in->peer_maps);
+  EXPECT_TRUE(in->unreadable.empty());
+  EXPECT_FALSE(in->signature);  // its references are not sent again
+  EXPECT_EQ(decode(Payload{in->parts[1], {in->parts[2]}}), decode(payload));
+  EXPECT_EQ(parts_in(dir_.path()).size(), 1u);  // the receiver's mapping
+  // Without a peer that maps it, the same part goes through the socket.
+  ASSERT_TRUE(send(dealer_, signer_, out, false, {shm_, false}));
+  auto inline_in = recv(router_, signer_, zmq::recv_flags::none, shm_);
+  ASSERT_TRUE(inline_in);
+  EXPECT_TRUE(inline_in->signature);
+  EXPECT_EQ(decode(Payload{inline_in->parts[1], {inline_in->parts[2]}}), decode(payload));
+  in.reset();
+  EXPECT_TRUE(parts_in(dir_.path()).empty());
+}
+
+TEST_F(SharedEnvelopeTest, APartThatIsGoneMakesTheMessageUnreadableNotTheSocket) {
+  Envelope out;
+  out.parts = {Buffer::copy("header", 6), bytes(SharedMemory::kThreshold)};
+  ASSERT_TRUE(send(dealer_, signer_, out, false, {shm_, true}));
+  for (const auto& name : parts_in(dir_.path()))
+    std::filesystem::remove(dir_.path() / name);  // taken away in flight
+  auto in = recv(router_, signer_, zmq::recv_flags::none, shm_);
+  ASSERT_TRUE(in);
+  EXPECT_NE(in->unreadable.find("is not there"), std::string::npos) << in->unreadable;
+  EXPECT_EQ(in->parts.at(0).size(), 6u);  // the header still reads
+  EXPECT_TRUE(in->parts.at(1).empty());
+  // A process that does not map shared memory says so for such a part.
+  ASSERT_TRUE(send(dealer_, signer_, out, false, {shm_, true}));
+  auto unmapped = recv(router_, signer_);  // a connection without shared memory
+  ASSERT_TRUE(unmapped);
+  EXPECT_NE(unmapped->unreadable.find("does not map"), std::string::npos) << unmapped->unreadable;
+  // The mask is signed: flipping it is a bad signature, and the socket goes on.
+  ASSERT_TRUE(send(dealer_, signer_, out, false, {shm_, false}));
+  std::vector<zmq::message_t> frames;
+  ASSERT_TRUE(zmq::recv_multipart(router_, std::back_inserter(frames)));
+  ASSERT_EQ(frames.size(), 6u);  // id, "", tag, signature, header, part
+  zmq::message_t sig(frames[3].size() + 1);
+  std::memcpy(sig.data(), frames[3].data(), frames[3].size());
+  static_cast<unsigned char*>(sig.data())[frames[3].size()] = 0x02;  // "part 1 is a reference"
+  frames[3] = std::move(sig);
+  for (std::size_t i = 1; i < frames.size(); ++i)
+    dealer_.send(frames[i],
+                 i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  EXPECT_THROW((void)recv(router_, signer_), ProtocolError);
+}
+
+}  // namespace
+}  // namespace ipp::net
