@@ -356,24 +356,42 @@ int main(int argc, char** argv) {
                            ctl_best * 1e3, "ms", std::nullopt, "<= 150 ms", ctl_best * 1e3 <= 150});
       }
       {
+        // Three rounds, the best reported: the first push of a run also pays for memory the
+        // machine has not handed out before (on a VM, the host backs it on first touch).
         const std::size_t n = static_cast<std::size_t>(mib) * (1 << 20) / sizeof(double);
-        std::vector<double> data(n, 1.5);
-        const ipp::Value big(ipp::Array::from(std::move(data)));
         const double mb = static_cast<double>(n * sizeof(double)) / 1e6;
-        auto t = Clock::now();
-        e0.push({{"big", big}});
-        const double push = mb / since(t);
-        t = Clock::now();
-        const ipp::Value back = e0.pull("big");
-        const double pull = mb / since(t);
-        if (back.size() != n) throw std::runtime_error("pull: a wrong size");
-        e0.clear();
+        double push = 0, first_push = 0, pull = 0, read = 0;
+        for (int round = 0; round < 3; ++round) {
+          std::vector<double> data(n, 1.5);
+          const ipp::Value big(ipp::Array::from(std::move(data)));
+          auto t = Clock::now();
+          e0.push({{"big", big}});
+          const double rate = mb / since(t);
+          if (round == 0) first_push = rate;
+          push = std::max(push, rate);
+          t = Clock::now();
+          const ipp::Value back = e0.pull("big");
+          pull = std::max(pull, mb / since(t));
+          // Reading every element: what a pulled array costs before it is used.
+          t = Clock::now();
+          double sum = 0;
+          for (const double x : back.as_array().view<double>())
+            sum += x;
+          read = std::max(read, mb / since(t));
+          if (back.size() != n || sum != 1.5 * static_cast<double>(n))
+            throw std::runtime_error("pull: a wrong value");
+          e0.clear();
+        }
         figures.push_back({"6", fmt::format("push of a {} MiB float64 array to one engine", mib),
                            push, "MB/s", push / raw_stream, ">= 0.8x floor",
                            push >= 0.8 * raw_stream});
+        figures.push_back({"6", "  the same, first round", first_push, "MB/s",
+                           first_push / raw_stream, "", true});
         figures.push_back({"6", fmt::format("pull of a {} MiB float64 array from one engine", mib),
                            pull, "MB/s", pull / raw_stream, ">= 0.8x floor",
                            pull >= 0.8 * raw_stream});
+        figures.push_back({"6", "  the pulled array read once, element by element", read, "MB/s",
+                           read / raw_stream, "", true});
       }
       // Idle: engines hand freed memory back after a second without work.
       std::this_thread::sleep_for(std::chrono::milliseconds(1500));
