@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <zmq_addon.hpp>
 
@@ -117,6 +118,42 @@ TEST_F(SharedMemoryTest, LargeBuffersAreAllocatedThereAndSentWithoutACopy) {
   ASSERT_EQ(got.size(), slice.size());
   EXPECT_EQ(std::memcmp(got.data(), slice.data(), slice.size()), 0);
   EXPECT_EQ(got.data()[0], static_cast<std::byte>(1000 * 7));
+}
+
+TEST_F(SharedMemoryTest, LargeFilesAreKeptForTheNextPartOfTheirSizeThenSweptAway) {
+  constexpr std::size_t kBig = std::size_t{8} << 20;
+  {
+    std::byte* out = nullptr;
+    const Buffer big = Buffer::allocate(kBig, &out);
+    std::memset(out, 1, kBig);
+  }
+  auto names = parts_in(dir_.path());
+  ASSERT_EQ(names.size(), 1u);
+  EXPECT_EQ(*names.begin(),
+            fmt::format("p-{}-", kBig) + names.begin()->substr(names.begin()->size() - 32));
+  // The next large part of about that size is written into it: still one file.
+  const Buffer part = bytes(kBig - 1000, 9);
+  const auto ref = shm_->export_part(part);
+  ASSERT_TRUE(ref);
+  names = parts_in(dir_.path());
+  ASSERT_EQ(names.size(), 1u);
+  EXPECT_EQ(names.begin()->substr(0, 2), "t-");
+  {
+    const Buffer got = shm_->import_part(*ref);
+    ASSERT_EQ(got.size(), part.size());  // cut to the part's size
+    EXPECT_EQ(std::memcmp(got.data(), part.data(), part.size()), 0);
+  }
+  ASSERT_EQ(parts_in(dir_.path()).size(), 1u);  // back in the pool
+  // Small files are not kept; a shared one is not either while someone else holds it.
+  {
+    std::byte* out = nullptr;
+    const Buffer small = Buffer::allocate(SharedMemory::kThreshold, &out);
+    (void)small;
+  }
+  EXPECT_EQ(parts_in(dir_.path()).size(), 1u);
+  std::this_thread::sleep_for(1100ms);
+  EXPECT_EQ(SharedMemory::sweep(dir_.path(), 0s), 1u);
+  EXPECT_TRUE(parts_in(dir_.path()).empty());
 }
 
 TEST_F(SharedMemoryTest, MalformedReferencesAreRefused) {

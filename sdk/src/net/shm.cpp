@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include <mutex>
 #include <system_error>
 #include <unordered_set>
+#include <vector>
 
 #include <fmt/format.h>
 #include <sodium.h>
@@ -27,6 +29,74 @@ namespace {
 
 constexpr const char* kTokenFile = "token";
 constexpr const char* kOwnerFile = "owner";  // the pid of the controller that made it
+
+// Files this large are kept when their last user lets go (`p-<size>-<id>`), for the next
+// large part of about that size: writing into pages that exist runs at memory speed, while a
+// fresh file's pages are allocated one by one as they are first written (half the speed or
+// less, and much less for memory the machine has not used yet). At most kPoolLimit bytes per
+// directory are kept; sweep() removes what waited longer than kPoolIdle.
+constexpr std::size_t kPoolMin = std::size_t{4} << 20;
+constexpr std::uint64_t kPoolLimit = std::uint64_t{2} << 30;
+constexpr auto kPoolIdle = std::chrono::seconds(30);
+
+/// The size a pooled file's name says, or 0 for other names.
+std::uint64_t pooled_size(const std::string& name) {
+  if (name.rfind("p-", 0) != 0) return 0;
+  return std::strtoull(name.c_str() + 2, nullptr, 10);
+}
+
+/// Puts the file at `path` (this process's only name for it) in the pool of its directory;
+/// false when it does not belong there (small, shared, or the pool is full).
+bool give_to_pool(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || st.st_nlink != 1 ||
+      static_cast<std::size_t>(st.st_size) < kPoolMin)
+    return false;
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  std::uint64_t pooled = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    pooled += pooled_size(e.path().filename().string());
+  if (pooled + static_cast<std::uint64_t>(st.st_size) > kPoolLimit) return false;
+  unsigned char id[16];
+  randombytes_buf(id, sizeof id);
+  char hex[33];
+  sodium_bin2hex(hex, sizeof hex, id, sizeof id);
+  const auto target = dir / fmt::format("p-{}-{}", st.st_size, hex);
+  return ::rename(path.c_str(), target.c_str()) == 0;
+}
+
+/// Takes a pooled file of `dir` that holds `size` bytes (and not more than twice that) under
+/// the new name `path`; false when there is none.
+bool take_from_pool(const std::filesystem::path& dir, std::size_t size, const std::string& path) {
+  if (size < kPoolMin) return false;
+  std::vector<std::pair<std::uint64_t, std::filesystem::path>> fitting;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::uint64_t n = pooled_size(e.path().filename().string());
+    if (n >= size && n <= 2 * static_cast<std::uint64_t>(size)) fitting.emplace_back(n, e.path());
+  }
+  std::sort(fitting.begin(), fitting.end());
+  for (const auto& [n, from] : fitting) {
+    if (::rename(from.c_str(), path.c_str()) == 0) return true;  // else another took it first
+  }
+  return false;
+}
+
+/// Maps the file at `path` writable, `size` bytes of it (cut to that), its pages present.
+std::byte* map_writable(const std::string& path, std::size_t size) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  struct stat st {};
+  void* base = MAP_FAILED;
+  if (::fstat(fd, &st) == 0 && static_cast<std::size_t>(st.st_size) >= size &&
+      (static_cast<std::size_t>(st.st_size) == size ||
+       ::ftruncate(fd, static_cast<off_t>(size)) == 0)) {
+    base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+  }
+  ::close(fd);
+  return base == MAP_FAILED ? nullptr : static_cast<std::byte*>(base);
+}
 
 /// One mapped file of the directory, and the name this process holds for it.
 struct Segment {
@@ -49,7 +119,7 @@ Segment::~Segment() {
     registry().erase(this);
   }
   if (base != nullptr) ::munmap(base, size);
-  if (!path.empty()) ::unlink(path.c_str());
+  if (!path.empty() && !give_to_pool(path)) ::unlink(path.c_str());
 }
 
 std::shared_ptr<Segment> keep(std::string path, void* base, std::size_t size) {
@@ -204,6 +274,11 @@ std::size_t SharedMemory::sweep(const std::filesystem::path& dir,
     } else if (name.rfind("h-", 0) == 0) {
       const long pid = std::strtol(name.c_str() + 2, nullptr, 10);
       gone = pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+    } else if (name.rfind("p-", 0) == 0) {
+      struct stat st {};
+      if (::stat(entry.path().c_str(), &st) != 0) continue;
+      gone = now - std::chrono::system_clock::from_time_t(st.st_ctim.tv_sec) >
+             std::min<std::chrono::seconds>(ttl, kPoolIdle);
     }
     if (gone && ::unlink(entry.path().c_str()) == 0) ++removed;
   }
@@ -240,6 +315,14 @@ std::optional<SharedMemory::Ref> SharedMemory::export_part(const Buffer& part) c
     if (::link(seg->path.c_str(), path.c_str()) == 0) {
       return make_ref(id, static_cast<std::uint64_t>(part.data() - seg->base), part.size());
     }
+  }
+  if (take_from_pool(dir_, part.size(), path)) {
+    if (std::byte* base = map_writable(path, part.size()); base != nullptr) {
+      std::memcpy(base, part.data(), part.size());
+      ::munmap(base, part.size());
+      return make_ref(id, 0, part.size());
+    }
+    ::unlink(path.c_str());
   }
   if (!write_file(path, part.bytes())) return std::nullopt;
   return make_ref(id, 0, part.size());
@@ -292,6 +375,14 @@ std::optional<Buffer> SharedMemory::allocate(std::size_t size, std::byte** out) 
   if (size == 0) return std::nullopt;
   const Id id = fresh_id();
   const std::string path = (dir_ / fmt::format("h-{}-{}", ::getpid(), id.hex())).string();
+  if (take_from_pool(dir_, size, path)) {
+    if (std::byte* base = map_writable(path, size); base != nullptr) {
+      auto seg = keep(path, base, size);
+      *out = seg->base;
+      return Buffer(std::shared_ptr<const void>(std::move(seg)), base, size);
+    }
+    ::unlink(path.c_str());
+  }
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return std::nullopt;
   // Reserve the pages now: a full tmpfs says so here, not with a SIGBUS at the first write.

@@ -29,6 +29,11 @@ namespace ipp::net {
 /// and no mapping is left. What a lost message or a dead process leaves behind, the
 /// controller removes (sweep()).
 ///
+/// A file of 4 MiB or more whose last name goes is kept for a while as `p-<size>-<id>` (up
+/// to 2 GiB of them per directory), and the next large part of about its size is written
+/// into it: into pages that exist, at memory speed, instead of pages allocated as they are
+/// first written.
+///
 /// Thread-safe.
 class SharedMemory {
  public:
@@ -48,7 +53,8 @@ class SharedMemory {
   static std::size_t remove_abandoned(const std::filesystem::path& root,
                                       std::chrono::seconds idle) noexcept;
   /// Removes what nobody will take any more: `t-` files older than `ttl` (their message was
-  /// lost) and `h-` files of processes that are gone. Returns how many. Never throws.
+  /// lost), `h-` files of processes that are gone, and files kept for reuse (`p-`) unused for
+  /// 30 s (or `ttl`, if shorter). Returns how many. Never throws.
   static std::size_t sweep(const std::filesystem::path& dir, std::chrono::seconds ttl) noexcept;
 
   /// The cluster's directory, when this process sees it: same host, same user, and the token
