@@ -71,8 +71,12 @@ Run run(int tasks, std::int64_t delay_us, const std::vector<std::string>& extra)
                                       "warn"};
   controller.insert(controller.end(), extra.begin(), extra.end());
   pids.push_back(spawn(controller, profile / "controller.log"));
-  while (!std::filesystem::exists(profile / ipp::net::kClientFile))
+  while (!std::filesystem::exists(profile / ipp::net::kClientFile)) {
+    if (::waitpid(pids.back(), nullptr, WNOHANG) == pids.back())
+      throw std::runtime_error("the controller did not start: see " +
+                               (profile / "controller.log").string());
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
   for (int i = 0; i < 2; ++i) {
     pids.push_back(spawn({(bin / "ippengine").string(), "--profile-dir", profile.string(),
                           "--threads", "2", "--log-level", "warn"},

@@ -112,11 +112,15 @@ void write_port(zmq::socket_t& s, int fd) {
 }
 
 /// A raw DEALER -> ROUTER -> DEALER round trip of 64 B between two processes: p50, p99 in us.
-std::pair<double, double> raw_rtt_us(int rounds) {
-  auto [pid, port] = fork_peer([rounds](int fd) {
+/// Over TCP on loopback, or over a Unix socket (`ipc`), to see which local transport is faster.
+std::pair<double, double> raw_rtt_us(int rounds, bool ipc = false) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / fmt::format("ipp-bench-{}.ipc", ::getpid()))
+          .string();
+  auto [pid, port] = fork_peer([rounds, ipc, path](int fd) {
     zmq::context_t ctx;
     zmq::socket_t router(ctx, zmq::socket_type::router);
-    router.bind("tcp://127.0.0.1:*");
+    router.bind(ipc ? "ipc://" + path : std::string("tcp://127.0.0.1:*"));
     write_port(router, fd);
     for (int i = 0; i < rounds + 100; ++i) {
       zmq::message_t id, body;
@@ -128,7 +132,7 @@ std::pair<double, double> raw_rtt_us(int rounds) {
   });
   zmq::context_t ctx;
   zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
-  dealer.connect("tcp://127.0.0.1:" + port);
+  dealer.connect(ipc ? "ipc://" + path : "tcp://127.0.0.1:" + port);
   std::vector<double> us;
   const std::string payload(64, 'x');
   for (int i = 0; i < rounds + 100; ++i) {
@@ -290,6 +294,7 @@ int main(int argc, char** argv) {
     const auto total = Clock::now();
     fmt::print("floors...\n");
     const auto [raw_p50, raw_p99] = raw_rtt_us(rounds);
+    const auto [ipc_p50, ipc_p99] = raw_rtt_us(rounds, true);
     const double raw_stream = raw_stream_mbps(std::max(256, mib / 2));
 
     {
@@ -444,8 +449,12 @@ int main(int argc, char** argv) {
                                                "warn"};
       controller_argv.insert(controller_argv.end(), queued_args.begin(), queued_args.end());
       const pid_t pid = spawn(controller_argv, profile / "controller.log");
-      while (!std::filesystem::exists(profile / "ipp-client.json"))
+      while (!std::filesystem::exists(profile / "ipp-client.json")) {
+        if (::waitpid(pid, nullptr, WNOHANG) == pid)
+          throw std::runtime_error("the controller did not start: see " +
+                                   (profile / "controller.log").string());
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
       double rss = 0;
       {
         ipp::Client rc(
@@ -475,10 +484,17 @@ int main(int argc, char** argv) {
                          "MB", std::nullopt, "<= 600 MB", rss <= 600});
     }
     print_table(figures, raw_p50, raw_p99, raw_stream);
+    fmt::print(
+        "\nthe same raw round trip over ipc:// (a Unix socket): p50 {:.1f} us, p99 {:.1f} us\n",
+        ipc_p50, ipc_p99);
     fmt::print("\nsuite wall time: {:.0f} s\n", since(total));
     if (!json_file.empty()) {
       json j;
-      j["floor"] = {{"rtt_p50_us", raw_p50}, {"rtt_p99_us", raw_p99}, {"stream_mbps", raw_stream}};
+      j["floor"] = {{"rtt_p50_us", raw_p50},
+                    {"rtt_p99_us", raw_p99},
+                    {"stream_mbps", raw_stream},
+                    {"ipc_rtt_p50_us", ipc_p50},
+                    {"ipc_rtt_p99_us", ipc_p99}};
       for (const auto& f : figures) {
         json e{{"id", f.id},     {"name", f.name},     {"value", f.value},
                {"unit", f.unit}, {"target", f.target}, {"met", f.met}};
