@@ -66,7 +66,7 @@ struct BalancerOptions {
   /// auto: the longest task that counts as short.
   std::chrono::microseconds short_task{500};
   /// auto: at most this many outstanding tasks per slot, however short.
-  int max_per_slot = 64;
+  int max_per_slot = 256;
 };
 
 class Balancer {

@@ -242,7 +242,7 @@ TEST(BalancerCapacity, DrainingEnginesTakeNoNewTasks) {
 // ---- auto capacity: short tasks go ahead, long ones never wait behind them ----------------
 
 TEST(BalancerAutoCapacity, ShortTasksAreSentAheadWithinTheWindow) {
-  Fixture f;  // hwm -1: auto; window 2 ms per slot, short <= 0.5 ms, at most 64 per slot
+  Fixture f;  // hwm -1: auto; window 2 ms per slot, short <= 0.5 ms, at most 256 per slot
   f.b.engine_up(0, 2);
   f.submit_task("a0", "add");
   f.submit_task("a1", "add");
