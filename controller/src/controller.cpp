@@ -1061,6 +1061,15 @@ void Controller::State::heart() {
 
 namespace {
 
+bool is_task_request(net::MsgType t) {
+  return t == net::MsgType::ApplyRequest || t == net::MsgType::MapRequest ||
+         t == net::MsgType::ExecuteRequest || t == net::MsgType::NamespaceRequest;
+}
+
+// Messages a scheduler takes from one socket before it sends what they produced: a flood
+// from one side neither starves the other nor piles up unsent work.
+constexpr std::size_t kTurn = 1024;
+
 /// The clients a scheduler has heard from, each route kept once: a queued task names its
 /// client by a number instead of holding a copy of the route.
 class Clients {
@@ -1238,10 +1247,15 @@ struct Relay {
     return true;
   }
 
-  /// The id of a client's task request; a request without a well-formed msg_id, or with a
-  /// part that could not be read, is answered with an error saying so, and nullopt returned.
+  /// The id of a client's task request. Anything else on the channel is logged and dropped;
+  /// a request without a well-formed msg_id, or with a part that could not be read, is
+  /// answered with an error saying so. Both give nullopt.
   std::optional<TaskId> task_id(std::uint32_t client, const net::Header& h,
                                 const net::Envelope& env) {
+    if (!is_task_request(h.type)) {
+      spdlog::warn("{}: unexpected {}", name, net::to_string(h.type));
+      return std::nullopt;
+    }
     auto id = TaskId::parse(h.msg_id);
     if (!id) {
       reply_error(client, h.msg_id,
@@ -1311,6 +1325,26 @@ struct Relay {
     to_client(client, net::make_message(r));
   }
 
+  /// One turn's input, after a poll of {clients, workers, events}: engine events, then at
+  /// most kTurn messages from clients and from engines, each with its decoded header.
+  template <typename OnEvent, typename OnRequest, typename OnReply>
+  void take(const zmq::pollitem_t* items, OnEvent&& on_event, OnRequest&& on_request,
+            OnReply&& on_reply) {
+    if (items[2].revents & ZMQ_POLLIN) drain_events(on_event);
+    if (items[0].revents & ZMQ_POLLIN) {
+      for (std::size_t n = 0; n < kTurn && receive(clients, in_); n += in_.size()) {
+        for (auto& [env, h] : in_)
+          on_request(env, h);
+      }
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      for (std::size_t n = 0; n < kTurn && receive(workers, in_); n += in_.size()) {
+        for (auto& [env, h] : in_)
+          on_reply(env, h);
+      }
+    }
+  }
+
   /// Engine events: [up, id, slots], [down, id, reason], [drain, id, ...], [known, id, ...].
   template <typename Handler>
   void drain_events(Handler&& on_event) {
@@ -1333,6 +1367,7 @@ struct Relay {
   };
   std::map<std::int64_t, EngineBox> engine_box;
   std::map<std::uint32_t, std::vector<net::Envelope>> client_box;
+  std::vector<std::pair<net::Envelope, net::Header>> in_;  // what take() received
 };
 
 zmq::context_t& Relay::state_ctx(Controller::State& s) {
@@ -1343,15 +1378,6 @@ TrafficFeed& Relay::state_traffic(Controller::State& s) {
 }
 const net::SharedMemory* Relay::state_shm(Controller::State& s) {
   return s.shm;
-}
-
-// Messages a scheduler takes from one socket before it sends what they produced: a flood
-// from one side neither starves the other nor piles up unsent work.
-constexpr std::size_t kTurn = 1024;
-
-bool is_task_request(net::MsgType t) {
-  return t == net::MsgType::ApplyRequest || t == net::MsgType::MapRequest ||
-         t == net::MsgType::ExecuteRequest || t == net::MsgType::NamespaceRequest;
 }
 
 std::vector<std::string> control_ids(const net::Header& h) {
@@ -1488,10 +1514,6 @@ void Controller::State::direct_scheduler() {
       on_control(client, h);
       return;
     }
-    if (!is_task_request(h.type)) {
-      spdlog::warn("direct scheduler: unexpected {}", net::to_string(h.type));
-      return;
-    }
     const auto msg_id = relay.task_id(client, h, env);
     if (!msg_id) return;
     relay.feed_submit(false, net::PackedMessage(env));
@@ -1544,22 +1566,9 @@ void Controller::State::direct_scheduler() {
   zmq::pollitem_t items[] = {{client_direct.handle(), 0, ZMQ_POLLIN, 0},
                              {engine_direct.handle(), 0, ZMQ_POLLIN, 0},
                              {relay.events.handle(), 0, ZMQ_POLLIN, 0}};
-  std::vector<std::pair<net::Envelope, net::Header>> in;
   while (!stopping.load()) {
     if (!poll_once(items, 3, std::chrono::milliseconds(100))) continue;
-    if (items[2].revents & ZMQ_POLLIN) relay.drain_events(on_event);
-    if (items[0].revents & ZMQ_POLLIN) {
-      for (std::size_t n = 0; n < kTurn && relay.receive(client_direct, in); n += in.size()) {
-        for (auto& [env, h] : in)
-          on_request(env, h);
-      }
-    }
-    if (items[1].revents & ZMQ_POLLIN) {
-      for (std::size_t n = 0; n < kTurn && relay.receive(engine_direct, in); n += in.size()) {
-        for (auto& [env, h] : in)
-          on_reply(env, h);
-      }
-    }
+    relay.take(items, on_event, on_request, on_reply);
     flush();
   }
 }
@@ -1654,10 +1663,6 @@ void Controller::State::balanced_scheduler() {
       on_control(client, h);
       return;
     }
-    if (!is_task_request(h.type)) {
-      spdlog::warn("load-balanced scheduler: unexpected {}", net::to_string(h.type));
-      return;
-    }
     const auto msg_id = relay.task_id(client, h, env);
     if (!msg_id) return;
     net::PackedMessage request(env);
@@ -1698,7 +1703,6 @@ void Controller::State::balanced_scheduler() {
   zmq::pollitem_t items[] = {{client_balanced.handle(), 0, ZMQ_POLLIN, 0},
                              {engine_balanced.handle(), 0, ZMQ_POLLIN, 0},
                              {relay.events.handle(), 0, ZMQ_POLLIN, 0}};
-  std::vector<std::pair<net::Envelope, net::Header>> in;
   while (!stopping.load()) {
     auto wait = std::chrono::milliseconds(100);
     if (auto next = balancer.next_deadline()) {
@@ -1707,21 +1711,7 @@ void Controller::State::balanced_scheduler() {
     }
     const bool any = poll_once(items, 3, wait);
     balancer.expire(Steady::now());
-    if (any) {
-      if (items[2].revents & ZMQ_POLLIN) relay.drain_events(on_event);
-      if (items[0].revents & ZMQ_POLLIN) {
-        for (std::size_t n = 0; n < kTurn && relay.receive(client_balanced, in); n += in.size()) {
-          for (auto& [env, h] : in)
-            on_request(env, h);
-        }
-      }
-      if (items[1].revents & ZMQ_POLLIN) {
-        for (std::size_t n = 0; n < kTurn && relay.receive(engine_balanced, in); n += in.size()) {
-          for (auto& [env, h] : in)
-            on_reply(env, h);
-        }
-      }
-    }
+    if (any) relay.take(items, on_event, on_request, on_reply);
     pump();
     flush();
   }

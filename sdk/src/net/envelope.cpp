@@ -281,6 +281,22 @@ std::optional<Received> receive(zmq::socket_ref socket, const Signer& signer, zm
   return in;
 }
 
+/// The message of a plain (not batched) received ZeroMQ message.
+Envelope whole(Received&& in) {
+  Envelope env;
+  env.route = std::move(in.route);
+  env.parts = std::move(in.parts);
+  if (!in.had_refs) env.signature = in.signature;
+  env.peer_maps = in.peer_maps;
+  for (const auto& why : in.unreadable) {
+    if (!why.empty()) {
+      env.unreadable = why;
+      break;
+    }
+  }
+  return env;
+}
+
 /// The first reason in `why` for the parts [from, from + n), or "".
 std::string first_reason(const std::vector<std::string>& why, std::size_t from, std::size_t n) {
   for (std::size_t i = from; i < from + n && i < why.size(); ++i) {
@@ -296,13 +312,7 @@ std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer, zmq::
   auto in = receive(socket, signer, flags, shm);
   if (!in) return std::nullopt;
   if (in->batch) throw ProtocolError("a batch of messages arrived where one message was expected");
-  Envelope env;
-  env.route = std::move(in->route);
-  env.parts = std::move(in->parts);
-  if (!in->had_refs) env.signature = in->signature;
-  env.peer_maps = in->peer_maps;
-  env.unreadable = first_reason(in->unreadable, 0, env.parts.size());
-  return env;
+  return whole(std::move(*in));
 }
 
 bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope>& out,
@@ -310,13 +320,7 @@ bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope
   auto in = receive(socket, signer, flags, shm);
   if (!in) return false;
   if (!in->batch) {
-    Envelope env;
-    env.route = std::move(in->route);
-    env.parts = std::move(in->parts);
-    if (!in->had_refs) env.signature = in->signature;
-    env.peer_maps = in->peer_maps;
-    env.unreadable = first_reason(in->unreadable, 0, env.parts.size());
-    out.push_back(std::move(env));
+    out.push_back(whole(std::move(*in)));
     return true;
   }
   // counts | parts...: every message has a header, and the counts add up to the parts.
