@@ -366,7 +366,7 @@ struct ClientCore {
   net::ConnectionInfo info;
   net::Signer signer;
   Duration timeout;
-  const net::SharedMemory* shm = nullptr;  // the cluster's, when this host sees it
+  const net::SharedMemory* shm = nullptr;     // the cluster's, when this host sees it
   const std::string session = net::new_id();  // names this client in the hub's records
   zmq::context_t ctx;
   zmq::socket_t sockets[3] = {{ctx, zmq::socket_type::dealer},
