@@ -216,11 +216,10 @@ void Balancer::submit(TaskId msg_id, const std::string& task, const net::TaskFla
     settle();
   };
   if (tasks_.count(msg_id) != 0 || done_.count(msg_id) != 0) {
-    failures_.push_back(
-        {msg_id,
-         record(ErrorCode::usage, "ipp::UsageError",
-                fmt::format("msg_id {} was already submitted", msg_id.brief()), task),
-         std::move(carried)});
+    failures_.push_back({msg_id,
+                         record(ErrorCode::usage, "ipp::UsageError",
+                                fmt::format("msg_id {} was already submitted", msg_id.str()), task),
+                         std::move(carried)});
     return;
   }
   std::vector<TaskId> depends_on;
@@ -296,7 +295,7 @@ Balancer::Verdict Balancer::check(const net::Dependency& d, std::string* why) co
     } else {
       if (rejected++ == 0)
         first_rejected =
-            fmt::format("task {} {}", id->brief(), it->second.ok ? "succeeded" : "failed");
+            fmt::format("task {} {}", id->str(), it->second.ok ? "succeeded" : "failed");
     }
   }
   const std::string wanted = d.success && d.failure ? "to finish"

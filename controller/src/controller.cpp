@@ -1,5 +1,6 @@
 #include "ipp/controller/controller.hpp"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -177,16 +178,17 @@ void Controller::State::hub() {
     hub::TaskRecord record;  // fresh: the whole row; else msg_id and what changed
     bool fresh = false;      // submitted since the last flush
   };
-  std::unordered_map<std::string, Write> writes;
+  std::unordered_map<TaskId, Write, net::TaskIdHash> writes;
+  writes.reserve(8192);
   std::size_t unflushed = 0;
   auto last_flush = Steady::now();
-  // The write for `msg_id` in this flush: the fresh row, or an update of a stored one.
-  auto write_for = [&](const std::string& msg_id) -> hub::TaskRecord& {
+  // The write for `id` in this flush: the fresh row, or an update of a stored one.
+  auto write_for = [&](TaskId id) -> Write& {
     if (options.hub_delay.count() > 0) std::this_thread::sleep_for(options.hub_delay);
     ++unflushed;
-    Write& w = writes[msg_id];
-    if (w.record.msg_id.empty()) w.record.msg_id = msg_id;
-    return w.record;
+    Write& w = writes[id];
+    if (w.record.msg_id.empty()) w.record.msg_id = id.str();
+    return w;
   };
   auto flush = [&] {
     last_flush = Steady::now();
@@ -232,8 +234,8 @@ void Controller::State::hub() {
     std::set<std::string> awaiting;  // plugin pushes not yet acknowledged (before ready)
     std::int64_t pid = 0;
     std::uint64_t submitted = 0, completed = 0;
-    std::set<std::string> running;  // msg_ids dispatched to it and not answered yet
-    bool draining = false;          // being removed: stopped once `running` is empty
+    std::unordered_set<TaskId, net::TaskIdHash> running;  // dispatched to it, not answered yet
+    bool draining = false;  // being removed: stopped once `running` is empty
     Steady::time_point drain_since;
   };
   // A `remove_engines` query, answered when every engine it names is gone.
@@ -418,8 +420,11 @@ void Controller::State::hub() {
     if (copy.kind == Traffic::Kind::submit) {
       if (!db || msg.empty()) return;
       const net::Header h = header_of(msg[0]);
-      hub::TaskRecord& r = write_for(h.msg_id);
-      writes[h.msg_id].fresh = true;
+      const auto id = TaskId::parse(h.msg_id);
+      if (!id) return;  // the schedulers pass on no request with a malformed id
+      Write& w = write_for(*id);
+      w.fresh = true;
+      hub::TaskRecord& r = w.record;
       r.client = h.session;
       r.queue = copy.balanced ? "balanced" : "direct";
       r.kind = std::string(kind_of(h));
@@ -434,24 +439,26 @@ void Controller::State::hub() {
         r.resubmitted_from = h.info["resubmitted_from"].as_string();
     } else if (copy.kind == Traffic::Kind::dispatch) {
       const std::int64_t engine = copy.engine;
-      const std::string msg_id = copy.msg_id.str();
       if (auto e = engines.find(engine); e != engines.end()) {
         ++e->second.submitted;
-        e->second.running.insert(msg_id);
+        e->second.running.insert(copy.msg_id);
       }
       if (!db) return;
-      hub::TaskRecord& r = write_for(msg_id);
+      hub::TaskRecord& r = write_for(copy.msg_id).record;
       r.engine = engine;
       r.status = "running";
     } else {
       if (msg.empty()) return;
       const net::Header h = header_of(msg[0]);
       const std::int64_t engine = copy.engine;
+      const auto id = TaskId::parse(h.parent_id);
+      if (!id) return;  // a reply to no task the schedulers passed on
       if (auto e = engines.find(engine); e != engines.end()) {
-        if (e->second.running.erase(h.parent_id) != 0) ++e->second.completed;
+        if (e->second.running.erase(*id) != 0) ++e->second.completed;
       }
       if (!db) return;
-      hub::TaskRecord& r = write_for(h.parent_id);
+      Write& w = write_for(*id);
+      hub::TaskRecord& r = w.record;
       if (h.engine >= 0) r.engine = h.engine;
       r.started = h.started;
       r.completed = h.completed;
@@ -470,7 +477,7 @@ void Controller::State::hub() {
       }
       // Submitted before any engine described its plugin: named now that one ran it (the
       // database names only tasks that run a plugin's task).
-      const bool fresh = writes[h.parent_id].fresh;
+      const bool fresh = w.fresh;
       if (r.plugin.empty() && !h.task.empty() && (!fresh || r.kind == "apply" || r.kind == "map"))
         std::tie(r.plugin, r.plugin_hash) = plugin_of(h.task);
     }
@@ -1775,7 +1782,7 @@ void Controller::start() {
     const std::filesystem::path dir =
         options_.restore && !client.shm_dir.empty()
             ? std::filesystem::path(client.shm_dir)
-            : options_.shm_root / ("ipp-" + net::new_id().substr(0, 16));
+            : options_.shm_root / ("ipp-" + net::new_id().substr(16));  // the random half
     net::SharedMemory::remove_abandoned(options_.shm_root, std::chrono::minutes(10));
     try {
       const std::string token = net::SharedMemory::create(dir);
@@ -1834,10 +1841,17 @@ void Controller::start() {
   net::write_connection_file(options_.profile_dir / net::kEngineFile, engine);
   net::write_connection_file(options_.profile_dir / net::kClientFile, client);
 
-  s.threads.emplace_back([&s] { s.hub(); });
-  s.threads.emplace_back([&s] { s.heart(); });
-  s.threads.emplace_back([&s] { s.direct_scheduler(); });
-  s.threads.emplace_back([&s] { s.balanced_scheduler(); });
+  // Named, so that `top -H`, `ps -L` and profilers tell the controller's threads apart.
+  auto named = [](const char* name, auto body) {
+    return std::thread([name, body] {
+      pthread_setname_np(pthread_self(), name);
+      body();
+    });
+  };
+  s.threads.push_back(named("ipp-hub", [&s] { s.hub(); }));
+  s.threads.push_back(named("ipp-heart", [&s] { s.heart(); }));
+  s.threads.push_back(named("ipp-direct", [&s] { s.direct_scheduler(); }));
+  s.threads.push_back(named("ipp-balanced", [&s] { s.balanced_scheduler(); }));
   spdlog::info("controller listening on {} (profile {}); load balancing: {}, hwm {}", reg,
                options_.profile_dir.string(), options_.scheme,
                options_.hwm < 0    ? std::string("engine threads")

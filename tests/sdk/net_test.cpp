@@ -1,9 +1,14 @@
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <sodium.h>
@@ -11,6 +16,7 @@
 #include "ipp/codec.hpp"
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/envelope.hpp"
+#include "ipp/net/header.hpp"
 #include "ipp/net/signer.hpp"
 #include "support/paths.hpp"
 
@@ -287,6 +293,77 @@ TEST_F(EnvelopeTest, MalformedOrForgedBatchesAreRejectedWholeAndTheSocketGoesOn)
 TEST_F(EnvelopeTest, TimesOutWithNothing) {
   router_.set(zmq::sockopt::rcvtimeo, 10);
   EXPECT_FALSE(recv(router_, signer_));
+}
+
+TEST(MessageId, HexDigitsThatSortByTimeAndParseAsTaskIds) {
+  std::set<std::string> seen;
+  std::string previous;
+  for (int i = 0; i < 20000; ++i) {
+    const std::string id = new_id();
+    ASSERT_EQ(id.size(), 32u);
+    for (char c : id)
+      ASSERT_TRUE((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) << id;
+    ASSERT_TRUE(seen.insert(id).second) << "repeated: " << id;
+    const auto parsed = TaskId::parse(id);
+    ASSERT_TRUE(parsed.has_value()) << id;
+    EXPECT_EQ(parsed->str(), id);
+    // The first 12 digits are milliseconds: never earlier than the id before.
+    if (!previous.empty()) {
+      ASSERT_GE(id.substr(0, 12), previous.substr(0, 12));
+    }
+    previous = id;
+  }
+  const auto ms = std::stoull(previous.substr(0, 12), nullptr, 16);
+  const auto now = static_cast<unsigned long long>(now_us() / 1000);
+  EXPECT_LE(ms, now);
+  EXPECT_GT(ms + 60'000, now);
+}
+
+TEST(MessageId, ThreadsAndForkedChildrenDrawDifferentIds) {
+  const std::string before = new_id();  // the parent draws its random bytes before the fork
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(fds[0]);
+    std::string ids;
+    for (int i = 0; i < 100; ++i)
+      ids += new_id();
+    const auto n = write(fds[1], ids.data(), ids.size());
+    _exit(n == static_cast<ssize_t>(ids.size()) ? 0 : 1);
+  }
+  close(fds[1]);
+  std::vector<std::string> mine;
+  for (int i = 0; i < 100; ++i)
+    mine.push_back(new_id());
+  std::vector<std::string> other(4);
+  std::vector<std::thread> threads;
+  for (auto& o : other)
+    threads.emplace_back([&o] {
+      for (int i = 0; i < 100; ++i)
+        o += new_id();
+    });
+  for (auto& t : threads)
+    t.join();
+  std::string child_ids(3200, '\0');
+  std::size_t got = 0;
+  while (got < child_ids.size()) {
+    const auto n = read(fds[0], child_ids.data() + got, child_ids.size() - got);
+    ASSERT_GT(n, 0);
+    got += static_cast<std::size_t>(n);
+  }
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  std::set<std::string> all(mine.begin(), mine.end());
+  all.insert(before);
+  for (const std::string& batch : {child_ids, other[0], other[1], other[2], other[3]}) {
+    for (std::size_t i = 0; i < batch.size(); i += 32)
+      all.insert(batch.substr(i, 32));
+  }
+  EXPECT_EQ(all.size(), 100u * 6 + 1);
 }
 
 TEST(ConnectionFile, RoundTripsWithOwnerOnlyPermissions) {

@@ -1,5 +1,7 @@
 #include "ipp/client.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cctype>
 #include <condition_variable>
@@ -79,7 +81,10 @@ struct ClientCore {
     sockets[kBalanced].connect(info.endpoint("balanced"));
     wake_pull.bind(wake_endpoint());
     wake_push.connect(wake_endpoint());
-    io = std::thread([this] { loop(); });
+    io = std::thread([this] {
+      pthread_setname_np(pthread_self(), "ipp-client-io");
+      loop();
+    });
   }
   ~ClientCore() {
     stopping.store(true);

@@ -63,7 +63,9 @@ struct Header {
 /// Verifies and decodes a received header. Throws ProtocolError.
 [[nodiscard]] Header decode_header(const Buffer& buffer);
 
-/// A fresh random message id (32 lowercase hex digits).
+/// A fresh message id: 32 lowercase hex digits, the first 12 the milliseconds since the Unix
+/// epoch and the other 20 random. Ids made later sort after earlier ones, so indexes of ids
+/// (the hub's database) grow at one end instead of being written all over.
 [[nodiscard]] std::string new_id();
 
 /// A message id as the 16 bytes its 32 hex digits stand for: what schedulers key their tables
@@ -78,10 +80,8 @@ struct TaskId {
   [[nodiscard]] static std::optional<TaskId> parse(std::string_view text) noexcept;
   /// The 32 lowercase hex digits.
   [[nodiscard]] std::string str() const;
-  /// The first 12 digits, for messages.
-  [[nodiscard]] std::string brief() const { return str().substr(0, 12); }
 };
-/// Ids are random: their low bits hash well as they are.
+/// The last 16 digits of an id (`lo`) are random: they hash well as they are.
 struct TaskIdHash {
   std::size_t operator()(TaskId id) const noexcept {
     return static_cast<std::size_t>(id.lo ^ (id.hi >> 7));
