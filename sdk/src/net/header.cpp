@@ -1,15 +1,11 @@
 #include "ipp/net/header.hpp"
 
-#include <pthread.h>
-#include <sodium.h>
-
-#include <atomic>
 #include <chrono>
-#include <cstring>
 
 #include <fmt/format.h>
 
 #include "ipp/codec.hpp"
+#include "random.hpp"
 
 namespace ipp::net {
 
@@ -152,35 +148,7 @@ Header decode_header(const Buffer& received) {
   return h;
 }
 
-namespace {
-// Random bytes taken from the kernel 4 KiB at a time (one syscall per 400 ids, not per id).
-// A forked child starts over, so parent and child never hand out the same bytes.
-std::atomic<unsigned> fork_generation{0};
-struct RandomPool {
-  unsigned char bytes[4096];
-  std::size_t used = sizeof bytes;
-  unsigned generation = 0;
-  void take(unsigned char* out, std::size_t n) {
-    const unsigned g = fork_generation.load(std::memory_order_relaxed);
-    if (used + n > sizeof bytes || generation != g) {
-      randombytes_buf(bytes, sizeof bytes);
-      used = 0;
-      generation = g;
-    }
-    std::memcpy(out, bytes + used, n);
-    sodium_memzero(bytes + used, n);
-    used += n;
-  }
-};
-}  // namespace
-
 std::string new_id() {
-  static const int init = [] {
-    pthread_atfork(nullptr, nullptr, [] { fork_generation.fetch_add(1); });
-    return sodium_init();
-  }();
-  (void)init;
-  thread_local RandomPool pool;
   unsigned char raw[16];
   const auto ms =
       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -188,7 +156,7 @@ std::string new_id() {
                                      .count());
   for (int i = 0; i < 6; ++i)
     raw[i] = static_cast<unsigned char>(ms >> (8 * (5 - i)));
-  pool.take(raw + 6, sizeof raw - 6);
+  random_bytes(raw + 6, sizeof raw - 6);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex(2 * sizeof raw, '0');
   for (std::size_t i = 0; i < sizeof raw; ++i) {

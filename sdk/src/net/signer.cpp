@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "ipp/error.hpp"
+#include "random.hpp"
 
 namespace ipp::net {
 
@@ -76,7 +77,7 @@ std::array<std::uint8_t, Signer::kTagSize> Signer::tag(
 
 Signer::Signature Signer::sign(std::span<const std::span<const std::byte>> parts) const {
   Signature out;
-  randombytes_buf(out.data(), kNonceSize);
+  random_bytes(out.data(), kNonceSize);
   const auto t = tag(out.data(), parts);
   std::copy(t.begin(), t.end(), out.begin() + kNonceSize);
   return out;
