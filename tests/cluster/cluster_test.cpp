@@ -3,8 +3,12 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <random>
+#include <set>
+#include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -21,6 +25,20 @@ using test::Cluster;
 TEST_F(Cluster, EnginesRegisterWithIdsInOrder) {
   start(2);
   EXPECT_EQ(client_->query("ids").value.repr(), "[0, 1]");
+}
+
+TEST_F(Cluster, ControllerThreadsAreNamed) {
+  start(1);
+  std::set<std::string> names;
+  const auto tasks = std::filesystem::path("/proc") / std::to_string(controller_->pid()) / "task";
+  for (const auto& t : std::filesystem::directory_iterator(tasks)) {
+    std::ifstream comm(t.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    names.insert(name);
+  }
+  for (const char* n : {"ipp-hub", "ipp-heart", "ipp-direct", "ipp-balanced"})
+    EXPECT_EQ(names.count(n), 1u) << n;
 }
 
 TEST_F(Cluster, PushedPluginRunsOnEveryEngine) {
