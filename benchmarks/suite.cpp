@@ -323,26 +323,29 @@ int main(int argc, char** argv) {
         return Latency{percentile(us, 0.5), percentile(us, 0.99), percentile(there, 0.5),
                        percentile(back, 0.5)};
       };
-      auto halves = [&](const char* id, const Latency& l) {
+      // Figures 1 and 2: p50 against `factor` times the floor, p99, and the halves.
+      auto round_trip = [&](const char* id, const std::string& view, const Latency& l,
+                            double factor) {
+        figures.push_back({id, fmt::format("apply_sync round trip, {}, p50", view), l.p50, "us",
+                           l.p50 / raw_p50, fmt::format("<= {}x floor", factor),
+                           l.p50 <= factor * raw_p50});
+        figures.push_back({id, fmt::format("apply_sync round trip, {}, p99", view), l.p99, "us",
+                           l.p99 / raw_p99, "", true});
         figures.push_back({id, "  of which: submitted -> started on the engine, p50", l.there, "us",
                            std::nullopt, "", true});
         figures.push_back({id, "  of which: finished -> reply in the client, p50", l.back, "us",
                            std::nullopt, "", true});
       };
       ipp::DirectView e0 = rc[0];
-      const Latency direct = latency([&](int i) { return e0.apply_async("add", {i, 1}); });
-      figures.push_back({"1", "apply_sync round trip, DirectView, p50", direct.p50, "us",
-                         direct.p50 / raw_p50, "<= 2.5x floor", direct.p50 <= 2.5 * raw_p50});
-      figures.push_back({"1", "apply_sync round trip, DirectView, p99", direct.p99, "us",
-                         direct.p99 / raw_p99, "", true});
-      halves("1", direct);
+      round_trip("1", "DirectView", latency([&](int i) {
+                   return e0.apply_async("add", {i, 1});
+                 }),
+                 2.5);
       ipp::LoadBalancedView lb = rc.load_balanced_view();
-      const Latency balanced = latency([&](int i) { return lb.apply_async("add", {i, 1}); });
-      figures.push_back({"2", "apply_sync round trip, load-balanced, p50", balanced.p50, "us",
-                         balanced.p50 / raw_p50, "<= 3x floor", balanced.p50 <= 3 * raw_p50});
-      figures.push_back({"2", "apply_sync round trip, load-balanced, p99", balanced.p99, "us",
-                         balanced.p99 / raw_p99, "", true});
-      halves("2", balanced);
+      round_trip("2", "load-balanced", latency([&](int i) {
+                   return lb.apply_async("add", {i, 1});
+                 }),
+                 3);
 
       {
         const double rate = throughput(lb, tasks);
