@@ -110,12 +110,12 @@ TaskOutcome not_started(const std::string& task, std::int64_t engine) {
 }  // namespace
 
 struct Engine::Impl {
-  // Results finished on pool threads wait here for the I/O thread, which alone owns the
-  // sockets; a one-byte message on an inproc socket wakes it.
+  // Results finished on pool threads are sent by the pool threads themselves, on send-only
+  // sockets of their own: a reply does not wait for the I/O thread to wake. One thread at a
+  // time sends; results that finish meanwhile queue here and go with its next batch.
   struct Outgoing {
-    int channel;                            // 0 direct, 1 balanced
-    std::optional<net::Envelope> envelope;  // none: the reply went out already (time limit)
-    std::string finished;                   // the request this completes
+    int channel;  // 0 direct, 1 balanced
+    net::Envelope envelope;
   };
   // A task the engine holds, queued or running: how to abort, cancel or time it out.
   struct Job {
@@ -129,7 +129,9 @@ struct Engine::Impl {
   };
   std::mutex out_mutex;
   std::deque<Outgoing> outgoing;
-  zmq::socket_t* wake = nullptr;  // guarded by out_mutex
+  bool sending = false;               // a thread is sending `outgoing`
+  std::vector<std::string> finished;  // requests completed, for the I/O thread to forget
+  zmq::socket_t* replies[2] = {};     // used only by the thread that set `sending`
 };
 
 Engine::Engine(EngineOptions options) : options_(std::move(options)) {}
@@ -296,20 +298,49 @@ int Engine::run() {
   greet();
 
   Impl impl;
-  zmq::socket_t wake_pull(ctx, zmq::socket_type::pull);
-  zmq::socket_t wake_push(ctx, zmq::socket_type::push);
-  const std::string wake_ep = fmt::format("inproc://engine-wake-{}", static_cast<void*>(&impl));
-  wake_pull.bind(wake_ep);
-  wake_push.connect(wake_ep);
-  impl.wake = &wake_push;
-
-  auto post = [&impl](int channel, std::optional<net::Envelope> env, std::string finished) {
-    std::lock_guard lock(impl.out_mutex);
-    // The I/O thread takes the whole queue when woken: only a result that finds it empty
-    // needs to wake it.
-    const bool was_empty = impl.outgoing.empty();
-    impl.outgoing.push_back({channel, std::move(env), std::move(finished)});
-    if (was_empty) impl.wake->send(zmq::message_t(1), zmq::send_flags::dontwait);
+  // Send-only sockets for results: the schedulers match a reply by its header, not by the
+  // connection it came on, and never send to these.
+  zmq::socket_t reply_sockets[2] = {{ctx, zmq::socket_type::dealer},
+                                    {ctx, zmq::socket_type::dealer}};
+  for (int c = 0; c < 2; ++c) {
+    auto& s = reply_sockets[c];
+    s.set(zmq::sockopt::linger, 0);
+    s.set(zmq::sockopt::sndhwm, 0);
+    s.connect(conn.endpoint(c == 0 ? "engine_direct" : "engine_balanced"));
+    impl.replies[c] = &s;
+  }
+  auto post = [&impl, &signer, to_controller, id](int channel, std::optional<net::Envelope> env,
+                                                  std::string finished) {
+    std::unique_lock lock(impl.out_mutex);
+    impl.finished.push_back(std::move(finished));
+    if (env) impl.outgoing.push_back({channel, std::move(*env)});
+    if (impl.sending || impl.outgoing.empty()) return;  // the thread sending takes it along
+    impl.sending = true;
+    std::deque<Impl::Outgoing> batch;
+    std::vector<net::Envelope> replies[2];
+    while (!impl.outgoing.empty()) {
+      batch.swap(impl.outgoing);
+      lock.unlock();
+      // Replies finished together go to their scheduler as one batch per channel.
+      for (auto& o : batch)
+        replies[o.channel].push_back(std::move(o.envelope));
+      batch.clear();
+      for (int c = 0; c < 2; ++c) {
+        for (std::size_t from = 0; from < replies[c].size(); from += kMaxBatch) {
+          const std::size_t n = std::min(kMaxBatch, replies[c].size() - from);
+          try {
+            net::send_batch(*impl.replies[c], signer, {},
+                            std::span<const net::Envelope>(replies[c]).subspan(from, n), false,
+                            to_controller);
+          } catch (const std::exception& e) {
+            spdlog::error("engine {}: {} results not sent: {}", id, n, e.what());
+          }
+        }
+        replies[c].clear();
+      }
+      lock.lock();
+    }
+    impl.sending = false;
   };
   // Tasks held here, by msg_id (I/O thread only), and those with a time limit.
   std::unordered_map<std::string, std::shared_ptr<Impl::Job>> jobs;
@@ -580,14 +611,26 @@ int Engine::run() {
 
   zmq::pollitem_t items[] = {{reg.handle(), 0, ZMQ_POLLIN, 0},
                              {direct.handle(), 0, ZMQ_POLLIN, 0},
-                             {balanced.handle(), 0, ZMQ_POLLIN, 0},
-                             {wake_pull.handle(), 0, ZMQ_POLLIN, 0}};
+                             {balanced.handle(), 0, ZMQ_POLLIN, 0}};
+  // Finished tasks are forgotten at the next turn of the loop; until then an abort or a
+  // time limit that names one finds it replied and does nothing.
+  std::vector<std::string> finished;
+  auto forget_finished = [&] {
+    {
+      std::lock_guard lock(impl.out_mutex);
+      finished.swap(impl.finished);
+    }
+    for (const auto& f : finished)
+      jobs.erase(f);
+    finished.clear();
+  };
   // After a second without tasks, freed memory goes back to the system: an idle engine's
   // footprint does not stay at the high-water mark of its last (maybe large) work.
   auto last_work = std::chrono::steady_clock::now();
   bool trimmed = true;
   while (!stop_.load()) {
     if (need_register.load()) reregister();
+    forget_finished();
     if (!jobs.empty()) {
       last_work = std::chrono::steady_clock::now();
       trimmed = false;
@@ -596,7 +639,7 @@ int Engine::run() {
       trimmed = true;
     }
     // A signal: the loop condition decides.
-    if (net::poll(items, 4, std::chrono::milliseconds(limited.empty() ? 100 : 5)) < 0) continue;
+    if (net::poll(items, 3, std::chrono::milliseconds(limited.empty() ? 100 : 5)) < 0) continue;
     if ((items[0].revents | items[1].revents | items[2].revents) & ZMQ_POLLIN) {
       last_work = std::chrono::steady_clock::now();
       trimmed = false;
@@ -625,33 +668,9 @@ int Engine::run() {
     } catch (const ProtocolError& e) {
       spdlog::warn("engine {} dropped a message: {}", id, e.what());
     }
-    if (items[3].revents & ZMQ_POLLIN) {
-      zmq::message_t drain;
-      while (wake_pull.recv(drain, zmq::recv_flags::dontwait)) {
-      }
-      std::deque<Impl::Outgoing> batch;
-      {
-        std::lock_guard lock(impl.out_mutex);
-        batch.swap(impl.outgoing);
-      }
-      // Replies finished together go to their scheduler as one batch per channel.
-      std::vector<net::Envelope> replies[2];
-      for (auto& o : batch) {
-        if (o.envelope) replies[o.channel].push_back(std::move(*o.envelope));
-        jobs.erase(o.finished);
-      }
-      for (int c = 0; c < 2; ++c) {
-        for (std::size_t from = 0; from < replies[c].size(); from += kMaxBatch) {
-          const std::size_t n = std::min(kMaxBatch, replies[c].size() - from);
-          net::send_batch(c == 0 ? direct : balanced, signer, {},
-                          std::span<const net::Envelope>(replies[c]).subspan(from, n), false,
-                          to_controller);
-        }
-      }
-    }
     if (!limited.empty()) enforce_limits();
   }
-  runtime.executor().wait_idle();
+  runtime.executor().wait_idle();  // the pool is done with the reply sockets
   std::error_code ec;
   if (options_.store_dir.empty()) std::filesystem::remove_all(store, ec);
   return exit_code.load();

@@ -1,8 +1,11 @@
 // The C++ client library against a real cluster: the IPython.parallel tutorial, in C++.
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <set>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -177,6 +180,61 @@ TEST_F(ClientTest, TasksInFlightFailWhenTheControllerDies) {
   std::this_thread::sleep_for(100ms);
   controller_->signal(SIGKILL);
   EXPECT_THROW((void)r.get(), ConnectionError);  // no timeout given: the client notices by itself
+}
+
+// apply_sync goes on a connection of the calling thread's own: threads calling at once each
+// get their own answers, through both schedulers.
+TEST_F(ClientTest, SynchronousCallsFromManyThreadsGetTheirOwnResults) {
+  start_with_arith(2);
+  DirectView e1 = (*rc_)[1];
+  LoadBalancedView lb = rc_->load_balanced_view();
+  std::atomic<int> right{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < 100; ++i) {
+        const std::int64_t k = t * 1000 + i;
+        if (e1.apply_sync("add", {k, 1}) == Value(k + 1)) ++right;
+        if (lb.apply_sync("mul", {k, 2}) == Value(k * 2)) ++right;
+      }
+    });
+  }
+  for (auto& c : callers)
+    c.join();
+  EXPECT_EQ(right.load(), 800);
+  // The usual way still works beside it, and failures still come back typed.
+  EXPECT_EQ(e1.apply_async("add", {2, 3}).get(), Value(5));
+  EXPECT_THROW((void)e1.apply_sync("no_such_task"), RemoteError);
+  EXPECT_THROW((void)lb.apply_sync("no_such_task"), RemoteError);
+}
+
+// A synchronous call made while earlier requests are still on their way must not overtake
+// them: the engine sees it after what was sent before.
+TEST_F(ClientTest, ASynchronousCallDoesNotOvertakeRequestsInFlight) {
+  start_with_arith(1);
+  DirectView e0 = (*rc_)[0];
+  for (int round = 0; round < 5; ++round) {
+    e0["count"] = 0;
+    constexpr int kIncrements = 50;
+    std::vector<AsyncResult> increments;
+    for (int k = 0; k < kIncrements; ++k)
+      increments.push_back(e0.execute("count = add(count, 1)"));
+    EXPECT_EQ(e0.apply_sync("add", {ref("count"), 0}), Value(kIncrements)) << "round " << round;
+    for (auto& r : increments)
+      r.get(60s);
+  }
+}
+
+TEST_F(ClientTest, ASynchronousCallFailsWhenTheControllerDies) {
+  start(1);
+  Client rc(ClientOptions{.profile_dir = dir_.path(), .timeout = 2000ms});
+  rc.push_plugin(test::plugin("arith"));
+  DirectView e0 = rc[0];
+  auto call = std::async(std::launch::async, [&] { return e0.apply_sync("wait_here", {60.0}); });
+  std::this_thread::sleep_for(300ms);
+  controller_->signal(SIGKILL);
+  ASSERT_EQ(call.wait_for(30s), std::future_status::ready) << "apply_sync did not return";
+  EXPECT_THROW((void)call.get(), ConnectionError);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -17,6 +18,11 @@ namespace ipp {
 /// tasks run at once even on a machine with fewer cores; submitted work starts in submission
 /// order. The destructor waits for every submitted task to finish. submit() is thread-safe.
 ///
+/// A thread that finishes a task and finds nothing queued waits up to kPark for the next one,
+/// blocked, before it goes back to oneTBB: a task that comes within that time starts on it at
+/// once, instead of waiting for oneTBB to wake a worker; and the worker does not spin and
+/// yield in oneTBB's scheduler meanwhile, taking a core from the threads that bring that task.
+///
 ///     ipp::Executor pool(4);
 ///     pool.submit([] { heavy(); });
 ///     pool.wait_idle();
@@ -33,21 +39,38 @@ class Executor {
   /// Blocks until nothing submitted is queued or running.
   void wait_idle();
   /// Runs `fn` inside the arena on the calling thread (for nested parallel algorithms).
+  /// Threads waiting for tasks are sent back to oneTBB first, so that they can take part.
   template <class F>
   decltype(auto) run(F&& fn) {
+    release_parked();
     return arena_.execute(std::forward<F>(fn));
   }
   [[nodiscard]] int threads() const noexcept { return threads_; }
   /// Tasks submitted and not yet finished.
   [[nodiscard]] std::size_t pending() const;
 
+  /// How long a thread that ran out of tasks waits for the next before it returns to oneTBB.
+  static constexpr std::chrono::milliseconds kPark{20};
+
  private:
+  void drain();  // the body of every job the arena runs: queued tasks, oldest first
+  void release_parked();
+
   int threads_;
   tbb::task_arena arena_;
   mutable std::mutex mutex_;
   std::condition_variable idle_;
   std::size_t pending_ = 0;
   std::deque<std::function<void()>> queue_;  // submitted, not started: oldest first
+  // Threads in drain() waiting for a task: `parked_` are not yet spoken for; each token in
+  // `wake_` is one told there is a task, each in `leave_` one told to return to oneTBB.
+  std::condition_variable work_;
+  std::size_t parked_ = 0;
+  std::size_t wake_ = 0;
+  std::size_t leave_ = 0;
+  std::size_t draining_ = 0;  // threads inside drain()
+  std::size_t starting_ = 0;  // jobs enqueued in the arena that have not entered drain()
+  bool stopping_ = false;
 };
 
 }  // namespace ipp
