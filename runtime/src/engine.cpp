@@ -309,6 +309,11 @@ int Engine::run() {
     s.connect(conn.endpoint(c == 0 ? "engine_direct" : "engine_balanced"));
     impl.replies[c] = &s;
   }
+  // However run() ends, the pool finishes with the reply sockets before they close.
+  struct IdlePool {
+    Executor& pool;
+    ~IdlePool() { pool.wait_idle(); }
+  } idle_pool{runtime.executor()};
   auto post = [&impl, &signer, to_controller, id](int channel, std::optional<net::Envelope> env,
                                                   std::string finished) {
     std::unique_lock lock(impl.out_mutex);
@@ -670,7 +675,7 @@ int Engine::run() {
     }
     if (!limited.empty()) enforce_limits();
   }
-  runtime.executor().wait_idle();  // the pool is done with the reply sockets
+  runtime.executor().wait_idle();
   std::error_code ec;
   if (options_.store_dir.empty()) std::filesystem::remove_all(store, ec);
   return exit_code.load();
