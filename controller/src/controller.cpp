@@ -1,6 +1,7 @@
 #include "ipp/controller/controller.hpp"
 
 #include <pthread.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -162,6 +163,8 @@ struct Controller::State {
 // ---- hub -----------------------------------------------------------------------------------
 
 void Controller::State::hub() {
+  if (options.hub_nice != 0)
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), options.hub_nice);
   zmq::socket_t events(ctx, zmq::socket_type::pub);
   events.bind(kEvents);
   zmq::socket_t hub_in(ctx, zmq::socket_type::pull);
@@ -608,12 +611,12 @@ void Controller::State::hub() {
           else
             completed.emplace_back(id);
         }
-        r.info = Value::map({{"pending", Value(std::move(pending))},
-                             {"completed", Value(std::move(completed))},
-                             {"unknown", Value(std::move(unknown))}});
+        payload = encode(Value::map({{"pending", Value(std::move(pending))},
+                                     {"completed", Value(std::move(completed))},
+                                     {"unknown", Value(std::move(unknown))}}));
       } else if (h.task == "history") {
         const Value limit = info_field(h, "limit");
-        r.info = Value(need_db().history(limit.is_null() ? 0 : limit.as_int()));
+        payload = encode(Value(need_db().history(limit.is_null() ? 0 : limit.as_int())));
       } else if (h.task == "db_query") {
         std::vector<hub::Condition> conditions;
         const Value where = info_field(h, "where");
@@ -646,7 +649,7 @@ void Controller::State::hub() {
           }
           rows.push_back(std::move(row));
         }
-        r.info = Value(std::move(rows));
+        payload = encode(Value(std::move(rows)));
       } else if (h.task == "purge") {
         auto& tasks = need_db();
         std::int64_t n = 0;
@@ -752,7 +755,16 @@ void Controller::State::hub() {
                             fmt::format("malformed '{}' query: {}", h.task, e.what()));
       payload = {};
     }
-    net::Envelope out = net::make_message(r, std::move(payload));
+    net::Envelope out;
+    try {
+      out = net::make_message(r, std::move(payload));
+    } catch (const Error& e) {
+      r.info = Value();
+      r.error =
+          make_record(ErrorCode::usage, "ipp::UsageError",
+                      fmt::format("the answer to '{}' is too large to send: {}", h.task, e.what()));
+      out = net::make_message(r);
+    }
     out.route = std::move(env.route);
     net::send(registration, sign(), out);
   };

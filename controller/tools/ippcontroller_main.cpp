@@ -51,6 +51,12 @@ int main(int argc, char** argv) {
   app.add_option("--hub-delay-us", hub_delay_us,
                  "Debugging: slow the hub down by this much per record it writes")
       ->capture_default_str();
+  app.add_option("--hub-nice", options.hub_nice,
+                 "Scheduling niceness of the hub's thread (task records, registration, "
+                 "queries) relative to the schedulers: under full load the task path gets the "
+                 "CPU and the hub catches up after")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 19));
   app.add_flag("--restore", options.restore,
                "Take over the profile of a controller that died: same ports and key, the "
                "plugins pushed before, the task database; engines come back with their ids");

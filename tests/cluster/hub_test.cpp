@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -217,6 +218,29 @@ TEST_F(HubTest, QueriesAndPurge) {
   EXPECT_EQ(ctl("purge"), "");
   EXPECT_EQ(last_code_, 2);
   EXPECT_NE(last_err_.find("purge takes"), std::string::npos) << last_err_;
+}
+
+// Answers that grow with the records (history, db_query, result_status) travel in the reply's
+// payload: rows of more than 16 MiB come back whole, where a header past its 16 MiB limit
+// would be refused by the client.
+TEST_F(HubTest, QueryAnswersLargerThanAHeaderComeBackWhole) {
+  start_with(1);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) {  // tasks named by a megabyte each: no such task, recorded
+    const std::string name = fmt::format("{}{}", i, std::string(1 << 20, 'x'));
+    AsyncResult r = (*rc_)[0].apply_async(name, {1});
+    ids.push_back(r.msg_ids()[0]);
+    EXPECT_THROW((void)r.get(30s), Error);
+  }
+  const Value rows = rc_->db_query({{"status", "==", "error"}});
+  ASSERT_EQ(rows.size(), 20u);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i]["msg_id"], Value(ids[i]));
+    EXPECT_EQ(rows[i]["task"].as_string().size(), (1u << 20) + (i < 10 ? 1 : 2));
+  }
+  EXPECT_EQ(rc_->hub_history().size(), 20u);
+  EXPECT_EQ(rc_->result_status(ids)["completed"].size(), 20u);
+  EXPECT_EQ((*rc_)[0].apply("mul", {6, 7}), Value(42));
 }
 
 TEST_F(HubTest, MemoryAndNoDatabase) {

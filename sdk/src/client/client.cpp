@@ -224,9 +224,12 @@ struct ClientCore {
     return {slot->reply, slot->payload};
   }
 
+  /// A hub query's answer: in the reply's payload where it grows with the tasks recorded
+  /// (history, db_query, result_status), else in its header.
   Value query(const std::string& what, Value extra = {}) {
     auto [reply, payload] = ask(what, std::move(extra));
     if (reply.error) rethrow(*reply.error);
+    if (reply.info.is_null() && !payload.root.empty()) return decode(payload);
     return reply.info;
   }
 

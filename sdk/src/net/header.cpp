@@ -90,6 +90,12 @@ Buffer encode_header(const Header& h) {
   if (h.timeout_ms != 0) hb.add_timeout_ms(h.timeout_ms);
   if (!h.flags.is_default()) hb.add_flags(flags);
   b.Finish(hb.Finish());
+  if (b.GetSize() > kMaxHeaderBytes) {
+    throw ProtocolError(
+        fmt::format("a message header of {} bytes is larger than the {} MiB a peer "
+                    "accepts",
+                    b.GetSize(), kMaxHeaderBytes >> 20));
+  }
   auto detached = std::make_shared<flatbuffers::DetachedBuffer>(b.Release());
   const auto* data = reinterpret_cast<const std::byte*>(detached->data());
   const std::size_t size = detached->size();
@@ -98,7 +104,7 @@ Buffer encode_header(const Header& h) {
 
 Header decode_header(const Buffer& received) {
   const Buffer buffer = received.aligned(8);
-  if (buffer.size() < 8 || buffer.size() > (std::size_t{1} << 24)) {
+  if (buffer.size() < 8 || buffer.size() > kMaxHeaderBytes) {
     throw ProtocolError(fmt::format("message header of {} bytes is malformed", buffer.size()));
   }
   const auto* bytes = reinterpret_cast<const std::uint8_t*>(buffer.data());

@@ -21,6 +21,10 @@ struct ControllerOptions {
   std::int64_t db_size_limit = 0;    ///< keep at most this many bytes of payloads (0: no limit)
   /// Arguments or results larger than this are recorded by size only (not kept).
   std::int64_t db_max_payload = 64LL << 20;
+  /// Niceness of the hub's thread (records, registration, queries) against the schedulers'
+  /// (0 to 19). The hub is never on a task's path: when the CPU is short it falls behind
+  /// and catches up, and the schedulers and engines get the CPU.
+  int hub_nice = 10;
   std::chrono::microseconds hub_delay{0};  ///< debugging: the hub sleeps this long per record
   /// Restart on the profile of a controller that died: the same connection files (ports and
   /// key), the plugins pushed before, the task database; engines re-register with their ids.

@@ -58,7 +58,11 @@ struct Header {
   TaskFlags flags;
 };
 
-/// Serialises a header into its own buffer.
+/// The largest header a peer accepts. Bulk data goes in a message's payload, never here.
+inline constexpr std::size_t kMaxHeaderBytes = std::size_t{1} << 24;
+
+/// Serialises a header into its own buffer. Throws ProtocolError when it would be larger
+/// than kMaxHeaderBytes (its receiver would reject it).
 [[nodiscard]] Buffer encode_header(const Header& header);
 /// Verifies and decodes a received header. Throws ProtocolError.
 [[nodiscard]] Header decode_header(const Buffer& buffer);
