@@ -295,6 +295,22 @@ TEST_F(EnvelopeTest, TimesOutWithNothing) {
   EXPECT_FALSE(recv(router_, signer_));
 }
 
+// A header its receiver would refuse is refused where it is made, naming its size; one at
+// the limit's side of it still goes.
+TEST(HeaderLimit, AHeaderOverTheLimitFailsWhenEncoded) {
+  Header h;
+  h.type = MsgType::QueryReply;
+  h.task = std::string(kMaxHeaderBytes, 'x');
+  try {
+    (void)encode_header(h);
+    FAIL() << "encoded";
+  } catch (const ProtocolError& e) {
+    EXPECT_NE(std::string(e.what()).find("16 MiB"), std::string::npos) << e.what();
+  }
+  h.task = std::string(kMaxHeaderBytes - 4096, 'x');
+  EXPECT_EQ(decode_header(encode_header(h)).task.size(), kMaxHeaderBytes - 4096);
+}
+
 TEST(MessageId, HexDigitsThatSortByTimeAndParseAsTaskIds) {
   std::set<std::string> seen;
   std::string previous;
