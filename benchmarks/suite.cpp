@@ -111,6 +111,24 @@ void write_port(zmq::socket_t& s, int fd) {
   ::close(fd);
 }
 
+/// `rounds` round trips of 64 B from a DEALER connected to `endpoint`, after 100 to warm up;
+/// each in us.
+std::vector<double> time_round_trips(const std::string& endpoint, int rounds) {
+  zmq::context_t ctx;
+  zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+  dealer.connect(endpoint);
+  std::vector<double> us;
+  const std::string payload(64, 'x');
+  for (int i = 0; i < rounds + 100; ++i) {
+    const auto t = Clock::now();
+    dealer.send(zmq::buffer(payload), zmq::send_flags::none);
+    zmq::message_t reply;
+    (void)dealer.recv(reply);
+    if (i >= 100) us.push_back(since(t) * 1e6);
+  }
+  return us;
+}
+
 /// A raw DEALER -> ROUTER -> DEALER round trip of 64 B between two processes: p50, p99 in us.
 /// Over TCP on loopback, or over a Unix socket (`ipc`), to see which local transport is faster.
 std::pair<double, double> raw_rtt_us(int rounds, bool ipc = false) {
@@ -130,20 +148,78 @@ std::pair<double, double> raw_rtt_us(int rounds, bool ipc = false) {
       router.send(body, zmq::send_flags::none);
     }
   });
-  zmq::context_t ctx;
-  zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
-  dealer.connect(ipc ? "ipc://" + path : "tcp://127.0.0.1:" + port);
-  std::vector<double> us;
-  const std::string payload(64, 'x');
-  for (int i = 0; i < rounds + 100; ++i) {
-    const auto t = Clock::now();
-    dealer.send(zmq::buffer(payload), zmq::send_flags::none);
-    zmq::message_t reply;
-    (void)dealer.recv(reply);
-    if (i >= 100) us.push_back(since(t) * 1e6);
-  }
+  const std::vector<double> us =
+      time_round_trips(ipc ? "ipc://" + path : "tcp://127.0.0.1:" + port, rounds);
   ::waitpid(pid, nullptr, 0);
   return {percentile(us, 0.5), percentile(us, 0.99)};
+}
+
+/// The same round trip through a relay in a third process, as a scheduler relays a task: a
+/// DEALER, a ROUTER/ROUTER relay that polls both sides, and a DEALER worker that echoes.
+/// No application code at all: what two hops each way cost by themselves. p50 in us.
+double raw_relay_rtt_us(int rounds) {
+  auto [relay_pid, ports] = fork_peer([rounds](int fd) {
+    zmq::context_t ctx;
+    zmq::socket_t front(ctx, zmq::socket_type::router), back(ctx, zmq::socket_type::router);
+    front.bind("tcp://127.0.0.1:*");
+    back.bind("tcp://127.0.0.1:*");
+    auto port = [](zmq::socket_t& s) {
+      const std::string ep = s.get(zmq::sockopt::last_endpoint);
+      return ep.substr(ep.rfind(':') + 1);
+    };
+    const std::string both = port(front) + " " + port(back);
+    (void)!::write(fd, both.data(), both.size());
+    ::close(fd);
+    zmq::message_t worker, hello;
+    (void)back.recv(worker);  // the worker's hello: its route exists
+    (void)back.recv(hello);
+    zmq::pollitem_t items[] = {{front.handle(), 0, ZMQ_POLLIN, 0},
+                               {back.handle(), 0, ZMQ_POLLIN, 0}};
+    for (int done = 0; done < rounds + 100;) {
+      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+      if (items[0].revents & ZMQ_POLLIN) {
+        zmq::message_t client, body;
+        (void)front.recv(client);
+        (void)front.recv(body);
+        zmq::message_t to(worker.data(), worker.size());
+        back.send(to, zmq::send_flags::sndmore);
+        back.send(client, zmq::send_flags::sndmore);
+        back.send(body, zmq::send_flags::none);
+      }
+      if (items[1].revents & ZMQ_POLLIN) {
+        zmq::message_t from, client, body;
+        (void)back.recv(from);
+        (void)back.recv(client);
+        (void)back.recv(body);
+        front.send(client, zmq::send_flags::sndmore);
+        front.send(body, zmq::send_flags::none);
+        ++done;
+      }
+    }
+  });
+  const std::string front_port = ports.substr(0, ports.find(' '));
+  const std::string back_port = ports.substr(ports.find(' ') + 1);
+  auto [worker_pid, unused] = fork_peer([rounds, back_port](int fd) {
+    zmq::context_t ctx;
+    zmq::socket_t worker(ctx, zmq::socket_type::dealer);
+    worker.set(zmq::sockopt::routing_id, "w");
+    worker.connect("tcp://127.0.0.1:" + back_port);
+    worker.send(zmq::str_buffer("hello"), zmq::send_flags::none);
+    (void)!::write(fd, "0", 1);
+    ::close(fd);
+    for (int i = 0; i < rounds + 100; ++i) {
+      zmq::message_t client, body;
+      (void)worker.recv(client);
+      (void)worker.recv(body);
+      worker.send(client, zmq::send_flags::sndmore);
+      worker.send(body, zmq::send_flags::none);
+    }
+  });
+  (void)unused;
+  const std::vector<double> us = time_round_trips("tcp://127.0.0.1:" + front_port, rounds);
+  ::waitpid(worker_pid, nullptr, 0);
+  ::waitpid(relay_pid, nullptr, 0);
+  return percentile(us, 0.5);
 }
 
 /// A raw stream of 1 MiB messages (PUSH -> PULL, zero-copy sends) between two processes, MB/s.
@@ -295,6 +371,7 @@ int main(int argc, char** argv) {
     fmt::print("floors...\n");
     const auto [raw_p50, raw_p99] = raw_rtt_us(rounds);
     const auto [ipc_p50, ipc_p99] = raw_rtt_us(rounds, true);
+    const double relay_p50 = raw_relay_rtt_us(rounds);
     const double raw_stream = raw_stream_mbps(std::max(256, mib / 2));
 
     {
@@ -527,14 +604,16 @@ int main(int argc, char** argv) {
     fmt::print(
         "\nthe same raw round trip over ipc:// (a Unix socket): p50 {:.1f} us, p99 {:.1f} us\n",
         ipc_p50, ipc_p99);
+    fmt::print(
+        "the same through a raw ZeroMQ relay in a third process (two hops each way, as a task "
+        "goes): p50 {:.1f} us ({:.2f}x floor)\n",
+        relay_p50, relay_p50 / raw_p50);
     fmt::print("\nsuite wall time: {:.0f} s\n", since(total));
     if (!json_file.empty()) {
       json j;
-      j["floor"] = {{"rtt_p50_us", raw_p50},
-                    {"rtt_p99_us", raw_p99},
-                    {"stream_mbps", raw_stream},
-                    {"ipc_rtt_p50_us", ipc_p50},
-                    {"ipc_rtt_p99_us", ipc_p99}};
+      j["floor"] = {{"rtt_p50_us", raw_p50},     {"rtt_p99_us", raw_p99},
+                    {"stream_mbps", raw_stream}, {"ipc_rtt_p50_us", ipc_p50},
+                    {"ipc_rtt_p99_us", ipc_p99}, {"relay_rtt_p50_us", relay_p50}};
       for (const auto& f : figures) {
         json e{{"id", f.id},     {"name", f.name},     {"value", f.value},
                {"unit", f.unit}, {"target", f.target}, {"met", f.met}};

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -111,7 +112,7 @@ TaskOutcome not_started(const std::string& task, std::int64_t engine) {
 
 struct Engine::Impl {
   // Results finished on pool threads are sent by the pool threads themselves, on send-only
-  // sockets of their own: a reply does not wait for the I/O thread to wake. One thread at a
+  // sockets of their own: a reply does not wait for the receiving loop. One thread at a
   // time sends; results that finish meanwhile queue here and go with its next batch.
   struct Outgoing {
     int channel;  // 0 direct, 1 balanced
@@ -130,7 +131,7 @@ struct Engine::Impl {
   std::mutex out_mutex;
   std::deque<Outgoing> outgoing;
   bool sending = false;               // a thread is sending `outgoing`
-  std::vector<std::string> finished;  // requests completed, for the I/O thread to forget
+  std::vector<std::string> finished;  // requests completed, for the receiving loop to forget
   zmq::socket_t* replies[2] = {};     // used only by the thread that set `sending`
 };
 
@@ -220,7 +221,7 @@ int Engine::run() {
   std::atomic<int> exit_code{0};
   std::atomic<bool> heart_stop{false};
   // Set by the heartbeat thread when the controller says it does not know this engine (it
-  // restarted, or dropped the engine): the I/O thread registers again under the same id.
+  // restarted, or dropped the engine): the receiving loop registers again under the same id.
   std::atomic<bool> need_register{false};
   // The controller declares an engine dead after one silent period: ping four times per period.
   const auto ping_every = period / 4;
@@ -347,7 +348,7 @@ int Engine::run() {
     }
     impl.sending = false;
   };
-  // Tasks held here, by msg_id (I/O thread only), and those with a time limit.
+  // Tasks held here, by msg_id (the receiving loop's only), and those with a time limit.
   std::unordered_map<std::string, std::shared_ptr<Impl::Job>> jobs;
   std::unordered_set<std::string> limited;
   auto reply_to = [id](const Impl::Job& job) {
@@ -633,7 +634,12 @@ int Engine::run() {
   // footprint does not stay at the high-water mark of its last (maybe large) work.
   auto last_work = std::chrono::steady_clock::now();
   bool trimmed = true;
-  while (!stop_.load()) {
+  // One turn of the loop that receives: polls once, takes in what came. The turns run on
+  // the pool, one thread at a time; a task received in a turn runs on the thread that
+  // received it while another takes the next turns (Executor::lead).
+  std::exception_ptr failure;
+  auto turn = [&]() -> bool {
+    if (stop_.load()) return false;
     if (need_register.load()) reregister();
     forget_finished();
     if (!jobs.empty()) {
@@ -644,7 +650,8 @@ int Engine::run() {
       trimmed = true;
     }
     // A signal: the loop condition decides.
-    if (net::poll(items, 3, std::chrono::milliseconds(limited.empty() ? 100 : 5)) < 0) continue;
+    if (net::poll(items, 3, std::chrono::milliseconds(limited.empty() ? 100 : 5)) < 0)
+      return !stop_.load();
     if ((items[0].revents | items[1].revents | items[2].revents) & ZMQ_POLLIN) {
       last_work = std::chrono::steady_clock::now();
       trimmed = false;
@@ -674,7 +681,18 @@ int Engine::run() {
       spdlog::warn("engine {} dropped a message: {}", id, e.what());
     }
     if (!limited.empty()) enforce_limits();
-  }
+    return !stop_.load();
+  };
+  // Anything else a turn throws ends the loop, and run() throws it on its own thread.
+  runtime.executor().lead([&]() -> bool {
+    try {
+      return turn();
+    } catch (...) {
+      failure = std::current_exception();
+      return false;
+    }
+  });
+  if (failure) std::rethrow_exception(failure);
   runtime.executor().wait_idle();
   std::error_code ec;
   if (options_.store_dir.empty()) std::filesystem::remove_all(store, ec);

@@ -31,14 +31,18 @@ int resolve_threads(int threads) {
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
+// The place for a task of its own, on the thread taking lead()'s turns while it takes one.
+thread_local std::function<void()>* own_task = nullptr;
+
 }  // namespace
 
 Executor::Executor(int threads)
     : threads_(resolve_threads(threads)),
-      // No slot is reserved for an external thread: every slot serves queued work.
-      arena_(threads_, 0) {
-  // +1: the limit counts an external thread besides the workers.
-  ensure_parallelism(static_cast<std::size_t>(threads_) + 1);
+      // No slot is reserved for an external thread: every slot serves queued work, and one
+      // more is there for the thread taking lead()'s turns.
+      arena_(threads_ + 1, 0) {
+  // +2: the limit counts an external thread besides the workers.
+  ensure_parallelism(static_cast<std::size_t>(threads_) + 2);
   arena_.initialize();
 }
 
@@ -52,29 +56,101 @@ Executor::~Executor() {
   arena_.terminate();
 }
 
+bool Executor::queue_locked(std::function<void()> fn) {
+  ++pending_;
+  queue_.push_back(std::move(fn));
+  if (parked_ > 0) {  // a thread waits for work: it takes this
+    --parked_;
+    ++wake_;
+    work_.notify_one();
+    return false;
+  }
+  // Every job takes queued tasks, oldest first, until none is left: one per thread of the
+  // arena is enough. (oneTBB does not promise FIFO order for enqueued jobs; this keeps
+  // submission order.)
+  if (draining_ + starting_ >= slots()) return false;
+  ++starting_;
+  return true;
+}
+
 void Executor::submit(std::function<void()> fn) {
+  int jobs = 0;
   {
     std::lock_guard lock(mutex_);
-    ++pending_;
-    queue_.push_back(std::move(fn));
-    if (parked_ > 0) {  // a thread waits for work: it takes this
-      --parked_;
-      ++wake_;
-      work_.notify_one();
-      return;
+    if (own_task != nullptr) {  // from one of lead()'s turns
+      if (!*own_task) {
+        // Runs on this thread after the turn, if a waiting thread can take the next turns
+        // and a task slot is free.
+        if (parked_ > 0 && running_ < static_cast<std::size_t>(threads_)) {
+          ++pending_;
+          ++running_;
+          *own_task = std::move(fn);
+          return;
+        }
+      } else {
+        // A second task in the same turn: both go the usual way, in their order.
+        --pending_;
+        --running_;
+        jobs += queue_locked(std::move(*own_task)) ? 1 : 0;
+        *own_task = nullptr;
+      }
     }
-    // Every job takes queued tasks, oldest first, until none is left: one per thread of the
-    // arena is enough. (oneTBB does not promise FIFO order for enqueued jobs; this keeps
-    // submission order.)
-    if (draining_ + starting_ >= static_cast<std::size_t>(threads_)) return;
-    ++starting_;
+    jobs += queue_locked(std::move(fn)) ? 1 : 0;
   }
+  for (; jobs > 0; --jobs)
+    arena_.enqueue([this] { drain(); });
+}
+
+void Executor::lead(std::function<bool()> turn) {
+  std::unique_lock lock(mutex_);
+  turn_ = &turn;
+  led_ = false;
+  need_leader_ = true;
+  wake_or_start(lock);
+  led_cv_.wait(lock, [this] { return led_; });
+}
+
+void Executor::wake_or_start(std::unique_lock<std::mutex>& lock) {
+  if (parked_ > 0) {
+    --parked_;
+    ++wake_;
+    work_.notify_one();
+    return;
+  }
+  // Every slot taken: a thread that finishes its task takes the turns.
+  if (draining_ + starting_ >= slots()) return;
+  ++starting_;
+  lock.unlock();
   arena_.enqueue([this] { drain(); });
+  lock.lock();
+}
+
+std::function<void()> Executor::take_turns(std::unique_lock<std::mutex>& lock) {
+  std::function<bool()>& turn = *turn_;
+  std::function<void()> mine;
+  lock.unlock();
+  own_task = &mine;
+  bool more = true;
+  while (more && !mine)
+    more = turn();
+  own_task = nullptr;
+  lock.lock();
+  if (!more) {
+    turn_ = nullptr;
+    led_ = true;
+    led_cv_.notify_all();
+  } else {
+    // The next turns go to another thread while this one runs its task.
+    need_leader_ = true;
+    wake_or_start(lock);
+  }
+  return mine;
 }
 
 void Executor::drain() {
   // A thread waiting inside a parallel algorithm may be handed this job by oneTBB: it runs
-  // what is queued but does not wait for more, which would hold up the algorithm.
+  // what is queued but does not wait for more, nor take lead()'s turns, which would hold up
+  // the algorithm.
   static thread_local int depth = 0;
   ++depth;
   struct Leave {
@@ -83,28 +159,54 @@ void Executor::drain() {
   std::unique_lock lock(mutex_);
   --starting_;
   ++draining_;
-  while (true) {
-    if (queue_.empty()) {
-      if (stopping_ || depth > 1) break;
-      ++parked_;
-      work_.wait_for(lock, kPark, [this] { return wake_ > 0 || leave_ > 0 || stopping_; });
-      if (wake_ > 0) {
-        --wake_;
-      } else if (leave_ > 0) {
-        --leave_;
-        if (queue_.empty()) break;
-      } else {
-        --parked_;  // timed out (or stopping) without being spoken for
-        if (queue_.empty()) break;
-      }
-      continue;  // the task may have gone to a thread that was running: look again
-    }
-    std::function<void()> next = std::move(queue_.front());
-    queue_.pop_front();
-    lock.unlock();
-    next();
-    lock.lock();
+  auto finished = [this] {
+    --running_;
     if (--pending_ == 0) idle_.notify_all();
+  };
+  while (true) {
+    if (need_leader_ && depth == 1) {
+      need_leader_ = false;
+      std::function<void()> mine = take_turns(lock);
+      if (mine) {
+        lock.unlock();
+        mine();
+        lock.lock();
+        finished();
+      }
+      continue;
+    }
+    if (!queue_.empty() && running_ < static_cast<std::size_t>(threads_)) {
+      std::function<void()> next = std::move(queue_.front());
+      queue_.pop_front();
+      ++running_;
+      lock.unlock();
+      next();
+      lock.lock();
+      finished();
+      continue;
+    }
+    if (stopping_ || depth > 1) {
+      // The turns wait, and the job meant for them may have come here: start another.
+      if (need_leader_ && wake_ == 0 && starting_ == 0) {
+        ++starting_;
+        lock.unlock();
+        arena_.enqueue([this] { drain(); });
+        lock.lock();
+      }
+      break;
+    }
+    ++parked_;
+    work_.wait_for(lock, kPark, [this] { return wake_ > 0 || leave_ > 0 || stopping_; });
+    if (wake_ > 0) {
+      --wake_;
+    } else if (leave_ > 0) {
+      --leave_;
+      if (queue_.empty() && !need_leader_) break;
+    } else {
+      --parked_;  // timed out (or stopping) without being spoken for
+      if (queue_.empty() && !need_leader_) break;
+    }
+    // The task (or the turns) may have gone to a thread that was running: look again.
   }
   // Leaves with the queue empty, under the lock: a later submit() sees one job fewer.
   if (--draining_ == 0 && starting_ == 0) idle_.notify_all();

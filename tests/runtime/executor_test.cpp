@@ -126,5 +126,111 @@ TEST(Executor, DestroyedWhileItsThreadsWaitForWork) {
   }
 }
 
+// lead(): a task submitted from a turn, while a thread waits for work, runs on the thread
+// that took the turn; the turns go on elsewhere meanwhile, and never two at once.
+TEST(Executor, ATaskSubmittedFromATurnRunsWhereTheTurnWas) {
+  Executor pool(2);
+  std::atomic<int> in_turn{0};
+  std::atomic<bool> overlapped{false};
+  std::atomic<int> done{0}, here{0};
+  int submitted = 0;
+  constexpr int kTasks = 50;
+  pool.lead([&] {
+    if (in_turn.fetch_add(1) != 0) overlapped = true;
+    if (done.load() == submitted && submitted < kTasks) {  // one at a time: threads wait
+      ++submitted;
+      const auto turn_thread = std::this_thread::get_id();
+      pool.submit([&, turn_thread] {
+        if (std::this_thread::get_id() == turn_thread) ++here;
+        ++done;
+      });
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    in_turn.fetch_sub(1);
+    return done.load() < kTasks;
+  });
+  pool.wait_idle();
+  EXPECT_FALSE(overlapped.load());
+  EXPECT_EQ(done.load(), kTasks);
+  // The first finds no thread waiting; most later ones do (a thread waits kPark for work).
+  EXPECT_GE(here.load(), 1);
+}
+
+// Tasks submitted together in one turn keep their order and all run; the turns do not stop
+// while every thread of the pool runs a task (an engine still reads cancel requests then).
+TEST(Executor, TurnsGoOnWhileEveryThreadRunsATask) {
+  Executor pool(2);
+  std::latch release(1);
+  std::atomic<int> started{0}, ran{0};
+  std::vector<int> order;
+  std::mutex order_mutex;
+  int turns_while_busy = 0;
+  std::size_t started_at_release = 0;
+  bool submitted = false;
+  pool.lead([&] {
+    if (!submitted) {
+      submitted = true;
+      for (int i = 0; i < 4; ++i) {
+        pool.submit([&, i] {
+          {
+            std::lock_guard lock(order_mutex);
+            order.push_back(i);
+          }
+          if (i < 2) {
+            ++started;
+            release.wait();
+          }
+          ++ran;
+        });
+      }
+      return true;
+    }
+    if (started.load() == 2 && turns_while_busy < 5 && ++turns_while_busy == 5) {
+      {
+        std::lock_guard lock(order_mutex);
+        started_at_release = order.size();
+      }
+      release.count_down();
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    return ran.load() < 4;
+  });
+  pool.wait_idle();
+  EXPECT_EQ(ran.load(), 4);
+  EXPECT_EQ(turns_while_busy, 5);
+  EXPECT_EQ(started_at_release, 2u);  // no more tasks at once than the pool's threads
+  ASSERT_EQ(order.size(), 4u);
+  EXPECT_EQ(order[0] + order[1], 1);  // the two blocking ones started first
+}
+
+// Many turns, bursts of tasks from them and from other threads: every task runs once.
+TEST(Executor, TurnsAndOutsideSubmittersGetEveryTask) {
+  Executor pool(2);
+  std::atomic<int> ran{0};
+  std::atomic<bool> outside_done{false};
+  std::thread outside([&] {
+    for (int i = 0; i < 3000; ++i) {
+      pool.submit([&] { ++ran; });
+      if (i % 97 == 0) std::this_thread::sleep_for(std::chrono::microseconds(300));
+    }
+    outside_done = true;
+  });
+  int turns = 0;
+  pool.lead([&] {
+    ++turns;
+    for (int i = 0; i < turns % 4; ++i)
+      pool.submit([&] { ++ran; });
+    if (turns % 50 == 0) std::this_thread::sleep_for(std::chrono::microseconds(500));
+    return turns < 3000 || !outside_done.load();
+  });
+  outside.join();
+  pool.wait_idle();
+  int expected = 3000;
+  for (int t = 1; t <= turns; ++t)
+    expected += t % 4;
+  EXPECT_EQ(ran.load(), expected);
+}
+
 }  // namespace
 }  // namespace ipp

@@ -17,6 +17,7 @@
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
+#include "ipp/net/poll.hpp"
 #include "ipp/net/signer.hpp"
 #include "support/paths.hpp"
 
@@ -293,6 +294,87 @@ TEST_F(EnvelopeTest, MalformedOrForgedBatchesAreRejectedWholeAndTheSocketGoesOn)
 TEST_F(EnvelopeTest, TimesOutWithNothing) {
   router_.set(zmq::sockopt::rcvtimeo, 10);
   EXPECT_FALSE(recv(router_, signer_));
+}
+
+// net::poll waits on the sockets' own descriptors. The descriptor only says that commands
+// came: a message that arrives while the socket sends (which takes the commands in) leaves
+// it quiet, and poll must still see the message.
+class PollTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    a_.bind("tcp://127.0.0.1:*");
+    b_.connect(a_.get(zmq::sockopt::last_endpoint));
+    b_.send(zmq::str_buffer("hello"), zmq::send_flags::none);  // a learns b's route
+    zmq::message_t id, body;
+    ASSERT_TRUE(a_.recv(id));
+    ASSERT_TRUE(a_.recv(body));
+    route_.assign(static_cast<const char*>(id.data()), id.size());
+  }
+  void send_to_b(std::string_view text) {
+    a_.send(zmq::buffer(route_), zmq::send_flags::sndmore);
+    a_.send(zmq::buffer(text), zmq::send_flags::none);
+  }
+  zmq::context_t ctx_;
+  zmq::socket_t a_{ctx_, zmq::socket_type::router};
+  zmq::socket_t b_{ctx_, zmq::socket_type::dealer};
+  std::string route_;
+};
+
+TEST_F(PollTest, NothingToReadTimesOutWithNothing) {
+  zmq::pollitem_t items[] = {{a_.handle(), 0, ZMQ_POLLIN, 0}, {b_.handle(), 0, ZMQ_POLLIN, 0}};
+  EXPECT_EQ(poll(items, 2, std::chrono::milliseconds(0)), 0);
+  EXPECT_EQ(poll(items, 2, std::chrono::milliseconds(20)), 0);
+  EXPECT_EQ(items[0].revents, 0);
+  EXPECT_EQ(items[1].revents, 0);
+}
+
+TEST_F(PollTest, AMessageThatCameLaterWakesItAndOnlyItsSocketIsReady) {
+  zmq::pollitem_t items[] = {{a_.handle(), 0, ZMQ_POLLIN, 0}, {b_.handle(), 0, ZMQ_POLLIN, 0}};
+  std::thread later([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    b_.send(zmq::str_buffer("ping"), zmq::send_flags::none);
+  });
+  int n = 0;
+  for (int i = 0; i < 100 && n == 0; ++i)  // each wait is up to 5 s: never a busy loop
+    n = poll(items, 2, std::chrono::milliseconds(5000));
+  later.join();
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(items[0].revents, ZMQ_POLLIN);
+  EXPECT_EQ(items[1].revents, 0);
+}
+
+TEST_F(PollTest, AMessageTakenInBySendingIsStillSeen) {
+  zmq::pollitem_t item{b_.handle(), 0, ZMQ_POLLIN, 0};
+  for (int round = 0; round < 50; ++round) {
+    send_to_b("reply");
+    // b's sends take in the commands that announce the reply, once it is there.
+    for (int i = 0; i < 20; ++i) {
+      b_.send(zmq::str_buffer("more"), zmq::send_flags::none);
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    ASSERT_EQ(poll(&item, 1, std::chrono::milliseconds(5000)), 1) << "round " << round;
+    zmq::message_t m;
+    ASSERT_TRUE(b_.recv(m, zmq::recv_flags::dontwait));
+    EXPECT_EQ(m.to_string(), "reply");
+    EXPECT_FALSE(b_.recv(m, zmq::recv_flags::dontwait));
+    for (int i = 0; i < 20; ++i) {  // a's side: drain what b sent
+      zmq::message_t id, body;
+      ASSERT_TRUE(a_.recv(id));
+      ASSERT_TRUE(a_.recv(body));
+    }
+  }
+}
+
+TEST_F(PollTest, OtherItemsGoThroughZmqPoll) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_EQ(::write(fds[1], "x", 1), 1);
+  zmq::pollitem_t items[] = {{a_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, fds[0], ZMQ_POLLIN, 0}};
+  EXPECT_EQ(poll(items, 2, std::chrono::milliseconds(1000)), 1);
+  EXPECT_EQ(items[0].revents, 0);
+  EXPECT_EQ(items[1].revents & ZMQ_POLLIN, ZMQ_POLLIN);
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 // A header its receiver would refuse is refused where it is made, naming its size; one at

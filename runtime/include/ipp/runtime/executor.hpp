@@ -23,6 +23,12 @@ namespace ipp {
 /// once, instead of waiting for oneTBB to wake a worker; and the worker does not spin and
 /// yield in oneTBB's scheduler meanwhile, taking a core from the threads that bring that task.
 ///
+/// lead() gives the pool a loop that receives work (an engine's socket turns): its turns run
+/// on one pool thread at a time, and a task submitted during a turn, while another thread
+/// waits for work, runs on the thread that made the turn, at once; the waiting thread is woken
+/// to take the next turns meanwhile. A task that comes in over the network thus starts without
+/// waiting for a thread to wake.
+///
 ///     ipp::Executor pool(4);
 ///     pool.submit([] { heavy(); });
 ///     pool.wait_idle();
@@ -38,6 +44,11 @@ class Executor {
   void submit(std::function<void()> fn);
   /// Blocks until nothing submitted is queued or running.
   void wait_idle();
+  /// Runs `turn` on the pool, on one thread at a time, again and again until it returns
+  /// false; returns then. `turn` must not throw, and must not block for long (it polls with a
+  /// time-out). While a turn runs, the pool has a thread more than `threads`, so that
+  /// `threads` tasks still run at once. One lead() at a time.
+  void lead(std::function<bool()> turn);
   /// Runs `fn` inside the arena on the calling thread (for nested parallel algorithms).
   /// Threads waiting for tasks are sent back to oneTBB first, so that they can take part.
   template <class F>
@@ -55,6 +66,14 @@ class Executor {
  private:
   void drain();  // the body of every job the arena runs: queued tasks, oldest first
   void release_parked();
+  // Queues `fn` (the lock held); true if a job must be enqueued in the arena for it.
+  bool queue_locked(std::function<void()> fn);
+  // Takes turns until one yields a task of its own (returned) or the loop ends (empty).
+  std::function<void()> take_turns(std::unique_lock<std::mutex>& lock);
+  void wake_or_start(std::unique_lock<std::mutex>& lock);  // a thread for the turns
+  [[nodiscard]] std::size_t slots() const {                // threads the pool may use now
+    return static_cast<std::size_t>(threads_) + (turn_ ? 1 : 0);
+  }
 
   int threads_;
   tbb::task_arena arena_;
@@ -71,6 +90,11 @@ class Executor {
   std::size_t draining_ = 0;  // threads inside drain()
   std::size_t starting_ = 0;  // jobs enqueued in the arena that have not entered drain()
   bool stopping_ = false;
+  std::size_t running_ = 0;                // tasks running
+  std::function<bool()>* turn_ = nullptr;  // lead()'s loop, while it goes on
+  bool need_leader_ = false;               // the turns wait for a thread to take them
+  bool led_ = false;                       // the loop has ended
+  std::condition_variable led_cv_;
 };
 
 }  // namespace ipp
