@@ -88,11 +88,13 @@ void Executor::submit(std::function<void()> fn) {
           return;
         }
       } else {
-        // A second task in the same turn: both go the usual way, in their order.
+        // A second task in the same turn: it and every later one go the usual way, in
+        // their order.
         --pending_;
         --running_;
         jobs += queue_locked(std::move(*own_task)) ? 1 : 0;
         *own_task = nullptr;
+        own_task = nullptr;  // until the next turn
       }
     }
     jobs += queue_locked(std::move(fn)) ? 1 : 0;
@@ -129,10 +131,11 @@ std::function<void()> Executor::take_turns(std::unique_lock<std::mutex>& lock) {
   std::function<bool()>& turn = *turn_;
   std::function<void()> mine;
   lock.unlock();
-  own_task = &mine;
   bool more = true;
-  while (more && !mine)
+  while (more && !mine) {
+    own_task = &mine;
     more = turn();
+  }
   own_task = nullptr;
   lock.lock();
   if (!more) {
