@@ -232,5 +232,35 @@ TEST(Executor, TurnsAndOutsideSubmittersGetEveryTask) {
   EXPECT_EQ(ran.load(), expected);
 }
 
+// Several tasks taken in by one turn all go the usual way, in their order: none of them runs
+// on the turn's thread after the others (which would start it last), even with threads
+// waiting for work.
+TEST(Executor, ATurnThatTakesInSeveralTasksRunsNoneOfThemItself) {
+  Executor pool(3);
+  for (int i = 0; i < 3; ++i)  // the pool's threads now wait for work
+    pool.submit([] {});
+  pool.wait_idle();
+  std::atomic<int> ran{0}, on_turn_thread{0};
+  bool submitted = false;
+  pool.lead([&] {
+    if (!submitted) {
+      submitted = true;
+      const auto turn_thread = std::this_thread::get_id();
+      for (int i = 0; i < 3; ++i) {
+        pool.submit([&, turn_thread] {
+          if (std::this_thread::get_id() == turn_thread) ++on_turn_thread;
+          ++ran;
+        });
+      }
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    return ran.load() < 3;
+  });
+  pool.wait_idle();
+  EXPECT_EQ(ran.load(), 3);
+  EXPECT_EQ(on_turn_thread.load(), 0);
+}
+
 }  // namespace
 }  // namespace ipp
