@@ -1212,33 +1212,49 @@ struct Relay {
   }
   /// Sends what this turn queued. Returns the tasks whose engine could not be reached (its
   /// route is gone: it died a moment ago and its down event is on the way).
+  ///
+  /// The boxes of peers sent to in this turn stay, with their storage, for the next one; a
+  /// box that stayed empty for a whole turn goes.
   std::vector<std::pair<std::int64_t, TaskId>> flush() {
     traffic.push(copies, monitor);
     std::vector<std::pair<std::int64_t, TaskId>> unreachable;
-    for (auto& [engine, box] : engine_box) {
-      std::vector<zmq::message_t> route;
-      route.emplace_back(fmt::format("e{}", engine));
+    for (auto it = engine_box.begin(); it != engine_box.end();) {
+      auto& [engine, box] = *it;
+      if (box.messages.empty()) {
+        it = engine_box.erase(it);
+        continue;
+      }
+      if (box.route.empty()) box.route.emplace_back(fmt::format("e{}", engine));
+      const bool maps = engine_maps[engine];
       for (std::size_t from = 0; from < box.messages.size(); from += kMaxBatch) {
         const std::size_t n = std::min(kMaxBatch, box.messages.size() - from);
-        if (net::send_batch(workers, signer, route,
+        if (net::send_batch(workers, signer, box.route,
                             std::span<const net::Envelope>(box.messages).subspan(from, n), true,
-                            {shm, engine_maps[engine]}))
+                            {shm, maps}))
           continue;
         for (std::size_t i = from; i < from + n; ++i) {
           if (box.msg_ids[i]) unreachable.emplace_back(engine, *box.msg_ids[i]);
         }
       }
+      box.messages.clear();
+      box.msg_ids.clear();
+      ++it;
     }
-    engine_box.clear();
-    for (auto& [client, messages] : client_box) {
+    for (auto it = client_box.begin(); it != client_box.end();) {
+      auto& [client, messages] = *it;
+      if (messages.empty()) {
+        it = client_box.erase(it);
+        continue;
+      }
       for (std::size_t from = 0; from < messages.size(); from += kMaxBatch) {
         const std::size_t n = std::min(kMaxBatch, messages.size() - from);
         net::send_batch(clients, signer, book.route(client),
                         std::span<const net::Envelope>(messages).subspan(from, n), true,
                         {shm, book.maps(client)});
       }
+      messages.clear();
+      ++it;
     }
-    client_box.clear();
     return unreachable;
   }
 
@@ -1246,7 +1262,8 @@ struct Relay {
   /// skipped. Fills `out` with each message and its decoded header; false when none waits.
   bool receive(zmq::socket_t& sock, std::vector<std::pair<net::Envelope, net::Header>>& out) {
     out.clear();
-    std::vector<net::Envelope> in;
+    auto& in = received_;
+    in.clear();
     while (true) {
       try {
         if (!net::recv_all(sock, signer, in, zmq::recv_flags::dontwait, shm)) return false;
@@ -1381,12 +1398,14 @@ struct Relay {
  private:
   static constexpr std::size_t kMaxBatch = 256;
   struct EngineBox {
+    std::vector<zmq::message_t> route;  // made at its first flush
     std::vector<std::optional<TaskId>> msg_ids;
     std::vector<net::Envelope> messages;
   };
   std::map<std::int64_t, EngineBox> engine_box;
   std::map<std::uint32_t, std::vector<net::Envelope>> client_box;
   std::vector<std::pair<net::Envelope, net::Header>> in_;  // what take() received
+  std::vector<net::Envelope> received_;                    // receive()'s, reused
 };
 
 zmq::context_t& Relay::state_ctx(Controller::State& s) {

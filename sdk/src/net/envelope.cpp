@@ -11,20 +11,9 @@
 
 namespace ipp::net {
 
-namespace {
-
-std::vector<std::span<const std::byte>> spans(const std::vector<Buffer>& parts) {
-  std::vector<std::span<const std::byte>> out;
-  out.reserve(parts.size());
-  for (const auto& p : parts)
-    out.push_back(p.bytes());
-  return out;
-}
-
-}  // namespace
-
 zmq::message_t share(const Buffer& b) {
-  if (b.size() < 64) return zmq::message_t(b.data(), b.size());  // small: a copy is cheaper
+  // Small: one copy (one allocation in ZeroMQ) is cheaper than a reference (two).
+  if (b.size() < 1024) return zmq::message_t(b.data(), b.size());
   auto* hold = new Buffer(b);
   return zmq::message_t(
       const_cast<std::byte*>(b.data()), b.size(),
@@ -40,6 +29,12 @@ Buffer to_buffer(zmq::message_t&& message) {
 
 namespace {
 
+/// Empties a reused vector of frames when it goes out of scope.
+struct ClearFrames {
+  std::vector<zmq::message_t>& frames;
+  ~ClearFrames() { frames.clear(); }
+};
+
 /// Sends `route | "" | tag | signature [| mask] | [counts |] parts...`, turning large parts
 /// into shared-memory references when the peer maps them. `reuse` is a received signature
 /// that still covers the parts (used only when nothing goes through shared memory).
@@ -49,7 +44,10 @@ bool send_frames(zmq::socket_ref socket, const Signer& signer,
                  const std::optional<Signer::Signature>& reuse, bool dontwait, SharedParts shared) {
   const SharedMemory* shm = shared.shm;
   const bool peer_maps = shared.peer_maps;
-  std::vector<zmq::message_t> frames;
+  // Reused from call to call (a batch's would otherwise be a large allocation each time);
+  // sending leaves the frames empty.
+  thread_local std::vector<zmq::message_t> frames;
+  frames.clear();
   frames.reserve(route.size() + 4 + parts.size() + (counts != nullptr ? 1 : 0));
   for (const auto& r : route)
     frames.emplace_back(r.data(), r.size());
@@ -59,11 +57,11 @@ bool send_frames(zmq::socket_ref socket, const Signer& signer,
   frames.emplace_back(tag.data(), tag.size());
   frames.emplace_back();  // the signature, once the parts are known
   const std::size_t signature_frame = frames.size() - 1;
-  std::vector<std::span<const std::byte>> signed_parts;
-  signed_parts.reserve(parts.size() + 2);
+  thread_local std::vector<std::span<const std::byte>> signed_parts;
+  signed_parts.clear();
   std::vector<std::uint8_t> mask;
-  std::vector<SharedMemory::Ref> refs;
-  refs.reserve(parts.size());
+  std::vector<SharedMemory::Ref> refs;  // stable: signed_parts and frames point into it
+  if (peer_maps && shm != nullptr) refs.reserve(parts.size());
   if (counts != nullptr) {
     signed_parts.push_back(counts->bytes());
     frames.push_back(share(*counts));
@@ -95,6 +93,7 @@ bool send_frames(zmq::socket_ref socket, const Signer& signer,
     frames[signature_frame] = zmq::message_t(sig.data(), sig.size());
   }
   const auto flags = dontwait ? zmq::send_flags::dontwait : zmq::send_flags::none;
+  const ClearFrames clear{frames};  // what was not sent goes now: it holds the parts
   try {
     return zmq::send_multipart(socket, frames, flags).has_value();
   } catch (const zmq::error_t& e) {
@@ -211,10 +210,49 @@ struct Received {
   Signer::Signature signature{};
 };
 
+/// Parts smaller than this are copied out of their frames into one block per received
+/// message, 16-byte aligned: one allocation for all of a batch's small parts, where keeping
+/// each frame costs one per part. Larger parts keep their frames (no copy).
+constexpr std::size_t kPackBelow = 4096;
+
+struct alignas(16) Block {
+  std::byte bytes[16];
+};
+
+/// Moves the parts `frames[from...]` into `parts`: the small ones copied into one block, the
+/// large ones keeping their frames.
+void take_parts(std::vector<zmq::message_t>& frames, std::size_t from, std::vector<Buffer>& parts) {
+  std::size_t total = 0;
+  for (std::size_t i = from; i < frames.size(); ++i) {
+    if (frames[i].size() < kPackBelow) total += round16(frames[i].size());
+  }
+  std::shared_ptr<Block[]> block;
+  std::byte* out = nullptr;
+  if (total != 0) {
+    block = std::make_shared_for_overwrite<Block[]>(total / 16);
+    out = block[0].bytes;
+  }
+  const std::shared_ptr<const void> owner = block;
+  parts.reserve(frames.size() - from);
+  for (std::size_t i = from; i < frames.size(); ++i) {
+    const std::size_t size = frames[i].size();
+    if (size >= kPackBelow || size == 0) {
+      parts.push_back(to_buffer(std::move(frames[i])));
+    } else {
+      std::memcpy(out, frames[i].data(), size);
+      parts.emplace_back(owner, out, size);
+      out += round16(size);
+    }
+  }
+}
+
 std::optional<Received> receive(zmq::socket_ref socket, const Signer& signer, zmq::recv_flags flags,
                                 const SharedMemory* shm) {
-  std::vector<zmq::message_t> frames;
+  // Reused from call to call: a batch's frames would otherwise cost a large allocation each.
+  thread_local std::vector<zmq::message_t> frames;
+  frames.clear();
   if (!zmq::recv_multipart(socket, std::back_inserter(frames), flags)) return std::nullopt;
+  const ClearFrames clear{frames};  // the frames of a refused message do not stay
   std::size_t delimiter = 0;
   while (delimiter < frames.size() && frames[delimiter].size() != 0)
     ++delimiter;
@@ -239,9 +277,7 @@ std::optional<Received> receive(zmq::socket_ref socket, const Signer& signer, zm
   for (std::size_t i = 0; i < delimiter; ++i)
     in.route.push_back(std::move(frames[i]));
   const zmq::message_t& signature = frames[delimiter + 2];
-  in.parts.reserve(frames.size() - delimiter - 3);
-  for (std::size_t i = delimiter + 3; i < frames.size(); ++i)
-    in.parts.push_back(to_buffer(std::move(frames[i])));
+  take_parts(frames, delimiter + 3, in.parts);
   // The signature, then the mask of shared-memory parts (signed first), if any.
   const auto* sig = static_cast<const std::byte*>(signature.data());
   const std::size_t mask_size =
@@ -251,8 +287,11 @@ std::optional<Received> receive(zmq::socket_ref socket, const Signer& signer, zm
   const std::size_t nparts = in.parts.size() - std::min(in.parts.size(), first);
   if (mask_size != 0 && mask_size != (nparts + 7) / 8)
     throw ProtocolError("message with a malformed shared-memory part mask");
-  std::vector<std::span<const std::byte>> signed_parts = spans(in.parts);
-  if (mask_size != 0) signed_parts.insert(signed_parts.begin(), mask);
+  thread_local std::vector<std::span<const std::byte>> signed_parts;
+  signed_parts.clear();
+  if (mask_size != 0) signed_parts.push_back(mask);
+  for (const auto& p : in.parts)
+    signed_parts.push_back(p.bytes());
   if (signature.size() < Signer::kSignatureSize ||
       !signer.verify({sig, Signer::kSignatureSize}, signed_parts)) {
     throw ProtocolError("message signature is missing or wrong");
