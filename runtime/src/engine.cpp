@@ -30,6 +30,8 @@ namespace {
 
 using Steady = std::chrono::steady_clock;
 constexpr std::size_t kMaxBatch = 256;  // replies per message to a scheduler
+// The longest a finished reply waits for others to go with it (see Engine::Impl).
+constexpr std::chrono::milliseconds kHoldAtMost{1};
 
 std::filesystem::path default_store() {
   return std::filesystem::temp_directory_path() / fmt::format("ipp-engine-{}", ::getpid());
@@ -114,6 +116,13 @@ struct Engine::Impl {
   // Results finished on pool threads are sent by the pool threads themselves, on send-only
   // sockets of their own: a reply does not wait for the receiving loop. One thread at a
   // time sends; results that finish meanwhile queue here and go with its next batch.
+  //
+  // While tasks wait in the pool's queue, a finished reply is held for the next ones to
+  // join it: a burst of small tasks goes back as a few batches, one signature and one
+  // wake-up of the scheduler each, instead of a message per task. Held replies go when the
+  // queue is empty, when kMaxBatch are held, or at the receiving loop's next turn, which
+  // comes within kHoldAtMost while any are held (it polls that briefly while tasks are
+  // queued). A reply is never held while that loop sleeps longer.
   struct Outgoing {
     int channel;  // 0 direct, 1 balanced
     net::Envelope envelope;
@@ -131,6 +140,7 @@ struct Engine::Impl {
   std::mutex out_mutex;
   std::deque<Outgoing> outgoing;
   bool sending = false;               // a thread is sending `outgoing`
+  bool loop_sleeps = false;           // the receiving loop polls longer than kHoldAtMost
   std::vector<std::string> finished;  // requests completed, for the receiving loop to forget
   zmq::socket_t* replies[2] = {};     // used only by the thread that set `sending`
 };
@@ -315,12 +325,10 @@ int Engine::run() {
     Executor& pool;
     ~IdlePool() { pool.wait_idle(); }
   } idle_pool{runtime.executor()};
-  auto post = [&impl, &signer, to_controller, id](int channel, std::optional<net::Envelope> env,
-                                                  std::string finished) {
-    std::unique_lock lock(impl.out_mutex);
-    impl.finished.push_back(std::move(finished));
-    if (env) impl.outgoing.push_back({channel, std::move(*env)});
-    if (impl.sending || impl.outgoing.empty()) return;  // the thread sending takes it along
+  // Sends what is in `outgoing` unless another thread is at it (that one takes it along).
+  // Called with `lock` held; returns with it held.
+  auto send_outgoing = [&impl, &signer, to_controller, id](std::unique_lock<std::mutex>& lock) {
+    if (impl.sending || impl.outgoing.empty()) return;
     impl.sending = true;
     std::deque<Impl::Outgoing> batch;
     std::vector<net::Envelope> replies[2];
@@ -347,6 +355,16 @@ int Engine::run() {
       lock.lock();
     }
     impl.sending = false;
+  };
+  Executor& pool = runtime.executor();
+  auto post = [&impl, &pool, send_outgoing](int channel, std::optional<net::Envelope> env,
+                                            std::string finished) {
+    std::unique_lock lock(impl.out_mutex);
+    impl.finished.push_back(std::move(finished));
+    if (env) impl.outgoing.push_back({channel, std::move(*env)});
+    // Held for the tasks queued behind it, unless the loop that would send it sleeps.
+    if (!impl.loop_sleeps && impl.outgoing.size() < kMaxBatch && pool.queued() > 0) return;
+    send_outgoing(lock);
   };
   // Tasks held here, by msg_id (the receiving loop's only), and those with a time limit.
   std::unordered_map<std::string, std::shared_ptr<Impl::Job>> jobs;
@@ -649,9 +667,22 @@ int Engine::run() {
       ::malloc_trim(0);
       trimmed = true;
     }
+    // Replies held for company go now; while tasks are queued, replies finishing meanwhile
+    // may be held, and this loop comes back for them within kHoldAtMost.
+    std::chrono::milliseconds wait(limited.empty() ? 100 : 5);
+    {
+      std::unique_lock lock(impl.out_mutex);
+      send_outgoing(lock);
+      if (pool.queued() > 0) wait = kHoldAtMost;
+      impl.loop_sleeps = wait > kHoldAtMost;
+    }
+    const int polled = net::poll(items, 3, wait);
+    if (impl.loop_sleeps) {
+      std::lock_guard lock(impl.out_mutex);
+      impl.loop_sleeps = false;
+    }
     // A signal: the loop condition decides.
-    if (net::poll(items, 3, std::chrono::milliseconds(limited.empty() ? 100 : 5)) < 0)
-      return !stop_.load();
+    if (polled < 0) return !stop_.load();
     if ((items[0].revents | items[1].revents | items[2].revents) & ZMQ_POLLIN) {
       last_work = std::chrono::steady_clock::now();
       trimmed = false;

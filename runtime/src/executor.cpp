@@ -233,4 +233,9 @@ std::size_t Executor::pending() const {
   return pending_;
 }
 
+std::size_t Executor::queued() const {
+  std::lock_guard lock(mutex_);
+  return queue_.size();
+}
+
 }  // namespace ipp

@@ -107,6 +107,21 @@ TEST_F(ClientTest, GetTimesOut) {
   EXPECT_TRUE(rc_->wait(30s));
 }
 
+// An engine holds finished replies while tasks are queued behind them, to send them
+// together; a long task next in the queue must not keep them back.
+TEST_F(ClientTest, RepliesHeldForABatchDoNotWaitForALongTaskBehindThem) {
+  start_with_arith(1, 1);
+  DirectView e0 = (*rc_)[0];
+  std::vector<AsyncResult> quick;
+  for (int i = 0; i < 20; ++i)
+    quick.push_back(e0.apply_async("mul", {i, 2}));
+  AsyncResult slow = e0.apply_async("wait_here", {5.0});
+  for (int i = 0; i < 20; ++i)
+    EXPECT_EQ(quick[static_cast<std::size_t>(i)].get(4s), Value(2 * i));
+  EXPECT_FALSE(slow.ready());
+  EXPECT_TRUE(slow.wait(30s));
+}
+
 TEST_F(ClientTest, PushingANonPluginThrowsPluginLoadError) {
   start_with_arith(1);
   EXPECT_THROW(rc_->push_plugin(test::test_plugin("plain")), PluginLoadError);

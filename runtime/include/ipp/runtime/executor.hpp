@@ -59,6 +59,8 @@ class Executor {
   [[nodiscard]] int threads() const noexcept { return threads_; }
   /// Tasks submitted and not yet finished.
   [[nodiscard]] std::size_t pending() const;
+  /// Tasks submitted and not started yet.
+  [[nodiscard]] std::size_t queued() const;
 
   /// How long a thread that ran out of tasks waits for the next before it returns to oneTBB.
   static constexpr std::chrono::milliseconds kPark{20};
