@@ -156,13 +156,17 @@ std::pair<double, double> raw_rtt_us(int rounds, bool ipc = false) {
 
 /// The same round trip through a relay in a third process, as a scheduler relays a task: a
 /// DEALER, a ROUTER/ROUTER relay that polls both sides, and a DEALER worker that echoes.
-/// No application code at all: what two hops each way cost by themselves. p50 in us.
-double raw_relay_rtt_us(int rounds) {
-  auto [relay_pid, ports] = fork_peer([rounds](int fd) {
+/// No application code at all: what two hops each way cost by themselves. p50 in us. Over
+/// TCP on loopback, or over Unix sockets (`ipc`).
+double raw_relay_rtt_us(int rounds, bool ipc = false) {
+  const std::string base =
+      (std::filesystem::temp_directory_path() / fmt::format("ipp-bench-relay-{}", ::getpid()))
+          .string();
+  auto [relay_pid, ports] = fork_peer([rounds, ipc, base](int fd) {
     zmq::context_t ctx;
     zmq::socket_t front(ctx, zmq::socket_type::router), back(ctx, zmq::socket_type::router);
-    front.bind("tcp://127.0.0.1:*");
-    back.bind("tcp://127.0.0.1:*");
+    front.bind(ipc ? "ipc://" + base + "-front" : std::string("tcp://127.0.0.1:*"));
+    back.bind(ipc ? "ipc://" + base + "-back" : std::string("tcp://127.0.0.1:*"));
     auto port = [](zmq::socket_t& s) {
       const std::string ep = s.get(zmq::sockopt::last_endpoint);
       return ep.substr(ep.rfind(':') + 1);
@@ -197,13 +201,15 @@ double raw_relay_rtt_us(int rounds) {
       }
     }
   });
-  const std::string front_port = ports.substr(0, ports.find(' '));
-  const std::string back_port = ports.substr(ports.find(' ') + 1);
-  auto [worker_pid, unused] = fork_peer([rounds, back_port](int fd) {
+  const std::string front_ep =
+      ipc ? "ipc://" + base + "-front" : "tcp://127.0.0.1:" + ports.substr(0, ports.find(' '));
+  const std::string back_ep =
+      ipc ? "ipc://" + base + "-back" : "tcp://127.0.0.1:" + ports.substr(ports.find(' ') + 1);
+  auto [worker_pid, unused] = fork_peer([rounds, back_ep](int fd) {
     zmq::context_t ctx;
     zmq::socket_t worker(ctx, zmq::socket_type::dealer);
     worker.set(zmq::sockopt::routing_id, "w");
-    worker.connect("tcp://127.0.0.1:" + back_port);
+    worker.connect(back_ep);
     worker.send(zmq::str_buffer("hello"), zmq::send_flags::none);
     (void)!::write(fd, "0", 1);
     ::close(fd);
@@ -216,7 +222,7 @@ double raw_relay_rtt_us(int rounds) {
     }
   });
   (void)unused;
-  const std::vector<double> us = time_round_trips("tcp://127.0.0.1:" + front_port, rounds);
+  const std::vector<double> us = time_round_trips(front_ep, rounds);
   ::waitpid(worker_pid, nullptr, 0);
   ::waitpid(relay_pid, nullptr, 0);
   return percentile(us, 0.5);
@@ -363,6 +369,10 @@ int main(int argc, char** argv) {
   app.add_option("--mib", mib, "Size of the pushed and pulled array")->capture_default_str();
   app.add_option("--rounds", rounds, "Round trips for the latency figures")->capture_default_str();
   app.add_option("--json", json_file, "Also write the figures to this file");
+  bool floors_only = false, latency_only = false;
+  app.add_flag("--floors-only", floors_only, "Measure and print the raw ZeroMQ floors only");
+  app.add_flag("--latency-only", latency_only,
+               "The floors and the round trips (figures 1, 2) only");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<Figure> figures;
@@ -372,7 +382,16 @@ int main(int argc, char** argv) {
     const auto [raw_p50, raw_p99] = raw_rtt_us(rounds);
     const auto [ipc_p50, ipc_p99] = raw_rtt_us(rounds, true);
     const double relay_p50 = raw_relay_rtt_us(rounds);
+    const double relay_ipc_p50 = raw_relay_rtt_us(rounds, true);
     const double raw_stream = raw_stream_mbps(std::max(256, mib / 2));
+    if (floors_only) {
+      fmt::print(
+          "raw round trip (64 B): TCP p50 {:.1f} us, p99 {:.1f} us; ipc:// p50 {:.1f} us, p99 "
+          "{:.1f} us\nthrough a raw relay: TCP p50 {:.1f} us, ipc:// p50 {:.1f} us\nraw "
+          "stream of 1 MiB messages: {:.0f} MB/s\n",
+          raw_p50, raw_p99, ipc_p50, ipc_p99, relay_p50, relay_ipc_p50, raw_stream);
+      return 0;
+    }
 
     {
       fmt::print("2 engines: latency, throughput, map, transfer...\n");
@@ -440,6 +459,27 @@ int main(int argc, char** argv) {
                    return lb.apply_async("add", {i, 1});
                  }),
                  3);
+      {
+        // The same round trips with every peer on TCP (a cluster started with --no-ipc):
+        // the transport the figures above use on one host is Unix sockets.
+        Cluster tcp("tcp", 2, 2, {"--no-ipc"});
+        ipp::Client tc = tcp.client();
+        tc.push_plugin(arith());
+        ipp::DirectView t0 = tc[0];
+        ipp::LoadBalancedView tlb = tc.load_balanced_view();
+        const Latency d = sync_latency([&](int i) { return t0.apply_sync("add", {i, 1}); });
+        const Latency l = sync_latency([&](int i) { return tlb.apply_sync("add", {i, 1}); });
+        figures.push_back({"1", "  the same over TCP only (--no-ipc), p50", d.p50, "us",
+                           d.p50 / raw_p50, "", true});
+        figures.push_back({"2", "  the same over TCP only (--no-ipc), p50", l.p50, "us",
+                           l.p50 / raw_p50, "", true});
+      }
+      if (latency_only) {
+        print_table(figures, raw_p50, raw_p99, raw_stream);
+        fmt::print("the raw relay: TCP p50 {:.1f} us, ipc:// p50 {:.1f} us\n", relay_p50,
+                   relay_ipc_p50);
+        return 0;
+      }
 
       {
         const double rate = throughput(lb, tasks);
@@ -608,12 +648,18 @@ int main(int argc, char** argv) {
         "the same through a raw ZeroMQ relay in a third process (two hops each way, as a task "
         "goes): p50 {:.1f} us ({:.2f}x floor)\n",
         relay_p50, relay_p50 / raw_p50);
+    fmt::print("the same relay over ipc://: p50 {:.1f} us ({:.2f}x floor)\n", relay_ipc_p50,
+               relay_ipc_p50 / raw_p50);
     fmt::print("\nsuite wall time: {:.0f} s\n", since(total));
     if (!json_file.empty()) {
       json j;
-      j["floor"] = {{"rtt_p50_us", raw_p50},     {"rtt_p99_us", raw_p99},
-                    {"stream_mbps", raw_stream}, {"ipc_rtt_p50_us", ipc_p50},
-                    {"ipc_rtt_p99_us", ipc_p99}, {"relay_rtt_p50_us", relay_p50}};
+      j["floor"] = {{"rtt_p50_us", raw_p50},
+                    {"rtt_p99_us", raw_p99},
+                    {"stream_mbps", raw_stream},
+                    {"ipc_rtt_p50_us", ipc_p50},
+                    {"ipc_rtt_p99_us", ipc_p99},
+                    {"relay_rtt_p50_us", relay_p50},
+                    {"relay_ipc_rtt_p50_us", relay_ipc_p50}};
       for (const auto& f : figures) {
         json e{{"id", f.id},     {"name", f.name},     {"value", f.value},
                {"unit", f.unit}, {"target", f.target}, {"met", f.met}};

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <sys/resource.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -1869,6 +1870,25 @@ void Controller::start() {
   engine.endpoints["engine_direct"] = bind(s.engine_direct, engine, "engine_direct");
   client.endpoints["balanced"] = bind(s.client_balanced, client, "balanced");
   engine.endpoints["engine_balanced"] = bind(s.engine_balanced, engine, "engine_balanced");
+  // The task channels again as Unix sockets, for peers on this host; after the TCP binds,
+  // which fail while an old controller of a restored profile still runs.
+  client.local_endpoints.clear();
+  engine.local_endpoints.clear();
+  if (options_.local_sockets && !s.shm_dir.empty()) {
+    auto bind_local = [&](zmq::socket_t& sock, net::ConnectionInfo& info, const char* channel) {
+      const std::string ep = "ipc://" + (s.shm_dir / fmt::format("{}.sock", channel)).string();
+      if (ep.size() - 6 >= sizeof(sockaddr_un::sun_path)) {
+        spdlog::info("no Unix socket for {}: the path {} is too long", channel, ep);
+        return;
+      }
+      sock.bind(ep);
+      info.local_endpoints[channel] = ep;
+    };
+    bind_local(s.client_direct, client, "direct");
+    bind_local(s.engine_direct, engine, "engine_direct");
+    bind_local(s.client_balanced, client, "balanced");
+    bind_local(s.engine_balanced, engine, "engine_balanced");
+  }
   net::write_connection_file(options_.profile_dir / net::kEngineFile, engine);
   net::write_connection_file(options_.profile_dir / net::kClientFile, client);
 

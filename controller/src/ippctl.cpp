@@ -211,6 +211,9 @@ int run(int argc, char** argv) {
   bool no_shm = false;
   start->add_flag("--no-shm", no_shm,
                   "Large arrays always through the sockets, never shared memory");
+  bool no_ipc = false;
+  start->add_flag("--no-ipc", no_ipc,
+                  "Engines and clients on this host use TCP too, never Unix sockets");
   start->add_option(
       "--scheme", scheme,
       "Load-balancing scheme: leastload (default), lru, plainrandom, twobin, weighted");
@@ -355,6 +358,7 @@ int run(int argc, char** argv) {
         if (!scheme.empty()) controller_args.insert(controller_args.end(), {"--scheme", scheme});
         if (hwm) controller_args.insert(controller_args.end(), {"--hwm", std::to_string(*hwm)});
         if (no_shm) controller_args.emplace_back("--no-shm");
+        if (no_ipc) controller_args.emplace_back("--no-ipc");
         return cluster_start(g.cluster(), n, engine_threads, heartbeat_ms, restart_engines,
                              controller_args);
       }

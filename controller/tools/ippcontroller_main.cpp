@@ -72,6 +72,9 @@ int main(int argc, char** argv) {
   app.add_flag("--shm,!--no-shm", options.shared_memory,
                "Offer clients and engines on this host shared memory for large arrays "
                "(default: on)");
+  app.add_flag("--ipc,!--no-ipc", options.local_sockets,
+               "Offer clients and engines on this host the task channels as Unix sockets too, "
+               "in the shared-memory directory (default: on)");
   app.add_option("--shm-root", options.shm_root,
                  "Where the shared-memory directory is made (a tmpfs)")
       ->capture_default_str();

@@ -157,6 +157,8 @@ int Engine::run() {
                                      ? net::SharedMemory::open(conn.shm_dir, conn.shm_token)
                                      : nullptr;
   const net::SharedParts to_controller{shm, shm != nullptr};
+  // On the controller's host the task channels go through its Unix sockets, if it offers them.
+  const bool local = net::SharedMemory::sees(conn.shm_dir, conn.shm_token);
   if (shm == nullptr && !conn.shm_dir.empty())
     spdlog::info("large arrays travel through the sockets (no shared memory with the controller)");
   const auto store = options_.store_dir.empty() ? default_store() : options_.store_dir;
@@ -223,8 +225,8 @@ int Engine::run() {
     s->set(zmq::sockopt::sndhwm, 0);  // as the controller's task channels: no limit, no loss
     s->set(zmq::sockopt::rcvhwm, 0);
   }
-  direct.connect(conn.endpoint("engine_direct"));
-  balanced.connect(conn.endpoint("engine_balanced"));
+  direct.connect(conn.endpoint("engine_direct", local));
+  balanced.connect(conn.endpoint("engine_balanced", local));
 
   // The heartbeat has a thread and socket of its own, so an engine busy with a large message
   // (verifying or decoding gigabytes) still answers, and a silent controller is still noticed.
@@ -317,7 +319,7 @@ int Engine::run() {
     auto& s = reply_sockets[c];
     s.set(zmq::sockopt::linger, 0);
     s.set(zmq::sockopt::sndhwm, 0);
-    s.connect(conn.endpoint(c == 0 ? "engine_direct" : "engine_balanced"));
+    s.connect(conn.endpoint(c == 0 ? "engine_direct" : "engine_balanced", local));
     impl.replies[c] = &s;
   }
   // However run() ends, the pool finishes with the reply sockets before they close.

@@ -3,6 +3,8 @@
 // go once their values are gone, the hub still records what it keeps, and a part that is
 // missing gives an error naming it.
 
+#include <sys/stat.h>
+
 #include <cstring>
 #include <numeric>
 #include <set>
@@ -11,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "ipp/client.hpp"
+#include "ipp/net/connection_file.hpp"
 #include "ipp/net/shm.hpp"
 #include "support/cluster.hpp"
 
@@ -146,6 +149,97 @@ TEST_F(SharedMemoryCluster, APartThatIsNotThereIsAnErrorNamingItAndTheSchedulerG
       << reply.header.error->message;
   EXPECT_NE(reply.header.error->message.find("t-0000"), std::string::npos);
   EXPECT_EQ((*rc_)[0].apply("mul", {6, 7}), Value(42));
+}
+
+// The task channels as Unix sockets: peers that see the cluster's directory (on the
+// controller's host) use them; others, and every peer of a controller started with --no-ipc,
+// use TCP.
+class LocalSockets : public test::Cluster {
+ protected:
+  /// A copy of the connection file `name` in `copies_`, changed by `edit`.
+  template <typename Edit>
+  std::filesystem::path edited(const char* name, Edit&& edit) {
+    net::ConnectionInfo info = net::read_connection_file(dir_ / name);
+    edit(info);
+    const auto out = copies_ / name;
+    net::write_connection_file(out, info);
+    return out;
+  }
+  /// Load-balanced and direct tasks through `client`, each with a deadline (a channel that
+  /// leads nowhere would otherwise wait for ever).
+  static void tasks_work(Client& client, std::int64_t engine) {
+    LoadBalancedView lb = client.load_balanced_view();
+    std::vector<AsyncResult> sums;
+    for (int i = 0; i < 8; ++i)
+      sums.push_back(lb.apply_async("add", {i, 1}));
+    for (int i = 0; i < 8; ++i)
+      EXPECT_EQ(sums[i].get(20s), Value(i + 1));
+    EXPECT_EQ(client[engine].apply_async("mul", {6, 7}).get(20s), Value(42));
+    EXPECT_EQ(client[engine].apply_sync("mul", {2, 3}), Value(6));
+  }
+  static constexpr const char* kNowhere = "tcp://127.0.0.1:1";  // nothing listens on port 1
+  test::TempDir copies_;
+};
+
+TEST_F(LocalSockets, PeersOnThisHostUseTheUnixSockets) {
+  start(1);
+  const auto clients = net::read_connection_file(dir_ / net::kClientFile);
+  const auto engines = net::read_connection_file(dir_ / net::kEngineFile);
+  ASSERT_FALSE(clients.shm_dir.empty());
+  auto is_socket_in_dir = [&](const std::string& ep) {
+    const std::string prefix = "ipc://" + clients.shm_dir + "/";
+    if (ep.rfind(prefix, 0) != 0) return false;
+    struct stat st {};
+    return ::stat(ep.substr(6).c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+  };
+  for (const char* ch : {"direct", "balanced"})
+    EXPECT_TRUE(is_socket_in_dir(clients.endpoint(ch, true))) << ch;
+  for (const char* ch : {"engine_direct", "engine_balanced"})
+    EXPECT_TRUE(is_socket_in_dir(engines.endpoint(ch, true))) << ch;
+  EXPECT_EQ(clients.local_endpoints.size(), 2u);  // registration and heartbeat stay on TCP
+  EXPECT_EQ(engines.local_endpoints.size(), 2u);
+
+  // A client and an engine whose task channels' TCP endpoints lead nowhere still run tasks:
+  // they reach the schedulers through the Unix sockets.
+  const auto engine_file = edited(net::kEngineFile, [](net::ConnectionInfo& i) {
+    i.endpoints["engine_direct"] = i.endpoints["engine_balanced"] = kNowhere;
+  });
+  add_engine(1, {"--file", engine_file.string()});
+  wait_for_engines(2);
+  const auto client_file = edited(net::kClientFile, [](net::ConnectionInfo& i) {
+    i.endpoints["direct"] = i.endpoints["balanced"] = kNowhere;
+  });
+  Client c(ClientOptions{.profile_dir = std::nullopt, .connection_file = client_file});
+  c.push_plugin(test::plugin("arith"));
+  tasks_work(c, 1);  // engine 1 is the one started from the edited file
+  tasks_work(c, 0);
+}
+
+TEST_F(LocalSockets, PeersThatDoNotSeeTheDirectoryUseTcp) {
+  start(1);
+  // As a peer on another host: the directory's token does not match, and the Unix sockets
+  // named lead nowhere. Its tasks go over TCP.
+  auto elsewhere = [](net::ConnectionInfo& i) {
+    i.shm_token = std::string(32, '0');
+    for (auto& [channel, ep] : i.local_endpoints)
+      ep = "ipc:///nonexistent/ipp-" + channel + ".sock";
+  };
+  add_engine(1, {"--file", edited(net::kEngineFile, elsewhere).string()});
+  wait_for_engines(2);
+  Client c(ClientOptions{.profile_dir = std::nullopt,
+                         .connection_file = edited(net::kClientFile, elsewhere)});
+  c.push_plugin(test::plugin("arith"));
+  tasks_work(c, 1);
+  tasks_work(c, 0);
+}
+
+TEST_F(LocalSockets, AControllerStartedWithNoIpcOffersNone) {
+  start(1, 2, {"--no-ipc"});
+  EXPECT_TRUE(net::read_connection_file(dir_ / net::kClientFile).local_endpoints.empty());
+  EXPECT_TRUE(net::read_connection_file(dir_ / net::kEngineFile).local_endpoints.empty());
+  Client c(ClientOptions{.profile_dir = dir_.path()});
+  c.push_plugin(test::plugin("arith"));
+  tasks_work(c, 0);
 }
 
 }  // namespace

@@ -518,6 +518,22 @@ TEST(ConnectionFile, RoundTripsWithOwnerOnlyPermissions) {
   EXPECT_EQ(back.controller_pid, 1234);
   EXPECT_EQ(back.endpoint("registration"), "tcp://127.0.0.1:5555");
   EXPECT_THROW((void)back.endpoint("nope"), ConnectionError);
+  EXPECT_TRUE(back.local_endpoints.empty());
+}
+
+TEST(ConnectionFile, LocalPeersTakeTheUnixSocketWhereThereIsOne) {
+  test::TempDir dir;
+  ConnectionInfo info;
+  info.endpoints = {{"registration", "tcp://127.0.0.1:5555"}, {"direct", "tcp://127.0.0.1:5556"}};
+  info.local_endpoints = {{"direct", "ipc:///dev/shm/ipp-x/direct.sock"}};
+  info.key = Signer::new_key();
+  write_connection_file(dir / kClientFile, info);
+  const ConnectionInfo back = read_connection_file(dir / kClientFile);
+  EXPECT_EQ(back.local_endpoints, info.local_endpoints);
+  EXPECT_EQ(back.endpoint("direct", true), "ipc:///dev/shm/ipp-x/direct.sock");
+  EXPECT_EQ(back.endpoint("direct", false), "tcp://127.0.0.1:5556");
+  EXPECT_EQ(back.endpoint("registration", true), "tcp://127.0.0.1:5555");  // none: TCP
+  EXPECT_THROW((void)back.endpoint("nope", true), ConnectionError);
 }
 
 TEST(ConnectionFile, MissingOrMalformedFilesSayWhy) {

@@ -78,8 +78,11 @@ struct ClientCore {
     if (options.shared_memory && !info.shm_dir.empty())
       shm = net::SharedMemory::open(info.shm_dir, info.shm_token);
     sockets[kRegistration].connect(info.endpoint("registration"));
-    sockets[kDirect].connect(info.endpoint("direct"));
-    sockets[kBalanced].connect(info.endpoint("balanced"));
+    // On the controller's host the task channels go through its Unix sockets, if it offers
+    // them.
+    local = net::SharedMemory::sees(info.shm_dir, info.shm_token);
+    sockets[kDirect].connect(info.endpoint("direct", local));
+    sockets[kBalanced].connect(info.endpoint("balanced", local));
     wake_pull.bind(wake_endpoint());
     wake_push.connect(wake_endpoint());
     io = std::thread([this] {
@@ -179,7 +182,7 @@ struct ClientCore {
       s->set(zmq::sockopt::linger, 0);
       s->set(zmq::sockopt::sndhwm, 0);
       s->set(zmq::sockopt::rcvhwm, 0);
-      s->connect(info.endpoint(channel == kDirect ? "direct" : "balanced"));
+      s->connect(info.endpoint(channel == kDirect ? "direct" : "balanced", local));
     }
     return *s;
   }
@@ -485,6 +488,7 @@ struct ClientCore {
   net::Signer signer;
   Duration timeout;
   const net::SharedMemory* shm = nullptr;     // the cluster's, when this host sees it
+  bool local = false;                         // on the controller's host
   const std::string session = net::new_id();  // names this client in the hub's records
   zmq::context_t ctx;
   zmq::socket_t sockets[3] = {{ctx, zmq::socket_type::dealer},

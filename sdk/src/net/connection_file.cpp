@@ -21,9 +21,17 @@ const std::string& ConnectionInfo::endpoint(const std::string& channel) const {
   return it->second;
 }
 
+const std::string& ConnectionInfo::endpoint(const std::string& channel, bool local) const {
+  if (local) {
+    if (auto it = local_endpoints.find(channel); it != local_endpoints.end()) return it->second;
+  }
+  return endpoint(channel);
+}
+
 void write_connection_file(const std::filesystem::path& path, const ConnectionInfo& info) {
   nlohmann::json j;
   j["endpoints"] = info.endpoints;
+  if (!info.local_endpoints.empty()) j["local_endpoints"] = info.local_endpoints;
   j["key"] = info.key;
   j["signature_scheme"] = info.signature_scheme;
   j["controller_pid"] = info.controller_pid;
@@ -59,6 +67,8 @@ ConnectionInfo read_connection_file(const std::filesystem::path& path) {
   try {
     const auto j = nlohmann::json::parse(in);
     info.endpoints = j.at("endpoints").get<std::map<std::string, std::string>>();
+    if (j.contains("local_endpoints"))
+      info.local_endpoints = j.at("local_endpoints").get<std::map<std::string, std::string>>();
     info.key = j.at("key").get<std::string>();
     info.signature_scheme = j.value("signature_scheme", "poly1305-hmac-sha256");
     info.controller_pid = j.value("controller_pid", std::int64_t{0});

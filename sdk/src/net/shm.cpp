@@ -285,14 +285,18 @@ std::size_t SharedMemory::sweep(const std::filesystem::path& dir,
   return removed;
 }
 
-const SharedMemory* SharedMemory::open(const std::filesystem::path& dir, std::string_view token) {
-  if (dir.empty() || token.empty()) return nullptr;
+bool SharedMemory::sees(const std::filesystem::path& dir, std::string_view token) {
+  if (dir.empty() || token.empty()) return false;
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid())
-    return nullptr;
+    return false;
   std::string seen;
   std::ifstream in(dir / kTokenFile);
-  if (!std::getline(in, seen) || seen != token) return nullptr;
+  return std::getline(in, seen) && seen == token;
+}
+
+const SharedMemory* SharedMemory::open(const std::filesystem::path& dir, std::string_view token) {
+  if (!sees(dir, token)) return nullptr;
   std::lock_guard lock(open_mutex);
   // Never freed: Buffers anywhere in the process may point into a directory's segments.
   static auto* opened = new std::map<std::filesystem::path, const SharedMemory*>();

@@ -39,6 +39,9 @@ struct ControllerOptions {
   /// `ipp-...` under `shm_root` (tmpfs), removed when the controller stops.
   bool shared_memory = true;
   std::filesystem::path shm_root = "/dev/shm";
+  /// Also offer the task channels as Unix sockets in that directory: peers that see it (on
+  /// this host) use them instead of TCP on loopback. Needs `shared_memory`.
+  bool local_sockets = true;
 };
 
 /// The controller: a hub (registration, queries, plugin distribution, and a monitor that sees

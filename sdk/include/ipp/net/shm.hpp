@@ -63,6 +63,9 @@ class SharedMemory {
   /// that sending them copies nothing. Each directory has one instance, alive for the rest
   /// of the process (Buffers anywhere may still point into it).
   static const SharedMemory* open(const std::filesystem::path& dir, std::string_view token);
+  /// Whether this process sees the cluster's directory (as open() checks it), with no other
+  /// effect: a peer that does runs on the controller's host.
+  [[nodiscard]] static bool sees(const std::filesystem::path& dir, std::string_view token);
   /// Large buffers go back to the heap (tests).
   static void stop_allocating() noexcept;
 
