@@ -562,7 +562,8 @@ int Engine::run() {
     } else if (is_map) {
       runtime.submit_map(h.task, std::move(payload), std::move(done), job->control);
     } else {
-      runtime.submit(h.task, std::move(payload), std::move(done), job->control);
+      runtime.submit(h.task, std::move(payload), std::move(done), job->control,
+                     job->time_limit_ms == 0);
     }
   };
 

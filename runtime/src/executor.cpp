@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <memory>
 #include <thread>
+#include <utility>
 
 #include <oneapi/tbb/global_control.h>
 
@@ -73,18 +74,19 @@ bool Executor::queue_locked(std::function<void()> fn) {
   return true;
 }
 
-void Executor::submit(std::function<void()> fn) {
+void Executor::submit(std::function<void()> fn, bool quick) {
   int jobs = 0;
   {
     std::lock_guard lock(mutex_);
     if (own_task != nullptr) {  // from one of lead()'s turns
       if (!*own_task) {
         // Runs on this thread after the turn, if a waiting thread can take the next turns
-        // and a task slot is free.
+        // (or, for a quick task, watch them) and a task slot is free.
         if (parked_ > 0 && running_ < static_cast<std::size_t>(threads_)) {
           ++pending_;
           ++running_;
           *own_task = std::move(fn);
+          own_quick_ = quick;
           return;
         }
       } else {
@@ -95,6 +97,7 @@ void Executor::submit(std::function<void()> fn) {
         jobs += queue_locked(std::move(*own_task)) ? 1 : 0;
         *own_task = nullptr;
         own_task = nullptr;  // until the next turn
+        own_quick_ = false;
       }
     }
     jobs += queue_locked(std::move(fn)) ? 1 : 0;
@@ -138,10 +141,15 @@ std::function<void()> Executor::take_turns(std::unique_lock<std::mutex>& lock) {
   }
   own_task = nullptr;
   lock.lock();
+  const bool quick = std::exchange(own_quick_, false);
   if (!more) {
     turn_ = nullptr;
     led_ = true;
     led_cv_.notify_all();
+  } else if (quick) {
+    // A quick task: this thread takes the next turns too, once it has run it (drain()),
+    // unless a waiting thread found it still running and took them (park()).
+    quick_leader_ = true;
   } else {
     // The next turns go to another thread while this one runs its task.
     need_leader_ = true;
@@ -175,6 +183,10 @@ void Executor::drain() {
         mine();
         lock.lock();
         finished();
+        if (quick_leader_) {  // nobody took the turns meanwhile: they are this thread's again
+          quick_leader_ = false;
+          need_leader_ = true;
+        }
       }
       continue;
     }
@@ -202,11 +214,16 @@ void Executor::drain() {
     work_.wait_for(lock, kPark, [this] { return wake_ > 0 || leave_ > 0 || stopping_; });
     if (wake_ > 0) {
       --wake_;
-    } else if (leave_ > 0) {
-      --leave_;
-      if (queue_.empty() && !need_leader_) break;
     } else {
-      --parked_;  // timed out (or stopping) without being spoken for
+      if (leave_ > 0)
+        --leave_;
+      else
+        --parked_;  // timed out (or stopping) without being spoken for
+      if (quick_leader_) {
+        // The turns' thread still runs a task submitted as quick: the turns go on here.
+        quick_leader_ = false;
+        need_leader_ = true;
+      }
       if (queue_.empty() && !need_leader_) break;
     }
     // The task (or the turns) may have gone to a thread that was running: look again.

@@ -59,8 +59,25 @@ bool TaskControl::start() noexcept {
 }
 
 void Runtime::submit(std::string_view task, Payload args, Callback done,
-                     std::shared_ptr<TaskControl> control) {
-  submit_impl(task, std::move(args), std::move(done), std::move(control), false);
+                     std::shared_ptr<TaskControl> control, bool may_be_quick) {
+  submit_impl(task, std::move(args), std::move(done), std::move(control), false, may_be_quick);
+}
+
+void Runtime::RunTimes::ran(Clock::duration took) noexcept {
+  const std::uint32_t n = runs.fetch_add(1) + 1;
+  if (took >= kQuickBelow) slow_until.store(n + kQuickRuns);
+}
+
+bool Runtime::quick(std::string_view task) {
+  return run_times(task)->quick();
+}
+
+std::shared_ptr<Runtime::RunTimes> Runtime::run_times(std::string_view task) {
+  std::lock_guard lock(times_mutex_);
+  auto it = times_.find(task);
+  if (it == times_.end())
+    it = times_.emplace(std::string(task), std::make_shared<RunTimes>()).first;
+  return it->second;
 }
 
 void Runtime::submit_map(std::string_view task, Payload sequences, Callback done,
@@ -94,7 +111,7 @@ ErrorRecord cancelled_before_start(std::string_view task, std::int64_t engine) {
 }
 
 void Runtime::submit_impl(std::string_view task, Payload payload, Callback done,
-                          std::shared_ptr<TaskControl> control, bool is_map) {
+                          std::shared_ptr<TaskControl> control, bool is_map, bool may_be_quick) {
   TaskHandle handle;
   try {
     handle = registry_.resolve(task);
@@ -105,23 +122,29 @@ void Runtime::submit_impl(std::string_view task, Payload payload, Callback done,
     done(std::move(out));
     return;
   }
-  executor_.submit([this, handle = std::move(handle), payload = std::move(payload),
-                    done = std::move(done), control = std::move(control), is_map,
-                    name = std::string(task)]() mutable {
-    TaskOutcome out;
-    if (control && !control->start()) {
-      out.started = out.completed = Clock::now();
-      out.error = cancelled_before_start(name, engine_id_);
-    } else {
-      const InvokeContext ctx{engine_id_, &ns_, control ? &control->cancelled : nullptr};
-      out = is_map ? invoke_map(handle, payload, ctx, executor_) : invoke(handle, payload, ctx);
-    }
-    try {
-      done(std::move(out));
-    } catch (const std::exception& e) {
-      spdlog::error("task completion callback threw: {}", e.what());
-    }
-  });
+  // Plain calls learn how long they take; maps run in parallel and are never quick.
+  std::shared_ptr<RunTimes> times = is_map ? nullptr : run_times(task);
+  const bool quick = may_be_quick && times != nullptr && times->quick();
+  executor_.submit(
+      [this, handle = std::move(handle), payload = std::move(payload), done = std::move(done),
+       control = std::move(control), is_map, name = std::string(task),
+       times = std::move(times)]() mutable {
+        TaskOutcome out;
+        if (control && !control->start()) {
+          out.started = out.completed = Clock::now();
+          out.error = cancelled_before_start(name, engine_id_);
+        } else {
+          const InvokeContext ctx{engine_id_, &ns_, control ? &control->cancelled : nullptr};
+          out = is_map ? invoke_map(handle, payload, ctx, executor_) : invoke(handle, payload, ctx);
+          if (times) times->ran(out.completed - out.started);
+        }
+        try {
+          done(std::move(out));
+        } catch (const std::exception& e) {
+          spdlog::error("task completion callback threw: {}", e.what());
+        }
+      },
+      quick);
 }
 
 TaskOutcome Runtime::wait_for(std::string_view task, Payload payload, bool is_map) {

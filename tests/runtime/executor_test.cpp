@@ -3,8 +3,11 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <latch>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -260,6 +263,120 @@ TEST(Executor, ATurnThatTakesInSeveralTasksRunsNoneOfThemItself) {
   pool.wait_idle();
   EXPECT_EQ(ran.load(), 3);
   EXPECT_EQ(on_turn_thread.load(), 0);
+}
+
+/// Voluntary context switches of every thread of this process so far: each is a thread that
+/// blocked (and, for a pool thread that waits for work, was woken after).
+long voluntary_switches() {
+  long total = 0;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream status(t.path() / "status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0) total += std::stol(line.substr(24));
+    }
+  }
+  return total;
+}
+
+/// Both threads of `pool` have run at once, and now wait for work.
+void warm_up(Executor& pool) {
+  Rendezvous both(2);
+  for (int i = 0; i < 2; ++i)
+    pool.submit([&] { (void)both.arrive(); });
+  pool.wait_idle();
+}
+
+/// Tasks submitted one at a time from turns that never block (they spin), each while the
+/// other thread waits for work. Returns how many ran on their turn's thread, and how often a
+/// thread of the process blocked meanwhile.
+std::pair<int, long> tasks_from_spinning_turns(bool quick) {
+  Executor pool(2);
+  warm_up(pool);
+  constexpr int kTasks = 40;
+  std::atomic<int> done{0}, on_turn_thread{0};
+  int submitted = 0;
+  const long before = voluntary_switches();
+  pool.lead([&] {
+    if (done.load() == submitted && submitted < kTasks) {
+      ++submitted;
+      pool.submit(
+          [&, me = std::this_thread::get_id()] {
+            if (std::this_thread::get_id() == me) ++on_turn_thread;
+            ++done;
+          },
+          quick);
+    } else {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+      while (std::chrono::steady_clock::now() < until) {
+      }
+    }
+    return done.load() < kTasks;
+  });
+  const long switches = voluntary_switches() - before;
+  pool.wait_idle();
+  return {on_turn_thread.load(), switches};
+}
+
+// A quick task from a turn runs on the turn's thread and wakes nobody: the turns go on on
+// that thread after it. Any other task there wakes the waiting thread to take the turns.
+TEST(Executor, AQuickTaskFromATurnWakesNobody) {
+  const auto [quick_here, quick_switches] = tasks_from_spinning_turns(true);
+  const auto [here, switches] = tasks_from_spinning_turns(false);
+  EXPECT_GT(quick_here, 20);
+  EXPECT_GT(here, 5);
+  // Woken and blocking again: about one switch per task without `quick`, next to none with it
+  // (lead() itself blocks once, and a waiting thread times out every kPark).
+  EXPECT_GE(switches, here / 2);
+  EXPECT_LT(quick_switches, switches / 2) << quick_switches << " vs " << switches;
+}
+
+// A task submitted as quick that runs long after all does not stop the turns: a thread that
+// waits for work takes them when its wait ends.
+TEST(Executor, AQuickTaskThatRunsLongDoesNotStopTheTurns) {
+  Executor pool(2);
+  warm_up(pool);
+  std::latch release(1);
+  std::atomic<bool> released{false};
+  auto release_once = [&] {
+    if (!released.exchange(true)) release.count_down();
+  };
+  std::atomic<bool> on_turn_thread{false}, turned_meanwhile{false}, finished{false};
+  std::atomic<std::thread::id> blocked_thread;
+  // Fails the test instead of hanging it if the turns never come back.
+  std::thread deadline([&] {
+    for (int i = 0; i < 2000 && !finished.load(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    release_once();
+  });
+  bool submitted = false;
+  pool.lead([&] {
+    const auto me = std::this_thread::get_id();
+    if (!submitted) {
+      submitted = true;
+      pool.submit(
+          [&, me] {
+            if (std::this_thread::get_id() == me) {
+              blocked_thread = me;
+              on_turn_thread = true;
+            }
+            release.wait();
+            finished = true;
+          },
+          true);
+      return true;
+    }
+    if (on_turn_thread.load() && !released.load() && me != blocked_thread.load()) {
+      turned_meanwhile = true;  // a turn on another thread while the task is held
+      release_once();
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    return !finished.load();
+  });
+  pool.wait_idle();
+  deadline.join();
+  EXPECT_TRUE(finished.load());
+  EXPECT_TRUE(on_turn_thread.load()) << "the quick task did not run on its turn's thread";
+  EXPECT_TRUE(turned_meanwhile.load());
 }
 
 }  // namespace

@@ -214,6 +214,34 @@ TEST_F(RuntimeTest, ATaskCancelledBeforeItStartsDoesNotRun) {
   EXPECT_EQ(rt_.ns().get("x")->as<int>(), 1);  // it never ran
 }
 
+// A task is quick (it may run where it was received, waking nobody: see Executor::lead)
+// once its last kQuickRuns calls each took under kQuickBelow; one slower call undoes that
+// for the next kQuickRuns calls.
+TEST_F(RuntimeTest, ATaskIsQuickAfterFastCallsAndNotAfterASlowOne) {
+  rt_.load(test_plugin("sched"));
+  const double slow = 2.0 * std::chrono::duration<double>(Runtime::kQuickBelow).count();
+  EXPECT_FALSE(rt_.quick("mul_slowly"));
+  for (std::uint32_t i = 0; i < Runtime::kQuickRuns; ++i) {
+    EXPECT_FALSE(rt_.quick("mul_slowly")) << i;
+    EXPECT_EQ(rt_.call("mul_slowly", {6, 7, 0.0}), Value(42));
+  }
+  // A call the machine held up past kQuickBelow only puts it off: a few more, at most.
+  auto quick_soon = [&] {
+    for (int i = 0; i < 100 && !rt_.quick("mul_slowly"); ++i)
+      (void)rt_.call("mul_slowly", {6, 7, 0.0});
+    return rt_.quick("mul_slowly");
+  };
+  EXPECT_TRUE(quick_soon());
+  EXPECT_FALSE(rt_.quick("add"));  // each task learns on its own
+  EXPECT_EQ(rt_.call("mul_slowly", {6, 7, slow}), Value(42));
+  for (std::uint32_t i = 0; i + 1 < Runtime::kQuickRuns; ++i) {
+    EXPECT_FALSE(rt_.quick("mul_slowly")) << i;
+    EXPECT_EQ(rt_.call("mul_slowly", {6, 7, 0.0}), Value(42));
+  }
+  EXPECT_FALSE(rt_.quick("mul_slowly"));
+  EXPECT_TRUE(quick_soon());
+}
+
 TEST_F(RuntimeTest, NamespaceIsVisibleToTasks) {
   rt_.load(test_plugin("types"));
   rt_.ns().set("x", 41);

@@ -27,7 +27,10 @@ namespace ipp {
 /// on one pool thread at a time, and a task submitted during a turn, while another thread
 /// waits for work, runs on the thread that made the turn, at once; the waiting thread is woken
 /// to take the next turns meanwhile. A task that comes in over the network thus starts without
-/// waiting for a thread to wake.
+/// waiting for a thread to wake. A task submitted as quick (one expected to take a fraction of
+/// a millisecond) wakes nobody: the thread that made the turn runs it and then takes the next
+/// turns itself. Should it run long after all, a waiting thread takes the turns when its wait
+/// of kPark ends, so the turns stop for at most about that long.
 ///
 ///     ipp::Executor pool(4);
 ///     pool.submit([] { heavy(); });
@@ -41,7 +44,8 @@ class Executor {
   Executor& operator=(const Executor&) = delete;
 
   /// Queues `fn` to run on the pool. `fn` must not throw (an escaping exception terminates).
-  void submit(std::function<void()> fn);
+  /// `quick`: `fn` is expected to finish within a fraction of a millisecond (see lead()).
+  void submit(std::function<void()> fn, bool quick = false);
   /// Blocks until nothing submitted is queued or running.
   void wait_idle();
   /// Runs `turn` on the pool, on one thread at a time, again and again until it returns
@@ -95,7 +99,9 @@ class Executor {
   std::size_t running_ = 0;                // tasks running
   std::function<bool()>* turn_ = nullptr;  // lead()'s loop, while it goes on
   bool need_leader_ = false;               // the turns wait for a thread to take them
-  bool led_ = false;                       // the loop has ended
+  bool own_quick_ = false;     // the task a turn took for its thread was submitted as quick
+  bool quick_leader_ = false;  // the turns' thread runs a quick task, and takes them after
+  bool led_ = false;           // the loop has ended
   std::condition_variable led_cv_;
 };
 

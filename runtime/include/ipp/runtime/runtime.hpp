@@ -1,10 +1,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <span>
@@ -80,8 +83,12 @@ class Runtime {
   /// unknown tasks and bad buffers come back as error outcomes). `control`, when given, is
   /// what ipp::Context::cancelled() reads and where the start time is written; a task
   /// cancelled before a pool thread takes it does not run (an ErrorCode::cancelled outcome).
+  ///
+  /// A task whose recent calls all took under kQuickBelow goes to the pool as quick (see
+  /// Executor::lead), unless `may_be_quick` is false (a task with a time limit, which the
+  /// receiving loop's turns watch).
   void submit(std::string_view task, Payload args, Callback done,
-              std::shared_ptr<TaskControl> control = nullptr);
+              std::shared_ptr<TaskControl> control = nullptr, bool may_be_quick = true);
   /// Queues a map over `sequences` (see invoke_map).
   void submit_map(std::string_view task, Payload sequences, Callback done,
                   std::shared_ptr<TaskControl> control = nullptr);
@@ -110,6 +117,12 @@ class Runtime {
   /// Empties the namespace and forgets the plugins `execute` imported.
   void clear_namespace();
 
+  /// A task is quick once its last kQuickRuns calls each took less than this.
+  static constexpr std::chrono::microseconds kQuickBelow{200};
+  static constexpr std::uint32_t kQuickRuns = 8;
+  /// Whether submit() would hand `task` to the pool as quick now.
+  [[nodiscard]] bool quick(std::string_view task);
+
   [[nodiscard]] Namespace& ns() noexcept { return ns_; }
   [[nodiscard]] Executor& executor() noexcept { return executor_; }
   [[nodiscard]] const PluginStore& store() const noexcept { return store_; }
@@ -120,7 +133,16 @@ class Runtime {
  private:
   std::shared_ptr<const LoadedPlugin> register_stored(const StoredPlugin& stored);
   void submit_impl(std::string_view task, Payload payload, Callback done,
-                   std::shared_ptr<TaskControl> control, bool is_map);
+                   std::shared_ptr<TaskControl> control, bool is_map, bool may_be_quick = false);
+  /// How long the recent calls of one task took: calls so far, and the count before which it
+  /// is not quick (one that took kQuickBelow or more pushes it kQuickRuns calls on).
+  struct RunTimes {
+    std::atomic<std::uint32_t> runs{0};
+    std::atomic<std::uint32_t> slow_until{kQuickRuns};
+    [[nodiscard]] bool quick() const noexcept { return runs.load() >= slow_until.load(); }
+    void ran(Clock::duration took) noexcept;
+  };
+  std::shared_ptr<RunTimes> run_times(std::string_view task);
   TaskOutcome wait_for(std::string_view task, Payload payload, bool is_map);
 
   std::atomic<std::int64_t> engine_id_;
@@ -130,6 +152,8 @@ class Runtime {
   std::mutex load_mutex_;
   mutable std::mutex imports_mutex_;
   std::set<std::string, std::less<>> imports_;  // plugins `execute` imported
+  std::mutex times_mutex_;
+  std::map<std::string, std::shared_ptr<RunTimes>, std::less<>> times_;  // by task name
   std::mutex strand_mutex_;
   std::deque<std::pair<std::function<TaskOutcome()>, Callback>> strand_;
   bool strand_running_ = false;
