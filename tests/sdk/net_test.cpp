@@ -32,16 +32,20 @@ TEST(Signer, TagsArePoly1305UnderAKeyDerivedFromTheNonceOverLengthPrefixedParts)
   Signer signer("Jefe");
   const std::span<const std::byte> parts[] = {bytes("what do ya"), bytes(" want for nothing?")};
   const auto sig = signer.sign(parts);
-  // The same construction, by hand: HMAC-SHA256(key, "ipp/msg" | nonce) keys a Poly1305 over
-  // each part's 8-byte little-endian length and bytes.
-  std::string derive = "ipp/msg";
-  derive.append(reinterpret_cast<const char*>(sig.data()), Signer::kNonceSize);
-  unsigned char one_time[32];
+  // The same construction, by hand: the ChaCha20 key is HMAC-SHA256(key, "ipp/chacha"); the
+  // nonce's first 8 bytes are the ChaCha20 nonce and its last 8 the block counter; the first
+  // 32 bytes of that block key a Poly1305 over each part's 8-byte little-endian length and
+  // bytes.
+  unsigned char stream_key[32];
   crypto_auth_hmacsha256_state st;
   crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>("Jefe"), 4);
-  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(derive.data()),
-                                derive.size());
-  crypto_auth_hmacsha256_final(&st, one_time);
+  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>("ipp/chacha"), 10);
+  crypto_auth_hmacsha256_final(&st, stream_key);
+  std::uint64_t counter = 0;
+  std::memcpy(&counter, sig.data() + 8, 8);  // little-endian (x86, arm64)
+  unsigned char block[64] = {};
+  crypto_stream_chacha20_xor_ic(block, block, sizeof block, sig.data(), counter, stream_key);
+  const unsigned char* one_time = block;
   std::string flat;
   for (std::string_view p :
        {std::string_view("what do ya"), std::string_view(" want for nothing?")}) {

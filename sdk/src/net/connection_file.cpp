@@ -70,7 +70,7 @@ ConnectionInfo read_connection_file(const std::filesystem::path& path) {
     if (j.contains("local_endpoints"))
       info.local_endpoints = j.at("local_endpoints").get<std::map<std::string, std::string>>();
     info.key = j.at("key").get<std::string>();
-    info.signature_scheme = j.value("signature_scheme", "poly1305-hmac-sha256");
+    info.signature_scheme = j.value("signature_scheme", "poly1305-chacha20");
     info.controller_pid = j.value("controller_pid", std::int64_t{0});
     if (j.contains("shm")) {
       info.shm_dir = j.at("shm").at("dir").get<std::string>();
@@ -80,7 +80,7 @@ ConnectionInfo read_connection_file(const std::filesystem::path& path) {
     throw ConnectionError(
         fmt::format("connection file '{}' is malformed: {}", path.string(), e.what()));
   }
-  if (info.signature_scheme != "poly1305-hmac-sha256") {
+  if (info.signature_scheme != "poly1305-chacha20") {
     throw ConnectionError(fmt::format("connection file '{}' uses unknown signature scheme '{}'",
                                       path.string(), info.signature_scheme));
   }

@@ -21,19 +21,29 @@ void ensure_sodium() {
 static_assert(Signer::kTagSize == crypto_onetimeauth_BYTES);
 
 struct Signer::Keyed {
-  crypto_auth_hmacsha256_state state;
+  unsigned char stream_key[crypto_stream_chacha20_KEYBYTES];
 };
 
 Signer::Signer(std::string key) {
   ensure_sodium();
+  // The ChaCha20 key that makes each message's one-time key: HMAC-SHA256 of a label under
+  // the cluster key, once.
+  static constexpr unsigned char kLabel[] = {'i', 'p', 'p', '/', 'c', 'h', 'a', 'c', 'h', 'a'};
+  static_assert(crypto_auth_hmacsha256_BYTES == crypto_stream_chacha20_KEYBYTES);
   auto keyed = std::make_unique<Keyed>();
-  crypto_auth_hmacsha256_init(&keyed->state, reinterpret_cast<const unsigned char*>(key.data()),
+  crypto_auth_hmacsha256_state state;
+  crypto_auth_hmacsha256_init(&state, reinterpret_cast<const unsigned char*>(key.data()),
                               key.size());
+  crypto_auth_hmacsha256_update(&state, kLabel, sizeof kLabel);
+  crypto_auth_hmacsha256_final(&state, keyed->stream_key);
+  sodium_memzero(&state, sizeof state);
   sodium_memzero(key.data(), key.size());
   keyed_ = std::move(keyed);
 }
 
-Signer::~Signer() = default;
+Signer::~Signer() {
+  if (keyed_) sodium_memzero(const_cast<Keyed*>(keyed_.get()), sizeof(Keyed));
+}
 Signer::Signer(Signer&&) noexcept = default;
 Signer& Signer::operator=(Signer&&) noexcept = default;
 
@@ -49,13 +59,16 @@ std::string Signer::new_key() {
 
 std::array<std::uint8_t, Signer::kTagSize> Signer::tag(
     const std::uint8_t* nonce, std::span<const std::span<const std::byte>> parts) const {
-  static constexpr unsigned char kLabel[] = {'i', 'p', 'p', '/', 'm', 's', 'g'};
-  crypto_auth_hmacsha256_state derive = keyed_->state;
-  crypto_auth_hmacsha256_update(&derive, kLabel, sizeof kLabel);
-  crypto_auth_hmacsha256_update(&derive, nonce, kNonceSize);
-  unsigned char one_time[crypto_auth_hmacsha256_BYTES];
-  crypto_auth_hmacsha256_final(&derive, one_time);
-  static_assert(sizeof one_time >= crypto_onetimeauth_KEYBYTES);
+  // The one-time key: the first 32 bytes of the ChaCha20 block that the nonce names (its
+  // first 8 bytes the ChaCha20 nonce, the other 8 the block counter), as RFC 8439 makes a
+  // Poly1305 key. Each nonce, so each message, has a key of its own.
+  static_assert(kNonceSize == crypto_stream_chacha20_NONCEBYTES + sizeof(std::uint64_t));
+  std::uint64_t block = 0;
+  for (std::size_t i = 0; i < sizeof block; ++i)
+    block |= static_cast<std::uint64_t>(nonce[crypto_stream_chacha20_NONCEBYTES + i]) << (8 * i);
+  unsigned char one_time[crypto_onetimeauth_KEYBYTES] = {};
+  crypto_stream_chacha20_xor_ic(one_time, one_time, sizeof one_time, nonce, block,
+                                keyed_->stream_key);
   crypto_onetimeauth_state state;
   crypto_onetimeauth_init(&state, one_time);
   sodium_memzero(one_time, sizeof one_time);

@@ -17,7 +17,7 @@ struct ConnectionInfo {
   /// Empty when the controller offers none.
   std::map<std::string, std::string> local_endpoints;
   std::string key;  ///< the signing key (hex), see net::Signer
-  std::string signature_scheme = "poly1305-hmac-sha256";
+  std::string signature_scheme = "poly1305-chacha20";
   std::int64_t controller_pid = 0;
   /// The cluster's shared-memory directory and the token in it (see SharedMemory); empty
   /// when the controller uses none.

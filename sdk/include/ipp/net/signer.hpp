@@ -45,7 +45,7 @@ class Signer {
   [[nodiscard]] std::array<std::uint8_t, kTagSize> tag(
       const std::uint8_t* nonce, std::span<const std::span<const std::byte>> parts) const;
 
-  // HMAC-SHA256 keyed once with the shared key; each derivation starts from a copy.
+  // The ChaCha20 key the one-time keys come from (derived once from the cluster key).
   struct Keyed;
   std::unique_ptr<const Keyed> keyed_;
 };
