@@ -2,7 +2,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -125,6 +127,13 @@ TEST_F(Cluster, GarbageOnEveryPortIsDroppedAndTheControllerGoesOn) {
     endpoints.push_back(v);
   for (const auto& [k, v] : engine_info.endpoints)
     endpoints.push_back(v);
+  // The task channels' Unix sockets too.
+  ASSERT_EQ(client_->info().local_endpoints.size(), 2u);
+  ASSERT_EQ(engine_info.local_endpoints.size(), 2u);
+  for (const auto& [k, v] : client_->info().local_endpoints)
+    endpoints.push_back(v);
+  for (const auto& [k, v] : engine_info.local_endpoints)
+    endpoints.push_back(v);
   for (const auto& ep : endpoints) {
     // A ZeroMQ peer sending junk frames, and one signing with the wrong key.
     zmq::socket_t s(ctx, zmq::socket_type::dealer);
@@ -196,7 +205,7 @@ TEST_F(Cluster, AnEngineKilledWithoutASupervisorIsDroppedWhenItsHeartbeatsStop) 
   EXPECT_EQ(client_->apply(1, "mul", {2, 2}).value, Value(4));
 }
 
-TEST_F(Cluster, RandomBytesOnRawTcpDoNotHurt) {
+TEST_F(Cluster, RandomBytesOnRawSocketsDoNotHurt) {
   start(1);
   client_->push(test::plugin("arith"));
   auto engine_info = net::read_connection_file(dir_ / net::kEngineFile);
@@ -213,6 +222,27 @@ TEST_F(Cluster, RandomBytesOnRawTcpDoNotHurt) {
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<std::uint16_t>(port));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << ep;
+    std::vector<char> junk(4096);
+    for (auto& c : junk)
+      c = static_cast<char>(rng());
+    (void)::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
+    ::close(fd);
+  }
+  // And on the task channels' Unix sockets.
+  std::vector<std::string> local;
+  for (const auto& [k, v] : client_->info().local_endpoints)
+    local.push_back(v);
+  for (const auto& [k, v] : engine_info.local_endpoints)
+    local.push_back(v);
+  ASSERT_EQ(local.size(), 4u);
+  for (const auto& ep : local) {
+    const std::string path = ep.substr(std::string("ipc://").size());
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    ASSERT_LT(path.size(), sizeof addr.sun_path);
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
     ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << ep;
     std::vector<char> junk(4096);
     for (auto& c : junk)
