@@ -80,6 +80,9 @@ bool poll_once(zmq::pollitem_t* items, std::size_t n, std::chrono::milliseconds 
   return net::poll(items, n, timeout) >= 0;
 }
 
+/// The largest frame a peer may send the controller: 64 GiB, far above any array ipp moves.
+constexpr std::int64_t kMaxFrame = std::int64_t{64} << 30;
+
 std::string bind_any(zmq::socket_t& s, const std::string& ip) {
   s.bind(fmt::format("tcp://{}:*", ip));
   return s.get(zmq::sockopt::last_endpoint);
@@ -1834,6 +1837,10 @@ void Controller::start() {
   for (auto* sock : {&s.registration, &s.heartbeat, &s.client_direct, &s.engine_direct,
                      &s.client_balanced, &s.engine_balanced}) {
     sock->set(zmq::sockopt::linger, 0);
+    // A frame announced larger than this closes the connection instead of being allocated:
+    // random bytes can read as an old-style frame header of any length, and ZeroMQ would ask
+    // for that much memory at once (and abort when it cannot have it).
+    sock->set(zmq::sockopt::maxmsgsize, kMaxFrame);
   }
   // Task channels send without limit in ZeroMQ: a full pipe would make a router drop a reply
   // (to a client) or refuse a task (to an engine). How much reaches an engine is the
