@@ -111,59 +111,41 @@ void write_port(zmq::socket_t& s, int fd) {
   ::close(fd);
 }
 
-/// `rounds` round trips of 64 B from a DEALER connected to `endpoint`, after 100 to warm up;
-/// each in us.
-std::vector<double> time_round_trips(const std::string& endpoint, int rounds) {
-  zmq::context_t ctx;
-  zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
-  dealer.connect(endpoint);
-  std::vector<double> us;
+/// `n` round trips of 64 B from `dealer`, each in us, appended to `out`.
+void time_round_trips(zmq::socket_t& dealer, int n, std::vector<double>& out) {
   const std::string payload(64, 'x');
-  for (int i = 0; i < rounds + 100; ++i) {
+  for (int i = 0; i < n; ++i) {
     const auto t = Clock::now();
     dealer.send(zmq::buffer(payload), zmq::send_flags::none);
     zmq::message_t reply;
     (void)dealer.recv(reply);
-    if (i >= 100) us.push_back(since(t) * 1e6);
+    out.push_back(since(t) * 1e6);
   }
-  return us;
 }
 
-/// A raw DEALER -> ROUTER -> DEALER round trip of 64 B between two processes: p50, p99 in us.
-/// Over TCP on loopback, or over a Unix socket (`ipc`), to see which local transport is faster.
-std::pair<double, double> raw_rtt_us(int rounds, bool ipc = false) {
-  const std::string path =
-      (std::filesystem::temp_directory_path() / fmt::format("ipp-bench-{}.ipc", ::getpid()))
-          .string();
-  auto [pid, port] = fork_peer([rounds, ipc, path](int fd) {
-    zmq::context_t ctx;
-    zmq::socket_t router(ctx, zmq::socket_type::router);
-    router.bind(ipc ? "ipc://" + path : std::string("tcp://127.0.0.1:*"));
-    write_port(router, fd);
-    for (int i = 0; i < rounds + 100; ++i) {
-      zmq::message_t id, body;
-      (void)router.recv(id);
-      (void)router.recv(body);
-      router.send(id, zmq::send_flags::sndmore);
-      router.send(body, zmq::send_flags::none);
-    }
-  });
-  const std::vector<double> us =
-      time_round_trips(ipc ? "ipc://" + path : "tcp://127.0.0.1:" + port, rounds);
-  ::waitpid(pid, nullptr, 0);
-  return {percentile(us, 0.5), percentile(us, 0.99)};
+/// Where a floor's peer listens: a Unix socket at `path`, or TCP on loopback at `port`.
+std::string local_endpoint(bool ipc, const std::string& path, const std::string& port) {
+  return ipc ? "ipc://" + path : "tcp://127.0.0.1:" + port;
+}
+/// What a floor's peer binds to for local_endpoint().
+std::string local_bind(bool ipc, const std::string& path) {
+  return ipc ? "ipc://" + path : std::string("tcp://127.0.0.1:*");
 }
 
-/// The raw one-hop round trip of raw_rtt_us(), kept up in a second process so that its
+/// A raw DEALER -> ROUTER -> DEALER round trip of 64 B between two processes, the ROUTER an
+/// echo kept up in a second process, over TCP on loopback or a Unix socket (`ipc`). Its
 /// blocks can be timed between blocks of another measurement: both then see the same machine
 /// (on this VM the floor moves by half from minute to minute).
 class RawEcho {
  public:
-  RawEcho() {
-    auto [pid, port] = fork_peer([](int fd) {
+  explicit RawEcho(bool ipc = false) {
+    const std::string path =
+        (std::filesystem::temp_directory_path() / fmt::format("ipp-bench-{}.ipc", ::getpid()))
+            .string();
+    auto [pid, port] = fork_peer([ipc, path](int fd) {
       zmq::context_t ctx;
       zmq::socket_t router(ctx, zmq::socket_type::router);
-      router.bind("tcp://127.0.0.1:*");
+      router.bind(local_bind(ipc, path));
       write_port(router, fd);
       while (true) {
         zmq::message_t id, body;
@@ -176,7 +158,7 @@ class RawEcho {
       }
     });
     pid_ = pid;
-    dealer_.connect("tcp://127.0.0.1:" + port);
+    dealer_.connect(local_endpoint(ipc, path, port));
     std::vector<double> warm;
     time(100, warm);
   }
@@ -189,22 +171,21 @@ class RawEcho {
   RawEcho(const RawEcho&) = delete;
   RawEcho& operator=(const RawEcho&) = delete;
   /// `n` round trips of 64 B, each in us, appended to `out`.
-  void time(int n, std::vector<double>& out) {
-    const std::string payload(64, 'x');
-    for (int i = 0; i < n; ++i) {
-      const auto t = Clock::now();
-      dealer_.send(zmq::buffer(payload), zmq::send_flags::none);
-      zmq::message_t reply;
-      (void)dealer_.recv(reply);
-      out.push_back(since(t) * 1e6);
-    }
-  }
+  void time(int n, std::vector<double>& out) { time_round_trips(dealer_, n, out); }
 
  private:
   pid_t pid_ = -1;
   zmq::context_t ctx_;
   zmq::socket_t dealer_{ctx_, zmq::socket_type::dealer};
 };
+
+/// RawEcho's round trip, `rounds` times: p50, p99 in us.
+std::pair<double, double> raw_rtt_us(int rounds, bool ipc = false) {
+  RawEcho echo(ipc);
+  std::vector<double> us;
+  echo.time(rounds, us);
+  return {percentile(us, 0.5), percentile(us, 0.99)};
+}
 
 /// The same round trip through a relay in a third process, as a scheduler relays a task: a
 /// DEALER, a ROUTER/ROUTER relay that polls both sides, and a DEALER worker that echoes.
@@ -217,8 +198,8 @@ double raw_relay_rtt_us(int rounds, bool ipc = false) {
   auto [relay_pid, ports] = fork_peer([rounds, ipc, base](int fd) {
     zmq::context_t ctx;
     zmq::socket_t front(ctx, zmq::socket_type::router), back(ctx, zmq::socket_type::router);
-    front.bind(ipc ? "ipc://" + base + "-front" : std::string("tcp://127.0.0.1:*"));
-    back.bind(ipc ? "ipc://" + base + "-back" : std::string("tcp://127.0.0.1:*"));
+    front.bind(local_bind(ipc, base + "-front"));
+    back.bind(local_bind(ipc, base + "-back"));
     auto port = [](zmq::socket_t& s) {
       const std::string ep = s.get(zmq::sockopt::last_endpoint);
       return ep.substr(ep.rfind(':') + 1);
@@ -254,9 +235,9 @@ double raw_relay_rtt_us(int rounds, bool ipc = false) {
     }
   });
   const std::string front_ep =
-      ipc ? "ipc://" + base + "-front" : "tcp://127.0.0.1:" + ports.substr(0, ports.find(' '));
+      local_endpoint(ipc, base + "-front", ports.substr(0, ports.find(' ')));
   const std::string back_ep =
-      ipc ? "ipc://" + base + "-back" : "tcp://127.0.0.1:" + ports.substr(ports.find(' ') + 1);
+      local_endpoint(ipc, base + "-back", ports.substr(ports.find(' ') + 1));
   auto [worker_pid, unused] = fork_peer([rounds, back_ep](int fd) {
     zmq::context_t ctx;
     zmq::socket_t worker(ctx, zmq::socket_type::dealer);
@@ -274,7 +255,15 @@ double raw_relay_rtt_us(int rounds, bool ipc = false) {
     }
   });
   (void)unused;
-  const std::vector<double> us = time_round_trips(front_ep, rounds);
+  std::vector<double> us;
+  {
+    zmq::context_t ctx;
+    zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+    dealer.connect(front_ep);
+    time_round_trips(dealer, 100, us);  // warm-up
+    us.clear();
+    time_round_trips(dealer, rounds, us);
+  }
   ::waitpid(worker_pid, nullptr, 0);
   ::waitpid(relay_pid, nullptr, 0);
   return percentile(us, 0.5);

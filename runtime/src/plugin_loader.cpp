@@ -113,6 +113,7 @@ std::shared_ptr<const LoadedPlugin> LoadedPlugin::load(const std::filesystem::pa
     }
     plugin->infos_.push_back(std::move(info));
   }
+  plugin->call_times_ = std::make_unique<CallTimes[]>(plugin->infos_.size());
   return plugin;
 }
 

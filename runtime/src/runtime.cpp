@@ -63,21 +63,23 @@ void Runtime::submit(std::string_view task, Payload args, Callback done,
   submit_impl(task, std::move(args), std::move(done), std::move(control), false, may_be_quick);
 }
 
-void Runtime::RunTimes::ran(Clock::duration took) noexcept {
-  const std::uint32_t n = runs.fetch_add(1) + 1;
-  if (took >= kQuickBelow) slow_until.store(n + kQuickRuns);
+void Runtime::ran(CallTimes& times, Clock::duration took) noexcept {
+  const std::uint32_t n = times.runs.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (took >= kQuickBelow) times.last_slow.store(n, std::memory_order_relaxed);
+}
+
+bool Runtime::quick(const CallTimes& times) noexcept {
+  return times.runs.load(std::memory_order_relaxed) >=
+         times.last_slow.load(std::memory_order_relaxed) + kQuickRuns;
 }
 
 bool Runtime::quick(std::string_view task) {
-  return run_times(task)->quick();
-}
-
-std::shared_ptr<Runtime::RunTimes> Runtime::run_times(std::string_view task) {
-  std::lock_guard lock(times_mutex_);
-  auto it = times_.find(task);
-  if (it == times_.end())
-    it = times_.emplace(std::string(task), std::make_shared<RunTimes>()).first;
-  return it->second;
+  try {
+    const TaskHandle handle = registry_.resolve(task);
+    return quick(handle.plugin->call_times(handle.index));
+  } catch (const Error&) {
+    return false;  // no such task
+  }
 }
 
 void Runtime::submit_map(std::string_view task, Payload sequences, Callback done,
@@ -123,12 +125,11 @@ void Runtime::submit_impl(std::string_view task, Payload payload, Callback done,
     return;
   }
   // Plain calls learn how long they take; maps run in parallel and are never quick.
-  std::shared_ptr<RunTimes> times = is_map ? nullptr : run_times(task);
-  const bool quick = may_be_quick && times != nullptr && times->quick();
+  CallTimes* times = is_map ? nullptr : &handle.plugin->call_times(handle.index);
+  const bool is_quick = may_be_quick && times != nullptr && quick(*times);
   executor_.submit(
       [this, handle = std::move(handle), payload = std::move(payload), done = std::move(done),
-       control = std::move(control), is_map, name = std::string(task),
-       times = std::move(times)]() mutable {
+       control = std::move(control), is_map, name = std::string(task), times]() mutable {
         TaskOutcome out;
         if (control && !control->start()) {
           out.started = out.completed = Clock::now();
@@ -136,7 +137,7 @@ void Runtime::submit_impl(std::string_view task, Payload payload, Callback done,
         } else {
           const InvokeContext ctx{engine_id_, &ns_, control ? &control->cancelled : nullptr};
           out = is_map ? invoke_map(handle, payload, ctx, executor_) : invoke(handle, payload, ctx);
-          if (times) times->ran(out.completed - out.started);
+          if (times) ran(*times, out.completed - out.started);
         }
         try {
           done(std::move(out));
@@ -144,7 +145,7 @@ void Runtime::submit_impl(std::string_view task, Payload payload, Callback done,
           spdlog::error("task completion callback threw: {}", e.what());
         }
       },
-      quick);
+      is_quick);
 }
 
 TaskOutcome Runtime::wait_for(std::string_view task, Payload payload, bool is_map) {

@@ -84,6 +84,19 @@ TEST(Signer, RejectsTamperingWrongKeysAndMovedBoundaries) {
   EXPECT_EQ(Signer::new_key().size(), 64u);
 }
 
+TEST(Signer, AMovedSignerSignsWithTheKeyItWasGiven) {
+  const std::string key_a = Signer::new_key(), key_b = Signer::new_key();
+  Signer a(key_a), b(key_b);
+  const std::span<const std::byte> parts[] = {bytes("header"), bytes("payload")};
+  a = std::move(b);  // a's old key is freed here (and wiped)
+  const auto sig = a.sign(parts);
+  EXPECT_TRUE(Signer(key_b).verify(std::as_bytes(std::span(sig)), parts));
+  EXPECT_FALSE(Signer(key_a).verify(std::as_bytes(std::span(sig)), parts));
+  Signer c(std::move(a));
+  const auto sig_c = c.sign(parts);
+  EXPECT_TRUE(Signer(key_b).verify(std::as_bytes(std::span(sig_c)), parts));
+}
+
 TEST(Signer, LargePartsAreCoveredByteForByte) {
   Signer signer(Signer::new_key());
   std::vector<std::byte> big((1 << 18) + 5, std::byte{7});
@@ -456,6 +469,26 @@ TEST(MessageId, HexDigitsThatSortByTimeAndParseAsTaskIds) {
   const auto now = static_cast<unsigned long long>(now_us() / 1000);
   EXPECT_LE(ms, now);
   EXPECT_GT(ms + 60'000, now);
+}
+
+TEST(MessageId, OnlyThirtyTwoLowercaseHexDigitsParse) {
+  const std::string id = "0123456789abcdef00112233445566ff";
+  const auto parsed = TaskId::parse(id);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->hi, 0x0123456789abcdefULL);
+  EXPECT_EQ(parsed->lo, 0x00112233445566ffULL);
+  EXPECT_FALSE(TaskId::parse(id.substr(1)).has_value());
+  EXPECT_FALSE(TaskId::parse(id + "0").has_value());
+  EXPECT_FALSE(TaskId::parse("").has_value());
+  // Every byte that is not a lowercase hex digit, at every place, is refused.
+  for (std::size_t at = 0; at < id.size(); ++at) {
+    for (int c = 0; c < 256; ++c) {
+      std::string bad = id;
+      bad[at] = static_cast<char>(c);
+      const bool digit = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+      ASSERT_EQ(TaskId::parse(bad).has_value(), digit) << "byte " << c << " at " << at;
+    }
+  }
 }
 
 TEST(MessageId, ThreadsAndForkedChildrenDrawDifferentIds) {

@@ -31,6 +31,8 @@ namespace ipp {
 
 namespace detail {
 
+using net::TaskId;
+
 /// One request waiting for its reply.
 struct Slot {
   std::string msg_id;
@@ -129,7 +131,7 @@ struct ClientCore {
         if (was_empty) wake_push.send(zmq::message_t(1), zmq::send_flags::dontwait);
         return;
       }
-      pending.emplace(slot->msg_id, Pending{slot, owner});
+      pending.emplace(key(slot->msg_id), Pending{slot, owner});
     }
     zmq::socket_t& sock = own_socket(channel);
     try {
@@ -192,7 +194,7 @@ struct ClientCore {
     Pending p;
     {
       std::lock_guard lock(pending_mutex);
-      auto it = pending.find(msg_id);
+      auto it = find_pending(msg_id);
       if (it == pending.end()) return;
       p = std::move(it->second);
       pending.erase(it);
@@ -249,7 +251,7 @@ struct ClientCore {
 
   void forget(const std::string& msg_id) {
     std::lock_guard lock(pending_mutex);
-    pending.erase(msg_id);
+    if (auto it = find_pending(msg_id); it != pending.end()) pending.erase(it);
   }
 
   bool wait_all(std::optional<Duration> limit) {
@@ -291,7 +293,7 @@ struct ClientCore {
         {
           std::lock_guard lock(pending_mutex);
           for (auto& o : batch)
-            pending.emplace(o.slot->msg_id, Pending{o.slot, o.owner});
+            pending.emplace(key(o.slot->msg_id), Pending{o.slot, o.owner});
         }
         send_all(batch);
       }
@@ -375,19 +377,20 @@ struct ClientCore {
   /// Fails every pending request with a ConnectionError; `why(msg_id)` gives its message.
   template <class Why>
   void fail_all(Why why) {
-    std::unordered_map<std::string, Pending> failed;
+    PendingTable failed;
     {
       std::lock_guard lock(pending_mutex);
       failed.swap(pending);
       pending_cv.notify_all();
     }
-    for (auto& [id, p] : failed) {
+    for (auto& entry : failed) {
+      Pending& p = entry.second;
       std::lock_guard lock(p.owner->mutex);
       ErrorRecord r;
       r.code = ErrorCode::connection;
       r.type = "ipp::ConnectionError";
       r.task = p.slot->task;
-      r.message = why(id);
+      r.message = why(p.slot->msg_id);
       p.slot->reply.error = std::move(r);
       p.slot->done = true;
       if (--p.owner->remaining == 0) p.owner->cv.notify_all();
@@ -433,7 +436,7 @@ struct ClientCore {
         Pending keep;
         {
           std::lock_guard lock(pending_mutex);
-          if (auto it = pending.find(h.parent_id); it != pending.end()) {
+          if (auto it = find_pending(h.parent_id); it != pending.end()) {
             keep = std::move(it->second);
             pending.erase(it);
           }
@@ -441,7 +444,7 @@ struct ClientCore {
         controller_restarted();
         if (keep.slot) {
           std::lock_guard lock(pending_mutex);
-          pending.emplace(h.parent_id, std::move(keep));
+          pending.emplace(key(keep.slot->msg_id), std::move(keep));
         }
       }
     }
@@ -457,7 +460,7 @@ struct ClientCore {
     Pending p;
     {
       std::lock_guard lock(pending_mutex);
-      auto it = pending.find(h.parent_id);
+      auto it = find_pending(h.parent_id);
       if (it == pending.end()) return false;
       p = std::move(it->second);
       pending.erase(it);
@@ -483,6 +486,19 @@ struct ClientCore {
     std::shared_ptr<Slot> slot;
     std::shared_ptr<ResultState> owner;
   };
+  /// Pending requests by their id's 16 bytes: no string to allocate or hash per request.
+  using PendingTable = std::unordered_map<TaskId, Pending, net::TaskIdHash>;
+  /// The key of an id this client made (net::new_id(): always 32 hex digits).
+  static TaskId key(const std::string& msg_id) {
+    if (auto id = TaskId::parse(msg_id)) return *id;
+    throw UsageError(fmt::format("request id '{}' is not 32 lowercase hex digits", msg_id));
+  }
+  /// The pending request `msg_id` names; end() for one that is not, or is no id at all (a
+  /// reply's parent_id comes from the wire).
+  PendingTable::iterator find_pending(std::string_view msg_id) {
+    auto id = TaskId::parse(msg_id);
+    return id ? pending.find(*id) : pending.end();
+  }
 
   net::ConnectionInfo info;
   net::Signer signer;
@@ -500,7 +516,7 @@ struct ClientCore {
   std::deque<Outgoing> outgoing;
   std::mutex pending_mutex;
   std::condition_variable pending_cv;
-  std::unordered_map<std::string, Pending> pending;
+  PendingTable pending;
   std::atomic<bool> stopping{false};
   // Connections of threads that made synchronous calls, each used by its thread alone.
   std::mutex own_mutex;

@@ -1,5 +1,7 @@
 #include "ipp/net/header.hpp"
 
+#include <array>
+
 #include <chrono>
 
 #include <fmt/format.h>
@@ -172,20 +174,34 @@ std::string new_id() {
   return hex;
 }
 
+namespace {
+
+/// The value of each lowercase hex digit; 0xff for every other byte.
+constexpr std::array<std::uint8_t, 256> kHexValue = [] {
+  std::array<std::uint8_t, 256> t{};
+  t.fill(0xff);
+  for (int c = '0'; c <= '9'; ++c)
+    t[static_cast<std::size_t>(c)] = static_cast<std::uint8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c)
+    t[static_cast<std::size_t>(c)] = static_cast<std::uint8_t>(c - 'a' + 10);
+  return t;
+}();
+
+}  // namespace
+
 std::optional<TaskId> TaskId::parse(std::string_view text) noexcept {
   if (text.size() != 32) return std::nullopt;
+  // Every scheduler and hub turn parses ids: one table lookup per digit, one test at the end.
   std::uint64_t half[2] = {0, 0};
-  for (std::size_t i = 0; i < 32; ++i) {
-    const char c = text[i];
-    std::uint64_t digit = 0;
-    if (c >= '0' && c <= '9')
-      digit = static_cast<std::uint64_t>(c - '0');
-    else if (c >= 'a' && c <= 'f')
-      digit = static_cast<std::uint64_t>(c - 'a' + 10);
-    else
-      return std::nullopt;
-    half[i / 16] = (half[i / 16] << 4) | digit;
+  std::uint8_t bad = 0;
+  for (std::size_t h = 0; h < 2; ++h) {
+    for (std::size_t i = 0; i < 16; ++i) {
+      const std::uint8_t digit = kHexValue[static_cast<unsigned char>(text[16 * h + i])];
+      bad |= digit;
+      half[h] = (half[h] << 4) | (digit & 0xf);
+    }
   }
+  if (bad & 0xf0) return std::nullopt;
   return TaskId{half[0], half[1]};
 }
 

@@ -30,7 +30,7 @@ Signer::Signer(std::string key) {
   // the cluster key, once.
   static constexpr unsigned char kLabel[] = {'i', 'p', 'p', '/', 'c', 'h', 'a', 'c', 'h', 'a'};
   static_assert(crypto_auth_hmacsha256_BYTES == crypto_stream_chacha20_KEYBYTES);
-  auto keyed = std::make_unique<Keyed>();
+  std::unique_ptr<Keyed, Wipe> keyed(new Keyed{});
   crypto_auth_hmacsha256_state state;
   crypto_auth_hmacsha256_init(&state, reinterpret_cast<const unsigned char*>(key.data()),
                               key.size());
@@ -41,9 +41,13 @@ Signer::Signer(std::string key) {
   keyed_ = std::move(keyed);
 }
 
-Signer::~Signer() {
-  if (keyed_) sodium_memzero(const_cast<Keyed*>(keyed_.get()), sizeof(Keyed));
+void Signer::Wipe::operator()(const Keyed* keyed) const noexcept {
+  auto* k = const_cast<Keyed*>(keyed);
+  sodium_memzero(k, sizeof(Keyed));
+  delete k;
 }
+
+Signer::~Signer() = default;
 Signer::Signer(Signer&&) noexcept = default;
 Signer& Signer::operator=(Signer&&) noexcept = default;
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -23,6 +24,13 @@ struct TaskInfo {
   std::int32_t arity = 0;
   std::int32_t result_dtype = -1;
   [[nodiscard]] std::string qualified_name() const { return plugin + "." + name; }
+};
+
+/// How a task's calls in this process went lately, as the Runtime learns it to tell quick
+/// tasks (see Runtime::kQuickBelow): the calls so far, and the count at the last slow one.
+struct CallTimes {
+  std::atomic<std::uint32_t> runs{0};
+  std::atomic<std::uint32_t> last_slow{0};
 };
 
 /// What is known of a plugin file before it is loaded.
@@ -59,6 +67,11 @@ class LoadedPlugin {
   [[nodiscard]] const ipp_task_v1& abi_task(std::size_t index) const noexcept {
     return manifest_->tasks[index];
   }
+  /// What the calls of task `index` taught the Runtime so far: kept with the code they ran,
+  /// so that a reloaded plugin is learnt afresh, and read without a lock or a lookup.
+  [[nodiscard]] CallTimes& call_times(std::size_t index) const noexcept {
+    return call_times_[index];
+  }
 
  private:
   LoadedPlugin() = default;
@@ -68,6 +81,7 @@ class LoadedPlugin {
   std::string name_, version_, sdk_version_, hash_;
   std::filesystem::path path_;
   std::vector<TaskInfo> infos_;
+  mutable std::unique_ptr<CallTimes[]> call_times_;  // one per task
 };
 
 }  // namespace ipp

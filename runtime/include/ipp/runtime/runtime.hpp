@@ -134,15 +134,9 @@ class Runtime {
   std::shared_ptr<const LoadedPlugin> register_stored(const StoredPlugin& stored);
   void submit_impl(std::string_view task, Payload payload, Callback done,
                    std::shared_ptr<TaskControl> control, bool is_map, bool may_be_quick = false);
-  /// How long the recent calls of one task took: calls so far, and the count before which it
-  /// is not quick (one that took kQuickBelow or more pushes it kQuickRuns calls on).
-  struct RunTimes {
-    std::atomic<std::uint32_t> runs{0};
-    std::atomic<std::uint32_t> slow_until{kQuickRuns};
-    [[nodiscard]] bool quick() const noexcept { return runs.load() >= slow_until.load(); }
-    void ran(Clock::duration took) noexcept;
-  };
-  std::shared_ptr<RunTimes> run_times(std::string_view task);
+  /// Learns from one call of `times`'s task that took `took` (see kQuickBelow).
+  static void ran(CallTimes& times, Clock::duration took) noexcept;
+  [[nodiscard]] static bool quick(const CallTimes& times) noexcept;
   TaskOutcome wait_for(std::string_view task, Payload payload, bool is_map);
 
   std::atomic<std::int64_t> engine_id_;
@@ -152,8 +146,6 @@ class Runtime {
   std::mutex load_mutex_;
   mutable std::mutex imports_mutex_;
   std::set<std::string, std::less<>> imports_;  // plugins `execute` imported
-  std::mutex times_mutex_;
-  std::map<std::string, std::shared_ptr<RunTimes>, std::less<>> times_;  // by task name
   std::mutex strand_mutex_;
   std::deque<std::pair<std::function<TaskOutcome()>, Callback>> strand_;
   bool strand_running_ = false;

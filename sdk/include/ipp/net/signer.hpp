@@ -45,9 +45,13 @@ class Signer {
   [[nodiscard]] std::array<std::uint8_t, kTagSize> tag(
       const std::uint8_t* nonce, std::span<const std::span<const std::byte>> parts) const;
 
-  // The ChaCha20 key the one-time keys come from (derived once from the cluster key).
+  // The ChaCha20 key the one-time keys come from (derived once from the cluster key), wiped
+  // wherever it is freed: on destruction and when a move assignment replaces it.
   struct Keyed;
-  std::unique_ptr<const Keyed> keyed_;
+  struct Wipe {
+    void operator()(const Keyed* keyed) const noexcept;
+  };
+  std::unique_ptr<const Keyed, Wipe> keyed_;
 };
 
 }  // namespace ipp::net
