@@ -409,16 +409,26 @@ void Controller::State::hub() {
     return it->second;
   };
 
-  // Payload parts from `from` on, packed into one blob unless larger than the hub keeps;
-  // `size` gets their total either way.
-  auto keep_parts = [&](const std::vector<Buffer>& msg, std::size_t from, std::int64_t& size) {
-    std::vector<std::string_view> parts;
+  // Payload parts from `from` on, unless larger than the hub keeps: a small payload packed
+  // into `packed`, a large one as the parts themselves (shared, not copied: the database
+  // writes them where it keeps them). `size` gets their total either way.
+  auto keep_parts = [&](const std::vector<Buffer>& msg, std::size_t from, std::int64_t& size,
+                        std::string& packed, std::vector<Buffer>& parts) {
+    constexpr std::int64_t kPackBelow = 64 << 10;
     size = 0;
-    for (std::size_t i = from; i < msg.size(); ++i) {
-      parts.emplace_back(reinterpret_cast<const char*>(msg[i].data()), msg[i].size());
+    for (std::size_t i = from; i < msg.size(); ++i)
       size += static_cast<std::int64_t>(msg[i].size());
+    packed.clear();
+    parts.clear();
+    if (size > options.db_max_payload) return;
+    if (size >= kPackBelow) {
+      parts.assign(msg.begin() + static_cast<std::ptrdiff_t>(from), msg.end());
+      return;
     }
-    return size > options.db_max_payload ? std::string() : hub::pack_parts(parts);
+    std::vector<std::string_view> views;
+    for (std::size_t i = from; i < msg.size(); ++i)
+      views.emplace_back(reinterpret_cast<const char*>(msg[i].data()), msg[i].size());
+    packed = hub::pack_parts(views);
   };
   // A header copied by a scheduler, read in place when it is aligned.
   auto header_of = [](const Buffer& b) { return net::decode_header(b.aligned(8)); };
@@ -440,7 +450,7 @@ void Controller::State::hub() {
         std::tie(r.plugin, r.plugin_hash) = plugin_of(h.task);
       r.target = h.target;
       r.bind = h.bind;
-      r.args = keep_parts(msg, 1, r.args_size);
+      keep_parts(msg, 1, r.args_size, r.args, r.args_parts);
       r.submitted = h.submitted != 0 ? h.submitted : net::now_us();
       if (h.info.kind() == Value::Kind::map && h.info.as_map().contains("resubmitted_from"))
         r.resubmitted_from = h.info["resubmitted_from"].as_string();
@@ -480,7 +490,7 @@ void Controller::State::hub() {
       } else {
         r.status = "ok";
         r.error.reset();  // a late reply after a restore replaces the restart's error
-        r.result = keep_parts(msg, 1, r.result_size);
+        keep_parts(msg, 1, r.result_size, r.result, r.result_parts);
       }
       // Submitted before any engine described its plugin: named now that one ran it (the
       // database names only tasks that run a plugin's task).

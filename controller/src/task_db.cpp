@@ -2,8 +2,15 @@
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
 #include <array>
+#include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -64,7 +71,7 @@ std::string text_at(sqlite3_stmt* s, int i) {
   return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
 }
 
-TaskRecord read_row(sqlite3_stmt* s) {
+TaskRecord read_columns(sqlite3_stmt* s) {
   TaskRecord r;
   r.msg_id = text_at(s, 0);
   r.client = text_at(s, 1);
@@ -151,6 +158,80 @@ void step_write(sqlite3* db, sqlite3_stmt* stmt, const std::string& msg_id) {
                 fmt::format("task database: cannot record {}: {}", msg_id, why));
 }
 
+/// Whether `msg_id` can name a file: what the schedulers pass on (hex digits) is.
+bool file_safe(const std::string& msg_id) {
+  if (msg_id.empty() || msg_id.size() > 64) return false;
+  for (char c : msg_id) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+/// The whole of `path`; nullopt when there is no such file.
+std::optional<std::string> read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+/// Writes to `path` (replacing it) what pack_parts() makes of `parts`, or `blobs` as they
+/// are; throws Error saying why it could not.
+class FileWriter {
+ public:
+  explicit FileWriter(const std::filesystem::path& path)
+      : path_(path), fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) {
+    if (fd_ < 0) fail(errno);
+  }
+  ~FileWriter() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileWriter(const FileWriter&) = delete;
+  FileWriter& operator=(const FileWriter&) = delete;
+  void write(const void* data, std::size_t n) {
+    const auto* p = static_cast<const char*>(data);
+    while (n > 0) {
+      const ssize_t k = ::write(fd_, p, n);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) fail(k < 0 ? errno : ENOSPC);
+      p += k;
+      n -= static_cast<std::size_t>(k);
+    }
+  }
+  void close() {
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) fail(errno);
+  }
+
+ private:
+  [[noreturn]] void fail(int err) const {
+    throw Error(ErrorCode::unknown,
+                fmt::format("cannot write '{}': {}", path_.string(), std::strerror(err)));
+  }
+  std::filesystem::path path_;
+  int fd_;
+};
+
+void write_file(const std::filesystem::path& path, std::initializer_list<std::string_view> blobs) {
+  FileWriter out(path);
+  for (const auto& b : blobs)
+    out.write(b.data(), b.size());
+  out.close();
+}
+
+void write_file(const std::filesystem::path& path, const std::vector<Buffer>& parts) {
+  FileWriter out(path);
+  for (const auto& part : parts) {
+    std::uint64_t n = part.size();
+    unsigned char len[8];
+    for (int i = 0; i < 8; ++i, n >>= 8)
+      len[i] = static_cast<unsigned char>(n & 0xff);
+    out.write(len, sizeof len);
+    out.write(part.data(), part.size());
+  }
+  out.close();
+}
+
 }  // namespace
 
 const std::vector<std::string>& TaskDb::fields() {
@@ -181,6 +262,10 @@ TaskDb::TaskDb(Options options) : options_(std::move(options)) {
     throw Error(ErrorCode::usage, fmt::format("task database {}: cannot open: {}", where, why));
   }
   sqlite3_busy_timeout(db_, 5000);
+  if (!options_.file.empty()) {
+    payload_dir_ = options_.file;
+    payload_dir_ += ".payloads";
+  }
   try {
     if (!options_.file.empty()) {
       // A file that is not a database fails here, before the controller serves anyone.
@@ -220,7 +305,9 @@ TaskDb::TaskDb(Options options) : options_(std::move(options)) {
         " THEN ?3 ELSE plugin_hash END,"
         " engine = CASE WHEN ?4 >= 0 THEN ?4 ELSE engine END, started = ?5, completed = ?6,"
         " received = ?7, status = ?8, result = ?9, error = ?10, result_size = ?11,"
-        " size = COALESCE(LENGTH(args), 0) + ?12 WHERE msg_id = ?1";
+        // Arguments in a file count as their size at submission.
+        " size = CASE WHEN args IS NULL THEN args_size ELSE LENGTH(args) END + ?12"
+        " WHERE msg_id = ?1";
     if (sqlite3_prepare_v2(db_, update, -1, &update_, nullptr) != SQLITE_OK)
       throw Error(ErrorCode::unknown, sqlite3_errmsg(db_));
   } catch (const Error& e) {
@@ -261,7 +348,6 @@ void TaskDb::begin_if_needed() {
 void TaskDb::put(const TaskRecord& r) {
   begin_if_needed();
   auto text = [&](int i, const std::string& s) { bind_text(put_, i, s); };
-  auto blob = [&](int i, const std::string& s) { bind_blob(put_, i, s); };
   text(1, r.msg_id);
   text(2, r.client);
   text(3, r.queue);
@@ -272,19 +358,21 @@ void TaskDb::put(const TaskRecord& r) {
   sqlite3_bind_int64(put_, 8, r.target);
   sqlite3_bind_int64(put_, 9, r.engine);
   text(10, r.bind);
-  blob(11, r.args);
+  bind_payload(put_, 11, r.msg_id, "args", r.args, r.args_parts);
   sqlite3_bind_int64(put_, 12, r.submitted);
   sqlite3_bind_int64(put_, 13, r.started);
   sqlite3_bind_int64(put_, 14, r.completed);
   sqlite3_bind_int64(put_, 15, r.received);
   text(16, r.status);
-  blob(17, r.result);
+  bind_payload(put_, 17, r.msg_id, "result", r.result, r.result_parts);
   const std::string error = error_json(r.error);
   text(18, error);
   text(19, r.resubmitted_from);
   sqlite3_bind_int64(put_, 20, r.args_size);
   sqlite3_bind_int64(put_, 21, r.result_size);
-  sqlite3_bind_int64(put_, 22, static_cast<std::int64_t>(r.args.size() + r.result.size()));
+  sqlite3_bind_int64(put_, 22,
+                     static_cast<std::int64_t>(r.args.size() + r.result.size()) +
+                         packed_size(r.args_parts) + packed_size(r.result_parts));
   step_write(db_, put_, r.msg_id);
 }
 
@@ -299,11 +387,12 @@ void TaskDb::update(const TaskRecord& r) {
   sqlite3_bind_int64(update_, 6, r.completed);
   sqlite3_bind_int64(update_, 7, r.received);
   text(8, r.status);
-  bind_blob(update_, 9, r.result);
+  bind_payload(update_, 9, r.msg_id, "result", r.result, r.result_parts);
   const std::string error = error_json(r.error);
   text(10, error);
   sqlite3_bind_int64(update_, 11, r.result_size);
-  sqlite3_bind_int64(update_, 12, static_cast<std::int64_t>(r.result.size()));
+  sqlite3_bind_int64(update_, 12,
+                     static_cast<std::int64_t>(r.result.size()) + packed_size(r.result_parts));
   step_write(db_, update_, r.msg_id);
 }
 
@@ -312,10 +401,76 @@ void TaskDb::flush() {
   enforce_limits();
   in_transaction_ = false;
   exec("COMMIT");
+  // The records are gone for good: now their files may go too.
+  std::error_code ec;
+  for (const auto& id : doomed_) {
+    std::filesystem::remove(payload_dir_ / (id + ".args"), ec);
+    std::filesystem::remove(payload_dir_ / (id + ".result"), ec);
+  }
+  doomed_.clear();
+}
+
+void TaskDb::bind_payload(sqlite3_stmt* stmt, int i, const std::string& msg_id, const char* part,
+                          const std::string& blob, const std::vector<Buffer>& parts) {
+  const std::int64_t size =
+      parts.empty() ? static_cast<std::int64_t>(blob.size()) : packed_size(parts);
+  if (!payload_dir_.empty() && size > options_.file_payloads_above && file_safe(msg_id)) {
+    try {
+      if (!payload_dir_made_) {
+        std::filesystem::create_directories(payload_dir_);
+        payload_dir_made_ = true;
+      }
+      const auto path = payload_dir_ / fmt::format("{}.{}", msg_id, part);
+      if (parts.empty())
+        write_file(path, {std::string_view(blob)});
+      else
+        write_file(path, parts);
+      sqlite3_bind_null(stmt, i);
+      return;
+    } catch (const std::exception&) {
+      // No file (a full or read-only directory): the payload stays in its column, where
+      // SQLite says what is wrong if it cannot be kept there either.
+    }
+  }
+  if (parts.empty()) {
+    bind_blob(stmt, i, blob);
+    return;
+  }
+  std::vector<std::string_view> views;
+  for (const auto& b : parts)
+    views.emplace_back(reinterpret_cast<const char*>(b.data()), b.size());
+  const std::string packed = pack_parts(views);
+  sqlite3_bind_blob64(stmt, i, packed.data(), packed.size(), SQLITE_TRANSIENT);
+}
+
+void TaskDb::doom_files(sqlite3_stmt* select) {
+  if (payload_dir_.empty()) return;
+  while (sqlite3_step(select) == SQLITE_ROW)
+    doomed_.push_back(text_at(select, 0));
+}
+
+TaskRecord TaskDb::read_row(sqlite3_stmt* s) const {
+  TaskRecord r = read_columns(s);
+  // A NULL payload column is in its file; a payload not kept (larger than the hub keeps) is
+  // an empty blob.
+  auto load = [&](int column, const char* part, std::string& into) {
+    if (payload_dir_.empty() || sqlite3_column_type(s, column) != SQLITE_NULL) return;
+    if (auto blob = read_file(payload_dir_ / fmt::format("{}.{}", r.msg_id, part)))
+      into = std::move(*blob);
+  };
+  load(10, "args", r.args);
+  load(16, "result", r.result);
+  return r;
 }
 
 void TaskDb::enforce_limits() {
   if (options_.record_limit > 0) {
+    Stmt files(db_,
+               "SELECT msg_id FROM (SELECT msg_id, args, result FROM tasks ORDER BY submitted, "
+               "rowid LIMIT max(0, (SELECT count(*) FROM tasks) - ?)) WHERE args IS NULL OR "
+               "result IS NULL");
+    sqlite3_bind_int64(files.get(), 1, options_.record_limit);
+    doom_files(files.get());
     Stmt s(db_,
            "DELETE FROM tasks WHERE msg_id IN (SELECT msg_id FROM tasks ORDER BY submitted, rowid "
            "LIMIT max(0, (SELECT count(*) FROM tasks) - ?))");
@@ -338,6 +493,7 @@ void TaskDb::enforce_limits() {
       sqlite3_reset(del.get());
       sqlite3_bind_text(del.get(), 1, id.data(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
       sqlite3_step(del.get());
+      if (!payload_dir_.empty()) doomed_.push_back(id);
     }
   }
 }
@@ -424,7 +580,9 @@ std::int64_t TaskDb::purge(const std::vector<std::string>& msg_ids) {
     sqlite3_reset(del.get());
     sqlite3_bind_text(del.get(), 1, id.data(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
     sqlite3_step(del.get());
-    n += sqlite3_changes(db_);
+    const int gone = sqlite3_changes(db_);
+    if (gone > 0 && !payload_dir_.empty()) doomed_.push_back(id);
+    n += gone;
   }
   flush();
   return n;
@@ -432,6 +590,11 @@ std::int64_t TaskDb::purge(const std::vector<std::string>& msg_ids) {
 
 std::int64_t TaskDb::purge_before(std::int64_t before_us) {
   begin_if_needed();
+  Stmt files(db_,
+             "SELECT msg_id FROM tasks WHERE submitted < ? AND status NOT IN ('pending', "
+             "'running') AND (args IS NULL OR result IS NULL)");
+  sqlite3_bind_int64(files.get(), 1, before_us);
+  doom_files(files.get());
   Stmt del(db_, "DELETE FROM tasks WHERE submitted < ? AND status NOT IN ('pending', 'running')");
   sqlite3_bind_int64(del.get(), 1, before_us);
   sqlite3_step(del.get());
@@ -442,6 +605,10 @@ std::int64_t TaskDb::purge_before(std::int64_t before_us) {
 
 std::int64_t TaskDb::purge_all() {
   begin_if_needed();
+  Stmt files(db_,
+             "SELECT msg_id FROM tasks WHERE status NOT IN ('pending', 'running') AND (args IS "
+             "NULL OR result IS NULL)");
+  doom_files(files.get());
   exec("DELETE FROM tasks WHERE status NOT IN ('pending', 'running')");
   const std::int64_t n = sqlite3_changes(db_);
   flush();
@@ -487,6 +654,10 @@ Value to_value(const TaskRecord& r, bool with_payloads) {
 
 std::string pack_parts(const std::vector<std::string_view>& parts) {
   std::string out;
+  std::size_t total = 0;
+  for (const auto& p : parts)
+    total += 8 + p.size();
+  out.reserve(total);
   for (const auto& p : parts) {
     std::uint64_t n = p.size();
     for (int i = 0; i < 8; ++i, n >>= 8)
@@ -494,6 +665,13 @@ std::string pack_parts(const std::vector<std::string_view>& parts) {
     out.append(p);
   }
   return out;
+}
+
+std::int64_t packed_size(const std::vector<Buffer>& parts) {
+  std::int64_t n = 0;
+  for (const auto& p : parts)
+    n += 8 + static_cast<std::int64_t>(p.size());
+  return n;
 }
 
 std::vector<std::string> unpack_parts(std::string_view blob) {

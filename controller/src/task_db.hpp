@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "ipp/buffer.hpp"
 #include "ipp/error.hpp"
 #include "ipp/value.hpp"
 
@@ -36,6 +37,10 @@ struct TaskRecord {
   std::string resubmitted_from;
   std::int64_t args_size = 0;    ///< bytes of the request's payload (kept in `args` or not)
   std::int64_t result_size = 0;  ///< bytes of the reply's payload
+  /// Instead of `args` / `result` when set: the payload's parts as the hub received them,
+  /// which put() and update() pack where they keep them (a large payload goes to its file
+  /// with no packed copy in memory first). Records read back have `args` / `result`.
+  std::vector<Buffer> args_parts, result_parts;
 };
 
 /// One condition of a query: FIELD OP VALUE, OP one of == != < <= > >= in glob.
@@ -48,12 +53,18 @@ struct Condition {
 /// The hub's task database: SQLite in a file (WAL mode) or in memory, written by the hub's
 /// thread only. Writes are buffered and committed in one transaction per flush(). Beyond
 /// `record_limit` records or `size_limit` bytes of stored payloads, the oldest records go.
+///
+/// Beside a file, arguments and results larger than `file_payloads_above` are kept as files
+/// of their own in `<file>.payloads/` (`<msg_id>.args`, `<msg_id>.result`), their columns
+/// NULL: written once each, where SQLite would write such a blob to its log, copy it into
+/// the database at the next checkpoint, and write it again when the row's result comes.
 class TaskDb {
  public:
   struct Options {
-    std::filesystem::path file;     ///< empty: in memory
-    std::int64_t record_limit = 0;  ///< 0: unlimited
-    std::int64_t size_limit = 0;    ///< bytes of args + results; 0: unlimited
+    std::filesystem::path file;                   ///< empty: in memory
+    std::int64_t record_limit = 0;                ///< 0: unlimited
+    std::int64_t size_limit = 0;                  ///< bytes of args + results; 0: unlimited
+    std::int64_t file_payloads_above = 64 << 10;  ///< bytes; a file database only
   };
   /// Opens (creating) the database. Throws Error naming the file and what is wrong with it
   /// (not a database, read-only, ...).
@@ -86,6 +97,8 @@ class TaskDb {
   /// Removes every record that is finished; returns how many.
   std::int64_t purge_all();
   [[nodiscard]] std::int64_t count();
+  /// Where payloads kept as files go (empty for a database in memory).
+  [[nodiscard]] const std::filesystem::path& payload_dir() const noexcept { return payload_dir_; }
 
   /// The names a query may use.
   static const std::vector<std::string>& fields();
@@ -94,8 +107,19 @@ class TaskDb {
   void exec(const char* sql);
   void begin_if_needed();
   void enforce_limits();
+  /// Binds `blob`, the `part` ("args", "result") of task `msg_id`, to parameter `i` of `stmt`:
+  /// inline, or NULL after writing it to its file.
+  void bind_payload(sqlite3_stmt* stmt, int i, const std::string& msg_id, const char* part,
+                    const std::string& blob, const std::vector<Buffer>& parts);
+  /// The files of the records `select` (a statement giving msg_ids) names go at the next
+  /// commit.
+  void doom_files(sqlite3_stmt* select);
+  [[nodiscard]] TaskRecord read_row(sqlite3_stmt* s) const;
 
   Options options_;
+  std::filesystem::path payload_dir_;
+  bool payload_dir_made_ = false;
+  std::vector<std::string> doomed_;  // msg_ids whose payload files go after the commit
   sqlite3* db_ = nullptr;
   sqlite3_stmt* put_ = nullptr;
   sqlite3_stmt* update_ = nullptr;
@@ -108,6 +132,8 @@ Value to_value(const TaskRecord& record, bool with_payloads = false);
 
 /// Serialises payload parts (a root and side frames) into one blob and back.
 std::string pack_parts(const std::vector<std::string_view>& parts);
+/// The bytes pack_parts() makes of `parts`.
+std::int64_t packed_size(const std::vector<Buffer>& parts);
 std::vector<std::string> unpack_parts(std::string_view blob);
 
 }  // namespace ipp::hub

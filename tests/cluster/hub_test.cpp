@@ -363,6 +363,42 @@ TEST_F(HubTest, PayloadsOverTheLimitAreRecordedBySizeOnly) {
   EXPECT_THROW((void)rc_->resubmit({big}), UsageError);
 }
 
+// Large arguments and results (here through shared memory) are kept as files beside the
+// database: results and resubmission read them back, and a purge removes them.
+TEST_F(HubTest, LargePayloadsAreKeptAsFilesAndGoWithTheirRecords) {
+  start_with(1);
+  std::vector<double> big(300000);
+  for (std::size_t i = 0; i < big.size(); ++i)
+    big[i] = 0.5 * static_cast<double>(i);
+  AsyncResult echoed = (*rc_)[0].apply_async("echo", {big});
+  const std::string id = echoed.msg_ids()[0];
+  ASSERT_EQ(echoed.get(30s).size(), big.size());
+  const Value stored = rc_->get_result(id, 30s);
+  ASSERT_EQ(stored.size(), big.size());
+  EXPECT_EQ(stored.as_array().view<double>()[299999], 0.5 * 299999);
+  EXPECT_EQ(record(id)["payloads_kept"], Value(true));
+  const auto files = dir_ / "tasks.db.payloads";
+  auto count = [&] {
+    std::size_t n = 0;
+    if (std::filesystem::exists(files)) {
+      for ([[maybe_unused]] const auto& f : std::filesystem::directory_iterator(files))
+        ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(count(), 2u);  // its arguments and its result
+  AsyncResult resubmitted = rc_->resubmit({id});
+  const Value again = resubmitted.get(30s);
+  ASSERT_EQ(again.size(), big.size());
+  EXPECT_EQ(again.as_array().view<double>()[12345], 0.5 * 12345);
+  // A query answers from everything recorded so far: the new record is written by then.
+  EXPECT_EQ(record(resubmitted.msg_ids()[0])["status"], Value("ok"));
+  EXPECT_EQ(count(), 4u);
+  EXPECT_EQ(rc_->purge_all_results(), 2);
+  EXPECT_EQ(count(), 0u);
+  EXPECT_THROW((void)rc_->get_result(id), RemoteError);
+}
+
 }  // namespace
 }  // namespace ipp
 

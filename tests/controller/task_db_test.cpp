@@ -3,6 +3,7 @@
 
 #include <fstream>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "support/paths.hpp"
@@ -168,6 +169,111 @@ TEST_P(TaskDbTest, PurgeByIdByAgeOrAllButUnfinished) {
   EXPECT_EQ(db.history(), (std::vector<std::string>{"p5"}));
 }
 
+/// A hex id (one that may name a payload file) for `n`.
+std::string hex_id(int n) {
+  return fmt::format("{:032x}", n + 1);
+}
+
+/// A payload of parts, and the blob pack_parts() makes of it.
+std::vector<Buffer> big_parts(std::size_t bytes, char fill) {
+  return {Buffer::copy("root", 4), Buffer::copy(std::string(bytes, fill).data(), bytes)};
+}
+std::string packed(const std::vector<Buffer>& parts) {
+  std::vector<std::string_view> views;
+  for (const auto& b : parts)
+    views.emplace_back(reinterpret_cast<const char*>(b.data()), b.size());
+  return pack_parts(views);
+}
+
+std::size_t files_in(const std::filesystem::path& dir) {
+  if (!std::filesystem::exists(dir)) return 0;
+  return static_cast<std::size_t>(std::distance(std::filesystem::directory_iterator(dir),
+                                                std::filesystem::directory_iterator()));
+}
+
+TEST_P(TaskDbTest, LargePayloadsFromPartsReadBackWhereverTheyAreKept) {
+  TaskDb db(options());
+  TaskRecord r = make(hex_id(0), 1, "mul", "running");
+  r.args.clear();
+  r.args_parts = big_parts(200 << 10, 'a');
+  r.args_size = (200 << 10) + 4;
+  r.result.clear();
+  db.put(r);
+  db.flush();
+  // Beside a file database the arguments are a file of their own; in memory, in the record.
+  EXPECT_EQ(files_in(db.payload_dir()), GetParam() ? 1u : 0u);
+  TaskRecord done;
+  done.msg_id = r.msg_id;
+  done.status = "ok";
+  done.result_parts = big_parts(100 << 10, 'r');
+  done.result_size = (100 << 10) + 4;
+  db.update(done);
+  db.flush();
+  EXPECT_EQ(files_in(db.payload_dir()), GetParam() ? 2u : 0u);
+  auto back = db.get(r.msg_id);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->args, packed(r.args_parts));
+  EXPECT_EQ(back->result, packed(done.result_parts));
+  EXPECT_EQ(back->status, "ok");
+  const auto rows = db.query({{"msg_id", "==", Value(r.msg_id)}});
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].args, back->args);
+  EXPECT_EQ(rows[0].result, back->result);
+  // Small payloads stay in the record even beside a file.
+  TaskRecord small = make(hex_id(1), 2);
+  db.put(small);
+  db.flush();
+  EXPECT_EQ(files_in(db.payload_dir()), GetParam() ? 2u : 0u);
+  EXPECT_EQ(db.get(small.msg_id)->args, small.args);
+}
+
+TEST_P(TaskDbTest, PayloadFilesGoWithTheirRecords) {
+  TaskDb db(options());
+  auto put_big = [&](int n, std::int64_t submitted, const std::string& status = "ok") {
+    TaskRecord r = make(hex_id(n), submitted, "mul", status);
+    r.args.clear();
+    r.result.clear();
+    r.args_parts = big_parts(100 << 10, 'a');
+    r.result_parts = big_parts(100 << 10, 'b');
+    db.put(r);
+  };
+  for (int i = 0; i < 6; ++i)
+    put_big(i, i * 10, i == 5 ? "running" : "ok");
+  db.flush();
+  const std::size_t per_record = GetParam() ? 2 : 0;
+  EXPECT_EQ(files_in(db.payload_dir()), 6 * per_record);
+  EXPECT_EQ(db.purge({hex_id(0)}), 1);
+  EXPECT_EQ(files_in(db.payload_dir()), 5 * per_record);
+  EXPECT_EQ(db.purge_before(25), 2);
+  EXPECT_EQ(files_in(db.payload_dir()), 3 * per_record);
+  EXPECT_EQ(db.purge_all(), 2);  // the running one stays, with its files
+  EXPECT_EQ(files_in(db.payload_dir()), 1 * per_record);
+  EXPECT_EQ(db.get(hex_id(5))->args, packed(big_parts(100 << 10, 'a')));
+}
+
+TEST_P(TaskDbTest, RetentionLimitsCountAndRemovePayloadFiles) {
+  test::TempDir other;
+  const std::int64_t per_record = 2 * packed_size(big_parts(100 << 10, 'a'));
+  TaskDb by_count(
+      {.file = GetParam() ? dir_ / "n.db" : std::filesystem::path(), .record_limit = 3});
+  TaskDb by_size({.file = GetParam() ? other / "s.db" : std::filesystem::path(),
+                  .size_limit = 3 * per_record});
+  for (TaskDb* db : {&by_count, &by_size}) {
+    for (int i = 0; i < 8; ++i) {
+      TaskRecord r = make(hex_id(i), i);
+      r.args.clear();
+      r.result.clear();
+      r.args_parts = big_parts(100 << 10, 'a');
+      r.result_parts = big_parts(100 << 10, 'b');
+      db->put(r);
+      db->flush();
+    }
+    EXPECT_EQ(db->count(), 3);
+    EXPECT_EQ(db->history().front(), hex_id(5));
+    EXPECT_EQ(files_in(db->payload_dir()), GetParam() ? 6u : 0u);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, TaskDbTest, ::testing::Values(true, false),
                          [](const auto& p) { return p.param ? "sqlite" : "memory"; });
 
@@ -180,6 +286,21 @@ TEST(TaskDbFile, SurvivesReopening) {
   }
   TaskDb again({.file = dir / "tasks.db"});
   EXPECT_TRUE(again.get("kept"));
+}
+
+TEST(TaskDbFile, PayloadFilesSurviveReopening) {
+  test::TempDir dir;
+  const auto parts = big_parts(300 << 10, 'z');
+  {
+    TaskDb db({.file = dir / "tasks.db"});
+    TaskRecord r = make(hex_id(7), 1);
+    r.args.clear();
+    r.args_parts = parts;
+    db.put(r);
+    db.flush();
+  }
+  TaskDb again({.file = dir / "tasks.db"});
+  EXPECT_EQ(again.get(hex_id(7))->args, packed(parts));
 }
 
 TEST(TaskDbFile, ACorruptFileIsAClearErrorAtOpen) {
