@@ -414,21 +414,17 @@ void Controller::State::hub() {
   // writes them where it keeps them). `size` gets their total either way.
   auto keep_parts = [&](const std::vector<Buffer>& msg, std::size_t from, std::int64_t& size,
                         std::string& packed, std::vector<Buffer>& parts) {
-    constexpr std::int64_t kPackBelow = 64 << 10;
     size = 0;
     for (std::size_t i = from; i < msg.size(); ++i)
       size += static_cast<std::int64_t>(msg[i].size());
     packed.clear();
     parts.clear();
     if (size > options.db_max_payload) return;
-    if (size >= kPackBelow) {
-      parts.assign(msg.begin() + static_cast<std::ptrdiff_t>(from), msg.end());
-      return;
+    parts.assign(msg.begin() + static_cast<std::ptrdiff_t>(from), msg.end());
+    if (size < hub::TaskDb::kFilePayloadsAbove) {
+      packed = hub::pack_parts(parts);
+      parts.clear();
     }
-    std::vector<std::string_view> views;
-    for (std::size_t i = from; i < msg.size(); ++i)
-      views.emplace_back(reinterpret_cast<const char*>(msg[i].data()), msg[i].size());
-    packed = hub::pack_parts(views);
   };
   // A header copied by a scheduler, read in place when it is aligned.
   auto header_of = [](const Buffer& b) { return net::decode_header(b.aligned(8)); };

@@ -174,8 +174,17 @@ std::optional<std::string> read_file(const std::filesystem::path& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-/// Writes to `path` (replacing it) what pack_parts() makes of `parts`, or `blobs` as they
-/// are; throws Error saying why it could not.
+/// The 8-byte little-endian length that comes before each part in pack_parts()'s blob.
+std::array<char, 8> part_length(std::uint64_t n) {
+  std::array<char, 8> out{};
+  for (auto& c : out) {
+    c = static_cast<char>(n & 0xff);
+    n >>= 8;
+  }
+  return out;
+}
+
+/// A file written from the start (replacing it); throws Error naming it when it cannot be.
 class FileWriter {
  public:
   explicit FileWriter(const std::filesystem::path& path)
@@ -212,21 +221,19 @@ class FileWriter {
   int fd_;
 };
 
-void write_file(const std::filesystem::path& path, std::initializer_list<std::string_view> blobs) {
+/// Writes `blob` to `path`.
+void write_file(const std::filesystem::path& path, std::string_view blob) {
   FileWriter out(path);
-  for (const auto& b : blobs)
-    out.write(b.data(), b.size());
+  out.write(blob.data(), blob.size());
   out.close();
 }
 
+/// Writes to `path` what pack_parts() makes of `parts`, without making it in memory first.
 void write_file(const std::filesystem::path& path, const std::vector<Buffer>& parts) {
   FileWriter out(path);
   for (const auto& part : parts) {
-    std::uint64_t n = part.size();
-    unsigned char len[8];
-    for (int i = 0; i < 8; ++i, n >>= 8)
-      len[i] = static_cast<unsigned char>(n & 0xff);
-    out.write(len, sizeof len);
+    const auto len = part_length(part.size());
+    out.write(len.data(), len.size());
     out.write(part.data(), part.size());
   }
   out.close();
@@ -422,7 +429,7 @@ void TaskDb::bind_payload(sqlite3_stmt* stmt, int i, const std::string& msg_id, 
       }
       const auto path = payload_dir_ / fmt::format("{}.{}", msg_id, part);
       if (parts.empty())
-        write_file(path, {std::string_view(blob)});
+        write_file(path, blob);
       else
         write_file(path, parts);
       sqlite3_bind_null(stmt, i);
@@ -436,10 +443,7 @@ void TaskDb::bind_payload(sqlite3_stmt* stmt, int i, const std::string& msg_id, 
     bind_blob(stmt, i, blob);
     return;
   }
-  std::vector<std::string_view> views;
-  for (const auto& b : parts)
-    views.emplace_back(reinterpret_cast<const char*>(b.data()), b.size());
-  const std::string packed = pack_parts(views);
+  const std::string packed = pack_parts(parts);
   sqlite3_bind_blob64(stmt, i, packed.data(), packed.size(), SQLITE_TRANSIENT);
 }
 
@@ -659,12 +663,19 @@ std::string pack_parts(const std::vector<std::string_view>& parts) {
     total += 8 + p.size();
   out.reserve(total);
   for (const auto& p : parts) {
-    std::uint64_t n = p.size();
-    for (int i = 0; i < 8; ++i, n >>= 8)
-      out.push_back(static_cast<char>(n & 0xff));
+    const auto len = part_length(p.size());
+    out.append(len.data(), len.size());
     out.append(p);
   }
   return out;
+}
+
+std::string pack_parts(const std::vector<Buffer>& parts) {
+  std::vector<std::string_view> views;
+  views.reserve(parts.size());
+  for (const auto& b : parts)
+    views.emplace_back(reinterpret_cast<const char*>(b.data()), b.size());
+  return pack_parts(views);
 }
 
 std::int64_t packed_size(const std::vector<Buffer>& parts) {

@@ -60,11 +60,14 @@ struct Condition {
 /// the database at the next checkpoint, and write it again when the row's result comes.
 class TaskDb {
  public:
+  /// The default of Options::file_payloads_above; the hub hands payloads this large over as
+  /// their parts, for the database to write without packing them in memory first.
+  static constexpr std::int64_t kFilePayloadsAbove = 64 << 10;
   struct Options {
-    std::filesystem::path file;                   ///< empty: in memory
-    std::int64_t record_limit = 0;                ///< 0: unlimited
-    std::int64_t size_limit = 0;                  ///< bytes of args + results; 0: unlimited
-    std::int64_t file_payloads_above = 64 << 10;  ///< bytes; a file database only
+    std::filesystem::path file;     ///< empty: in memory
+    std::int64_t record_limit = 0;  ///< 0: unlimited
+    std::int64_t size_limit = 0;    ///< bytes of args + results; 0: unlimited
+    std::int64_t file_payloads_above = kFilePayloadsAbove;  ///< bytes; a file database only
   };
   /// Opens (creating) the database. Throws Error naming the file and what is wrong with it
   /// (not a database, read-only, ...).
@@ -132,6 +135,7 @@ Value to_value(const TaskRecord& record, bool with_payloads = false);
 
 /// Serialises payload parts (a root and side frames) into one blob and back.
 std::string pack_parts(const std::vector<std::string_view>& parts);
+std::string pack_parts(const std::vector<Buffer>& parts);
 /// The bytes pack_parts() makes of `parts`.
 std::int64_t packed_size(const std::vector<Buffer>& parts);
 std::vector<std::string> unpack_parts(std::string_view blob);

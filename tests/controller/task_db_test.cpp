@@ -179,10 +179,7 @@ std::vector<Buffer> big_parts(std::size_t bytes, char fill) {
   return {Buffer::copy("root", 4), Buffer::copy(std::string(bytes, fill).data(), bytes)};
 }
 std::string packed(const std::vector<Buffer>& parts) {
-  std::vector<std::string_view> views;
-  for (const auto& b : parts)
-    views.emplace_back(reinterpret_cast<const char*>(b.data()), b.size());
-  return pack_parts(views);
+  return pack_parts(parts);
 }
 
 std::size_t files_in(const std::filesystem::path& dir) {
