@@ -3,7 +3,6 @@
 #include <sqlite3.h>
 
 #include <fcntl.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <array>
@@ -14,6 +13,8 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "ipp/net/header.hpp"
 
 namespace ipp::hub {
 
@@ -156,15 +157,6 @@ void step_write(sqlite3* db, sqlite3_stmt* stmt, const std::string& msg_id) {
   if (rc != SQLITE_DONE)
     throw Error(ErrorCode::unknown,
                 fmt::format("task database: cannot record {}: {}", msg_id, why));
-}
-
-/// Whether `msg_id` can name a file: what the schedulers pass on (hex digits) is.
-bool file_safe(const std::string& msg_id) {
-  if (msg_id.empty() || msg_id.size() > 64) return false;
-  for (char c : msg_id) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
 }
 
 /// The whole of `path`; nullopt when there is no such file.
@@ -411,8 +403,8 @@ void TaskDb::flush() {
   // The records are gone for good: now their files may go too.
   std::error_code ec;
   for (const auto& id : doomed_) {
-    std::filesystem::remove(payload_dir_ / (id + ".args"), ec);
-    std::filesystem::remove(payload_dir_ / (id + ".result"), ec);
+    std::filesystem::remove(payload_path(id, "args"), ec);
+    std::filesystem::remove(payload_path(id, "result"), ec);
   }
   doomed_.clear();
 }
@@ -421,13 +413,14 @@ void TaskDb::bind_payload(sqlite3_stmt* stmt, int i, const std::string& msg_id, 
                           const std::string& blob, const std::vector<Buffer>& parts) {
   const std::int64_t size =
       parts.empty() ? static_cast<std::int64_t>(blob.size()) : packed_size(parts);
-  if (!payload_dir_.empty() && size > options_.file_payloads_above && file_safe(msg_id)) {
+  if (!payload_dir_.empty() && size > options_.file_payloads_above &&
+      net::TaskId::parse(msg_id)) {  // an id that can name a file: what schedulers pass on
     try {
       if (!payload_dir_made_) {
         std::filesystem::create_directories(payload_dir_);
         payload_dir_made_ = true;
       }
-      const auto path = payload_dir_ / fmt::format("{}.{}", msg_id, part);
+      const auto path = payload_path(msg_id, part);
       if (parts.empty())
         write_file(path, blob);
       else
@@ -447,6 +440,10 @@ void TaskDb::bind_payload(sqlite3_stmt* stmt, int i, const std::string& msg_id, 
   sqlite3_bind_blob64(stmt, i, packed.data(), packed.size(), SQLITE_TRANSIENT);
 }
 
+std::filesystem::path TaskDb::payload_path(const std::string& msg_id, const char* part) const {
+  return payload_dir_ / fmt::format("{}.{}", msg_id, part);
+}
+
 void TaskDb::doom_files(sqlite3_stmt* select) {
   if (payload_dir_.empty()) return;
   while (sqlite3_step(select) == SQLITE_ROW)
@@ -459,8 +456,7 @@ TaskRecord TaskDb::read_row(sqlite3_stmt* s) const {
   // an empty blob.
   auto load = [&](int column, const char* part, std::string& into) {
     if (payload_dir_.empty() || sqlite3_column_type(s, column) != SQLITE_NULL) return;
-    if (auto blob = read_file(payload_dir_ / fmt::format("{}.{}", r.msg_id, part)))
-      into = std::move(*blob);
+    if (auto blob = read_file(payload_path(r.msg_id, part))) into = std::move(*blob);
   };
   load(10, "args", r.args);
   load(16, "result", r.result);

@@ -117,6 +117,9 @@ class TaskDb {
   /// The files of the records `select` (a statement giving msg_ids) names go at the next
   /// commit.
   void doom_files(sqlite3_stmt* select);
+  /// The file of `part` ("args", "result") of task `msg_id`.
+  [[nodiscard]] std::filesystem::path payload_path(const std::string& msg_id,
+                                                   const char* part) const;
   [[nodiscard]] TaskRecord read_row(sqlite3_stmt* s) const;
 
   Options options_;
