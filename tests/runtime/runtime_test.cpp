@@ -160,6 +160,26 @@ TEST_F(RuntimeTest, MapFailureNamesTheElement) {
   }
 }
 
+TEST_F(RuntimeTest, MapFailureInAnArrayNamesTheElementOfTheWholeMap) {
+  // An int64 array into an int64 parameter is read in place, in blocks the pool runs apart:
+  // the failing element is still counted from the start of the whole sequence.
+  std::vector<std::int64_t> xs(100003);
+  for (std::size_t i = 0; i < xs.size(); ++i)
+    xs[i] = 2 * static_cast<std::int64_t>(i);
+  xs[77777] = 7;
+  try {
+    (void)rt_.map("only_even", {xs});
+    FAIL();
+  } catch (const RemoteError& e) {
+    EXPECT_EQ(e.record().element, std::optional<std::uint64_t>(77777));
+    EXPECT_EQ(e.record().message, "odd input 7");
+  }
+  xs[77777] = 8;
+  const Value out = rt_.map("only_even", {xs});
+  EXPECT_EQ(out.as_array().view<std::int64_t>()[77777], 8);
+  EXPECT_EQ(out.as_array().view<std::int64_t>()[100002], 200004);
+}
+
 TEST_F(RuntimeTest, MapRefusesSequencesOfDifferentLengths) {
   try {
     (void)rt_.map("mul", {Range{0, 3}, Range{0, 4}});

@@ -3,6 +3,7 @@
 // Turns an ordinary C++ function into an ipp_task_v1: argument conversion from the wire,
 // result encoding, map blocks, and error capture. Everything here runs inside the plugin.
 
+#include <array>
 #include <cstdint>
 #include <exception>
 #include <span>
@@ -232,32 +233,50 @@ struct TaskImpl {
     }
   }
 
-  /// Reads element i of a map argument sequence as the parameter type.
+  /// Reads element i of a map argument sequence as the parameter type. What the sequence is
+  /// (an array of the parameter's own type, another array, a range, a list) is found once,
+  /// not at each element.
   template <class P>
   class Reader {
    public:
     using T = std::remove_cvref_t<P>;
     Reader(const fb::Value* seq, FrameTable f) : seq_(seq), frames_(f) {
-      if (seq->data_type() == fb::Data::Array)
+      if (seq->data_type() == fb::Data::Array) {
         array_ = array_ref(seq->data_as_Array(), f);
-      else if (seq->data_type() == fb::Data::Range) {
+        if constexpr (Numeric<T>)
+          kind_ = array_.dtype == dtype_v<T> ? Kind::same : Kind::array;
+        else
+          kind_ = Kind::array;
+      } else if (seq->data_type() == fb::Data::Range) {
         const auto* r = seq->data_as_Range();
         range_ = Range{r->start(), r->stop(), r->step()};
-      } else if (seq->data_type() == fb::Data::List)
+        kind_ = Kind::range;
+      } else if (seq->data_type() == fb::Data::List) {
         items_ = seq->data_as_List()->items();
+        kind_ = Kind::list;
+      }
+    }
+    /// The elements in place when the sequence is an array of T itself, else null.
+    [[nodiscard]] const std::byte* same_type_data() const noexcept {
+      return kind_ == Kind::same ? array_.data : nullptr;
     }
     auto read(std::uint64_t i) const {
       if constexpr (Numeric<T>) {
-        if (items_ == nullptr) {
-          if (seq_->data_type() == fb::Data::Range) return convert_number<T>(range_[i]);
-          if (array_.dtype == dtype_v<T>) return load<T>(array_.data, i);
-          return visit_dtype(array_.dtype, [&](auto tag) {
-            return convert_number<T>(load<decltype(tag)>(array_.data, i));
-          });
+        switch (kind_) {
+          case Kind::same:
+            return load<T>(array_.data, i);
+          case Kind::range:
+            return convert_number<T>(range_[i]);
+          case Kind::array:
+            return visit_dtype(array_.dtype, [&](auto tag) {
+              return convert_number<T>(load<decltype(tag)>(array_.data, i));
+            });
+          default:
+            break;
         }
       } else if constexpr (std::is_same_v<T, Value>) {
-        if (items_ == nullptr) {
-          if (seq_->data_type() == fb::Data::Range) return Value(range_[i]);
+        if (kind_ == Kind::range) return Value(range_[i]);
+        if (kind_ == Kind::array) {
           return visit_dtype(array_.dtype, [&](auto tag) {
             using S = decltype(tag);
             if constexpr (std::is_floating_point_v<S>)
@@ -267,7 +286,7 @@ struct TaskImpl {
           });
         }
       }
-      if (items_ == nullptr) throw_mismatch(type_name<T>(), wire_type_name(seq_));
+      if (kind_ != Kind::list) throw_mismatch(type_name<T>(), wire_type_name(seq_));
       if constexpr (is_span_v<T>) {
         return ArgHolder<T>::read(items_->Get(static_cast<flatbuffers::uoffset_t>(i)), frames_);
       } else {
@@ -276,8 +295,10 @@ struct TaskImpl {
     }
 
    private:
+    enum class Kind : std::uint8_t { other, same, array, range, list };
     const fb::Value* seq_;
     FrameTable frames_;
+    Kind kind_ = Kind::other;
     ArrayRef array_{};
     Range range_{};
     const flatbuffers::Vector<flatbuffers::Offset<fb::Value>>* items_ = nullptr;
@@ -285,8 +306,35 @@ struct TaskImpl {
   template <class P>
   using ReaderFor = std::conditional_t<is_context_v<P>, int, Reader<P>>;
 
+  /// A numeric task over arrays of its parameters' own types: the elements are read where they
+  /// are, in one loop the compiler can see through. False (nothing done) for other sequences.
+  template <std::size_t... I, class Readers>
+  static bool run_same_type_map(const ipp_map_call_v1* call, const Readers& readers,
+                                std::index_sequence<I...>) {
+    if constexpr (Numeric<R> && sizeof...(A) > 0 && (Numeric<std::remove_cvref_t<A>> && ...)) {
+      const std::array<const std::byte*, sizeof...(A)> data{
+          std::get<I>(readers).same_type_data()...};
+      for (const auto* d : data)
+        if (d == nullptr) return false;
+      auto* out = static_cast<R*>(call->out);
+      const std::uint64_t begin = call->begin, end = call->end;
+      std::uint64_t i = begin;
+      try {
+        for (; i < end; ++i)
+          out[i - begin] = Fn(load<std::remove_cvref_t<A>>(data[I], i)...);
+      } catch (...) {
+        report_current_exception(call->host, i);
+      }
+      return true;
+    } else {
+      (void)call;
+      (void)readers;
+      return false;
+    }
+  }
+
   template <std::size_t... I>
-  static void run_map(const ipp_map_call_v1* call, std::index_sequence<I...>) {
+  static void run_map(const ipp_map_call_v1* call, std::index_sequence<I...> seq) {
     Context ctx(call->host);
     const auto* args = expect_args(call->args, arity_of<A...>());
     const FrameTable frames{call->args.frames, call->args.frame_count};
@@ -296,6 +344,7 @@ struct TaskImpl {
       else
         return Reader<A>(args->Get(kIndices[I]), frames);
     }()...};
+    if (run_same_type_map(call, readers, seq)) return;
     auto arg = [&](auto& reader, std::uint64_t i) -> decltype(auto) {
       if constexpr (std::is_same_v<std::remove_cvref_t<decltype(reader)>, int>)
         return (ctx);
@@ -306,8 +355,9 @@ struct TaskImpl {
     [[maybe_unused]] auto* out = static_cast<std::conditional_t<Numeric<R>, R, char>*>(call->out);
     Encoder enc;
     std::vector<flatbuffers::Offset<fb::Value>> results;
-    for (std::uint64_t i = call->begin; i < call->end; ++i) {
-      try {
+    std::uint64_t i = call->begin;
+    try {
+      for (; i < call->end; ++i) {
         if constexpr (Numeric<R>) {
           out[i - call->begin] = Fn(unwrap(arg(std::get<I>(readers), i))...);
         } else if constexpr (std::is_void_v<R>) {
@@ -316,10 +366,10 @@ struct TaskImpl {
         } else {
           results.push_back(enc.encode(to_value(Fn(unwrap(arg(std::get<I>(readers), i))...))));
         }
-      } catch (...) {
-        report_current_exception(call->host, i);
-        return;
       }
+    } catch (...) {
+      report_current_exception(call->host, i);
+      return;
     }
     if constexpr (!Numeric<R>) {
       Payload p = enc.finish(enc.encode_list(results));
