@@ -33,6 +33,20 @@ namespace detail {
 
 using net::TaskId;
 
+/// What a request keeps of its reply's header: the fields results and their metadata read.
+/// (A whole header is several times larger, and 100 000 results held keep 100 000 of them.)
+struct Reply {
+  std::int64_t engine = -1;
+  std::int64_t started = 0;
+  std::int64_t completed = 0;
+  std::optional<ErrorRecord> error;
+  Value info;
+
+  static Reply of(net::Header&& h) {
+    return {h.engine, h.started, h.completed, std::move(h.error), std::move(h.info)};
+  }
+};
+
 /// One request waiting for its reply.
 struct Slot {
   std::string msg_id;
@@ -40,7 +54,7 @@ struct Slot {
   std::int64_t target = -1;
   std::int64_t submitted = 0;
   bool done = false;
-  net::Header reply;
+  Reply reply;
   Payload payload;
   std::int64_t received = 0;
 };
@@ -212,8 +226,8 @@ struct ClientCore {
   }
 
   /// Sends a request and waits for its reply (queries and pushes).
-  std::pair<net::Header, Payload> request(Channel channel, net::Header h, Payload payload,
-                                          Duration wait_for) {
+  std::pair<Reply, Payload> request(Channel channel, net::Header h, Payload payload,
+                                    Duration wait_for) {
     auto state = std::make_shared<ResultState>();
     auto slot = std::make_shared<Slot>();
     slot->msg_id = h.msg_id;
@@ -239,7 +253,7 @@ struct ClientCore {
   }
 
   /// A hub query whose reply the caller inspects itself.
-  std::pair<net::Header, Payload> ask(const std::string& what, Value extra = {}) {
+  std::pair<Reply, Payload> ask(const std::string& what, Value extra = {}) {
     net::Header h;
     h.type = net::MsgType::QueryRequest;
     h.msg_id = net::new_id();
@@ -468,7 +482,7 @@ struct ClientCore {
     }
     Payload payload = net::payload_of(env);
     std::lock_guard lock(p.owner->mutex);
-    p.slot->reply = std::move(h);
+    p.slot->reply = Reply::of(std::move(h));
     p.slot->payload = std::move(payload);
     p.slot->received = net::now_us();
     p.slot->done = true;
