@@ -120,6 +120,32 @@ TEST_F(SharedMemoryTest, LargeBuffersAreAllocatedThereAndSentWithoutACopy) {
   EXPECT_EQ(got.data()[0], static_cast<std::byte>(1000 * 7));
 }
 
+TEST_F(SharedMemoryTest, LargeBuffersGoToTheDirectoryOpenedLastOfThoseStillUsed) {
+  // A second cluster's client in the same process, then gone: large buffers go back to the
+  // first directory, not to the heap (and not to a directory whose cluster may be gone).
+  test::TempDir other;
+  const SharedMemory* second = SharedMemory::open(other.path(), SharedMemory::create(other.path()));
+  ASSERT_NE(second, nullptr);
+  std::byte* out = nullptr;
+  const Buffer in_second = Buffer::allocate(SharedMemory::kThreshold, &out);
+  EXPECT_EQ(parts_in(other.path()).size(), 1u);
+  EXPECT_EQ(parts_in(dir_.path()).size(), 0u);
+  SharedMemory::release(second);
+  const Buffer in_first = Buffer::allocate(SharedMemory::kThreshold, &out);
+  EXPECT_EQ(parts_in(dir_.path()).size(), 1u);
+  EXPECT_EQ(parts_in(other.path()).size(), 1u);
+  // Opened twice, released once: still in use.
+  ASSERT_EQ(SharedMemory::open(dir_.path(), token_), shm_);
+  SharedMemory::release(shm_);
+  const Buffer again = Buffer::allocate(SharedMemory::kThreshold, &out);
+  EXPECT_EQ(parts_in(dir_.path()).size(), 2u);
+  // No directory in use: the heap.
+  SharedMemory::release(shm_);
+  const Buffer on_heap = Buffer::allocate(SharedMemory::kThreshold, &out);
+  EXPECT_EQ(parts_in(dir_.path()).size(), 2u);
+  EXPECT_EQ(parts_in(other.path()).size(), 1u);
+}
+
 TEST_F(SharedMemoryTest, LargeFilesAreKeptForTheNextPartOfTheirSizeThenSweptAway) {
   constexpr std::size_t kBig = std::size_t{8} << 20;
   {

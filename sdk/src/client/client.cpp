@@ -113,6 +113,7 @@ struct ClientCore {
       wake_push.send(zmq::message_t(1), zmq::send_flags::dontwait);
     }
     io.join();
+    net::SharedMemory::release(shm);
   }
 
   std::string wake_endpoint() const {

@@ -194,10 +194,38 @@ bool write_file(const std::string& path, std::span<const std::byte> bytes) {
 std::atomic<const SharedMemory*> allocating{nullptr};  // where large buffers go
 std::mutex open_mutex;
 
+/// A directory this process opened, and how many of its connections use it now.
+struct Opened {
+  std::filesystem::path dir;
+  const SharedMemory* shm = nullptr;
+  int users = 0;
+};
+/// Oldest first; never freed: Buffers anywhere in the process may point into a directory's
+/// segments, whose instance must outlive them.
+std::vector<Opened>& opened() {
+  static auto* list = new std::vector<Opened>();
+  return *list;
+}
+
 std::optional<Buffer> allocate_shared(std::size_t size, std::byte** out) {
   const SharedMemory* shm = allocating.load(std::memory_order_acquire);
   if (shm == nullptr) return std::nullopt;
   return shm->allocate(size, out);
+}
+
+/// Large buffers go to the directory opened last of those still in use (with open_mutex
+/// held): when a client goes, the one before it gets them again, not the heap.
+void choose_allocator() {
+  const SharedMemory* pick = nullptr;
+  const auto& list = opened();
+  for (auto it = list.rbegin(); it != list.rend() && pick == nullptr; ++it) {
+    if (it->users > 0) pick = it->shm;
+  }
+  allocating.store(pick, std::memory_order_release);
+  if (pick != nullptr)
+    Buffer::set_large_allocator(&allocate_shared, SharedMemory::kThreshold);
+  else
+    Buffer::set_large_allocator(nullptr, 0);
 }
 
 }  // namespace
@@ -298,13 +326,23 @@ bool SharedMemory::sees(const std::filesystem::path& dir, std::string_view token
 const SharedMemory* SharedMemory::open(const std::filesystem::path& dir, std::string_view token) {
   if (!sees(dir, token)) return nullptr;
   std::lock_guard lock(open_mutex);
-  // Never freed: Buffers anywhere in the process may point into a directory's segments.
-  static auto* opened = new std::map<std::filesystem::path, const SharedMemory*>();
-  auto [it, fresh] = opened->try_emplace(dir, nullptr);
-  if (fresh) it->second = new SharedMemory(dir);
-  allocating.store(it->second, std::memory_order_release);
-  Buffer::set_large_allocator(&allocate_shared, kThreshold);
-  return it->second;
+  auto& list = opened();
+  auto it = std::find_if(list.begin(), list.end(), [&](const Opened& o) { return o.dir == dir; });
+  Opened entry = it != list.end() ? *it : Opened{dir, new SharedMemory(dir), 0};
+  if (it != list.end()) list.erase(it);
+  ++entry.users;
+  list.push_back(entry);  // the latest opened allocates
+  choose_allocator();
+  return entry.shm;
+}
+
+void SharedMemory::release(const SharedMemory* shm) noexcept {
+  if (shm == nullptr) return;
+  std::lock_guard lock(open_mutex);
+  for (auto& o : opened()) {
+    if (o.shm == shm && o.users > 0) --o.users;
+  }
+  choose_allocator();
 }
 
 void SharedMemory::stop_allocating() noexcept {

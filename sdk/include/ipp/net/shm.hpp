@@ -61,8 +61,12 @@ class SharedMemory {
   /// file holds `token`; else null. Connections pass it to send() and recv(). Large buffers
   /// this process allocates from then on live in the directory (see Buffer::allocate), so
   /// that sending them copies nothing. Each directory has one instance, alive for the rest
-  /// of the process (Buffers anywhere may still point into it).
+  /// of the process (Buffers anywhere may still point into it). Each open() is a use of the
+  /// directory until release().
   static const SharedMemory* open(const std::filesystem::path& dir, std::string_view token);
+  /// Ends a use of `shm` begun by open() (a connection closes). Large buffers live in the
+  /// directory opened last of those still used, and on the heap when none is.
+  static void release(const SharedMemory* shm) noexcept;
   /// Whether this process sees the cluster's directory (as open() checks it), with no other
   /// effect: a peer that does runs on the controller's host.
   [[nodiscard]] static bool sees(const std::filesystem::path& dir, std::string_view token);
