@@ -987,6 +987,7 @@ void Controller::State::hub() {
       last_sweep = Steady::now();
       if (const auto n = net::SharedMemory::sweep(shm_dir, kPartsInFlight); n > 0)
         spdlog::info("shared memory: removed {} part(s) nobody took", n);
+      net::SharedMemory::trim(kSweepEvery);
     }
     if (Steady::now() - last_flush > kFlushEvery || unflushed >= 4096) flush();
   }

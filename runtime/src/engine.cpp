@@ -651,8 +651,9 @@ int Engine::run() {
       jobs.erase(f);
     finished.clear();
   };
-  // After a second without tasks, freed memory goes back to the system: an idle engine's
-  // footprint does not stay at the high-water mark of its last (maybe large) work.
+  // After a second without tasks, freed memory goes back to the system and kept mappings of
+  // shared memory go: an idle engine's footprint does not stay at the high-water mark of its
+  // last (maybe large) work.
   auto last_work = std::chrono::steady_clock::now();
   bool trimmed = true;
   // One turn of the loop that receives: polls once, takes in what came. The turns run on
@@ -668,6 +669,7 @@ int Engine::run() {
       trimmed = false;
     } else if (!trimmed && std::chrono::steady_clock::now() - last_work > std::chrono::seconds(1)) {
       ::malloc_trim(0);
+      net::SharedMemory::trim(std::chrono::seconds(0));
       trimmed = true;
     }
     // Replies held for company go now; while tasks are queued, replies finishing meanwhile

@@ -102,6 +102,40 @@ TEST_F(SharedMemoryCluster, FilesGoWithTheirValues) {
   }
 }
 
+TEST_F(SharedMemoryCluster, ArraysPushedAgainArriveWholeAndValuesHeldStayAsTheyWere) {
+  // Pushes of one size come back to the files of earlier ones (through the pool) and are
+  // written through the mappings this client kept; a value an engine holds is never written.
+  start_mixed();
+  DirectView e0 = (*rc_)[0];
+  constexpr std::size_t kN = std::size_t{2} << 20;  // 16 MiB of float64
+  auto array = [&](double start) {
+    std::vector<double> xs(kN);
+    std::iota(xs.begin(), xs.end(), start);
+    return Value(Array::from(std::move(xs)));
+  };
+  const Value held = array(-7);
+  e0.push({{"held", held}});
+  const auto reused = net::SharedMemory::kept_mappings().reused;
+  for (int round = 0; round < 6; ++round) {
+    const Value v = array(round * 1000.0);
+    e0.push({{"v", v}});
+    EXPECT_EQ(e0.pull("v"), v) << round;
+    EXPECT_DOUBLE_EQ(e0.apply("sum", {ipp::ref("v")}).as_float(),
+                     static_cast<double>(kN) * round * 1000.0 + kN * (kN - 1.0) / 2)
+        << round;
+    e0.execute("del v").get(30s);
+    // Its file goes back to the pool once the hub, which keeps a copy, lets go too: then only
+    // the engine's name for `held` is left.
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (parts().size() != 1) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << parts().size();
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+  EXPECT_GT(net::SharedMemory::kept_mappings().reused, reused);
+  EXPECT_EQ(e0.pull("held"), held);
+}
+
 TEST_F(SharedMemoryCluster, TheHubKeepsWhatCameThroughSharedMemory) {
   start_mixed();
   std::vector<double> xs(300000, 2.0);

@@ -182,6 +182,168 @@ TEST_F(SharedMemoryTest, LargeFilesAreKeptForTheNextPartOfTheirSizeThenSweptAway
   EXPECT_TRUE(parts_in(dir_.path()).empty());
 }
 
+/// The pages of `dir`'s files this process maps writable, by address.
+std::set<std::string> writable_mappings_of(const std::filesystem::path& dir) {
+  std::set<std::string> out;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.find(dir.string()) != std::string::npos && line.find(" rw-s ") != std::string::npos)
+      out.insert(line.substr(0, line.find(' ')));
+  }
+  return out;
+}
+
+TEST_F(SharedMemoryTest, AWriterKeepsItsMappingOfAPooledFileAndWritesTheNextPartThroughIt) {
+  SharedMemory::trim(0s);
+  constexpr std::size_t kBig = std::size_t{8} << 20;
+  // First out: a new file, written without a mapping.
+  const auto first = shm_->export_part(bytes(kBig, 1));
+  ASSERT_TRUE(first);
+  (void)shm_->import_part(*first);  // taken and dropped: back in the pool
+  ASSERT_EQ(parts_in(dir_.path()).size(), 1u);
+  EXPECT_EQ(SharedMemory::kept_mappings().count, 0u);
+  // Written again through a new mapping, which the writer keeps.
+  const auto second = shm_->export_part(bytes(kBig, 2));
+  ASSERT_TRUE(second);
+  EXPECT_EQ(SharedMemory::kept_mappings().count, 1u);
+  EXPECT_EQ(SharedMemory::kept_mappings().bytes, kBig);
+  const auto mapped = writable_mappings_of(dir_.path());
+  ASSERT_EQ(mapped.size(), 1u);
+  {
+    const Buffer got = shm_->import_part(*second);
+    const Buffer want = bytes(kBig, 2);
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), kBig), 0);
+  }
+  // The third part of about that size goes into the same file through the same mapping, also
+  // a smaller one (the file is cut to it; the mapping reaches past its end).
+  const auto reused = SharedMemory::kept_mappings().reused;
+  const Buffer third = bytes(kBig - 12345, 3);
+  const auto ref = shm_->export_part(third);
+  ASSERT_TRUE(ref);
+  EXPECT_EQ(SharedMemory::kept_mappings().reused, reused + 1);
+  EXPECT_EQ(writable_mappings_of(dir_.path()), mapped);
+  const Buffer got = shm_->import_part(*ref);
+  ASSERT_EQ(got.size(), third.size());
+  EXPECT_EQ(std::memcmp(got.data(), third.data(), third.size()), 0);
+}
+
+TEST_F(SharedMemoryTest, APooledFileThisProcessKeepsAMappingOfIsTakenFirst) {
+  SharedMemory::trim(0s);
+  constexpr std::size_t kBig = std::size_t{8} << 20;
+  constexpr std::size_t kBigger = std::size_t{10} << 20;
+  const auto a = shm_->export_part(bytes(kBigger, 1));  // two new files
+  const auto b = shm_->export_part(bytes(kBig, 2));
+  ASSERT_TRUE(a && b);
+  (void)shm_->import_part(*a);                                     // the larger in the pool
+  (void)shm_->import_part(*shm_->export_part(bytes(kBigger, 3)));  // written through a mapping
+  (void)shm_->import_part(*b);                                     // both in the pool now
+  ASSERT_EQ(parts_in(dir_.path()).size(), 2u);
+  ASSERT_EQ(SharedMemory::kept_mappings().count, 1u);
+  // Both hold a part of kBig; the smaller has no mapping here, the larger one has.
+  const auto reused = SharedMemory::kept_mappings().reused;
+  const Buffer part = bytes(kBig, 4);
+  const Buffer got = shm_->import_part(*shm_->export_part(part));
+  EXPECT_EQ(SharedMemory::kept_mappings().reused, reused + 1);
+  EXPECT_EQ(std::memcmp(got.data(), part.data(), kBig), 0);
+}
+
+TEST_F(SharedMemoryTest, AKeptMappingIsNeverWrittenWhileAnotherHoldsItsFile) {
+  SharedMemory::trim(0s);
+  constexpr std::size_t kBig = std::size_t{8} << 20;
+  (void)shm_->import_part(*shm_->export_part(bytes(kBig, 1)));  // a file in the pool
+  const auto ref = shm_->export_part(bytes(kBig, 2));           // through a kept mapping
+  ASSERT_TRUE(ref);
+  ASSERT_EQ(SharedMemory::kept_mappings().count, 1u);
+  const Buffer held = shm_->import_part(*ref);  // a receiver holds that file now
+  // The next parts of that size find no file in the pool: new ones, the held one untouched.
+  for (unsigned i = 3; i < 6; ++i) {
+    const auto other = shm_->export_part(bytes(kBig, i));
+    ASSERT_TRUE(other);
+    const Buffer got = shm_->import_part(*other);
+    EXPECT_EQ(got.data()[7], static_cast<std::byte>(i + 7));
+  }
+  const Buffer want = bytes(kBig, 2);
+  EXPECT_EQ(std::memcmp(held.data(), want.data(), kBig), 0);
+}
+
+TEST_F(SharedMemoryTest, AllocatedBuffersKeepTheirMappingForTheirFileComingBack) {
+  // An engine's result: allocated here, sent by a link, dropped here while the receiver holds
+  // it; the receiver lets go (the file goes to the pool) and the next result of that size is
+  // allocated in the same file through the mapping kept.
+  SharedMemory::trim(0s);
+  constexpr std::size_t kBig = std::size_t{6} << 20;
+  std::optional<Buffer> received;
+  {
+    std::byte* out = nullptr;
+    const Buffer result = Buffer::allocate(kBig, &out);
+    std::memset(out, 0x11, kBig);
+    const auto ref = shm_->export_part(result);
+    ASSERT_TRUE(ref);
+    received = shm_->import_part(*ref);
+  }
+  EXPECT_EQ(SharedMemory::kept_mappings().count, 1u);  // its file still held by the receiver
+  EXPECT_EQ(received->data()[kBig - 1], std::byte{0x11});
+  received.reset();  // now in the pool
+  const auto reused = SharedMemory::kept_mappings().reused;
+  std::byte* out = nullptr;
+  const Buffer next = Buffer::allocate(kBig, &out);
+  EXPECT_EQ(SharedMemory::kept_mappings().reused, reused + 1);
+  EXPECT_EQ(SharedMemory::kept_mappings().count, 0u);  // the new buffer's now
+  std::memset(out, 0x22, kBig);
+  const Buffer got = shm_->import_part(*shm_->export_part(next));
+  EXPECT_EQ(got.data()[0], std::byte{0x22});
+  EXPECT_EQ(got.data()[kBig - 1], std::byte{0x22});
+}
+
+TEST_F(SharedMemoryTest, KeptMappingsGoWithTheirFilesTheirTimeAndTheirDirectory) {
+  SharedMemory::trim(0s);
+  constexpr std::size_t kBig = std::size_t{8} << 20;
+  (void)shm_->import_part(*shm_->export_part(bytes(kBig, 1)));
+  (void)shm_->import_part(*shm_->export_part(bytes(kBig, 2)));  // kept, its file in the pool
+  ASSERT_EQ(SharedMemory::kept_mappings().count, 1u);
+  SharedMemory::trim(1h);  // its file has a name: kept
+  EXPECT_EQ(SharedMemory::kept_mappings().count, 1u);
+  // The pool's time runs out: the mapping would be all that holds the file's memory.
+  std::this_thread::sleep_for(1100ms);
+  ASSERT_EQ(SharedMemory::sweep(dir_.path(), 0s), 1u);
+  SharedMemory::trim(1h);
+  EXPECT_EQ(SharedMemory::kept_mappings().count, 0u);
+  EXPECT_TRUE(writable_mappings_of(dir_.path()).empty());
+  // Unused for longer than asked.
+  (void)shm_->import_part(*shm_->export_part(bytes(kBig, 1)));
+  (void)shm_->import_part(*shm_->export_part(bytes(kBig, 2)));
+  ASSERT_EQ(SharedMemory::kept_mappings().count, 1u);
+  std::this_thread::sleep_for(20ms);
+  SharedMemory::trim(10ms);
+  EXPECT_EQ(SharedMemory::kept_mappings().count, 0u);
+  // A directory no longer used (its client closed): its kept mappings go.
+  test::TempDir other;
+  const SharedMemory* second = SharedMemory::open(other.path(), SharedMemory::create(other.path()));
+  ASSERT_NE(second, nullptr);
+  (void)second->import_part(*second->export_part(bytes(kBig, 1)));
+  (void)second->import_part(*second->export_part(bytes(kBig, 2)));
+  (void)shm_->import_part(*shm_->export_part(bytes(kBig, 1)));
+  (void)shm_->import_part(*shm_->export_part(bytes(kBig, 2)));
+  ASSERT_EQ(SharedMemory::kept_mappings().count, 2u);
+  SharedMemory::release(second);
+  EXPECT_EQ(SharedMemory::kept_mappings().count, 1u);
+  EXPECT_TRUE(writable_mappings_of(other.path()).empty());
+  EXPECT_EQ(writable_mappings_of(dir_.path()).size(), 1u);
+}
+
+TEST_F(SharedMemoryTest, APartOfManySlicesIsCopiedWhole) {
+  // Over 64 MiB a part is copied into its file by several threads, slice by slice.
+  constexpr std::size_t kHuge = (std::size_t{96} << 20) + 4097;  // not a whole number of pages
+  (void)shm_->import_part(*shm_->export_part(bytes(kHuge, 1)));  // a file in the pool
+  const Buffer part = bytes(kHuge, 5);
+  const auto ref = shm_->export_part(part);  // copied into it
+  ASSERT_TRUE(ref);
+  const Buffer got = shm_->import_part(*ref);
+  ASSERT_EQ(got.size(), kHuge);
+  EXPECT_EQ(std::memcmp(got.data(), part.data(), kHuge), 0);
+}
+
 TEST_F(SharedMemoryTest, MalformedReferencesAreRefused) {
   SharedMemory::Ref ref{};
   EXPECT_THROW((void)shm_->import_part(std::span<const std::byte>(ref).first(10)), ProtocolError);

@@ -295,6 +295,8 @@ struct ClientCore {
     }
     while (!stopping.load()) {
       check_controller();
+      // Mappings kept for large arrays sent again: not past the pool's own time.
+      if (shm != nullptr) net::SharedMemory::trim(std::chrono::seconds(30));
       if (net::poll(items, 4, tick) < 0) continue;
       if (items[3].revents & ZMQ_POLLIN) {
         zmq::message_t drain;

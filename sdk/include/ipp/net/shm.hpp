@@ -3,6 +3,7 @@
 #include <array>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <span>
@@ -32,7 +33,8 @@ namespace ipp::net {
 /// A file of 4 MiB or more whose last name goes is kept for a while as `p-<size>-<id>` (up
 /// to 2 GiB of them per directory), and the next large part of about its size is written
 /// into it: into pages that exist, at memory speed, instead of pages allocated as they are
-/// first written.
+/// first written. A process that wrote into such a file keeps its mapping of it (trim()), so
+/// writing into the same file again costs no new mapping.
 ///
 /// Thread-safe.
 class SharedMemory {
@@ -72,6 +74,20 @@ class SharedMemory {
   [[nodiscard]] static bool sees(const std::filesystem::path& dir, std::string_view token);
   /// Large buffers go back to the heap (tests).
   static void stop_allocating() noexcept;
+  /// A process keeps its writable mappings of large files (4 MiB or more) when it is done
+  /// with them, for the next time it takes the same file from the pool: writing into it then
+  /// costs the copy alone, not a new mapping and its teardown (more than the copy itself).
+  /// This drops those unused for `idle`, and those whose file has no name left (where the
+  /// mapping alone would keep its memory). Loops call it now and then; a directory's kept
+  /// mappings go when its last use is released. Thread-safe.
+  static void trim(std::chrono::steady_clock::duration idle) noexcept;
+  struct KeptMappings {
+    std::size_t count = 0;     // mappings kept now
+    std::uint64_t bytes = 0;   // their size
+    std::uint64_t reused = 0;  // files written through a kept mapping, since the process began
+  };
+  /// What this process keeps (tests, diagnostics).
+  [[nodiscard]] static KeptMappings kept_mappings();
 
   /// A reference for sending `part`: a new name for the file it lives in, or a new file with
   /// its bytes. nullopt when that cannot be done (the directory is full): the part then goes
