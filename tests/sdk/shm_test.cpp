@@ -3,7 +3,10 @@
 
 #include "ipp/net/shm.hpp"
 
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -332,16 +335,70 @@ TEST_F(SharedMemoryTest, KeptMappingsGoWithTheirFilesTheirTimeAndTheirDirectory)
   EXPECT_EQ(writable_mappings_of(dir_.path()).size(), 1u);
 }
 
-TEST_F(SharedMemoryTest, APartOfManySlicesIsCopiedWhole) {
-  // Over 64 MiB a part is copied into its file by several threads, slice by slice.
+TEST_F(SharedMemoryTest, APartOfManySlicesIsCopiedWholeIntoANewFileAndIntoAPooledOne) {
+  // From 64 MiB a part is copied into its file by several threads, slice by slice, through a
+  // mapping its sender keeps: for a new file too, whose pages are made first.
+  SharedMemory::trim(0s);
   constexpr std::size_t kHuge = (std::size_t{96} << 20) + 4097;  // not a whole number of pages
-  (void)shm_->import_part(*shm_->export_part(bytes(kHuge, 1)));  // a file in the pool
+  {
+    const Buffer part = bytes(kHuge, 1);
+    const Buffer got = shm_->import_part(*shm_->export_part(part));
+    ASSERT_EQ(got.size(), kHuge);
+    EXPECT_EQ(std::memcmp(got.data(), part.data(), kHuge), 0);
+    EXPECT_EQ(SharedMemory::kept_mappings().count, 1u);
+  }
+  const auto reused = SharedMemory::kept_mappings().reused;
   const Buffer part = bytes(kHuge, 5);
-  const auto ref = shm_->export_part(part);  // copied into it
+  const auto ref = shm_->export_part(part);  // into the same file, through the same mapping
   ASSERT_TRUE(ref);
+  EXPECT_EQ(SharedMemory::kept_mappings().reused, reused + 1);
   const Buffer got = shm_->import_part(*ref);
   ASSERT_EQ(got.size(), kHuge);
   EXPECT_EQ(std::memcmp(got.data(), part.data(), kHuge), 0);
+  // A large buffer allocated in a new file: its pages are there, written and sent whole.
+  std::byte* out = nullptr;
+  const Buffer big = Buffer::allocate(kHuge, &out);
+  std::memset(out, 0x5a, kHuge);
+  const Buffer sent = shm_->import_part(*shm_->export_part(big));
+  EXPECT_EQ(sent.data()[0], std::byte{0x5a});
+  EXPECT_EQ(sent.data()[kHuge - 1], std::byte{0x5a});
+}
+
+TEST_F(SharedMemoryTest, PartsAndBuffersTheTmpfsHasNoRoomForGoElsewhereWithoutASignal) {
+  // A tmpfs of 32 MiB of its own, in a mount namespace of a child process (root only): parts
+  // that do not fit go through the socket (export_part gives nullopt) and buffers to the heap,
+  // where a write through a mapping of pages that cannot be had would have been a SIGBUS.
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a tmpfs";
+  test::TempDir mnt;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("tmpfs", mnt.path().c_str(), "tmpfs", 0, "size=32m") != 0)
+      ::_exit(77);
+    const auto dir = mnt / "cluster";
+    const SharedMemory* small = SharedMemory::open(dir, SharedMemory::create(dir));
+    if (small == nullptr) ::_exit(2);
+    constexpr std::size_t kHuge = std::size_t{96} << 20;
+    if (small->export_part(bytes(kHuge, 1))) ::_exit(3);  // no room: through the socket
+    if (parts_in(dir).size() != 0) ::_exit(4);            // and nothing left behind
+    const Buffer fits = bytes(std::size_t{8} << 20, 2);   // room for this one
+    const auto ref = small->export_part(fits);
+    if (!ref) ::_exit(5);
+    const Buffer got = small->import_part(*ref);
+    if (std::memcmp(got.data(), fits.data(), fits.size()) != 0) ::_exit(6);
+    std::byte* out = nullptr;
+    const Buffer big = Buffer::allocate(kHuge, &out);  // on the heap
+    std::memset(out, 1, kHuge);
+    if (parts_in(dir).size() != 1) ::_exit(7);  // the part above only
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+  if (WEXITSTATUS(status) == 77) GTEST_SKIP() << "no mount namespace here";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST_F(SharedMemoryTest, MalformedReferencesAreRefused) {
