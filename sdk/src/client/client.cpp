@@ -295,8 +295,12 @@ struct ClientCore {
     }
     while (!stopping.load()) {
       check_controller();
-      // Mappings kept for large arrays sent again: not past the pool's own time.
-      if (shm != nullptr) net::SharedMemory::trim(std::chrono::seconds(30));
+      // Mappings kept for large arrays sent again: not past the pool's own time (looked
+      // through once a second, not at every turn of a busy loop).
+      if (shm != nullptr && Steady::now() - last_trim > std::chrono::seconds(1)) {
+        last_trim = Steady::now();
+        net::SharedMemory::trim(std::chrono::seconds(30));
+      }
       if (net::poll(items, 4, tick) < 0) continue;
       if (items[3].revents & ZMQ_POLLIN) {
         zmq::message_t drain;
@@ -541,6 +545,7 @@ struct ClientCore {
   // I/O thread only: liveness of the controller.
   using Steady = std::chrono::steady_clock;
   Steady::time_point probe_sent;
+  Steady::time_point last_trim;
   std::string probe_id;
   std::string controller_instance;
   std::thread io;
