@@ -190,11 +190,10 @@ constexpr std::size_t kParallelFrom = std::size_t{64} << 20;
 /// Copies `n` bytes (none when `from` is null) into a writable mapping of shared memory; with
 /// `populate`, first makes its pages (a new file's): false when they cannot be had (the tmpfs
 /// is full, or a kernel older than 5.14), where a write through the mapping would kill the
-/// process with SIGBUS instead. One thread copies at well
-/// under the memory's speed (12 GB/s here against 19 GB/s for two, and for pages the machine
-/// hands out for the first time 0.4 to 0.6 GB/s against 0.8 to 1.9), so parts of kParallelFrom
-/// or more are copied in slices of at least 32 MiB by up to four threads, the caller's among
-/// them.
+/// process with SIGBUS instead. One thread copies at well under the memory's speed (12 GB/s
+/// here against 19 GB/s for two, and for pages the machine hands out for the first time 0.4
+/// to 0.6 GB/s against 0.8 to 1.9), so parts of kParallelFrom or more are copied in slices of
+/// at least 32 MiB by up to four threads, the caller's among them.
 bool copy_in(std::byte* to, const std::byte* from, std::size_t n, bool populate) {
   constexpr std::size_t kSliceAtLeast = std::size_t{32} << 20;
   const std::size_t threads =
@@ -316,12 +315,18 @@ std::optional<Writable> create_writable(const std::string& path, std::size_t siz
   return w;
 }
 
+/// Undoes create_writable(): the mapping, the descriptor and the file go.
+void discard(const std::string& path, const Writable& w) {
+  ::munmap(w.base, w.mapped);
+  ::close(w.fd);
+  ::unlink(path.c_str());
+}
+
 /// Ends this process's use of a writable mapping of a file of `shm`: large ones (with the
 /// file open) are kept for the next time the file comes back from the pool, others unmapped.
 void done_writing(const SharedMemory* shm, const Writable& w) {
   if (w.mapped >= kPoolMin && w.fd >= 0) {
-    MappingCache::instance().put(
-        {shm, w.st.st_dev, w.st.st_ino, w.fd, w.base, w.mapped, std::chrono::steady_clock::now()});
+    MappingCache::instance().put({shm, w.st.st_dev, w.st.st_ino, w.fd, w.base, w.mapped, {}});
     return;
   }
   ::munmap(w.base, w.mapped);
@@ -625,9 +630,7 @@ std::optional<SharedMemory::Ref> SharedMemory::export_part(const Buffer& part) c
         done_writing(this, *w);
         return make_ref(id, 0, part.size());
       }
-      ::munmap(w->base, w->mapped);
-      ::close(w->fd);
-      ::unlink(path.c_str());
+      discard(path, *w);
     }
   }
   if (!write_file(path, part.bytes())) return std::nullopt;
@@ -681,32 +684,25 @@ std::optional<Buffer> SharedMemory::allocate(std::size_t size, std::byte** out) 
   if (size == 0) return std::nullopt;
   const Id id = fresh_id();
   const std::string path = (dir_ / fmt::format("h-{}-{}", ::getpid(), id.hex())).string();
+  // The buffer of a writable mapping of `path`; the file is not kept open meanwhile.
+  auto buffer = [&](Writable w) {
+    ::close(w.fd);
+    w.fd = -1;
+    auto seg = keep(path, w.base, size, this, w);
+    *out = seg->base;
+    const auto* data = seg->base;
+    return Buffer(std::shared_ptr<const void>(std::move(seg)), data, size);
+  };
   if (take_from_pool(dir_, size, path)) {
-    if (auto w = open_writable(path, size)) {
-      ::close(w->fd);
-      w->fd = -1;
-      auto seg = keep(path, w->base, size, this, w);
-      *out = seg->base;
-      const auto* data = seg->base;
-      return Buffer(std::shared_ptr<const void>(std::move(seg)), data, size);
-    }
+    if (auto w = open_writable(path, size)) return buffer(*w);
     ::unlink(path.c_str());
   }
   // A new file, its pages made now: a full tmpfs says so here, not with a SIGBUS at the first
   // write. Large ones by several threads.
   if (size >= kParallelFrom) {
     if (auto w = create_writable(path, size)) {
-      if (copy_in(w->base, nullptr, size, true)) {
-        ::close(w->fd);
-        w->fd = -1;
-        auto seg = keep(path, w->base, size, this, w);
-        *out = seg->base;
-        const auto* data = seg->base;
-        return Buffer(std::shared_ptr<const void>(std::move(seg)), data, size);
-      }
-      ::munmap(w->base, w->mapped);
-      ::close(w->fd);
-      ::unlink(path.c_str());
+      if (copy_in(w->base, nullptr, size, true)) return buffer(*w);
+      discard(path, *w);
     }
   }
   Writable w;
@@ -724,14 +720,9 @@ std::optional<Buffer> SharedMemory::allocate(std::size_t size, std::byte** out) 
     ::unlink(path.c_str());
     return std::nullopt;
   }
-  ::close(w.fd);
-  w.fd = -1;
   w.base = static_cast<std::byte*>(base);
   w.mapped = size;
-  auto seg = keep(path, base, size, this, w);
-  *out = seg->base;
-  const auto* data = seg->base;
-  return Buffer(std::shared_ptr<const void>(std::move(seg)), data, size);
+  return buffer(w);
 }
 
 void SharedMemory::trim(std::chrono::steady_clock::duration idle) noexcept {
