@@ -6,10 +6,12 @@
 #include <sys/stat.h>
 
 #include <cstring>
+#include <fstream>
 #include <numeric>
 #include <set>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "ipp/client.hpp"
@@ -134,6 +136,32 @@ TEST_F(SharedMemoryCluster, ArraysPushedAgainArriveWholeAndValuesHeldStayAsTheyW
   }
   EXPECT_GT(net::SharedMemory::kept_mappings().reused, reused);
   EXPECT_EQ(e0.pull("held"), held);
+}
+
+TEST_F(SharedMemoryCluster, AnIdleEngineLetsGoOfTheMappingsItKept) {
+  // A large result is allocated in shared memory on the engine, which keeps its mapping when
+  // the result has gone out; after a second without work the engine lets go of it.
+  start_mixed();
+  DirectView e0 = (*rc_)[0];
+  const auto pid = e0.apply("getpid", {}).as_int();
+  auto kept = [&] {  // the engine's writable mappings of the cluster's files
+    std::ifstream maps(fmt::format("/proc/{}/maps", pid));
+    std::size_t n = 0;
+    for (std::string line; std::getline(maps, line);) {
+      if (line.find(shm_dir_.string()) != std::string::npos &&
+          line.find(" rw-s ") != std::string::npos)
+        ++n;
+    }
+    return n;
+  };
+  const Value result = e0.apply("iota", {std::int64_t{2} << 20});  // 16 MiB
+  ASSERT_EQ(result.size(), std::size_t{2} << 20);
+  EXPECT_GE(kept(), 1u);
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (kept() != 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << kept();
+    std::this_thread::sleep_for(50ms);
+  }
 }
 
 TEST_F(SharedMemoryCluster, TheHubKeepsWhatCameThroughSharedMemory) {
