@@ -6,5 +6,11 @@ build=${1:?usage: scripts/build.sh BUILD_DIR [cmake args...]}
 shift
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
-cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
+# ccache keeps compiled objects across build directories (a clean clone on the same machine hits
+# it too), so a rebuild after touching one source takes seconds.
+# base_dir makes paths relative to the checkout, so the cache serves any clone; it is set in the
+# launcher so that `cmake --build BUILD --target NAME` run by hand hits the same entries.
+launcher=()
+command -v ccache >/dev/null && launcher=("-DCMAKE_CXX_COMPILER_LAUNCHER=env;CCACHE_BASEDIR=$PWD;ccache")
+cmake -S . -B "$build" "${generator[@]}" "${launcher[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
 cmake --build "$build" -j "${IPP_JOBS:-2}"
