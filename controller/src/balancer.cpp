@@ -12,17 +12,6 @@ namespace ipp::sched {
 
 namespace {
 
-ErrorRecord record(ErrorCode code, std::string type, std::string message, const std::string& task,
-                   std::int64_t engine = -1) {
-  ErrorRecord r;
-  r.code = code;
-  r.type = std::move(type);
-  r.message = std::move(message);
-  r.task = task;
-  r.engine = engine;
-  return r;
-}
-
 const net::TaskFlags kNoFlags{};
 
 }  // namespace
@@ -180,10 +169,10 @@ void Balancer::engine_down(std::int64_t id, std::string_view reason, Clock::time
     task.state = State::blocked;  // no longer running: fail() must not count it twice
     const std::string why =
         reason.empty() ? std::string() : fmt::format(" ({})", std::string(reason));
-    fail(msg_id,
-         record(ErrorCode::engine, "ipp::EngineError",
-                fmt::format("engine {} died while running task '{}'{}", id, name_of(task), why),
-                name_of(task), id));
+    fail(msg_id, make_error_record(ErrorCode::engine,
+                                   fmt::format("engine {} died while running task '{}'{}", id,
+                                               name_of(task), why),
+                                   name_of(task), id));
   }
   // Ready tasks that must follow work done on that engine can no longer run.
   std::vector<std::pair<TaskId, std::string>> stranded;  // msg_id, why
@@ -209,17 +198,18 @@ void Balancer::submit(TaskId msg_id, const std::string& task, const net::TaskFla
                       Carried carried) {
   auto invalid = [&](const std::string& why) {
     failures_.push_back({msg_id,
-                         record(ErrorCode::invalid_dependency, "ipp::InvalidDependency",
-                                fmt::format("task '{}' {}", task, why), task),
+                         make_error_record(ErrorCode::invalid_dependency,
+                                           fmt::format("task '{}' {}", task, why), task),
                          std::move(carried)});
     record_done(msg_id, false, -1);
     settle();
   };
   if (tasks_.count(msg_id) != 0 || done_.count(msg_id) != 0) {
-    failures_.push_back({msg_id,
-                         record(ErrorCode::usage, "ipp::UsageError",
-                                fmt::format("msg_id {} was already submitted", msg_id.str()), task),
-                         std::move(carried)});
+    failures_.push_back(
+        {msg_id,
+         make_error_record(ErrorCode::usage,
+                           fmt::format("msg_id {} was already submitted", msg_id.str()), task),
+         std::move(carried)});
     return;
   }
   std::vector<TaskId> depends_on;
@@ -247,11 +237,11 @@ void Balancer::submit(TaskId msg_id, const std::string& task, const net::TaskFla
         wanted += fmt::format("{}{}", wanted.empty() ? "" : ", ", e);
       failures_.push_back(
           {msg_id,
-           record(ErrorCode::impossible_dependency, "ipp::ImpossibleDependency",
-                  fmt::format("task '{}' cannot run: none of its target engines [{}] is "
-                              "registered (engines: {})",
-                              task, wanted, engine_list()),
-                  task),
+           make_error_record(ErrorCode::impossible_dependency,
+                             fmt::format("task '{}' cannot run: none of its target engines [{}] is "
+                                         "registered (engines: {})",
+                                         task, wanted, engine_list()),
+                             task),
            std::move(carried)});
       record_done(msg_id, false, -1);
       settle();
@@ -411,8 +401,8 @@ void Balancer::fail_impossible(TaskId msg_id, const std::string& why) {
   auto it = tasks_.find(msg_id);
   if (it == tasks_.end()) return;
   const std::string task = name_of(it->second);
-  fail(msg_id, record(ErrorCode::impossible_dependency, "ipp::ImpossibleDependency",
-                      fmt::format("task '{}' cannot run: {}", task, why), task));
+  fail(msg_id, make_error_record(ErrorCode::impossible_dependency,
+                                 fmt::format("task '{}' cannot run: {}", task, why), task));
 }
 
 void Balancer::release(TaskId msg_id, Task& t) {
@@ -494,8 +484,8 @@ bool Balancer::abort(TaskId msg_id) {
   auto it = tasks_.find(msg_id);
   if (it == tasks_.end() || it->second.state == State::running) return false;
   const std::string task = name_of(it->second);
-  fail(msg_id, record(ErrorCode::aborted, "ipp::TaskAborted",
-                      fmt::format("task '{}' was aborted before it ran", task), task));
+  fail(msg_id, make_error_record(ErrorCode::aborted,
+                                 fmt::format("task '{}' was aborted before it ran", task), task));
   settle();
   return true;
 }
@@ -521,8 +511,8 @@ void Balancer::expire(Clock::time_point now) {
                                                        : "in the load-balanced queue without a "
                                                          "free engine";
     const std::string task = name_of(t);
-    fail(msg_id, record(ErrorCode::timeout, "ipp::TaskTimeout",
-                        fmt::format("task '{}' waited {} ms {}", task, ms, what), task));
+    fail(msg_id, make_error_record(ErrorCode::timeout,
+                                   fmt::format("task '{}' waited {} ms {}", task, ms, what), task));
   }
   settle();
 }

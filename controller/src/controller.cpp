@@ -23,6 +23,7 @@
 #include <zmq_addon.hpp>
 
 #include "balancer.hpp"
+#include "events.hpp"
 #include "ipp/codec.hpp"
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/envelope.hpp"
@@ -32,13 +33,18 @@
 #include "ipp/net/shm.hpp"
 #include "ipp/runtime/plugin_loader.hpp"
 #include "ipp/runtime/plugin_store.hpp"
+#include "replies.hpp"
 #include "task_db.hpp"
+#include "traffic.hpp"
 
 namespace ipp {
 
 namespace {
 
 using Steady = std::chrono::steady_clock;
+using ctrl::EngineEvent;
+using ctrl::Traffic;
+using ctrl::TrafficFeed;
 using net::TaskId;
 constexpr const char* kEvents = "inproc://ipp-events";    // hub -> everyone: engine up / down
 constexpr const char* kHubIn = "inproc://ipp-hub-in";     // heartbeat -> hub: engine silent
@@ -57,24 +63,6 @@ std::string_view kind_of(const net::Header& h) {
   }
 }
 
-ErrorRecord make_record(ErrorCode code, std::string type, std::string message) {
-  ErrorRecord r;
-  r.code = code;
-  r.type = std::move(type);
-  r.message = std::move(message);
-  return r;
-}
-
-ErrorRecord engine_error(const std::string& message, std::int64_t engine, const std::string& task) {
-  ErrorRecord r;
-  r.code = ErrorCode::engine;
-  r.type = "ipp::EngineError";
-  r.message = message;
-  r.engine = engine;
-  r.task = task;
-  return r;
-}
-
 /// zmq::poll that treats a signal as "nothing happened" (the loop re-checks its stop flag).
 bool poll_once(zmq::pollitem_t* items, std::size_t n, std::chrono::milliseconds timeout) {
   return net::poll(items, n, timeout) >= 0;
@@ -87,51 +75,6 @@ std::string bind_any(zmq::socket_t& s, const std::string& ip) {
   s.bind(fmt::format("tcp://{}:*", ip));
   return s.get(zmq::sockopt::last_endpoint);
 }
-
-/// A copy of one task message for the hub: small, since the hub may fall far behind (a
-/// million tasks queued in a few seconds take it longer than that to record).
-struct Traffic {
-  enum class Kind : std::uint8_t { submit, dispatch, reply };
-  Kind kind = Kind::submit;
-  bool balanced = false;       // submit: which queue
-  std::int32_t engine = -1;    // dispatch, reply: the engine
-  TaskId msg_id;               // dispatch: the task
-  net::PackedMessage message;  // submit, reply: header and payload (a balanced request is
-                               // shared with the scheduler's own copy)
-};
-
-/// How the schedulers hand the hub copies of their traffic: a queue both push to at the end
-/// of each turn and the hub takes whole, plus a wake-up (one empty message on an inproc
-/// socket) when the hub had taken everything. Never blocks a scheduler and never drops: a
-/// slow hub costs memory, not throughput, and catches up. Copies share the messages' bytes.
-class TrafficFeed {
- public:
-  /// From a scheduler's thread: appends `batch` (emptied) and wakes the hub through `wake`
-  /// (that thread's PUSH socket) if it was waiting.
-  void push(std::vector<Traffic>& batch, zmq::socket_t& wake) {
-    if (batch.empty()) return;
-    bool was_empty = false;
-    {
-      std::lock_guard lock(mutex_);
-      was_empty = queue_.empty();
-      queue_.insert(queue_.end(), std::make_move_iterator(batch.begin()),
-                    std::make_move_iterator(batch.end()));
-    }
-    batch.clear();
-    if (was_empty) (void)wake.send(zmq::message_t(), zmq::send_flags::dontwait);
-  }
-  /// From the hub's thread: everything queued so far, in order.
-  std::deque<Traffic> take() {
-    std::deque<Traffic> out;
-    std::lock_guard lock(mutex_);
-    out.swap(queue_);
-    return out;
-  }
-
- private:
-  std::mutex mutex_;
-  std::deque<Traffic> queue_;  // a deque: a long backlog grows without being copied
-};
 
 }  // namespace
 
@@ -219,14 +162,11 @@ void Controller::State::hub() {
     // (an engine that finished one sends its reply when it reconnects; it is recorded then).
     auto unfinished = db->query({{"status", "in", Value::list({"pending", "running"})}});
     for (auto& r : unfinished) {
-      ErrorRecord e;
-      e.code = ErrorCode::connection;
-      e.type = "ipp::ConnectionError";
-      e.message = "the controller restarted while this task was in flight; no result has arrived";
-      e.task = r.task;
-      e.engine = r.engine;
       r.status = "error";
-      r.error = e;
+      r.error = make_error_record(
+          ErrorCode::connection,
+          "the controller restarted while this task was in flight; no result has arrived", r.task,
+          r.engine);
       db->update(r);
     }
     db->flush();
@@ -292,13 +232,7 @@ void Controller::State::hub() {
     spdlog::info("restore: {} pushed plugin(s)", plugins.size());
   }
 
-  // Events: ["known", id, "0"], ["up", id, capacity], ["drain", id, ""] and
-  // ["down", id, reason], the reason a clause such as "was killed by signal 11 (SIGSEGV)".
-  auto publish = [&](const std::string& what, std::int64_t id, const std::string& detail) {
-    zmq::send_multipart(
-        events, std::array<zmq::const_buffer, 3>{zmq::buffer(what), zmq::buffer(std::to_string(id)),
-                                                 zmq::buffer(detail)});
-  };
+  auto publish = [&](const EngineEvent& event) { event.send(events); };
   auto push_plugin_to = [&](EngineRec& e, const HubPlugin& p, const std::string& push_id) {
     net::Header h;
     h.type = net::MsgType::PluginPush;
@@ -312,21 +246,14 @@ void Controller::State::hub() {
     auto it = pushes.find(id);
     if (it == pushes.end() || !it->second.waiting.empty()) return;
     Push& p = it->second;
-    net::Header r;
-    r.type = net::MsgType::PushReply;
-    r.msg_id = net::new_id();
-    r.parent_id = p.request_id;
+    net::Header r = ctrl::reply_header(net::MsgType::PushReply, p.request_id);
     r.info = Value::map({{"name", p.name}, {"engines", Value(p.results)}});
     if (!p.errors.empty()) {
-      ErrorRecord e;
-      e.code = ErrorCode::plugin_load;
-      e.type = "ipp::PluginLoadError";
       std::string msg = fmt::format("{} of {} engines failed to load the plugin", p.errors.size(),
                                     p.results.size());
       for (const auto& err : p.errors)
         msg += fmt::format("\n  engine {}: {}", err.engine, err.message);
-      e.message = msg;
-      r.error = e;
+      r.error = make_error_record(ErrorCode::plugin_load, std::move(msg));
     }
     net::Envelope env = net::make_message(r);
     env.route = std::move(p.client);
@@ -337,7 +264,7 @@ void Controller::State::hub() {
     if (e.ready || !e.awaiting.empty()) return;
     e.ready = true;
     spdlog::info("engine {} ready ({} threads, pid {})", e.id, e.threads, e.pid);
-    publish("up", e.id, std::to_string(e.threads));
+    publish(EngineEvent::up(e.id, e.threads));
   };
   auto finish_removals = [&] {
     for (auto it = removals.begin(); it != removals.end();) {
@@ -345,10 +272,7 @@ void Controller::State::hub() {
         ++it;
         continue;
       }
-      net::Header r;
-      r.type = net::MsgType::QueryReply;
-      r.msg_id = net::new_id();
-      r.parent_id = it->request_id;
+      net::Header r = ctrl::reply_header(net::MsgType::QueryReply, it->request_id);
       r.session = instance;
       r.info = Value::map({{"removed", Value(std::move(it->removed))}});
       net::Envelope out = net::make_message(r);
@@ -365,13 +289,13 @@ void Controller::State::hub() {
     spdlog::warn("engine {} (pid {}) {}; unregistered", id, it->second.pid, why);
     const std::int64_t pid = it->second.pid;
     engines.erase(it);
-    publish("down", id, why);
+    publish(EngineEvent::down(id, why));
     const std::string message = fmt::format("engine {} {}", id, why);
     std::vector<std::string> done;
     for (auto& [push_id, p] : pushes) {
       if (p.waiting.erase(id) != 0) {
         p.results[std::to_string(id)] = Value(message);
-        p.errors.push_back(engine_error(message, id, ""));
+        p.errors.push_back(make_error_record(ErrorCode::engine, message, "", id));
         done.push_back(push_id);
       }
     }
@@ -558,12 +482,7 @@ void Controller::State::hub() {
     }
     for (const auto id : done) {
       EngineRec& e = engines.at(id);
-      net::Header stop;
-      stop.type = net::MsgType::Stop;
-      stop.msg_id = net::new_id();
-      net::Envelope out = net::make_message(stop);
-      out.route = net::copy_route(e.route);
-      net::send(registration, sign(), out, true);
+      net::send(registration, sign(), ctrl::stop_message(net::copy_route(e.route)), true);
       removed_pids.insert(e.pid);
       drop_engine(id, "was removed");
     }
@@ -576,10 +495,7 @@ void Controller::State::hub() {
   };
 
   auto reply_query = [&](net::Envelope& env, const net::Header& h) {
-    net::Header r;
-    r.type = net::MsgType::QueryReply;
-    r.msg_id = net::new_id();
-    r.parent_id = h.msg_id;
+    net::Header r = ctrl::reply_header(net::MsgType::QueryReply, h.msg_id);
     r.session = instance;
     Payload payload;
     try {
@@ -742,27 +658,22 @@ void Controller::State::hub() {
           e.draining = true;
           e.drain_since = Steady::now();
           spdlog::info("engine {} draining ({} task(s) in flight)", id, e.running.size());
-          publish("drain", id, "");
+          publish(EngineEvent::drain(id));
         }
         removals.push_back(std::move(rm));
         return;  // answered when they are gone
       } else if (h.task == "shutdown") {
         stopping.store(true);
       } else {
-        r.error = make_record(ErrorCode::usage, "ipp::UsageError",
-                              fmt::format("unknown query '{}'", h.task));
+        r.error = make_error_record(ErrorCode::usage, fmt::format("unknown query '{}'", h.task));
       }
     } catch (const Error& e) {
-      r.error = make_record(e.code(),
-                            e.code() == ErrorCode::usage        ? "ipp::UsageError"
-                            : e.code() == ErrorCode::name_error ? "ipp::NameError"
-                                                                : "ipp::Error",
-                            e.what());
+      r.error = make_error_record(e.code(), e.what());
       payload = {};
     } catch (const std::exception& e) {
       // A malformed query (wrong shapes in its info): an answer, never silence.
-      r.error = make_record(ErrorCode::usage, "ipp::UsageError",
-                            fmt::format("malformed '{}' query: {}", h.task, e.what()));
+      r.error = make_error_record(ErrorCode::usage,
+                                  fmt::format("malformed '{}' query: {}", h.task, e.what()));
       payload = {};
     }
     net::Envelope out;
@@ -770,9 +681,9 @@ void Controller::State::hub() {
       out = net::make_message(r, std::move(payload));
     } catch (const Error& e) {
       r.info = Value();
-      r.error =
-          make_record(ErrorCode::usage, "ipp::UsageError",
-                      fmt::format("the answer to '{}' is too large to send: {}", h.task, e.what()));
+      r.error = make_error_record(
+          ErrorCode::usage,
+          fmt::format("the answer to '{}' is too large to send: {}", h.task, e.what()));
       out = net::make_message(r);
     }
     out.route = std::move(env.route);
@@ -822,18 +733,10 @@ void Controller::State::hub() {
               e.pid = h.info["pid"].as_int();
             if (e.pid != 0 && removed_pids.count(e.pid) != 0) {
               // A removed engine that missed its Stop asks to come back: tell it again.
-              net::Header stop;
-              stop.type = net::MsgType::Stop;
-              stop.msg_id = net::new_id();
-              net::Envelope out = net::make_message(stop);
-              out.route = std::move(env->route);
-              net::send(registration, sign(), out, true);
+              net::send(registration, sign(), ctrl::stop_message(std::move(env->route)), true);
               break;
             }
-            net::Header r;
-            r.type = net::MsgType::RegisterReply;
-            r.msg_id = net::new_id();
-            r.parent_id = h.msg_id;
+            net::Header r = ctrl::reply_header(net::MsgType::RegisterReply, h.msg_id);
             // Engines ping four times per period, whatever their own command line says.
             r.info = Value::map(
                 {{"heartbeat_ms", static_cast<std::int64_t>(options.heartbeat.count())}});
@@ -841,8 +744,8 @@ void Controller::State::hub() {
             const std::int64_t wanted = h.engine;
             auto existing = wanted >= 0 ? engines.find(wanted) : engines.end();
             if (existing != engines.end() && existing->second.pid != e.pid) {
-              r.error = make_record(ErrorCode::usage, "ipp::UsageError",
-                                    fmt::format("engine id {} belongs to another process", wanted));
+              r.error = make_error_record(
+                  ErrorCode::usage, fmt::format("engine id {} belongs to another process", wanted));
               net::Envelope out = net::make_message(r);
               out.route = std::move(env->route);
               net::send(registration, sign(), out);
@@ -854,9 +757,9 @@ void Controller::State::hub() {
               net::Envelope out = net::make_message(r);
               out.route = net::copy_route(existing->second.route);
               net::send(registration, sign(), out);
-              publish("known", wanted, "0");
+              publish(EngineEvent::known(wanted));
               if (existing->second.ready)
-                publish("up", wanted, std::to_string(existing->second.threads));
+                publish(EngineEvent::up(wanted, existing->second.threads));
               break;
             }
             e.id = wanted >= 0 ? wanted : next_id;
@@ -865,7 +768,7 @@ void Controller::State::hub() {
             net::Envelope out = net::make_message(r);
             out.route = net::copy_route(e.route);
             net::send(registration, sign(), out);
-            publish("known", e.id, "0");
+            publish(EngineEvent::known(e.id));
             spdlog::info("engine {} registering (pid {}), sending {} plugin(s)", e.id, e.pid,
                          plugins.size());
             auto& rec = engines[e.id] = std::move(e);
@@ -902,10 +805,7 @@ void Controller::State::hub() {
             reply_query(*env, h);
             break;
           case net::MsgType::PushRequest: {
-            net::Header r;
-            r.type = net::MsgType::PushReply;
-            r.msg_id = net::new_id();
-            r.parent_id = h.msg_id;
+            net::Header r = ctrl::reply_header(net::MsgType::PushReply, h.msg_id);
             try {
               Payload payload = net::payload_of(*env);
               const Value file = decode(payload);
@@ -943,13 +843,10 @@ void Controller::State::hub() {
               finish_push(push_id);  // at once when there are no engines
               break;
             } catch (const Error& e) {
-              r.error = make_record(
-                  e.code(),
-                  e.code() == ErrorCode::plugin_load ? "ipp::PluginLoadError" : "ipp::Error",
-                  e.what());
+              r.error = make_error_record(e.code(), e.what());
             } catch (const std::exception& e) {
-              r.error = make_record(ErrorCode::plugin_load, "ipp::PluginLoadError",
-                                    fmt::format("cannot store the plugin: {}", e.what()));
+              r.error = make_error_record(ErrorCode::plugin_load,
+                                          fmt::format("cannot store the plugin: {}", e.what()));
             }
             net::Envelope out = net::make_message(r);
             out.route = std::move(env->route);
@@ -968,12 +865,9 @@ void Controller::State::hub() {
       }
     }
     if (items[1].revents & ZMQ_POLLIN) {
-      std::vector<zmq::message_t> msg;
-      while (zmq::recv_multipart(hub_in, std::back_inserter(msg), zmq::recv_flags::dontwait)) {
-        if (msg.size() == 2 && msg[0].to_string_view() == "silent") {
-          drop_engine(std::stoll(msg[1].to_string()), "stopped answering heartbeats");
-        }
-        msg.clear();
+      while (auto event = EngineEvent::receive(hub_in)) {
+        if (event->kind == EngineEvent::Kind::silent)
+          drop_engine(event->engine, "stopped answering heartbeats");
       }
     }
     if (drain_at != kNoDrain && Steady::now() >= drain_at) {
@@ -994,12 +888,7 @@ void Controller::State::hub() {
   flush();
   // Shutdown: tell every engine to exit.
   for (auto& [id, e] : engines) {
-    net::Header stop;
-    stop.type = net::MsgType::Stop;
-    stop.msg_id = net::new_id();
-    net::Envelope out = net::make_message(stop);
-    out.route = net::copy_route(e.route);
-    net::send(registration, sign(), out, true);
+    net::send(registration, sign(), ctrl::stop_message(net::copy_route(e.route)), true);
   }
 }
 
@@ -1033,19 +922,16 @@ void Controller::State::heart() {
     }
     last_turn = now;
     if (items[1].revents & ZMQ_POLLIN) {
-      std::vector<zmq::message_t> msg;
-      while (zmq::recv_multipart(events, std::back_inserter(msg), zmq::recv_flags::dontwait)) {
-        const std::string_view what = msg.at(0).to_string_view();
-        const std::int64_t id = std::stoll(msg.at(1).to_string());
-        if (what == "down") {
+      while (auto event = EngineEvent::receive(events)) {
+        const std::int64_t id = event->engine;
+        if (event->kind == EngineEvent::Kind::down) {
           last_seen.erase(id);
-        } else if (what == "known") {
+        } else if (event->kind == EngineEvent::Kind::known) {
           last_seen[id] = now + limit;  // a registering engine gets a period to start pinging
-        } else if (what == "up") {
+        } else if (event->kind == EngineEvent::Kind::up) {
           auto [it, fresh] = last_seen.emplace(id, now);
           if (!fresh) it->second = std::max(it->second, now);
         }
-        msg.clear();
       }
     }
     if (items[0].revents & ZMQ_POLLIN) {
@@ -1063,8 +949,8 @@ void Controller::State::heart() {
             net::Header r;
             r.type = net::MsgType::Ping;
             r.engine = h.engine;
-            r.error = make_record(ErrorCode::engine, "ipp::EngineError",
-                                  fmt::format("engine {} is not registered", h.engine));
+            r.error = make_error_record(ErrorCode::engine,
+                                        fmt::format("engine {} is not registered", h.engine));
             net::Envelope out = net::make_message(r);
             out.route = std::move(env->route);
             net::send(heartbeat, sign(), out, true);
@@ -1076,9 +962,7 @@ void Controller::State::heart() {
     }
     for (auto it = last_seen.begin(); it != last_seen.end();) {
       if (now - it->second > limit) {
-        const std::string id = std::to_string(it->first);
-        zmq::send_multipart(hub_in, std::array<zmq::const_buffer, 2>{
-                                        zmq::buffer(std::string_view("silent")), zmq::buffer(id)});
+        EngineEvent::silent(it->first).send(hub_in);
         it = last_seen.erase(it);
       } else {
         ++it;
@@ -1175,32 +1059,20 @@ struct Relay {
   /// Copies for the hub, handed over at the end of the turn (before what the turn sends, so
   /// a client that has its reply finds the task recorded).
   void feed_submit(bool balanced, net::PackedMessage message) {
-    copies.push_back({Traffic::Kind::submit, balanced, -1, {}, std::move(message)});
+    copies.push_back(Traffic::submit(balanced, std::move(message)));
   }
   void feed_dispatch(TaskId msg_id, std::int64_t engine) {
-    copies.push_back(
-        {Traffic::Kind::dispatch, false, static_cast<std::int32_t>(engine), msg_id, {}});
+    copies.push_back(Traffic::dispatch(msg_id, engine));
   }
   void feed_reply(std::int64_t engine, const net::Envelope& reply) {
-    copies.push_back({Traffic::Kind::reply,
-                      false,
-                      static_cast<std::int32_t>(engine),
-                      {},
-                      net::PackedMessage(reply)});
+    copies.push_back(Traffic::reply(engine, net::PackedMessage(reply)));
   }
 
   /// Answers the request `parent` of `client` with a failed TaskReply.
   void reply_error(std::uint32_t client, const std::string& parent, ErrorRecord err) {
-    net::Header r;
-    r.type = net::MsgType::TaskReply;
-    r.msg_id = net::new_id();
-    r.parent_id = parent;
-    r.engine = err.engine;
-    r.task = err.task;
-    r.completed = net::now_us();
-    r.error = std::move(err);
-    net::Envelope out = net::make_message(r);
-    feed_reply(r.engine, out);
+    const std::int64_t engine = err.engine;
+    net::Envelope out = ctrl::task_error_reply(parent, std::move(err));
+    feed_reply(engine, out);
     to_client(client, std::move(out));
   }
   void reply_error(std::uint32_t client, TaskId parent, ErrorRecord err) {
@@ -1306,12 +1178,12 @@ struct Relay {
     auto id = TaskId::parse(h.msg_id);
     if (!id) {
       reply_error(client, h.msg_id,
-                  make_record(ErrorCode::usage, "ipp::UsageError",
-                              fmt::format("msg_id '{}' is not 32 lowercase hex digits",
-                                          h.msg_id.substr(0, 64))));
+                  make_error_record(ErrorCode::usage,
+                                    fmt::format("msg_id '{}' is not 32 lowercase hex digits",
+                                                h.msg_id.substr(0, 64))));
     } else if (!env.unreadable.empty()) {
-      ErrorRecord e = make_record(
-          ErrorCode::protocol, "ipp::ProtocolError",
+      ErrorRecord e = make_error_record(
+          ErrorCode::protocol,
           fmt::format("the request for task '{}' could not be read by the controller: {}", h.task,
                       env.unreadable));
       e.task = h.task;
@@ -1326,10 +1198,10 @@ struct Relay {
   void from_engine(net::Envelope& env, net::Header& h) {
     engine_maps[h.engine] = env.peer_maps;
     if (env.unreadable.empty() || h.type != net::MsgType::TaskReply) return;
-    ErrorRecord e = make_record(ErrorCode::protocol, "ipp::ProtocolError",
-                                fmt::format("the result of task '{}' from engine {} could not be "
-                                            "read: {}",
-                                            h.task, h.engine, env.unreadable));
+    ErrorRecord e = make_error_record(
+        ErrorCode::protocol, fmt::format("the result of task '{}' from engine {} could not be "
+                                         "read: {}",
+                                         h.task, h.engine, env.unreadable));
     e.task = h.task;
     e.engine = h.engine;
     h.error = e;
@@ -1364,10 +1236,7 @@ struct Relay {
         l.emplace_back(id);
       return Value(std::move(l));
     };
-    net::Header r;
-    r.type = net::MsgType::ControlReply;
-    r.msg_id = net::new_id();
-    r.parent_id = h.msg_id;
+    net::Header r = ctrl::reply_header(net::MsgType::ControlReply, h.msg_id);
     r.info = Value::map({{"removed", list(removed)}, {"signalled", list(signalled)}});
     to_client(client, net::make_message(r));
   }
@@ -1392,18 +1261,11 @@ struct Relay {
     }
   }
 
-  /// Engine events: [up, id, slots], [down, id, reason], [drain, id, ...], [known, id, ...].
+  /// The engine events the hub published since the last call.
   template <typename Handler>
   void drain_events(Handler&& on_event) {
-    std::vector<zmq::message_t> msg;
-    while (zmq::recv_multipart(events, std::back_inserter(msg), zmq::recv_flags::dontwait)) {
-      if (msg.size() >= 2) {
-        const std::int64_t id = std::stoll(msg[1].to_string());
-        std::string extra = msg.size() > 2 ? msg[2].to_string() : std::string();
-        on_event(msg[0].to_string_view(), id, std::move(extra));
-      }
-      msg.clear();
-    }
+    while (auto event = EngineEvent::receive(events))
+      on_event(*event);
   }
 
  private:
@@ -1436,11 +1298,6 @@ std::vector<std::string> control_ids(const net::Header& h) {
     if (v.kind() == Value::Kind::string) ids.push_back(v.as_string());
   }
   return ids;
-}
-
-/// "(was killed by signal 9)": the reason an engine went down, for error messages.
-std::string down_reason(const std::string& reason) {
-  return reason.empty() || reason == "0" ? std::string() : reason;
 }
 
 }  // namespace
@@ -1491,37 +1348,41 @@ void Controller::State::direct_scheduler() {
       if (auto e = engines.find(engine); e != engines.end()) e->second.outstanding.erase(msg_id);
       relay.reply_error(
           t->second.client, msg_id,
-          engine_error(fmt::format("engine {} is unreachable", engine), engine, t->second.task));
+          make_error_record(ErrorCode::engine, fmt::format("engine {} is unreachable", engine),
+                            t->second.task, engine));
       running.erase(t);
     }
     (void)relay.flush();  // those error replies
   };
-  auto on_event = [&](std::string_view what, std::int64_t id, std::string extra) {
-    if (what == "up") {
+  auto on_event = [&](const EngineEvent& event) {
+    const std::int64_t id = event.engine;
+    if (event.kind == EngineEvent::Kind::up) {
       auto& e = engines[id];
       e.registered = true;
       e.draining = false;
       flush_held(id);
-    } else if (what == "drain") {
+    } else if (event.kind == EngineEvent::Kind::drain) {
       if (auto it = engines.find(id); it != engines.end()) it->second.draining = true;
-    } else if (what == "down") {
+    } else if (event.kind == EngineEvent::Kind::down) {
       auto it = engines.find(id);
       if (it == engines.end()) return;
-      const std::string reason = down_reason(extra);
+      const std::string& reason = event.reason;
       const std::string why = reason.empty() ? std::string() : " (" + reason + ")";
       for (auto& held : it->second.held) {
         relay.reply_error(held.running.client, held.msg_id,
-                          engine_error(fmt::format("engine {} died before running task '{}'{}", id,
-                                                   held.running.task, why),
-                                       id, held.running.task));
+                          make_error_record(ErrorCode::engine,
+                                            fmt::format("engine {} died before running task '{}'{}",
+                                                        id, held.running.task, why),
+                                            held.running.task, id));
       }
       for (const auto& m : it->second.outstanding) {
         auto t = running.find(m);
         if (t == running.end()) continue;
         relay.reply_error(t->second.client, m,
-                          engine_error(fmt::format("engine {} died while running task '{}'{}", id,
-                                                   t->second.task, why),
-                                       id, t->second.task));
+                          make_error_record(ErrorCode::engine,
+                                            fmt::format("engine {} died while running task '{}'{}",
+                                                        id, t->second.task, why),
+                                            t->second.task, id));
         running.erase(t);
       }
       engines.erase(it);
@@ -1542,9 +1403,9 @@ void Controller::State::direct_scheduler() {
         auto held = std::find_if(e.held.begin(), e.held.end(),
                                  [&](const Held& t) { return t.msg_id == *id; });
         if (held == e.held.end()) continue;
-        ErrorRecord err =
-            make_record(ErrorCode::aborted, "ipp::TaskAborted",
-                        fmt::format("task '{}' was aborted before it ran", held->running.task));
+        ErrorRecord err = make_error_record(
+            ErrorCode::aborted,
+            fmt::format("task '{}' was aborted before it ran", held->running.task));
         err.task = held->running.task;
         err.engine = eid;
         relay.reply_error(held->running.client, *id, std::move(err));
@@ -1572,8 +1433,10 @@ void Controller::State::direct_scheduler() {
     if (e != engines.end() && e->second.registered && e->second.draining) {
       relay.reply_error(
           client, *msg_id,
-          engine_error(fmt::format("engine {} is being removed and takes no new tasks", h.target),
-                       h.target, h.task));
+          make_error_record(
+              ErrorCode::engine,
+              fmt::format("engine {} is being removed and takes no new tasks", h.target), h.task,
+              h.target));
     } else if (e != engines.end() && e->second.registered && !e->second.connected) {
       e->second.held.push_back({*msg_id, std::move(task), std::move(env)});  // until its hello
     } else if (e == engines.end() || !e->second.registered) {
@@ -1581,10 +1444,11 @@ void Controller::State::direct_scheduler() {
       for (const auto& [id, rec] : engines) {
         if (rec.registered) ids += (ids.empty() ? "" : ", ") + std::to_string(id);
       }
-      relay.reply_error(
-          client, *msg_id,
-          engine_error(fmt::format("no engine {} is registered (engines: [{}])", h.target, ids),
-                       h.target, h.task));
+      relay.reply_error(client, *msg_id,
+                        make_error_record(ErrorCode::engine,
+                                          fmt::format("no engine {} is registered (engines: [{}])",
+                                                      h.target, ids),
+                                          h.task, h.target));
     } else {
       dispatch(*msg_id, std::move(task), std::move(env), h.target);
     }
@@ -1671,22 +1535,24 @@ void Controller::State::balanced_scheduler() {
           continue;
         relay.reply_error(
             done.client, msg_id,
-            engine_error(fmt::format("engine {} is unreachable", engine), engine, std::string()));
+            make_error_record(ErrorCode::engine, fmt::format("engine {} is unreachable", engine),
+                              std::string(), engine));
       }
       pump();
     }
   };
-  auto on_event = [&](std::string_view what, std::int64_t id, std::string extra) {
-    if (what == "up") {
+  auto on_event = [&](const EngineEvent& event) {
+    const std::int64_t id = event.engine;
+    if (event.kind == EngineEvent::Kind::up) {
       auto& e = engines[id];
       e.registered = true;
-      e.slots = std::max(1, std::atoi(extra.c_str()));
+      e.slots = std::max(1, event.slots);
       if (e.connected) balancer.engine_up(id, e.slots);
-    } else if (what == "drain") {
+    } else if (event.kind == EngineEvent::Kind::drain) {
       balancer.engine_drain(id);
-    } else if (what == "down") {
+    } else if (event.kind == EngineEvent::Kind::down) {
       engines.erase(id);
-      balancer.engine_down(id, down_reason(extra), Steady::now());
+      balancer.engine_down(id, event.reason, Steady::now());
     }
   };
   auto on_control = [&](std::uint32_t client, const net::Header& h) {

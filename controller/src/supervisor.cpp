@@ -312,11 +312,7 @@ class Supervisor {
           throw UsageError(fmt::format("unknown supervisor request '{}'", h.task));
         }
       } catch (const std::exception& e) {
-        ErrorRecord err;
-        err.code = ErrorCode::usage;
-        err.type = "ipp::UsageError";
-        err.message = e.what();
-        r.error = err;
+        r.error = make_error_record(ErrorCode::usage, e.what());
       }
       net::Envelope out = net::make_message(r);
       out.route = std::move(env->route);

@@ -43,22 +43,15 @@ TaskOutcome namespace_op(Runtime& runtime, const std::string& op, const Payload&
                          std::int64_t engine) {
   TaskOutcome out;
   out.started = Clock::now();
-  auto fail = [&](ErrorCode code, const char* type, std::string message) {
-    ErrorRecord r;
-    r.code = code;
-    r.type = type;
-    r.message = std::move(message);
-    r.task = op;
-    r.engine = engine;
-    out.error = std::move(r);
+  auto fail = [&](ErrorCode code, std::string message) {
+    out.error = make_error_record(code, std::move(message), op, engine);
   };
   try {
     if (op == "push") {
       const Value values = decode(payload);
       for (const auto& [name, value] : values.as_map()) {
         if (value.kind() == Value::Kind::ref) {
-          fail(ErrorCode::argument, "ipp::ArgumentError",
-               fmt::format("cannot bind '{}' to a reference", name));
+          fail(ErrorCode::argument, fmt::format("cannot bind '{}' to a reference", name));
           break;
         }
       }
@@ -72,7 +65,7 @@ TaskOutcome namespace_op(Runtime& runtime, const std::string& op, const Payload&
       for (const auto& n : names.as_list()) {
         auto v = runtime.ns().get(n.as_string());
         if (!v) {
-          fail(ErrorCode::name_error, "ipp::NameError",
+          fail(ErrorCode::name_error,
                fmt::format("name '{}' is not defined on engine {}", n.as_string(), engine));
           break;
         }
@@ -82,25 +75,13 @@ TaskOutcome namespace_op(Runtime& runtime, const std::string& op, const Payload&
     } else if (op == "clear") {
       runtime.clear_namespace();
     } else {
-      fail(ErrorCode::usage, "ipp::UsageError",
-           fmt::format("unknown namespace operation '{}'", op));
+      fail(ErrorCode::usage, fmt::format("unknown namespace operation '{}'", op));
     }
   } catch (const Error& e) {
-    fail(e.code(), e.code() == ErrorCode::protocol ? "ipp::ProtocolError" : "ipp::ArgumentError",
-         e.what());
+    fail(e.code(), e.what());
   }
   out.completed = Clock::now();
   return out;
-}
-
-ErrorRecord make_error(ErrorCode code, const char* type, std::string message,
-                       const std::string& task) {
-  ErrorRecord r;
-  r.code = code;
-  r.type = type;
-  r.message = std::move(message);
-  r.task = task;
-  return r;
 }
 
 TaskOutcome not_started(const std::string& task, std::int64_t engine) {
@@ -422,11 +403,12 @@ int Engine::run() {
       net::Header r = reply_to(job);
       r.started = started;
       r.completed = now;
-      r.error = make_error(ErrorCode::timeout, "ipp::TaskTimeout",
-                           fmt::format("task '{}' ran longer than its time limit of {} ms; it "
-                                       "was cancelled",
-                                       job.request.task, job.time_limit_ms),
-                           job.request.task);
+      r.error =
+          make_error_record(ErrorCode::timeout,
+                            fmt::format("task '{}' ran longer than its time limit of {} ms; it "
+                                        "was cancelled",
+                                        job.request.task, job.time_limit_ms),
+                            job.request.task);
       r.error->engine = id;
       net::send(job.channel == 0 ? direct : balanced, signer, net::make_message(std::move(r)),
                 false, to_controller);
@@ -462,11 +444,11 @@ int Engine::run() {
       r.session = h.session;
       r.task = h.task;
       r.engine = id;
-      r.error =
-          make_error(ErrorCode::protocol, "ipp::ProtocolError",
-                     fmt::format("the request for task '{}' could not be read on engine {}: {}",
-                                 h.task, id, env.unreadable),
-                     h.task);
+      r.error = make_error_record(
+          ErrorCode::protocol,
+          fmt::format("the request for task '{}' could not be read on engine {}: {}", h.task, id,
+                      env.unreadable),
+          h.task);
       r.error->engine = id;
       net::send(channel == 0 ? direct : balanced, signer, net::make_message(std::move(r)), false,
                 to_controller);
@@ -499,14 +481,15 @@ int Engine::run() {
       switch (job->verdict.load()) {
         case Impl::Job::aborted:
           if (!ran) {
-            out.error = make_error(ErrorCode::aborted, "ipp::TaskAborted",
-                                   fmt::format("task '{}' was aborted before it ran", task), task);
+            out.error = make_error_record(
+                ErrorCode::aborted, fmt::format("task '{}' was aborted before it ran", task), task);
           }
           break;
         case Impl::Job::cancelled:
           if (ran) {  // whatever it returned: it was asked to stop
-            out.error = make_error(ErrorCode::cancelled, "ipp::TaskCancelled",
-                                   fmt::format("task '{}' was cancelled while it ran", task), task);
+            out.error =
+                make_error_record(ErrorCode::cancelled,
+                                  fmt::format("task '{}' was cancelled while it ran", task), task);
           }
           break;
         default:
@@ -603,12 +586,7 @@ int Engine::run() {
                                {"hash", plugin->hash()},
                                {"tasks", Value(std::move(tasks))}});
         } catch (const Error& e) {
-          ErrorRecord rec;
-          rec.code = e.code();
-          rec.type = e.code() == ErrorCode::plugin_load ? "ipp::PluginLoadError" : "ipp::Error";
-          rec.message = e.what();
-          rec.engine = id;
-          r.error = std::move(rec);
+          r.error = make_error_record(e.code(), e.what(), {}, id);
           spdlog::warn("plugin push refused: {}", e.what());
         }
         net::send(reg, signer, net::make_message(std::move(r)));

@@ -98,21 +98,6 @@ class HostCall {
   ipp_host_v1 host_{};
 };
 
-std::string type_for(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::protocol:
-      return "ipp::ProtocolError";
-    case ErrorCode::argument:
-      return "ipp::ArgumentError";
-    case ErrorCode::task_not_found:
-      return "ipp::TaskNotFound";
-    case ErrorCode::ambiguous_task:
-      return "ipp::AmbiguousTask";
-    default:
-      return "ipp::Error";
-  }
-}
-
 ErrorRecord make_error(ErrorCode code, const std::string& type, const std::string& message,
                        const TaskHandle& task, const InvokeContext& ctx) {
   ErrorRecord r;
@@ -154,11 +139,11 @@ TaskOutcome invoke(const TaskHandle& task, const Payload& args, const InvokeCont
     } else if (call.result) {
       out.result = std::move(*call.result);
     } else {
-      out.error = make_error(ErrorCode::protocol, "ipp::ProtocolError",
+      out.error = make_error(ErrorCode::protocol, std::string(error_type_name(ErrorCode::protocol)),
                              "the task returned neither a result nor an error", task, ctx);
     }
   } catch (const Error& e) {
-    out.error = make_error(e.code(), type_for(e.code()), e.what(), task, ctx);
+    out.error = make_error(e.code(), std::string(error_type_name(e.code())), e.what(), task, ctx);
   } catch (const std::exception& e) {
     out.error = make_error(ErrorCode::unknown, "std::exception", e.what(), task, ctx);
   }
@@ -233,8 +218,9 @@ TaskOutcome invoke_map(const TaskHandle& task, const Payload& sequences, const I
         if (call.result)
           pieces.emplace_back(r.begin(), std::move(*call.result));
         else if (!first_error) {
-          first_error = make_error(ErrorCode::protocol, "ipp::ProtocolError",
-                                   "a map block returned no results", task, ctx);
+          first_error =
+              make_error(ErrorCode::protocol, std::string(error_type_name(ErrorCode::protocol)),
+                         "a map block returned no results", task, ctx);
         }
       }
     };
@@ -262,7 +248,7 @@ TaskOutcome invoke_map(const TaskHandle& task, const Payload& sequences, const I
       out.result = encode(Value(std::move(all)));
     }
   } catch (const Error& e) {
-    out.error = make_error(e.code(), type_for(e.code()), e.what(), task, ctx);
+    out.error = make_error(e.code(), std::string(error_type_name(e.code())), e.what(), task, ctx);
   } catch (const std::exception& e) {
     out.error = make_error(ErrorCode::unknown, "std::exception", e.what(), task, ctx);
   }

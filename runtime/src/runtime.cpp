@@ -91,25 +91,15 @@ namespace {
 
 /// The record of a task name that does not resolve (unknown, or ambiguous when bare).
 ErrorRecord lookup_error(const Error& e, std::string_view task, std::int64_t engine) {
-  ErrorRecord r;
-  r.code = e.code();
-  r.type = e.code() == ErrorCode::ambiguous_task ? "ipp::AmbiguousTask" : "ipp::TaskNotFound";
-  r.message = e.what();
-  r.task = std::string(task);
-  r.engine = engine;
-  return r;
+  return make_error_record(e.code(), e.what(), std::string(task), engine);
 }
 
 }  // namespace
 
 ErrorRecord cancelled_before_start(std::string_view task, std::int64_t engine) {
-  ErrorRecord r;
-  r.code = ErrorCode::cancelled;
-  r.type = "ipp::TaskCancelled";
-  r.message = fmt::format("task '{}' was cancelled before it started", task);
-  r.task = std::string(task);
-  r.engine = engine;
-  return r;
+  return make_error_record(ErrorCode::cancelled,
+                           fmt::format("task '{}' was cancelled before it started", task),
+                           std::string(task), engine);
 }
 
 void Runtime::submit_impl(std::string_view task, Payload payload, Callback done,
@@ -217,13 +207,11 @@ bool Runtime::has_refs(const Payload& args) {
 namespace {
 
 ErrorRecord name_error(const std::string& name, std::int64_t engine) {
-  ErrorRecord r;
-  r.code = ErrorCode::name_error;
-  r.type = "ipp::NameError";
-  r.message = engine >= 0 ? fmt::format("name '{}' is not defined on engine {}", name, engine)
-                          : fmt::format("name '{}' is not defined", name);
-  r.engine = engine;
-  return r;
+  return make_error_record(ErrorCode::name_error,
+                           engine >= 0
+                               ? fmt::format("name '{}' is not defined on engine {}", name, engine)
+                               : fmt::format("name '{}' is not defined", name),
+                           {}, engine);
 }
 
 TaskOutcome failed(ErrorRecord r) {
@@ -264,13 +252,8 @@ TaskOutcome Runtime::run_now(std::string_view task, const Payload& args, bool is
       resolved = args;
     }
   } catch (const Error& e) {
-    ErrorRecord r;
-    r.code = e.code();
-    r.type = e.code() == ErrorCode::protocol ? "ipp::ProtocolError" : "ipp::ArgumentError";
-    r.message = e.what();
-    r.task = handle.info().qualified_name();
-    r.engine = engine_id_;
-    return failed(std::move(r));
+    return failed(
+        make_error_record(e.code(), e.what(), handle.info().qualified_name(), engine_id_));
   }
   const InvokeContext ctx{engine_id_, &ns_, cancelled};
   TaskOutcome out =
@@ -316,10 +299,7 @@ TaskOutcome Runtime::execute(std::string_view code, const std::atomic<bool>* can
   try {
     program = statements::parse(code);
   } catch (const SyntaxError& e) {
-    ErrorRecord r;
-    r.code = ErrorCode::syntax;
-    r.type = "ipp::SyntaxError";
-    r.message = e.what();
+    ErrorRecord r = make_error_record(ErrorCode::syntax, e.what());
     // The message starts with "line L, column C: "; the record carries those apart.
     if (const auto colon = r.message.find(": "); colon != std::string::npos)
       r.message = r.message.substr(colon + 2);
@@ -362,7 +342,7 @@ TaskOutcome Runtime::execute(std::string_view code, const std::atomic<bool>* can
         r.column = e.at.column;
         if (!e.plugin.empty() && !imported(e.plugin)) {
           r.code = ErrorCode::name_error;
-          r.type = "ipp::NameError";
+          r.type = error_type_name(r.code);
           r.message = fmt::format("name '{}' is not defined (import it first: import {})", e.plugin,
                                   e.plugin);
           throw StatementFailure{std::move(r)};
@@ -401,11 +381,11 @@ TaskOutcome Runtime::execute(std::string_view code, const std::atomic<bool>* can
               std::string loaded;
               for (const auto& p : registry_.plugins())
                 loaded += (loaded.empty() ? "" : ", ") + p->name();
-              ErrorRecord r;
-              r.code = ErrorCode::name_error;
-              r.type = "ipp::ImportError";
-              r.message = fmt::format("no plugin named '{}' has been pushed (plugins: {})", n.text,
-                                      loaded.empty() ? "none" : loaded);
+              ErrorRecord r = make_error_record(
+                  ErrorCode::name_error,
+                  fmt::format("no plugin named '{}' has been pushed (plugins: {})", n.text,
+                              loaded.empty() ? "none" : loaded));
+              r.type = "ipp::ImportError";  // a NameError of a plugin's name, as Python says
               return fail(std::move(r), n.at);
             }
             std::lock_guard lock(imports_mutex_);
@@ -427,11 +407,7 @@ TaskOutcome Runtime::execute(std::string_view code, const std::atomic<bool>* can
     } catch (const StatementFailure& f) {
       return fail(f.record, {f.record.line, f.record.column});
     } catch (const Error& e) {
-      ErrorRecord r;
-      r.code = e.code();
-      r.type = "ipp::Error";
-      r.message = e.what();
-      return fail(std::move(r), s.at);
+      return fail(make_error_record(e.code(), e.what()), s.at);
     }
   }
   TaskOutcome out;

@@ -46,6 +46,59 @@ std::string_view to_string(ErrorCode code) noexcept {
   return "unknown";
 }
 
+std::string_view error_type_name(ErrorCode code) noexcept {
+  switch (code) {
+    case ErrorCode::unknown:
+      return "ipp::Error";
+    case ErrorCode::protocol:
+      return "ipp::ProtocolError";
+    case ErrorCode::plugin_load:
+      return "ipp::PluginLoadError";
+    case ErrorCode::task_not_found:
+      return "ipp::TaskNotFound";
+    case ErrorCode::ambiguous_task:
+      return "ipp::AmbiguousTask";
+    case ErrorCode::argument:
+      return "ipp::ArgumentError";
+    case ErrorCode::remote:
+      return "ipp::RemoteError";
+    case ErrorCode::engine:
+      return "ipp::EngineError";
+    case ErrorCode::timeout:
+      return "ipp::TaskTimeout";
+    case ErrorCode::composite:
+      return "ipp::CompositeError";
+    case ErrorCode::usage:
+      return "ipp::UsageError";
+    case ErrorCode::connection:
+      return "ipp::ConnectionError";
+    case ErrorCode::name_error:
+      return "ipp::NameError";
+    case ErrorCode::aborted:
+      return "ipp::TaskAborted";
+    case ErrorCode::cancelled:
+      return "ipp::TaskCancelled";
+    case ErrorCode::syntax:
+      return "ipp::SyntaxError";
+    case ErrorCode::impossible_dependency:
+      return "ipp::ImpossibleDependency";
+    case ErrorCode::invalid_dependency:
+      return "ipp::InvalidDependency";
+  }
+  return "ipp::Error";
+}
+
+ErrorRecord make_error_record(ErrorCode code, std::string message, std::string task,
+                              std::int64_t engine) {
+  ErrorRecord r;
+  r.code = code;
+  r.type = error_type_name(code);
+  r.message = std::move(message);
+  r.task = std::move(task);
+  r.engine = engine;
+  return r;
+}
+
 std::string ErrorRecord::describe() const {
   std::string out;
   if (!task.empty()) out += task;
@@ -79,7 +132,7 @@ void rethrow(const ErrorRecord& record) {
     case ErrorCode::engine:
       throw EngineError(record.describe());
     case ErrorCode::timeout:
-      if (record.type == "ipp::TaskTimeout") throw TaskTimeout(record.describe());
+      if (record.type == error_type_name(ErrorCode::timeout)) throw TaskTimeout(record.describe());
       throw TimeoutError(record.describe());
     case ErrorCode::connection:
       throw ConnectionError(record.describe());

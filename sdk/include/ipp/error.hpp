@@ -146,6 +146,19 @@ struct ErrorRecord {
   [[nodiscard]] std::string describe() const;
 };
 
+/// The type name a record of `code` carries when ipp itself raised it: `"ipp::EngineError"`
+/// for ErrorCode::engine, `"ipp::TaskTimeout"` for ErrorCode::timeout (a task that waited or
+/// ran too long), `"ipp::Error"` for ErrorCode::unknown. The one place these names are spelled.
+[[nodiscard]] std::string_view error_type_name(ErrorCode code) noexcept;
+
+/// An ErrorRecord of ipp's own: `code`, its error_type_name(), `message`, and where it happened
+/// when known (`task`, `engine`). Task failures thrown by plugin code keep their own type name
+/// and are not made here.
+///
+///     auto e = make_error_record(ErrorCode::engine, "engine 3 died", "arith.mul", 3);
+[[nodiscard]] ErrorRecord make_error_record(ErrorCode code, std::string message,
+                                            std::string task = {}, std::int64_t engine = -1);
+
 /// A task failed remotely (or in the in-process runtime). Holds the full ErrorRecord.
 class RemoteError : public Error {
  public:

@@ -216,12 +216,7 @@ struct ClientCore {
       if (pending.empty()) pending_cv.notify_all();
     }
     std::lock_guard lock(p.owner->mutex);
-    ErrorRecord r;
-    r.code = ErrorCode::connection;
-    r.type = "ipp::ConnectionError";
-    r.task = p.slot->task;
-    r.message = why;
-    p.slot->reply.error = std::move(r);
+    p.slot->reply.error = make_error_record(ErrorCode::connection, why, p.slot->task);
     p.slot->done = true;
     if (--p.owner->remaining == 0) p.owner->cv.notify_all();
   }
@@ -407,12 +402,8 @@ struct ClientCore {
     for (auto& entry : failed) {
       Pending& p = entry.second;
       std::lock_guard lock(p.owner->mutex);
-      ErrorRecord r;
-      r.code = ErrorCode::connection;
-      r.type = "ipp::ConnectionError";
-      r.task = p.slot->task;
-      r.message = why(p.slot->msg_id);
-      p.slot->reply.error = std::move(r);
+      p.slot->reply.error =
+          make_error_record(ErrorCode::connection, why(p.slot->msg_id), p.slot->task);
       p.slot->done = true;
       if (--p.owner->remaining == 0) p.owner->cv.notify_all();
     }
@@ -433,13 +424,8 @@ struct ClientCore {
   static net::Header reply_header(net::Envelope& env) {
     net::Header h = net::decode_header(env.parts.at(0));
     if (!env.unreadable.empty()) {
-      ErrorRecord r;
-      r.code = ErrorCode::protocol;
-      r.type = "ipp::ProtocolError";
-      r.task = h.task;
-      r.engine = h.engine;
-      r.message = "the reply could not be read: " + env.unreadable;
-      h.error = std::move(r);
+      h.error = make_error_record(
+          ErrorCode::protocol, "the reply could not be read: " + env.unreadable, h.task, h.engine);
       env.parts.resize(1);
     }
     return h;
