@@ -23,6 +23,7 @@
 #include <zmq_addon.hpp>
 
 #include "balancer.hpp"
+#include "engine_gate.hpp"
 #include "events.hpp"
 #include "ipp/codec.hpp"
 #include "ipp/net/connection_file.hpp"
@@ -33,6 +34,7 @@
 #include "ipp/net/shm.hpp"
 #include "ipp/runtime/plugin_loader.hpp"
 #include "ipp/runtime/plugin_store.hpp"
+#include "relay.hpp"
 #include "replies.hpp"
 #include "task_db.hpp"
 #include "traffic.hpp"
@@ -43,6 +45,8 @@ namespace {
 
 using Steady = std::chrono::steady_clock;
 using ctrl::EngineEvent;
+using ctrl::EngineGate;
+using ctrl::Relay;
 using ctrl::Traffic;
 using ctrl::TrafficFeed;
 using net::TaskId;
@@ -105,6 +109,7 @@ struct Controller::State {
   void direct_scheduler();
   void balanced_scheduler();
   [[nodiscard]] const net::Signer& sign() const { return *signer; }
+  [[nodiscard]] ctrl::RelayWiring wiring();
 };
 
 // ---- hub -----------------------------------------------------------------------------------
@@ -973,337 +978,12 @@ void Controller::State::heart() {
 
 // ---- schedulers ----------------------------------------------------------------------------
 
-namespace {
-
-bool is_task_request(net::MsgType t) {
-  return t == net::MsgType::ApplyRequest || t == net::MsgType::MapRequest ||
-         t == net::MsgType::ExecuteRequest || t == net::MsgType::NamespaceRequest;
+ctrl::RelayWiring Controller::State::wiring() {
+  return {ctx, traffic, shm, sign(), kEvents, kMonitor};
 }
-
-// Messages a scheduler takes from one socket before it sends what they produced: a flood
-// from one side neither starves the other nor piles up unsent work.
-constexpr std::size_t kTurn = 1024;
-
-/// The clients a scheduler has heard from, each route kept once: a queued task names its
-/// client by a number instead of holding a copy of the route.
-class Clients {
- public:
-  /// The number of the client at `route`; `maps`: it takes shared-memory parts (as its
-  /// latest message says).
-  std::uint32_t intern(const std::vector<zmq::message_t>& route, bool maps) {
-    std::string key;
-    for (const auto& r : route) {
-      key.append(static_cast<const char*>(r.data()), r.size());
-      key.push_back('\0');
-    }
-    auto [it, fresh] =
-        index_.try_emplace(std::move(key), static_cast<std::uint32_t>(routes_.size()));
-    if (fresh) {
-      routes_.push_back(net::copy_route(route));
-      maps_.push_back(maps);
-    }
-    maps_[it->second] = maps;
-    return it->second;
-  }
-  [[nodiscard]] const std::vector<zmq::message_t>& route(std::uint32_t client) const {
-    return routes_.at(client);
-  }
-  [[nodiscard]] bool maps(std::uint32_t client) const { return maps_.at(client); }
-
- private:
-  std::unordered_map<std::string, std::uint32_t> index_;
-  std::vector<std::vector<zmq::message_t>> routes_;
-  std::vector<bool> maps_;
-};
-
-/// What both schedulers share: their sockets, the copies of traffic for the hub, replies of
-/// errors to clients, the engines' events, and what waits to go out at the end of a turn.
-///
-/// Messages to one peer queued during a turn leave as one batch (net::send_batch): a busy
-/// scheduler pays one signature and one message per peer and turn instead of one per task,
-/// and the peer wakes once for all of them. Nothing waits beyond the turn that queued it.
-struct Relay {
-  Relay(Controller::State& state, zmq::socket_t& client_socket, zmq::socket_t& worker_socket,
-        const char* scheduler_name, const net::Signer& message_signer)
-      : traffic(state_traffic(state)),
-        shm(state_shm(state)),
-        clients(client_socket),
-        workers(worker_socket),
-        events(state_ctx(state), zmq::socket_type::sub),
-        monitor(state_ctx(state), zmq::socket_type::push),
-        name(scheduler_name),
-        signer(message_signer) {
-    events.connect(kEvents);
-    events.set(zmq::sockopt::subscribe, "");
-    // Wakes the hub when copies of the traffic wait for it (see TrafficFeed).
-    monitor.set(zmq::sockopt::sndhwm, 0);
-    monitor.set(zmq::sockopt::linger, 0);
-    monitor.connect(kMonitor);
-  }
-  static zmq::context_t& state_ctx(Controller::State& s);
-  static TrafficFeed& state_traffic(Controller::State& s);
-  static const net::SharedMemory* state_shm(Controller::State& s);
-
-  TrafficFeed& traffic;
-  const net::SharedMemory* shm;  // the cluster's shared memory, if any
-  std::vector<Traffic> copies;   // this turn's, for the hub
-  Clients book;
-  std::map<std::int64_t, bool> engine_maps;  // engines that take shared-memory parts
-  zmq::socket_t& clients;
-  zmq::socket_t& workers;
-  zmq::socket_t events;
-  zmq::socket_t monitor;
-  const char* name;
-  const net::Signer& signer;
-
-  /// Copies for the hub, handed over at the end of the turn (before what the turn sends, so
-  /// a client that has its reply finds the task recorded).
-  void feed_submit(bool balanced, net::PackedMessage message) {
-    copies.push_back(Traffic::submit(balanced, std::move(message)));
-  }
-  void feed_dispatch(TaskId msg_id, std::int64_t engine) {
-    copies.push_back(Traffic::dispatch(msg_id, engine));
-  }
-  void feed_reply(std::int64_t engine, const net::Envelope& reply) {
-    copies.push_back(Traffic::reply(engine, net::PackedMessage(reply)));
-  }
-
-  /// Answers the request `parent` of `client` with a failed TaskReply.
-  void reply_error(std::uint32_t client, const std::string& parent, ErrorRecord err) {
-    const std::int64_t engine = err.engine;
-    net::Envelope out = ctrl::task_error_reply(parent, std::move(err));
-    feed_reply(engine, out);
-    to_client(client, std::move(out));
-  }
-  void reply_error(std::uint32_t client, TaskId parent, ErrorRecord err) {
-    reply_error(client, parent.str(), std::move(err));
-  }
-
-  /// Queues `env` for `engine`; `msg_id` names the task it carries (none for control
-  /// messages), so that flush() can say which tasks did not get there. The client's route
-  /// stays here: engines answer by msg_id, and the scheduler knows where each task came from.
-  void to_engine(std::int64_t engine, std::optional<TaskId> msg_id, net::Envelope env) {
-    env.route.clear();
-    auto& box = engine_box[engine];
-    box.msg_ids.push_back(msg_id);
-    box.messages.push_back(std::move(env));
-  }
-  /// Queues `env` for `client`.
-  void to_client(std::uint32_t client, net::Envelope env) {
-    env.route.clear();
-    client_box[client].push_back(std::move(env));
-  }
-  /// Sends what this turn queued. Returns the tasks whose engine could not be reached (its
-  /// route is gone: it died a moment ago and its down event is on the way).
-  ///
-  /// The boxes of peers sent to in this turn stay, with their storage, for the next one; a
-  /// box that stayed empty for a whole turn goes.
-  std::vector<std::pair<std::int64_t, TaskId>> flush() {
-    traffic.push(copies, monitor);
-    std::vector<std::pair<std::int64_t, TaskId>> unreachable;
-    for (auto it = engine_box.begin(); it != engine_box.end();) {
-      auto& [engine, box] = *it;
-      if (box.messages.empty()) {
-        it = engine_box.erase(it);
-        continue;
-      }
-      if (box.route.empty()) box.route.emplace_back(fmt::format("e{}", engine));
-      const bool maps = engine_maps[engine];
-      for (std::size_t from = 0; from < box.messages.size(); from += kMaxBatch) {
-        const std::size_t n = std::min(kMaxBatch, box.messages.size() - from);
-        if (net::send_batch(workers, signer, box.route,
-                            std::span<const net::Envelope>(box.messages).subspan(from, n), true,
-                            {shm, maps}))
-          continue;
-        for (std::size_t i = from; i < from + n; ++i) {
-          if (box.msg_ids[i]) unreachable.emplace_back(engine, *box.msg_ids[i]);
-        }
-      }
-      box.messages.clear();
-      box.msg_ids.clear();
-      ++it;
-    }
-    for (auto it = client_box.begin(); it != client_box.end();) {
-      auto& [client, messages] = *it;
-      if (messages.empty()) {
-        it = client_box.erase(it);
-        continue;
-      }
-      for (std::size_t from = 0; from < messages.size(); from += kMaxBatch) {
-        const std::size_t n = std::min(kMaxBatch, messages.size() - from);
-        net::send_batch(clients, signer, book.route(client),
-                        std::span<const net::Envelope>(messages).subspan(from, n), true,
-                        {shm, book.maps(client)});
-      }
-      messages.clear();
-      ++it;
-    }
-    return unreachable;
-  }
-
-  /// Receives what is waiting on `sock` (a message or a batch); malformed ones are logged and
-  /// skipped. Fills `out` with each message and its decoded header; false when none waits.
-  bool receive(zmq::socket_t& sock, std::vector<std::pair<net::Envelope, net::Header>>& out) {
-    out.clear();
-    auto& in = received_;
-    in.clear();
-    while (true) {
-      try {
-        if (!net::recv_all(sock, signer, in, zmq::recv_flags::dontwait, shm)) return false;
-        break;
-      } catch (const ProtocolError& e) {
-        spdlog::warn("{} dropped a message: {}", name, e.what());
-      }
-    }
-    for (auto& env : in) {
-      try {
-        net::Header h = net::decode_header(env.parts.at(0));
-        out.emplace_back(std::move(env), std::move(h));
-      } catch (const std::exception& e) {
-        spdlog::warn("{} dropped a message: {}", name, e.what());
-      }
-    }
-    return true;
-  }
-
-  /// The id of a client's task request. Anything else on the channel is logged and dropped;
-  /// a request without a well-formed msg_id, or with a part that could not be read, is
-  /// answered with an error saying so. Both give nullopt.
-  std::optional<TaskId> task_id(std::uint32_t client, const net::Header& h,
-                                const net::Envelope& env) {
-    if (!is_task_request(h.type)) {
-      spdlog::warn("{}: unexpected {}", name, net::to_string(h.type));
-      return std::nullopt;
-    }
-    auto id = TaskId::parse(h.msg_id);
-    if (!id) {
-      reply_error(client, h.msg_id,
-                  make_error_record(ErrorCode::usage,
-                                    fmt::format("msg_id '{}' is not 32 lowercase hex digits",
-                                                h.msg_id.substr(0, 64))));
-    } else if (!env.unreadable.empty()) {
-      ErrorRecord e = make_error_record(
-          ErrorCode::protocol,
-          fmt::format("the request for task '{}' could not be read by the controller: {}", h.task,
-                      env.unreadable));
-      e.task = h.task;
-      reply_error(client, *id, std::move(e));
-      return std::nullopt;
-    }
-    return id;
-  }
-
-  /// An engine's message: remembers whether the engine takes shared-memory parts, and turns a
-  /// reply whose result could not be read into an error reply saying so.
-  void from_engine(net::Envelope& env, net::Header& h) {
-    engine_maps[h.engine] = env.peer_maps;
-    if (env.unreadable.empty() || h.type != net::MsgType::TaskReply) return;
-    ErrorRecord e = make_error_record(
-        ErrorCode::protocol, fmt::format("the result of task '{}' from engine {} could not be "
-                                         "read: {}",
-                                         h.task, h.engine, env.unreadable));
-    e.task = h.task;
-    e.engine = h.engine;
-    h.error = e;
-    net::Header r = h;
-    r.msg_id = net::new_id();
-    env = net::make_message(r);
-  }
-
-  /// Tells `engine` to abort or cancel `ids` (those it holds). Queued behind what this turn
-  /// already sends it, so it never overtakes the task it names.
-  void control_engine(std::int64_t engine, const std::string& what,
-                      const std::vector<std::string>& ids) {
-    net::Header c;
-    c.type = net::MsgType::ControlRequest;
-    c.msg_id = net::new_id();
-    c.task = what;
-    Value::List list;
-    for (const auto& id : ids)
-      list.emplace_back(id);
-    c.info = Value(std::move(list));
-    to_engine(engine, std::nullopt, net::make_message(c));
-  }
-
-  /// Answers a ControlRequest: which tasks were removed from the queue here, and which were
-  /// passed on to the engines that hold them.
-  void control_reply(std::uint32_t client, const net::Header& h,
-                     const std::vector<std::string>& removed,
-                     const std::vector<std::string>& signalled) {
-    auto list = [](const std::vector<std::string>& ids) {
-      Value::List l;
-      for (const auto& id : ids)
-        l.emplace_back(id);
-      return Value(std::move(l));
-    };
-    net::Header r = ctrl::reply_header(net::MsgType::ControlReply, h.msg_id);
-    r.info = Value::map({{"removed", list(removed)}, {"signalled", list(signalled)}});
-    to_client(client, net::make_message(r));
-  }
-
-  /// One turn's input, after a poll of {clients, workers, events}: engine events, then at
-  /// most kTurn messages from clients and from engines, each with its decoded header.
-  template <typename OnEvent, typename OnRequest, typename OnReply>
-  void take(const zmq::pollitem_t* items, OnEvent&& on_event, OnRequest&& on_request,
-            OnReply&& on_reply) {
-    if (items[2].revents & ZMQ_POLLIN) drain_events(on_event);
-    if (items[0].revents & ZMQ_POLLIN) {
-      for (std::size_t n = 0; n < kTurn && receive(clients, in_); n += in_.size()) {
-        for (auto& [env, h] : in_)
-          on_request(env, h);
-      }
-    }
-    if (items[1].revents & ZMQ_POLLIN) {
-      for (std::size_t n = 0; n < kTurn && receive(workers, in_); n += in_.size()) {
-        for (auto& [env, h] : in_)
-          on_reply(env, h);
-      }
-    }
-  }
-
-  /// The engine events the hub published since the last call.
-  template <typename Handler>
-  void drain_events(Handler&& on_event) {
-    while (auto event = EngineEvent::receive(events))
-      on_event(*event);
-  }
-
- private:
-  static constexpr std::size_t kMaxBatch = 256;
-  struct EngineBox {
-    std::vector<zmq::message_t> route;  // made at its first flush
-    std::vector<std::optional<TaskId>> msg_ids;
-    std::vector<net::Envelope> messages;
-  };
-  std::map<std::int64_t, EngineBox> engine_box;
-  std::map<std::uint32_t, std::vector<net::Envelope>> client_box;
-  std::vector<std::pair<net::Envelope, net::Header>> in_;  // what take() received
-  std::vector<net::Envelope> received_;                    // receive()'s, reused
-};
-
-zmq::context_t& Relay::state_ctx(Controller::State& s) {
-  return s.ctx;
-}
-TrafficFeed& Relay::state_traffic(Controller::State& s) {
-  return s.traffic;
-}
-const net::SharedMemory* Relay::state_shm(Controller::State& s) {
-  return s.shm;
-}
-
-std::vector<std::string> control_ids(const net::Header& h) {
-  std::vector<std::string> ids;
-  if (h.info.kind() != Value::Kind::list) return ids;
-  for (const auto& v : h.info.as_list()) {
-    if (v.kind() == Value::Kind::string) ids.push_back(v.as_string());
-  }
-  return ids;
-}
-
-}  // namespace
 
 void Controller::State::direct_scheduler() {
-  Relay relay(*this, client_direct, engine_direct, "direct scheduler", sign());
+  Relay relay(wiring(), client_direct, engine_direct, "direct scheduler");
   struct Running {
     std::string task;
     std::int64_t engine = -1;
@@ -1315,13 +995,10 @@ void Controller::State::direct_scheduler() {
     net::Envelope request;
   };
   struct EngineLoad {
-    bool registered = false;  // the hub announced it
-    bool connected = false;   // it said hello on this channel, so its route exists
-    bool draining = false;    // being removed: no new tasks
     std::unordered_set<TaskId, net::TaskIdHash> outstanding;
     std::deque<Held> held;
-    [[nodiscard]] bool usable() const { return registered && connected; }
   };
+  EngineGate gate;
   std::map<std::int64_t, EngineLoad> engines;
   std::unordered_map<TaskId, Running, net::TaskIdHash> running;  // where each task is
 
@@ -1332,9 +1009,10 @@ void Controller::State::direct_scheduler() {
     relay.feed_dispatch(msg_id, engine);
     running.emplace(msg_id, std::move(task));
   };
+  // Tasks held for an engine were accepted before any drain: they go once it is reachable.
   auto flush_held = [&](std::int64_t id) {
     auto it = engines.find(id);
-    if (it == engines.end() || !it->second.usable()) return;
+    if (it == engines.end() || !gate.reachable(id)) return;
     auto held = std::move(it->second.held);
     it->second.held.clear();
     for (auto& h : held)
@@ -1357,13 +1035,11 @@ void Controller::State::direct_scheduler() {
   auto on_event = [&](const EngineEvent& event) {
     const std::int64_t id = event.engine;
     if (event.kind == EngineEvent::Kind::up) {
-      auto& e = engines[id];
-      e.registered = true;
-      e.draining = false;
-      flush_held(id);
+      if (gate.up(id, event.slots)) flush_held(id);
     } else if (event.kind == EngineEvent::Kind::drain) {
-      if (auto it = engines.find(id); it != engines.end()) it->second.draining = true;
+      gate.drain(id);
     } else if (event.kind == EngineEvent::Kind::down) {
+      gate.down(id);
       auto it = engines.find(id);
       if (it == engines.end()) return;
       const std::string& reason = event.reason;
@@ -1391,7 +1067,7 @@ void Controller::State::direct_scheduler() {
   auto on_control = [&](std::uint32_t client, const net::Header& h) {
     std::vector<std::string> removed, signalled;
     std::map<std::int64_t, std::vector<std::string>> per_engine;
-    for (const auto& text : control_ids(h)) {
+    for (const auto& text : ctrl::control_ids(h)) {
       const auto id = TaskId::parse(text);
       if (!id) continue;
       if (auto t = running.find(*id); t != running.end()) {
@@ -1429,35 +1105,35 @@ void Controller::State::direct_scheduler() {
     relay.feed_submit(false, net::PackedMessage(env));
     Running task{h.task, -1, client};
     env.route.clear();
-    auto e = engines.find(h.target);
-    if (e != engines.end() && e->second.registered && e->second.draining) {
-      relay.reply_error(
-          client, *msg_id,
-          make_error_record(
-              ErrorCode::engine,
-              fmt::format("engine {} is being removed and takes no new tasks", h.target), h.task,
-              h.target));
-    } else if (e != engines.end() && e->second.registered && !e->second.connected) {
-      e->second.held.push_back({*msg_id, std::move(task), std::move(env)});  // until its hello
-    } else if (e == engines.end() || !e->second.registered) {
-      std::string ids;
-      for (const auto& [id, rec] : engines) {
-        if (rec.registered) ids += (ids.empty() ? "" : ", ") + std::to_string(id);
-      }
-      relay.reply_error(client, *msg_id,
-                        make_error_record(ErrorCode::engine,
-                                          fmt::format("no engine {} is registered (engines: [{}])",
-                                                      h.target, ids),
-                                          h.task, h.target));
-    } else {
-      dispatch(*msg_id, std::move(task), std::move(env), h.target);
+    switch (gate.check(h.target)) {
+      case EngineGate::Verdict::usable:
+        dispatch(*msg_id, std::move(task), std::move(env), h.target);
+        break;
+      case EngineGate::Verdict::not_connected:  // held until its hello
+        engines[h.target].held.push_back({*msg_id, std::move(task), std::move(env)});
+        break;
+      case EngineGate::Verdict::draining:
+        relay.reply_error(
+            client, *msg_id,
+            make_error_record(
+                ErrorCode::engine,
+                fmt::format("engine {} is being removed and takes no new tasks", h.target), h.task,
+                h.target));
+        break;
+      case EngineGate::Verdict::unknown:
+        relay.reply_error(
+            client, *msg_id,
+            make_error_record(ErrorCode::engine,
+                              fmt::format("no engine {} is registered (engines: [{}])", h.target,
+                                          gate.registered_ids()),
+                              h.task, h.target));
+        break;
     }
   };
   auto on_reply = [&](net::Envelope& env, net::Header& h) {
     relay.from_engine(env, h);
     if (h.type == net::MsgType::Ping) {
-      engines[h.engine].connected = true;
-      flush_held(h.engine);
+      if (gate.hello(h.engine)) flush_held(h.engine);
       return;
     }
     const auto parent = TaskId::parse(h.parent_id);
@@ -1478,7 +1154,7 @@ void Controller::State::direct_scheduler() {
 
   zmq::pollitem_t items[] = {{client_direct.handle(), 0, ZMQ_POLLIN, 0},
                              {engine_direct.handle(), 0, ZMQ_POLLIN, 0},
-                             {relay.events.handle(), 0, ZMQ_POLLIN, 0}};
+                             {relay.events().handle(), 0, ZMQ_POLLIN, 0}};
   while (!stopping.load()) {
     if (!poll_once(items, 3, std::chrono::milliseconds(100))) continue;
     relay.take(items, on_event, on_request, on_reply);
@@ -1487,7 +1163,7 @@ void Controller::State::direct_scheduler() {
 }
 
 void Controller::State::balanced_scheduler() {
-  Relay relay(*this, client_balanced, engine_balanced, "load-balanced scheduler", sign());
+  Relay relay(wiring(), client_balanced, engine_balanced, "load-balanced scheduler");
   sched::Balancer balancer(
       {.scheme = sched::parse_scheme(options.scheme),
        .hwm = options.hwm,
@@ -1496,12 +1172,7 @@ void Controller::State::balanced_scheduler() {
   // A task's request is packed into one allocation when it arrives: it may wait here long,
   // and the hub's copy shares the packed bytes rather than ZeroMQ's receive buffers. The
   // balancer holds it with the task (sched::Carried), until it will not be sent again.
-  struct EngineState {
-    bool registered = false;
-    bool connected = false;
-    int slots = 1;
-  };
-  std::map<std::int64_t, EngineState> engines;
+  EngineGate gate;
 
   // Queues what the balancer decided: tasks to engines, failures to their clients.
   auto pump = [&] {
@@ -1544,21 +1215,19 @@ void Controller::State::balanced_scheduler() {
   auto on_event = [&](const EngineEvent& event) {
     const std::int64_t id = event.engine;
     if (event.kind == EngineEvent::Kind::up) {
-      auto& e = engines[id];
-      e.registered = true;
-      e.slots = std::max(1, event.slots);
-      if (e.connected) balancer.engine_up(id, e.slots);
+      if (gate.up(id, event.slots)) balancer.engine_up(id, gate.slots(id));
     } else if (event.kind == EngineEvent::Kind::drain) {
+      gate.drain(id);
       balancer.engine_drain(id);
     } else if (event.kind == EngineEvent::Kind::down) {
-      engines.erase(id);
+      gate.down(id);
       balancer.engine_down(id, event.reason, Steady::now());
     }
   };
   auto on_control = [&](std::uint32_t client, const net::Header& h) {
     std::vector<std::string> removed, signalled;
     std::map<std::int64_t, std::vector<std::string>> per_engine;
-    for (const auto& text : control_ids(h)) {
+    for (const auto& text : ctrl::control_ids(h)) {
       const auto id = TaskId::parse(text);
       if (!id) continue;
       if (balancer.abort(*id)) {
@@ -1591,9 +1260,7 @@ void Controller::State::balanced_scheduler() {
   auto on_reply = [&](net::Envelope& env, net::Header& h) {
     relay.from_engine(env, h);
     if (h.type == net::MsgType::Ping) {
-      auto& e = engines[h.engine];
-      e.connected = true;
-      if (e.registered) balancer.engine_up(h.engine, e.slots);
+      if (gate.hello(h.engine)) balancer.engine_up(h.engine, gate.slots(h.engine));
       return;
     }
     const auto parent = TaskId::parse(h.parent_id);
@@ -1617,7 +1284,7 @@ void Controller::State::balanced_scheduler() {
 
   zmq::pollitem_t items[] = {{client_balanced.handle(), 0, ZMQ_POLLIN, 0},
                              {engine_balanced.handle(), 0, ZMQ_POLLIN, 0},
-                             {relay.events.handle(), 0, ZMQ_POLLIN, 0}};
+                             {relay.events().handle(), 0, ZMQ_POLLIN, 0}};
   while (!stopping.load()) {
     auto wait = std::chrono::milliseconds(100);
     if (auto next = balancer.next_deadline()) {

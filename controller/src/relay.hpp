@@ -1,0 +1,171 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "clients.hpp"
+#include "events.hpp"
+#include "ipp/error.hpp"
+#include "ipp/net/envelope.hpp"
+#include "ipp/net/header.hpp"
+#include "ipp/net/shm.hpp"
+#include "ipp/net/signer.hpp"
+#include "traffic.hpp"
+
+namespace ipp::ctrl {
+
+/// Whether `type` is a task a client submits (apply, map, execute, namespace).
+[[nodiscard]] bool is_task_request(net::MsgType type) noexcept;
+/// The msg_ids a ControlRequest names (strings in its info list; anything else is skipped).
+[[nodiscard]] std::vector<std::string> control_ids(const net::Header& h);
+
+/// What a scheduler's relay is wired to, the same for both schedulers.
+struct RelayWiring {
+  zmq::context_t& ctx;           ///< for the inproc sockets below
+  TrafficFeed& traffic;          ///< copies of traffic for the hub
+  const net::SharedMemory* shm;  ///< the cluster's shared memory, if any
+  const net::Signer& signer;     ///< signs and checks every message
+  std::string events_endpoint;   ///< the hub's PUB of engine events
+  std::string monitor_endpoint;  ///< the hub's PULL, woken when copies wait
+};
+
+/// The I/O half of a scheduler: its two ROUTER sockets (clients, engines), the copies of
+/// traffic for the hub, replies of errors to clients, the engines' events, and what waits to go
+/// out at the end of a turn. The routing policy lives in the scheduler that owns it.
+///
+/// Messages to one peer queued during a turn leave as one batch (net::send_batch): a busy
+/// scheduler pays one signature and one message per peer and turn instead of one per task,
+/// and the peer wakes once for all of them. Nothing waits beyond the turn that queued it.
+///
+/// Not thread-safe: used by its scheduler's thread only.
+class Relay {
+ public:
+  /// Messages taken from one socket in a turn before what they produced is sent: a flood
+  /// from one side neither starves the other nor piles up unsent work.
+  static constexpr std::size_t kTurn = 1024;
+
+  /// `clients`, `workers`: the scheduler's bound ROUTER sockets; `name` names it in logs.
+  Relay(const RelayWiring& wiring, zmq::socket_t& clients, zmq::socket_t& workers,
+        const char* name);
+
+  Clients book;  ///< the clients heard from
+
+  /// The SUB socket of engine events (to poll beside the two ROUTER sockets).
+  [[nodiscard]] zmq::socket_t& events() noexcept { return events_; }
+
+  /// Copies for the hub, handed over at the end of the turn (before what the turn sends, so
+  /// a client that has its reply finds the task recorded).
+  void feed_submit(bool balanced, net::PackedMessage message) {
+    copies_.push_back(Traffic::submit(balanced, std::move(message)));
+  }
+  void feed_dispatch(net::TaskId msg_id, std::int64_t engine) {
+    copies_.push_back(Traffic::dispatch(msg_id, engine));
+  }
+  void feed_reply(std::int64_t engine, const net::Envelope& reply) {
+    copies_.push_back(Traffic::reply(engine, net::PackedMessage(reply)));
+  }
+
+  /// Answers the request `parent` of `client` with a failed TaskReply.
+  void reply_error(std::uint32_t client, const std::string& parent, ErrorRecord err);
+  void reply_error(std::uint32_t client, net::TaskId parent, ErrorRecord err) {
+    reply_error(client, parent.str(), std::move(err));
+  }
+
+  /// Queues `env` for `engine`; `msg_id` names the task it carries (none for control
+  /// messages), so that flush() can say which tasks did not get there. The client's route
+  /// stays here: engines answer by msg_id, and the scheduler knows where each task came from.
+  void to_engine(std::int64_t engine, std::optional<net::TaskId> msg_id, net::Envelope env) {
+    env.route.clear();
+    auto& box = engine_box_[engine];
+    box.msg_ids.push_back(msg_id);
+    box.messages.push_back(std::move(env));
+  }
+  /// Queues `env` for `client`.
+  void to_client(std::uint32_t client, net::Envelope env) {
+    env.route.clear();
+    client_box_[client].push_back(std::move(env));
+  }
+  /// Sends what this turn queued. Returns the tasks whose engine could not be reached (its
+  /// route is gone: it died a moment ago and its down event is on the way).
+  ///
+  /// The boxes of peers sent to in this turn stay, with their storage, for the next one; a
+  /// box that stayed empty for a whole turn goes.
+  std::vector<std::pair<std::int64_t, net::TaskId>> flush();
+
+  /// The id of a client's task request. Anything else on the channel is logged and dropped;
+  /// a request without a well-formed msg_id, or with a part that could not be read, is
+  /// answered with an error saying so. Both give nullopt.
+  std::optional<net::TaskId> task_id(std::uint32_t client, const net::Header& h,
+                                     const net::Envelope& env);
+  /// An engine's message: remembers whether the engine takes shared-memory parts, and turns a
+  /// reply whose result could not be read into an error reply saying so.
+  void from_engine(net::Envelope& env, net::Header& h);
+  /// Tells `engine` to abort or cancel `ids` (those it holds). Queued behind what this turn
+  /// already sends it, so it never overtakes the task it names.
+  void control_engine(std::int64_t engine, const std::string& what,
+                      const std::vector<std::string>& ids);
+  /// Answers a ControlRequest: which tasks were removed from the queue here, and which were
+  /// passed on to the engines that hold them.
+  void control_reply(std::uint32_t client, const net::Header& h,
+                     const std::vector<std::string>& removed,
+                     const std::vector<std::string>& signalled);
+
+  /// One turn's input, after a poll of {clients, workers, events}: engine events, then at
+  /// most kTurn messages from clients and from engines, each with its decoded header.
+  template <typename OnEvent, typename OnRequest, typename OnReply>
+  void take(const zmq::pollitem_t* items, OnEvent&& on_event, OnRequest&& on_request,
+            OnReply&& on_reply) {
+    if (items[2].revents & ZMQ_POLLIN) {
+      while (auto event = EngineEvent::receive(events_))
+        on_event(*event);
+    }
+    if (items[0].revents & ZMQ_POLLIN) {
+      for (std::size_t n = 0; n < kTurn && receive(clients_, in_); n += in_.size()) {
+        for (auto& [env, h] : in_)
+          on_request(env, h);
+      }
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      for (std::size_t n = 0; n < kTurn && receive(workers_, in_); n += in_.size()) {
+        for (auto& [env, h] : in_)
+          on_reply(env, h);
+      }
+    }
+  }
+
+ private:
+  static constexpr std::size_t kMaxBatch = 256;
+  struct EngineBox {
+    std::vector<zmq::message_t> route;  // made at its first flush
+    std::vector<std::optional<net::TaskId>> msg_ids;
+    std::vector<net::Envelope> messages;
+  };
+
+  /// Receives what is waiting on `sock` (a message or a batch); malformed ones are logged and
+  /// skipped. Fills `out` with each message and its decoded header; false when none waits.
+  bool receive(zmq::socket_t& sock, std::vector<std::pair<net::Envelope, net::Header>>& out);
+
+  TrafficFeed& traffic_;
+  const net::SharedMemory* shm_;
+  const net::Signer& signer_;
+  zmq::socket_t& clients_;
+  zmq::socket_t& workers_;
+  zmq::socket_t events_;
+  zmq::socket_t monitor_;
+  const char* name_;
+  std::vector<Traffic> copies_;               // this turn's, for the hub
+  std::map<std::int64_t, bool> engine_maps_;  // engines that take shared-memory parts
+  std::map<std::int64_t, EngineBox> engine_box_;
+  std::map<std::uint32_t, std::vector<net::Envelope>> client_box_;
+  std::vector<std::pair<net::Envelope, net::Header>> in_;  // what take() received
+  std::vector<net::Envelope> received_;                    // receive()'s, reused
+};
+
+}  // namespace ipp::ctrl
