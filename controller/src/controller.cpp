@@ -25,6 +25,7 @@
 #include "balancer.hpp"
 #include "engine_gate.hpp"
 #include "events.hpp"
+#include "heart_monitor.hpp"
 #include "ipp/codec.hpp"
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/envelope.hpp"
@@ -905,47 +906,23 @@ void Controller::State::heart() {
   events.set(zmq::sockopt::subscribe, "");
   zmq::socket_t hub_in(ctx, zmq::socket_type::push);
   hub_in.connect(kHubIn);
-  std::map<std::int64_t, Steady::time_point> last_seen;
-  // Engines ping four times per period, so one whole period of silence is four lost pings in
-  // a row: a dead engine, not a late packet.
-  const auto limit = options.heartbeat;
+  ctrl::HeartMonitor monitor(options.heartbeat);
   const auto tick = std::clamp<std::chrono::milliseconds>(
       options.heartbeat / 10, std::chrono::milliseconds(5), std::chrono::milliseconds(100));
-  auto last_turn = Steady::now();
   zmq::pollitem_t items[] = {{heartbeat.handle(), 0, ZMQ_POLLIN, 0},
                              {events.handle(), 0, ZMQ_POLLIN, 0}};
   while (!stopping.load()) {
     if (!poll_once(items, 2, tick)) continue;
     const auto now = Steady::now();
-    if (now - last_turn > limit / 2) {
-      // This thread was not scheduled for a while (a loaded machine): the silence was ours,
-      // not the engines', so nobody is blamed for it.
-      spdlog::debug("heartbeat monitor stalled for {} ms",
-                    std::chrono::duration_cast<std::chrono::milliseconds>(now - last_turn).count());
-      for (auto& [id, seen] : last_seen)
-        seen = std::max(seen, now - limit / 2);
-    }
-    last_turn = now;
     if (items[1].revents & ZMQ_POLLIN) {
-      while (auto event = EngineEvent::receive(events)) {
-        const std::int64_t id = event->engine;
-        if (event->kind == EngineEvent::Kind::down) {
-          last_seen.erase(id);
-        } else if (event->kind == EngineEvent::Kind::known) {
-          last_seen[id] = now + limit;  // a registering engine gets a period to start pinging
-        } else if (event->kind == EngineEvent::Kind::up) {
-          auto [it, fresh] = last_seen.emplace(id, now);
-          if (!fresh) it->second = std::max(it->second, now);
-        }
-      }
+      while (auto event = EngineEvent::receive(events))
+        monitor.on_event(*event, now);
     }
     if (items[0].revents & ZMQ_POLLIN) {
       try {
         while (auto env = net::recv(heartbeat, sign(), zmq::recv_flags::dontwait)) {
           const net::Header h = net::decode_header(env->parts.at(0));
-          auto it = last_seen.find(h.engine);
-          if (it != last_seen.end()) {
-            it->second = now;
+          if (monitor.ping(h.engine, now)) {
             env->signature.reset();
             net::send(heartbeat, sign(), *env, true);  // echo: the engine knows we are alive
           } else {
@@ -965,13 +942,14 @@ void Controller::State::heart() {
         spdlog::warn("heartbeat monitor dropped a message: {}", e.what());
       }
     }
-    for (auto it = last_seen.begin(); it != last_seen.end();) {
-      if (now - it->second > limit) {
-        EngineEvent::silent(it->first).send(hub_in);
-        it = last_seen.erase(it);
-      } else {
-        ++it;
-      }
+    for (const auto id : monitor.tick(now))
+      EngineEvent::silent(id).send(hub_in);
+    if (monitor.last_stall() > std::chrono::milliseconds(0)) {
+      // This thread was not scheduled for a while (a loaded machine): the silence was ours,
+      // not the engines', so nobody was blamed for it.
+      spdlog::debug(
+          "heartbeat monitor stalled for {} ms",
+          std::chrono::duration_cast<std::chrono::milliseconds>(monitor.last_stall()).count());
     }
   }
 }
