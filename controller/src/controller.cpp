@@ -22,8 +22,9 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "balanced_scheduler.hpp"
 #include "balancer.hpp"
-#include "engine_gate.hpp"
+#include "direct_scheduler.hpp"
 #include "events.hpp"
 #include "heart_monitor.hpp"
 #include "ipp/codec.hpp"
@@ -46,8 +47,6 @@ namespace {
 
 using Steady = std::chrono::steady_clock;
 using ctrl::EngineEvent;
-using ctrl::EngineGate;
-using ctrl::Relay;
 using ctrl::Traffic;
 using ctrl::TrafficFeed;
 using net::TaskId;
@@ -961,320 +960,17 @@ ctrl::RelayWiring Controller::State::wiring() {
 }
 
 void Controller::State::direct_scheduler() {
-  Relay relay(wiring(), client_direct, engine_direct, "direct scheduler");
-  struct Running {
-    std::string task;
-    std::int64_t engine = -1;
-    std::uint32_t client = 0;
-  };
-  struct Held {  // a task for an engine whose hello has not arrived
-    TaskId msg_id;
-    Running running;
-    net::Envelope request;
-  };
-  struct EngineLoad {
-    std::unordered_set<TaskId, net::TaskIdHash> outstanding;
-    std::deque<Held> held;
-  };
-  EngineGate gate;
-  std::map<std::int64_t, EngineLoad> engines;
-  std::unordered_map<TaskId, Running, net::TaskIdHash> running;  // where each task is
-
-  auto dispatch = [&](TaskId msg_id, Running task, net::Envelope request, std::int64_t engine) {
-    task.engine = engine;
-    relay.to_engine(engine, msg_id, std::move(request));
-    engines[engine].outstanding.insert(msg_id);
-    relay.feed_dispatch(msg_id, engine);
-    running.emplace(msg_id, std::move(task));
-  };
-  // Tasks held for an engine were accepted before any drain: they go once it is reachable.
-  auto flush_held = [&](std::int64_t id) {
-    auto it = engines.find(id);
-    if (it == engines.end() || !gate.reachable(id)) return;
-    auto held = std::move(it->second.held);
-    it->second.held.clear();
-    for (auto& h : held)
-      dispatch(h.msg_id, std::move(h.running), std::move(h.request), id);
-  };
-  // Ends a turn: sends what it queued; tasks whose engine vanished fail at once.
-  auto flush = [&] {
-    for (const auto& [engine, msg_id] : relay.flush()) {
-      auto t = running.find(msg_id);
-      if (t == running.end()) continue;
-      if (auto e = engines.find(engine); e != engines.end()) e->second.outstanding.erase(msg_id);
-      relay.reply_error(
-          t->second.client, msg_id,
-          make_error_record(ErrorCode::engine, fmt::format("engine {} is unreachable", engine),
-                            t->second.task, engine));
-      running.erase(t);
-    }
-    (void)relay.flush();  // those error replies
-  };
-  auto on_event = [&](const EngineEvent& event) {
-    const std::int64_t id = event.engine;
-    if (event.kind == EngineEvent::Kind::up) {
-      if (gate.up(id, event.slots)) flush_held(id);
-    } else if (event.kind == EngineEvent::Kind::drain) {
-      gate.drain(id);
-    } else if (event.kind == EngineEvent::Kind::down) {
-      gate.down(id);
-      auto it = engines.find(id);
-      if (it == engines.end()) return;
-      const std::string& reason = event.reason;
-      const std::string why = reason.empty() ? std::string() : " (" + reason + ")";
-      for (auto& held : it->second.held) {
-        relay.reply_error(held.running.client, held.msg_id,
-                          make_error_record(ErrorCode::engine,
-                                            fmt::format("engine {} died before running task '{}'{}",
-                                                        id, held.running.task, why),
-                                            held.running.task, id));
-      }
-      for (const auto& m : it->second.outstanding) {
-        auto t = running.find(m);
-        if (t == running.end()) continue;
-        relay.reply_error(t->second.client, m,
-                          make_error_record(ErrorCode::engine,
-                                            fmt::format("engine {} died while running task '{}'{}",
-                                                        id, t->second.task, why),
-                                            t->second.task, id));
-        running.erase(t);
-      }
-      engines.erase(it);
-    }
-  };
-  auto on_control = [&](std::uint32_t client, const net::Header& h) {
-    std::vector<std::string> removed, signalled;
-    std::map<std::int64_t, std::vector<std::string>> per_engine;
-    for (const auto& text : ctrl::control_ids(h)) {
-      const auto id = TaskId::parse(text);
-      if (!id) continue;
-      if (auto t = running.find(*id); t != running.end()) {
-        per_engine[t->second.engine].push_back(text);
-        signalled.push_back(text);
-        continue;
-      }
-      for (auto& [eid, e] : engines) {
-        auto held = std::find_if(e.held.begin(), e.held.end(),
-                                 [&](const Held& t) { return t.msg_id == *id; });
-        if (held == e.held.end()) continue;
-        ErrorRecord err = make_error_record(
-            ErrorCode::aborted,
-            fmt::format("task '{}' was aborted before it ran", held->running.task));
-        err.task = held->running.task;
-        err.engine = eid;
-        relay.reply_error(held->running.client, *id, std::move(err));
-        e.held.erase(held);
-        removed.push_back(text);
-        break;
-      }
-    }
-    for (const auto& [engine, ids] : per_engine)
-      relay.control_engine(engine, h.task, ids);
-    relay.control_reply(client, h, removed, signalled);
-  };
-  auto on_request = [&](net::Envelope& env, const net::Header& h) {
-    const std::uint32_t client = relay.book.intern(env.route, env.peer_maps);
-    if (h.type == net::MsgType::ControlRequest) {
-      on_control(client, h);
-      return;
-    }
-    const auto msg_id = relay.task_id(client, h, env);
-    if (!msg_id) return;
-    relay.feed_submit(false, net::PackedMessage(env));
-    Running task{h.task, -1, client};
-    env.route.clear();
-    switch (gate.check(h.target)) {
-      case EngineGate::Verdict::usable:
-        dispatch(*msg_id, std::move(task), std::move(env), h.target);
-        break;
-      case EngineGate::Verdict::not_connected:  // held until its hello
-        engines[h.target].held.push_back({*msg_id, std::move(task), std::move(env)});
-        break;
-      case EngineGate::Verdict::draining:
-        relay.reply_error(
-            client, *msg_id,
-            make_error_record(
-                ErrorCode::engine,
-                fmt::format("engine {} is being removed and takes no new tasks", h.target), h.task,
-                h.target));
-        break;
-      case EngineGate::Verdict::unknown:
-        relay.reply_error(
-            client, *msg_id,
-            make_error_record(ErrorCode::engine,
-                              fmt::format("no engine {} is registered (engines: [{}])", h.target,
-                                          gate.registered_ids()),
-                              h.task, h.target));
-        break;
-    }
-  };
-  auto on_reply = [&](net::Envelope& env, net::Header& h) {
-    relay.from_engine(env, h);
-    if (h.type == net::MsgType::Ping) {
-      if (gate.hello(h.engine)) flush_held(h.engine);
-      return;
-    }
-    const auto parent = TaskId::parse(h.parent_id);
-    auto t = parent ? running.find(*parent) : running.end();
-    if (t == running.end()) {
-      // Its client was told the engine died, or it predates a controller restart: the hub
-      // records the result all the same.
-      relay.feed_reply(h.engine, env);
-      return;
-    }
-    const std::int64_t engine = t->second.engine;
-    if (auto rec = engines.find(engine); rec != engines.end())
-      rec->second.outstanding.erase(*parent);
-    relay.feed_reply(engine, env);
-    relay.to_client(t->second.client, std::move(env));
-    running.erase(t);
-  };
-
-  zmq::pollitem_t items[] = {{client_direct.handle(), 0, ZMQ_POLLIN, 0},
-                             {engine_direct.handle(), 0, ZMQ_POLLIN, 0},
-                             {relay.events().handle(), 0, ZMQ_POLLIN, 0}};
-  while (!stopping.load()) {
-    if (!poll_once(items, 3, std::chrono::milliseconds(100))) continue;
-    relay.take(items, on_event, on_request, on_reply);
-    flush();
-  }
+  ctrl::DirectScheduler(wiring(), client_direct, engine_direct).run(stopping);
 }
 
 void Controller::State::balanced_scheduler() {
-  Relay relay(wiring(), client_balanced, engine_balanced, "load-balanced scheduler");
-  sched::Balancer balancer(
+  ctrl::BalancedScheduler(
+      wiring(), client_balanced, engine_balanced,
       {.scheme = sched::parse_scheme(options.scheme),
        .hwm = options.hwm,
        .seed = static_cast<std::uint64_t>(Steady::now().time_since_epoch().count()),
-       .remember = std::size_t{1} << 20});
-  // A task's request is packed into one allocation when it arrives: it may wait here long,
-  // and the hub's copy shares the packed bytes rather than ZeroMQ's receive buffers. The
-  // balancer holds it with the task (sched::Carried), until it will not be sent again.
-  EngineGate gate;
-
-  // Queues what the balancer decided: tasks to engines, failures to their clients.
-  auto pump = [&] {
-    balancer.schedule();
-    for (;;) {
-      auto dispatches = balancer.take_dispatches();
-      auto failures = balancer.take_failures();
-      if (dispatches.empty() && failures.empty()) break;
-      for (auto& f : failures)
-        relay.reply_error(f.carried.client, f.msg_id, std::move(f.error));
-      for (const auto& d : dispatches) {
-        sched::Carried* c = balancer.carried(d.msg_id);
-        if (c == nullptr) continue;
-        relay.to_engine(d.engine, d.msg_id, c->request.unpack());
-        if (!balancer.may_retry(d.msg_id)) c->request = {};
-        relay.feed_dispatch(d.msg_id, d.engine);
-      }
-      balancer.schedule();
-    }
-  };
-  // Ends a turn: sends what it queued. A task whose engine vanished a moment ago (its down
-  // event is on the way) is retried or fails at once.
-  auto flush = [&] {
-    for (int round = 0; round < 4; ++round) {
-      const auto unreachable = relay.flush();
-      if (unreachable.empty()) return;
-      for (const auto& [engine, msg_id] : unreachable) {
-        sched::Carried done;
-        if (balancer.finished(msg_id, false, Steady::now(), std::nullopt, &done) !=
-            sched::Balancer::Finish::done)
-          continue;
-        relay.reply_error(
-            done.client, msg_id,
-            make_error_record(ErrorCode::engine, fmt::format("engine {} is unreachable", engine),
-                              std::string(), engine));
-      }
-      pump();
-    }
-  };
-  auto on_event = [&](const EngineEvent& event) {
-    const std::int64_t id = event.engine;
-    if (event.kind == EngineEvent::Kind::up) {
-      if (gate.up(id, event.slots)) balancer.engine_up(id, gate.slots(id));
-    } else if (event.kind == EngineEvent::Kind::drain) {
-      gate.drain(id);
-      balancer.engine_drain(id);
-    } else if (event.kind == EngineEvent::Kind::down) {
-      gate.down(id);
-      balancer.engine_down(id, event.reason, Steady::now());
-    }
-  };
-  auto on_control = [&](std::uint32_t client, const net::Header& h) {
-    std::vector<std::string> removed, signalled;
-    std::map<std::int64_t, std::vector<std::string>> per_engine;
-    for (const auto& text : ctrl::control_ids(h)) {
-      const auto id = TaskId::parse(text);
-      if (!id) continue;
-      if (balancer.abort(*id)) {
-        removed.push_back(text);
-      } else if (auto engine = balancer.engine_of(*id)) {
-        per_engine[*engine].push_back(text);
-        signalled.push_back(text);
-      }
-    }
-    for (const auto& [engine, ids] : per_engine)
-      relay.control_engine(engine, h.task, ids);
-    relay.control_reply(client, h, removed, signalled);
-  };
-  auto on_request = [&](net::Envelope& env, const net::Header& h) {
-    const std::uint32_t client = relay.book.intern(env.route, env.peer_maps);
-    if (h.type == net::MsgType::ControlRequest) {
-      on_control(client, h);
-      return;
-    }
-    const auto msg_id = relay.task_id(client, h, env);
-    if (!msg_id) return;
-    net::PackedMessage request(env);
-    relay.feed_submit(true, request);
-    std::optional<Steady::duration> timeout;
-    if (h.timeout_ms > 0) timeout = std::chrono::milliseconds(h.timeout_ms);
-    // A duplicate msg_id fails (the task that has it goes on) with what it carried.
-    balancer.submit(*msg_id, h.task, h.flags, timeout, Steady::now(),
-                    h.type == net::MsgType::MapRequest, {std::move(request), client});
-  };
-  auto on_reply = [&](net::Envelope& env, net::Header& h) {
-    relay.from_engine(env, h);
-    if (h.type == net::MsgType::Ping) {
-      if (gate.hello(h.engine)) balancer.engine_up(h.engine, gate.slots(h.engine));
-      return;
-    }
-    const auto parent = TaskId::parse(h.parent_id);
-    if (!parent) {
-      spdlog::warn("load-balanced scheduler: a reply from engine {} names no task", h.engine);
-      return;
-    }
-    std::optional<std::chrono::microseconds> ran;
-    if (h.started > 0 && h.completed >= h.started)
-      ran = std::chrono::microseconds(h.completed - h.started);
-    sched::Carried done;
-    const auto verdict = balancer.finished(*parent, !h.error, Steady::now(), ran, &done);
-    if (verdict == sched::Balancer::Finish::retry) {
-      spdlog::info("task {} failed on engine {}; retrying elsewhere", h.parent_id, h.engine);
-      return;
-    }
-    relay.feed_reply(h.engine, env);
-    if (verdict == sched::Balancer::Finish::stale) return;
-    relay.to_client(done.client, std::move(env));  // back to its client
-  };
-
-  zmq::pollitem_t items[] = {{client_balanced.handle(), 0, ZMQ_POLLIN, 0},
-                             {engine_balanced.handle(), 0, ZMQ_POLLIN, 0},
-                             {relay.events().handle(), 0, ZMQ_POLLIN, 0}};
-  while (!stopping.load()) {
-    auto wait = std::chrono::milliseconds(100);
-    if (auto next = balancer.next_deadline()) {
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(*next - Steady::now());
-      wait = std::clamp(left, std::chrono::milliseconds(0), wait);
-    }
-    const bool any = poll_once(items, 3, wait);
-    balancer.expire(Steady::now());
-    if (any) relay.take(items, on_event, on_request, on_reply);
-    pump();
-    flush();
-  }
+       .remember = std::size_t{1} << 20})
+      .run(stopping);
 }
 
 // ---- Controller ----------------------------------------------------------------------------

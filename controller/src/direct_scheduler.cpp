@@ -1,0 +1,199 @@
+#include "direct_scheduler.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "ipp/net/poll.hpp"
+
+namespace ipp::ctrl {
+
+DirectScheduler::DirectScheduler(const RelayWiring& wiring, zmq::socket_t& clients,
+                                 zmq::socket_t& workers)
+    : clients_(clients), workers_(workers), relay_(wiring, clients, workers, "direct scheduler") {}
+
+void DirectScheduler::run(const std::atomic<bool>& stopping) {
+  while (!stopping.load())
+    turn(std::chrono::milliseconds(100));
+}
+
+void DirectScheduler::turn(std::chrono::milliseconds wait) {
+  zmq::pollitem_t items[] = {{clients_.handle(), 0, ZMQ_POLLIN, 0},
+                             {workers_.handle(), 0, ZMQ_POLLIN, 0},
+                             {relay_.events().handle(), 0, ZMQ_POLLIN, 0}};
+  // A signal interrupting the poll is "nothing happened": the caller re-checks its stop flag.
+  if (net::poll(items, 3, wait) < 0) return;
+  relay_.take(
+      items, [this](const EngineEvent& e) { on_event(e); },
+      [this](net::Envelope& env, const net::Header& h) { on_request(env, h); },
+      [this](net::Envelope& env, net::Header& h) { on_reply(env, h); });
+  flush();
+}
+
+void DirectScheduler::dispatch(net::TaskId msg_id, Running task, net::Envelope request,
+                               std::int64_t engine) {
+  task.engine = engine;
+  relay_.to_engine(engine, msg_id, std::move(request));
+  engines_[engine].outstanding.insert(msg_id);
+  relay_.feed_dispatch(msg_id, engine);
+  running_.emplace(msg_id, std::move(task));
+}
+
+// Tasks held for an engine were accepted before any drain: they go once it is reachable.
+void DirectScheduler::flush_held(std::int64_t id) {
+  auto it = engines_.find(id);
+  if (it == engines_.end() || !gate_.reachable(id)) return;
+  auto held = std::move(it->second.held);
+  it->second.held.clear();
+  for (auto& h : held)
+    dispatch(h.msg_id, std::move(h.running), std::move(h.request), id);
+}
+
+// Ends a turn: sends what it queued; tasks whose engine vanished fail at once.
+void DirectScheduler::flush() {
+  for (const auto& [engine, msg_id] : relay_.flush()) {
+    auto t = running_.find(msg_id);
+    if (t == running_.end()) continue;
+    if (auto e = engines_.find(engine); e != engines_.end()) e->second.outstanding.erase(msg_id);
+    relay_.reply_error(
+        t->second.client, msg_id,
+        make_error_record(ErrorCode::engine, fmt::format("engine {} is unreachable", engine),
+                          t->second.task, engine));
+    running_.erase(t);
+  }
+  (void)relay_.flush();  // those error replies
+}
+
+void DirectScheduler::on_event(const EngineEvent& event) {
+  const std::int64_t id = event.engine;
+  switch (event.kind) {
+    case EngineEvent::Kind::up:
+      if (gate_.up(id, event.slots)) flush_held(id);
+      break;
+    case EngineEvent::Kind::drain:
+      gate_.drain(id);
+      break;
+    case EngineEvent::Kind::down:
+      gate_.down(id);
+      engine_down(id, event.reason);
+      break;
+    case EngineEvent::Kind::known:
+    case EngineEvent::Kind::silent:
+      break;
+  }
+}
+
+void DirectScheduler::engine_down(std::int64_t id, const std::string& reason) {
+  auto it = engines_.find(id);
+  if (it == engines_.end()) return;
+  const std::string why = reason.empty() ? std::string() : " (" + reason + ")";
+  for (auto& held : it->second.held) {
+    relay_.reply_error(held.running.client, held.msg_id,
+                       make_error_record(ErrorCode::engine,
+                                         fmt::format("engine {} died before running task '{}'{}",
+                                                     id, held.running.task, why),
+                                         held.running.task, id));
+  }
+  for (const auto& m : it->second.outstanding) {
+    auto t = running_.find(m);
+    if (t == running_.end()) continue;
+    relay_.reply_error(t->second.client, m,
+                       make_error_record(ErrorCode::engine,
+                                         fmt::format("engine {} died while running task '{}'{}", id,
+                                                     t->second.task, why),
+                                         t->second.task, id));
+    running_.erase(t);
+  }
+  engines_.erase(it);
+}
+
+void DirectScheduler::on_control(std::uint32_t client, const net::Header& h) {
+  std::vector<std::string> removed, signalled;
+  std::map<std::int64_t, std::vector<std::string>> per_engine;
+  for (const auto& text : control_ids(h)) {
+    const auto id = net::TaskId::parse(text);
+    if (!id) continue;
+    if (auto t = running_.find(*id); t != running_.end()) {
+      per_engine[t->second.engine].push_back(text);
+      signalled.push_back(text);
+      continue;
+    }
+    for (auto& [eid, e] : engines_) {
+      auto held = std::find_if(e.held.begin(), e.held.end(),
+                               [&](const Held& t) { return t.msg_id == *id; });
+      if (held == e.held.end()) continue;
+      relay_.reply_error(
+          held->running.client, *id,
+          make_error_record(ErrorCode::aborted,
+                            fmt::format("task '{}' was aborted before it ran", held->running.task),
+                            held->running.task, eid));
+      e.held.erase(held);
+      removed.push_back(text);
+      break;
+    }
+  }
+  for (const auto& [engine, ids] : per_engine)
+    relay_.control_engine(engine, h.task, ids);
+  relay_.control_reply(client, h, removed, signalled);
+}
+
+void DirectScheduler::on_request(net::Envelope& env, const net::Header& h) {
+  const std::uint32_t client = relay_.book.intern(env.route, env.peer_maps);
+  if (h.type == net::MsgType::ControlRequest) {
+    on_control(client, h);
+    return;
+  }
+  const auto msg_id = relay_.task_id(client, h, env);
+  if (!msg_id) return;
+  relay_.feed_submit(false, net::PackedMessage(env));
+  Running task{h.task, -1, client};
+  env.route.clear();
+  switch (gate_.check(h.target)) {
+    case EngineGate::Verdict::usable:
+      dispatch(*msg_id, std::move(task), std::move(env), h.target);
+      break;
+    case EngineGate::Verdict::not_connected:  // held until its hello
+      engines_[h.target].held.push_back({*msg_id, std::move(task), std::move(env)});
+      break;
+    case EngineGate::Verdict::draining:
+      relay_.reply_error(
+          client, *msg_id,
+          make_error_record(
+              ErrorCode::engine,
+              fmt::format("engine {} is being removed and takes no new tasks", h.target), h.task,
+              h.target));
+      break;
+    case EngineGate::Verdict::unknown:
+      relay_.reply_error(client, *msg_id,
+                         make_error_record(ErrorCode::engine,
+                                           fmt::format("no engine {} is registered (engines: [{}])",
+                                                       h.target, gate_.registered_ids()),
+                                           h.task, h.target));
+      break;
+  }
+}
+
+void DirectScheduler::on_reply(net::Envelope& env, net::Header& h) {
+  relay_.from_engine(env, h);
+  if (h.type == net::MsgType::Ping) {
+    if (gate_.hello(h.engine)) flush_held(h.engine);
+    return;
+  }
+  const auto parent = net::TaskId::parse(h.parent_id);
+  auto t = parent ? running_.find(*parent) : running_.end();
+  if (t == running_.end()) {
+    // Its client was told the engine died, or it predates a controller restart: the hub
+    // records the result all the same.
+    relay_.feed_reply(h.engine, env);
+    return;
+  }
+  const std::int64_t engine = t->second.engine;
+  if (auto rec = engines_.find(engine); rec != engines_.end())
+    rec->second.outstanding.erase(*parent);
+  relay_.feed_reply(engine, env);
+  relay_.to_client(t->second.client, std::move(env));
+  running_.erase(t);
+}
+
+}  // namespace ipp::ctrl
