@@ -2,7 +2,6 @@
 
 #include <pthread.h>
 #include <sys/resource.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -25,6 +24,7 @@
 #include "balanced_scheduler.hpp"
 #include "balancer.hpp"
 #include "direct_scheduler.hpp"
+#include "endpoints.hpp"
 #include "events.hpp"
 #include "heart_monitor.hpp"
 #include "ipp/codec.hpp"
@@ -70,14 +70,6 @@ std::string_view kind_of(const net::Header& h) {
 /// zmq::poll that treats a signal as "nothing happened" (the loop re-checks its stop flag).
 bool poll_once(zmq::pollitem_t* items, std::size_t n, std::chrono::milliseconds timeout) {
   return net::poll(items, n, timeout) >= 0;
-}
-
-/// The largest frame a peer may send the controller: 64 GiB, far above any array ipp moves.
-constexpr std::int64_t kMaxFrame = std::int64_t{64} << 30;
-
-std::string bind_any(zmq::socket_t& s, const std::string& ip) {
-  s.bind(fmt::format("tcp://{}:*", ip));
-  return s.get(zmq::sockopt::last_endpoint);
 }
 
 }  // namespace
@@ -1003,115 +995,16 @@ void Controller::start() {
     throw UsageError(
         fmt::format("unknown task database '{}' (use sqlite, memory or none)", options_.db));
   }
-  net::ConnectionInfo client, engine;
-  if (options_.restore) {
-    // The same ports and key: engines and clients of the old controller reconnect by themselves.
-    client = net::read_connection_file(options_.profile_dir / net::kClientFile);
-    engine = net::read_connection_file(options_.profile_dir / net::kEngineFile);
-    if (client.key != engine.key)
-      throw UsageError("restore: the client and engine connection files hold different keys");
-  } else {
-    client.key = engine.key = net::Signer::new_key();
-  }
-  s.signer = std::make_unique<net::Signer>(client.key);
-  if (!options_.restore) {
-    // What a controller of this profile that died left in shared memory goes now.
-    try {
-      const auto old = net::read_connection_file(options_.profile_dir / net::kClientFile);
-      if (!old.shm_dir.empty() &&
-          (old.controller_pid <= 0 || ::kill(static_cast<pid_t>(old.controller_pid), 0) != 0))
-        net::SharedMemory::remove(old.shm_dir);
-    } catch (const std::exception&) {
-      // no earlier controller, or nothing readable of it
-    }
-  }
-  if (options_.shared_memory) {
-    // Large arrays between processes of this host go through files here (see SharedMemory).
-    // A restored controller keeps the directory its engines and clients already use.
-    const std::filesystem::path dir =
-        options_.restore && !client.shm_dir.empty()
-            ? std::filesystem::path(client.shm_dir)
-            : options_.shm_root / ("ipp-" + net::new_id().substr(16));  // the random half
-    net::SharedMemory::remove_abandoned(options_.shm_root, std::chrono::minutes(10));
-    try {
-      const std::string token = net::SharedMemory::create(dir);
-      s.shm = net::SharedMemory::open(dir, token);
-      if (s.shm != nullptr) {
-        s.shm_dir = dir;
-        client.shm_dir = engine.shm_dir = dir.string();
-        client.shm_token = engine.shm_token = token;
-      }
-    } catch (const std::exception& e) {
-      spdlog::warn("no shared memory for large arrays ({}): they travel through the sockets",
-                   e.what());
-    }
-  }
-  if (s.shm_dir.empty()) client.shm_dir = engine.shm_dir = client.shm_token = engine.shm_token = "";
-  client.controller_pid = engine.controller_pid = ::getpid();
-  for (auto* sock : {&s.registration, &s.heartbeat, &s.client_direct, &s.engine_direct,
-                     &s.client_balanced, &s.engine_balanced}) {
-    sock->set(zmq::sockopt::linger, 0);
-    // A frame announced larger than this closes the connection instead of being allocated:
-    // random bytes can read as an old-style frame header of any length, and ZeroMQ would ask
-    // for that much memory at once (and abort when it cannot have it).
-    sock->set(zmq::sockopt::maxmsgsize, kMaxFrame);
-  }
-  // Task channels send without limit in ZeroMQ: a full pipe would make a router drop a reply
-  // (to a client) or refuse a task (to an engine). How much reaches an engine is the
-  // schedulers' decision (--hwm), and a client holds a result for every task it submitted.
-  for (auto* sock : {&s.client_direct, &s.engine_direct, &s.client_balanced, &s.engine_balanced}) {
-    sock->set(zmq::sockopt::sndhwm, 0);
-    sock->set(zmq::sockopt::rcvhwm, 0);
-  }
-  // What clients send is taken in as the schedulers get to it: a client that submits faster
-  // than they take tasks in waits at the socket (TCP pushes back, the client's queue holds the
-  // rest) instead of the controller buffering its flood unread. Receiving loses nothing.
-  for (auto* sock : {&s.client_direct, &s.client_balanced})
-    sock->set(zmq::sockopt::rcvhwm, 64);
-  s.engine_direct.set(zmq::sockopt::router_mandatory, true);
-  s.engine_balanced.set(zmq::sockopt::router_mandatory, true);
-  // Fresh: ports chosen by the OS. Restored: the ports in the files.
-  auto bind = [&](zmq::socket_t& sock, const net::ConnectionInfo& info, const char* channel) {
-    if (!options_.restore) return bind_any(sock, options_.ip);
-    const std::string& ep = info.endpoint(channel);
-    try {
-      sock.bind(ep);
-    } catch (const zmq::error_t& e) {
-      throw UsageError(
-          fmt::format("restore: cannot listen on {} again ({}): is the old "
-                      "controller still running?",
-                      ep, e.what()));
-    }
-    return ep;
-  };
-  const auto reg = bind(s.registration, client, "registration");
-  client.endpoints["registration"] = engine.endpoints["registration"] = reg;
-  engine.endpoints["heartbeat"] = bind(s.heartbeat, engine, "heartbeat");
-  client.endpoints["direct"] = bind(s.client_direct, client, "direct");
-  engine.endpoints["engine_direct"] = bind(s.engine_direct, engine, "engine_direct");
-  client.endpoints["balanced"] = bind(s.client_balanced, client, "balanced");
-  engine.endpoints["engine_balanced"] = bind(s.engine_balanced, engine, "engine_balanced");
-  // The task channels again as Unix sockets, for peers on this host; after the TCP binds,
-  // which fail while an old controller of a restored profile still runs.
-  client.local_endpoints.clear();
-  engine.local_endpoints.clear();
-  if (options_.local_sockets && !s.shm_dir.empty()) {
-    auto bind_local = [&](zmq::socket_t& sock, net::ConnectionInfo& info, const char* channel) {
-      const std::string ep = "ipc://" + (s.shm_dir / fmt::format("{}.sock", channel)).string();
-      if (ep.size() - 6 >= sizeof(sockaddr_un::sun_path)) {
-        spdlog::info("no Unix socket for {}: the path {} is too long", channel, ep);
-        return;
-      }
-      sock.bind(ep);
-      info.local_endpoints[channel] = ep;
-    };
-    bind_local(s.client_direct, client, "direct");
-    bind_local(s.engine_direct, engine, "engine_direct");
-    bind_local(s.client_balanced, client, "balanced");
-    bind_local(s.engine_balanced, engine, "engine_balanced");
-  }
-  net::write_connection_file(options_.profile_dir / net::kEngineFile, engine);
-  net::write_connection_file(options_.profile_dir / net::kClientFile, client);
+  ctrl::Endpoints endpoints = ctrl::Endpoints::prepare(options_);
+  s.signer = std::make_unique<net::Signer>(endpoints.client.key);
+  s.shm = endpoints.shm;
+  s.shm_dir = endpoints.shm_dir;
+  ctrl::ControllerSockets sockets{s.registration,  s.heartbeat,       s.client_direct,
+                                  s.engine_direct, s.client_balanced, s.engine_balanced};
+  ctrl::Endpoints::configure(sockets);
+  endpoints.bind(sockets, options_);
+  endpoints.write_files(options_.profile_dir);
+  const std::string reg = endpoints.client.endpoint("registration");
 
   // Named, so that `top -H`, `ps -L` and profilers tell the controller's threads apart.
   auto named = [](const char* name, auto body) {

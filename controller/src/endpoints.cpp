@@ -1,0 +1,144 @@
+#include "endpoints.hpp"
+
+#include <signal.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "ipp/error.hpp"
+#include "ipp/net/header.hpp"
+#include "ipp/net/signer.hpp"
+
+namespace ipp::ctrl {
+
+namespace {
+
+/// What a controller of this profile that died left in shared memory goes now.
+void remove_dead_controllers_memory(const std::filesystem::path& profile_dir) {
+  try {
+    const auto old = net::read_connection_file(profile_dir / net::kClientFile);
+    if (!old.shm_dir.empty() &&
+        (old.controller_pid <= 0 || ::kill(static_cast<pid_t>(old.controller_pid), 0) != 0))
+      net::SharedMemory::remove(old.shm_dir);
+  } catch (const std::exception&) {
+    // no earlier controller, or nothing readable of it
+  }
+}
+
+}  // namespace
+
+Endpoints Endpoints::prepare(const ControllerOptions& options) {
+  Endpoints ep;
+  if (options.restore) {
+    ep.client = net::read_connection_file(options.profile_dir / net::kClientFile);
+    ep.engine = net::read_connection_file(options.profile_dir / net::kEngineFile);
+    if (ep.client.key != ep.engine.key)
+      throw UsageError("restore: the client and engine connection files hold different keys");
+  } else {
+    ep.client.key = ep.engine.key = net::Signer::new_key();
+    remove_dead_controllers_memory(options.profile_dir);
+  }
+  if (options.shared_memory) {
+    // Large arrays between processes of this host go through files here (see SharedMemory).
+    // A restored controller keeps the directory its engines and clients already use.
+    const std::filesystem::path dir =
+        options.restore && !ep.client.shm_dir.empty()
+            ? std::filesystem::path(ep.client.shm_dir)
+            : options.shm_root / ("ipp-" + net::new_id().substr(16));  // the random half
+    net::SharedMemory::remove_abandoned(options.shm_root, std::chrono::minutes(10));
+    try {
+      const std::string token = net::SharedMemory::create(dir);
+      ep.shm = net::SharedMemory::open(dir, token);
+      if (ep.shm != nullptr) {
+        ep.shm_dir = dir;
+        ep.client.shm_dir = ep.engine.shm_dir = dir.string();
+        ep.client.shm_token = ep.engine.shm_token = token;
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("no shared memory for large arrays ({}): they travel through the sockets",
+                   e.what());
+    }
+  }
+  if (ep.shm_dir.empty())
+    ep.client.shm_dir = ep.engine.shm_dir = ep.client.shm_token = ep.engine.shm_token = "";
+  ep.client.controller_pid = ep.engine.controller_pid = ::getpid();
+  return ep;
+}
+
+void Endpoints::configure(ControllerSockets& s) {
+  for (auto* sock : {&s.registration, &s.heartbeat, &s.client_direct, &s.engine_direct,
+                     &s.client_balanced, &s.engine_balanced}) {
+    sock->set(zmq::sockopt::linger, 0);
+    // A frame announced larger than this closes the connection instead of being allocated:
+    // random bytes can read as an old-style frame header of any length, and ZeroMQ would ask
+    // for that much memory at once (and abort when it cannot have it).
+    sock->set(zmq::sockopt::maxmsgsize, kMaxFrame);
+  }
+  // Task channels send without limit in ZeroMQ: a full pipe would make a router drop a reply
+  // (to a client) or refuse a task (to an engine). How much reaches an engine is the
+  // schedulers' decision (--hwm), and a client holds a result for every task it submitted.
+  for (auto* sock : {&s.client_direct, &s.engine_direct, &s.client_balanced, &s.engine_balanced}) {
+    sock->set(zmq::sockopt::sndhwm, 0);
+    sock->set(zmq::sockopt::rcvhwm, 0);
+  }
+  // What clients send is taken in as the schedulers get to it: a client that submits faster
+  // than they take tasks in waits at the socket (TCP pushes back, the client's queue holds the
+  // rest) instead of the controller buffering its flood unread. Receiving loses nothing.
+  for (auto* sock : {&s.client_direct, &s.client_balanced})
+    sock->set(zmq::sockopt::rcvhwm, 64);
+  s.engine_direct.set(zmq::sockopt::router_mandatory, true);
+  s.engine_balanced.set(zmq::sockopt::router_mandatory, true);
+}
+
+void Endpoints::bind(ControllerSockets& s, const ControllerOptions& options) {
+  // Fresh: ports chosen by the OS. Restored: the ports in the files.
+  auto bind_one = [&](zmq::socket_t& sock, const net::ConnectionInfo& info, const char* channel) {
+    if (!options.restore) {
+      sock.bind(fmt::format("tcp://{}:*", options.ip));
+      return sock.get(zmq::sockopt::last_endpoint);
+    }
+    const std::string& at = info.endpoint(channel);
+    try {
+      sock.bind(at);
+    } catch (const zmq::error_t& e) {
+      throw UsageError(fmt::format(
+          "restore: cannot listen on {} again ({}): is the old controller still running?", at,
+          e.what()));
+    }
+    return at;
+  };
+  const auto reg = bind_one(s.registration, client, "registration");
+  client.endpoints["registration"] = engine.endpoints["registration"] = reg;
+  engine.endpoints["heartbeat"] = bind_one(s.heartbeat, engine, "heartbeat");
+  client.endpoints["direct"] = bind_one(s.client_direct, client, "direct");
+  engine.endpoints["engine_direct"] = bind_one(s.engine_direct, engine, "engine_direct");
+  client.endpoints["balanced"] = bind_one(s.client_balanced, client, "balanced");
+  engine.endpoints["engine_balanced"] = bind_one(s.engine_balanced, engine, "engine_balanced");
+  // The task channels again as Unix sockets, for peers on this host; after the TCP binds,
+  // which fail while an old controller of a restored profile still runs.
+  client.local_endpoints.clear();
+  engine.local_endpoints.clear();
+  if (!options.local_sockets || shm_dir.empty()) return;
+  auto bind_local = [&](zmq::socket_t& sock, net::ConnectionInfo& info, const char* channel) {
+    const std::string at = "ipc://" + (shm_dir / fmt::format("{}.sock", channel)).string();
+    if (at.size() - 6 >= sizeof(sockaddr_un::sun_path)) {
+      spdlog::info("no Unix socket for {}: the path {} is too long", channel, at);
+      return;
+    }
+    sock.bind(at);
+    info.local_endpoints[channel] = at;
+  };
+  bind_local(s.client_direct, client, "direct");
+  bind_local(s.engine_direct, engine, "engine_direct");
+  bind_local(s.client_balanced, client, "balanced");
+  bind_local(s.engine_balanced, engine, "engine_balanced");
+}
+
+void Endpoints::write_files(const std::filesystem::path& profile_dir) const {
+  net::write_connection_file(profile_dir / net::kEngineFile, engine);
+  net::write_connection_file(profile_dir / net::kClientFile, client);
+}
+
+}  // namespace ipp::ctrl
