@@ -27,6 +27,7 @@
 #include "endpoints.hpp"
 #include "events.hpp"
 #include "heart_monitor.hpp"
+#include "hub_recorder.hpp"
 #include "ipp/codec.hpp"
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/envelope.hpp"
@@ -53,19 +54,6 @@ using net::TaskId;
 constexpr const char* kEvents = "inproc://ipp-events";    // hub -> everyone: engine up / down
 constexpr const char* kHubIn = "inproc://ipp-hub-in";     // heartbeat -> hub: engine silent
 constexpr const char* kMonitor = "inproc://ipp-monitor";  // schedulers -> hub: traffic to take
-
-std::string_view kind_of(const net::Header& h) {
-  switch (h.type) {
-    case net::MsgType::ApplyRequest:
-      return "apply";
-    case net::MsgType::MapRequest:
-      return "map";
-    case net::MsgType::ExecuteRequest:
-      return "execute";
-    default:
-      return h.task;  // NamespaceRequest: push, pull, clear
-  }
-}
 
 /// zmq::poll that treats a signal as "nothing happened" (the loop re-checks its stop flag).
 bool poll_once(zmq::pollitem_t* items, std::size_t n, std::chrono::milliseconds timeout) {
@@ -117,58 +105,6 @@ void Controller::State::hub() {
   monitor.set(zmq::sockopt::rcvhwm, 0);
   monitor.bind(kMonitor);
   PluginStore store(options.profile_dir / "plugins");
-  // Writes waiting for the next flush, by msg_id. A task submitted, dispatched and answered
-  // within one flush is one INSERT of its final row; a task written before is updated in
-  // place. Nothing of a task stays in the hub's memory once written, so a queued task costs
-  // the hub nothing while it waits.
-  struct Write {
-    hub::TaskRecord record;  // fresh: the whole row; else msg_id and what changed
-    bool fresh = false;      // submitted since the last flush
-  };
-  std::unordered_map<TaskId, Write, net::TaskIdHash> writes;
-  writes.reserve(8192);
-  std::size_t unflushed = 0;
-  auto last_flush = Steady::now();
-  // The write for `id` in this flush: the fresh row, or an update of a stored one.
-  auto write_for = [&](TaskId id) -> Write& {
-    if (options.hub_delay.count() > 0) std::this_thread::sleep_for(options.hub_delay);
-    ++unflushed;
-    Write& w = writes[id];
-    if (w.record.msg_id.empty()) w.record.msg_id = id.str();
-    return w;
-  };
-  auto flush = [&] {
-    last_flush = Steady::now();
-    unflushed = 0;
-    if (!db || writes.empty()) return;
-    try {
-      for (const auto& [msg_id, w] : writes) {
-        if (w.fresh)
-          db->put(w.record);
-        else
-          db->update(w.record);
-      }
-      db->flush();
-    } catch (const Error& e) {
-      spdlog::error("hub: task database: {}", e.what());
-    }
-    writes.clear();
-  };
-  if (options.restore && db) {
-    // Tasks in flight when the old controller died: failed until a late reply says otherwise
-    // (an engine that finished one sends its reply when it reconnects; it is recorded then).
-    auto unfinished = db->query({{"status", "in", Value::list({"pending", "running"})}});
-    for (auto& r : unfinished) {
-      r.status = "error";
-      r.error = make_error_record(
-          ErrorCode::connection,
-          "the controller restarted while this task was in flight; no result has arrived", r.task,
-          r.engine);
-      db->update(r);
-    }
-    db->flush();
-    spdlog::info("restore: {} task(s) were in flight", unfinished.size());
-  }
 
   struct EngineRec {
     std::int64_t id;
@@ -329,93 +265,12 @@ void Controller::State::hub() {
     if (it == plugin_names.end()) it = plugin_names.emplace(task, find_plugin(task)).first;
     return it->second;
   };
+  ctrl::HubRecorder recorder(
+      db.get(), {.max_payload = options.db_max_payload, .delay = options.hub_delay}, plugin_of);
+  if (options.restore && db)
+    spdlog::info("restore: {} task(s) were in flight", recorder.fail_unfinished());
+  auto flush = [&] { recorder.flush(); };
 
-  // Payload parts from `from` on, unless larger than the hub keeps: a small payload packed
-  // into `packed`, a large one as the parts themselves (shared, not copied: the database
-  // writes them where it keeps them). `size` gets their total either way.
-  auto keep_parts = [&](const std::vector<Buffer>& msg, std::size_t from, std::int64_t& size,
-                        std::string& packed, std::vector<Buffer>& parts) {
-    size = 0;
-    for (std::size_t i = from; i < msg.size(); ++i)
-      size += static_cast<std::int64_t>(msg[i].size());
-    packed.clear();
-    parts.clear();
-    if (size > options.db_max_payload) return;
-    parts.assign(msg.begin() + static_cast<std::ptrdiff_t>(from), msg.end());
-    if (size < hub::TaskDb::kFilePayloadsAbove) {
-      packed = hub::pack_parts(parts);
-      parts.clear();
-    }
-  };
-  // A header copied by a scheduler, read in place when it is aligned.
-  auto header_of = [](const Buffer& b) { return net::decode_header(b.aligned(8)); };
-  auto on_traffic = [&](const Traffic& copy) {
-    const std::vector<Buffer> msg = copy.message.unpack().parts;
-    if (copy.kind == Traffic::Kind::submit) {
-      if (!db || msg.empty()) return;
-      const net::Header h = header_of(msg[0]);
-      const auto id = TaskId::parse(h.msg_id);
-      if (!id) return;  // the schedulers pass on no request with a malformed id
-      Write& w = write_for(*id);
-      w.fresh = true;
-      hub::TaskRecord& r = w.record;
-      r.client = h.session;
-      r.queue = copy.balanced ? "balanced" : "direct";
-      r.kind = std::string(kind_of(h));
-      r.task = h.task;
-      if (h.type == net::MsgType::ApplyRequest || h.type == net::MsgType::MapRequest)
-        std::tie(r.plugin, r.plugin_hash) = plugin_of(h.task);
-      r.target = h.target;
-      r.bind = h.bind;
-      keep_parts(msg, 1, r.args_size, r.args, r.args_parts);
-      r.submitted = h.submitted != 0 ? h.submitted : net::now_us();
-      if (h.info.kind() == Value::Kind::map && h.info.as_map().contains("resubmitted_from"))
-        r.resubmitted_from = h.info["resubmitted_from"].as_string();
-    } else if (copy.kind == Traffic::Kind::dispatch) {
-      const std::int64_t engine = copy.engine;
-      if (auto e = engines.find(engine); e != engines.end()) {
-        ++e->second.submitted;
-        e->second.running.insert(copy.msg_id);
-      }
-      if (!db) return;
-      hub::TaskRecord& r = write_for(copy.msg_id).record;
-      r.engine = engine;
-      r.status = "running";
-    } else {
-      if (msg.empty()) return;
-      const net::Header h = header_of(msg[0]);
-      const std::int64_t engine = copy.engine;
-      const auto id = TaskId::parse(h.parent_id);
-      if (!id) return;  // a reply to no task the schedulers passed on
-      if (auto e = engines.find(engine); e != engines.end()) {
-        if (e->second.running.erase(*id) != 0) ++e->second.completed;
-      }
-      if (!db) return;
-      Write& w = write_for(*id);
-      hub::TaskRecord& r = w.record;
-      if (h.engine >= 0) r.engine = h.engine;
-      r.started = h.started;
-      r.completed = h.completed;
-      r.received = net::now_us();
-      if (h.error) {
-        r.status = h.error->code == ErrorCode::engine      ? "engine_died"
-                   : h.error->code == ErrorCode::aborted   ? "aborted"
-                   : h.error->code == ErrorCode::cancelled ? "cancelled"
-                                                           : "error";
-        r.error = h.error;
-        if (r.plugin.empty()) r.plugin = h.error->plugin;
-      } else {
-        r.status = "ok";
-        r.error.reset();  // a late reply after a restore replaces the restart's error
-        keep_parts(msg, 1, r.result_size, r.result, r.result_parts);
-      }
-      // Submitted before any engine described its plugin: named now that one ran it (the
-      // database names only tasks that run a plugin's task).
-      const bool fresh = w.fresh;
-      if (r.plugin.empty() && !h.task.empty() && (!fresh || r.kind == "apply" || r.kind == "map"))
-        std::tie(r.plugin, r.plugin_hash) = plugin_of(h.task);
-    }
-  };
   // Parts of a stored payload, as buffers for a reply.
   auto stored_payload = [](const std::string& blob) {
     Payload p;
@@ -430,34 +285,30 @@ void Controller::State::hub() {
     return p;
   };
   // Records the traffic copies handed over so far, at most `limit` of them and for at most
-  // `budget`. Returns true when it stopped with more waiting.
-  std::deque<Traffic> backlog;
-  auto drain_traffic = [&](int limit, std::chrono::milliseconds budget) {
+  // `budget`; the engines' counts follow. Returns true when it stopped with more waiting.
+  std::vector<ctrl::EngineLoadChange> loads;
+  auto drain_traffic = [&](std::size_t limit, std::chrono::milliseconds budget) {
     zmq::message_t wake;
     while (monitor.recv(wake, zmq::recv_flags::dontwait)) {
     }
-    if (backlog.empty()) {
-      backlog = traffic.take();
-    } else {
-      for (auto& t : traffic.take())
-        backlog.push_back(std::move(t));
-    }
-
-    const auto until = Steady::now() + budget;
-    for (int n = 0; !backlog.empty(); ++n) {
-      if (n >= limit || Steady::now() >= until) return true;
-      try {
-        on_traffic(backlog.front());
-      } catch (const std::exception& e) {
-        spdlog::warn("hub: a traffic copy was not recorded: {}", e.what());
+    recorder.take(traffic);
+    loads.clear();
+    const bool more = recorder.record_some(limit, budget, loads);
+    for (const auto& change : loads) {
+      auto e = engines.find(change.engine);
+      if (e == engines.end()) continue;
+      if (change.kind == ctrl::EngineLoadChange::Kind::dispatched) {
+        ++e->second.submitted;
+        e->second.running.insert(change.task);
+      } else if (e->second.running.erase(change.task) != 0) {
+        ++e->second.completed;
       }
-      backlog.pop_front();
     }
-    return false;
+    return more;
   };
   auto need_db = [&]() -> hub::TaskDb& {
     if (!db) throw UsageError("this controller keeps no task database (started with --db none)");
-    drain_traffic(1 << 30, std::chrono::hours(1));  // answer from everything sent so far
+    drain_traffic(SIZE_MAX, std::chrono::hours(1));  // answer from everything sent so far
     flush();
     return *db;
   };
@@ -472,7 +323,7 @@ void Controller::State::hub() {
     for (auto& [id, e] : engines) {
       if (!e.draining || now - e.drain_since < std::chrono::milliseconds(250)) continue;
       if (!drained_feed) {
-        drain_traffic(1 << 30, std::chrono::hours(1));
+        drain_traffic(SIZE_MAX, std::chrono::hours(1));
         drained_feed = true;
       }
       if (e.running.empty()) done.push_back(id);
@@ -599,7 +450,7 @@ void Controller::State::hub() {
         }
         r.info = Value(std::move(list));
       } else if (h.task == "queue_status") {
-        drain_traffic(1 << 30, std::chrono::hours(1));  // counted from everything sent so far
+        drain_traffic(SIZE_MAX, std::chrono::hours(1));  // counted from everything sent so far
         Value::Map status;
         for (const auto& [id, e] : engines) {
           status[std::to_string(id)] =
@@ -692,7 +543,6 @@ void Controller::State::hub() {
   // times per task, and its records are written in bigger transactions. Queries that read
   // the records take in everything sent before them first, so none answers from stale data.
   constexpr auto kDrainAfter = std::chrono::milliseconds(20);
-  constexpr auto kFlushEvery = std::chrono::milliseconds(50);
   // Shared-memory parts of messages that were lost (a peer died with them in flight) are
   // removed after kPartsInFlight; every kSweepEvery the directory is looked through.
   constexpr auto kSweepEvery = std::chrono::seconds(10);
@@ -711,7 +561,7 @@ void Controller::State::hub() {
                                      std::chrono::ceil<std::chrono::milliseconds>(t - now)));
     };
     if (drain_at != kNoDrain) until(drain_at);
-    if (!writes.empty()) until(last_flush + kFlushEvery);
+    if (auto at = recorder.next_flush()) until(*at);
     if (!poll_once(items, drain_at != kNoDrain ? 2 : 3, wait)) continue;
     if (drain_at == kNoDrain && (items[2].revents & ZMQ_POLLIN))
       drain_at = Steady::now() + kDrainAfter;
@@ -880,7 +730,7 @@ void Controller::State::hub() {
         spdlog::info("shared memory: removed {} part(s) nobody took", n);
       net::SharedMemory::trim(kSweepEvery);
     }
-    if (Steady::now() - last_flush > kFlushEvery || unflushed >= 4096) flush();
+    if (recorder.flush_due(Steady::now())) flush();
   }
   flush();
   // Shutdown: tell every engine to exit.

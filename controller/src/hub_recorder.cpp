@@ -1,0 +1,208 @@
+#include "hub_recorder.hpp"
+
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+namespace ipp::ctrl {
+
+namespace {
+
+std::string_view kind_of(const net::Header& h) {
+  switch (h.type) {
+    case net::MsgType::ApplyRequest:
+      return "apply";
+    case net::MsgType::MapRequest:
+      return "map";
+    case net::MsgType::ExecuteRequest:
+      return "execute";
+    default:
+      return h.task;  // NamespaceRequest: push, pull, clear
+  }
+}
+
+/// A header copied by a scheduler, read in place when it is aligned.
+net::Header header_of(const Buffer& b) {
+  return net::decode_header(b.aligned(8));
+}
+
+const char* status_of(const ErrorRecord& e) {
+  switch (e.code) {
+    case ErrorCode::engine:
+      return "engine_died";
+    case ErrorCode::aborted:
+      return "aborted";
+    case ErrorCode::cancelled:
+      return "cancelled";
+    default:
+      return "error";
+  }
+}
+
+}  // namespace
+
+HubRecorder::HubRecorder(hub::TaskDb* db, Options options, PluginOf plugin_of)
+    : db_(db), options_(options), plugin_of_(std::move(plugin_of)) {
+  writes_.reserve(8192);
+}
+
+std::size_t HubRecorder::fail_unfinished() {
+  if (db_ == nullptr) return 0;
+  auto unfinished = db_->query({{"status", "in", Value::list({"pending", "running"})}});
+  for (auto& r : unfinished) {
+    r.status = "error";
+    r.error = make_error_record(
+        ErrorCode::connection,
+        "the controller restarted while this task was in flight; no result has arrived", r.task,
+        r.engine);
+    db_->update(r);
+  }
+  db_->flush();
+  return unfinished.size();
+}
+
+HubRecorder::Write& HubRecorder::write_for(net::TaskId id) {
+  if (options_.delay.count() > 0) std::this_thread::sleep_for(options_.delay);
+  ++unflushed_;
+  Write& w = writes_[id];
+  if (w.record.msg_id.empty()) w.record.msg_id = id.str();
+  return w;
+}
+
+// Payload parts from `from` on, unless larger than the hub keeps: a small payload packed into
+// `packed`, a large one as the parts themselves (shared, not copied: the database writes them
+// where it keeps them). `size` gets their total either way.
+void HubRecorder::keep_parts(const std::vector<Buffer>& msg, std::size_t from, std::int64_t& size,
+                             std::string& packed, std::vector<Buffer>& parts) const {
+  size = 0;
+  for (std::size_t i = from; i < msg.size(); ++i)
+    size += static_cast<std::int64_t>(msg[i].size());
+  packed.clear();
+  parts.clear();
+  if (size > options_.max_payload) return;
+  parts.assign(msg.begin() + static_cast<std::ptrdiff_t>(from), msg.end());
+  if (size < hub::TaskDb::kFilePayloadsAbove) {
+    packed = hub::pack_parts(parts);
+    parts.clear();
+  }
+}
+
+void HubRecorder::take(TrafficFeed& feed) {
+  if (backlog_.empty()) {
+    backlog_ = feed.take();
+  } else {
+    for (auto& t : feed.take())
+      backlog_.push_back(std::move(t));
+  }
+}
+
+bool HubRecorder::record_some(std::size_t limit, Clock::duration budget,
+                              std::vector<EngineLoadChange>& loads) {
+  const auto until = Clock::now() + budget;
+  for (std::size_t n = 0; !backlog_.empty(); ++n) {
+    if (n >= limit || Clock::now() >= until) return true;
+    try {
+      record(backlog_.front(), loads);
+    } catch (const std::exception& e) {
+      spdlog::warn("hub: a traffic copy was not recorded: {}", e.what());
+    }
+    backlog_.pop_front();
+  }
+  return false;
+}
+
+void HubRecorder::record(const Traffic& copy, std::vector<EngineLoadChange>& loads) {
+  if (copy.kind == Traffic::Kind::dispatch) {
+    loads.push_back({EngineLoadChange::Kind::dispatched, copy.engine, copy.msg_id});
+    if (db_ == nullptr) return;
+    hub::TaskRecord& r = write_for(copy.msg_id).record;
+    r.engine = copy.engine;
+    r.status = "running";
+    return;
+  }
+  const std::vector<Buffer> msg = copy.message.unpack().parts;
+  if (msg.empty()) return;
+  if (copy.kind == Traffic::Kind::submit)
+    on_submit(copy, msg);
+  else
+    on_reply(copy, msg, loads);
+}
+
+void HubRecorder::on_submit(const Traffic& copy, const std::vector<Buffer>& msg) {
+  if (db_ == nullptr) return;
+  const net::Header h = header_of(msg[0]);
+  const auto id = net::TaskId::parse(h.msg_id);
+  if (!id) return;  // the schedulers pass on no request with a malformed id
+  Write& w = write_for(*id);
+  w.fresh = true;
+  hub::TaskRecord& r = w.record;
+  r.client = h.session;
+  r.queue = copy.balanced ? "balanced" : "direct";
+  r.kind = std::string(kind_of(h));
+  r.task = h.task;
+  if (h.type == net::MsgType::ApplyRequest || h.type == net::MsgType::MapRequest)
+    std::tie(r.plugin, r.plugin_hash) = plugin_of_(h.task);
+  r.target = h.target;
+  r.bind = h.bind;
+  keep_parts(msg, 1, r.args_size, r.args, r.args_parts);
+  r.submitted = h.submitted != 0 ? h.submitted : net::now_us();
+  if (h.info.kind() == Value::Kind::map && h.info.as_map().contains("resubmitted_from"))
+    r.resubmitted_from = h.info["resubmitted_from"].as_string();
+}
+
+void HubRecorder::on_reply(const Traffic& copy, const std::vector<Buffer>& msg,
+                           std::vector<EngineLoadChange>& loads) {
+  const net::Header h = header_of(msg[0]);
+  const auto id = net::TaskId::parse(h.parent_id);
+  if (!id) return;  // a reply to no task the schedulers passed on
+  loads.push_back({EngineLoadChange::Kind::answered, copy.engine, *id});
+  if (db_ == nullptr) return;
+  Write& w = write_for(*id);
+  hub::TaskRecord& r = w.record;
+  if (h.engine >= 0) r.engine = h.engine;
+  r.started = h.started;
+  r.completed = h.completed;
+  r.received = net::now_us();
+  if (h.error) {
+    r.status = status_of(*h.error);
+    r.error = h.error;
+    if (r.plugin.empty()) r.plugin = h.error->plugin;
+  } else {
+    r.status = "ok";
+    r.error.reset();  // a late reply after a restore replaces the restart's error
+    keep_parts(msg, 1, r.result_size, r.result, r.result_parts);
+  }
+  // Submitted before any engine described its plugin: named now that one ran it (the
+  // database names only tasks that run a plugin's task).
+  if (r.plugin.empty() && !h.task.empty() && (!w.fresh || r.kind == "apply" || r.kind == "map"))
+    std::tie(r.plugin, r.plugin_hash) = plugin_of_(h.task);
+}
+
+void HubRecorder::flush() {
+  last_flush_ = Clock::now();
+  unflushed_ = 0;
+  if (db_ == nullptr || writes_.empty()) return;
+  try {
+    for (const auto& [msg_id, w] : writes_) {
+      if (w.fresh)
+        db_->put(w.record);
+      else
+        db_->update(w.record);
+    }
+    db_->flush();
+  } catch (const Error& e) {
+    spdlog::error("hub: task database: {}", e.what());
+  }
+  writes_.clear();
+}
+
+bool HubRecorder::flush_due(Clock::time_point now) const {
+  return now - last_flush_ > kFlushEvery || unflushed_ >= kFlushAfter;
+}
+
+std::optional<HubRecorder::Clock::time_point> HubRecorder::next_flush() const {
+  if (writes_.empty()) return std::nullopt;
+  return last_flush_ + kFlushEvery;
+}
+
+}  // namespace ipp::ctrl

@@ -1,0 +1,106 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "ipp/net/header.hpp"
+#include "task_db.hpp"
+#include "traffic.hpp"
+
+namespace ipp::ctrl {
+
+/// What a traffic copy says of an engine's load: a task given to it, or answered by it. The
+/// hub's engine registry keeps the counts.
+struct EngineLoadChange {
+  enum class Kind : std::uint8_t { dispatched, answered };
+  Kind kind = Kind::dispatched;
+  std::int64_t engine = -1;
+  net::TaskId task;
+};
+
+/// Turns the schedulers' copies of traffic into task-database rows, off the path of execution.
+///
+/// Writes wait for the next flush, by msg_id: a task submitted, dispatched and answered within
+/// one flush is one INSERT of its final row; a task written before is updated in place. Nothing
+/// of a task stays here once written, so a queued task costs the hub nothing while it waits.
+/// Copies are taken in batches and recorded a bounded number at a time, so that the hub serves
+/// registrations and queries while a backlog drains.
+///
+///     HubRecorder rec(db, {.max_payload = 64 << 20}, plugin_of);
+///     rec.take(feed);
+///     std::vector<EngineLoadChange> loads;
+///     while (rec.record_some(4096, 50ms, loads)) ...
+///     if (rec.flush_due(now)) rec.flush();
+///
+/// Not thread-safe: the hub's thread owns it.
+class HubRecorder {
+ public:
+  using Clock = std::chrono::steady_clock;
+  struct Options {
+    /// Arguments or results larger than this are recorded by size only.
+    std::int64_t max_payload = std::int64_t{64} << 20;
+    /// Debugging: sleep this long per record (a slow hub, for tests and benchmarks).
+    std::chrono::microseconds delay{0};
+  };
+  /// The plugin (name, hash) a task name refers to, as far as the hub knows ({} when unknown).
+  using PluginOf = std::function<std::pair<std::string, std::string>(const std::string& task)>;
+
+  /// A flush is due this long after the last one when writes wait, or after kFlushAfter writes.
+  static constexpr auto kFlushEvery = std::chrono::milliseconds(50);
+  static constexpr std::size_t kFlushAfter = 4096;
+
+  /// `db` may be null (--db none): then only the engines' load changes are read from copies.
+  HubRecorder(hub::TaskDb* db, Options options, PluginOf plugin_of);
+
+  /// Restore: tasks in flight when the old controller died are failed with a ConnectionError
+  /// until a late reply says otherwise (an engine that finished one sends its reply when it
+  /// reconnects; it is recorded then). Returns how many.
+  std::size_t fail_unfinished();
+
+  /// Appends everything `feed` holds to the backlog.
+  void take(TrafficFeed& feed);
+  /// Records at most `limit` copies of the backlog, for at most `budget`, appending what they
+  /// say of engines' loads to `loads`. Returns true when it stopped with more waiting. A copy
+  /// that cannot be recorded is logged and skipped.
+  bool record_some(std::size_t limit, Clock::duration budget, std::vector<EngineLoadChange>& loads);
+  /// Records one copy (what record_some() does for each).
+  void record(const Traffic& copy, std::vector<EngineLoadChange>& loads);
+
+  /// Writes what waits in one transaction. A database error is logged; the hub goes on.
+  void flush();
+  /// Whether a flush is due at `now`.
+  [[nodiscard]] bool flush_due(Clock::time_point now) const;
+  /// When the next flush falls due, if writes wait.
+  [[nodiscard]] std::optional<Clock::time_point> next_flush() const;
+  [[nodiscard]] std::size_t backlog() const noexcept { return backlog_.size(); }
+  [[nodiscard]] hub::TaskDb* db() const noexcept { return db_; }
+
+ private:
+  struct Write {
+    hub::TaskRecord record;  // fresh: the whole row; else msg_id and what changed
+    bool fresh = false;      // submitted since the last flush
+  };
+  Write& write_for(net::TaskId id);
+  void keep_parts(const std::vector<Buffer>& msg, std::size_t from, std::int64_t& size,
+                  std::string& packed, std::vector<Buffer>& parts) const;
+  void on_submit(const Traffic& copy, const std::vector<Buffer>& msg);
+  void on_reply(const Traffic& copy, const std::vector<Buffer>& msg,
+                std::vector<EngineLoadChange>& loads);
+
+  hub::TaskDb* db_;
+  Options options_;
+  PluginOf plugin_of_;
+  std::unordered_map<net::TaskId, Write, net::TaskIdHash> writes_;
+  std::size_t unflushed_ = 0;
+  Clock::time_point last_flush_ = Clock::now();
+  std::deque<Traffic> backlog_;
+};
+
+}  // namespace ipp::ctrl
