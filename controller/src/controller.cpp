@@ -37,6 +37,7 @@
 #include "ipp/net/shm.hpp"
 #include "ipp/runtime/plugin_loader.hpp"
 #include "ipp/runtime/plugin_store.hpp"
+#include "plugin_distributor.hpp"
 #include "relay.hpp"
 #include "replies.hpp"
 #include "task_db.hpp"
@@ -104,7 +105,11 @@ void Controller::State::hub() {
   zmq::socket_t monitor(ctx, zmq::socket_type::pull);
   monitor.set(zmq::sockopt::rcvhwm, 0);
   monitor.bind(kMonitor);
-  PluginStore store(options.profile_dir / "plugins");
+  ctrl::PluginDistributor plugins(options.profile_dir / "plugins", options.restore);
+  auto send_all = [&](std::vector<net::Envelope> messages) {
+    for (const auto& m : messages)
+      net::send(registration, sign(), m);
+  };
 
   struct EngineRec {
     std::int64_t id;
@@ -127,72 +132,10 @@ void Controller::State::hub() {
   };
   std::vector<Removal> removals;
   std::set<std::int64_t> removed_pids;  // told to stop: never registered again
-  struct Push {
-    std::vector<zmq::message_t> client;
-    std::string request_id;
-    std::string name;
-    std::set<std::int64_t> waiting;
-    Value::Map results;
-    std::vector<ErrorRecord> errors;
-  };
   std::map<std::int64_t, EngineRec> engines;
   std::int64_t next_id = 0;
-  // Every plugin pushed so far, in push order, with the file as it arrived: engines get that
-  // payload as is (its buffers are shared, not copied or read again from disk).
-  struct HubPlugin {
-    StoredPlugin stored;
-    Payload file;
-  };
-  std::vector<HubPlugin> plugins;
-  std::map<std::string, Push> pushes;      // by push msg id sent to engines
-  std::map<std::string, Value> described;  // plugin hash -> what an engine reported of it
-  // Pushed plugins in push order, one hash per line, so a restored controller has them all.
-  const auto manifest = store.dir() / "pushed.txt";
-  if (options.restore) {
-    std::ifstream in(manifest);
-    for (std::string hash; std::getline(in, hash);) {
-      const auto path = store.path_for(hash);
-      std::ifstream file(path, std::ios::binary);
-      if (!file) {
-        spdlog::warn("restore: pushed plugin {} is missing from {}", hash, path.string());
-        continue;
-      }
-      std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(file)),
-                                      std::istreambuf_iterator<char>());
-      plugins.push_back(
-          {StoredPlugin{hash, path}, encode(Value(Bytes{Buffer::adopt(std::move(bytes))}))});
-    }
-    spdlog::info("restore: {} pushed plugin(s)", plugins.size());
-  }
 
   auto publish = [&](const EngineEvent& event) { event.send(events); };
-  auto push_plugin_to = [&](EngineRec& e, const HubPlugin& p, const std::string& push_id) {
-    net::Header h;
-    h.type = net::MsgType::PluginPush;
-    h.msg_id = push_id;
-    h.info = Value::map({{"hash", p.stored.hash}});
-    net::Envelope env = net::make_message(h, p.file);
-    env.route = net::copy_route(e.route);
-    net::send(registration, sign(), env);
-  };
-  auto finish_push = [&](const std::string& id) {
-    auto it = pushes.find(id);
-    if (it == pushes.end() || !it->second.waiting.empty()) return;
-    Push& p = it->second;
-    net::Header r = ctrl::reply_header(net::MsgType::PushReply, p.request_id);
-    r.info = Value::map({{"name", p.name}, {"engines", Value(p.results)}});
-    if (!p.errors.empty()) {
-      std::string msg = fmt::format("{} of {} engines failed to load the plugin", p.errors.size(),
-                                    p.results.size());
-      for (const auto& err : p.errors)
-        msg += fmt::format("\n  engine {}: {}", err.engine, err.message);
-      r.error = make_error_record(ErrorCode::plugin_load, std::move(msg));
-    }
-    net::Envelope env = net::make_message(r);
-    env.route = std::move(p.client);
-    net::send(registration, sign(), env);
-    pushes.erase(it);
-  };
   auto mark_ready = [&](EngineRec& e) {
     if (e.ready || !e.awaiting.empty()) return;
     e.ready = true;
@@ -223,48 +166,14 @@ void Controller::State::hub() {
     const std::int64_t pid = it->second.pid;
     engines.erase(it);
     publish(EngineEvent::down(id, why));
-    const std::string message = fmt::format("engine {} {}", id, why);
-    std::vector<std::string> done;
-    for (auto& [push_id, p] : pushes) {
-      if (p.waiting.erase(id) != 0) {
-        p.results[std::to_string(id)] = Value(message);
-        p.errors.push_back(make_error_record(ErrorCode::engine, message, "", id));
-        done.push_back(push_id);
-      }
-    }
-    for (const auto& d : done)
-      finish_push(d);
+    send_all(plugins.engine_gone(id, why));
     for (auto& rm : removals) {
       if (rm.waiting.erase(id) != 0)
         rm.removed.push_back(Value::map({{"id", id}, {"pid", pid}, {"reason", why}}));
     }
     finish_removals();
   };
-  // The plugin (name, hash) a task name refers to, as far as the hub knows. Answers are kept
-  // until a plugin is pushed or described again.
-  std::unordered_map<std::string, std::pair<std::string, std::string>> plugin_names;
-  auto find_plugin = [&](const std::string& task) -> std::pair<std::string, std::string> {
-    const auto dot = task.find('.');
-    for (auto p = plugins.rbegin(); p != plugins.rend(); ++p) {
-      auto d = described.find(p->stored.hash);
-      if (d == described.end()) continue;
-      const std::string& pname = d->second["name"].as_string();
-      if (dot != std::string::npos) {
-        if (task.compare(0, dot, pname) == 0) return {pname, p->stored.hash};
-        continue;
-      }
-      for (const auto& t : d->second["tasks"].as_list()) {
-        if (t["name"].as_string() == task) return {pname, p->stored.hash};
-      }
-    }
-    return {};
-  };
-  auto plugin_of = [&](const std::string& task) {
-    if (plugin_names.size() > 4096) plugin_names.clear();  // any name may come: stay bounded
-    auto it = plugin_names.find(task);
-    if (it == plugin_names.end()) it = plugin_names.emplace(task, find_plugin(task)).first;
-    return it->second;
-  };
+  auto plugin_of = [&](const std::string& task) { return plugins.plugin_of(task); };
   ctrl::HubRecorder recorder(
       db.get(), {.max_payload = options.db_max_payload, .delay = options.hub_delay}, plugin_of);
   if (options.restore && db)
@@ -460,15 +369,7 @@ void Controller::State::hub() {
         }
         r.info = Value(std::move(status));
       } else if (h.task == "plugins") {
-        Value::List list;
-        for (const auto& p : plugins) {
-          auto d = described.find(p.stored.hash);
-          list.push_back(d != described.end()
-                             ? d->second
-                             : Value::map({{"hash", p.stored.hash},
-                                           {"name", "(not loaded by any engine yet)"}}));
-        }
-        r.info = Value(std::move(list));
+        r.info = plugins.describe();
       } else if (h.task == "engine_exited") {
         // From the supervising launcher: an engine process ended. Unregister it at once
         // instead of waiting for its heartbeats to stop.
@@ -619,85 +520,29 @@ void Controller::State::hub() {
             spdlog::info("engine {} registering (pid {}), sending {} plugin(s)", e.id, e.pid,
                          plugins.size());
             auto& rec = engines[e.id] = std::move(e);
-            for (const auto& p : plugins) {
-              const std::string push_id = net::new_id();
-              rec.awaiting.insert(push_id);
-              push_plugin_to(rec, p, push_id);
-            }
+            send_all(plugins.replay_to({rec.id, &rec.route}, rec.awaiting));
             mark_ready(rec);
             break;
           }
           case net::MsgType::PluginLoaded: {
             auto eit = engines.find(h.engine);
             if (eit == engines.end()) break;
-            if (h.info.kind() == Value::Kind::map && h.info.as_map().count("hash")) {
-              described[h.info["hash"].as_string()] = h.info;
-              plugin_names.clear();
-            }
             if (eit->second.awaiting.erase(h.parent_id) != 0) {
               if (h.error)
                 spdlog::warn("engine {} could not load a plugin: {}", h.engine, h.error->message);
               mark_ready(eit->second);
             }
-            auto pit = pushes.find(h.parent_id);
-            if (pit != pushes.end() && pit->second.waiting.erase(h.engine) != 0) {
-              pit->second.results[std::to_string(h.engine)] =
-                  h.error ? Value(h.error->message) : Value("ok");
-              if (h.error) pit->second.errors.push_back(*h.error);
-              finish_push(h.parent_id);
-            }
+            send_all(plugins.loaded(h));
             break;
           }
           case net::MsgType::QueryRequest:
             reply_query(*env, h);
             break;
           case net::MsgType::PushRequest: {
-            net::Header r = ctrl::reply_header(net::MsgType::PushReply, h.msg_id);
-            try {
-              Payload payload = net::payload_of(*env);
-              const Value file = decode(payload);
-              const auto& bytes = file.as_bytes().data;
-              // Check the file without loading it: the controller never runs plugin code.
-              const StoredPlugin stored = store.store_bytes(bytes.bytes());
-              try {
-                LoadedPlugin::validate_file(stored.path);
-              } catch (...) {
-                std::error_code ec;
-                std::filesystem::remove(stored.path, ec);
-                throw;
-              }
-              auto known = std::find_if(plugins.begin(), plugins.end(), [&](const HubPlugin& p) {
-                return p.stored.hash == stored.hash;
-              });
-              if (known == plugins.end()) {
-                plugin_names.clear();
-                plugins.push_back({stored, std::move(payload)});
-                known = std::prev(plugins.end());
-                std::ofstream(manifest, std::ios::app) << stored.hash << "\n";
-              }
-              Push push;
-              push.client = net::copy_route(env->route);
-              push.request_id = h.msg_id;
-              push.name = h.task;
-              const std::string push_id = net::new_id();
-              for (auto& [id, e] : engines) {
-                push.waiting.insert(id);
-                push_plugin_to(e, *known, push_id);
-              }
-              spdlog::info("plugin {} ({}) pushed to {} engine(s)", h.task,
-                           stored.hash.substr(0, 12), push.waiting.size());
-              pushes.emplace(push_id, std::move(push));
-              finish_push(push_id);  // at once when there are no engines
-              break;
-            } catch (const Error& e) {
-              r.error = make_error_record(e.code(), e.what());
-            } catch (const std::exception& e) {
-              r.error = make_error_record(ErrorCode::plugin_load,
-                                          fmt::format("cannot store the plugin: {}", e.what()));
-            }
-            net::Envelope out = net::make_message(r);
-            out.route = std::move(env->route);
-            net::send(registration, sign(), out);
+            std::vector<ctrl::PluginDistributor::Target> targets;
+            for (const auto& [id, e] : engines)
+              targets.push_back({id, &e.route});
+            send_all(plugins.push(*env, h, targets));
             break;
           }
           default:

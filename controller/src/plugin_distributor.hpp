@@ -1,0 +1,101 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "ipp/codec.hpp"
+#include "ipp/net/envelope.hpp"
+#include "ipp/net/header.hpp"
+#include "ipp/runtime/plugin_store.hpp"
+
+namespace ipp::ctrl {
+
+/// The hub's plugins: the store of pushed files, the pushes in flight and the engines'
+/// acknowledgements, what engines reported of each plugin, and the set replayed to every engine
+/// that registers later (and to a restored controller's engines). The controller never runs
+/// plugin code: a pushed file is checked without loading it.
+///
+/// Each call returns the messages to send on the registration socket, routes set.
+///
+///     PluginDistributor plugins(profile / "plugins", restore);
+///     for (auto& m : plugins.push(request, header, engines)) send(m);
+///     for (auto& m : plugins.loaded(header)) send(m);          // an engine's PluginLoaded
+///
+/// Not thread-safe: the hub's thread owns it.
+class PluginDistributor {
+ public:
+  /// An engine a push goes to: its id and its route on the registration socket.
+  struct Target {
+    std::int64_t id;
+    const std::vector<zmq::message_t>* route;
+  };
+
+  /// Uses (and creates) `store_dir`. With `restore`, the plugins pushed before (its
+  /// `pushed.txt`, one hash per line) are replayed to engines again.
+  PluginDistributor(std::filesystem::path store_dir, bool restore);
+
+  /// A client's PushRequest `h` (its payload: the file's bytes): the file is stored and
+  /// checked, then pushed to `targets`. Returns a PushReply with a PluginLoadError when the
+  /// file is refused, the reply at once when there are no engines, else one PluginPush per
+  /// engine (the reply follows when every engine has answered, see loaded()).
+  std::vector<net::Envelope> push(const net::Envelope& request, const net::Header& h,
+                                  const std::vector<Target>& targets);
+  /// Every plugin pushed so far, for an engine that registers: one PluginPush each, whose ids
+  /// are added to `awaiting` (the engine is ready once it has answered them all).
+  std::vector<net::Envelope> replay_to(const Target& engine, std::set<std::string>& awaiting);
+  /// An engine's PluginLoaded `h`: what it reports of the plugin is kept, and the push it
+  /// answers is answered to its client once every engine did.
+  std::vector<net::Envelope> loaded(const net::Header& h);
+  /// Engine `id` is gone (`why` completes "engine 3 ..."): the pushes that waited for it count
+  /// it as failed, and those that waited for it alone are answered.
+  std::vector<net::Envelope> engine_gone(std::int64_t id, const std::string& why);
+
+  /// The plugin (name, hash) a task name refers to, as far as engines reported ({} when
+  /// unknown). Answers are kept until a plugin is pushed or described again.
+  [[nodiscard]] std::pair<std::string, std::string> plugin_of(const std::string& task);
+  /// What engines reported of each plugin, in push order (the `plugins` query).
+  [[nodiscard]] Value describe() const;
+  /// How many plugins are replayed to a registering engine.
+  [[nodiscard]] std::size_t size() const noexcept { return plugins_.size(); }
+  /// Pushes waiting for engines' answers.
+  [[nodiscard]] std::size_t in_flight() const noexcept { return pushes_.size(); }
+
+ private:
+  // A plugin with the file as it arrived: engines get that payload as is (its buffers are
+  // shared, not copied or read again from disk).
+  struct Stored {
+    StoredPlugin stored;
+    Payload file;
+  };
+  struct Push {
+    std::vector<zmq::message_t> client;
+    std::string request_id;
+    std::string name;
+    std::set<std::int64_t> waiting;
+    Value::Map results;
+    std::vector<ErrorRecord> errors;
+  };
+
+  net::Envelope push_message(const Target& engine, const Stored& plugin,
+                             const std::string& push_id) const;
+  /// The push `id`'s reply, when no engine is left to answer it.
+  void finish(const std::string& id, std::vector<net::Envelope>& out);
+  [[nodiscard]] std::pair<std::string, std::string> find_plugin(const std::string& task) const;
+
+  PluginStore store_;
+  std::filesystem::path manifest_;
+  std::vector<Stored> plugins_;             // in push order
+  std::map<std::string, Push> pushes_;      // by the push's msg id sent to engines
+  std::map<std::string, Value> described_;  // plugin hash -> what an engine reported of it
+  std::unordered_map<std::string, std::pair<std::string, std::string>> names_;  // plugin_of's
+};
+
+}  // namespace ipp::ctrl

@@ -1,0 +1,190 @@
+// The hub's plugins, with real plugin files and no engines' processes: pushes checked without
+// loading, sent to every engine and answered when all have; replays to late engines and after
+// a restore; engines that go away; and the names of tasks' plugins as engines report them.
+
+#include "plugin_distributor.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <iterator>
+
+#include "ipp/net/message.hpp"
+#include "support/paths.hpp"
+
+namespace ipp::ctrl {
+namespace {
+
+std::vector<zmq::message_t> route(std::string_view name) {
+  std::vector<zmq::message_t> r;
+  r.emplace_back(name);
+  return r;
+}
+
+net::Envelope push_request(const std::filesystem::path& file, const std::string& name,
+                           std::string& msg_id) {
+  std::ifstream in(file, std::ios::binary);
+  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                  std::istreambuf_iterator<char>());
+  net::Header h;
+  h.type = net::MsgType::PushRequest;
+  h.msg_id = msg_id = net::new_id();
+  h.task = name;
+  net::Envelope env = net::make_message(h, encode(Value(Bytes{Buffer::adopt(std::move(bytes))})));
+  env.route = route("client");
+  return env;
+}
+
+net::Header header(const net::Envelope& env) {
+  return net::decode_header(env.parts.at(0));
+}
+
+/// Engine `engine`'s answer to the PluginPush `push`: loaded (reporting the plugin's tasks) or
+/// failed with `error`.
+net::Header loaded(std::int64_t engine, const net::Envelope& push,
+                   std::optional<std::string> error = std::nullopt) {
+  const net::Header p = header(push);
+  net::Header h;
+  h.type = net::MsgType::PluginLoaded;
+  h.msg_id = net::new_id();
+  h.parent_id = p.msg_id;
+  h.engine = engine;
+  if (error) {
+    h.error = make_error_record(ErrorCode::plugin_load, *error, {}, engine);
+  } else {
+    h.info = Value::map(
+        {{"name", "arith"},
+         {"hash", p.info["hash"]},
+         {"tasks", Value::list({Value::map({{"name", "mul"}}), Value::map({{"name", "add"}})})}});
+  }
+  return h;
+}
+
+struct PluginDistributorTest : ::testing::Test {
+  test::TempDir dir;
+  std::vector<zmq::message_t> r0 = route("engine-0"), r1 = route("engine-1");
+  std::vector<PluginDistributor::Target> two{{0, &r0}, {1, &r1}};
+};
+
+TEST_F(PluginDistributorTest, APushGoesToEveryEngineAndIsAnsweredWhenAllHave) {
+  PluginDistributor d(dir / "plugins", false);
+  std::string first_id;
+  const auto first = push_request(test::plugin("arith"), "arith", first_id);
+  EXPECT_EQ(d.push(first, header(first), {}).size(), 1u);  // no engines yet: answered at once
+  std::string request_id;
+  const auto request = push_request(test::plugin("arith"), "arith", request_id);
+  const auto out = d.push(request, header(request), two);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(header(out[0]).type, net::MsgType::PluginPush);
+  EXPECT_EQ(out[0].route[0].to_string_view(), "engine-0");
+  EXPECT_EQ(out[1].route[0].to_string_view(), "engine-1");
+  EXPECT_EQ(d.size(), 1u) << "the same file pushed twice is one plugin";
+
+  EXPECT_TRUE(d.loaded(loaded(0, out[0])).empty()) << "engine 1 has not answered";
+  const auto reply = d.loaded(loaded(1, out[1]));
+  ASSERT_EQ(reply.size(), 1u);
+  const net::Header r = header(reply[0]);
+  EXPECT_EQ(r.type, net::MsgType::PushReply);
+  EXPECT_EQ(r.parent_id, request_id);
+  EXPECT_FALSE(r.error.has_value());
+  EXPECT_EQ(r.info["name"], Value("arith"));
+  EXPECT_EQ(r.info["engines"]["0"], Value("ok"));
+  EXPECT_EQ(reply[0].route[0].to_string_view(), "client");
+  EXPECT_EQ(d.in_flight(), 0u);
+}
+
+TEST_F(PluginDistributorTest, AnEngineThatFailsToLoadMakesThePushFailNamingIt) {
+  PluginDistributor d(dir / "plugins", false);
+  std::string id;
+  const auto request = push_request(test::plugin("arith"), "arith", id);
+  const auto out = d.push(request, header(request), two);
+  ASSERT_EQ(out.size(), 2u);
+  (void)d.loaded(loaded(0, out[0]));
+  const auto reply = d.loaded(loaded(1, out[1], "undefined symbol: foo"));
+  ASSERT_EQ(reply.size(), 1u);
+  const net::Header r = header(reply[0]);
+  ASSERT_TRUE(r.error.has_value());
+  EXPECT_EQ(r.error->type, "ipp::PluginLoadError");
+  EXPECT_EQ(r.error->message,
+            "1 of 2 engines failed to load the plugin\n  engine 1: undefined symbol: foo");
+}
+
+TEST_F(PluginDistributorTest, AFileThatIsNotAPluginIsRefusedAndNotKept) {
+  PluginDistributor d(dir / "plugins", false);
+  std::string id;
+  const auto request = push_request(test::test_plugin("plain"), "plain", id);
+  const auto out = d.push(request, header(request), two);
+  ASSERT_EQ(out.size(), 1u);
+  const net::Header r = header(out[0]);
+  EXPECT_EQ(r.type, net::MsgType::PushReply);
+  ASSERT_TRUE(r.error.has_value());
+  EXPECT_EQ(r.error->code, ErrorCode::plugin_load);
+  EXPECT_NE(r.error->message.find("not an ipp plugin"), std::string::npos) << r.error->message;
+  EXPECT_EQ(d.size(), 0u);
+  std::size_t files = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir / "plugins"))
+    files += f.path().extension() == ".so";
+  EXPECT_EQ(files, 0u);
+}
+
+TEST_F(PluginDistributorTest, APushWithNoEnginesIsAnsweredAtOnce) {
+  PluginDistributor d(dir / "plugins", false);
+  std::string id;
+  const auto request = push_request(test::plugin("arith"), "arith", id);
+  const auto out = d.push(request, header(request), {});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(header(out[0]).type, net::MsgType::PushReply);
+  EXPECT_FALSE(header(out[0]).error.has_value());
+  EXPECT_EQ(d.in_flight(), 0u);
+}
+
+TEST_F(PluginDistributorTest, AnEngineThatGoesAwayCountsAsFailed) {
+  PluginDistributor d(dir / "plugins", false);
+  std::string id;
+  const auto request = push_request(test::plugin("arith"), "arith", id);
+  const auto out = d.push(request, header(request), two);
+  (void)d.loaded(loaded(0, out[0]));
+  const auto reply = d.engine_gone(1, "was killed by signal 9 (SIGKILL)");
+  ASSERT_EQ(reply.size(), 1u);
+  const net::Header r = header(reply[0]);
+  ASSERT_TRUE(r.error.has_value());
+  EXPECT_NE(r.error->message.find("engine 1 was killed by signal 9 (SIGKILL)"), std::string::npos);
+  EXPECT_TRUE(d.engine_gone(0, "was removed").empty()) << "nothing waits for it";
+}
+
+TEST_F(PluginDistributorTest, LateEnginesAndRestoredControllersGetEveryPlugin) {
+  std::string id;
+  {
+    PluginDistributor d(dir / "plugins", false);
+    const auto request = push_request(test::plugin("arith"), "arith", id);
+    (void)d.push(request, header(request), {});
+    std::set<std::string> awaiting;
+    const auto out = d.replay_to({7, &r0}, awaiting);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(awaiting, std::set<std::string>{header(out[0]).msg_id});
+  }
+  PluginDistributor fresh(dir / "plugins", false);
+  EXPECT_EQ(fresh.size(), 0u) << "only a restore replays what was pushed before";
+  PluginDistributor restored(dir / "plugins", true);
+  EXPECT_EQ(restored.size(), 1u);
+  std::set<std::string> awaiting;
+  EXPECT_EQ(restored.replay_to({0, &r0}, awaiting).size(), 1u);
+}
+
+TEST_F(PluginDistributorTest, TasksAreNamedByTheirPluginOnceAnEngineDescribedIt) {
+  PluginDistributor d(dir / "plugins", false);
+  std::string id;
+  const auto request = push_request(test::plugin("arith"), "arith", id);
+  const auto out = d.push(request, header(request), two);
+  EXPECT_EQ(d.plugin_of("mul"), (std::pair<std::string, std::string>()));
+  EXPECT_EQ(d.describe()[0]["name"], Value("(not loaded by any engine yet)"));
+  (void)d.loaded(loaded(0, out[0]));
+  const std::string hash = header(out[0]).info["hash"].as_string();
+  EXPECT_EQ(d.plugin_of("mul"), (std::pair<std::string, std::string>("arith", hash)));
+  EXPECT_EQ(d.plugin_of("arith.anything"), (std::pair<std::string, std::string>("arith", hash)));
+  EXPECT_EQ(d.plugin_of("nope"), (std::pair<std::string, std::string>()));
+  EXPECT_EQ(d.describe()[0]["name"], Value("arith"));
+}
+
+}  // namespace
+}  // namespace ipp::ctrl
