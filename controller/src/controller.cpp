@@ -25,6 +25,7 @@
 #include "balancer.hpp"
 #include "direct_scheduler.hpp"
 #include "endpoints.hpp"
+#include "engine_registry.hpp"
 #include "events.hpp"
 #include "heart_monitor.hpp"
 #include "hub_recorder.hpp"
@@ -111,67 +112,18 @@ void Controller::State::hub() {
       net::send(registration, sign(), m);
   };
 
-  struct EngineRec {
-    std::int64_t id;
-    std::vector<zmq::message_t> route;  // on the registration socket
-    int threads = 1;
-    bool ready = false;
-    std::set<std::string> awaiting;  // plugin pushes not yet acknowledged (before ready)
-    std::int64_t pid = 0;
-    std::uint64_t submitted = 0, completed = 0;
-    std::unordered_set<TaskId, net::TaskIdHash> running;  // dispatched to it, not answered yet
-    bool draining = false;  // being removed: stopped once `running` is empty
-    Steady::time_point drain_since;
-  };
-  // A `remove_engines` query, answered when every engine it names is gone.
-  struct Removal {
-    std::vector<zmq::message_t> client;
-    std::string request_id;
-    std::set<std::int64_t> waiting;
-    Value::List removed;
-  };
-  std::vector<Removal> removals;
-  std::set<std::int64_t> removed_pids;  // told to stop: never registered again
-  std::map<std::int64_t, EngineRec> engines;
-  std::int64_t next_id = 0;
-
-  auto publish = [&](const EngineEvent& event) { event.send(events); };
-  auto mark_ready = [&](EngineRec& e) {
-    if (e.ready || !e.awaiting.empty()) return;
-    e.ready = true;
-    spdlog::info("engine {} ready ({} threads, pid {})", e.id, e.threads, e.pid);
-    publish(EngineEvent::up(e.id, e.threads));
-  };
-  auto finish_removals = [&] {
-    for (auto it = removals.begin(); it != removals.end();) {
-      if (!it->waiting.empty()) {
-        ++it;
-        continue;
-      }
-      net::Header r = ctrl::reply_header(net::MsgType::QueryReply, it->request_id);
-      r.session = instance;
-      r.info = Value::map({{"removed", Value(std::move(it->removed))}});
-      net::Envelope out = net::make_message(r);
-      out.route = std::move(it->client);
-      net::send(registration, sign(), out, true);
-      it = removals.erase(it);
-    }
+  ctrl::EngineRegistry registry(instance, options.heartbeat);
+  // Sends what the registry queued: events first, then messages.
+  auto send_registry = [&] {
+    for (const auto& e : registry.take_events())
+      e.send(events);
+    send_all(registry.take_messages());
   };
   // Unregisters an engine at once; `why` completes "engine 3 ...": "was removed",
   // "stopped answering heartbeats", "was killed by signal 11 (SIGSEGV)".
   auto drop_engine = [&](std::int64_t id, const std::string& why) {
-    auto it = engines.find(id);
-    if (it == engines.end()) return;
-    spdlog::warn("engine {} (pid {}) {}; unregistered", id, it->second.pid, why);
-    const std::int64_t pid = it->second.pid;
-    engines.erase(it);
-    publish(EngineEvent::down(id, why));
-    send_all(plugins.engine_gone(id, why));
-    for (auto& rm : removals) {
-      if (rm.waiting.erase(id) != 0)
-        rm.removed.push_back(Value::map({{"id", id}, {"pid", pid}, {"reason", why}}));
-    }
-    finish_removals();
+    if (registry.drop(id, why)) send_all(plugins.engine_gone(id, why));
+    send_registry();
   };
   auto plugin_of = [&](const std::string& task) { return plugins.plugin_of(task); };
   ctrl::HubRecorder recorder(
@@ -203,16 +155,8 @@ void Controller::State::hub() {
     recorder.take(traffic);
     loads.clear();
     const bool more = recorder.record_some(limit, budget, loads);
-    for (const auto& change : loads) {
-      auto e = engines.find(change.engine);
-      if (e == engines.end()) continue;
-      if (change.kind == ctrl::EngineLoadChange::Kind::dispatched) {
-        ++e->second.submitted;
-        e->second.running.insert(change.task);
-      } else if (e->second.running.erase(change.task) != 0) {
-        ++e->second.completed;
-      }
-    }
+    for (const auto& change : loads)
+      registry.apply(change);
     return more;
   };
   auto need_db = [&]() -> hub::TaskDb& {
@@ -223,26 +167,14 @@ void Controller::State::hub() {
   };
   // Draining engines whose last task has been answered are told to stop and unregistered.
   // The schedulers learn of a drain from the event asynchronously, so a task they dispatched
-  // just before reading it is awaited too: the traffic copies are drained first, and not
-  // before a grace period after the drain began.
+  // just before reading it is awaited too: the traffic copies are recorded first.
   auto stop_drained = [&] {
     const auto now = Steady::now();
-    std::vector<std::int64_t> done;
-    bool drained_feed = false;
-    for (auto& [id, e] : engines) {
-      if (!e.draining || now - e.drain_since < std::chrono::milliseconds(250)) continue;
-      if (!drained_feed) {
-        drain_traffic(SIZE_MAX, std::chrono::hours(1));
-        drained_feed = true;
-      }
-      if (e.running.empty()) done.push_back(id);
-    }
-    for (const auto id : done) {
-      EngineRec& e = engines.at(id);
-      net::send(registration, sign(), ctrl::stop_message(net::copy_route(e.route)), true);
-      removed_pids.insert(e.pid);
-      drop_engine(id, "was removed");
-    }
+    if (!registry.removal_due(now)) return;
+    drain_traffic(SIZE_MAX, std::chrono::hours(1));
+    for (const auto id : registry.stop_drained(now))
+      send_all(plugins.engine_gone(id, "was removed"));
+    send_registry();
   };
   auto info_field = [](const net::Header& h, const char* key) -> Value {
     if (h.info.kind() != Value::Kind::map) return Value();
@@ -346,28 +278,12 @@ void Controller::State::hub() {
           throw UsageError("purge needs msg_ids, before or all");
         r.info = Value::map({{"purged", n}});
       } else if (h.task == "ids") {
-        Value::List ids;
-        for (const auto& [id, e] : engines) {
-          if (e.ready) ids.emplace_back(id);
-        }
-        r.info = Value(std::move(ids));
+        r.info = registry.ready_ids();
       } else if (h.task == "engines") {
-        Value::List list;
-        for (const auto& [id, e] : engines) {
-          list.push_back(
-              Value::map({{"id", id}, {"threads", e.threads}, {"pid", e.pid}, {"ready", e.ready}}));
-        }
-        r.info = Value(std::move(list));
+        r.info = registry.describe();
       } else if (h.task == "queue_status") {
         drain_traffic(SIZE_MAX, std::chrono::hours(1));  // counted from everything sent so far
-        Value::Map status;
-        for (const auto& [id, e] : engines) {
-          status[std::to_string(id)] =
-              Value::map({{"queue", static_cast<std::int64_t>(e.submitted -
-                                                              std::min(e.submitted, e.completed))},
-                          {"completed", static_cast<std::int64_t>(e.completed)}});
-        }
-        r.info = Value(std::move(status));
+        r.info = registry.queue_status();
       } else if (h.task == "plugins") {
         r.info = plugins.describe();
       } else if (h.task == "engine_exited") {
@@ -376,40 +292,14 @@ void Controller::State::hub() {
         const std::int64_t pid = info_field(h, "pid").as_int();
         const std::string reason = info_field(h, "reason").as_string();
         const Value note = info_field(h, "note");
-        std::int64_t id = -1;
-        for (const auto& [eid, e] : engines) {
-          if (e.pid == pid) id = eid;
-        }
+        const std::int64_t id = registry.by_pid(pid);
         if (id >= 0) drop_engine(id, reason);
         if (!note.is_null()) spdlog::error("engine process {}: {}", pid, note.as_string());
         r.info = Value::map({{"engine", id}});
       } else if (h.task == "remove_engines") {
-        std::vector<std::int64_t> ids = info_field(h, "ids").as<std::vector<std::int64_t>>();
-        std::vector<std::string> unknown;
-        for (const auto id : ids) {
-          if (!engines.contains(id)) unknown.push_back(std::to_string(id));
-        }
-        if (ids.empty()) throw UsageError("remove_engines needs engine ids");
-        if (!unknown.empty()) {
-          std::vector<std::string> known;
-          for (const auto& [id, e] : engines)
-            known.push_back(std::to_string(id));
-          throw UsageError(fmt::format("no engine {} is registered (engines: [{}])",
-                                       fmt::join(unknown, ", "), fmt::join(known, ", ")));
-        }
-        Removal rm;
-        rm.client = std::move(env.route);
-        rm.request_id = h.msg_id;
-        for (const auto id : ids) {
-          EngineRec& e = engines.at(id);
-          rm.waiting.insert(id);
-          if (e.draining) continue;
-          e.draining = true;
-          e.drain_since = Steady::now();
-          spdlog::info("engine {} draining ({} task(s) in flight)", id, e.running.size());
-          publish(EngineEvent::drain(id));
-        }
-        removals.push_back(std::move(rm));
+        registry.start_removal(net::copy_route(env.route), h.msg_id,
+                               info_field(h, "ids").as<std::vector<std::int64_t>>(), Steady::now());
+        send_registry();
         return;  // answered when they are gone
       } else if (h.task == "shutdown") {
         stopping.store(true);
@@ -474,64 +364,20 @@ void Controller::State::hub() {
         const net::Header h = net::decode_header(env->parts.at(0));
         switch (h.type) {
           case net::MsgType::RegisterRequest: {
-            EngineRec e;
-            e.route = net::copy_route(env->route);
-            e.threads = std::max(1, h.threads);
-            if (h.info.kind() == Value::Kind::map && h.info.as_map().count("pid"))
-              e.pid = h.info["pid"].as_int();
-            if (e.pid != 0 && removed_pids.count(e.pid) != 0) {
-              // A removed engine that missed its Stop asks to come back: tell it again.
-              net::send(registration, sign(), ctrl::stop_message(std::move(env->route)), true);
-              break;
+            if (auto* e = registry.register_engine(*env, h)) {
+              spdlog::info("engine {} registering (pid {}), sending {} plugin(s)", e->id, e->pid,
+                           plugins.size());
+              send_registry();  // its id first, then the plugins
+              send_all(plugins.replay_to({e->id, &e->route}, e->awaiting));
+              registry.mark_ready(*e);
             }
-            net::Header r = ctrl::reply_header(net::MsgType::RegisterReply, h.msg_id);
-            // Engines ping four times per period, whatever their own command line says.
-            r.info = Value::map(
-                {{"heartbeat_ms", static_cast<std::int64_t>(options.heartbeat.count())}});
-            // An engine that lost its controller (or was dropped) asks for its old id back.
-            const std::int64_t wanted = h.engine;
-            auto existing = wanted >= 0 ? engines.find(wanted) : engines.end();
-            if (existing != engines.end() && existing->second.pid != e.pid) {
-              r.error = make_error_record(
-                  ErrorCode::usage, fmt::format("engine id {} belongs to another process", wanted));
-              net::Envelope out = net::make_message(r);
-              out.route = std::move(env->route);
-              net::send(registration, sign(), out);
-              break;
-            }
-            if (existing != engines.end()) {  // the same engine again: new route, same state
-              existing->second.route = std::move(e.route);
-              r.engine = wanted;
-              net::Envelope out = net::make_message(r);
-              out.route = net::copy_route(existing->second.route);
-              net::send(registration, sign(), out);
-              publish(EngineEvent::known(wanted));
-              if (existing->second.ready)
-                publish(EngineEvent::up(wanted, existing->second.threads));
-              break;
-            }
-            e.id = wanted >= 0 ? wanted : next_id;
-            next_id = std::max(next_id, e.id + 1);
-            r.engine = e.id;
-            net::Envelope out = net::make_message(r);
-            out.route = net::copy_route(e.route);
-            net::send(registration, sign(), out);
-            publish(EngineEvent::known(e.id));
-            spdlog::info("engine {} registering (pid {}), sending {} plugin(s)", e.id, e.pid,
-                         plugins.size());
-            auto& rec = engines[e.id] = std::move(e);
-            send_all(plugins.replay_to({rec.id, &rec.route}, rec.awaiting));
-            mark_ready(rec);
+            send_registry();
             break;
           }
           case net::MsgType::PluginLoaded: {
-            auto eit = engines.find(h.engine);
-            if (eit == engines.end()) break;
-            if (eit->second.awaiting.erase(h.parent_id) != 0) {
-              if (h.error)
-                spdlog::warn("engine {} could not load a plugin: {}", h.engine, h.error->message);
-              mark_ready(eit->second);
-            }
+            if (registry.find(h.engine) == nullptr) break;
+            registry.acknowledged(h.engine, h.parent_id, h.error);
+            send_registry();
             send_all(plugins.loaded(h));
             break;
           }
@@ -540,7 +386,7 @@ void Controller::State::hub() {
             break;
           case net::MsgType::PushRequest: {
             std::vector<ctrl::PluginDistributor::Target> targets;
-            for (const auto& [id, e] : engines)
+            for (const auto& [id, e] : registry.engines())
               targets.push_back({id, &e.route});
             send_all(plugins.push(*env, h, targets));
             break;
@@ -568,7 +414,7 @@ void Controller::State::hub() {
       const bool more = drain_traffic(4096, std::chrono::milliseconds(50));
       drain_at = more ? Steady::now() : kNoDrain;
     }
-    if (!removals.empty()) stop_drained();
+    stop_drained();
     if (!shm_dir.empty() && Steady::now() - last_sweep > kSweepEvery) {
       last_sweep = Steady::now();
       if (const auto n = net::SharedMemory::sweep(shm_dir, kPartsInFlight); n > 0)
@@ -579,9 +425,8 @@ void Controller::State::hub() {
   }
   flush();
   // Shutdown: tell every engine to exit.
-  for (auto& [id, e] : engines) {
-    net::send(registration, sign(), ctrl::stop_message(net::copy_route(e.route)), true);
-  }
+  for (const auto& stop : registry.stop_all())
+    net::send(registration, sign(), stop, true);
 }
 
 // ---- heartbeat monitor ---------------------------------------------------------------------
