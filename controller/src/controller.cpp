@@ -28,6 +28,7 @@
 #include "engine_registry.hpp"
 #include "events.hpp"
 #include "heart_monitor.hpp"
+#include "hub_queries.hpp"
 #include "hub_recorder.hpp"
 #include "ipp/codec.hpp"
 #include "ipp/net/connection_file.hpp"
@@ -132,19 +133,6 @@ void Controller::State::hub() {
     spdlog::info("restore: {} task(s) were in flight", recorder.fail_unfinished());
   auto flush = [&] { recorder.flush(); };
 
-  // Parts of a stored payload, as buffers for a reply.
-  auto stored_payload = [](const std::string& blob) {
-    Payload p;
-    auto parts = hub::unpack_parts(blob);
-    for (std::size_t i = 0; i < parts.size(); ++i) {
-      Buffer b = Buffer::copy(parts[i].data(), parts[i].size());
-      if (i == 0)
-        p.root = std::move(b);
-      else
-        p.frames.push_back(std::move(b));
-    }
-    return p;
-  };
   // Records the traffic copies handed over so far, at most `limit` of them and for at most
   // `budget`; the engines' counts follow. Returns true when it stopped with more waiting.
   std::vector<ctrl::EngineLoadChange> loads;
@@ -159,12 +147,6 @@ void Controller::State::hub() {
       registry.apply(change);
     return more;
   };
-  auto need_db = [&]() -> hub::TaskDb& {
-    if (!db) throw UsageError("this controller keeps no task database (started with --db none)");
-    drain_traffic(SIZE_MAX, std::chrono::hours(1));  // answer from everything sent so far
-    flush();
-    return *db;
-  };
   // Draining engines whose last task has been answered are told to stop and unregistered.
   // The schedulers learn of a drain from the event asynchronously, so a task they dispatched
   // just before reading it is awaited too: the traffic copies are recorded first.
@@ -176,158 +158,15 @@ void Controller::State::hub() {
       send_all(plugins.engine_gone(id, "was removed"));
     send_registry();
   };
-  auto info_field = [](const net::Header& h, const char* key) -> Value {
-    if (h.info.kind() != Value::Kind::map) return Value();
-    const auto& m = h.info.as_map();
-    auto it = m.find(key);
-    return it == m.end() ? Value() : it->second;
-  };
-
-  auto reply_query = [&](net::Envelope& env, const net::Header& h) {
-    net::Header r = ctrl::reply_header(net::MsgType::QueryReply, h.msg_id);
-    r.session = instance;
-    Payload payload;
-    try {
-      if (h.task == "result" || h.task == "request") {
-        const std::string id = info_field(h, "msg_id").as_string();
-        auto rec = need_db().get(id);
-        if (!rec) {
-          throw Error(ErrorCode::name_error,
-                      fmt::format("no task with msg_id '{}' in the task database", id));
-        }
-        r.info = hub::to_value(*rec);
-        auto not_kept = [&](const char* what, std::int64_t size) {
-          return UsageError(fmt::format(
-              "the {} of task {} ({} bytes) were larger than the hub keeps (--db-max-payload {})",
-              what, id, size, options.db_max_payload));
-        };
-        if (h.task == "request") {
-          if (rec->args.empty() && rec->args_size > 0) throw not_kept("arguments", rec->args_size);
-          payload = stored_payload(rec->args);
-        } else if (rec->status == "ok") {
-          if (rec->result.empty() && rec->result_size > 0)
-            throw not_kept("results", rec->result_size);
-          payload = stored_payload(rec->result);
-        } else if (rec->error) {
-          r.info.as_map()["failure"] =
-              Value::map({{"code", static_cast<std::int64_t>(rec->error->code)},
-                          {"description", rec->error->describe()}});
-          r.error = rec->error;
-        }
-      } else if (h.task == "result_status") {
-        Value::List pending, completed, unknown;
-        auto& tasks = need_db();
-        for (const auto& id : info_field(h, "msg_ids").as<std::vector<std::string>>()) {
-          auto rec = tasks.get(id);
-          if (!rec)
-            unknown.emplace_back(id);
-          else if (rec->status == "pending" || rec->status == "running")
-            pending.emplace_back(id);
-          else
-            completed.emplace_back(id);
-        }
-        payload = encode(Value::map({{"pending", Value(std::move(pending))},
-                                     {"completed", Value(std::move(completed))},
-                                     {"unknown", Value(std::move(unknown))}}));
-      } else if (h.task == "history") {
-        const Value limit = info_field(h, "limit");
-        payload = encode(Value(need_db().history(limit.is_null() ? 0 : limit.as_int())));
-      } else if (h.task == "db_query") {
-        std::vector<hub::Condition> conditions;
-        const Value where = info_field(h, "where");
-        if (!where.is_null()) {
-          for (const auto& c : where.as_list())
-            conditions.push_back({c[0].as_string(), c[1].as_string(), c[2]});
-        }
-        const Value limit = info_field(h, "limit");
-        const Value keys = info_field(h, "keys");
-        if (!keys.is_null()) {
-          const Value sample = hub::to_value(hub::TaskRecord{}, true);
-          for (const auto& k : keys.as_list()) {
-            if (!sample.as_map().contains(k.as_string()) && k.as_string() != "error")
-              throw UsageError(fmt::format("unknown key '{}'", k.as_string()));
-          }
-        }
-        Value::List rows;
-        for (const auto& rec : need_db().query(conditions, limit.is_null() ? 0 : limit.as_int())) {
-          Value row = hub::to_value(rec, true);
-          if (!keys.is_null() && keys.size() > 0) {
-            Value::Map picked;
-            for (const auto& k : keys.as_list()) {
-              const auto& m = row.as_map();
-              auto it = m.find(k.as_string());
-              if (it == m.end()) throw UsageError(fmt::format("unknown key '{}'", k.as_string()));
-              picked[k.as_string()] = it->second;
-            }
-            picked["msg_id"] = rec.msg_id;
-            row = Value(std::move(picked));
-          }
-          rows.push_back(std::move(row));
-        }
-        payload = encode(Value(std::move(rows)));
-      } else if (h.task == "purge") {
-        auto& tasks = need_db();
-        std::int64_t n = 0;
-        if (const Value ids = info_field(h, "msg_ids"); !ids.is_null())
-          n = tasks.purge(ids.as<std::vector<std::string>>());
-        else if (const Value before = info_field(h, "before"); !before.is_null())
-          n = tasks.purge_before(before.as_int());
-        else if (info_field(h, "all") == Value(true))
-          n = tasks.purge_all();
-        else
-          throw UsageError("purge needs msg_ids, before or all");
-        r.info = Value::map({{"purged", n}});
-      } else if (h.task == "ids") {
-        r.info = registry.ready_ids();
-      } else if (h.task == "engines") {
-        r.info = registry.describe();
-      } else if (h.task == "queue_status") {
-        drain_traffic(SIZE_MAX, std::chrono::hours(1));  // counted from everything sent so far
-        r.info = registry.queue_status();
-      } else if (h.task == "plugins") {
-        r.info = plugins.describe();
-      } else if (h.task == "engine_exited") {
-        // From the supervising launcher: an engine process ended. Unregister it at once
-        // instead of waiting for its heartbeats to stop.
-        const std::int64_t pid = info_field(h, "pid").as_int();
-        const std::string reason = info_field(h, "reason").as_string();
-        const Value note = info_field(h, "note");
-        const std::int64_t id = registry.by_pid(pid);
-        if (id >= 0) drop_engine(id, reason);
-        if (!note.is_null()) spdlog::error("engine process {}: {}", pid, note.as_string());
-        r.info = Value::map({{"engine", id}});
-      } else if (h.task == "remove_engines") {
-        registry.start_removal(net::copy_route(env.route), h.msg_id,
-                               info_field(h, "ids").as<std::vector<std::int64_t>>(), Steady::now());
-        send_registry();
-        return;  // answered when they are gone
-      } else if (h.task == "shutdown") {
-        stopping.store(true);
-      } else {
-        r.error = make_error_record(ErrorCode::usage, fmt::format("unknown query '{}'", h.task));
-      }
-    } catch (const Error& e) {
-      r.error = make_error_record(e.code(), e.what());
-      payload = {};
-    } catch (const std::exception& e) {
-      // A malformed query (wrong shapes in its info): an answer, never silence.
-      r.error = make_error_record(ErrorCode::usage,
-                                  fmt::format("malformed '{}' query: {}", h.task, e.what()));
-      payload = {};
-    }
-    net::Envelope out;
-    try {
-      out = net::make_message(r, std::move(payload));
-    } catch (const Error& e) {
-      r.info = Value();
-      r.error = make_error_record(
-          ErrorCode::usage,
-          fmt::format("the answer to '{}' is too large to send: {}", h.task, e.what()));
-      out = net::make_message(r);
-    }
-    out.route = std::move(env.route);
-    net::send(registration, sign(), out);
-  };
+  ctrl::HubQueries queries({.db = db.get(),
+                            .registry = registry,
+                            .plugins = plugins,
+                            .recorder = recorder,
+                            .catch_up = [&] { drain_traffic(SIZE_MAX, std::chrono::hours(1)); },
+                            .drop_engine = drop_engine,
+                            .shutdown = [&] { stopping.store(true); },
+                            .db_max_payload = options.db_max_payload,
+                            .session = instance});
 
   // Traffic copies are taken in batches, kDrainAfter after the first of a batch arrived,
   // not as each arrives: under load the hub wakes tens of times a second instead of three
@@ -382,7 +221,8 @@ void Controller::State::hub() {
             break;
           }
           case net::MsgType::QueryRequest:
-            reply_query(*env, h);
+            if (auto reply = queries.answer(*env, h)) net::send(registration, sign(), *reply);
+            send_registry();  // what a query changed (a removal's drains, a dropped engine)
             break;
           case net::MsgType::PushRequest: {
             std::vector<ctrl::PluginDistributor::Target> targets;
