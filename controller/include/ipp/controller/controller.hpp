@@ -67,9 +67,8 @@ class Controller {
   /// Asks every thread to stop and tells engines to exit; thread-safe, idempotent.
   void stop() noexcept;
 
-  struct State;
-
  private:
+  struct State;
   ControllerOptions options_;
   std::unique_ptr<State> state_;
 };

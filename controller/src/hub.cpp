@@ -1,0 +1,198 @@
+#include "hub.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "ipp/net/message.hpp"
+#include "ipp/net/poll.hpp"
+#include "ipp/net/shm.hpp"
+
+namespace ipp::ctrl {
+
+namespace {
+
+using Steady = std::chrono::steady_clock;
+
+// Traffic copies are taken in batches, kDrainAfter after the first of a batch arrived, not as
+// each arrives: under load the hub wakes tens of times a second instead of three times per
+// task, and its records are written in bigger transactions. Queries that read the records
+// take in everything sent before them first, so none answers from stale data.
+constexpr auto kDrainAfter = std::chrono::milliseconds(20);
+// Shared-memory parts of messages that were lost (a peer died with them in flight) are
+// removed after kPartsInFlight; every kSweepEvery the directory is looked through.
+constexpr auto kSweepEvery = std::chrono::seconds(10);
+constexpr auto kPartsInFlight = std::chrono::seconds(600);
+
+}  // namespace
+
+Hub::Hub(const HubWiring& wiring, const ControllerOptions& options, hub::TaskDb* db,
+         const std::string& instance, std::atomic<bool>& stopping)
+    : wiring_(wiring),
+      options_(options),
+      stopping_(stopping),
+      events_(wiring.ctx, zmq::socket_type::pub),
+      hub_in_(wiring.ctx, zmq::socket_type::pull),
+      monitor_(wiring.ctx, zmq::socket_type::pull),
+      plugins_(options.profile_dir / "plugins", options.restore),
+      registry_(instance, options.heartbeat),
+      recorder_(db, {.max_payload = options.db_max_payload, .delay = options.hub_delay},
+                [this](const std::string& task) { return plugins_.plugin_of(task); }),
+      queries_(
+          {.db = db,
+           .registry = registry_,
+           .plugins = plugins_,
+           .recorder = recorder_,
+           .catch_up = [this] { drain_traffic(SIZE_MAX, std::chrono::hours(1)); },
+           .drop_engine = [this](std::int64_t id, const std::string& why) { drop_engine(id, why); },
+           .shutdown = [this] { stopping_.store(true); },
+           .db_max_payload = options.db_max_payload,
+           .session = instance}) {
+  events_.bind(wiring.events_endpoint);
+  hub_in_.bind(wiring.hub_in_endpoint);
+  monitor_.set(zmq::sockopt::rcvhwm, 0);
+  monitor_.bind(wiring.monitor_endpoint);
+  if (options.restore && db != nullptr)
+    spdlog::info("restore: {} task(s) were in flight", recorder_.fail_unfinished());
+}
+
+void Hub::send_all(const std::vector<net::Envelope>& messages) {
+  for (const auto& m : messages)
+    net::send(wiring_.registration, wiring_.signer, m);
+}
+
+void Hub::send_registry() {
+  for (const auto& e : registry_.take_events())
+    e.send(events_);
+  send_all(registry_.take_messages());
+}
+
+// Unregisters an engine at once; `why` completes "engine 3 ...": "was removed", "stopped
+// answering heartbeats", "was killed by signal 11 (SIGSEGV)".
+void Hub::drop_engine(std::int64_t id, const std::string& why) {
+  if (registry_.drop(id, why)) send_all(plugins_.engine_gone(id, why));
+  send_registry();
+}
+
+// Records the traffic copies handed over so far, at most `limit` of them and for at most
+// `budget`; the engines' counts follow. Returns true when it stopped with more waiting.
+bool Hub::drain_traffic(std::size_t limit, std::chrono::milliseconds budget) {
+  zmq::message_t wake;
+  while (monitor_.recv(wake, zmq::recv_flags::dontwait)) {
+  }
+  recorder_.take(wiring_.traffic);
+  loads_.clear();
+  const bool more = recorder_.record_some(limit, budget, loads_);
+  for (const auto& change : loads_)
+    registry_.apply(change);
+  return more;
+}
+
+// Draining engines whose last task has been answered are told to stop and unregistered. The
+// schedulers learn of a drain from the event asynchronously, so a task they dispatched just
+// before reading it is awaited too: the traffic copies are recorded first.
+void Hub::stop_drained() {
+  const auto now = Steady::now();
+  if (!registry_.removal_due(now)) return;
+  drain_traffic(SIZE_MAX, std::chrono::hours(1));
+  for (const auto id : registry_.stop_drained(now))
+    send_all(plugins_.engine_gone(id, "was removed"));
+  send_registry();
+}
+
+void Hub::sweep_shared_memory() {
+  if (wiring_.shm_dir.empty() || Steady::now() - last_sweep_ <= kSweepEvery) return;
+  last_sweep_ = Steady::now();
+  if (const auto n = net::SharedMemory::sweep(wiring_.shm_dir, kPartsInFlight); n > 0)
+    spdlog::info("shared memory: removed {} part(s) nobody took", n);
+  net::SharedMemory::trim(kSweepEvery);
+}
+
+void Hub::on_registration() {
+  try {
+    auto env = net::recv(wiring_.registration, wiring_.signer, zmq::recv_flags::dontwait);
+    if (!env) return;
+    const net::Header h = net::decode_header(env->parts.at(0));
+    switch (h.type) {
+      case net::MsgType::RegisterRequest:
+        if (auto* e = registry_.register_engine(*env, h)) {
+          spdlog::info("engine {} registering (pid {}), sending {} plugin(s)", e->id, e->pid,
+                       plugins_.size());
+          send_registry();  // its id first, then the plugins
+          send_all(plugins_.replay_to({e->id, &e->route}, e->awaiting));
+          registry_.mark_ready(*e);
+        }
+        send_registry();
+        break;
+      case net::MsgType::PluginLoaded:
+        if (registry_.find(h.engine) == nullptr) break;
+        registry_.acknowledged(h.engine, h.parent_id, h.error);
+        send_registry();
+        send_all(plugins_.loaded(h));
+        break;
+      case net::MsgType::QueryRequest:
+        if (auto reply = queries_.answer(*env, h))
+          net::send(wiring_.registration, wiring_.signer, *reply);
+        send_registry();  // what a query changed (a removal's drains, a dropped engine)
+        break;
+      case net::MsgType::PushRequest: {
+        std::vector<PluginDistributor::Target> targets;
+        for (const auto& [id, e] : registry_.engines())
+          targets.push_back({id, &e.route});
+        send_all(plugins_.push(*env, h, targets));
+        break;
+      }
+      default:
+        spdlog::warn("hub: unexpected {} on the registration channel", net::to_string(h.type));
+    }
+  } catch (const ProtocolError& e) {
+    spdlog::warn("hub dropped a message: {}", e.what());
+  } catch (const Error& e) {
+    spdlog::warn("hub: bad request: {}", e.what());
+  } catch (const std::exception& e) {
+    spdlog::error("hub: request dropped: {}", e.what());
+  }
+}
+
+void Hub::run() {
+  constexpr auto kNoDrain = Steady::time_point::max();  // wake on the next copy instead
+  auto drain_at = kNoDrain;
+  zmq::pollitem_t items[] = {{wiring_.registration.handle(), 0, ZMQ_POLLIN, 0},
+                             {hub_in_.handle(), 0, ZMQ_POLLIN, 0},
+                             {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
+  while (!stopping_.load()) {
+    auto wait = std::chrono::milliseconds(100);
+    const auto now = Steady::now();
+    auto until = [&](Steady::time_point t) {
+      wait = std::min(wait, std::max(std::chrono::milliseconds(0),
+                                     std::chrono::ceil<std::chrono::milliseconds>(t - now)));
+    };
+    if (drain_at != kNoDrain) until(drain_at);
+    if (auto at = recorder_.next_flush()) until(*at);
+    // A signal interrupting the poll is "nothing happened": the loop re-checks its stop flag.
+    if (net::poll(items, drain_at != kNoDrain ? 2 : 3, wait) < 0) continue;
+    if (drain_at == kNoDrain && (items[2].revents & ZMQ_POLLIN))
+      drain_at = Steady::now() + kDrainAfter;
+    items[2].revents = 0;
+    if (items[0].revents & ZMQ_POLLIN) on_registration();
+    if (items[1].revents & ZMQ_POLLIN) {
+      while (auto event = EngineEvent::receive(hub_in_)) {
+        if (event->kind == EngineEvent::Kind::silent)
+          drop_engine(event->engine, "stopped answering heartbeats");
+      }
+    }
+    if (drain_at != kNoDrain && Steady::now() >= drain_at) {
+      // A bounded batch per turn, so registration, heartbeat news and queries are served
+      // while a backlog drains.
+      const bool more = drain_traffic(4096, std::chrono::milliseconds(50));
+      drain_at = more ? Steady::now() : kNoDrain;
+    }
+    stop_drained();
+    sweep_shared_memory();
+    if (recorder_.flush_due(Steady::now())) recorder_.flush();
+  }
+  recorder_.flush();
+  // Shutdown: tell every engine to exit.
+  for (const auto& stop : registry_.stop_all())
+    net::send(wiring_.registration, wiring_.signer, stop, true);
+}
+
+}  // namespace ipp::ctrl

@@ -1,0 +1,79 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "engine_registry.hpp"
+#include "hub_queries.hpp"
+#include "hub_recorder.hpp"
+#include "ipp/controller/controller.hpp"
+#include "ipp/net/signer.hpp"
+#include "plugin_distributor.hpp"
+#include "task_db.hpp"
+#include "traffic.hpp"
+
+namespace ipp::ctrl {
+
+/// What the hub is wired to.
+struct HubWiring {
+  zmq::context_t& ctx;            ///< for the inproc sockets it binds
+  zmq::socket_t& registration;    ///< bound ROUTER: registrations, queries, plugin pushes
+  const net::Signer& signer;      ///< signs and checks every message
+  TrafficFeed& traffic;           ///< the schedulers' copies of traffic
+  std::string events_endpoint;    ///< PUB of engine events it binds
+  std::string hub_in_endpoint;    ///< PULL of the heartbeat monitor's news it binds
+  std::string monitor_endpoint;   ///< PULL of the feed's wake-ups it binds
+  std::filesystem::path shm_dir;  ///< the cluster's shared memory (empty: none)
+};
+
+/// The hub: registration, queries, plugin distribution and the task database, never on a
+/// task's path. Its loop takes messages on the registration socket and news from the
+/// heartbeat monitor, records the schedulers' traffic copies in batches, stops removed engines,
+/// sweeps shared memory, and flushes the database; the work itself is done by its parts
+/// (EngineRegistry, PluginDistributor, HubRecorder, HubQueries).
+///
+///     Hub hub(wiring, options, db, instance);   // on the hub's own thread
+///     hub.run(stopping);                        // until stopping is set; engines told to stop
+///
+/// Not thread-safe: made and run on one thread.
+class Hub {
+ public:
+  /// `db`: the task database (null with --db none); `instance`: this controller's id, which
+  /// every query reply carries. Binds the inproc sockets.
+  Hub(const HubWiring& wiring, const ControllerOptions& options, hub::TaskDb* db,
+      const std::string& instance, std::atomic<bool>& stopping);
+
+  /// Serves until `stopping` is set, then flushes the database and tells every engine to stop.
+  void run();
+
+ private:
+  void on_registration();
+  void send_all(const std::vector<net::Envelope>& messages);
+  /// Sends what the registry queued: events first, then messages.
+  void send_registry();
+  void drop_engine(std::int64_t id, const std::string& why);
+  bool drain_traffic(std::size_t limit, std::chrono::milliseconds budget);
+  void stop_drained();
+  void sweep_shared_memory();
+
+  HubWiring wiring_;
+  const ControllerOptions& options_;
+  std::atomic<bool>& stopping_;
+  zmq::socket_t events_;
+  zmq::socket_t hub_in_;
+  zmq::socket_t monitor_;
+  PluginDistributor plugins_;
+  EngineRegistry registry_;
+  HubRecorder recorder_;
+  HubQueries queries_;
+  std::vector<EngineLoadChange> loads_;
+  std::chrono::steady_clock::time_point last_sweep_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace ipp::ctrl
