@@ -106,21 +106,10 @@ void BalancedScheduler::on_event(const EngineEvent& event) {
 }
 
 void BalancedScheduler::on_control(std::uint32_t client, const net::Header& h) {
-  std::vector<std::string> removed, signalled;
-  std::map<std::int64_t, std::vector<std::string>> per_engine;
-  for (const auto& text : control_ids(h)) {
-    const auto id = net::TaskId::parse(text);
-    if (!id) continue;
-    if (balancer_.abort(*id)) {
-      removed.push_back(text);
-    } else if (auto engine = balancer_.engine_of(*id)) {
-      per_engine[*engine].push_back(text);
-      signalled.push_back(text);
-    }
-  }
-  for (const auto& [engine, ids] : per_engine)
-    relay_.control_engine(engine, h.task, ids);
-  relay_.control_reply(client, h, removed, signalled);
+  relay_.control(client, h, [this](net::TaskId id) {
+    if (balancer_.abort(id)) return Relay::ControlTarget{true, std::nullopt};
+    return Relay::ControlTarget{false, balancer_.engine_of(id)};
+  });
 }
 
 void BalancedScheduler::on_request(net::Envelope& env, const net::Header& h) {

@@ -109,33 +109,23 @@ void DirectScheduler::engine_down(std::int64_t id, const std::string& reason) {
 }
 
 void DirectScheduler::on_control(std::uint32_t client, const net::Header& h) {
-  std::vector<std::string> removed, signalled;
-  std::map<std::int64_t, std::vector<std::string>> per_engine;
-  for (const auto& text : control_ids(h)) {
-    const auto id = net::TaskId::parse(text);
-    if (!id) continue;
-    if (auto t = running_.find(*id); t != running_.end()) {
-      per_engine[t->second.engine].push_back(text);
-      signalled.push_back(text);
-      continue;
-    }
+  relay_.control(client, h, [this](net::TaskId id) {
+    if (auto t = running_.find(id); t != running_.end())
+      return Relay::ControlTarget{false, t->second.engine};
     for (auto& [eid, e] : engines_) {
-      auto held = std::find_if(e.held.begin(), e.held.end(),
-                               [&](const Held& t) { return t.msg_id == *id; });
+      auto held =
+          std::find_if(e.held.begin(), e.held.end(), [&](const Held& t) { return t.msg_id == id; });
       if (held == e.held.end()) continue;
       relay_.reply_error(
-          held->running.client, *id,
+          held->running.client, id,
           make_error_record(ErrorCode::aborted,
                             fmt::format("task '{}' was aborted before it ran", held->running.task),
                             held->running.task, eid));
       e.held.erase(held);
-      removed.push_back(text);
-      break;
+      return Relay::ControlTarget{true, std::nullopt};
     }
-  }
-  for (const auto& [engine, ids] : per_engine)
-    relay_.control_engine(engine, h.task, ids);
-  relay_.control_reply(client, h, removed, signalled);
+    return Relay::ControlTarget{};
+  });
 }
 
 void DirectScheduler::on_request(net::Envelope& env, const net::Header& h) {

@@ -111,11 +111,35 @@ class Relay {
   /// already sends it, so it never overtakes the task it names.
   void control_engine(std::int64_t engine, const std::string& what,
                       const std::vector<std::string>& ids);
-  /// Answers a ControlRequest: which tasks were removed from the queue here, and which were
-  /// passed on to the engines that hold them.
-  void control_reply(std::uint32_t client, const net::Header& h,
-                     const std::vector<std::string>& removed,
-                     const std::vector<std::string>& signalled);
+  /// Where a task named by a ControlRequest is: taken out of this scheduler's queue (the
+  /// scheduler answered it), held by an engine, or unknown here (both empty).
+  struct ControlTarget {
+    bool removed = false;
+    std::optional<std::int64_t> engine;
+  };
+  /// Handles a ControlRequest (abort, cancel) from `client`: `where(id)` places each task it
+  /// names (ids that are not well formed are skipped); the engines that hold tasks are told,
+  /// behind what this turn already sends them, and the client is answered with which tasks
+  /// were removed here and which were passed on.
+  template <typename Where>
+  void control(std::uint32_t client, const net::Header& h, Where&& where) {
+    std::vector<std::string> removed, signalled;
+    std::map<std::int64_t, std::vector<std::string>> per_engine;
+    for (const auto& text : control_ids(h)) {
+      const auto id = net::TaskId::parse(text);
+      if (!id) continue;
+      const ControlTarget t = where(*id);
+      if (t.removed) {
+        removed.push_back(text);
+      } else if (t.engine) {
+        per_engine[*t.engine].push_back(text);
+        signalled.push_back(text);
+      }
+    }
+    for (const auto& [engine, ids] : per_engine)
+      control_engine(engine, h.task, ids);
+    control_reply(client, h, removed, signalled);
+  }
 
   /// One turn's input, after a poll of {clients, workers, events}: engine events, then at
   /// most kTurn messages from clients and from engines, each with its decoded header.
@@ -147,6 +171,10 @@ class Relay {
     std::vector<std::optional<net::TaskId>> msg_ids;
     std::vector<net::Envelope> messages;
   };
+
+  void control_reply(std::uint32_t client, const net::Header& h,
+                     const std::vector<std::string>& removed,
+                     const std::vector<std::string>& signalled);
 
   /// Receives what is waiting on `sock` (a message or a batch); malformed ones are logged and
   /// skipped. Fills `out` with each message and its decoded header; false when none waits.
