@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ipp/net/header.hpp"
+#include "payload_file.hpp"
 
 namespace ipp::hub {
 
@@ -157,78 +158,6 @@ void step_write(sqlite3* db, sqlite3_stmt* stmt, const std::string& msg_id) {
   if (rc != SQLITE_DONE)
     throw Error(ErrorCode::unknown,
                 fmt::format("task database: cannot record {}: {}", msg_id, why));
-}
-
-/// The whole of `path`; nullopt when there is no such file.
-std::optional<std::string> read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-/// The 8-byte little-endian length that comes before each part in pack_parts()'s blob.
-std::array<char, 8> part_length(std::uint64_t n) {
-  std::array<char, 8> out{};
-  for (auto& c : out) {
-    c = static_cast<char>(n & 0xff);
-    n >>= 8;
-  }
-  return out;
-}
-
-/// A file written from the start (replacing it); throws Error naming it when it cannot be.
-class FileWriter {
- public:
-  explicit FileWriter(const std::filesystem::path& path)
-      : path_(path), fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) {
-    if (fd_ < 0) fail(errno);
-  }
-  ~FileWriter() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FileWriter(const FileWriter&) = delete;
-  FileWriter& operator=(const FileWriter&) = delete;
-  void write(const void* data, std::size_t n) {
-    const auto* p = static_cast<const char*>(data);
-    while (n > 0) {
-      const ssize_t k = ::write(fd_, p, n);
-      if (k < 0 && errno == EINTR) continue;
-      if (k <= 0) fail(k < 0 ? errno : ENOSPC);
-      p += k;
-      n -= static_cast<std::size_t>(k);
-    }
-  }
-  void close() {
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) fail(errno);
-  }
-
- private:
-  [[noreturn]] void fail(int err) const {
-    throw Error(ErrorCode::unknown,
-                fmt::format("cannot write '{}': {}", path_.string(), std::strerror(err)));
-  }
-  std::filesystem::path path_;
-  int fd_;
-};
-
-/// Writes `blob` to `path`.
-void write_file(const std::filesystem::path& path, std::string_view blob) {
-  FileWriter out(path);
-  out.write(blob.data(), blob.size());
-  out.close();
-}
-
-/// Writes to `path` what pack_parts() makes of `parts`, without making it in memory first.
-void write_file(const std::filesystem::path& path, const std::vector<Buffer>& parts) {
-  FileWriter out(path);
-  for (const auto& part : parts) {
-    const auto len = part_length(part.size());
-    out.write(len.data(), len.size());
-    out.write(part.data(), part.size());
-  }
-  out.close();
 }
 
 }  // namespace
@@ -619,81 +548,6 @@ std::int64_t TaskDb::count() {
   Stmt s(db_, "SELECT count(*) FROM tasks");
   sqlite3_step(s.get());
   return sqlite3_column_int64(s.get(), 0);
-}
-
-Value to_value(const TaskRecord& r, bool with_payloads) {
-  Value::Map m{{"msg_id", r.msg_id},
-               {"client", r.client},
-               {"queue", r.queue},
-               {"kind", r.kind},
-               {"task", r.task},
-               {"plugin", r.plugin},
-               {"plugin_hash", r.plugin_hash},
-               {"target", r.target},
-               {"engine", r.engine},
-               {"bind", r.bind},
-               {"submitted", r.submitted},
-               {"started", r.started},
-               {"completed", r.completed},
-               {"received", r.received},
-               {"status", r.status},
-               {"resubmitted_from", r.resubmitted_from}};
-  if (r.error) {
-    m["error"] = Value::map({{"type", r.error->type},
-                             {"message", r.error->message},
-                             {"description", r.error->describe()}});
-  }
-  if (with_payloads) {
-    m["args_bytes"] = r.args_size;
-    m["result_bytes"] = r.result_size;
-    m["payloads_kept"] =
-        (r.args_size == 0 || !r.args.empty()) && (r.result_size == 0 || !r.result.empty());
-  }
-  return Value(std::move(m));
-}
-
-std::string pack_parts(const std::vector<std::string_view>& parts) {
-  std::string out;
-  std::size_t total = 0;
-  for (const auto& p : parts)
-    total += 8 + p.size();
-  out.reserve(total);
-  for (const auto& p : parts) {
-    const auto len = part_length(p.size());
-    out.append(len.data(), len.size());
-    out.append(p);
-  }
-  return out;
-}
-
-std::string pack_parts(const std::vector<Buffer>& parts) {
-  std::vector<std::string_view> views;
-  views.reserve(parts.size());
-  for (const auto& b : parts)
-    views.emplace_back(reinterpret_cast<const char*>(b.data()), b.size());
-  return pack_parts(views);
-}
-
-std::int64_t packed_size(const std::vector<Buffer>& parts) {
-  std::int64_t n = 0;
-  for (const auto& p : parts)
-    n += 8 + static_cast<std::int64_t>(p.size());
-  return n;
-}
-
-std::vector<std::string> unpack_parts(std::string_view blob) {
-  std::vector<std::string> out;
-  while (!blob.empty()) {
-    if (blob.size() < 8) throw ProtocolError("stored payload is truncated");
-    std::uint64_t n = 0;
-    for (int i = 7; i >= 0; --i)
-      n = (n << 8) | static_cast<std::uint8_t>(blob[static_cast<std::size_t>(i)]);
-    blob.remove_prefix(8);
-    if (n > blob.size()) throw ProtocolError("stored payload is truncated");
-    out.emplace_back(blob.substr(0, n));
-    blob.remove_prefix(n);
-  }
-  return out;
 }
 
 }  // namespace ipp::hub
