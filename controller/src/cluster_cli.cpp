@@ -24,6 +24,7 @@
 #include "hub_link.hpp"
 #include "ipp/client.hpp"
 #include "ipp/net/connection_file.hpp"
+#include "json_text.hpp"
 #include "supervisor.hpp"
 
 extern char** environ;
@@ -317,10 +318,12 @@ int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, boo
   }
   const int engines = kept + missing;
   if (c.json)
-    std::cout << json{{"profile", profile.string()}, {"controller", controller},
-                      {"supervisor", supervisor},    {"engines", engines},
-                      {"restored", restore},         {"engines_kept", kept}}
-                     .dump()
+    std::cout << json_text(json{{"profile", profile.string()},
+                                {"controller", controller},
+                                {"supervisor", supervisor},
+                                {"engines", engines},
+                                {"restored", restore},
+                                {"engines_kept", kept}})
               << "\n";
   else if (restore)
     std::cout << fmt::format(
@@ -387,7 +390,7 @@ int cluster_status(const ClusterCli& c) {
            {"supervisor", sup},
            {"engines", value_json(engines)},
            {"supervised", cluster->doc.value("supervised", json::array())}};
-    std::cout << j.dump() << "\n";
+    std::cout << json_text(j) << "\n";
     return kOk;
   }
   std::cout << fmt::format("controller pid {}; engines: {}\n", cluster->controller, engines.repr());
@@ -420,7 +423,7 @@ int cluster_add(const ClusterCli& c, int n) {
     text += fmt::format("{}{} (pid {})", text.empty() ? "" : ", ", ids[i], pids[i]);
   }
   if (c.json)
-    std::cout << json{{"added", added}, {"engines", rc.ids().size()}}.dump() << "\n";
+    std::cout << json_text(json{{"added", added}, {"engines", rc.ids().size()}}) << "\n";
   else
     std::cout << fmt::format("added engine{} {}; {} engines registered\n", n == 1 ? "" : "s", text,
                              rc.ids().size());
@@ -468,7 +471,7 @@ int cluster_remove(const ClusterCli& c, const std::vector<std::int64_t>& ids) {
         exit);
   }
   if (c.json)
-    std::cout << json{{"removed", removed}}.dump() << "\n";
+    std::cout << json_text(json{{"removed", removed}}) << "\n";
   else
     std::cout << text;
   return kOk;

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include <fmt/format.h>
+#include "json_text.hpp"
 
 namespace ipp::ctl {
 
@@ -66,7 +67,7 @@ void update_cluster(const std::filesystem::path& profile,
   const auto tmp = profile / fmt::format("cluster.json.{}", ::getpid());
   {
     std::ofstream out(tmp);
-    out << j.dump(2) << "\n";
+    out << json_text(j, 2) << "\n";
   }
   std::error_code ec;
   std::filesystem::rename(tmp, profile / "cluster.json", ec);

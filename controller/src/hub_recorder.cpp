@@ -190,7 +190,8 @@ void HubRecorder::flush() {
         db_->update(w.record);
     }
     db_->flush();
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
+    // Never past the hub: a write that fails is logged and the hub goes on serving.
     spdlog::error("hub: task database: {}", e.what());
   }
   writes_.clear();

@@ -26,6 +26,7 @@
 #include "ipp/detail/identifier.hpp"
 #include "ipp/literal.hpp"
 #include "ipp/net/connection_file.hpp"
+#include "json_text.hpp"
 
 extern char** environ;
 
@@ -168,7 +169,7 @@ void print(const Globals& g, const Value& v, const std::vector<std::string>& msg
     json out;
     out["result"] = to_json(v);
     if (!msg_ids.empty()) out["msg_ids"] = msg_ids;
-    std::cout << out.dump() << "\n";
+    std::cout << json_text(out) << "\n";
   } else {
     v.write_repr(std::cout);
     std::cout << "\n";
@@ -379,7 +380,7 @@ int run(int argc, char** argv) {
           json out{{"error", e.what()},
                    {"code", std::string(to_string(e.code()))},
                    {"msg_ids", r.msg_ids()}};
-          std::cout << out.dump() << "\n";
+          std::cout << json_text(out) << "\n";
         }
         throw;
       }
@@ -466,7 +467,7 @@ int run(int argc, char** argv) {
                                     std::chrono::duration_cast<std::chrono::system_clock::duration>(
                                         std::chrono::duration<double>(older_than)));
       if (g.json)
-        std::cout << json{{"purged", purged}}.dump() << "\n";
+        std::cout << json_text(json{{"purged", purged}}) << "\n";
       else
         std::cout << fmt::format("{} record{} removed\n", purged, purged == 1 ? "" : "s");
       return kOk;
@@ -482,10 +483,9 @@ int run(int argc, char** argv) {
     else if (*abort_cmd || *cancel_cmd) {
       const ControlSummary done = *abort_cmd ? rc.abort(control_ids) : rc.cancel(control_ids);
       if (g.json) {
-        std::cout << json{{"removed", done.removed},
-                          {"signalled", done.signalled},
-                          {"not_pending", done.not_pending}}
-                         .dump()
+        std::cout << json_text(json{{"removed", done.removed},
+                                    {"signalled", done.signalled},
+                                    {"not_pending", done.not_pending}})
                   << "\n";
       } else {
         std::cout << fmt::format(

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ipp/net/header.hpp"
+#include "json_text.hpp"
 #include "payload_file.hpp"
 
 namespace ipp::hub {
@@ -47,7 +48,7 @@ std::string error_json(const std::optional<ErrorRecord>& e) {
          {"line", e->line},
          {"column", e->column}};
   if (e->element) j["element"] = *e->element;
-  return j.dump();
+  return json_text(j);
 }
 
 std::optional<ErrorRecord> error_from_json(std::string_view text) {

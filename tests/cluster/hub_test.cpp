@@ -430,3 +430,34 @@ TEST_F(HubTest, MalformedQueriesGetAnErrorAndTheHubGoesOn) {
 
 }  // namespace
 }  // namespace ipp
+
+namespace ipp {
+namespace {
+
+TEST_F(HubTest, BytesThatAreNotUtf8AreRecordedAndTheControllerGoesOn) {
+  start_with(1);
+  rc_->push_plugin(test::plugin("errors"));
+  const std::string bytes = "bad \xff\xfe bytes";
+  AsyncResult thrown = (*rc_)[0].apply_async("errors.fail", {bytes});
+  EXPECT_THROW((void)thrown.get(10s), RemoteError);
+  AsyncResult unknown = (*rc_)[0].apply_async(bytes, {1});
+  EXPECT_THROW((void)unknown.get(10s), Error);
+  AsyncResult statements = (*rc_)[0].execute("x\xff = 1");
+  EXPECT_THROW((void)statements.get(10s), Error);
+  // The controller recorded all three and still serves.
+  for (const auto& id : {thrown.msg_ids()[0], unknown.msg_ids()[0], statements.msg_ids()[0]}) {
+    const Value r = record(id);
+    EXPECT_EQ(r["status"], Value("error")) << id;
+  }
+  EXPECT_EQ(record(thrown.msg_ids()[0])["error"]["message"],
+            Value("bad \xEF\xBF\xBD\xEF\xBF\xBD bytes"))
+      << "kept, with each byte that is not UTF-8 replaced by U+FFFD";
+  EXPECT_EQ((*rc_)[0].apply("mul", {6, 7}), Value(42));
+  // ippctl's JSON output copes too.
+  const std::string out = ctl("--json query --limit 10");
+  EXPECT_EQ(last_code_, 0) << last_err_;
+  EXPECT_NE(out.find("\xEF\xBF\xBD"), std::string::npos) << "invalid bytes become U+FFFD";
+}
+
+}  // namespace
+}  // namespace ipp

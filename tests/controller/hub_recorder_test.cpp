@@ -110,6 +110,18 @@ TEST_F(HubRecorderTest, ErrorsGiveTheirStatus) {
   }
 }
 
+TEST_F(HubRecorderTest, ErrorsWithBytesThatAreNotUtf8AreRecordedReplaced) {
+  const std::string id = net::new_id();
+  record(submit(id));
+  record(reply(id, 0, make_error_record(ErrorCode::remote, "bad \xff\xfe", "t\xc3", 0)));
+  rec.flush();
+  const auto r = row(id);
+  EXPECT_EQ(r.status, "error");
+  ASSERT_TRUE(r.error.has_value());
+  EXPECT_EQ(r.error->message, "bad \xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(r.error->task, "t\xEF\xBF\xBD");
+}
+
 TEST_F(HubRecorderTest, PayloadsLargerThanTheHubKeepsAreRecordedBySizeOnly) {
   const std::string id = net::new_id();
   record(submit(id, true, Value(std::string(2 << 20, 'x'))));

@@ -44,7 +44,7 @@ void write_connection_file(const std::filesystem::path& path, const ConnectionIn
     const mode_t old = ::umask(077);
     std::ofstream out(tmp, std::ios::trunc);
     ::umask(old);
-    out << j.dump(2) << "\n";
+    out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     out.close();
     if (!out) {
       throw std::filesystem::filesystem_error("cannot write connection file", tmp,
