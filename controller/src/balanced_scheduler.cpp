@@ -20,8 +20,17 @@ BalancedScheduler::BalancedScheduler(const RelayWiring& wiring, zmq::socket_t& c
       balancer_(options) {}
 
 void BalancedScheduler::run(const std::atomic<bool>& stopping) {
-  while (!stopping.load())
-    turn(std::chrono::milliseconds(100));
+  LogLimiter failed;
+  while (!stopping.load()) {
+    try {
+      turn(std::chrono::milliseconds(100));
+    } catch (const std::exception& e) {
+      // Nothing escapes the scheduler's thread: a turn that failed is logged, the next serves.
+      if (std::uint64_t more = 0; failed.allow(more))
+        spdlog::error("load-balanced scheduler: a turn failed: {}{}", e.what(),
+                      LogLimiter::more(more));
+    }
+  }
 }
 
 void BalancedScheduler::turn(std::chrono::milliseconds wait) {

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "ipp/net/poll.hpp"
 
@@ -14,8 +15,16 @@ DirectScheduler::DirectScheduler(const RelayWiring& wiring, zmq::socket_t& clien
     : clients_(clients), workers_(workers), relay_(wiring, clients, workers, "direct scheduler") {}
 
 void DirectScheduler::run(const std::atomic<bool>& stopping) {
-  while (!stopping.load())
-    turn(std::chrono::milliseconds(100));
+  LogLimiter failed;
+  while (!stopping.load()) {
+    try {
+      turn(std::chrono::milliseconds(100));
+    } catch (const std::exception& e) {
+      // Nothing escapes the scheduler's thread: a turn that failed is logged, the next serves.
+      if (std::uint64_t more = 0; failed.allow(more))
+        spdlog::error("direct scheduler: a turn failed: {}{}", e.what(), LogLimiter::more(more));
+    }
+  }
 }
 
 void DirectScheduler::turn(std::chrono::milliseconds wait) {

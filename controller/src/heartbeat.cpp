@@ -45,8 +45,9 @@ void Heartbeat::on_pings(HeartMonitor::Clock::time_point now) {
       out.route = std::move(env->route);
       net::send(socket_, signer_, out, true);
     }
-  } catch (const ProtocolError& e) {
-    spdlog::warn("heartbeat monitor dropped a message: {}", e.what());
+  } catch (const std::exception& e) {
+    if (std::uint64_t more = 0; dropped_.allow(more))
+      spdlog::warn("heartbeat monitor dropped a message: {}{}", e.what(), LogLimiter::more(more));
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include "heart_monitor.hpp"
 #include "ipp/net/signer.hpp"
+#include "log_limiter.hpp"
 
 namespace ipp::ctrl {
 
@@ -40,6 +41,7 @@ class Heartbeat {
   zmq::socket_t hub_in_;
   HeartMonitor monitor_;
   std::chrono::milliseconds tick_;
+  LogLimiter dropped_;  // warnings of dropped messages: a flood is a few lines
 };
 
 }  // namespace ipp::ctrl

@@ -143,51 +143,57 @@ void Hub::on_registration() {
       default:
         spdlog::warn("hub: unexpected {} on the registration channel", net::to_string(h.type));
     }
-  } catch (const ProtocolError& e) {
-    spdlog::warn("hub dropped a message: {}", e.what());
-  } catch (const Error& e) {
-    spdlog::warn("hub: bad request: {}", e.what());
   } catch (const std::exception& e) {
-    spdlog::error("hub: request dropped: {}", e.what());
+    if (std::uint64_t more = 0; dropped_.allow(more))
+      spdlog::warn("hub dropped a message: {}{}", e.what(), LogLimiter::more(more));
   }
 }
 
-void Hub::run() {
+void Hub::turn(Steady::time_point& drain_at) {
   constexpr auto kNoDrain = Steady::time_point::max();  // wake on the next copy instead
-  auto drain_at = kNoDrain;
   zmq::pollitem_t items[] = {{wiring_.registration.handle(), 0, ZMQ_POLLIN, 0},
                              {hub_in_.handle(), 0, ZMQ_POLLIN, 0},
                              {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
+  auto wait = std::chrono::milliseconds(100);
+  const auto now = Steady::now();
+  auto until = [&](Steady::time_point t) {
+    wait = std::min(wait, std::max(std::chrono::milliseconds(0),
+                                   std::chrono::ceil<std::chrono::milliseconds>(t - now)));
+  };
+  if (drain_at != kNoDrain) until(drain_at);
+  if (auto at = recorder_.next_flush()) until(*at);
+  // A signal interrupting the poll is "nothing happened": the loop re-checks its stop flag.
+  if (net::poll(items, drain_at != kNoDrain ? 2 : 3, wait) < 0) return;
+  if (drain_at == kNoDrain && (items[2].revents & ZMQ_POLLIN))
+    drain_at = Steady::now() + kDrainAfter;
+  if (items[0].revents & ZMQ_POLLIN) on_registration();
+  if (items[1].revents & ZMQ_POLLIN) {
+    while (auto event = EngineEvent::receive(hub_in_)) {
+      if (event->kind == EngineEvent::Kind::silent)
+        drop_engine(event->engine, "stopped answering heartbeats");
+    }
+  }
+  if (drain_at != kNoDrain && Steady::now() >= drain_at) {
+    // A bounded batch per turn, so registration, heartbeat news and queries are served while
+    // a backlog drains.
+    const bool more = drain_traffic(4096, std::chrono::milliseconds(50));
+    drain_at = more ? Steady::now() : kNoDrain;
+  }
+  stop_drained();
+  sweep_shared_memory();
+  if (recorder_.flush_due(Steady::now())) recorder_.flush();
+}
+
+void Hub::run() {
+  auto drain_at = Steady::time_point::max();
   while (!stopping_.load()) {
-    auto wait = std::chrono::milliseconds(100);
-    const auto now = Steady::now();
-    auto until = [&](Steady::time_point t) {
-      wait = std::min(wait, std::max(std::chrono::milliseconds(0),
-                                     std::chrono::ceil<std::chrono::milliseconds>(t - now)));
-    };
-    if (drain_at != kNoDrain) until(drain_at);
-    if (auto at = recorder_.next_flush()) until(*at);
-    // A signal interrupting the poll is "nothing happened": the loop re-checks its stop flag.
-    if (net::poll(items, drain_at != kNoDrain ? 2 : 3, wait) < 0) continue;
-    if (drain_at == kNoDrain && (items[2].revents & ZMQ_POLLIN))
-      drain_at = Steady::now() + kDrainAfter;
-    items[2].revents = 0;
-    if (items[0].revents & ZMQ_POLLIN) on_registration();
-    if (items[1].revents & ZMQ_POLLIN) {
-      while (auto event = EngineEvent::receive(hub_in_)) {
-        if (event->kind == EngineEvent::Kind::silent)
-          drop_engine(event->engine, "stopped answering heartbeats");
-      }
+    try {
+      turn(drain_at);
+    } catch (const std::exception& e) {
+      // Nothing escapes the hub's thread: a turn that failed is logged, and the next one serves.
+      if (std::uint64_t more = 0; dropped_.allow(more))
+        spdlog::error("hub: a turn failed: {}{}", e.what(), LogLimiter::more(more));
     }
-    if (drain_at != kNoDrain && Steady::now() >= drain_at) {
-      // A bounded batch per turn, so registration, heartbeat news and queries are served
-      // while a backlog drains.
-      const bool more = drain_traffic(4096, std::chrono::milliseconds(50));
-      drain_at = more ? Steady::now() : kNoDrain;
-    }
-    stop_drained();
-    sweep_shared_memory();
-    if (recorder_.flush_due(Steady::now())) recorder_.flush();
   }
   recorder_.flush();
   // Shutdown: tell every engine to exit.

@@ -14,6 +14,7 @@
 #include "hub_recorder.hpp"
 #include "ipp/controller/controller.hpp"
 #include "ipp/net/signer.hpp"
+#include "log_limiter.hpp"
 #include "plugin_distributor.hpp"
 #include "task_db.hpp"
 #include "traffic.hpp"
@@ -53,6 +54,9 @@ class Hub {
   void run();
 
  private:
+  /// One turn of the loop: waits for input (at most until `drain_at` or the next flush), serves
+  /// it, records a batch of copies when due, and runs the timers.
+  void turn(std::chrono::steady_clock::time_point& drain_at);
   void on_registration();
   void send_all(const std::vector<net::Envelope>& messages);
   /// Sends what the registry queued: events first, then messages.
@@ -73,6 +77,7 @@ class Hub {
   HubRecorder recorder_;
   HubQueries queries_;
   std::vector<EngineLoadChange> loads_;
+  LogLimiter dropped_;  // warnings of dropped messages and failed turns: a flood is a few lines
   std::chrono::steady_clock::time_point last_sweep_ = std::chrono::steady_clock::now();
 };
 

@@ -104,7 +104,9 @@ bool HubRecorder::record_some(std::size_t limit, Clock::duration budget,
     try {
       record(backlog_.front(), loads);
     } catch (const std::exception& e) {
-      spdlog::warn("hub: a traffic copy was not recorded: {}", e.what());
+      if (std::uint64_t more = 0; unrecorded_.allow(more))
+        spdlog::warn("hub: a traffic copy was not recorded: {}{}", e.what(),
+                     LogLimiter::more(more));
     }
     backlog_.pop_front();
   }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ipp/net/header.hpp"
+#include "log_limiter.hpp"
 #include "task_db.hpp"
 #include "traffic.hpp"
 
@@ -101,6 +102,7 @@ class HubRecorder {
   std::size_t unflushed_ = 0;
   Clock::time_point last_flush_ = Clock::now();
   std::deque<Traffic> backlog_;
+  LogLimiter unrecorded_;  // warnings of copies that could not be recorded
 };
 
 }  // namespace ipp::ctrl

@@ -101,7 +101,8 @@ bool Relay::receive(zmq::socket_t& sock, std::vector<std::pair<net::Envelope, ne
       if (!net::recv_all(sock, signer_, in, zmq::recv_flags::dontwait, shm_)) return false;
       break;
     } catch (const ProtocolError& e) {
-      spdlog::warn("{} dropped a message: {}", name_, e.what());
+      if (std::uint64_t more = 0; dropped_.allow(more))
+        spdlog::warn("{} dropped a message: {}{}", name_, e.what(), LogLimiter::more(more));
     }
   }
   for (auto& env : in) {
@@ -109,7 +110,8 @@ bool Relay::receive(zmq::socket_t& sock, std::vector<std::pair<net::Envelope, ne
       net::Header h = net::decode_header(env.parts.at(0));
       out.emplace_back(std::move(env), std::move(h));
     } catch (const std::exception& e) {
-      spdlog::warn("{} dropped a message: {}", name_, e.what());
+      if (std::uint64_t more = 0; dropped_.allow(more))
+        spdlog::warn("{} dropped a message: {}{}", name_, e.what(), LogLimiter::more(more));
     }
   }
   return true;

@@ -17,6 +17,7 @@
 #include "ipp/net/header.hpp"
 #include "ipp/net/shm.hpp"
 #include "ipp/net/signer.hpp"
+#include "log_limiter.hpp"
 #include "traffic.hpp"
 
 namespace ipp::ctrl {
@@ -188,7 +189,8 @@ class Relay {
   zmq::socket_t events_;
   zmq::socket_t monitor_;
   const char* name_;
-  std::vector<Traffic> copies_;               // this turn's, for the hub
+  LogLimiter dropped_;           // warnings of dropped messages: a flood is a few lines
+  std::vector<Traffic> copies_;  // this turn's, for the hub
   std::map<std::int64_t, bool> engine_maps_;  // engines that take shared-memory parts
   std::map<std::int64_t, EngineBox> engine_box_;
   std::map<std::uint32_t, std::vector<net::Envelope>> client_box_;

@@ -158,6 +158,37 @@ TEST_F(Cluster, GarbageOnEveryPortIsDroppedAndTheControllerGoesOn) {
   EXPECT_EQ(client_->query("ids").value.repr(), "[0]");
 }
 
+TEST_F(Cluster, AFloodOfBadMessagesIsAFewLogLinesNamingThePeer) {
+  start(1);
+  zmq::context_t ctx;
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 0);
+  s.connect(client_->info().endpoint("balanced"));
+  net::Signer wrong(net::Signer::new_key());
+  net::Envelope env;
+  net::Header h;
+  h.type = net::MsgType::ApplyRequest;
+  h.msg_id = net::new_id();
+  env.parts.push_back(net::encode_header(h));
+  constexpr int kFlood = 5000;
+  for (int i = 0; i < kFlood; ++i)
+    net::send(s, wrong, env);
+  // Served all along, and the flood is behind us once a task that follows it is answered.
+  client_->push(test::plugin("arith"));
+  EXPECT_EQ(client_->apply(0, "mul", {2, 3}).value, Value(6));
+  std::this_thread::sleep_for(300ms);
+  std::ifstream log(dir_ / "controller.log");
+  int lines = 0, naming = 0;
+  for (std::string line; std::getline(log, line);) {
+    if (line.find("dropped a message") == std::string::npos) continue;
+    ++lines;
+    if (line.find("(from 127.0.0.1") != std::string::npos) ++naming;
+  }
+  EXPECT_GE(lines, 1);
+  EXPECT_LE(lines, 20) << "a flood of " << kFlood << " bad messages is a few lines";
+  EXPECT_EQ(naming, lines) << "each names the peer";
+}
+
 TEST_F(Cluster, AnEngineKilledMidTaskFailsItsTaskAndOthersFinish) {
   start(2);
   client_->push(test::plugin("arith"));

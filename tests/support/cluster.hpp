@@ -23,7 +23,7 @@ class Cluster : public ::testing::Test {
         binary("ippcontroller"), "--profile-dir", dir_.path().string(), "--heartbeat-ms", "1000",
         "--log-level",           "warn"};
     argv.insert(argv.end(), controller_args.begin(), controller_args.end());
-    controller_ = std::make_unique<Process>(argv);
+    controller_ = std::make_unique<Process>(argv, (dir_ / "controller.log").string());
     const auto deadline = std::chrono::steady_clock::now() + 20s;
     while (!std::filesystem::exists(dir_ / net::kClientFile)) {
       ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "controller did not start";

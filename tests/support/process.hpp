@@ -1,5 +1,6 @@
 #pragma once
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -19,14 +20,20 @@ namespace ipp::test {
 /// controller removes its shared memory), then killed if it lingers.
 class Process {
  public:
-  explicit Process(const std::vector<std::string>& argv) {
+  /// Starts `argv`; with `stderr_file`, its standard error goes to that file.
+  explicit Process(const std::vector<std::string>& argv, const std::string& stderr_file = {}) {
     std::vector<char*> args;
     for (const auto& a : argv)
       args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    if (posix_spawn(&pid_, args[0], nullptr, nullptr, args.data(), environ) != 0) {
-      throw std::runtime_error("cannot start " + argv.at(0));
-    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    if (!stderr_file.empty())
+      posix_spawn_file_actions_addopen(&actions, 2, stderr_file.c_str(),
+                                       O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) throw std::runtime_error("cannot start " + argv.at(0));
   }
   ~Process() {
     if (pid_ > 0) {

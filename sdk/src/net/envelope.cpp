@@ -246,6 +246,19 @@ void take_parts(std::vector<zmq::message_t>& frames, std::size_t from, std::vect
   }
 }
 
+/// The address of the peer that sent `frames` ("" when the transport has none, as inproc).
+std::string peer_address(const std::vector<zmq::message_t>& frames) {
+  for (const auto& f : frames) {
+    // Frames a router made (routing ids) or that were moved out carry no metadata.
+    if (const char* a = zmq_msg_gets(f.handle(), "Peer-Address"); a != nullptr && *a != '\0')
+      return a;
+  }
+  return {};
+}
+
+std::optional<Received> receive_frames(std::vector<zmq::message_t>& frames, const Signer& signer,
+                                       const SharedMemory* shm);
+
 std::optional<Received> receive(zmq::socket_ref socket, const Signer& signer, zmq::recv_flags flags,
                                 const SharedMemory* shm) {
   // Reused from call to call: a batch's frames would otherwise cost a large allocation each.
@@ -253,6 +266,18 @@ std::optional<Received> receive(zmq::socket_ref socket, const Signer& signer, zm
   frames.clear();
   if (!zmq::recv_multipart(socket, std::back_inserter(frames), flags)) return std::nullopt;
   const ClearFrames clear{frames};  // the frames of a refused message do not stay
+  try {
+    return receive_frames(frames, signer, shm);
+  } catch (const ProtocolError& e) {
+    // Name the sender, so that a flood of bad messages can be traced to its source.
+    const std::string peer = peer_address(frames);
+    if (peer.empty()) throw;
+    throw ProtocolError(fmt::format("{} (from {})", e.what(), peer));
+  }
+}
+
+std::optional<Received> receive_frames(std::vector<zmq::message_t>& frames, const Signer& signer,
+                                       const SharedMemory* shm) {
   std::size_t delimiter = 0;
   while (delimiter < frames.size() && frames[delimiter].size() != 0)
     ++delimiter;
