@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -149,6 +150,22 @@ std::vector<std::int64_t> parse_targets(const std::string& spec, const Client& r
   return out;
 }
 
+/// A number of seconds: finite and not negative ("nan", "inf" and "-3" are usage errors).
+const CLI::Validator kSeconds(
+    [](std::string& text) -> std::string {
+      double v = 0;
+      try {
+        std::size_t used = 0;
+        v = std::stod(text, &used);
+        if (used != text.size()) return "not a number of seconds: " + text;
+      } catch (const std::exception&) {
+        return "not a number of seconds: " + text;
+      }
+      if (!std::isfinite(v) || v < 0) return "needs a finite number of seconds >= 0, not " + text;
+      return {};
+    },
+    "SECONDS");
+
 struct Globals {
   std::string profile;
   bool json = false;
@@ -186,7 +203,8 @@ int run(int argc, char** argv) {
                  "Profile directory (default: $IPP_PROFILE_DIR or ~/.ipp/profile_default)");
   app.add_flag("--json", g.json, "Print one JSON document");
   app.add_option("--timeout-ms", g.timeout_ms, "How long to wait for the controller")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(1, 24 * 3600 * 1000));
 
   auto* cluster = app.add_subcommand("cluster", "Start, stop or inspect a local cluster");
   cluster->require_subcommand(1);
@@ -246,24 +264,33 @@ int run(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "Queue status per engine");
 
   std::string task, targets;
+  // --targets given at all: an empty list is an error, not "all engines".
+  std::vector<CLI::Option*> target_options;
+  auto targets_given = [&target_options] {
+    return std::any_of(target_options.begin(), target_options.end(),
+                       [](const CLI::Option* o) { return o->count() > 0; });
+  };
   std::vector<std::string> args;
   bool balanced = false;
-  std::uint64_t chunksize = 0;
+  std::int64_t chunksize = 0;  // 0: automatic
   auto* apply =
       app.add_subcommand("apply", "Run a task once per target engine (or once, --balanced)");
   apply->add_option("TASK", task, "Task name (plugin.task, or a unique bare name)")->required();
   apply->add_option("ARGS", args,
                     "Arguments: 5  2.5  true  \"text\"  word  '[1, 2]'  1..9  0..100:5  @name "
                     "(the engine's value of name)");
-  apply->add_option("--targets", targets, "Engines: 0, 0,2 or all (default: all)");
+  target_options.push_back(
+      apply->add_option("--targets", targets, "Engines: 0, 0,2 or all (default: all)"));
   apply->add_flag("--balanced", balanced, "Run once, wherever an engine is free");
   auto* map = app.add_subcommand("map", "Run a task over sequences, gathered in order");
   map->add_option("TASK", task, "Task name")->required();
   map->add_option("SEQ", args, "Sequences: 1..9  0..100:5  '[1, 2, 3]'  @name")->required();
-  map->add_option("--targets", targets, "Engines for a direct map (default: all)");
+  target_options.push_back(
+      map->add_option("--targets", targets, "Engines for a direct map (default: all)"));
   map->add_flag("--balanced", balanced, "Schedule chunks on free engines");
   map->add_option("--chunksize", chunksize,
-                  "Elements per chunk with --balanced (default: automatic)");
+                  "Elements per chunk with --balanced (default: automatic)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
   // Scheduling flags (see docs/scheduling.md).
   int retries = 0, priority = 0;
   double queue_timeout = 0, time_limit = 0;
@@ -271,9 +298,11 @@ int run(int argc, char** argv) {
   bool any = false, on_failure = false, on_finish = false;
   for (auto* cmd : {apply, map}) {
     cmd->add_option("--retries", retries,
-                    "--balanced: run a failed task again on another engine, up to N times");
+                    "--balanced: run a failed task again on another engine, up to N times")
+        ->check(CLI::Range(0, 1000));
     cmd->add_option("--timeout", queue_timeout,
-                    "--balanced: fail with TaskTimeout after waiting SECONDS in the scheduler");
+                    "--balanced: fail with TaskTimeout after waiting SECONDS in the scheduler")
+        ->check(kSeconds);
     cmd->add_option("--after", after, "--balanced: run after these msg_ids (comma-separated)");
     cmd->add_option("--follow", follow,
                     "--balanced: run on the engine where these msg_ids ran (comma-separated)");
@@ -283,7 +312,8 @@ int run(int argc, char** argv) {
     cmd->add_flag("--on-finish", on_finish, "--after/--follow: met when they finished either way");
     cmd->add_option("--priority", priority, "--balanced: higher runs first among ready tasks");
     cmd->add_option("--time-limit", time_limit,
-                    "Cancel the task and fail with TaskTimeout after it ran SECONDS");
+                    "Cancel the task and fail with TaskTimeout after it ran SECONDS")
+        ->check(kSeconds);
   }
   auto* abort_cmd = app.add_subcommand("abort", "Remove queued tasks before they run");
   std::vector<std::string> control_ids;
@@ -294,8 +324,9 @@ int run(int argc, char** argv) {
 
   // Namespaces.
   std::string code, name, assignment;
-  auto add_targets = [&targets](CLI::App* cmd) {
-    cmd->add_option("--targets", targets, "Engines: 0, 0,2 or all (default: all)");
+  auto add_targets = [&](CLI::App* cmd) {
+    target_options.push_back(
+        cmd->add_option("--targets", targets, "Engines: 0, 0,2 or all (default: all)"));
   };
   auto* execute = app.add_subcommand("execute", "Run statements in each target engine's namespace");
   execute->add_option("CODE", code, "Statements, e.g. \"import sysinfo; a = sysinfo.getpid()\"")
@@ -325,7 +356,7 @@ int run(int argc, char** argv) {
   double older_than = -1;
   bool purge_all = false;
   auto* history = app.add_subcommand("history", "Msg ids of recorded tasks, oldest first");
-  history->add_option("--limit", limit, "Only the last N");
+  history->add_option("--limit", limit, "Only the last N")->check(CLI::NonNegativeNumber);
   auto* result = app.add_subcommand("result", "The result of a recorded task, from any client");
   result->add_option("MSG_ID", msg_ids, "A msg_id (as printed by --json)")->required();
   auto* resubmit = app.add_subcommand("resubmit", "Run recorded tasks again with their arguments");
@@ -334,10 +365,11 @@ int run(int argc, char** argv) {
   query->add_option("CONDITION", conditions,
                     "FIELD OP VALUE, OP one of == != < <= > >= in glob, e.g. 'task glob arith.*'");
   query->add_option("--keys", keys, "Fields to show, e.g. status,engine (default: all)");
-  query->add_option("--limit", limit, "At most N records");
+  query->add_option("--limit", limit, "At most N records")->check(CLI::NonNegativeNumber);
   auto* purge = app.add_subcommand("purge", "Remove task records");
   purge->add_option("MSG_ID", msg_ids, "msg_ids to remove");
-  purge->add_option("--older-than", older_than, "Remove finished records older than SECONDS");
+  purge->add_option("--older-than", older_than, "Remove finished records older than SECONDS")
+      ->check(kSeconds);
   purge->add_flag("--all", purge_all, "Remove every finished record");
 
   // CLI11 reads "[a, b]" as its own list syntax; hide the bracket from it (argument() undoes this).
@@ -388,7 +420,7 @@ int run(int argc, char** argv) {
     };
     auto target_view = [&] {
       bool single = false;
-      auto t = targets.empty() ? rc.ids() : parse_targets(targets, rc, &single);
+      auto t = targets_given() ? parse_targets(targets, rc, &single) : rc.ids();
       if (t.empty()) throw EngineError("no engines are registered");
       return single ? rc[t[0]] : rc[t];
     };
@@ -524,12 +556,13 @@ int run(int argc, char** argv) {
           if (queue_timeout > 0) flags.timeout = std::max(Duration(1), seconds(queue_timeout));
           flags.after = dependency(after);
           flags.follow = dependency(follow);
-          if (!targets.empty()) {
+          if (targets_given()) {
             bool single = false;
             flags.targets = parse_targets(targets, rc, &single);
           }
           auto lb = rc.load_balanced_view().with(flags);
-          return *apply ? lb.apply_async(task, values) : lb.map_async(task, values, chunksize);
+          return *apply ? lb.apply_async(task, values)
+                        : lb.map_async(task, values, static_cast<std::uint64_t>(chunksize));
         }
         DirectView view = target_view().with(flags);
         return *apply ? view.apply_async(task, values) : view.map_async(task, values);

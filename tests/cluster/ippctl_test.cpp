@@ -107,6 +107,34 @@ TEST_F(Ippctl, BadInputGetsAClearErrorAndTheRightExitCode) {
   EXPECT_NE(r.err.find("already running"), std::string::npos) << r.err;
 }
 
+TEST_F(Ippctl, AbsurdNumbersAndEmptyTargetsAreUsageErrors) {
+  ASSERT_EQ(ctl("cluster start -n 1").code, 0);
+  ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
+  // Each is exit code 2 and a message naming the option; none runs anything.
+  const std::pair<const char*, const char*> cases[] = {
+      {"map mul 1..3 1..3 --balanced --chunksize -1", "--chunksize"},
+      {"map mul 1..3 1..3 --balanced --chunksize 0", "--chunksize"},
+      {"apply mul 1 2 --balanced --timeout nan", "--timeout"},
+      {"apply mul 1 2 --balanced --timeout -3", "--timeout"},
+      {"apply mul 1 2 --time-limit inf", "--time-limit"},
+      {"apply mul 1 2 --balanced --retries -1", "--retries"},
+      {"apply mul 1 2 --targets ''", "no targets given"},
+      {"apply mul 1 2 --balanced --targets ''", "no targets given"},
+      {"map mul 1..3 1..3 --targets ','", "bad target ''"},
+      {"execute 'a = 1' --targets ''", "no targets given"},
+      {"--timeout-ms -5 ids", "--timeout-ms"},
+      {"history --limit -2", "--limit"},
+      {"purge --older-than nan", "--older-than"},
+  };
+  for (const auto& [args, named] : cases) {
+    const CtlResult r = ctl(args);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.out << r.err;
+    EXPECT_NE(r.err.find(named), std::string::npos) << args << ": " << r.err;
+    EXPECT_EQ(r.out, "") << args;
+  }
+  EXPECT_EQ(ctl("map mul 1..3 1..3 --balanced --chunksize 2").out, "[1, 4, 9]\n");
+}
+
 TEST_F(Ippctl, ClusterStartPassesTheSchemeAndHwmToTheController) {
   CtlResult r = ctl("cluster start -n 1 --scheme fastest");
   EXPECT_NE(r.code, 0);
