@@ -15,9 +15,20 @@ namespace ipp::ctrl {
 
 PluginDistributor::PluginDistributor(std::filesystem::path store_dir, bool restore)
     : store_(std::move(store_dir)), manifest_(store_.dir() / "pushed.txt") {
-  if (!restore) return;
+  if (restore)
+    load_manifest();
+  else
+    save();  // a fresh controller starts with no pushed plugins
+}
+
+// The manifest: one active build per line, "HASH<TAB>NAME" (older files: "HASH").
+void PluginDistributor::load_manifest() {
   std::ifstream in(manifest_);
-  for (std::string hash; std::getline(in, hash);) {
+  for (std::string line; std::getline(in, line);) {
+    const auto tab = line.find('\t');
+    const std::string hash = line.substr(0, tab);
+    const std::string name = tab == std::string::npos ? std::string() : line.substr(tab + 1);
+    if (hash.empty()) continue;
     const auto path = store_.path_for(hash);
     std::ifstream file(path, std::ios::binary);
     if (!file) {
@@ -27,9 +38,47 @@ PluginDistributor::PluginDistributor(std::filesystem::path store_dir, bool resto
     std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(file)),
                                     std::istreambuf_iterator<char>());
     plugins_.push_back(
-        {StoredPlugin{hash, path}, encode(Value(Bytes{Buffer::adopt(std::move(bytes))}))});
+        {StoredPlugin{hash, path}, encode(Value(Bytes{Buffer::adopt(std::move(bytes))})), name});
+    history_.push_back(hash);
   }
   spdlog::info("restore: {} pushed plugin(s)", plugins_.size());
+}
+
+void PluginDistributor::save() const {
+  const auto tmp = manifest_.parent_path() / (manifest_.filename().string() + ".tmp");
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    for (const auto& p : plugins_)
+      out << p.stored.hash << '\t' << p.name << '\n';
+    out.close();
+    if (!out) {
+      spdlog::error("cannot write the list of pushed plugins to {}", tmp.string());
+      return;
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, manifest_, ec);
+  if (ec) spdlog::error("cannot write {}: {}", manifest_.string(), ec.message());
+}
+
+void PluginDistributor::activate(Stored plugin) {
+  if (std::find(history_.begin(), history_.end(), plugin.stored.hash) == history_.end())
+    history_.push_back(plugin.stored.hash);
+  std::erase_if(plugins_, [&](const Stored& p) {
+    return p.stored.hash == plugin.stored.hash || (!plugin.name.empty() && p.name == plugin.name);
+  });
+  plugins_.push_back(std::move(plugin));
+  names_.clear();
+  save();
+}
+
+void PluginDistributor::deactivate(const std::string& hash, const std::string& why) {
+  const auto n = std::erase_if(plugins_, [&](const Stored& p) { return p.stored.hash == hash; });
+  if (n == 0) return;
+  spdlog::error("plugin {} is no longer sent to engines that register: {}", hash.substr(0, 12),
+                why);
+  names_.clear();
+  save();
 }
 
 net::Envelope PluginDistributor::push_message(const Target& engine, const Stored& plugin,
@@ -52,31 +101,35 @@ std::vector<net::Envelope> PluginDistributor::push(const net::Envelope& request,
     Payload payload = net::payload_of(request);
     const Value file = decode(payload);
     const auto& bytes = file.as_bytes().data;
+    // Refusals name the file as the user knows it, not the store's hash.
+    std::string shown = h.task + ".so";
+    if (h.info.kind() == Value::Kind::map && h.info.as_map().contains("file") &&
+        h.info["file"].kind() == Value::Kind::string)
+      shown = h.info["file"].as_string();
     // Check the file without loading it: the controller never runs plugin code.
     const StoredPlugin stored = store_.store_bytes(bytes.bytes());
     try {
-      LoadedPlugin::validate_file(stored.path);
+      LoadedPlugin::validate_file(stored.path, shown);
     } catch (...) {
       std::error_code ec;
       std::filesystem::remove(stored.path, ec);
       throw;
     }
-    auto known = std::find_if(plugins_.begin(), plugins_.end(),
-                              [&](const Stored& p) { return p.stored.hash == stored.hash; });
-    if (known == plugins_.end()) {
-      names_.clear();
-      plugins_.push_back({stored, std::move(payload)});
-      known = std::prev(plugins_.end());
-      std::ofstream(manifest_, std::ios::app) << stored.hash << "\n";
-    }
+    // The last build pushed is the one replayed, also when an older one is pushed again.
+    std::string name = h.task;
+    if (auto d = described_.find(stored.hash); d != described_.end())
+      name = d->second["name"].as_string();
+    activate({stored, std::move(payload), name});
+    const Stored& active = plugins_.back();
     Push p;
     p.client = net::copy_route(request.route);
     p.request_id = h.msg_id;
     p.name = h.task;
+    p.hash = stored.hash;
     const std::string push_id = net::new_id();
     for (const auto& t : targets) {
       p.waiting.insert(t.id);
-      out.push_back(push_message(t, *known, push_id));
+      out.push_back(push_message(t, active, push_id));
     }
     spdlog::info("plugin {} ({}) pushed to {} engine(s)", h.task, stored.hash.substr(0, 12),
                  p.waiting.size());
@@ -98,9 +151,12 @@ std::vector<net::Envelope> PluginDistributor::push(const net::Envelope& request,
 std::vector<net::Envelope> PluginDistributor::replay_to(const Target& engine,
                                                         std::set<std::string>& awaiting) {
   std::vector<net::Envelope> out;
+  auto& pending = replaying_[engine.id];
+  pending.clear();
   for (const auto& p : plugins_) {
     const std::string push_id = net::new_id();
     awaiting.insert(push_id);
+    pending.push_back({push_id, p.stored.hash});
     out.push_back(push_message(engine, p, push_id));
   }
   return out;
@@ -108,9 +164,28 @@ std::vector<net::Envelope> PluginDistributor::replay_to(const Target& engine,
 
 std::vector<net::Envelope> PluginDistributor::loaded(const net::Header& h) {
   std::vector<net::Envelope> out;
-  if (h.info.kind() == Value::Kind::map && h.info.as_map().count("hash")) {
-    described_[h.info["hash"].as_string()] = h.info;
+  if (h.info.kind() == Value::Kind::map && h.info.as_map().count("hash") &&
+      h.info.as_map().count("name")) {
+    const std::string hash = h.info["hash"].as_string();
+    described_[hash] = h.info;
     names_.clear();
+    // Now that its real name is known, older builds of that name leave the replay set.
+    auto it = std::find_if(plugins_.begin(), plugins_.end(),
+                           [&](const Stored& p) { return p.stored.hash == hash; });
+    if (it != plugins_.end() && it->name != h.info["name"].as_string()) {
+      Stored named = *it;
+      named.name = h.info["name"].as_string();
+      const bool last = std::next(it) == plugins_.end();
+      plugins_.erase(it);
+      // A build an engine describes late keeps its place: only older ones of the name go.
+      std::erase_if(plugins_, [&](const Stored& p) { return last && p.name == named.name; });
+      plugins_.push_back(std::move(named));
+      save();
+    }
+  }
+  if (auto r = replaying_.find(h.engine); r != replaying_.end()) {
+    std::erase_if(r->second, [&](const Replay& p) { return p.push_id == h.parent_id; });
+    if (r->second.empty()) replaying_.erase(r);
   }
   auto it = pushes_.find(h.parent_id);
   if (it != pushes_.end() && it->second.waiting.erase(h.engine) != 0) {
@@ -123,6 +198,13 @@ std::vector<net::Envelope> PluginDistributor::loaded(const net::Header& h) {
 
 std::vector<net::Envelope> PluginDistributor::engine_gone(std::int64_t id, const std::string& why) {
   std::vector<net::Envelope> out;
+  if (auto r = replaying_.find(id); r != replaying_.end()) {
+    // It died loading what it was sent as it registered: the first it had not acknowledged
+    // took it down (it loads them in order). A removal is no crash.
+    if (!r->second.empty() && why != "was removed")
+      deactivate(r->second.front().hash, fmt::format("engine {} {} while loading it", id, why));
+    replaying_.erase(r);
+  }
   const std::string message = fmt::format("engine {} {}", id, why);
   std::vector<std::string> done;
   for (auto& [push_id, p] : pushes_) {
@@ -141,6 +223,10 @@ void PluginDistributor::finish(const std::string& id, std::vector<net::Envelope>
   auto it = pushes_.find(id);
   if (it == pushes_.end() || !it->second.waiting.empty()) return;
   Push& p = it->second;
+  // Failed on every engine that had it: a later engine would fail (or crash) on it too.
+  if (!p.results.empty() && p.errors.size() == p.results.size())
+    deactivate(p.hash,
+               fmt::format("it failed on every engine it was pushed to ({})", p.results.size()));
   net::Header r = reply_header(net::MsgType::PushReply, p.request_id);
   r.info = Value::map({{"name", p.name}, {"engines", Value(p.results)}});
   if (!p.errors.empty()) {
@@ -158,16 +244,16 @@ void PluginDistributor::finish(const std::string& id, std::vector<net::Envelope>
 
 std::pair<std::string, std::string> PluginDistributor::find_plugin(const std::string& task) const {
   const auto dot = task.find('.');
-  for (auto p = plugins_.rbegin(); p != plugins_.rend(); ++p) {
-    auto d = described_.find(p->stored.hash);
+  for (auto hash = history_.rbegin(); hash != history_.rend(); ++hash) {
+    auto d = described_.find(*hash);
     if (d == described_.end()) continue;
     const std::string& pname = d->second["name"].as_string();
     if (dot != std::string::npos) {
-      if (task.compare(0, dot, pname) == 0) return {pname, p->stored.hash};
+      if (task.compare(0, dot, pname) == 0) return {pname, *hash};
       continue;
     }
     for (const auto& t : d->second["tasks"].as_list()) {
-      if (t["name"].as_string() == task) return {pname, p->stored.hash};
+      if (t["name"].as_string() == task) return {pname, *hash};
     }
   }
   return {};
@@ -182,12 +268,14 @@ std::pair<std::string, std::string> PluginDistributor::plugin_of(const std::stri
 
 Value PluginDistributor::describe() const {
   Value::List list;
-  for (const auto& p : plugins_) {
-    auto d = described_.find(p.stored.hash);
-    list.push_back(
-        d != described_.end()
-            ? d->second
-            : Value::map({{"hash", p.stored.hash}, {"name", "(not loaded by any engine yet)"}}));
+  for (const auto& hash : history_) {
+    auto d = described_.find(hash);
+    Value entry = d != described_.end()
+                      ? d->second
+                      : Value::map({{"hash", hash}, {"name", "(not loaded by any engine yet)"}});
+    entry.as_map()["active"] = std::any_of(plugins_.begin(), plugins_.end(),
+                                           [&](const Stored& p) { return p.stored.hash == hash; });
+    list.push_back(std::move(entry));
   }
   return Value(std::move(list));
 }

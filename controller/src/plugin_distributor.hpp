@@ -23,6 +23,12 @@ namespace ipp::ctrl {
 /// that registers later (and to a restored controller's engines). The controller never runs
 /// plugin code: a pushed file is checked without loading it.
 ///
+/// The replay set holds one build per plugin name, the one pushed last (an older build pushed
+/// again is a rollback, and sticks). A plugin that failed on every engine it was pushed to, or
+/// that took an engine down as it loaded, leaves the set: engines that register later never
+/// crash-loop on it. The set is kept in `pushed.txt` in the store; a fresh controller starts
+/// with an empty one, a restored one replays it.
+///
 /// Each call returns the messages to send on the registration socket, routes set.
 ///
 ///     PluginDistributor plugins(profile / "plugins", restore);
@@ -38,8 +44,8 @@ class PluginDistributor {
     const std::vector<zmq::message_t>* route;
   };
 
-  /// Uses (and creates) `store_dir`. With `restore`, the plugins pushed before (its
-  /// `pushed.txt`, one hash per line) are replayed to engines again.
+  /// Uses (and creates) `store_dir`. With `restore`, the replay set of the controller before
+  /// (its `pushed.txt`) is replayed to engines again; without, the set starts empty.
   PluginDistributor(std::filesystem::path store_dir, bool restore);
 
   /// A client's PushRequest `h` (its payload: the file's bytes): the file is stored and
@@ -55,13 +61,15 @@ class PluginDistributor {
   /// answers is answered to its client once every engine did.
   std::vector<net::Envelope> loaded(const net::Header& h);
   /// Engine `id` is gone (`why` completes "engine 3 ..."): the pushes that waited for it count
-  /// it as failed, and those that waited for it alone are answered.
+  /// it as failed, and those that waited for it alone are answered. A plugin it died loading
+  /// (the first replayed one it had not acknowledged) leaves the replay set.
   std::vector<net::Envelope> engine_gone(std::int64_t id, const std::string& why);
 
   /// The plugin (name, hash) a task name refers to, as far as engines reported ({} when
   /// unknown). Answers are kept until a plugin is pushed or described again.
   [[nodiscard]] std::pair<std::string, std::string> plugin_of(const std::string& task);
-  /// What engines reported of each plugin, in push order (the `plugins` query).
+  /// What engines reported of every build pushed, in push order, each marked `active` when it
+  /// is in the replay set (the `plugins` query).
   [[nodiscard]] Value describe() const;
   /// How many plugins are replayed to a registering engine.
   [[nodiscard]] std::size_t size() const noexcept { return plugins_.size(); }
@@ -74,14 +82,20 @@ class PluginDistributor {
   struct Stored {
     StoredPlugin stored;
     Payload file;
+    std::string name;  // as an engine reported it, else as the client named the file
   };
   struct Push {
     std::vector<zmq::message_t> client;
     std::string request_id;
     std::string name;
+    std::string hash;
     std::set<std::int64_t> waiting;
     Value::Map results;
     std::vector<ErrorRecord> errors;
+  };
+  struct Replay {  // a plugin sent to a registering engine, not acknowledged yet
+    std::string push_id;
+    std::string hash;
   };
 
   net::Envelope push_message(const Target& engine, const Stored& plugin,
@@ -89,12 +103,21 @@ class PluginDistributor {
   /// The push `id`'s reply, when no engine is left to answer it.
   void finish(const std::string& id, std::vector<net::Envelope>& out);
   [[nodiscard]] std::pair<std::string, std::string> find_plugin(const std::string& task) const;
+  /// Makes `plugin` the active build of its name: older builds of that name leave the set.
+  void activate(Stored plugin);
+  /// Takes the build `hash` out of the replay set, saying `why` in the log.
+  void deactivate(const std::string& hash, const std::string& why);
+  /// Writes the replay set to the manifest (whole, atomically).
+  void save() const;
+  void load_manifest();
 
   PluginStore store_;
   std::filesystem::path manifest_;
+  std::vector<std::string> history_;        // every build's hash, in the order first pushed
   std::vector<Stored> plugins_;             // in push order
   std::map<std::string, Push> pushes_;      // by the push's msg id sent to engines
   std::map<std::string, Value> described_;  // plugin hash -> what an engine reported of it
+  std::map<std::int64_t, std::vector<Replay>> replaying_;  // by engine, in the order sent
   std::unordered_map<std::string, std::pair<std::string, std::string>> names_;  // plugin_of's
 };
 

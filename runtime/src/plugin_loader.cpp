@@ -30,28 +30,27 @@ std::string str_or_empty(const char* s) {
 
 }  // namespace
 
-void LoadedPlugin::validate_file(const std::filesystem::path& path) {
+void LoadedPlugin::validate_file(const std::filesystem::path& path, std::string_view shown_as) {
+  const std::string name = shown_as.empty() ? path.filename().string() : std::string(shown_as);
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) {
-    throw PluginLoadError(fmt::format("'{}' is not a file", path.string()));
+    throw PluginLoadError(fmt::format("'{}' is not a file", name));
   }
   if (!has_elf_magic(path)) {
-    throw PluginLoadError(
-        fmt::format("'{}' is not a shared library (no ELF header)", path.filename().string()));
+    throw PluginLoadError(fmt::format("'{}' is not a shared library (no ELF header)", name));
   }
   std::vector<std::string> symbols;
   try {
     boost::dll::library_info info(path.string());
     symbols = info.symbols("boostdll");
   } catch (const std::exception& e) {
-    throw PluginLoadError(fmt::format("'{}' is not a readable shared library: {}",
-                                      path.filename().string(), e.what()));
+    throw PluginLoadError(fmt::format("'{}' is not a readable shared library: {}", name, e.what()));
   }
   if (std::find(symbols.begin(), symbols.end(), IPP_MANIFEST_SYMBOL) == symbols.end()) {
     throw PluginLoadError(
         fmt::format("'{}' is a shared library but not an ipp plugin: it exports no ipp manifest "
                     "(build it with ipp_add_plugin and register tasks with IPP_TASK)",
-                    path.filename().string()));
+                    name));
   }
 }
 

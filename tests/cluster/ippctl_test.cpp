@@ -135,6 +135,24 @@ TEST_F(Ippctl, AbsurdNumbersAndEmptyTargetsAreUsageErrors) {
   EXPECT_EQ(ctl("map mul 1..3 1..3 --balanced --chunksize 2").out, "[1, 4, 9]\n");
 }
 
+TEST_F(Ippctl, APluginThatKillsEnginesAsTheyLoadItIsNotSentToTheirSuccessors) {
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 1").code, 0);
+  const CtlResult push = ctl("push " + test::test_plugin("crash_at_load").string());
+  EXPECT_EQ(push.code, 1) << push.out << push.err;
+  EXPECT_NE(push.err.find("2 of 2 engines failed to load the plugin"), std::string::npos)
+      << push.err;
+  // The supervisor restarts both; they register without it and serve.
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (ctl("ids").out != "[0, 1]\n" && ctl("ids").out.find(", ") == std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "engines crash-loop";
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
+  const CtlResult r = ctl("apply mul 6 7");
+  EXPECT_EQ(r.out, "[42, 42]\n") << r.err;
+  EXPECT_EQ(ctl("plugins").out.find("crash_at_load"), std::string::npos);
+}
+
 TEST_F(Ippctl, ClusterStartPassesTheSchemeAndHwmToTheController) {
   CtlResult r = ctl("cluster start -n 1 --scheme fastest");
   EXPECT_NE(r.code, 0);

@@ -8,6 +8,7 @@
 
 #include <fstream>
 #include <iterator>
+#include <regex>
 
 #include "ipp/net/message.hpp"
 #include "support/paths.hpp"
@@ -163,12 +164,12 @@ TEST_F(PluginDistributorTest, LateEnginesAndRestoredControllersGetEveryPlugin) {
     ASSERT_EQ(out.size(), 1u);
     EXPECT_EQ(awaiting, std::set<std::string>{header(out[0]).msg_id});
   }
-  PluginDistributor fresh(dir / "plugins", false);
-  EXPECT_EQ(fresh.size(), 0u) << "only a restore replays what was pushed before";
   PluginDistributor restored(dir / "plugins", true);
   EXPECT_EQ(restored.size(), 1u);
   std::set<std::string> awaiting;
   EXPECT_EQ(restored.replay_to({0, &r0}, awaiting).size(), 1u);
+  PluginDistributor fresh(dir / "plugins", false);
+  EXPECT_EQ(fresh.size(), 0u) << "only a restore replays what was pushed before";
 }
 
 TEST_F(PluginDistributorTest, TasksAreNamedByTheirPluginOnceAnEngineDescribedIt) {
@@ -184,6 +185,115 @@ TEST_F(PluginDistributorTest, TasksAreNamedByTheirPluginOnceAnEngineDescribedIt)
   EXPECT_EQ(d.plugin_of("arith.anything"), (std::pair<std::string, std::string>("arith", hash)));
   EXPECT_EQ(d.plugin_of("nope"), (std::pair<std::string, std::string>()));
   EXPECT_EQ(d.describe()[0]["name"], Value("arith"));
+}
+
+}  // namespace
+}  // namespace ipp::ctrl
+
+namespace ipp::ctrl {
+namespace {
+
+/// Engine `engine`'s answer to `push` for a plugin named `name`.
+net::Header loaded_as(std::int64_t engine, const net::Envelope& push, const std::string& name) {
+  net::Header h = loaded(engine, push);
+  h.info.as_map()["name"] = name;
+  return h;
+}
+
+/// The hashes a fresh engine would be sent, in order.
+std::vector<std::string> replayed(PluginDistributor& d, const std::vector<zmq::message_t>& r) {
+  std::set<std::string> awaiting;
+  std::vector<std::string> hashes;
+  for (const auto& m : d.replay_to({99, &r}, awaiting))
+    hashes.push_back(header(m).info["hash"].as_string());
+  (void)d.engine_gone(99, "was removed");
+  return hashes;
+}
+
+TEST_F(PluginDistributorTest, AFreshControllerStartsWithNoPushedPlugins) {
+  {
+    PluginDistributor d(dir / "plugins", false);
+    std::string id;
+    const auto request = push_request(test::plugin("arith"), "arith", id);
+    (void)d.push(request, header(request), {});
+  }
+  PluginDistributor fresh(dir / "plugins", false);
+  EXPECT_EQ(fresh.size(), 0u);
+  PluginDistributor restored(dir / "plugins", true);
+  EXPECT_EQ(restored.size(), 0u) << "a restore after a fresh start replays the fresh session's set";
+}
+
+TEST_F(PluginDistributorTest, APluginThatFailedOnEveryEngineIsNotReplayed) {
+  PluginDistributor d(dir / "plugins", false);
+  std::string id;
+  const auto request = push_request(test::plugin("arith"), "arith", id);
+  const auto out = d.push(request, header(request), two);
+  (void)d.loaded(loaded(0, out[0], "initializer threw"));
+  (void)d.engine_gone(1, "was killed by signal 11 (SIGSEGV)");
+  EXPECT_EQ(d.size(), 0u);
+  EXPECT_TRUE(replayed(d, r0).empty());
+  PluginDistributor restored(dir / "plugins", true);
+  EXPECT_EQ(restored.size(), 0u);
+}
+
+TEST_F(PluginDistributorTest, APluginThatWorkedSomewhereIsReplayed) {
+  PluginDistributor d(dir / "plugins", false);
+  std::string id;
+  const auto request = push_request(test::plugin("arith"), "arith", id);
+  const auto out = d.push(request, header(request), two);
+  (void)d.loaded(loaded(0, out[0]));
+  (void)d.loaded(loaded(1, out[1], "no room"));
+  EXPECT_EQ(d.size(), 1u);
+}
+
+TEST_F(PluginDistributorTest, APluginThatKillsAnEngineAsItLoadsIsReplayedNoMore) {
+  PluginDistributor d(dir / "plugins", false);
+  std::string id;
+  const auto request = push_request(test::plugin("arith"), "arith", id);
+  (void)d.push(request, header(request), {});  // no engines yet: kept
+  ASSERT_EQ(d.size(), 1u);
+  std::set<std::string> awaiting;
+  const auto out = d.replay_to({4, &r0}, awaiting);
+  ASSERT_EQ(out.size(), 1u);
+  // The engine dies before acknowledging it: the plugin took it down; the next engine
+  // that registers must not be sent it again, or it crash-loops.
+  (void)d.engine_gone(4, "was killed by signal 11 (SIGSEGV)");
+  EXPECT_EQ(d.size(), 0u);
+  EXPECT_TRUE(replayed(d, r1).empty());
+}
+
+TEST_F(PluginDistributorTest, OneBuildPerPluginNameTheLastPushedAlsoOnARollback) {
+  PluginDistributor d(dir / "plugins", false);
+  std::string id;
+  const auto v1 = push_request(test::test_plugin("reload_v1"), "reload_v1", id);
+  auto out = d.push(v1, header(v1), {{0, &r0}});
+  const std::string h1 = header(out[0]).info["hash"].as_string();
+  (void)d.loaded(loaded_as(0, out[0], "reload"));
+  const auto v2 = push_request(test::test_plugin("reload_v2"), "reload_v2", id);
+  out = d.push(v2, header(v2), {{0, &r0}});
+  const std::string h2 = header(out[0]).info["hash"].as_string();
+  (void)d.loaded(loaded_as(0, out[0], "reload"));
+  EXPECT_EQ(replayed(d, r1), std::vector<std::string>{h2}) << "the newer build replaces the older";
+  // Rolled back: v1 pushed again is the one a restarted engine gets.
+  out = d.push(v1, header(v1), {{0, &r0}});
+  (void)d.loaded(loaded_as(0, out[0], "reload"));
+  EXPECT_EQ(replayed(d, r1), std::vector<std::string>{h1});
+  PluginDistributor restored(dir / "plugins", true);
+  EXPECT_EQ(replayed(restored, r1), std::vector<std::string>{h1}) << "and so does a restore";
+  const Value listed = d.describe();
+  ASSERT_EQ(listed.size(), 2u) << "`plugins` lists every build";
+  EXPECT_EQ(listed[0]["active"], Value(true)) << "v1, rolled back to";
+  EXPECT_EQ(listed[1]["active"], Value(false));
+}
+
+TEST_F(PluginDistributorTest, RefusalsNameTheUsersFileNotTheStoresHash) {
+  PluginDistributor d(dir / "plugins", false);
+  std::string id;
+  auto request = push_request(test::test_plugin("plain"), "plain", id);
+  const auto out = d.push(request, header(request), {});
+  const std::string message = header(out[0]).error->message;
+  EXPECT_NE(message.find("'plain.so'"), std::string::npos) << message;
+  EXPECT_FALSE(std::regex_search(message, std::regex("[0-9a-f]{64}"))) << message;
 }
 
 }  // namespace

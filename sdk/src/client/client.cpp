@@ -1142,6 +1142,7 @@ Value Client::push_plugin(const std::filesystem::path& file) const {
   h.type = net::MsgType::PushRequest;
   h.msg_id = net::new_id();
   h.task = file.stem().string();
+  h.info = Value::map({{"file", file.filename().string()}});  // named so in refusals
   // Engines load the plugin before the reply comes back: allow more than a query's time.
   auto [reply, payload] =
       core_->request(detail::kRegistration, h,

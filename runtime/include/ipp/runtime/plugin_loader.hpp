@@ -50,8 +50,9 @@ class LoadedPlugin {
 
   /// Checks a file without loading it: an ELF shared library exporting an ipp manifest.
   /// Throws PluginLoadError saying what is wrong. Safe for processes that must not run
-  /// plugin code (the controller).
-  static void validate_file(const std::filesystem::path& path);
+  /// plugin code (the controller). Messages name the file `shown_as` when given (the name
+  /// the user knows it by, not the store's), else by its own file name.
+  static void validate_file(const std::filesystem::path& path, std::string_view shown_as = {});
 
   LoadedPlugin(const LoadedPlugin&) = delete;
   LoadedPlugin& operator=(const LoadedPlugin&) = delete;
