@@ -14,6 +14,11 @@ namespace {
 constexpr const char* kCMakeLists = R"(cmake_minimum_required(VERSION 3.22)
 project({name} VERSION 0.1.0 LANGUAGES CXX)
 
+# Tasks are hot loops: build optimised unless a build type is chosen (-DCMAKE_BUILD_TYPE=Debug).
+if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
+  set(CMAKE_BUILD_TYPE Release CACHE STRING "Build type" FORCE)
+endif()
+
 # Finds the ipp SDK; point CMAKE_PREFIX_PATH at its install prefix if it is not in a default place.
 find_package(ipp CONFIG REQUIRED)
 

@@ -72,6 +72,9 @@ TEST(ProjectTemplate, BuildsOutOfTreeAgainstTheInstalledSdkAndRuns) {
       << read(dir / "build.log");
   const auto so = project / "build" / "demo.so";
   ASSERT_TRUE(std::filesystem::exists(so));
+  // No build type chosen: the template builds optimised, as a plugin's hot loops need.
+  EXPECT_NE(read(project / "build" / "CMakeCache.txt").find("CMAKE_BUILD_TYPE:STRING=Release"),
+            std::string::npos);
 
   Runtime rt({.threads = 2, .store_dir = dir / "store"});
   auto plugin = rt.load(so);
