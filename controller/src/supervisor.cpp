@@ -22,6 +22,7 @@
 #include "cluster_file.hpp"
 #include "hub_link.hpp"
 #include "ipp/error.hpp"
+#include "ipp/net/engine_exit.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/message.hpp"
 
@@ -40,7 +41,7 @@ extern "C" void on_stop_signal(int) {
 }
 
 /// Exit code of an engine that lost its controller (or was refused by it): not a crash.
-constexpr int kLostController = 3;
+constexpr int kLostController = net::kEngineLostController;
 
 std::string seconds(std::chrono::milliseconds d) {
   return fmt::format("{:g} s", static_cast<double>(d.count()) / 1000.0);
@@ -399,14 +400,7 @@ class Supervisor {
 }  // namespace
 
 std::string exit_reason(int status) {
-  if (WIFSIGNALED(status)) {
-    const int sig = WTERMSIG(status);
-    const char* abbrev = ::sigabbrev_np(sig);
-    return abbrev != nullptr ? fmt::format("was killed by signal {} (SIG{})", sig, abbrev)
-                             : fmt::format("was killed by signal {}", sig);
-  }
-  if (WIFEXITED(status)) return fmt::format("exited with code {}", WEXITSTATUS(status));
-  return fmt::format("ended with status {}", status);
+  return net::engine_exit_reason(status);
 }
 
 int supervise(const SupervisorOptions& options) {

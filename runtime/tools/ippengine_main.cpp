@@ -1,6 +1,8 @@
 // ippengine: one engine of an ipp cluster.
+#include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -11,10 +13,25 @@
 
 #include "ipp/error.hpp"
 #include "ipp/net/connection_file.hpp"
+#include "ipp/net/engine_exit.hpp"
 #include "ipp/runtime/engine.hpp"
 
 namespace {
 ipp::Engine* g_engine = nullptr;
+// Set when the engine ends on its own terms (told to stop, lost its controller); any other call
+// of exit() comes from a task.
+std::atomic<bool> g_deliberate{false};
+
+/// A task that calls exit() ends the process the ordinary way, running static destructors
+/// while the pool's threads still run tasks (which crashes: reported as a SIGSEGV before), and
+/// exit(0) would read as a stop the controller asked for. Neither is: end at once with a
+/// status that says so, and the supervisor restarts the engine as after a crash.
+extern "C" void on_task_exit(int status, void*) {
+  if (g_deliberate.load()) return;
+  spdlog::error("a task called exit({}): the engine ends", status);
+  std::_Exit(status == 0 ? ipp::net::kEngineTaskCalledExit : status);
+}
+
 extern "C" void on_signal(int) {
   if (g_engine != nullptr) g_engine->stop();
 }
@@ -78,11 +95,16 @@ int main(int argc, char** argv) {
     g_engine = &engine;
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
-    return engine.run();
+    ::on_exit(on_task_exit, nullptr);  // after static initialisation: runs before its destructors
+    const int code = engine.run();
+    g_deliberate = true;
+    return code;
   } catch (const ipp::ConnectionError& e) {
+    g_deliberate = true;
     spdlog::error("{}", e.what());
-    return 3;
+    return ipp::net::kEngineLostController;
   } catch (const std::exception& e) {
+    g_deliberate = true;
     spdlog::error("{}", e.what());
     return 1;
   }

@@ -171,6 +171,26 @@ TEST_F(Supervised, AddedEnginesRegisterAndRemovedOnesDrainThenStopCleanly) {
       << unknown.err;
 }
 
+TEST_F(Supervised, ATaskThatEndsItsProcessIsReportedAsSuchAndItsEngineRestarted) {
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 2").code, 0);
+  ASSERT_EQ(ctl("push " + test::test_plugin("crash").string()).code, 0);
+  Client rc = client();
+  // exit(0) from a task is no request to stop: the engine is restarted, the cause named.
+  try {
+    (void)rc[0].apply("call_exit", {0});
+    FAIL() << "the engine survived exit(0)";
+  } catch (const EngineError& e) {
+    EXPECT_NE(std::string(e.what()).find("a task called exit(0)"), std::string::npos) << e.what();
+  }
+  wait_for_ids(rc, {0, 1});
+  EXPECT_EQ(supervised(0)["last_exit"], "exited: a task called exit(0)");
+  // _Exit(3), the code an engine once used for "lost its controller", is a crash like any other.
+  EXPECT_THROW((void)rc[1].apply("exit_now", {3}), EngineError);
+  wait_for_ids(rc, {0, 1});
+  EXPECT_EQ(supervised(1)["last_exit"], "exited with code 3");
+  EXPECT_EQ(rc.direct_view().apply("sysinfo.engine_id").repr(), "[0, 1]") << "both serve";
+}
+
 TEST_F(Supervised, ClusterStopLeavesNoProcessBehind) {
   ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 1").code, 0);
   ASSERT_EQ(ctl("push " + test::test_plugin("crash").string()).code, 0);

@@ -14,10 +14,16 @@ std::int64_t segv() {
   return 0;
 }
 
-/// Ends the engine process at once with `code`, as a plugin calling exit() would.
+/// Calls exit(code), as a plugin that ends its process the ordinary way would.
+std::int64_t call_exit(std::int64_t code) {
+  std::exit(static_cast<int>(code));
+}
+
+/// Ends the engine process at once with `code`, as a plugin calling _Exit() would.
 std::int64_t exit_now(std::int64_t code) {
   std::_Exit(static_cast<int>(code));
 }
 
 IPP_TASK(segv, "Kills its engine with SIGSEGV.")
 IPP_TASK(exit_now, "Ends its engine process with the given exit code.")
+IPP_TASK(call_exit, "Calls exit() with the given code.")

@@ -1,0 +1,17 @@
+#pragma once
+
+#include <string>
+
+namespace ipp::net {
+
+/// How an engine process ends, as its supervisor reads the exit status. The engine's own
+/// reasons use codes a task is unlikely to pass to exit() or _Exit(); 0 is a stop the
+/// controller (or a signal) asked for. Any other ending is a crash, and is restarted.
+inline constexpr int kEngineLostController = 83;  ///< its controller stopped answering
+inline constexpr int kEngineTaskCalledExit = 84;  ///< a task called exit(0)
+
+/// What an exit status means, completing "engine 3 ...": "was killed by signal 11 (SIGSEGV)",
+/// "exited with code 3", "exited: a task called exit(0)".
+std::string engine_exit_reason(int status);
+
+}  // namespace ipp::net
