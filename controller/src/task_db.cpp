@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -180,6 +181,17 @@ const std::vector<std::string>& TaskDb::fields() {
 TaskDb::TaskDb(Options options) : options_(std::move(options)) {
   const std::string where = options_.file.empty() ? std::string("in memory")
                                                   : fmt::format("'{}'", options_.file.string());
+  if (!options_.file.empty()) {
+    // Records hold users' arguments and results: the owner's alone. SQLite gives its -wal and
+    // -shm files the database file's mode.
+    const int fd = ::open(options_.file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      (void)::fchmod(fd, 0600);
+      ::close(fd);
+    }
+    for (const char* suffix : {"-wal", "-shm"})
+      (void)::chmod((options_.file.string() + suffix).c_str(), 0600);
+  }
   // The hub's thread alone uses the database: no SQLite mutex on every call.
   const int rc =
       sqlite3_open_v2(options_.file.empty() ? ":memory:" : options_.file.c_str(), &db_,
@@ -203,6 +215,7 @@ TaskDb::TaskDb(Options options) : options_(std::move(options)) {
       // 16 MiB of page cache (the default is 2): updates find their row and the msg_id index
       // in memory instead of reading pages back from the file.
       exec("PRAGMA cache_size=-16384");
+      check_pages();
     }
     exec(
         "CREATE TABLE IF NOT EXISTS tasks ("
@@ -257,6 +270,23 @@ TaskDb::~TaskDb() {
   sqlite3_finalize(put_);
   sqlite3_finalize(update_);
   sqlite3_close(db_);
+}
+
+void TaskDb::check_pages() {
+  // A damaged page (a bad disk, a file changed under us) found now, before the hub writes on
+  // it or answers from it: the start stops with a clear error and the file stays as it is.
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_, "PRAGMA quick_check(1)", -1, &raw, nullptr) != SQLITE_OK)
+    throw Error(ErrorCode::unknown, fmt::format("is damaged: {}", sqlite3_errmsg(db_)));
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> s(raw, sqlite3_finalize);
+  const int rc = sqlite3_step(s.get());
+  const std::string verdict = rc == SQLITE_ROW ? text_at(s.get(), 0) : sqlite3_errmsg(db_);
+  if (verdict != "ok") {
+    throw Error(ErrorCode::unknown,
+                fmt::format("is damaged ({}); move it away to keep it, or start with another "
+                            "--db-file",
+                            verdict));
+  }
 }
 
 void TaskDb::exec(const char* sql) {

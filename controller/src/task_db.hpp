@@ -82,6 +82,8 @@ class TaskDb {
 
  private:
   void exec(const char* sql);
+  /// Throws Error when PRAGMA quick_check finds a damaged page.
+  void check_pages();
   void begin_if_needed();
   void enforce_limits();
   /// Binds `blob`, the `part` ("args", "result") of task `msg_id`, to parameter `i` of `stmt`:

@@ -164,3 +164,15 @@ TEST_F(EndpointsTest, AFreshStartRemovesWhatADeadControllerLeftInSharedMemory) {
 
 }  // namespace
 }  // namespace ipp::ctrl
+
+namespace ipp::ctrl {
+namespace {
+
+TEST(ControllerDefaults, TheTaskDatabaseIsBoundedByDefault) {
+  const ControllerOptions o;
+  EXPECT_GT(o.db_record_limit, 0);
+  EXPECT_GT(o.db_size_limit, 0);
+}
+
+}  // namespace
+}  // namespace ipp::ctrl

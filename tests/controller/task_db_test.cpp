@@ -312,6 +312,50 @@ TEST(TaskDbFile, ACorruptFileIsAClearErrorAtOpen) {
   }
 }
 
+TEST(TaskDbFile, ItsFilesAreReadableByTheirOwnerOnly) {
+  test::TempDir dir;
+  const auto parts = big_parts(300 << 10, 'p');
+  {
+    TaskDb db({.file = dir / "tasks.db"});
+    TaskRecord r = make(hex_id(9), 1);
+    r.args.clear();
+    r.args_parts = parts;
+    db.put(r);
+    db.flush();
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir.path())) {
+      if (!entry.is_regular_file()) continue;
+      const auto perms = std::filesystem::status(entry.path()).permissions();
+      EXPECT_EQ(perms & (std::filesystem::perms::group_all | std::filesystem::perms::others_all),
+                std::filesystem::perms::none)
+          << entry.path() << " holds user data";
+    }
+  }
+}
+
+TEST(TaskDbFile, ADamagedPageIsFoundAtOpen) {
+  test::TempDir dir;
+  {
+    TaskDb db({.file = dir / "tasks.db"});
+    for (int i = 0; i < 2000; ++i)
+      db.put(make(hex_id(i), i));
+    db.flush();
+  }
+  {
+    // Overwrite a page in the middle of the file, as a bad disk would.
+    std::fstream f(dir / "tasks.db", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(dir / "tasks.db") / 2));
+    const std::string junk(4096, '\x5a');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  try {
+    TaskDb db({.file = dir / "tasks.db"});
+    FAIL() << "opened a damaged database without a word";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tasks.db"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("damaged"), std::string::npos) << e.what();
+  }
+}
+
 TEST(TaskDbFile, AnUnwritablePlaceIsAClearErrorAtOpen) {
   test::TempDir dir;
   // A directory where the file should be.

@@ -17,8 +17,11 @@ struct ControllerOptions {
   std::chrono::milliseconds heartbeat{1000};
   std::string db = "sqlite";         ///< task database: "sqlite", "memory" or "none"
   std::filesystem::path db_file;     ///< sqlite: default PROFILE/tasks.db
-  std::int64_t db_record_limit = 0;  ///< keep at most this many records (0: no limit)
-  std::int64_t db_size_limit = 0;    ///< keep at most this many bytes of payloads (0: no limit)
+  /// Keep at most this many records, dropping the oldest (0: no limit). The database holds
+  /// every task's arguments and results: a default bound keeps a long-lived cluster's disk.
+  std::int64_t db_record_limit = 1'000'000;
+  /// Keep at most this many bytes of stored arguments and results (0: no limit).
+  std::int64_t db_size_limit = std::int64_t{8} << 30;
   /// Arguments or results larger than this are recorded by size only (not kept).
   std::int64_t db_max_payload = 64LL << 20;
   /// Niceness of the hub's thread (records, registration, queries) against the schedulers'
