@@ -124,6 +124,16 @@ std::optional<net::TaskId> Relay::task_id(std::uint32_t client, const net::Heade
     return std::nullopt;
   }
   auto id = net::TaskId::parse(h.msg_id);
+  if (id && h.task.size() > net::kMaxTaskNameBytes) {
+    // Answered here: an engine could not even put such a name into its reply.
+    const std::string shown = net::shown_task_name(h.task);
+    reply_error(client, *id,
+                make_error_record(ErrorCode::usage,
+                                  fmt::format("task name '{}' is longer than the {} bytes allowed",
+                                              shown, net::kMaxTaskNameBytes),
+                                  shown));
+    return std::nullopt;
+  }
   if (!id) {
     reply_error(client, h.msg_id,
                 make_error_record(ErrorCode::usage,

@@ -77,6 +77,45 @@ TEST_F(ClientTest, DirectMapSplitsUnevenSequences) {
             "[3, 8]");
 }
 
+TEST_F(ClientTest, AnOversizedTaskNameIsRefusedWhereItEntersAndNothingHangs) {
+  start_with_arith(1);
+  const std::string huge(10 << 20, 'n');
+  // The client refuses it before sending.
+  EXPECT_THROW((void)(*rc_)[0].apply_async(huge, {1}), UsageError);
+  EXPECT_THROW((void)rc_->load_balanced_view().apply_async(huge, {1}), UsageError);
+  // A peer that sends one anyway gets an answer from the scheduler, on both queues.
+  for (const std::int64_t target : {0, -1}) {  // direct, load-balanced
+    const auto reply = client_->apply(target, huge, {1, 2});
+    const auto channel = target;
+    ASSERT_TRUE(reply.header.error.has_value()) << channel;
+    EXPECT_EQ(reply.header.error->code, ErrorCode::usage) << channel;
+    EXPECT_NE(reply.header.error->message.find("task name"), std::string::npos)
+        << reply.header.error->message;
+    EXPECT_LT(reply.header.error->message.size(), 1000u) << "the answer does not echo it";
+  }
+  // Nothing is stuck: the engine's slot is free, and the engine's death later is just that.
+  EXPECT_EQ(rc_->load_balanced_view().apply("mul", {6, 7}), Value(42));
+  EXPECT_EQ((*rc_)[0].apply("mul", {6, 7}), Value(42));
+}
+
+TEST_F(ClientTest, AHugeErrorMessageIsCutAndStillAnswered) {
+  start_with_arith(1);
+  rc_->push_plugin(test::plugin("errors"));
+  const std::string huge(20 << 20, 'e');  // larger than a message header may be
+  for (AsyncResult r : {(*rc_)[0].apply_async("errors.fail", {huge}),
+                        rc_->load_balanced_view().apply_async("errors.fail", {huge})}) {
+    try {
+      (void)r.get(20s);
+      FAIL() << "no error";
+    } catch (const RemoteError& e) {
+      EXPECT_LT(e.record().message.size(), 100000u);
+      EXPECT_NE(e.record().message.find("bytes cut"), std::string::npos);
+      EXPECT_EQ(e.record().type, "std::invalid_argument");
+    }
+  }
+  EXPECT_EQ((*rc_)[0].apply("mul", {6, 7}), Value(42));
+}
+
 TEST_F(ClientTest, RemoteFailuresAreTyped) {
   start_with_arith(2);
   try {

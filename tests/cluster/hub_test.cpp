@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ipp/client.hpp"
+#include "ipp/net/header.hpp"
 #include "support/cluster.hpp"
 
 namespace ipp {
@@ -225,21 +226,29 @@ TEST_F(HubTest, QueriesAndPurge) {
 // would be refused by the client.
 TEST_F(HubTest, QueryAnswersLargerThanAHeaderComeBackWhole) {
   start_with(1);
+  rc_->push_plugin(test::plugin("errors"));
+  // Tasks that fail with the longest message a reply carries: their rows add up to more than
+  // a header may hold (16 MiB), so the answer travels as a payload.
+  constexpr int kTasks = 300;
+  const std::string message(net::kMaxErrorMessageBytes, 'x');
+  std::vector<AsyncResult> results;
   std::vector<std::string> ids;
-  for (int i = 0; i < 20; ++i) {  // tasks named by a megabyte each: no such task, recorded
-    const std::string name = fmt::format("{}{}", i, std::string(1 << 20, 'x'));
-    AsyncResult r = (*rc_)[0].apply_async(name, {1});
-    ids.push_back(r.msg_ids()[0]);
-    EXPECT_THROW((void)r.get(30s), Error);
+  for (int i = 0; i < kTasks; ++i) {
+    results.push_back((*rc_)[0].apply_async("errors.fail", {std::to_string(i) + message}));
+    ids.push_back(results.back().msg_ids()[0]);
   }
+  for (auto& r : results)
+    EXPECT_THROW((void)r.get(30s), RemoteError);
   const Value rows = rc_->db_query({{"status", "==", "error"}});
-  ASSERT_EQ(rows.size(), 20u);
+  ASSERT_EQ(rows.size(), static_cast<std::size_t>(kTasks));
+  std::size_t bytes = 0;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     EXPECT_EQ(rows[i]["msg_id"], Value(ids[i]));
-    EXPECT_EQ(rows[i]["task"].as_string().size(), (1u << 20) + (i < 10 ? 1 : 2));
+    bytes += rows[i]["error"]["message"].as_string().size();
   }
-  EXPECT_EQ(rc_->hub_history().size(), 20u);
-  EXPECT_EQ(rc_->result_status(ids)["completed"].size(), 20u);
+  EXPECT_GT(bytes, std::size_t{16} << 20);
+  EXPECT_EQ(rc_->hub_history().size(), static_cast<std::size_t>(kTasks));
+  EXPECT_EQ(rc_->result_status(ids)["completed"].size(), static_cast<std::size_t>(kTasks));
   EXPECT_EQ((*rc_)[0].apply("mul", {6, 7}), Value(42));
 }
 

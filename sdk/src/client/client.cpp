@@ -559,6 +559,10 @@ std::shared_ptr<Slot> send_task(ClientCore& core, const std::shared_ptr<ResultSt
   h.flags.priority = flags.priority;
   h.flags.time_limit_ms =
       flags.time_limit ? std::max<std::int64_t>(1, flags.time_limit->count()) : 0;
+  if (task.size() > net::kMaxTaskNameBytes) {
+    throw UsageError(fmt::format("task name '{}' is longer than the {} bytes allowed",
+                                 net::shown_task_name(task), net::kMaxTaskNameBytes));
+  }
   h.type = type;
   h.msg_id = net::new_id();
   h.session = core.session;

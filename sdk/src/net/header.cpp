@@ -54,6 +54,13 @@ flatbuffers::Offset<fb::TaskFlags> encode_flags(flatbuffers::FlatBufferBuilder& 
 
 }  // namespace
 
+namespace {
+/// A task name as an error record carries it: whole unless longer than any request may name.
+std::string shown_task_name_if_long(const std::string& task) {
+  return task.size() > kMaxTaskNameBytes ? shown_task_name(task) : task;
+}
+}  // namespace
+
 Buffer encode_header(const Header& h) {
   Encoder enc({}, 256);
   auto& b = enc.builder();
@@ -62,10 +69,19 @@ Buffer encode_header(const Header& h) {
   flatbuffers::Offset<fb::ErrorInfo> error;
   if (h.error) {
     const auto& e = *h.error;
+    // A task may throw any message: a long one is cut here, where every reply is made, so that
+    // the reply fits a header and its caller gets an answer.
+    std::string cut;
+    if (e.message.size() > kMaxErrorMessageBytes) {
+      cut = fmt::format("{}... ({} bytes cut)",
+                        std::string_view(e.message).substr(0, kMaxErrorMessageBytes),
+                        e.message.size() - kMaxErrorMessageBytes);
+    }
     error = fb::CreateErrorInfo(
-        b, static_cast<std::int32_t>(e.code), str(b, e.type), str(b, e.message), str(b, e.task),
-        str(b, e.plugin), e.engine, e.element ? static_cast<std::int64_t>(*e.element) : -1,
-        static_cast<std::uint32_t>(e.line), static_cast<std::uint32_t>(e.column));
+        b, static_cast<std::int32_t>(e.code), str(b, e.type), str(b, cut.empty() ? e.message : cut),
+        str(b, shown_task_name_if_long(e.task)), str(b, e.plugin), e.engine,
+        e.element ? static_cast<std::int64_t>(*e.element) : -1, static_cast<std::uint32_t>(e.line),
+        static_cast<std::uint32_t>(e.column));
   }
   const auto msg_id = str(b, h.msg_id);
   const auto parent = str(b, h.parent_id);
@@ -223,6 +239,11 @@ std::int64_t now_us() {
 
 const char* to_string(MsgType type) noexcept {
   return fb::EnumNameMsgType(type);
+}
+
+std::string shown_task_name(std::string_view task) {
+  if (task.size() <= 64) return std::string(task);
+  return fmt::format("{}... ({} bytes)", task.substr(0, 48), task.size());
 }
 
 }  // namespace ipp::net

@@ -58,6 +58,16 @@ struct Header {
   TaskFlags flags;
 };
 
+/// The longest task name a request may carry: a plugin's task names are identifiers, far
+/// shorter. Clients refuse longer ones before sending, schedulers answer them with an error.
+inline constexpr std::size_t kMaxTaskNameBytes = 4096;
+
+/// The longest error message a header carries; a longer one is cut, saying how much was.
+inline constexpr std::size_t kMaxErrorMessageBytes = 64 * 1024;
+
+/// The name `task` as errors and logs show it: at most 64 bytes of it.
+[[nodiscard]] std::string shown_task_name(std::string_view task);
+
 /// The largest header a peer accepts. Bulk data goes in a message's payload, never here.
 inline constexpr std::size_t kMaxHeaderBytes = std::size_t{1} << 24;
 
