@@ -1,5 +1,7 @@
 #include "hub.hpp"
 
+#include <malloc.h>
+
 #include <spdlog/spdlog.h>
 
 #include "ipp/net/message.hpp"
@@ -21,6 +23,8 @@ constexpr auto kDrainAfter = std::chrono::milliseconds(20);
 // removed after kPartsInFlight; every kSweepEvery the directory is looked through.
 constexpr auto kSweepEvery = std::chrono::seconds(10);
 constexpr auto kPartsInFlight = std::chrono::seconds(600);
+// How long without task traffic before the controller gives freed memory back.
+constexpr auto kTrimAfterIdle = std::chrono::seconds(2);
 
 }  // namespace
 
@@ -83,6 +87,10 @@ bool Hub::drain_traffic(std::size_t limit, std::chrono::milliseconds budget) {
   const bool more = recorder_.record_some(limit, budget, loads_);
   for (const auto& change : loads_)
     registry_.apply(change);
+  if (!loads_.empty()) {
+    last_traffic_ = Steady::now();
+    trimmed_ = false;
+  }
   return more;
 }
 
@@ -96,6 +104,14 @@ void Hub::stop_drained() {
   for (const auto id : registry_.stop_drained(now))
     send_all(plugins_.engine_gone(id, "was removed"));
   send_registry();
+}
+
+// A burst of work leaves the controller's heap large (its queues, batches and records freed,
+// but kept by the allocator): once nothing has moved for a while, hand it back, as engines do.
+void Hub::trim_when_idle() {
+  if (trimmed_ || Steady::now() - last_traffic_ < kTrimAfterIdle) return;
+  ::malloc_trim(0);  // every arena: the schedulers' threads allocated most of it
+  trimmed_ = true;
 }
 
 void Hub::sweep_shared_memory() {
@@ -182,6 +198,7 @@ void Hub::turn(Steady::time_point& drain_at) {
   stop_drained();
   sweep_shared_memory();
   if (recorder_.flush_due(Steady::now())) recorder_.flush();
+  trim_when_idle();
 }
 
 void Hub::run() {

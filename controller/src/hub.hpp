@@ -65,6 +65,8 @@ class Hub {
   bool drain_traffic(std::size_t limit, std::chrono::milliseconds budget);
   void stop_drained();
   void sweep_shared_memory();
+  /// Gives freed memory back to the system once the cluster has been idle for a while.
+  void trim_when_idle();
 
   HubWiring wiring_;
   const ControllerOptions& options_;
@@ -79,6 +81,8 @@ class Hub {
   std::vector<EngineLoadChange> loads_;
   LogLimiter dropped_;  // warnings of dropped messages and failed turns: a flood is a few lines
   std::chrono::steady_clock::time_point last_sweep_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_traffic_ = std::chrono::steady_clock::now();
+  bool trimmed_ = true;
 };
 
 }  // namespace ipp::ctrl

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <future>
+#include <iostream>
 #include <iterator>
 #include <set>
 #include <thread>
@@ -114,6 +115,44 @@ TEST_F(ClientTest, AHugeErrorMessageIsCutAndStillAnswered) {
     }
   }
   EXPECT_EQ((*rc_)[0].apply("mul", {6, 7}), Value(42));
+}
+
+/// The resident memory of process `pid`, in KiB.
+std::int64_t resident_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+TEST_F(ClientTest, AnIdleControllerGivesMemoryBack) {
+  if (std::string_view(IPP_SANITIZER_FLAGS).size() > 0)
+    GTEST_SKIP() << "a sanitizer's allocator keeps its own heap, which malloc_trim does not see";
+  start_with_arith(2);
+  // A patient client: the hub, niced, may take a while to record a burst on a busy machine.
+  Client rc(ClientOptions{.profile_dir = dir_.path(), .timeout = 90s});
+  LoadBalancedView lb = rc.load_balanced_view();
+  for (int round = 0; round < 2; ++round) {
+    std::vector<AsyncResult> burst;
+    burst.reserve(50000);
+    for (int i = 0; i < 50000; ++i)
+      burst.push_back(lb.apply_async("mul", {i, 2}));
+    for (auto& r : burst)
+      (void)r.get(90s);
+  }
+  (void)rc.hub_history(1);  // the hub has recorded the bursts
+  const std::int64_t busy = resident_kib(controller_->pid());
+  ASSERT_GT(busy, 0);
+  // Within a few seconds of quiet the freed memory goes back.
+  std::int64_t idle = busy;
+  for (int i = 0; i < 60 && idle > busy * 8 / 10; ++i) {
+    std::this_thread::sleep_for(100ms);
+    idle = resident_kib(controller_->pid());
+  }
+  std::cout << "controller resident memory: " << busy / 1024 << " MiB after the bursts, "
+            << idle / 1024 << " MiB idle\n";
+  EXPECT_LT(idle, busy * 8 / 10) << "busy " << busy << " KiB, idle " << idle << " KiB";
 }
 
 TEST_F(ClientTest, RemoteFailuresAreTyped) {
