@@ -36,7 +36,7 @@ Hub::Hub(const HubWiring& wiring, const ControllerOptions& options, hub::TaskDb*
       events_(wiring.ctx, zmq::socket_type::pub),
       hub_in_(wiring.ctx, zmq::socket_type::pull),
       monitor_(wiring.ctx, zmq::socket_type::pull),
-      plugins_(options.profile_dir / "plugins", options.restore),
+      plugins_(options.profile_dir / "plugins", options.restore, options.plugin_load_timeout),
       registry_(instance, options.heartbeat),
       recorder_(db, {.max_payload = options.db_max_payload, .delay = options.hub_delay},
                 [this](const std::string& task) { return plugins_.plugin_of(task); }),
@@ -196,6 +196,7 @@ void Hub::turn(Steady::time_point& drain_at) {
     drain_at = more ? Steady::now() : kNoDrain;
   }
   stop_drained();
+  send_all(plugins_.expire(Steady::now()));
   sweep_shared_memory();
   if (recorder_.flush_due(Steady::now())) recorder_.flush();
   trim_when_idle();

@@ -13,8 +13,11 @@
 
 namespace ipp::ctrl {
 
-PluginDistributor::PluginDistributor(std::filesystem::path store_dir, bool restore)
-    : store_(std::move(store_dir)), manifest_(store_.dir() / "pushed.txt") {
+PluginDistributor::PluginDistributor(std::filesystem::path store_dir, bool restore,
+                                     Clock::duration load_timeout)
+    : store_(std::move(store_dir)),
+      load_timeout_(load_timeout),
+      manifest_(store_.dir() / "pushed.txt") {
   if (restore)
     load_manifest();
   else
@@ -94,7 +97,8 @@ net::Envelope PluginDistributor::push_message(const Target& engine, const Stored
 
 std::vector<net::Envelope> PluginDistributor::push(const net::Envelope& request,
                                                    const net::Header& h,
-                                                   const std::vector<Target>& targets) {
+                                                   const std::vector<Target>& targets,
+                                                   Clock::time_point now) {
   std::vector<net::Envelope> out;
   net::Header r = reply_header(net::MsgType::PushReply, h.msg_id);
   try {
@@ -126,6 +130,7 @@ std::vector<net::Envelope> PluginDistributor::push(const net::Envelope& request,
     p.request_id = h.msg_id;
     p.name = h.task;
     p.hash = stored.hash;
+    p.deadline = now + load_timeout_;
     const std::string push_id = net::new_id();
     for (const auto& t : targets) {
       p.waiting.insert(t.id);
@@ -145,6 +150,26 @@ std::vector<net::Envelope> PluginDistributor::push(const net::Envelope& request,
   net::Envelope reply = net::make_message(r);
   reply.route = net::copy_route(request.route);
   out.push_back(std::move(reply));
+  return out;
+}
+
+std::vector<net::Envelope> PluginDistributor::expire(Clock::time_point now) {
+  std::vector<net::Envelope> out;
+  std::vector<std::string> due;
+  for (auto& [push_id, p] : pushes_) {
+    if (now < p.deadline || p.waiting.empty()) continue;
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(load_timeout_).count();
+    for (const auto id : p.waiting) {
+      const std::string message =
+          fmt::format("engine {} did not finish loading the plugin within {} s", id, seconds);
+      p.results[std::to_string(id)] = Value(message);
+      p.errors.push_back(make_error_record(ErrorCode::plugin_load, message, "", id));
+    }
+    p.waiting.clear();
+    due.push_back(push_id);
+  }
+  for (const auto& id : due)
+    finish(id, out);
   return out;
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -44,16 +45,24 @@ class PluginDistributor {
     const std::vector<zmq::message_t>* route;
   };
 
+  using Clock = std::chrono::steady_clock;
+
   /// Uses (and creates) `store_dir`. With `restore`, the replay set of the controller before
-  /// (its `pushed.txt`) is replayed to engines again; without, the set starts empty.
-  PluginDistributor(std::filesystem::path store_dir, bool restore);
+  /// (its `pushed.txt`) is replayed to engines again; without, the set starts empty. A push is
+  /// answered at the latest `load_timeout` after it came: engines that have not finished
+  /// loading by then (an initializer that hangs) are named in its error.
+  PluginDistributor(std::filesystem::path store_dir, bool restore,
+                    Clock::duration load_timeout = std::chrono::seconds(30));
 
   /// A client's PushRequest `h` (its payload: the file's bytes): the file is stored and
   /// checked, then pushed to `targets`. Returns a PushReply with a PluginLoadError when the
   /// file is refused, the reply at once when there are no engines, else one PluginPush per
   /// engine (the reply follows when every engine has answered, see loaded()).
   std::vector<net::Envelope> push(const net::Envelope& request, const net::Header& h,
-                                  const std::vector<Target>& targets);
+                                  const std::vector<Target>& targets,
+                                  Clock::time_point now = Clock::now());
+  /// Answers the pushes whose engines did not all answer within the load time-out.
+  std::vector<net::Envelope> expire(Clock::time_point now);
   /// Every plugin pushed so far, for an engine that registers: one PluginPush each, whose ids
   /// are added to `awaiting` (the engine is ready once it has answered them all).
   std::vector<net::Envelope> replay_to(const Target& engine, std::set<std::string>& awaiting);
@@ -89,6 +98,7 @@ class PluginDistributor {
     std::string request_id;
     std::string name;
     std::string hash;
+    Clock::time_point deadline;
     std::set<std::int64_t> waiting;
     Value::Map results;
     std::vector<ErrorRecord> errors;
@@ -112,6 +122,7 @@ class PluginDistributor {
   void load_manifest();
 
   PluginStore store_;
+  Clock::duration load_timeout_;
   std::filesystem::path manifest_;
   std::vector<std::string> history_;        // every build's hash, in the order first pushed
   std::vector<Stored> plugins_;             // in push order

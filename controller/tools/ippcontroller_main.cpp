@@ -51,6 +51,11 @@ int main(int argc, char** argv) {
   app.add_option("--hub-delay-us", hub_delay_us,
                  "Debugging: slow the hub down by this much per record it writes")
       ->capture_default_str();
+  std::int64_t plugin_load_timeout_ms = options.plugin_load_timeout.count();
+  app.add_option("--plugin-load-timeout-ms", plugin_load_timeout_ms,
+                 "Answer a plugin push after this long, naming engines still loading it")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{10}, std::int64_t{3600} * 1000));
   app.add_option("--hub-nice", options.hub_nice,
                  "Scheduling niceness of the hub's thread (task records, registration, "
                  "queries) relative to the schedulers: under full load the task path gets the "
@@ -81,6 +86,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   options.db_file = db_file;
   options.hub_delay = std::chrono::microseconds(hub_delay_us);
+  options.plugin_load_timeout = std::chrono::milliseconds(plugin_load_timeout_ms);
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("ippcontroller"));
   spdlog::set_level(spdlog::level::from_str(log_level));

@@ -189,6 +189,22 @@ TEST_F(Cluster, AFloodOfBadMessagesIsAFewLogLinesNamingThePeer) {
   EXPECT_EQ(naming, lines) << "each names the peer";
 }
 
+TEST_F(Cluster, APluginWhoseLoadingHangsIsAnsweredNamingTheEngines) {
+  start(2, 2, {"--plugin-load-timeout-ms", "1500"});
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = client_->push(test::test_plugin("hang_at_load"));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+  ASSERT_TRUE(r.header.error.has_value());
+  EXPECT_EQ(r.header.error->code, ErrorCode::plugin_load);
+  for (const char* engine : {"engine 0", "engine 1"}) {
+    EXPECT_NE(r.header.error->message.find(std::string(engine) +
+                                           " did not finish loading the plugin within 1 s"),
+              std::string::npos)
+        << r.header.error->message;
+  }
+  EXPECT_EQ(client_->query("ids").value.repr(), "[0, 1]") << "the controller serves on";
+}
+
 TEST_F(Cluster, AnEngineKilledMidTaskFailsItsTaskAndOthersFinish) {
   start(2);
   client_->push(test::plugin("arith"));

@@ -298,3 +298,30 @@ TEST_F(PluginDistributorTest, RefusalsNameTheUsersFileNotTheStoresHash) {
 
 }  // namespace
 }  // namespace ipp::ctrl
+
+namespace ipp::ctrl {
+namespace {
+
+TEST_F(PluginDistributorTest, APushThatEnginesDoNotFinishLoadingIsAnsweredAtItsDeadline) {
+  PluginDistributor d(dir / "plugins", false, std::chrono::seconds(30));
+  std::string id;
+  const auto request = push_request(test::plugin("arith"), "arith", id);
+  const auto t0 = PluginDistributor::Clock::now();
+  const auto out = d.push(request, header(request), two, t0);
+  (void)d.loaded(loaded(0, out[0]));
+  EXPECT_TRUE(d.expire(t0 + std::chrono::seconds(29)).empty());
+  const auto reply = d.expire(t0 + std::chrono::seconds(31));
+  ASSERT_EQ(reply.size(), 1u);
+  const net::Header r = header(reply[0]);
+  ASSERT_TRUE(r.error.has_value());
+  EXPECT_NE(r.error->message.find("engine 1 did not finish loading the plugin within 30 s"),
+            std::string::npos)
+      << r.error->message;
+  EXPECT_EQ(r.info["engines"]["0"], Value("ok"));
+  EXPECT_EQ(d.in_flight(), 0u);
+  EXPECT_TRUE(d.loaded(loaded(1, out[1])).empty()) << "a late answer changes nothing";
+  EXPECT_EQ(d.size(), 1u) << "it worked on engine 0: still sent to new engines";
+}
+
+}  // namespace
+}  // namespace ipp::ctrl

@@ -29,6 +29,9 @@ struct ControllerOptions {
   /// and catches up, and the schedulers and engines get the CPU.
   int hub_nice = 10;
   std::chrono::microseconds hub_delay{0};  ///< debugging: the hub sleeps this long per record
+  /// A plugin push is answered at the latest this long after it came, naming the engines that
+  /// had not finished loading it (an initializer that hangs).
+  std::chrono::milliseconds plugin_load_timeout{30000};
   /// Restart on the profile of a controller that died: the same connection files (ports and
   /// key), the plugins pushed before, the task database; engines re-register with their ids.
   bool restore = false;
