@@ -1,5 +1,7 @@
 #include "ipp/error.hpp"
 
+#include <unordered_map>
+
 #include <fmt/format.h>
 
 namespace ipp {
@@ -116,10 +118,36 @@ RemoteError::RemoteError(ErrorRecord record)
       record_(std::move(record)) {}
 
 namespace {
+// One line per kind of failure, not per failure: 5,000 tasks failing alike are one line saying
+// how many, and at most kCompositeLines kinds are listed. records() keeps every one.
+constexpr std::size_t kCompositeLines = 10;
+
 std::string composite_message(const std::vector<ErrorRecord>& records) {
   std::string out = fmt::format("{} task{} failed", records.size(), records.size() == 1 ? "" : "s");
-  for (const auto& r : records)
-    out += "\n  " + r.describe();
+  // Failures alike but for where they happened (engine, element) are one kind.
+  std::vector<std::pair<std::string, std::size_t>> kinds;  // the first's description, how many
+  std::unordered_map<std::string, std::size_t> kind_of;    // description but for where -> kind
+  for (const auto& r : records) {
+    ErrorRecord key = r;
+    key.engine = -1;
+    key.element.reset();
+    auto [it, fresh] = kind_of.try_emplace(key.describe(), kinds.size());
+    if (fresh)
+      kinds.emplace_back(r.describe(), 1);
+    else
+      ++kinds[it->second].second;
+  }
+  for (std::size_t i = 0; i < kinds.size() && i < kCompositeLines; ++i) {
+    out += "\n  " + kinds[i].first;
+    if (kinds[i].second > 1) out += fmt::format(" (and {} more like it)", kinds[i].second - 1);
+  }
+  if (kinds.size() > kCompositeLines) {
+    std::size_t rest = 0;
+    for (std::size_t i = kCompositeLines; i < kinds.size(); ++i)
+      rest += kinds[i].second;
+    out +=
+        fmt::format("\n  ... and {} more of {} other kinds", rest, kinds.size() - kCompositeLines);
+  }
   return out;
 }
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 namespace ipp {
@@ -84,6 +85,28 @@ TEST(ErrorVocabulary, RethrowGivesTheExceptionTheCodeNames) {
     ADD_FAILURE() << "a plain timeout became a TaskTimeout";
   } catch (const TimeoutError&) {
   }
+}
+
+TEST(CompositeError, ManyFailuresAlikeAreOneLine) {
+  std::vector<ErrorRecord> records;
+  for (int i = 0; i < 5000; ++i)
+    records.push_back(make_error_record(ErrorCode::cancelled, "cancelled", "arith.mul", i % 4));
+  records.push_back(make_error_record(ErrorCode::engine, "engine 2 died", "arith.mul", 2));
+  const CompositeError e(records);
+  EXPECT_EQ(e.records().size(), 5001u);
+  EXPECT_EQ(std::string(e.what()),
+            "5001 tasks failed\n"
+            "  arith.mul on engine 0: ipp::TaskCancelled: cancelled (and 4999 more like it)\n"
+            "  arith.mul on engine 2: ipp::EngineError: engine 2 died");
+}
+
+TEST(CompositeError, ManyKindsAreCutAfterTen) {
+  std::vector<ErrorRecord> records;
+  for (int i = 0; i < 25; ++i)
+    records.push_back(make_error_record(ErrorCode::remote, "failure " + std::to_string(i)));
+  const std::string what = CompositeError(records).what();
+  EXPECT_EQ(std::count(what.begin(), what.end(), '\n'), 11);
+  EXPECT_NE(what.find("... and 15 more of 15 other kinds"), std::string::npos) << what;
 }
 
 }  // namespace
