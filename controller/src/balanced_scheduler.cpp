@@ -20,17 +20,7 @@ BalancedScheduler::BalancedScheduler(const RelayWiring& wiring, zmq::socket_t& c
       balancer_(options) {}
 
 void BalancedScheduler::run(const std::atomic<bool>& stopping) {
-  LogLimiter failed;
-  while (!stopping.load()) {
-    try {
-      turn(std::chrono::milliseconds(100));
-    } catch (const std::exception& e) {
-      // Nothing escapes the scheduler's thread: a turn that failed is logged, the next serves.
-      if (std::uint64_t more = 0; failed.allow(more))
-        spdlog::error("load-balanced scheduler: a turn failed: {}{}", e.what(),
-                      LogLimiter::more(more));
-    }
-  }
+  run_turns(stopping, "load-balanced scheduler", [this] { turn(std::chrono::milliseconds(100)); });
 }
 
 void BalancedScheduler::turn(std::chrono::milliseconds wait) {
@@ -122,19 +112,16 @@ void BalancedScheduler::on_control(std::uint32_t client, const net::Header& h) {
 }
 
 void BalancedScheduler::on_request(net::Envelope& env, const net::Header& h) {
-  const std::uint32_t client = relay_.book.intern(env.route, env.peer_maps);
-  if (h.type == net::MsgType::ControlRequest) {
-    on_control(client, h);
-    return;
-  }
-  const auto msg_id = relay_.task_id(client, h, env);
-  if (!msg_id) return;
+  const auto admitted =
+      relay_.admit(env, h, [this](std::uint32_t c, const net::Header& r) { on_control(c, r); });
+  if (!admitted) return;
+  const auto [client, msg_id] = *admitted;
   net::PackedMessage request(env);
   relay_.feed_submit(true, request);
   std::optional<sched::Clock::duration> timeout;
   if (h.timeout_ms > 0) timeout = std::chrono::milliseconds(h.timeout_ms);
   // A duplicate msg_id fails (the task that has it goes on) with what it carried.
-  balancer_.submit(*msg_id, h.task, h.flags, timeout, sched::Clock::now(),
+  balancer_.submit(msg_id, h.task, h.flags, timeout, sched::Clock::now(),
                    h.type == net::MsgType::MapRequest, {std::move(request), client});
 }
 

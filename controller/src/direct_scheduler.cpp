@@ -15,16 +15,7 @@ DirectScheduler::DirectScheduler(const RelayWiring& wiring, zmq::socket_t& clien
     : clients_(clients), workers_(workers), relay_(wiring, clients, workers, "direct scheduler") {}
 
 void DirectScheduler::run(const std::atomic<bool>& stopping) {
-  LogLimiter failed;
-  while (!stopping.load()) {
-    try {
-      turn(std::chrono::milliseconds(100));
-    } catch (const std::exception& e) {
-      // Nothing escapes the scheduler's thread: a turn that failed is logged, the next serves.
-      if (std::uint64_t more = 0; failed.allow(more))
-        spdlog::error("direct scheduler: a turn failed: {}{}", e.what(), LogLimiter::more(more));
-    }
-  }
+  run_turns(stopping, "direct scheduler", [this] { turn(std::chrono::milliseconds(100)); });
 }
 
 void DirectScheduler::turn(std::chrono::milliseconds wait) {
@@ -138,33 +129,30 @@ void DirectScheduler::on_control(std::uint32_t client, const net::Header& h) {
 }
 
 void DirectScheduler::on_request(net::Envelope& env, const net::Header& h) {
-  const std::uint32_t client = relay_.book.intern(env.route, env.peer_maps);
-  if (h.type == net::MsgType::ControlRequest) {
-    on_control(client, h);
-    return;
-  }
-  const auto msg_id = relay_.task_id(client, h, env);
-  if (!msg_id) return;
+  const auto admitted =
+      relay_.admit(env, h, [this](std::uint32_t c, const net::Header& r) { on_control(c, r); });
+  if (!admitted) return;
+  const auto [client, msg_id] = *admitted;
   relay_.feed_submit(false, net::PackedMessage(env));
   Running task{h.task, -1, client};
   env.route.clear();
   switch (gate_.check(h.target)) {
     case EngineGate::Verdict::usable:
-      dispatch(*msg_id, std::move(task), std::move(env), h.target);
+      dispatch(msg_id, std::move(task), std::move(env), h.target);
       break;
     case EngineGate::Verdict::not_connected:  // held until its hello
-      engines_[h.target].held.push_back({*msg_id, std::move(task), std::move(env)});
+      engines_[h.target].held.push_back({msg_id, std::move(task), std::move(env)});
       break;
     case EngineGate::Verdict::draining:
       relay_.reply_error(
-          client, *msg_id,
+          client, msg_id,
           make_error_record(
               ErrorCode::engine,
               fmt::format("engine {} is being removed and takes no new tasks", h.target), h.task,
               h.target));
       break;
     case EngineGate::Verdict::unknown:
-      relay_.reply_error(client, *msg_id,
+      relay_.reply_error(client, msg_id,
                          make_error_record(ErrorCode::engine,
                                            fmt::format("no engine {} is registered (engines: [{}])",
                                                        h.target, gate_.registered_ids()),

@@ -24,6 +24,19 @@ std::vector<std::string> control_ids(const net::Header& h) {
   return ids;
 }
 
+void run_turns(const std::atomic<bool>& stopping, const char* name,
+               const std::function<void()>& turn) {
+  LogLimiter failed;
+  while (!stopping.load()) {
+    try {
+      turn();
+    } catch (const std::exception& e) {
+      if (std::uint64_t more = 0; failed.allow(more))
+        spdlog::error("{}: a turn failed: {}{}", name, e.what(), LogLimiter::more(more));
+    }
+  }
+}
+
 Relay::Relay(const RelayWiring& wiring, zmq::socket_t& clients, zmq::socket_t& workers,
              const char* name)
     : traffic_(wiring.traffic),

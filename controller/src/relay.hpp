@@ -1,6 +1,8 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -26,6 +28,11 @@ namespace ipp::ctrl {
 [[nodiscard]] bool is_task_request(net::MsgType type) noexcept;
 /// The msg_ids a ControlRequest names (strings in its info list; anything else is skipped).
 [[nodiscard]] std::vector<std::string> control_ids(const net::Header& h);
+
+/// Runs `turn` until `stopping` is set. Nothing escapes the thread: what a turn throws is logged
+/// (rate-limited) as `name`'s, and the next turn serves.
+void run_turns(const std::atomic<bool>& stopping, const char* name,
+               const std::function<void()>& turn);
 
 /// What a scheduler's relay is wired to, the same for both schedulers.
 struct RelayWiring {
@@ -105,6 +112,22 @@ class Relay {
   /// answered with an error saying so. Both give nullopt.
   std::optional<net::TaskId> task_id(std::uint32_t client, const net::Header& h,
                                      const net::Envelope& env);
+  /// What a scheduler does first with each client message: interns the client, hands a
+  /// ControlRequest to `on_control(client, h)`, and checks a task request (task_id()). Gives
+  /// the client's number and the task's id, or nullopt when there is no task to queue.
+  template <typename OnControl>
+  std::optional<std::pair<std::uint32_t, net::TaskId>> admit(net::Envelope& env,
+                                                             const net::Header& h,
+                                                             OnControl&& on_control) {
+    const std::uint32_t client = book.intern(env.route, env.peer_maps);
+    if (h.type == net::MsgType::ControlRequest) {
+      on_control(client, h);
+      return std::nullopt;
+    }
+    const auto id = task_id(client, h, env);
+    if (!id) return std::nullopt;
+    return std::pair{client, *id};
+  }
   /// An engine's message: remembers whether the engine takes shared-memory parts, and turns a
   /// reply whose result could not be read into an error reply saying so.
   void from_engine(net::Envelope& env, net::Header& h);
