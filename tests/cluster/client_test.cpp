@@ -204,6 +204,16 @@ TEST_F(ClientTest, PushingANonPluginThrowsPluginLoadError) {
   start_with_arith(1);
   EXPECT_THROW(rc_->push_plugin(test::test_plugin("plain")), PluginLoadError);
   EXPECT_THROW(rc_->push_plugin(dir_ / "missing.so"), PluginLoadError);
+  // A directory is named as one, not as a library's stream error.
+  std::filesystem::create_directories(dir_ / "folder.so");
+  try {
+    rc_->push_plugin(dir_ / "folder.so");
+    FAIL() << "pushed a directory";
+  } catch (const PluginLoadError& e) {
+    EXPECT_NE(std::string(e.what()).find("folder.so' is a directory"), std::string::npos)
+        << e.what();
+    EXPECT_EQ(std::string(e.what()).find("basic_filebuf"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(ClientTest, HotReloadOnTheCluster) {

@@ -1138,10 +1138,22 @@ LoadBalancedView Client::load_balanced_view() const {
 }
 
 Value Client::push_plugin(const std::filesystem::path& file) const {
+  // Say what is wrong with the path itself, not what a stream reading it reports.
+  std::error_code ec;
+  if (std::filesystem::is_directory(file, ec))
+    throw PluginLoadError(fmt::format("'{}' is a directory, not a plugin file", file.string()));
   std::ifstream in(file, std::ios::binary);
-  if (!in) throw PluginLoadError(fmt::format("cannot read '{}'", file.string()));
-  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                                  std::istreambuf_iterator<char>());
+  if (!in) {
+    throw PluginLoadError(
+        fmt::format("cannot read '{}': {}", file.string(),
+                    std::filesystem::exists(file, ec) ? "permission denied" : "no such file"));
+  }
+  std::vector<std::uint8_t> bytes;
+  try {
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } catch (const std::exception& e) {
+    throw PluginLoadError(fmt::format("cannot read '{}': {}", file.string(), e.what()));
+  }
   net::Header h;
   h.type = net::MsgType::PushRequest;
   h.msg_id = net::new_id();
