@@ -198,14 +198,14 @@ std::vector<net::Envelope> PluginDistributor::loaded(const net::Header& h) {
     auto it = std::find_if(plugins_.begin(), plugins_.end(),
                            [&](const Stored& p) { return p.stored.hash == hash; });
     if (it != plugins_.end() && it->name != h.info["name"].as_string()) {
-      Stored named = *it;
-      named.name = h.info["name"].as_string();
-      const bool last = std::next(it) == plugins_.end();
-      plugins_.erase(it);
-      // A build an engine describes late keeps its place: only older ones of the name go.
-      std::erase_if(plugins_, [&](const Stored& p) { return last && p.name == named.name; });
-      plugins_.push_back(std::move(named));
-      save();
+      if (std::next(it) == plugins_.end()) {  // the last pushed: the active build of its name
+        Stored named = *it;
+        named.name = h.info["name"].as_string();
+        activate(std::move(named));
+      } else {  // an older build described late keeps its place
+        it->name = h.info["name"].as_string();
+        save();
+      }
     }
   }
   if (auto r = replaying_.find(h.engine); r != replaying_.end()) {

@@ -15,8 +15,8 @@ struct ControllerOptions {
   /// The heartbeat period: engines ping four times per period (the controller tells them so
   /// when they register), and an engine silent for one whole period is declared dead.
   std::chrono::milliseconds heartbeat{1000};
-  std::string db = "sqlite";         ///< task database: "sqlite", "memory" or "none"
-  std::filesystem::path db_file;     ///< sqlite: default PROFILE/tasks.db
+  std::string db = "sqlite";      ///< task database: "sqlite", "memory" or "none"
+  std::filesystem::path db_file;  ///< sqlite: default PROFILE/tasks.db
   /// Keep at most this many records, dropping the oldest (0: no limit). The database holds
   /// every task's arguments and results: a default bound keeps a long-lived cluster's disk.
   std::int64_t db_record_limit = 1'000'000;
