@@ -4,8 +4,6 @@
 // benchmark also checks that every task ends up recorded once the hub has caught up.
 //
 //     ipp-bench-hub [--tasks 1000] [--delay-us 5000] [--json FILE]
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,33 +20,14 @@
 #include <nlohmann/json.hpp>
 
 #include "ipp/client.hpp"
+#include "ipp/ctl/process.hpp"
 #include "ipp/net/connection_file.hpp"
-
-extern char** environ;
 
 namespace {
 
+using ipp::ctl::exe_dir;
+
 using Clock = std::chrono::steady_clock;
-
-std::filesystem::path exe_dir() {
-  return std::filesystem::canonical("/proc/self/exe").parent_path();
-}
-
-pid_t spawn(const std::vector<std::string>& argv, const std::filesystem::path& log) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  std::vector<char*> args;
-  for (const auto& a : argv)
-    args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error(fmt::format("cannot start {}", argv[0]));
-  return pid;
-}
 
 struct Run {
   double tasks_per_s = 0;
@@ -70,7 +49,7 @@ Run run(int tasks, std::int64_t delay_us, const std::vector<std::string>& extra)
                                       "--log-level",
                                       "warn"};
   controller.insert(controller.end(), extra.begin(), extra.end());
-  pids.push_back(spawn(controller, profile / "controller.log"));
+  pids.push_back(ipp::ctl::spawn(controller, {.log = profile / "controller.log"}));
   while (!std::filesystem::exists(profile / ipp::net::kClientFile)) {
     if (::waitpid(pids.back(), nullptr, WNOHANG) == pids.back())
       throw std::runtime_error("the controller did not start: see " +
@@ -78,9 +57,9 @@ Run run(int tasks, std::int64_t delay_us, const std::vector<std::string>& extra)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   for (int i = 0; i < 2; ++i) {
-    pids.push_back(spawn({(bin / "ippengine").string(), "--profile-dir", profile.string(),
-                          "--threads", "2", "--log-level", "warn"},
-                         profile / fmt::format("engine-{}.log", i)));
+    pids.push_back(ipp::ctl::spawn({(bin / "ippengine").string(), "--profile-dir", profile.string(),
+                                    "--threads", "2", "--log-level", "warn"},
+                                   {.log = profile / fmt::format("engine-{}.log", i)}));
   }
   Run out;
   {

@@ -6,8 +6,6 @@
 //
 // Figures are measurements, not pass/fail checks: the exit code is 0 whenever every step ran
 // and every result was correct, whether or not a target was met.
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,10 +26,11 @@
 #include <zmq.hpp>
 
 #include "ipp/client.hpp"
-
-extern char** environ;
+#include "ipp/ctl/process.hpp"
 
 namespace {
+
+using ipp::ctl::exe_dir;
 
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
@@ -40,38 +39,9 @@ double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-std::filesystem::path exe_dir() {
-  return std::filesystem::canonical("/proc/self/exe").parent_path();
-}
-
 double percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
-}
-
-/// Starts argv with its output to `log`; returns its pid.
-pid_t spawn(const std::vector<std::string>& argv, const std::filesystem::path& log) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  std::vector<char*> args;
-  for (const auto& a : argv)
-    args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error(fmt::format("cannot start {}", argv[0]));
-  return pid;
-}
-
-/// Runs argv with its output to `log` and waits; returns the exit status.
-int run(const std::vector<std::string>& argv, const std::filesystem::path& log) {
-  const pid_t pid = spawn(argv, log);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 /// Resident memory of a process in MB (VmRSS).
@@ -327,12 +297,13 @@ struct Cluster {
                                   "--engine-threads",
                                   std::to_string(threads)};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    const int code = run(argv, log);
+    const int code = ipp::ctl::run_and_wait(argv, {.log = log});
     start_s = since(t);
     if (code != 0) throw std::runtime_error("ippctl cluster start failed: see " + log.string());
   }
   ~Cluster() {
-    (void)run({ctl(), "--profile-dir", profile.string(), "cluster", "stop"}, log);
+    (void)ipp::ctl::run_and_wait({ctl(), "--profile-dir", profile.string(), "cluster", "stop"},
+                                 {.log = log});
     std::error_code ec;
     std::filesystem::remove_all(profile, ec);
   }
@@ -576,9 +547,10 @@ int main(int argc, char** argv) {
         double ctl_best = 1e9;
         for (int r = 0; r < 3; ++r) {
           const auto t = Clock::now();
-          const int code = run({Cluster::ctl(), "--profile-dir", c.profile.string(), "map", "mul",
-                                "1..1000000", "2..1000001"},
-                               "/dev/null");
+          const int code =
+              ipp::ctl::run_and_wait({Cluster::ctl(), "--profile-dir", c.profile.string(), "map",
+                                      "mul", "1..1000000", "2..1000001"},
+                                     {.log = "/dev/null"});
           ctl_best = std::min(ctl_best, since(t));
           if (code != 0) throw std::runtime_error("ippctl map failed");
         }
@@ -673,7 +645,7 @@ int main(int argc, char** argv) {
                                                "--profile-dir", profile.string(), "--log-level",
                                                "warn"};
       controller_argv.insert(controller_argv.end(), queued_args.begin(), queued_args.end());
-      const pid_t pid = spawn(controller_argv, profile / "controller.log");
+      const pid_t pid = ipp::ctl::spawn(controller_argv, {.log = profile / "controller.log"});
       while (!std::filesystem::exists(profile / "ipp-client.json")) {
         if (::waitpid(pid, nullptr, WNOHANG) == pid)
           throw std::runtime_error("the controller did not start: see " +

@@ -21,17 +21,16 @@
 #include <zmq.hpp>
 
 #include "ipp/client.hpp"
+#include "ipp/ctl/process.hpp"
 
 namespace {
+
+using ipp::ctl::exe_dir;
 
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-std::filesystem::path exe_dir() {
-  return std::filesystem::canonical("/proc/self/exe").parent_path();
 }
 
 /// Raw floor: a child process sends `rounds` messages of `bytes` over loopback TCP; the

@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ipp/net/header.hpp"
-#include "json_text.hpp"
+#include "ipp/net/json_text.hpp"
 #include "payload_file.hpp"
 
 namespace ipp::hub {

@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include <fmt/format.h>
-#include "json_text.hpp"
+#include "ipp/net/json_text.hpp"
 
 namespace ipp::ctl {
 

@@ -1,5 +1,5 @@
 // ippctl: the command line for ipp clusters.
-#include "ipp/controller/ippctl.hpp"
+#include "ippctl.hpp"
 
 int main(int argc, char** argv) {
   return ipp::ctl::run(argc, argv);

@@ -1,6 +1,6 @@
 // ippctl: the command line for ipp clusters. See run() for the commands.
 
-#include "ipp/controller/ippctl.hpp"
+#include "ippctl.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -27,7 +27,7 @@
 #include "ipp/detail/identifier.hpp"
 #include "ipp/literal.hpp"
 #include "ipp/net/connection_file.hpp"
-#include "json_text.hpp"
+#include "ipp/net/json_text.hpp"
 
 extern char** environ;
 

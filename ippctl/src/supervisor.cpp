@@ -1,9 +1,6 @@
 #include "supervisor.hpp"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,12 +18,11 @@
 
 #include "cluster_file.hpp"
 #include "hub_link.hpp"
+#include "ipp/ctl/process.hpp"
 #include "ipp/error.hpp"
 #include "ipp/net/engine_exit.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/message.hpp"
-
-extern char** environ;
 
 namespace ipp::ctl {
 
@@ -156,31 +152,14 @@ class Supervisor {
       argv.push_back(std::to_string(s.engine));
     }
     const auto log = options_.profile / "logs" / fmt::format("engine-{}.log", s.index);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
     // Engines must not inherit the supervisor's handlers' dispositions (SIGHUP ignored).
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGHUP);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
-    std::vector<char*> args;
-    for (const auto& a : argv)
-      args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
     pid_t pid = -1;
-    const int rc = posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) {
+    try {
+      pid = spawn(argv, {.log = log, .default_sighup = true});
+    } catch (const std::system_error& e) {
       s.done = true;
       s.pid = -1;
-      s.state = fmt::format("could not be started: {}", std::strerror(rc));
+      s.state = fmt::format("could not be started: {}", e.code().message());
       spdlog::error("engine slot {}: {}", s.index, s.state);
       changed_ = true;
       return;

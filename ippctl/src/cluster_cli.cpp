@@ -1,14 +1,8 @@
 #include "cluster_cli.hpp"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -23,11 +17,10 @@
 #include "cluster_file.hpp"
 #include "hub_link.hpp"
 #include "ipp/client.hpp"
+#include "ipp/ctl/process.hpp"
 #include "ipp/net/connection_file.hpp"
-#include "json_text.hpp"
+#include "ipp/net/json_text.hpp"
 #include "supervisor.hpp"
-
-extern char** environ;
 
 namespace ipp::ctl {
 
@@ -38,59 +31,6 @@ using json = nlohmann::ordered_json;
 using Steady = std::chrono::steady_clock;
 
 constexpr int kOk = 0, kUsage = 2, kConnection = 3;
-
-std::filesystem::path exe_dir() {
-  std::error_code ec;
-  auto exe = std::filesystem::canonical("/proc/self/exe", ec);
-  return ec ? std::filesystem::path(".") : exe.parent_path();
-}
-
-/// Starts `argv` in its own session with output to `log`; returns its pid.
-pid_t spawn_daemon(const std::vector<std::string>& argv, const std::filesystem::path& log) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
-  std::vector<char*> args;
-  for (const auto& a : argv)
-    args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0)
-    throw Error(ErrorCode::unknown, fmt::format("cannot start {}: {}", argv[0], std::strerror(rc)));
-  return pid;
-}
-
-bool alive(pid_t pid) {
-  if (pid <= 0) return false;
-  int status = 0;
-  if (::waitpid(pid, &status, WNOHANG) == pid) return false;  // our child, now reaped
-  if (::kill(pid, 0) != 0) return false;
-  // A daemon that died but was not reaped yet (its parent is gone) is a zombie: dead.
-  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
-  std::string line;
-  std::getline(stat, line);
-  const auto close = line.rfind(')');
-  return close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'Z';
-}
-
-std::string tail(const std::filesystem::path& file, std::size_t lines = 5) {
-  std::ifstream in(file);
-  std::vector<std::string> all;
-  for (std::string line; std::getline(in, line);)
-    all.push_back(line);
-  std::string out;
-  for (std::size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i)
-    out += "\n  " + all[i];
-  return out;
-}
 
 Client client_of(const ClusterCli& c) {
   return Client(ClientOptions{.profile_dir = c.profile,
@@ -153,7 +93,7 @@ pid_t start_supervisor(const ClusterCli& c, int n, int threads, bool restart) {
                                 "--engine-threads",
                                 std::to_string(threads)};
   if (!restart) argv.emplace_back("--no-restart-engines");
-  return spawn_daemon(argv, c.profile / "logs" / "supervisor.log");
+  return spawn(argv, {.log = c.profile / "logs" / "supervisor.log", .new_session = true});
 }
 
 /// Asks the running supervisor for `n` more engines, or starts a supervisor for them; returns
@@ -273,7 +213,8 @@ int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, boo
                                            std::to_string(heartbeat_ms)};
   if (restore) controller_argv.emplace_back("--restore");
   controller_argv.insert(controller_argv.end(), controller_args.begin(), controller_args.end());
-  const pid_t controller = spawn_daemon(controller_argv, profile / "logs" / "controller.log");
+  const pid_t controller =
+      spawn(controller_argv, {.log = profile / "logs" / "controller.log", .new_session = true});
   update_cluster(profile, [&](json& j) {
     j["controller"] = controller;
     j["heartbeat_ms"] = heartbeat_ms;

@@ -1,0 +1,43 @@
+#pragma once
+
+// Starting and watching the processes of a cluster: what ippctl, its supervisor and the
+// benchmarks share.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace ipp::ctl {
+
+/// The directory of the running executable (where ippcontroller and ippengine are installed
+/// next to ippctl); "." when /proc is not readable.
+std::filesystem::path exe_dir();
+
+struct SpawnOptions {
+  std::filesystem::path log;    ///< standard output and error are appended here (mode 0600)
+  bool new_session = false;     ///< setsid: a daemon that outlives the terminal's signals
+  bool default_sighup = false;  ///< SIGHUP back to its default, whatever the parent ignores
+};
+
+/// Starts `argv` (argv[0] a path) with standard input from /dev/null; returns its pid.
+/// Throws std::system_error naming argv[0] when it cannot be started.
+pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& options);
+
+/// Starts `argv` as spawn() does and waits for it: its exit code, or 128 + the signal.
+int run_and_wait(const std::vector<std::string>& argv, const SpawnOptions& options);
+
+/// Whether `pid` is a live process: reaps it if it is our exited child, and a zombie whose
+/// parent has not reaped it yet counts as dead.
+bool alive(pid_t pid);
+
+/// Waits up to `limit` for `pid` to be gone (alive() false); returns whether it is.
+bool wait_gone(pid_t pid, std::chrono::milliseconds limit);
+
+/// The last `lines` lines of `file`, each on a new line indented by two spaces (for errors
+/// that point at a log); empty when the file is missing.
+std::string tail(const std::filesystem::path& file, std::size_t lines = 5);
+
+}  // namespace ipp::ctl
