@@ -15,11 +15,12 @@
 #include <nlohmann/json.hpp>
 
 #include "cluster_file.hpp"
+#include "globals.hpp"
 #include "hub_link.hpp"
 #include "ipp/client.hpp"
 #include "ipp/ctl/process.hpp"
 #include "ipp/net/connection_file.hpp"
-#include "ipp/net/json_text.hpp"
+#include "output.hpp"
 #include "supervisor.hpp"
 
 namespace ipp::ctl {
@@ -27,42 +28,12 @@ namespace ipp::ctl {
 namespace {
 
 using namespace std::chrono_literals;
-using json = nlohmann::ordered_json;
 using Steady = std::chrono::steady_clock;
-
-constexpr int kOk = 0, kUsage = 2, kConnection = 3;
 
 Client client_of(const ClusterCli& c) {
   return Client(ClientOptions{.profile_dir = c.profile,
                               .connection_file = std::nullopt,
                               .timeout = Duration(c.timeout_ms)});
-}
-
-json value_json(const Value& v) {
-  switch (v.kind()) {
-    case Value::Kind::boolean:
-      return v.as_bool();
-    case Value::Kind::integer:
-      return v.as_int();
-    case Value::Kind::floating:
-      return v.as_float();
-    case Value::Kind::string:
-      return v.as_string();
-    case Value::Kind::list: {
-      json out = json::array();
-      for (const auto& item : v.as_list())
-        out.push_back(value_json(item));
-      return out;
-    }
-    case Value::Kind::map: {
-      json out = json::object();
-      for (const auto& [k, item] : v.as_map())
-        out[k] = value_json(item);
-      return out;
-    }
-    default:
-      return v.repr();
-  }
 }
 
 /// The supervised entries of cluster.json for processes `pids` (all when empty).
@@ -96,10 +67,16 @@ pid_t start_supervisor(const ClusterCli& c, int n, int threads, bool restart) {
   return spawn(argv, {.log = c.profile / "logs" / "supervisor.log", .new_session = true});
 }
 
+/// Engine processes just started, and the supervisor that looks after them.
+struct Started {
+  std::vector<pid_t> pids;
+  pid_t supervisor = -1;
+};
+
 /// Asks the running supervisor for `n` more engines, or starts a supervisor for them; returns
 /// their pids once the supervisor has started them.
-std::vector<pid_t> more_engines(const ClusterCli& c, const ClusterFile& cluster, int n,
-                                Steady::time_point deadline) {
+Started more_engines(const ClusterCli& c, const ClusterFile& cluster, int n,
+                     Steady::time_point deadline) {
   const int threads = cluster.doc.value("engine_threads", 0);
   const bool restart = cluster.doc.value("restart_engines", true);
   const std::string endpoint = cluster.doc.value("supervisor_endpoint", "");
@@ -112,7 +89,7 @@ std::vector<pid_t> more_engines(const ClusterCli& c, const ClusterFile& cluster,
     if (r->error) throw Error(r->error->code, r->error->message);
     for (const auto& p : r->info["pids"].as_list())
       pids.push_back(static_cast<pid_t>(p.as_int()));
-    return pids;
+    return {pids, cluster.supervisor};
   }
   const pid_t sup = start_supervisor(c, n, threads, restart);
   while (true) {
@@ -121,7 +98,7 @@ std::vector<pid_t> more_engines(const ClusterCli& c, const ClusterFile& cluster,
       for (const auto& e : now->doc["supervised"]) {
         if (e.value("supervisor", -1) == sup) pids.push_back(e.value("pid", -1));
       }
-      if (static_cast<int>(pids.size()) >= n) return pids;
+      if (static_cast<int>(pids.size()) >= n) return {pids, sup};
       pids.clear();
     }
     if (!alive(sup))
@@ -215,7 +192,7 @@ int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, boo
   controller_argv.insert(controller_argv.end(), controller_args.begin(), controller_args.end());
   const pid_t controller =
       spawn(controller_argv, {.log = profile / "logs" / "controller.log", .new_session = true});
-  update_cluster(profile, [&](json& j) {
+  const auto written = update_cluster(profile, [&](json& j) {
     j["controller"] = controller;
     j["heartbeat_ms"] = heartbeat_ms;
     j["engine_threads"] = threads;
@@ -245,9 +222,9 @@ int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, boo
   pid_t supervisor = old_supervisor;
   try {
     if (missing > 0) {
-      auto now = read_cluster(profile);
-      started = more_engines(c, *now, missing, deadline);
-      supervisor = read_cluster(profile)->supervisor;
+      Started more = more_engines(c, *written, missing, deadline);
+      started = std::move(more.pids);
+      supervisor = more.supervisor;
     }
     Client rc = client_of(c);
     std::vector<pid_t> all = survivors;
@@ -259,13 +236,12 @@ int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, boo
   }
   const int engines = kept + missing;
   if (c.json)
-    std::cout << json_text(json{{"profile", profile.string()},
-                                {"controller", controller},
-                                {"supervisor", supervisor},
-                                {"engines", engines},
-                                {"restored", restore},
-                                {"engines_kept", kept}})
-              << "\n";
+    print_json(json{{"profile", profile.string()},
+                    {"controller", controller},
+                    {"supervisor", supervisor},
+                    {"engines", engines},
+                    {"restored", restore},
+                    {"engines_kept", kept}});
   else if (restore)
     std::cout << fmt::format(
         "cluster restored: controller pid {}; {} engine(s) came back, {} started (profile {})\n",
@@ -329,9 +305,9 @@ int cluster_status(const ClusterCli& c) {
     json j{{"running", true},
            {"controller", cluster->controller},
            {"supervisor", sup},
-           {"engines", value_json(engines)},
+           {"engines", to_json(engines)},
            {"supervised", cluster->doc.value("supervised", json::array())}};
-    std::cout << json_text(j) << "\n";
+    print_json(j);
     return kOk;
   }
   std::cout << fmt::format("controller pid {}; engines: {}\n", cluster->controller, engines.repr());
@@ -355,7 +331,7 @@ int cluster_add(const ClusterCli& c, int n) {
   }
   const auto deadline = Steady::now() + std::chrono::milliseconds(c.timeout_ms) * 3;
   Client rc = client_of(c);
-  const auto pids = more_engines(c, *cluster, n, deadline);
+  const auto pids = more_engines(c, *cluster, n, deadline).pids;
   const auto ids = wait_registered(c, rc, pids, deadline);
   json added = json::array();
   std::string text;
@@ -364,7 +340,7 @@ int cluster_add(const ClusterCli& c, int n) {
     text += fmt::format("{}{} (pid {})", text.empty() ? "" : ", ", ids[i], pids[i]);
   }
   if (c.json)
-    std::cout << json_text(json{{"added", added}, {"engines", rc.ids().size()}}) << "\n";
+    print_json(json{{"added", added}, {"engines", rc.ids().size()}});
   else
     std::cout << fmt::format("added engine{} {}; {} engines registered\n", n == 1 ? "" : "s", text,
                              rc.ids().size());
@@ -412,7 +388,7 @@ int cluster_remove(const ClusterCli& c, const std::vector<std::int64_t>& ids) {
         exit);
   }
   if (c.json)
-    std::cout << json_text(json{{"removed", removed}}) << "\n";
+    print_json(json{{"removed", removed}});
   else
     std::cout << text;
   return kOk;

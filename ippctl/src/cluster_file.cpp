@@ -42,25 +42,30 @@ std::optional<nlohmann::ordered_json> parse(const std::filesystem::path& file) {
   }
 }
 
-}  // namespace
-
-std::optional<ClusterFile> read_cluster(const std::filesystem::path& profile) {
-  auto j = parse(profile / "cluster.json");
-  if (!j) return std::nullopt;
+std::optional<ClusterFile> cluster_of(nlohmann::ordered_json j) {
   try {
     ClusterFile c;
-    c.controller = j->at("controller").get<pid_t>();
-    c.supervisor = j->value("supervisor", -1);
-    if (j->contains("engines")) c.engines = j->at("engines").get<std::vector<pid_t>>();
-    c.doc = std::move(*j);
+    c.controller = j.at("controller").get<pid_t>();
+    c.supervisor = j.value("supervisor", -1);
+    if (j.contains("engines")) c.engines = j.at("engines").get<std::vector<pid_t>>();
+    c.doc = std::move(j);
     return c;
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;
   }
 }
 
-void update_cluster(const std::filesystem::path& profile,
-                    const std::function<void(nlohmann::ordered_json&)>& change) {
+}  // namespace
+
+std::optional<ClusterFile> read_cluster(const std::filesystem::path& profile) {
+  auto j = parse(profile / "cluster.json");
+  if (!j) return std::nullopt;
+  return cluster_of(std::move(*j));
+}
+
+std::optional<ClusterFile> update_cluster(
+    const std::filesystem::path& profile,
+    const std::function<void(nlohmann::ordered_json&)>& change) {
   FileLock lock(profile / "cluster.lock");
   auto j = parse(profile / "cluster.json").value_or(nlohmann::ordered_json::object());
   change(j);
@@ -72,6 +77,7 @@ void update_cluster(const std::filesystem::path& profile,
   std::error_code ec;
   std::filesystem::rename(tmp, profile / "cluster.json", ec);
   if (ec) std::filesystem::remove(tmp, ec);
+  return cluster_of(std::move(j));
 }
 
 }  // namespace ipp::ctl

@@ -30,8 +30,10 @@ std::optional<ClusterFile> read_cluster(const std::filesystem::path& profile);
 
 /// Reads, changes and rewrites PROFILE/cluster.json under an exclusive lock
 /// (PROFILE/cluster.lock), replacing the file atomically: ippctl and the supervisor both
-/// update it. `change` gets an empty object when there is no file yet.
-void update_cluster(const std::filesystem::path& profile,
-                    const std::function<void(nlohmann::ordered_json&)>& change);
+/// update it. `change` gets an empty object when there is no file yet. Returns what was
+/// written (nullopt when it has no controller yet), so a caller need not read it again.
+std::optional<ClusterFile> update_cluster(
+    const std::filesystem::path& profile,
+    const std::function<void(nlohmann::ordered_json&)>& change);
 
 }  // namespace ipp::ctl

@@ -1,0 +1,104 @@
+// ippctl's cluster commands: start, stop, status, add, remove, and the hidden supervise. What
+// each does is in cluster_cli.cpp.
+
+#include <memory>
+#include <optional>
+
+#include "cluster_cli.hpp"
+#include "globals.hpp"
+
+namespace ipp::ctl {
+
+namespace {
+
+struct ClusterArgs {
+  int n = 0, engine_threads = 0, heartbeat_ms = 1000;
+  bool restart_engines = true;
+  std::vector<std::int64_t> engine_ids;
+  std::string scheme;
+  std::optional<int> hwm;
+  bool no_shm = false, no_ipc = false;
+
+  /// The options `cluster start` passes on to ippcontroller.
+  [[nodiscard]] std::vector<std::string> controller_args() const {
+    std::vector<std::string> out;
+    if (!scheme.empty()) out.insert(out.end(), {"--scheme", scheme});
+    if (hwm) out.insert(out.end(), {"--hwm", std::to_string(*hwm)});
+    if (no_shm) out.emplace_back("--no-shm");
+    if (no_ipc) out.emplace_back("--no-ipc");
+    return out;
+  }
+};
+
+ClusterCli cluster_cli(const Globals& g) {
+  return {.profile = g.dir(), .json = g.json, .timeout_ms = g.timeout_ms};
+}
+
+void add_start(CLI::App* cluster, Globals& g, const std::shared_ptr<ClusterArgs>& a) {
+  auto* start = cluster->add_subcommand(
+      "start",
+      "Start a controller, a supervisor and N engines it restarts when they crash; returns when "
+      "all are registered");
+  start->add_option("-n,--engines", a->n, "Number of engines")
+      ->required()
+      ->check(CLI::Range(1, 1024));
+  start->add_option("--engine-threads", a->engine_threads,
+                    "Threads per engine (default: the number of cores)");
+  start
+      ->add_option("--heartbeat-ms", a->heartbeat_ms,
+                   "Heartbeat period: an engine silent this long is dead")
+      ->capture_default_str()
+      ->check(CLI::Range(20, 600000));
+  start->add_flag("--restart-engines,!--no-restart-engines", a->restart_engines,
+                  "Restart engines that crash, with a growing back-off (default: on)");
+  start->add_flag("--no-shm", a->no_shm,
+                  "Large arrays always through the sockets, never shared memory");
+  start->add_flag("--no-ipc", a->no_ipc,
+                  "Engines and clients on this host use TCP too, never Unix sockets");
+  start->add_option(
+      "--scheme", a->scheme,
+      "Load-balancing scheme: leastload (default), lru, plainrandom, twobin, weighted");
+  start
+      ->add_option("--hwm", a->hwm,
+                   "Tasks outstanding per engine in the load-balanced queue: N at most, 0 no "
+                   "limit (default: one per thread, more of the tasks known to be short)")
+      ->check(CLI::NonNegativeNumber);
+  on(start, g, [&g, a] {
+    return cluster_start(cluster_cli(g), a->n, a->engine_threads, a->heartbeat_ms,
+                         a->restart_engines, a->controller_args());
+  });
+}
+
+}  // namespace
+
+void add_cluster_commands(CLI::App& app, Globals& g) {
+  auto a = std::make_shared<ClusterArgs>();
+  auto* cluster = app.add_subcommand("cluster", "Start, stop or inspect a local cluster");
+  cluster->require_subcommand(1);
+  add_start(cluster, g, a);
+  on(cluster->add_subcommand("stop", "Stop the controller, its engines and supervisor"), g,
+     [&g] { return cluster_stop(cluster_cli(g)); });
+  on(cluster->add_subcommand("status", "Show the cluster's processes"), g,
+     [&g] { return cluster_status(cluster_cli(g)); });
+  auto* add = cluster->add_subcommand(
+      "add", "Start N more supervised engines; returns when they are registered");
+  add->add_option("-n,--engines", a->n, "Number of engines")
+      ->required()
+      ->check(CLI::Range(1, 1024));
+  on(add, g, [&g, a] { return cluster_add(cluster_cli(g), a->n); });
+  auto* remove = cluster->add_subcommand(
+      "remove", "Drain engines (their running tasks finish, no new ones start), then stop them");
+  remove->add_option("ID", a->engine_ids, "Engine ids")->required()->check(CLI::NonNegativeNumber);
+  on(remove, g, [&g, a] { return cluster_remove(cluster_cli(g), a->engine_ids); });
+  // The supervisor daemon that cluster start and add run; not for users.
+  auto* supervise = cluster->add_subcommand("supervise", "");
+  supervise->group("");
+  supervise->add_option("-n,--engines", a->n)->required();
+  supervise->add_option("--engine-threads", a->engine_threads);
+  supervise->add_flag("--restart-engines,!--no-restart-engines", a->restart_engines);
+  on(supervise, g, [&g, a] {
+    return cluster_supervise(cluster_cli(g), a->n, a->engine_threads, a->restart_engines);
+  });
+}
+
+}  // namespace ipp::ctl

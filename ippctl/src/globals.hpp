@@ -1,0 +1,44 @@
+#pragma once
+
+// What every ippctl subcommand shares: the global options, the exit codes, and the one
+// action the chosen subcommand sets for run() to do after parsing.
+
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "ipp/client.hpp"
+
+namespace ipp::ctl {
+
+/// ippctl's exit codes: success, a remote error, a usage error, no controller.
+constexpr int kOk = 0, kRemote = 1, kUsage = 2, kConnection = 3;
+
+struct Globals {
+  std::string profile;     ///< --profile-dir, empty for the default
+  bool json = false;       ///< --json: print one JSON document
+  int timeout_ms = 10000;  ///< --timeout-ms: how long to wait for the controller
+  /// What the chosen subcommand does, set by its callback; returns the exit code. Errors
+  /// are thrown (run() turns them into messages and exit codes).
+  std::function<int()> command;
+
+  /// The profile directory: --profile-dir, $IPP_PROFILE_DIR or ~/.ipp/profile_default.
+  [[nodiscard]] std::filesystem::path dir() const;
+  /// A client of the profile's cluster.
+  [[nodiscard]] Client client() const;
+};
+
+/// Makes `action` what ippctl does when `cmd` is the subcommand given.
+inline void on(CLI::App* cmd, Globals& g, std::function<int()> action) {
+  cmd->callback([&g, action = std::move(action)] { g.command = action; });
+}
+
+/// The groups of subcommands, each in a source of its own.
+void add_cluster_commands(CLI::App& app, Globals& g);    // cmd_cluster.cpp
+void add_task_commands(CLI::App& app, Globals& g);       // cmd_tasks.cpp
+void add_namespace_commands(CLI::App& app, Globals& g);  // cmd_namespace.cpp
+void add_hub_commands(CLI::App& app, Globals& g);        // cmd_hub.cpp
+
+}  // namespace ipp::ctl
