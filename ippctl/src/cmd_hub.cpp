@@ -87,7 +87,8 @@ void add_hub_commands(CLI::App& app, Globals& g) {
   auto* resubmit = app.add_subcommand("resubmit", "Run recorded tasks again with their arguments");
   resubmit->add_option("MSG_ID", a->msg_ids, "msg_ids")->required();
   on(resubmit, g, [&g, a] {
-    finish(g, g.client().resubmit(a->msg_ids), false);
+    Submission s(g);
+    s.finish(s.client().resubmit(a->msg_ids), false);
     return kOk;
   });
 

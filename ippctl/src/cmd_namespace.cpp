@@ -21,9 +21,9 @@ struct NamespaceArgs {
 /// Runs `request(view)` on the target engines and prints its result (`quiet`: only with --json).
 template <typename Request>
 int on_targets(const Globals& g, const NamespaceArgs& a, bool quiet, Request request) {
-  Client rc = g.client();
-  DirectView view = a.targets.view(rc);
-  finish(g, request(view), quiet);
+  Submission s(g);
+  DirectView view = a.targets.view(s.client());
+  s.finish(request(view), quiet);
   return kOk;
 }
 

@@ -44,7 +44,8 @@ Dependency dependency(const TaskArgs& a, const std::string& list) {
 
 /// apply (`map` false) or map, on the target engines or the load-balanced queue.
 int run_task(const Globals& g, const TaskArgs& a, bool map) {
-  Client rc = g.client();
+  Submission s(g);
+  Client& rc = s.client();
   Value::List values;
   for (const auto& arg : a.args)
     values.push_back(argument(arg));
@@ -75,7 +76,7 @@ int run_task(const Globals& g, const TaskArgs& a, bool map) {
     DirectView view = a.targets.view(rc).with(flags);
     return map ? view.map_async(a.task, values) : view.apply_async(a.task, values);
   }();
-  finish(g, r, false);
+  s.finish(r, false);
   return kOk;
 }
 

@@ -13,8 +13,9 @@
 
 namespace ipp::ctl {
 
-/// ippctl's exit codes: success, a remote error, a usage error, no controller.
-constexpr int kOk = 0, kRemote = 1, kUsage = 2, kConnection = 3;
+/// ippctl's exit codes: success, a remote error, a usage error, no controller, and stopped by
+/// Ctrl-C (128 + SIGINT, as a shell reports it).
+constexpr int kOk = 0, kRemote = 1, kUsage = 2, kConnection = 3, kInterrupted = 130;
 
 struct Globals {
   std::string profile;     ///< --profile-dir, empty for the default

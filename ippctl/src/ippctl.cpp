@@ -7,6 +7,7 @@
 
 #include "arguments.hpp"
 #include "globals.hpp"
+#include "interrupt.hpp"
 #include "ipp/literal.hpp"
 #include "ipp/net/connection_file.hpp"
 
@@ -44,6 +45,8 @@ int run(int argc, char** argv) {
   }
   try {
     return g.command ? g.command() : kOk;
+  } catch (const Interrupted&) {
+    return kInterrupted;
   } catch (const SyntaxError& e) {
     std::cerr << "ippctl: bad argument: " << e.what() << "\n";
     return kUsage;

@@ -2,6 +2,8 @@
 
 #include <iostream>
 
+#include <fmt/format.h>
+
 #include "ipp/net/json_text.hpp"
 
 namespace ipp::ctl {
@@ -75,19 +77,50 @@ void print(const Globals& g, const Value& v, const std::vector<std::string>& msg
   }
 }
 
-void finish(const Globals& g, const AsyncResult& r, bool quiet) {
+Submission::Submission(const Globals& g) : g_(g), rc_(g.client()) {
+  interrupt_.listen();
+}
+
+void Submission::finish(const AsyncResult& r, bool quiet) {
+  while (!r.wait(std::chrono::milliseconds(50))) {
+    if (Interrupt::pressed()) cancel(r);
+  }
   Value v;
   try {
     v = r.get();
   } catch (const Error& e) {
-    if (g.json) {
+    if (g_.json) {
       print_json(json{{"error", e.what()},
                       {"code", std::string(to_string(e.code()))},
                       {"msg_ids", r.msg_ids()}});
     }
     throw;
   }
-  if (!quiet || g.json) print(g, v, g.json ? r.msg_ids() : std::vector<std::string>{});
+  if (!quiet || g_.json) print(g_, v, g_.json ? r.msg_ids() : std::vector<std::string>{});
+}
+
+void Submission::cancel(const AsyncResult& r) {
+  const auto ids = r.msg_ids();
+  const ControlSummary done = rc_.cancel(ids);
+  if (g_.json) {
+    print_json(json{{"interrupted", true},
+                    {"msg_ids", ids},
+                    {"removed", done.removed},
+                    {"signalled", done.signalled},
+                    {"not_pending", done.not_pending}});
+  }
+  constexpr std::size_t kShown = 10;
+  std::string shown;
+  for (std::size_t i = 0; i < ids.size() && i < kShown; ++i)
+    shown += (i ? " " : "") + ids[i];
+  if (ids.size() > kShown)
+    shown += fmt::format(" and {} more (--json lists all)", ids.size() - kShown);
+  std::cerr << fmt::format(
+      "ippctl: interrupted: cancelled {} task{}: {} removed from the queue, {} running told to "
+      "stop, {} already finished; msg_ids: {}\n",
+      ids.size(), ids.size() == 1 ? "" : "s", done.removed.size(), done.signalled.size(),
+      done.not_pending.size(), shown);
+  throw Interrupted();
 }
 
 }  // namespace ipp::ctl

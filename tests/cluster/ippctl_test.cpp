@@ -10,6 +10,7 @@
 
 #include "ipp/client.hpp"
 #include "support/paths.hpp"
+#include "support/process.hpp"
 
 namespace ipp {
 namespace {
@@ -206,6 +207,47 @@ TEST_F(Ippctl, SchedulingFlagsAbortAndCancel) {
   EXPECT_NE(r.out.find("\"signalled\":[\"" + blocker.msg_ids()[0]), std::string::npos) << r.out;
   EXPECT_THROW(blocker.get(30s), TaskCancelled);
   EXPECT_EQ(later.get(30s)[0], Value(2));
+}
+
+TEST_F(Ippctl, CtrlCCancelsWhatTheCommandSubmittedAndSaysSo) {
+  ASSERT_EQ(ctl("cluster start -n 1 --engine-threads 1").code, 0);
+  ASSERT_EQ(ctl("push " + test::test_plugin("sched").string()).code, 0);
+  Client rc(ClientOptions{.profile_dir = dir_.path()});
+  const std::size_t before = rc.hub_history().size();
+  // Three tasks of a minute each on one thread: one runs, two wait in the queue.
+  const auto err = dir_ / "map.err";
+  test::Process map({"/bin/sh", "-c",
+                     "exec '" + test::binary("ippctl") + "' --profile-dir '" +
+                         dir_.path().string() +
+                         "' map until_cancelled '[60, 60, 60]' --balanced --chunksize 1 > '" +
+                         (dir_ / "map.out").string() + "' 2> '" + err.string() + "'"});
+  std::vector<std::string> ids;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (ids.size() < 3 && std::chrono::steady_clock::now() < deadline) {
+    const auto all = rc.hub_history();
+    ids.assign(all.begin() + static_cast<std::ptrdiff_t>(std::min(before, all.size())), all.end());
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(ids.size(), 3u);
+  std::this_thread::sleep_for(300ms);  // the first one is running
+  map.signal(SIGINT);
+  EXPECT_EQ(map.wait(20000ms), 130);
+  const std::string text = slurp(err);
+  EXPECT_NE(text.find("ippctl: interrupted: cancelled 3 tasks"), std::string::npos) << text;
+  EXPECT_NE(text.find(ids[0]), std::string::npos) << text;
+  // Each task ended as cancelled (or aborted from the queue), in the database too; none ran on.
+  for (const auto& id : ids) {
+    try {
+      (void)rc.get_result(id, 30s);
+      ADD_FAILURE() << id << " finished";
+    } catch (const Error& e) {
+      EXPECT_TRUE(e.code() == ErrorCode::cancelled || e.code() == ErrorCode::aborted) << e.what();
+    }
+  }
+  // The engine is free again at once, not after a minute.
+  const auto t = std::chrono::steady_clock::now();
+  EXPECT_EQ(ctl("apply tag 1 --balanced").out, "[1, 0]\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - t, 20s);
 }
 
 TEST_F(Ippctl, NoControllerIsExitCodeThree) {
