@@ -1,6 +1,7 @@
 // The SDK tested from outside, as a plugin author uses it: install ipp, write a project with
 // `ipp-sdk new`, configure and build it against the install with find_package(ipp), load the
-// result into the runtime and call it.
+// result into the runtime and call it. And a client program (samples/tutorial) built the same
+// way, run against a cluster that the installed ippctl starts.
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -87,6 +88,46 @@ TEST(ProjectTemplate, BuildsOutOfTreeAgainstTheInstalledSdkAndRuns) {
   } catch (const RemoteError& e) {
     EXPECT_EQ(e.record().message, "argument 2 (int64): expected int64, got string");
   }
+}
+
+TEST(ClientProgram, BuildsOutOfTreeAgainstTheInstallAndRunsTheTutorialOnACluster) {
+  test::TempDir dir;
+  const auto prefix = dir / "prefix";
+  ASSERT_EQ(run("cmake --install '" IPP_BUILD_DIR "' --prefix '" + prefix.string() + "'",
+                dir / "install.log"),
+            0)
+      << read(dir / "install.log");
+  ASSERT_TRUE(std::filesystem::exists(prefix / "lib" / "libipp_client.a"));
+
+  const auto build = dir / "tutorial";
+  std::string flags = IPP_SANITIZER_FLAGS;
+  const std::string configure = "cmake -S '" IPP_SOURCE_DIR "/samples/tutorial' -B '" +
+                                build.string() + "' -DCMAKE_PREFIX_PATH='" + prefix.string() +
+                                "' -DCMAKE_CXX_COMPILER='" IPP_CXX_COMPILER "'" +
+                                (flags.empty() ? "" : " -DCMAKE_CXX_FLAGS='" + flags + "'");
+  ASSERT_EQ(run(configure, dir / "configure.log"), 0) << read(dir / "configure.log");
+  ASSERT_EQ(run("cmake --build '" + build.string() + "'", dir / "build.log"), 0)
+      << read(dir / "build.log");
+
+  // A cluster started by the installed ippctl (its controller and engines are installed next
+  // to it), with the sample plugin pushed.
+  const std::string ctl = "'" + (prefix / "bin" / "ippctl").string() + "' --profile-dir '" +
+                          (dir / "profile").string() + "' ";
+  ASSERT_EQ(run(ctl + "cluster start -n 2 --engine-threads 2", dir / "start.log"), 0)
+      << read(dir / "start.log");
+  const int pushed = run(ctl + "push '" + test::plugin("arith").string() + "'", dir / "push.log");
+  const int ran = run("IPP_PROFILE_DIR='" + (dir / "profile").string() + "' '" +
+                          (build / "tutorial").string() + "'",
+                      dir / "tutorial.log");
+  (void)run(ctl + "cluster stop", dir / "stop.log");
+  ASSERT_EQ(pushed, 0) << read(dir / "push.log");
+  const std::string out = read(dir / "tutorial.log");
+  ASSERT_EQ(ran, 0) << out;
+  EXPECT_NE(out.find("rc[0].apply(mul, 5, 6)                   30\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("dview.map(mul, 1..9, 2..10)              [2, 6, 12, 20, 30, 42, 56, 72, 90]"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("2 distinct pids"), std::string::npos) << out;
 }
 
 }  // namespace
