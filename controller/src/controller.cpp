@@ -12,6 +12,7 @@
 
 #include "balanced_scheduler.hpp"
 #include "balancer.hpp"
+#include "connection_guard.hpp"
 #include "direct_scheduler.hpp"
 #include "endpoints.hpp"
 #include "heartbeat.hpp"
@@ -79,6 +80,7 @@ struct Controller::State {
   zmq::socket_t engine_direct{ctx, zmq::socket_type::router};
   zmq::socket_t client_balanced{ctx, zmq::socket_type::router};
   zmq::socket_t engine_balanced{ctx, zmq::socket_type::router};
+  std::unique_ptr<ctrl::ConnectionGuard> guard;  // after the sockets: closed before them
 
   [[nodiscard]] ctrl::RelayWiring relay_wiring() {
     return {ctx, traffic, shm, *signer, kEvents, kMonitor};
@@ -94,6 +96,7 @@ void Controller::State::start_threads() {
               db.get(), instance, stopping)
         .run();
   }));
+  threads.push_back(named_thread("ipp-guard", [this] { guard->run(stopping); }));
   threads.push_back(named_thread("ipp-heart", [this] {
     ctrl::Heartbeat(ctx, heartbeat, *signer, options.heartbeat, kEvents, kHubIn).run(stopping);
   }));
@@ -136,16 +139,32 @@ void Controller::start() {
   ctrl::ControllerSockets sockets{s.registration,  s.heartbeat,       s.client_direct,
                                   s.engine_direct, s.client_balanced, s.engine_balanced};
   ctrl::Endpoints::configure(sockets);
+  // Connections are counted before the sockets can accept any.
+  rlimit files{};
+  (void)::getrlimit(RLIMIT_NOFILE, &files);
+  const std::size_t max_connections = ctrl::ConnectionGuard::limit_for(
+      files.rlim_cur == RLIM_INFINITY ? UINT64_MAX : files.rlim_cur, ctrl::open_descriptors(),
+      options_.max_connections);
+  s.guard = std::make_unique<ctrl::ConnectionGuard>(
+      std::vector<ctrl::ConnectionGuard::Watched>{{&s.ctx, &s.registration},
+                                                  {&s.heart_ctx, &s.heartbeat},
+                                                  {&s.ctx, &s.client_direct},
+                                                  {&s.ctx, &s.engine_direct},
+                                                  {&s.ctx, &s.client_balanced},
+                                                  {&s.ctx, &s.engine_balanced}},
+      max_connections);
   endpoints.bind(sockets, options_);
   endpoints.write_files(options_.profile_dir);
 
   s.start_threads();
-  spdlog::info("controller listening on {} (profile {}); load balancing: {}, hwm {}",
-               endpoints.client.endpoint("registration"), options_.profile_dir.string(),
-               options_.scheme,
-               options_.hwm < 0    ? std::string("engine threads")
-               : options_.hwm == 0 ? std::string("none")
-                                   : std::to_string(options_.hwm));
+  spdlog::info(
+      "controller listening on {} (profile {}); load balancing: {}, hwm {}; at most {} "
+      "connections",
+      endpoints.client.endpoint("registration"), options_.profile_dir.string(), options_.scheme,
+      options_.hwm < 0    ? std::string("engine threads")
+      : options_.hwm == 0 ? std::string("none")
+                          : std::to_string(options_.hwm),
+      max_connections);
 }
 
 void Controller::wait() {

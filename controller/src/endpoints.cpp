@@ -75,6 +75,7 @@ void Endpoints::configure(ControllerSockets& s) {
     // random bytes can read as an old-style frame header of any length, and ZeroMQ would ask
     // for that much memory at once (and abort when it cannot have it).
     sock->set(zmq::sockopt::maxmsgsize, kMaxFrame);
+    sock->set(zmq::sockopt::handshake_ivl, static_cast<int>(kHandshakeTimeout.count()));
   }
   // Task channels send without limit in ZeroMQ: a full pipe would make a router drop a reply
   // (to a client) or refuse a task (to an engine). How much reaches an engine is the

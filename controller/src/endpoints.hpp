@@ -35,6 +35,9 @@ struct Endpoints {
 
   /// The largest frame a peer may send the controller: 64 GiB, far above any array ipp moves.
   static constexpr std::int64_t kMaxFrame = std::int64_t{64} << 30;
+  /// A connection that has not finished ZeroMQ's handshake this long after it opened is
+  /// closed: held connections that never speak do not keep descriptors.
+  static constexpr std::chrono::milliseconds kHandshakeTimeout{10000};
 
   /// A fresh key, or on restore the old connection files (the same ports and key: engines and
   /// clients of the old controller reconnect by themselves); what a dead controller of this
@@ -43,7 +46,8 @@ struct Endpoints {
   /// restore finds files that disagree, ConnectionError when it finds none.
   [[nodiscard]] static Endpoints prepare(const ControllerOptions& options);
 
-  /// Socket options, before binding: no linger, frames capped at kMaxFrame, task channels
+  /// Socket options, before binding: no linger, frames capped at kMaxFrame, handshakes
+  /// bounded by kHandshakeTimeout, task channels
   /// without a ZeroMQ send limit (the schedulers decide what reaches an engine), clients' input
   /// taken as the schedulers get to it, engines' routes mandatory (an unknown engine is an
   /// error, not a silent drop).

@@ -10,6 +10,7 @@
 
 #include "ipp/controller/controller.hpp"
 #include "ipp/net/connection_file.hpp"
+#include "ipp/net/limits.hpp"
 
 namespace {
 ipp::Controller* g_controller = nullptr;
@@ -83,6 +84,9 @@ int main(int argc, char** argv) {
   app.add_option("--shm-root", options.shm_root,
                  "Where the shared-memory directory is made (a tmpfs)")
       ->capture_default_str();
+  app.add_option("--max-connections", options.max_connections,
+                 "Connections held at once, from every peer; more are refused (default: as "
+                 "many as the descriptor limit leaves room for)");
   CLI11_PARSE(app, argc, argv);
   options.db_file = db_file;
   options.hub_delay = std::chrono::microseconds(hub_delay_us);
@@ -93,6 +97,7 @@ int main(int argc, char** argv) {
   options.profile_dir = ipp::net::profile_dir(
       profile_dir.empty() ? std::nullopt : std::optional<std::filesystem::path>(profile_dir));
   options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+  ipp::net::raise_open_files_limit();
   try {
     ipp::Controller controller(options);
     g_controller = &controller;

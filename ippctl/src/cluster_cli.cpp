@@ -20,6 +20,7 @@
 #include "ipp/client.hpp"
 #include "ipp/ctl/process.hpp"
 #include "ipp/net/connection_file.hpp"
+#include "ipp/net/limits.hpp"
 #include "output.hpp"
 #include "supervisor.hpp"
 
@@ -397,6 +398,7 @@ int cluster_remove(const ClusterCli& c, const std::vector<std::int64_t>& ids) {
 int cluster_supervise(const ClusterCli& c, int n, int threads, bool restart) {
   spdlog::set_default_logger(spdlog::stderr_logger_mt("ippctl-supervise"));
   spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [supervisor] [%l] %v");
+  net::raise_open_files_limit();  // its engines inherit it
   try {
     return supervise(SupervisorOptions{.profile = c.profile,
                                        .bin_dir = exe_dir(),

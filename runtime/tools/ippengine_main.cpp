@@ -14,6 +14,7 @@
 #include "ipp/error.hpp"
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/engine_exit.hpp"
+#include "ipp/net/limits.hpp"
 #include "ipp/runtime/engine.hpp"
 
 namespace {
@@ -76,6 +77,7 @@ int main(int argc, char** argv) {
                "Take large arrays through shared memory when the controller offers it "
                "(default: on; off behaves as an engine on another host)");
   CLI11_PARSE(app, argc, argv);
+  ipp::net::raise_open_files_limit();  // a task may open many files and sockets
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("ippengine"));
   spdlog::set_level(spdlog::level::from_str(log_level));

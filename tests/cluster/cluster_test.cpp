@@ -17,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include "ipp/client.hpp"
 #include "support/cluster.hpp"
 
 namespace ipp {
@@ -187,6 +188,63 @@ TEST_F(Cluster, AFloodOfBadMessagesIsAFewLogLinesNamingThePeer) {
   EXPECT_GE(lines, 1);
   EXPECT_LE(lines, 20) << "a flood of " << kFlood << " bad messages is a few lines";
   EXPECT_EQ(naming, lines) << "each names the peer";
+}
+
+/// A TCP connection to `endpoint` ("tcp://HOST:PORT") that says nothing; -1 when refused.
+int held_connection(const std::string& endpoint) {
+  const auto colon = endpoint.rfind(':');
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(endpoint.substr(colon + 1))));
+  ::inet_pton(AF_INET, endpoint.substr(6, colon - 6).c_str(), &addr.sin_addr);
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval limit{2, 0};  // connect gives up after this
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+TEST_F(Cluster, AFloodOfHeldConnectionsIsRefusedAndTheControllerServesOn) {
+  // The controller may hold 256 descriptors; the flood is 600 connections that never speak.
+  controller_launcher_ = {"/usr/bin/prlimit", "--nofile=256:256"};
+  start(1);
+  client_->push(test::plugin("arith"));
+  std::vector<int> flood;
+  for (int i = 0; i < 600; ++i) {
+    const int fd =
+        held_connection(client_->info().endpoint(i % 2 == 0 ? "registration" : "direct"));
+    if (fd >= 0) flood.push_back(fd);
+  }
+  EXPECT_EQ(flood.size(), 600u) << "connections over the limit are accepted and closed";
+  // While the flood holds: tasks go on over the connections made before it.
+  EXPECT_EQ(client_->apply(0, "mul", {2, 3}).value, Value(6));
+  // A client that comes now connects to the task channels over the Unix socket, where an
+  // accept without a descriptor would abort libzmq. It gets in, or is refused with a clear
+  // error (a request on a connection refused after it was sent is lost).
+  try {
+    Client late(ClientOptions{.profile_dir = dir_.path(), .timeout = Duration(3000)});
+    (void)late.ids();
+    EXPECT_EQ(late[0].apply("mul", {4, 5}), Value(20));
+  } catch (const ConnectionError&) {
+  } catch (const TimeoutError&) {
+  }
+  for (const int fd : flood)
+    ::close(fd);
+  // The flood gone, everything works: the connections from before, and new clients.
+  EXPECT_EQ(client_->apply(0, "mul", {3, 3}).value, Value(9));
+  Client after(ClientOptions{.profile_dir = dir_.path(), .timeout = Duration(30000)});
+  EXPECT_EQ(Value(after.ids()).repr(), "[0]");
+  EXPECT_EQ(after[0].apply("mul", {4, 5}), Value(20));
+  std::ifstream log(dir_ / "controller.log");
+  int refusals = 0;
+  for (std::string line; std::getline(log, line);) {
+    if (line.find("refused a connection from 127.0.0.1:") != std::string::npos) ++refusals;
+  }
+  EXPECT_GE(refusals, 1) << "a flood past the limit is refused";
+  EXPECT_LE(refusals, 20) << "in a few lines";
 }
 
 TEST_F(Cluster, APluginWhoseLoadingHangsIsAnsweredNamingTheEngines) {

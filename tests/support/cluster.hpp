@@ -19,9 +19,12 @@ using namespace std::chrono_literals;
 class Cluster : public ::testing::Test {
  protected:
   void start(int engines, int threads = 2, const std::vector<std::string>& controller_args = {}) {
-    std::vector<std::string> argv{
-        binary("ippcontroller"), "--profile-dir", dir_.path().string(), "--heartbeat-ms", "1000",
-        "--log-level",           "warn"};
+    std::vector<std::string> argv = controller_launcher_;
+    for (const std::string& a :
+         {binary("ippcontroller"), std::string("--profile-dir"), dir_.path().string(),
+          std::string("--heartbeat-ms"), std::string("1000"), std::string("--log-level"),
+          std::string("warn")})
+      argv.push_back(a);
     argv.insert(argv.end(), controller_args.begin(), controller_args.end());
     controller_ = std::make_unique<Process>(argv, (dir_ / "controller.log").string());
     const auto deadline = std::chrono::steady_clock::now() + 20s;
@@ -65,6 +68,8 @@ class Cluster : public ::testing::Test {
     throw std::runtime_error("no process for engine " + std::to_string(id));
   }
   TempDir dir_;
+  /// Runs the controller through this command (e.g. prlimit) when not empty; it must exec.
+  std::vector<std::string> controller_launcher_;
   std::unique_ptr<Process> controller_;
   std::vector<std::unique_ptr<Process>> engines_;
   std::unique_ptr<RawClient> client_;

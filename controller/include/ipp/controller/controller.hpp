@@ -48,6 +48,9 @@ struct ControllerOptions {
   /// Also offer the task channels as Unix sockets in that directory: peers that see it (on
   /// this host) use them instead of TCP on loopback. Needs `shared_memory`.
   bool local_sockets = true;
+  /// Connections the controller holds at once, from every peer on every channel; more are
+  /// refused (closed at once). 0: as many as its descriptor limit leaves room for.
+  std::size_t max_connections = 0;
 };
 
 /// The controller: a hub (registration, queries, plugin distribution, and a monitor that sees
