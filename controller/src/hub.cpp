@@ -74,6 +74,9 @@ void Hub::send_registry() {
 void Hub::drop_engine(std::int64_t id, const std::string& why) {
   if (registry_.drop(id, why)) send_all(plugins_.engine_gone(id, why));
   send_registry();
+  // What a dead engine held in shared memory goes at the next turn, not within kSweepEvery:
+  // a map's output of gigabytes must not outlive it.
+  last_sweep_ = Steady::time_point{};
 }
 
 // Records the traffic copies handed over so far, at most `limit` of them and for at most

@@ -143,7 +143,8 @@ int Engine::run() {
   if (shm == nullptr && !conn.shm_dir.empty())
     spdlog::info("large arrays travel through the sockets (no shared memory with the controller)");
   const auto store = options_.store_dir.empty() ? default_store() : options_.store_dir;
-  Runtime runtime({.threads = options_.threads, .store_dir = store});
+  Runtime runtime(
+      {.threads = options_.threads, .store_dir = store, .max_map_output = options_.max_map_output});
   for (const auto& p : options_.builtin_plugins) {
     try {
       runtime.load(p);

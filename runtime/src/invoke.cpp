@@ -10,6 +10,7 @@
 
 #include "ipp/detail/wire.hpp"
 #include "ipp/runtime/executor.hpp"
+#include "ipp/runtime/memory.hpp"
 
 namespace ipp {
 
@@ -189,8 +190,12 @@ TaskOutcome invoke_map(const TaskHandle& task, const Payload& sequences, const I
     const std::int32_t dtype = task.info().result_dtype;
     std::byte* out_data = nullptr;
     Buffer out_buffer;
-    if (dtype >= 0)
-      out_buffer = Buffer::allocate(n * dtype_size(static_cast<DType>(dtype)), &out_data);
+    if (dtype >= 0) {
+      const auto type = static_cast<DType>(dtype);
+      out_buffer = Buffer::allocate(
+          map_output_bytes(n, dtype_size(type), std::string(to_string(type)), ctx.max_map_output),
+          &out_data);
+    }
     const std::size_t elem = dtype >= 0 ? dtype_size(static_cast<DType>(dtype)) : 0;
 
     // Enough chunks for every thread to stay busy when elements take uneven time, few enough

@@ -13,6 +13,7 @@ namespace ipp {
 
 Runtime::Runtime(RuntimeOptions options)
     : engine_id_(options.engine_id),
+      max_map_output_(options.max_map_output),
       store_(options.store_dir.empty() ? throw UsageError("RuntimeOptions::store_dir is required")
                                        : options.store_dir),
       executor_(options.threads) {}
@@ -125,7 +126,8 @@ void Runtime::submit_impl(std::string_view task, Payload payload, Callback done,
           out.started = out.completed = Clock::now();
           out.error = cancelled_before_start(name, engine_id_);
         } else {
-          const InvokeContext ctx{engine_id_, &ns_, control ? &control->cancelled : nullptr};
+          const InvokeContext ctx{engine_id_, &ns_, control ? &control->cancelled : nullptr,
+                                  max_map_output_};
           out = is_map ? invoke_map(handle, payload, ctx, executor_) : invoke(handle, payload, ctx);
           if (times) ran(*times, out.completed - out.started);
         }
@@ -255,7 +257,7 @@ TaskOutcome Runtime::run_now(std::string_view task, const Payload& args, bool is
     return failed(
         make_error_record(e.code(), e.what(), handle.info().qualified_name(), engine_id_));
   }
-  const InvokeContext ctx{engine_id_, &ns_, cancelled};
+  const InvokeContext ctx{engine_id_, &ns_, cancelled, max_map_output_};
   TaskOutcome out =
       is_map ? invoke_map(handle, resolved, ctx, executor_) : invoke(handle, resolved, ctx);
   if (out.ok() && !bind.empty()) {
@@ -310,7 +312,7 @@ TaskOutcome Runtime::execute(std::string_view code, const std::atomic<bool>* can
     std::lock_guard lock(imports_mutex_);
     return imports_.contains(plugin);
   };
-  const InvokeContext ctx{engine_id_, &ns_, cancelled};
+  const InvokeContext ctx{engine_id_, &ns_, cancelled, max_map_output_};
 
   // Evaluates an expression; throws StatementFailure.
   std::function<Value(const Expr&)> eval = [&](const Expr& e) -> Value {

@@ -76,6 +76,9 @@ int main(int argc, char** argv) {
   app.add_flag("--shm,!--no-shm", options.shared_memory,
                "Take large arrays through shared memory when the controller offers it "
                "(default: on; off behaves as an engine on another host)");
+  app.add_option("--max-map-output", options.max_map_output,
+                 "Bytes a map's output may take on this engine; a larger one fails before "
+                 "anything is allocated (default: 90% of the memory available at the time)");
   CLI11_PARSE(app, argc, argv);
   ipp::net::raise_open_files_limit();  // a task may open many files and sockets
 

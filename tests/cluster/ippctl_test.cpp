@@ -250,6 +250,18 @@ TEST_F(Ippctl, CtrlCCancelsWhatTheCommandSubmittedAndSaysSo) {
   EXPECT_LT(std::chrono::steady_clock::now() - t, 20s);
 }
 
+TEST_F(Ippctl, AMapTooLargeForMemoryIsAClearErrorAndTheEngineServesOn) {
+  ASSERT_EQ(ctl("cluster start -n 1 --engine-threads 2").code, 0);
+  ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
+  const CtlResult r = ctl("map mul 1..99999999999 1..99999999999 --targets 0");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("map output of 99999999999 int64 elements (745.1 GiB) does not fit in "
+                       "the memory available"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(ctl("map mul 1..3 1..3").out, "[1, 4, 9]\n") << "the engine serves on";
+}
+
 TEST_F(Ippctl, NoControllerIsExitCodeThree) {
   const CtlResult r = ctl("ids");
   EXPECT_EQ(r.code, 3);

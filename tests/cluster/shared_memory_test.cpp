@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <numeric>
@@ -136,6 +137,29 @@ TEST_F(SharedMemoryCluster, ArraysPushedAgainArriveWholeAndValuesHeldStayAsTheyW
   }
   EXPECT_GT(net::SharedMemory::kept_mappings().reused, reused);
   EXPECT_EQ(e0.pull("held"), held);
+}
+
+TEST_F(SharedMemoryCluster, WhatADeadEngineHeldGoesAsSoonAsItIsDeclaredDead) {
+  start_mixed();
+  std::vector<double> xs(600000);
+  (*rc_)[0].push({{"v", Value(Array::from(xs))}});  // engine 0 holds it in shared memory
+  const pid_t pid = engine_process(0).pid();
+  const std::string held = fmt::format("h-{}-", pid);
+  auto holds = [&] {
+    const auto now = parts();
+    return std::any_of(now.begin(), now.end(),
+                       [&](const std::string& p) { return p.rfind(held, 0) == 0; });
+  };
+  ASSERT_TRUE(holds());
+  engine_process(0).signal(SIGKILL);  // not reaped: a zombie, as under a busy parent
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (client_->query("ids").value.size() != 1)
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "engine 0 was not declared dead";
+  // Not the next periodic sweep (every 10 s): at once.
+  const auto declared = std::chrono::steady_clock::now();
+  while (holds() && std::chrono::steady_clock::now() - declared < 3s)
+    std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(holds()) << "the dead engine's files are still there";
 }
 
 TEST_F(SharedMemoryCluster, AnIdleEngineLetsGoOfTheMappingsItKept) {

@@ -1,5 +1,7 @@
 #include "ipp/runtime/runtime.hpp"
 
+#include "ipp/runtime/memory.hpp"
+
 #include <future>
 #include <thread>
 
@@ -148,6 +150,45 @@ TEST_F(RuntimeTest, MapAcceptsListsAndMixedSequences) {
   Value strings = rt_.map("upper", {Value::list({"a", "b"})});
   EXPECT_EQ(strings.repr(), "['A', 'B']");
   EXPECT_EQ(rt_.map("mul", {Value::list({}), Value::list({})}).size(), 0u);
+}
+
+TEST_F(RuntimeTest, AMapOutputTooLargeIsRefusedBeforeAnythingIsAllocated) {
+  auto refusal = [&](Runtime& rt, std::uint64_t n) {
+    try {
+      (void)rt.map(
+          "mul", {Range{0, static_cast<std::int64_t>(n)}, Range{0, static_cast<std::int64_t>(n)}});
+    } catch (const RemoteError& e) {
+      EXPECT_EQ(e.record().code, ErrorCode::argument);
+      return e.record().message;
+    }
+    return std::string("no error");
+  };
+  // More than the memory available (mul gives int64: 8 bytes an element).
+  const auto available = available_memory();
+  ASSERT_TRUE(available.has_value());
+  const std::string big = refusal(rt_, *available / 8 + 1);
+  EXPECT_NE(big.find("int64 elements ("), std::string::npos) << big;
+  EXPECT_NE(big.find("does not fit in the memory available"), std::string::npos) << big;
+  // More bytes than 64 bits count: the size is not wrapped around into a small buffer.
+  const std::string huge = refusal(rt_, (std::uint64_t{1} << 61) + 1);
+  EXPECT_NE(huge.find("more bytes than a computer can address"), std::string::npos) << huge;
+  // Over the engine's own limit.
+  TempDir store;
+  Runtime capped({.threads = 2, .store_dir = store.path(), .max_map_output = 1 << 20});
+  capped.load(plugin("arith"));
+  const std::string over = refusal(capped, 200000);
+  EXPECT_EQ(over,
+            "map output of 200000 int64 elements (1.5 MiB) is more than the engine's limit of "
+            "1.0 MiB (ippengine --max-map-output)");
+  EXPECT_EQ(capped.map("mul", {Range{0, 1000}, Range{0, 1000}}).size(), 1000u)
+      << "smaller ones run";
+}
+
+TEST(MemoryTest, SizesReadAsAPersonWritesThem) {
+  EXPECT_EQ(format_bytes(512), "512 B");
+  EXPECT_EQ(format_bytes(3 << 20), "3.0 MiB");
+  EXPECT_EQ(format_bytes(std::uint64_t{800} << 30), "800.0 GiB");
+  EXPECT_GT(available_memory().value_or(0), 0u);
 }
 
 TEST_F(RuntimeTest, MapFailureNamesTheElement) {

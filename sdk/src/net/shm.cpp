@@ -536,6 +536,22 @@ std::size_t SharedMemory::remove_abandoned(const std::filesystem::path& root,
   return removed;
 }
 
+namespace {
+
+/// Whether process `pid` is gone for good: no such process, or one that exited and waits to be
+/// reaped (a zombie maps nothing and never will again).
+bool process_gone(pid_t pid) {
+  if (pid <= 0) return false;
+  if (::kill(pid, 0) != 0) return errno == ESRCH;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  const auto close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
+}
+
+}  // namespace
+
 std::size_t SharedMemory::sweep(const std::filesystem::path& dir,
                                 std::chrono::seconds ttl) noexcept {
   std::size_t removed = 0;
@@ -551,8 +567,7 @@ std::size_t SharedMemory::sweep(const std::filesystem::path& dir,
       const auto changed = std::chrono::system_clock::from_time_t(st.st_ctim.tv_sec);
       gone = now - changed > ttl;
     } else if (name.rfind("h-", 0) == 0) {
-      const long pid = std::strtol(name.c_str() + 2, nullptr, 10);
-      gone = pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+      gone = process_gone(static_cast<pid_t>(std::strtol(name.c_str() + 2, nullptr, 10)));
     } else if (name.rfind("p-", 0) == 0) {
       struct stat st {};
       if (::stat(entry.path().c_str(), &st) != 0) continue;

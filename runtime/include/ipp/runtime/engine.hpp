@@ -25,6 +25,8 @@ struct EngineOptions {
   /// Large arrays go through shared memory when the controller is on this host and offers it;
   /// false: always through the socket (as for an engine on another host).
   bool shared_memory = true;
+  /// The most bytes a map's output may take (0: as much as the memory available allows).
+  std::uint64_t max_map_output = 0;
 };
 
 /// One engine: registers with the controller, heartbeats, loads pushed plugins, and runs the

@@ -19,6 +19,8 @@ struct InvokeContext {
   std::int64_t engine_id = -1;
   Namespace* ns = nullptr;                       ///< null: the task sees an empty namespace
   const std::atomic<bool>* cancelled = nullptr;  ///< null: never cancelled
+  /// The most bytes a map's output may take (0: as much as the memory available allows).
+  std::uint64_t max_map_output = 0;
 };
 
 using Clock = std::chrono::system_clock;

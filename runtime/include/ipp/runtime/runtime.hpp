@@ -29,6 +29,8 @@ struct RuntimeOptions {
   int threads = 0;                  ///< pool threads; <= 0 means the number of cores
   std::filesystem::path store_dir;  ///< content-addressed plugin store (required)
   std::int64_t engine_id = -1;      ///< what ipp::Context::engine_id() reports
+  /// The most bytes a map's output may take (0: as much as the memory available allows).
+  std::uint64_t max_map_output = 0;
 };
 
 /// One queued or running task, as its engine sees it: the flag ipp::Context::cancelled()
@@ -140,6 +142,7 @@ class Runtime {
   TaskOutcome wait_for(std::string_view task, Payload payload, bool is_map);
 
   std::atomic<std::int64_t> engine_id_;
+  std::uint64_t max_map_output_;
   PluginStore store_;
   TaskRegistry registry_;
   Namespace ns_;
