@@ -131,6 +131,10 @@ void BalancedScheduler::on_reply(net::Envelope& env, net::Header& h) {
     if (gate_.hello(h.engine)) balancer_.engine_up(h.engine, gate_.slots(h.engine));
     return;
   }
+  if (h.type == net::MsgType::SlotFreed) {  // a task past its time limit returned at last
+    balancer_.release(h.engine);
+    return;
+  }
   const auto parent = net::TaskId::parse(h.parent_id);
   if (!parent) {
     spdlog::warn("load-balanced scheduler: a reply from engine {} names no task", h.engine);
@@ -141,6 +145,9 @@ void BalancedScheduler::on_reply(net::Envelope& env, net::Header& h) {
     ran = std::chrono::microseconds(h.completed - h.started);
   sched::Carried done;
   const auto verdict = balancer_.finished(*parent, !h.error, sched::Clock::now(), ran, &done);
+  // Past its time limit and answered, the task still runs there (until SlotFreed).
+  if (h.info.kind() == Value::Kind::map && h.info.as_map().count("held") != 0)
+    balancer_.hold(h.engine);
   if (verdict == sched::Balancer::Finish::retry) {
     spdlog::info("task {} failed on engine {}; retrying elsewhere", h.parent_id, h.engine);
     return;

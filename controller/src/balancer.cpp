@@ -144,6 +144,22 @@ void Balancer::engine_up(std::int64_t id, int slots) {
   e.draining = false;
 }
 
+void Balancer::hold(std::int64_t id) {
+  auto it = engines_.find(id);
+  if (it == engines_.end()) return;
+  ++it->second.held;
+  ++it->second.load;
+  ++it->second.long_held;
+}
+
+void Balancer::release(std::int64_t id) {
+  auto it = engines_.find(id);
+  if (it == engines_.end() || it->second.held == 0) return;
+  --it->second.held;
+  --it->second.load;
+  --it->second.long_held;
+}
+
 void Balancer::engine_drain(std::int64_t id) {
   if (auto it = engines_.find(id); it != engines_.end()) it->second.draining = true;
 }

@@ -101,6 +101,11 @@ class Balancer {
   void engine_drain(std::int64_t id);
   [[nodiscard]] bool has_engine(std::int64_t id) const { return engines_.count(id) != 0; }
   [[nodiscard]] int load(std::int64_t id) const;
+  /// A task on engine `id` went past its time limit and was answered, but still holds a pool
+  /// thread there: one slot stays taken, as by a long task, until release().
+  void hold(std::int64_t id);
+  /// The task behind a hold() returned: its slot is free again. Ignored without a hold.
+  void release(std::int64_t id);
 
   // ---- tasks -----------------------------------------------------------------------------
   /// A new task named `task` (`is_map`: a block of a map; it is timed apart from single
@@ -167,6 +172,7 @@ class Balancer {
     int slots = 1;
     int load = 0;
     int long_held = 0;               // outstanding tasks not known to be short
+    int held = 0;                    // slots taken by tasks answered but still running
     std::int64_t short_work_us = 0;  // the estimates of the outstanding short ones
     bool draining = false;
     std::uint64_t last_used = 0;  // lru: when it was last given a task (logical time)

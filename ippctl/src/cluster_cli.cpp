@@ -54,7 +54,14 @@ std::string supervisor_log(const std::filesystem::path& profile) {
   return tail(profile / "logs" / "supervisor.log");
 }
 
-pid_t start_supervisor(const ClusterCli& c, int n, int threads, bool restart) {
+/// The engine settings cluster.json holds.
+EngineSettings engine_settings(const ClusterFile& cluster) {
+  return {.threads = cluster.doc.value("engine_threads", 0),
+          .restart = cluster.doc.value("restart_engines", true),
+          .time_limit_grace_ms = cluster.doc.value("time_limit_grace_ms", -1)};
+}
+
+pid_t start_supervisor(const ClusterCli& c, int n, const EngineSettings& engines) {
   std::vector<std::string> argv{(exe_dir() / "ippctl").string(),
                                 "--profile-dir",
                                 c.profile.string(),
@@ -63,8 +70,12 @@ pid_t start_supervisor(const ClusterCli& c, int n, int threads, bool restart) {
                                 "-n",
                                 std::to_string(n),
                                 "--engine-threads",
-                                std::to_string(threads)};
-  if (!restart) argv.emplace_back("--no-restart-engines");
+                                std::to_string(engines.threads)};
+  if (!engines.restart) argv.emplace_back("--no-restart-engines");
+  if (engines.time_limit_grace_ms >= 0) {
+    argv.emplace_back("--time-limit-grace-ms");
+    argv.push_back(std::to_string(engines.time_limit_grace_ms));
+  }
   return spawn(argv, {.log = c.profile / "logs" / "supervisor.log", .new_session = true});
 }
 
@@ -78,8 +89,6 @@ struct Started {
 /// their pids once the supervisor has started them.
 Started more_engines(const ClusterCli& c, const ClusterFile& cluster, int n,
                      Steady::time_point deadline) {
-  const int threads = cluster.doc.value("engine_threads", 0);
-  const bool restart = cluster.doc.value("restart_engines", true);
   const std::string endpoint = cluster.doc.value("supervisor_endpoint", "");
   std::vector<pid_t> pids;
   if (alive(cluster.supervisor) && !endpoint.empty()) {
@@ -92,7 +101,7 @@ Started more_engines(const ClusterCli& c, const ClusterFile& cluster, int n,
       pids.push_back(static_cast<pid_t>(p.as_int()));
     return {pids, cluster.supervisor};
   }
-  const pid_t sup = start_supervisor(c, n, threads, restart);
+  const pid_t sup = start_supervisor(c, n, engine_settings(cluster));
   while (true) {
     auto now = read_cluster(c.profile);
     if (now && now->supervisor == sup) {
@@ -155,7 +164,7 @@ std::vector<std::int64_t> wait_registered(const ClusterCli& c, Client& rc,
 
 }  // namespace
 
-int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, bool restart,
+int cluster_start(const ClusterCli& c, int n, const EngineSettings& engines, int heartbeat_ms,
                   const std::vector<std::string>& controller_args) {
   const auto& profile = c.profile;
   std::filesystem::create_directories(profile / "logs");
@@ -196,8 +205,9 @@ int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, boo
   const auto written = update_cluster(profile, [&](json& j) {
     j["controller"] = controller;
     j["heartbeat_ms"] = heartbeat_ms;
-    j["engine_threads"] = threads;
-    j["restart_engines"] = restart;
+    j["engine_threads"] = engines.threads;
+    j["restart_engines"] = engines.restart;
+    j["time_limit_grace_ms"] = engines.time_limit_grace_ms;
     if (!restore) {
       j["supervisor"] = -1;
       j["engines"] = json::array();
@@ -235,12 +245,12 @@ int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, boo
     std::cerr << "ippctl: " << e.what() << "\n";
     return kConnection;
   }
-  const int engines = kept + missing;
+  const int engine_count = kept + missing;
   if (c.json)
     print_json(json{{"profile", profile.string()},
                     {"controller", controller},
                     {"supervisor", supervisor},
-                    {"engines", engines},
+                    {"engines", engine_count},
                     {"restored", restore},
                     {"engines_kept", kept}});
   else if (restore)
@@ -395,7 +405,7 @@ int cluster_remove(const ClusterCli& c, const std::vector<std::int64_t>& ids) {
   return kOk;
 }
 
-int cluster_supervise(const ClusterCli& c, int n, int threads, bool restart) {
+int cluster_supervise(const ClusterCli& c, int n, const EngineSettings& engines) {
   spdlog::set_default_logger(spdlog::stderr_logger_mt("ippctl-supervise"));
   spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [supervisor] [%l] %v");
   net::raise_open_files_limit();  // its engines inherit it
@@ -403,8 +413,9 @@ int cluster_supervise(const ClusterCli& c, int n, int threads, bool restart) {
     return supervise(SupervisorOptions{.profile = c.profile,
                                        .bin_dir = exe_dir(),
                                        .engines = n,
-                                       .threads = threads,
-                                       .restart = restart});
+                                       .threads = engines.threads,
+                                       .restart = engines.restart,
+                                       .time_limit_grace_ms = engines.time_limit_grace_ms});
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return 1;

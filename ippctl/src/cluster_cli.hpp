@@ -15,11 +15,18 @@ struct ClusterCli {
   int timeout_ms = 10000;         ///< how long to wait for the controller
 };
 
+/// How a cluster's supervised engines are started (kept in cluster.json for `cluster add`).
+struct EngineSettings {
+  int threads = 0;               ///< pool threads per engine (0: the number of cores)
+  bool restart = true;           ///< restart engines that crash
+  int time_limit_grace_ms = -1;  ///< ippengine --time-limit-grace-ms (-1: its default)
+};
+
 /// Starts a controller and a supervisor that starts `n` engines; restores a profile whose
 /// controller died (survivors come back, only the missing engines are started). Returns when
 /// every engine registered. `controller_args` go to ippcontroller as they are (--scheme, --hwm).
 /// Exit codes as ippctl's.
-int cluster_start(const ClusterCli& c, int n, int threads, int heartbeat_ms, bool restart,
+int cluster_start(const ClusterCli& c, int n, const EngineSettings& engines, int heartbeat_ms,
                   const std::vector<std::string>& controller_args);
 /// Stops the controller, its engines and the supervisor.
 int cluster_stop(const ClusterCli& c);
@@ -30,6 +37,6 @@ int cluster_add(const ClusterCli& c, int n);
 /// Drains the engines `ids` (running tasks finish, no new ones start), then stops them.
 int cluster_remove(const ClusterCli& c, const std::vector<std::int64_t>& ids);
 /// The supervisor itself (run as a daemon by cluster start and add).
-int cluster_supervise(const ClusterCli& c, int n, int threads, bool restart);
+int cluster_supervise(const ClusterCli& c, int n, const EngineSettings& engines);
 
 }  // namespace ipp::ctl

@@ -1,9 +1,11 @@
 // ippctl's cluster commands: start, stop, status, add, remove, and the hidden supervise. What
 // each does is in cluster_cli.cpp.
 
+#include <cmath>
 #include <memory>
 #include <optional>
 
+#include "arguments.hpp"
 #include "cluster_cli.hpp"
 #include "globals.hpp"
 
@@ -12,8 +14,9 @@ namespace ipp::ctl {
 namespace {
 
 struct ClusterArgs {
-  int n = 0, engine_threads = 0, heartbeat_ms = 1000;
-  bool restart_engines = true;
+  int n = 0, heartbeat_ms = 1000;
+  EngineSettings engines;
+  double time_limit_grace = -1;  // seconds; -1: the engines' default
   std::vector<std::int64_t> engine_ids;
   std::string scheme;
   std::optional<int> hwm;
@@ -42,14 +45,14 @@ void add_start(CLI::App* cluster, Globals& g, const std::shared_ptr<ClusterArgs>
   start->add_option("-n,--engines", a->n, "Number of engines")
       ->required()
       ->check(CLI::Range(1, 1024));
-  start->add_option("--engine-threads", a->engine_threads,
+  start->add_option("--engine-threads", a->engines.threads,
                     "Threads per engine (default: the number of cores)");
   start
       ->add_option("--heartbeat-ms", a->heartbeat_ms,
                    "Heartbeat period: an engine silent this long is dead")
       ->capture_default_str()
       ->check(CLI::Range(20, 600000));
-  start->add_flag("--restart-engines,!--no-restart-engines", a->restart_engines,
+  start->add_flag("--restart-engines,!--no-restart-engines", a->engines.restart,
                   "Restart engines that crash, with a growing back-off (default: on)");
   start->add_flag("--no-shm", a->no_shm,
                   "Large arrays always through the sockets, never shared memory");
@@ -63,9 +66,16 @@ void add_start(CLI::App* cluster, Globals& g, const std::shared_ptr<ClusterArgs>
                    "Tasks outstanding per engine in the load-balanced queue: N at most, 0 no "
                    "limit (default: one per thread, more of the tasks known to be short)")
       ->check(CLI::NonNegativeNumber);
+  start
+      ->add_option("--time-limit-grace", a->time_limit_grace,
+                   "A task still running this long after its --time-limit (it ignores "
+                   "cancellation) gets its engine restarted (default: 10)")
+      ->check(kSeconds);
   on(start, g, [&g, a] {
-    return cluster_start(cluster_cli(g), a->n, a->engine_threads, a->heartbeat_ms,
-                         a->restart_engines, a->controller_args());
+    EngineSettings engines = a->engines;
+    if (a->time_limit_grace >= 0)
+      engines.time_limit_grace_ms = static_cast<int>(std::lround(a->time_limit_grace * 1000));
+    return cluster_start(cluster_cli(g), a->n, engines, a->heartbeat_ms, a->controller_args());
   });
 }
 
@@ -94,11 +104,10 @@ void add_cluster_commands(CLI::App& app, Globals& g) {
   auto* supervise = cluster->add_subcommand("supervise", "");
   supervise->group("");
   supervise->add_option("-n,--engines", a->n)->required();
-  supervise->add_option("--engine-threads", a->engine_threads);
-  supervise->add_flag("--restart-engines,!--no-restart-engines", a->restart_engines);
-  on(supervise, g, [&g, a] {
-    return cluster_supervise(cluster_cli(g), a->n, a->engine_threads, a->restart_engines);
-  });
+  supervise->add_option("--engine-threads", a->engines.threads);
+  supervise->add_flag("--restart-engines,!--no-restart-engines", a->engines.restart);
+  supervise->add_option("--time-limit-grace-ms", a->engines.time_limit_grace_ms);
+  on(supervise, g, [&g, a] { return cluster_supervise(cluster_cli(g), a->n, a->engines); });
 }
 
 }  // namespace ipp::ctl

@@ -147,6 +147,10 @@ class Supervisor {
       argv.push_back("--threads");
       argv.push_back(std::to_string(options_.threads));
     }
+    if (options_.time_limit_grace_ms >= 0) {
+      argv.push_back("--time-limit-grace-ms");
+      argv.push_back(std::to_string(options_.time_limit_grace_ms));
+    }
     if (s.engine >= 0) {
       argv.push_back("--engine-id");
       argv.push_back(std::to_string(s.engine));

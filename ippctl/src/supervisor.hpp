@@ -12,6 +12,7 @@ struct SupervisorOptions {
   int engines = 0;                ///< engines to start at once
   int threads = 0;                ///< pool threads per engine (0: the engine's default)
   bool restart = true;            ///< restart engines that crash
+  int time_limit_grace_ms = -1;   ///< ippengine --time-limit-grace-ms (-1: its default)
   std::chrono::milliseconds first_backoff{250};  ///< wait before the first restart
   std::chrono::milliseconds max_backoff{30000};  ///< back-off doubles up to this
   int crash_limit = 5;                           ///< this many crashes within crash_window...

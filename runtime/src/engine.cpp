@@ -17,6 +17,7 @@
 
 #include "ipp/codec.hpp"
 #include "ipp/net/connection_file.hpp"
+#include "ipp/net/engine_exit.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
 #include "ipp/net/message.hpp"
@@ -350,9 +351,11 @@ int Engine::run() {
     if (!impl.loop_sleeps && impl.outgoing.size() < kMaxBatch && pool.queued() > 0) return;
     send_outgoing(lock);
   };
-  // Tasks held here, by msg_id (the receiving loop's only), and those with a time limit.
+  // Tasks held here, by msg_id (the receiving loop's only), those with a time limit, and
+  // those past it that still run, with when the engine gives up on them (microseconds).
   std::unordered_map<std::string, std::shared_ptr<Impl::Job>> jobs;
   std::unordered_set<std::string> limited;
+  std::unordered_map<std::string, std::int64_t> overdue;
   auto reply_to = [id](const Impl::Job& job) {
     net::Header r;
     r.type = net::MsgType::TaskReply;
@@ -411,8 +414,37 @@ int Engine::run() {
                                         job.request.task, job.time_limit_ms),
                             job.request.task);
       r.error->engine = id;
+      // Its thread is still taken: the scheduler counts the slot busy until SlotFreed.
+      r.info = Value::map({{"held", true}});
       net::send(job.channel == 0 ? direct : balanced, signer, net::make_message(std::move(r)),
                 false, to_controller);
+      overdue[job.request.msg_id] =
+          now +
+          std::chrono::duration_cast<std::chrono::microseconds>(options_.time_limit_grace).count();
+    }
+  };
+  // A task past its time limit and the grace period that still runs: its thread cannot be
+  // taken back, so the engine ends, saying why, and its supervisor starts a fresh one.
+  auto escalate_overdue = [&] {
+    const std::int64_t now = net::now_us();
+    for (auto it = overdue.begin(); it != overdue.end();) {
+      auto j = jobs.find(it->first);
+      if (j == jobs.end()) {
+        it = overdue.erase(it);
+        continue;
+      }
+      if (now < it->second) {
+        ++it;
+        continue;
+      }
+      const Impl::Job& job = *j->second;
+      spdlog::error(
+          "engine {}: task '{}' ({}) still runs {} ms after its time limit of {} ms and does "
+          "not stop when cancelled; the engine exits (code {}) to be restarted",
+          id, job.request.task, job.request.msg_id, options_.time_limit_grace.count(),
+          job.time_limit_ms, net::kEngineTaskPastTimeLimit);
+      spdlog::default_logger()->flush();
+      std::_Exit(net::kEngineTaskPastTimeLimit);
     }
   };
 
@@ -466,7 +498,13 @@ int Engine::run() {
     if (job->time_limit_ms > 0) limited.insert(h.msg_id);
     auto done = [post, reply_to, job, id](TaskOutcome out) {
       if (job->replied.exchange(true)) {  // timed out: the client has its answer
-        post(job->channel, std::nullopt, job->request.msg_id);
+        std::optional<net::Envelope> freed;
+        if (job->verdict.load() == Impl::Job::timed_out && job->channel == 1) {
+          net::Header f = reply_to(*job);
+          f.type = net::MsgType::SlotFreed;
+          freed = net::make_message(std::move(f));
+        }
+        post(job->channel, std::move(freed), job->request.msg_id);
         return;
       }
       net::Header r = reply_to(*job);
@@ -653,7 +691,7 @@ int Engine::run() {
     }
     // Replies held for company go now; while tasks are queued, replies finishing meanwhile
     // may be held, and this loop comes back for them within kHoldAtMost.
-    std::chrono::milliseconds wait(limited.empty() ? 100 : 5);
+    std::chrono::milliseconds wait(limited.empty() && overdue.empty() ? 100 : 5);
     {
       std::unique_lock lock(impl.out_mutex);
       send_outgoing(lock);
@@ -696,6 +734,7 @@ int Engine::run() {
       spdlog::warn("engine {} dropped a message: {}", id, e.what());
     }
     if (!limited.empty()) enforce_limits();
+    if (!overdue.empty()) escalate_overdue();
     return !stop_.load();
   };
   // Anything else a turn throws ends the loop, and run() throws it on its own thread.

@@ -79,7 +79,14 @@ int main(int argc, char** argv) {
   app.add_option("--max-map-output", options.max_map_output,
                  "Bytes a map's output may take on this engine; a larger one fails before "
                  "anything is allocated (default: 90% of the memory available at the time)");
+  int grace_ms = 10000;
+  app.add_option("--time-limit-grace-ms", grace_ms,
+                 "A task still running this long after its time limit (it ignores "
+                 "cancellation) makes the engine exit, to be restarted")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 24 * 3600 * 1000));
   CLI11_PARSE(app, argc, argv);
+  options.time_limit_grace = std::chrono::milliseconds(grace_ms);
   ipp::net::raise_open_files_limit();  // a task may open many files and sockets
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("ippengine"));

@@ -262,6 +262,24 @@ TEST_F(Ippctl, AMapTooLargeForMemoryIsAClearErrorAndTheEngineServesOn) {
   EXPECT_EQ(ctl("map mul 1..3 1..3").out, "[1, 4, 9]\n") << "the engine serves on";
 }
 
+TEST_F(Ippctl, ATaskThatIgnoresItsTimeLimitHoldsItsSlotThenItsEngineIsRestarted) {
+  ASSERT_EQ(ctl("cluster start -n 1 --engine-threads 1 --time-limit-grace 1").code, 0);
+  ASSERT_EQ(ctl("push " + test::test_plugin("sched").string()).code, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  CtlResult r = ctl("apply stubborn 60 --balanced --time-limit 0.3");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("time limit of 300 ms"), std::string::npos) << r.err;
+  // The engine's only thread still runs it: the next task waits for a free slot instead of
+  // queueing behind it there, and runs once the engine was restarted a second later.
+  r = ctl("apply tag 5 --balanced");
+  EXPECT_EQ(r.out, "[5, 0]\n") << r.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s) << "not after the minute it sleeps";
+  r = ctl("--json cluster status");
+  EXPECT_NE(r.out.find("a task ran past its time limit and did not stop when cancelled"),
+            std::string::npos)
+      << r.out;
+}
+
 TEST_F(Ippctl, NoControllerIsExitCodeThree) {
   const CtlResult r = ctl("ids");
   EXPECT_EQ(r.code, 3);

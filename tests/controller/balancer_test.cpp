@@ -649,3 +649,42 @@ TEST(BalancerMemory, ForgetsTheOldestFinishedTasks) {
 
 }  // namespace
 }  // namespace ipp::sched
+
+namespace ipp::sched {
+namespace {
+
+TEST(BalancerHold, ATaskAnsweredPastItsTimeLimitKeepsItsSlotUntilItReturns) {
+  Fixture f;
+  f.b.engine_up(0, 1);
+  f.submit("a");
+  ASSERT_EQ(f.engine_of("a"), 0);
+  f.submit("b");
+  EXPECT_EQ(f.engine_of("b"), -1) << "one slot, taken";
+  // "a" timed out: answered, but its thread still runs it (the scheduler holds its slot
+  // before it schedules again).
+  (void)f.b.finished(id_of("a"), false, t0);
+  f.b.hold(0);
+  f.pump();
+  EXPECT_EQ(f.engine_of("b"), -1) << "the slot is still taken";
+  EXPECT_EQ(f.b.load(0), 1);
+  f.b.release(0);
+  f.pump();
+  EXPECT_EQ(f.engine_of("b"), 0) << "free once it returned";
+  f.b.release(0);  // a release without a hold changes nothing
+  EXPECT_EQ(f.b.load(0), 1);
+}
+
+TEST(BalancerHold, AnEngineThatGoesDownTakesItsHoldsWithIt) {
+  Fixture f;
+  f.b.engine_up(0, 1);
+  f.b.hold(0);
+  f.submit("a");
+  EXPECT_EQ(f.engine_of("a"), -1);
+  f.b.engine_down(0, "exited", t0);
+  f.b.engine_up(0, 1);  // restarted under its id
+  f.pump();
+  EXPECT_EQ(f.engine_of("a"), 0);
+}
+
+}  // namespace
+}  // namespace ipp::sched

@@ -21,6 +21,8 @@ std::string engine_exit_reason(int status) {
         return "exited: a task called exit(0)";
       case kEngineLostController:
         return "exited: its controller stopped answering";
+      case kEngineTaskPastTimeLimit:
+        return "exited: a task ran past its time limit and did not stop when cancelled";
       default:
         return fmt::format("exited with code {}", WEXITSTATUS(status));
     }

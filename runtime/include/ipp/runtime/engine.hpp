@@ -27,6 +27,10 @@ struct EngineOptions {
   bool shared_memory = true;
   /// The most bytes a map's output may take (0: as much as the memory available allows).
   std::uint64_t max_map_output = 0;
+  /// A task past its time limit is cancelled and its client told; if it still runs this much
+  /// later (it ignores cancellation), the engine exits with net::kEngineTaskPastTimeLimit so
+  /// that its supervisor starts a fresh one: an endless loop cannot wedge an engine for good.
+  std::chrono::milliseconds time_limit_grace{10000};
 };
 
 /// One engine: registers with the controller, heartbeats, loads pushed plugins, and runs the

@@ -9,6 +9,9 @@ namespace ipp::net {
 /// controller (or a signal) asked for. Any other ending is a crash, and is restarted.
 inline constexpr int kEngineLostController = 83;  ///< its controller stopped answering
 inline constexpr int kEngineTaskCalledExit = 84;  ///< a task called exit(0)
+/// A task ran past its time limit by the grace period and did not stop when cancelled: the
+/// engine ends so that its supervisor starts a fresh one (a thread cannot be taken back).
+inline constexpr int kEngineTaskPastTimeLimit = 85;
 
 /// What an exit status means, completing "engine 3 ...": "was killed by signal 11 (SIGSEGV)",
 /// "exited with code 3", "exited: a task called exit(0)".
