@@ -156,7 +156,8 @@ void Hub::on_registration() {
         std::vector<PluginDistributor::Target> targets;
         for (const auto& [id, e] : registry_.engines())
           targets.push_back({id, &e.route});
-        send_all(plugins_.push(*env, h, targets));
+        const bool unload = h.info.kind() == Value::Kind::map && h.info.as_map().count("unload");
+        send_all(unload ? plugins_.unload(*env, h, targets) : plugins_.push(*env, h, targets));
         break;
       }
       default:

@@ -75,11 +75,12 @@ void PluginDistributor::activate(Stored plugin) {
   save();
 }
 
-void PluginDistributor::deactivate(const std::string& hash, const std::string& why) {
+void PluginDistributor::deactivate(const std::string& hash, const std::string& why,
+                                   spdlog::level::level_enum level) {
   const auto n = std::erase_if(plugins_, [&](const Stored& p) { return p.stored.hash == hash; });
   if (n == 0) return;
-  spdlog::error("plugin {} is no longer sent to engines that register: {}", hash.substr(0, 12),
-                why);
+  spdlog::log(level, "plugin {} is no longer sent to engines that register: {}", hash.substr(0, 12),
+              why);
   names_.clear();
   save();
 }
@@ -150,6 +151,53 @@ std::vector<net::Envelope> PluginDistributor::push(const net::Envelope& request,
   net::Envelope reply = net::make_message(r);
   reply.route = net::copy_route(request.route);
   out.push_back(std::move(reply));
+  return out;
+}
+
+std::vector<net::Envelope> PluginDistributor::unload(const net::Envelope& request,
+                                                     const net::Header& h,
+                                                     const std::vector<Target>& targets,
+                                                     Clock::time_point now) {
+  std::vector<net::Envelope> out;
+  auto it = std::find_if(plugins_.begin(), plugins_.end(),
+                         [&](const Stored& p) { return p.name == h.task; });
+  if (it == plugins_.end()) {
+    std::string active;
+    for (const auto& p : plugins_)
+      active += (active.empty() ? "" : ", ") + p.name;
+    net::Header r = reply_header(net::MsgType::PushReply, h.msg_id);
+    r.error = make_error_record(
+        ErrorCode::usage,
+        fmt::format("no plugin named '{}' is loaded (loaded: {})", net::shown_task_name(h.task),
+                    active.empty() ? "none" : active));
+    net::Envelope reply = net::make_message(r);
+    reply.route = net::copy_route(request.route);
+    out.push_back(std::move(reply));
+    return out;
+  }
+  Push p;
+  p.client = net::copy_route(request.route);
+  p.request_id = h.msg_id;
+  p.name = h.task;
+  p.hash = it->stored.hash;
+  p.deadline = now + load_timeout_;
+  p.unload = true;
+  deactivate(p.hash, "it was unloaded", spdlog::level::info);
+  const std::string push_id = net::new_id();
+  for (const auto& t : targets) {
+    p.waiting.insert(t.id);
+    net::Header u;
+    u.type = net::MsgType::PluginUnload;
+    u.msg_id = push_id;
+    u.task = h.task;
+    net::Envelope env = net::make_message(u);
+    env.route = net::copy_route(*t.route);
+    out.push_back(std::move(env));
+  }
+  spdlog::info("plugin {} ({}) unloaded from {} engine(s)", h.task, p.hash.substr(0, 12),
+               p.waiting.size());
+  pushes_.emplace(push_id, std::move(p));
+  finish(push_id, out);  // at once when there are no engines
   return out;
 }
 
@@ -249,14 +297,14 @@ void PluginDistributor::finish(const std::string& id, std::vector<net::Envelope>
   if (it == pushes_.end() || !it->second.waiting.empty()) return;
   Push& p = it->second;
   // Failed on every engine that had it: a later engine would fail (or crash) on it too.
-  if (!p.results.empty() && p.errors.size() == p.results.size())
+  if (!p.unload && !p.results.empty() && p.errors.size() == p.results.size())
     deactivate(p.hash,
                fmt::format("it failed on every engine it was pushed to ({})", p.results.size()));
   net::Header r = reply_header(net::MsgType::PushReply, p.request_id);
   r.info = Value::map({{"name", p.name}, {"engines", Value(p.results)}});
   if (!p.errors.empty()) {
-    std::string msg = fmt::format("{} of {} engines failed to load the plugin", p.errors.size(),
-                                  p.results.size());
+    std::string msg = fmt::format("{} of {} engines failed to {} the plugin", p.errors.size(),
+                                  p.results.size(), p.unload ? "unload" : "load");
     for (const auto& err : p.errors)
       msg += fmt::format("\n  engine {}: {}", err.engine, err.message);
     r.error = make_error_record(ErrorCode::plugin_load, std::move(msg));

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
 #include "ipp/codec.hpp"
@@ -61,6 +62,13 @@ class PluginDistributor {
   std::vector<net::Envelope> push(const net::Envelope& request, const net::Header& h,
                                   const std::vector<Target>& targets,
                                   Clock::time_point now = Clock::now());
+  /// A client's request (a PushRequest whose `info` has "unload") to unload the plugin named
+  /// `h.task`: it leaves the replay set and every engine in `targets` is told to unload it;
+  /// the reply ({"name", "engines": {id: "ok" or why not}}) follows when all have answered.
+  /// A name with no active build is answered at once with a UsageError naming those there are.
+  std::vector<net::Envelope> unload(const net::Envelope& request, const net::Header& h,
+                                    const std::vector<Target>& targets,
+                                    Clock::time_point now = Clock::now());
   /// Answers the pushes whose engines did not all answer within the load time-out.
   std::vector<net::Envelope> expire(Clock::time_point now);
   /// Every plugin pushed so far, for an engine that registers: one PluginPush each, whose ids
@@ -102,6 +110,7 @@ class PluginDistributor {
     std::set<std::int64_t> waiting;
     Value::Map results;
     std::vector<ErrorRecord> errors;
+    bool unload = false;  // an unload, not a push
   };
   struct Replay {  // a plugin sent to a registering engine, not acknowledged yet
     std::string push_id;
@@ -116,7 +125,8 @@ class PluginDistributor {
   /// Makes `plugin` the active build of its name: older builds of that name leave the set.
   void activate(Stored plugin);
   /// Takes the build `hash` out of the replay set, saying `why` in the log.
-  void deactivate(const std::string& hash, const std::string& why);
+  void deactivate(const std::string& hash, const std::string& why,
+                  spdlog::level::level_enum level = spdlog::level::err);
   /// Writes the replay set to the manifest (whole, atomically).
   void save() const;
   void load_manifest();

@@ -130,6 +130,14 @@ void add_task_commands(CLI::App& app, Globals& g) {
     print(g, g.client().push_plugin(*file));
     return kOk;
   });
+  auto name = std::make_shared<std::string>();
+  auto* unload = app.add_subcommand(
+      "unload", "Unload a plugin from every engine; engines that register later do not get it");
+  unload->add_option("NAME", *name, "The plugin's name, as `plugins` lists it")->required();
+  on(unload, g, [&g, name] {
+    print(g, g.client().unload_plugin(*name));
+    return kOk;
+  });
   on(app.add_subcommand("plugins", "Plugins pushed so far"), g, [&g] {
     print(g, g.client().plugins());
     return kOk;

@@ -631,6 +631,16 @@ int Engine::run() {
         net::send(reg, signer, net::make_message(std::move(r)));
         break;
       }
+      case net::MsgType::PluginUnload: {
+        net::Header r;
+        r.type = net::MsgType::PluginLoaded;
+        r.msg_id = net::new_id();
+        r.parent_id = h.msg_id;
+        r.engine = id;
+        r.info = Value::map({{"name", h.task}, {"unloaded", runtime.unload(h.task)}});
+        net::send(reg, signer, net::make_message(std::move(r)));
+        break;
+      }
       case net::MsgType::Stop:
         spdlog::info("engine {} told to stop", id);
         stop_.store(true);

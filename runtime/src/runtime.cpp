@@ -32,6 +32,15 @@ std::shared_ptr<const LoadedPlugin> Runtime::load_bytes(std::span<const std::byt
   return register_stored(stored);
 }
 
+bool Runtime::unload(std::string_view name) {
+  std::lock_guard lock(load_mutex_);
+  auto removed = registry_.remove(name);
+  if (removed)
+    spdlog::info("plugin {} {} ({}) unloaded for new calls", removed->name(), removed->version(),
+                 removed->hash().substr(0, 12));
+  return removed != nullptr;
+}
+
 std::shared_ptr<const LoadedPlugin> Runtime::register_stored(const StoredPlugin& stored) {
   // One load at a time: two pushes of different builds of one plugin must not interleave.
   std::lock_guard lock(load_mutex_);

@@ -17,6 +17,16 @@ std::shared_ptr<const LoadedPlugin> TaskRegistry::add(std::shared_ptr<const Load
   return previous;
 }
 
+std::shared_ptr<const LoadedPlugin> TaskRegistry::remove(std::string_view name) {
+  std::unique_lock lock(mutex_);
+  auto it = plugins_.find(name);
+  if (it == plugins_.end()) return nullptr;
+  auto removed = std::move(it->second);
+  plugins_.erase(it);
+  reindex();
+  return removed;
+}
+
 void TaskRegistry::reindex() {
   bare_.clear();
   for (const auto& [name, plugin] : plugins_) {

@@ -280,6 +280,23 @@ TEST_F(Ippctl, ATaskThatIgnoresItsTimeLimitHoldsItsSlotThenItsEngineIsRestarted)
       << r.out;
 }
 
+TEST_F(Ippctl, UnloadTakesAPluginOffEveryEngineAndLateJoinersNeverGetIt) {
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 1").code, 0);
+  ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
+  EXPECT_EQ(ctl("apply mul 2 3").out, "[6, 6]\n");
+  EXPECT_EQ(ctl("unload arith").out, "{'0': 'ok', '1': 'ok'}\n");
+  CtlResult r = ctl("apply mul 2 3 --targets 0");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("TaskNotFound"), std::string::npos) << r.err;
+  r = ctl("unload arith");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "ippctl: no plugin named 'arith' is loaded (loaded: none)\n");
+  ASSERT_EQ(ctl("cluster add -n 1").code, 0);
+  r = ctl("apply mul 2 3 --targets 2");
+  EXPECT_NE(r.err.find("TaskNotFound"), std::string::npos) << "not replayed: " << r.out << r.err;
+  EXPECT_NE(ctl("--json plugins").out.find("\"active\":false"), std::string::npos);
+}
+
 TEST_F(Ippctl, NoControllerIsExitCodeThree) {
   const CtlResult r = ctl("ids");
   EXPECT_EQ(r.code, 3);

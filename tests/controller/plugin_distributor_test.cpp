@@ -335,3 +335,74 @@ TEST_F(PluginDistributorTest, APushThatEnginesDoNotFinishLoadingIsAnsweredAtItsD
 
 }  // namespace
 }  // namespace ipp::ctrl
+
+namespace ipp::ctrl {
+namespace {
+
+net::Envelope unload_request(const std::string& name, std::string& msg_id) {
+  net::Header h;
+  h.type = net::MsgType::PushRequest;
+  h.msg_id = msg_id = net::new_id();
+  h.task = name;
+  h.info = Value::map({{"unload", true}});
+  net::Envelope env = net::make_message(h);
+  env.route = route("client");
+  return env;
+}
+
+TEST_F(PluginDistributorTest, AnUnloadGoesToEveryEngineAndTheReplaySetAndIsAnsweredWhenAllHave) {
+  PluginDistributor d(dir / "plugins", false);
+  std::string push_id;
+  const auto push = push_request(test::plugin("arith"), "arith", push_id);
+  (void)d.push(push, header(push), {});
+  ASSERT_EQ(d.size(), 1u);
+
+  std::string id;
+  const auto request = unload_request("arith", id);
+  const auto out = d.unload(request, header(request), two);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(header(out[0]).type, net::MsgType::PluginUnload);
+  EXPECT_EQ(header(out[0]).task, "arith");
+  EXPECT_EQ(out[1].route[0].to_string_view(), "engine-1");
+  EXPECT_EQ(d.size(), 0u) << "engines that register later do not get it";
+  std::set<std::string> awaiting;
+  EXPECT_TRUE(d.replay_to({5, &r0}, awaiting).empty());
+  EXPECT_FALSE(d.describe()[0]["active"].as_bool());
+
+  auto ack = [&](std::int64_t engine) {
+    net::Header h;
+    h.type = net::MsgType::PluginLoaded;
+    h.msg_id = net::new_id();
+    h.parent_id = header(out[0]).msg_id;
+    h.engine = engine;
+    h.info = Value::map({{"name", "arith"}, {"unloaded", true}});
+    return h;
+  };
+  EXPECT_TRUE(d.loaded(ack(0)).empty());
+  const auto reply = d.loaded(ack(1));
+  ASSERT_EQ(reply.size(), 1u);
+  const net::Header r = header(reply[0]);
+  EXPECT_EQ(r.parent_id, id);
+  EXPECT_FALSE(r.error.has_value());
+  EXPECT_EQ(r.info["engines"]["1"], Value("ok"));
+  PluginDistributor restored(dir / "plugins", true);
+  EXPECT_EQ(restored.size(), 0u) << "a restore does not bring it back";
+}
+
+TEST_F(PluginDistributorTest, UnloadingANameThatIsNotLoadedSaysWhatIs) {
+  PluginDistributor d(dir / "plugins", false);
+  std::string push_id, id;
+  const auto push = push_request(test::plugin("arith"), "arith", push_id);
+  (void)d.push(push, header(push), {});
+  const auto request = unload_request("arihm", id);
+  const auto out = d.unload(request, header(request), two);
+  ASSERT_EQ(out.size(), 1u);
+  const net::Header r = header(out[0]);
+  ASSERT_TRUE(r.error.has_value());
+  EXPECT_EQ(r.error->code, ErrorCode::usage);
+  EXPECT_EQ(r.error->message, "no plugin named 'arihm' is loaded (loaded: arith)");
+  EXPECT_EQ(d.size(), 1u);
+}
+
+}  // namespace
+}  // namespace ipp::ctrl

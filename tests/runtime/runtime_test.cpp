@@ -2,6 +2,8 @@
 
 #include "ipp/runtime/memory.hpp"
 
+#include <unistd.h>
+
 #include <future>
 #include <thread>
 
@@ -189,6 +191,18 @@ TEST(MemoryTest, SizesReadAsAPersonWritesThem) {
   EXPECT_EQ(format_bytes(3 << 20), "3.0 MiB");
   EXPECT_EQ(format_bytes(std::uint64_t{800} << 30), "800.0 GiB");
   EXPECT_GT(available_memory().value_or(0), 0u);
+}
+
+TEST_F(RuntimeTest, AnUnloadedPluginsTasksAreGoneAndRunningCallsFinish) {
+  auto running = std::async(std::launch::async, [&] { return rt_.call("wait_here", {0.3}); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(rt_.unload("arith"));
+  EXPECT_FALSE(rt_.unload("arith")) << "it is gone";
+  EXPECT_THROW((void)rt_.call("mul", {2, 3}), TaskNotFound);
+  EXPECT_EQ(running.get().as_int(), static_cast<std::int64_t>(::getpid()))
+      << "the call that had started finished on its code";
+  rt_.load(plugin("arith"));
+  EXPECT_EQ(rt_.call("mul", {2, 3}).as_int(), 6) << "and it can be loaded again";
 }
 
 TEST_F(RuntimeTest, MapFailureNamesTheElement) {

@@ -349,6 +349,10 @@ class Client {
   /// Sends a plugin to every engine; returns {engine id: "ok"} when all loaded it.
   /// Throws PluginLoadError (file refused, or engines that failed, each named).
   Value push_plugin(const std::filesystem::path& file) const;
+  /// Unloads the plugin named `name` from every engine, and engines that register later no
+  /// longer get it; calls already running finish on it. Returns {engine id: "ok"} when every
+  /// engine has unloaded it. Throws UsageError when no plugin of that name is loaded.
+  Value unload_plugin(const std::string& name) const;
   /// Plugins pushed so far: [{name, hash}].
   [[nodiscard]] Value plugins() const;
   /// Per engine: {"queue": tasks outstanding, "completed": tasks done}.

@@ -1170,6 +1170,21 @@ Value Client::push_plugin(const std::filesystem::path& file) const {
   return reply.info.kind() == Value::Kind::map ? reply.info["engines"] : Value();
 }
 
+Value Client::unload_plugin(const std::string& name) const {
+  if (name.empty()) throw UsageError("unload: no plugin name given");
+  net::Header h;
+  h.type = net::MsgType::PushRequest;
+  h.msg_id = net::new_id();
+  h.task = name;
+  h.info = Value::map({{"unload", true}});
+  auto [reply, payload] = core_->request(detail::kRegistration, h, Payload{}, core_->timeout * 6);
+  if (reply.error) {
+    if (reply.error->code == ErrorCode::usage) throw UsageError(reply.error->message);
+    rethrow(*reply.error);
+  }
+  return reply.info.kind() == Value::Kind::map ? reply.info["engines"] : Value();
+}
+
 Value Client::plugins() const {
   return core_->query("plugins");
 }

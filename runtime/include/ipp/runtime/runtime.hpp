@@ -68,6 +68,11 @@ class Runtime {
   /// Same, from the file's bytes (as received over the network).
   std::shared_ptr<const LoadedPlugin> load_bytes(std::span<const std::byte> bytes);
 
+  /// Unregisters the plugin named `name`: new calls of its tasks fail with TaskNotFound,
+  /// calls already running finish on its code, which is unloaded after the last of them.
+  /// Returns whether a plugin of that name was registered.
+  bool unload(std::string_view name);
+
   [[nodiscard]] std::vector<std::shared_ptr<const LoadedPlugin>> plugins() const {
     return registry_.plugins();
   }

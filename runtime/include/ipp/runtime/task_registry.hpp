@@ -30,6 +30,10 @@ class TaskRegistry {
   /// (calls already running keep the old one). Returns the plugin replaced, if any.
   std::shared_ptr<const LoadedPlugin> add(std::shared_ptr<const LoadedPlugin> plugin);
 
+  /// Unregisters the plugin named `name` for new calls (calls already running keep it).
+  /// Returns it, or null when none has that name.
+  std::shared_ptr<const LoadedPlugin> remove(std::string_view name);
+
   /// Finds `plugin.task` or a bare `task`. Throws TaskNotFound, or AmbiguousTask listing the
   /// qualified candidates when a bare name is defined by several plugins.
   [[nodiscard]] TaskHandle resolve(std::string_view name) const;
