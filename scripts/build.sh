@@ -13,4 +13,5 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 launcher=()
 command -v ccache >/dev/null && launcher=("-DCMAKE_CXX_COMPILER_LAUNCHER=env;CCACHE_BASEDIR=$PWD;ccache")
 cmake -S . -B "$build" "${generator[@]}" "${launcher[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
-cmake --build "$build" -j "${IPP_JOBS:-2}"
+# IPP_BUILD_TARGET: build that target only (scripts/fuzz.sh builds fuzz_all).
+cmake --build "$build" -j "${IPP_JOBS:-2}" ${IPP_BUILD_TARGET:+--target "$IPP_BUILD_TARGET"}

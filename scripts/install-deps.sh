@@ -11,6 +11,7 @@ packages=(
   libtbb-dev libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libsqlite3-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang-format clang-tidy ccache
+  clang libclang-rt-14-dev
 )
 
 missing=()

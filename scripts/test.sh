@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what ipp needs, builds it twice (normal, and with AddressSanitizer +
-# UndefinedBehaviorSanitizer), and runs the whole test suite on each build.
+# UndefinedBehaviorSanitizer), and runs the whole test suite on each build; then runs every fuzz
+# target for a bounded time (scripts/fuzz.sh).
 # This is the README's test command; .ci/run calls it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,3 +26,5 @@ ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_suite build-asan -DIPP_SANITIZE=address -DIPP_BUILD_BENCHMARKS=OFF \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG"
+# Every parser of outside bytes under libFuzzer, 30 s each, from the checked-in corpus.
+IPP_FUZZ_SECONDS=${IPP_FUZZ_SECONDS:-30} ./scripts/fuzz.sh

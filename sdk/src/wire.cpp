@@ -1,5 +1,8 @@
 #include "ipp/detail/wire.hpp"
 
+#include <algorithm>
+#include <cstdint>
+
 #include <fmt/format.h>
 
 #include "ipp/value.hpp"
@@ -7,13 +10,32 @@
 namespace ipp::detail {
 
 namespace {
+/// Empty lists an array with no elements may print as (its dimensions before the first 0).
+constexpr std::uint64_t kMaxEmptyLists = std::uint64_t{1} << 20;
+
 std::uint64_t checked_elements(const flatbuffers::Vector<std::uint64_t>* shape) {
   if (shape->size() == 0) throw ProtocolError("array has an empty shape");
+  // The verifier checks a vector's length, not that its 8-byte elements are aligned (a
+  // builder always aligns them): reading a misaligned one would be undefined.
+  if (reinterpret_cast<std::uintptr_t>(shape->data()) % alignof(std::uint64_t) != 0)
+    throw ProtocolError("array shape is misaligned");
   std::uint64_t n = 1;
+  std::uint64_t before_zero = 1;  // the product of the dimensions before the first 0
+  bool zero = false;
   for (auto d : *shape) {
     if (d != 0 && n > UINT64_MAX / d) throw ProtocolError("array shape overflows");
     n *= d;
+    if (d == 0) zero = true;
+    if (!zero) {
+      if (before_zero > kMaxEmptyLists / std::max<std::uint64_t>(d, 1))
+        before_zero = kMaxEmptyLists + 1;
+      else
+        before_zero *= d;
+    }
   }
+  // [10^9, 0] holds nothing, but reads as a billion empty lists.
+  if (n == 0 && before_zero > kMaxEmptyLists)
+    throw ProtocolError("an array with no elements whose shape makes more than 2^20 empty lists");
   return n;
 }
 }  // namespace

@@ -303,6 +303,8 @@ std::optional<Received> receive_frames(std::vector<zmq::message_t>& frames, cons
     in.route.push_back(std::move(frames[i]));
   const zmq::message_t& signature = frames[delimiter + 2];
   take_parts(frames, delimiter + 3, in.parts);
+  if (in.parts.empty())
+    throw ProtocolError("message without a header (no parts after the signature)");
   // The signature, then the mask of shared-memory parts (signed first), if any.
   const auto* sig = static_cast<const std::byte*>(signature.data());
   const std::size_t mask_size =

@@ -150,8 +150,12 @@ Header decode_header(const Buffer& received) {
     h.flags.retries = flags->retries();
     h.flags.after = decode_dependency(flags->after());
     h.flags.follow = decode_dependency(flags->follow());
-    if (flags->targets() != nullptr)
-      h.flags.targets.assign(flags->targets()->begin(), flags->targets()->end());
+    if (const auto* targets = flags->targets(); targets != nullptr) {
+      // The verifier does not check that 8-byte elements are aligned (a builder aligns them).
+      if (reinterpret_cast<std::uintptr_t>(targets->data()) % alignof(std::int64_t) != 0)
+        throw ProtocolError("message header with a misaligned list of targets");
+      h.flags.targets.assign(targets->begin(), targets->end());
+    }
     h.flags.priority = flags->priority();
     h.flags.time_limit_ms = flags->time_limit_ms();
   }
