@@ -219,6 +219,8 @@ bool HubQueries::engines(Query& q) {
 bool HubQueries::queue_status(Query& q) {
   deps_.catch_up();  // counted from everything sent so far
   q.reply.info = deps_.registry.queue_status();
+  // The task database's trouble, when it has any: writes refused and waiting, or lost.
+  if (auto health = deps_.recorder.health()) q.reply.info.as_map()["task_db"] = *health;
   return true;
 }
 

@@ -64,6 +64,11 @@ std::size_t HubRecorder::fail_unfinished() {
 HubRecorder::Write& HubRecorder::write_for(net::TaskId id) {
   if (options_.delay.count() > 0) std::this_thread::sleep_for(options_.delay);
   ++unflushed_;
+  if (failing_ && writes_.size() >= kMaxKept && writes_.count(id) == 0) {
+    ++lost_;  // the database has refused writes for long: memory stays bounded
+    scratch_ = {};
+    return scratch_;
+  }
   Write& w = writes_[id];
   if (w.record.msg_id.empty()) w.record.msg_id = id.str();
   return w;
@@ -180,23 +185,91 @@ void HubRecorder::on_reply(const Traffic& copy, const std::vector<Buffer>& msg,
     std::tie(r.plugin, r.plugin_hash) = plugin_of_(h.task);
 }
 
-void HubRecorder::flush() {
-  last_flush_ = Clock::now();
+void HubRecorder::write_all() {
+  for (const auto& [msg_id, w] : writes_) {
+    if (w.fresh)
+      db_->put(w.record);
+    else
+      db_->update(w.record);
+  }
+  db_->flush();
+}
+
+bool HubRecorder::write_one_by_one() {
+  for (auto it = writes_.begin(); it != writes_.end();) {
+    try {
+      if (it->second.fresh)
+        db_->put(it->second.record);
+      else
+        db_->update(it->second.record);
+      db_->flush();
+    } catch (const hub::WriteError& e) {
+      db_->rollback();
+      if (e.transient()) return false;
+      ++lost_;
+      if (std::uint64_t more = 0; refusals_.allow(more))
+        spdlog::error("hub: task database: {}; the record is dropped{}", e.what(),
+                      LogLimiter::more(more));
+    } catch (const std::exception&) {
+      db_->rollback();
+      return false;
+    }
+    it = writes_.erase(it);
+  }
+  return true;
+}
+
+void HubRecorder::failed(const std::string& why, Clock::time_point now) {
+  if (!failing_) {
+    failing_since_ = now;
+    retry_pause_ = kRetryFirst;
+    spdlog::error("hub: task database: {}; {} write(s) kept, tried again until it takes them", why,
+                  writes_.size());
+  } else if (std::uint64_t more = 0; refusals_.allow(more)) {
+    spdlog::error("hub: task database still refuses: {}; {} write(s) waiting{}", why,
+                  writes_.size(), LogLimiter::more(more));
+  }
+  failing_ = true;
+  last_error_ = why;
+  retry_at_ = now + retry_pause_;
+  retry_pause_ = std::min<Clock::duration>(retry_pause_ * 2, kRetryMost);
+}
+
+void HubRecorder::flush(Clock::time_point now) {
+  last_flush_ = now;
   unflushed_ = 0;
   if (db_ == nullptr || writes_.empty()) return;
+  if (failing_ && now < retry_at_) return;
   try {
-    for (const auto& [msg_id, w] : writes_) {
-      if (w.fresh)
-        db_->put(w.record);
-      else
-        db_->update(w.record);
+    write_all();
+  } catch (const hub::WriteError& e) {
+    // Never past the hub: nothing of the transaction stays, and the writes wait.
+    db_->rollback();
+    if (e.transient() || !write_one_by_one()) {
+      failed(e.what(), now);
+      return;
     }
-    db_->flush();
   } catch (const std::exception& e) {
-    // Never past the hub: a write that fails is logged and the hub goes on serving.
-    spdlog::error("hub: task database: {}", e.what());
+    db_->rollback();
+    failed(e.what(), now);
+    return;
+  }
+  if (failing_) {
+    spdlog::info("hub: task database takes writes again after {:.1f} s",
+                 std::chrono::duration<double>(now - failing_since_).count());
+    failing_ = false;
   }
   writes_.clear();
+}
+
+std::optional<Value> HubRecorder::health(Clock::time_point now) const {
+  if (!failing_ && lost_ == 0) return std::nullopt;
+  return Value::map({{"ok", !failing_},
+                     {"error", failing_ ? last_error_ : std::string()},
+                     {"failing_for_s",
+                      failing_ ? std::chrono::duration<double>(now - failing_since_).count() : 0.0},
+                     {"writes_waiting", static_cast<std::int64_t>(writes_.size())},
+                     {"writes_lost", static_cast<std::int64_t>(lost_)}});
 }
 
 bool HubRecorder::flush_due(Clock::time_point now) const {

@@ -74,8 +74,20 @@ class HubRecorder {
   /// Records one copy (what record_some() does for each).
   void record(const Traffic& copy, std::vector<EngineLoadChange>& loads);
 
-  /// Writes what waits in one transaction. A database error is logged; the hub goes on.
-  void flush();
+  /// Writes what waits in one transaction. When the database refuses (a full disk, a damaged
+  /// page), nothing of that transaction stays, the writes are kept and tried again after a
+  /// growing pause (kRetryFirst, doubling up to kRetryMost); health() says so meanwhile. A
+  /// record refused for what it holds, not for the disk, is written alone, and dropped (and
+  /// logged) when it is refused again. Never throws.
+  void flush(Clock::time_point now = Clock::now());
+  /// The database's trouble, for queue_status and `cluster status`: {"ok": false, "error",
+  /// "failing_for_s", "writes_waiting", "writes_lost"}; nullopt while all is well.
+  [[nodiscard]] std::optional<Value> health(Clock::time_point now = Clock::now()) const;
+
+  static constexpr auto kRetryFirst = std::chrono::milliseconds(500);
+  static constexpr auto kRetryMost = std::chrono::seconds(10);
+  /// Writes kept while the database refuses them; beyond, new ones are lost (and counted).
+  static constexpr std::size_t kMaxKept = 200000;
   /// Whether a flush is due at `now`.
   [[nodiscard]] bool flush_due(Clock::time_point now) const;
   /// When the next flush falls due, if writes wait.
@@ -89,6 +101,12 @@ class HubRecorder {
     bool fresh = false;      // submitted since the last flush
   };
   Write& write_for(net::TaskId id);
+  /// Puts or updates every write, then commits. Throws what the database throws.
+  void write_all();
+  /// Writes each write alone; drops those refused for what they hold. False when the database
+  /// refused for its own reasons (then nothing was dropped that could still be written).
+  bool write_one_by_one();
+  void failed(const std::string& why, Clock::time_point now);
   void keep_parts(const std::vector<Buffer>& msg, std::size_t from, std::int64_t& size,
                   std::string& packed, std::vector<Buffer>& parts) const;
   void on_submit(const Traffic& copy, const std::vector<Buffer>& msg);
@@ -103,6 +121,15 @@ class HubRecorder {
   Clock::time_point last_flush_ = Clock::now();
   std::deque<Traffic> backlog_;
   LogLimiter unrecorded_;  // warnings of copies that could not be recorded
+  // The database refusing writes: since when, why, and when to try again.
+  bool failing_ = false;
+  Clock::time_point failing_since_{};
+  Clock::time_point retry_at_{};
+  Clock::duration retry_pause_ = kRetryFirst;
+  std::string last_error_;
+  std::uint64_t lost_ = 0;  // writes given up: refused alone, or beyond kMaxKept
+  Write scratch_;           // where a write beyond kMaxKept goes, to be forgotten
+  LogLimiter refusals_;
 };
 
 }  // namespace ipp::ctrl

@@ -152,14 +152,32 @@ void bind_blob(sqlite3_stmt* stmt, int i, const std::string& s) {
 }
 /// Runs a bound write statement; throws Error naming the record when it fails. The bindings
 /// are released either way: they point into the caller's record.
+/// Whether SQLite's result `rc` is about the disk or the file's locks (the same write may work
+/// later), not about what was written.
+bool transient(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_CANTOPEN:
+    case SQLITE_NOMEM:
+    case SQLITE_READONLY:
+    case SQLITE_PROTOCOL:
+      return true;
+    default:
+      return false;
+  }
+}
+
 void step_write(sqlite3* db, sqlite3_stmt* stmt, const std::string& msg_id) {
   const int rc = sqlite3_step(stmt);
   const std::string why = rc == SQLITE_DONE ? std::string() : sqlite3_errmsg(db);
+  const int code = rc == SQLITE_DONE ? SQLITE_OK : sqlite3_extended_errcode(db);
   sqlite3_reset(stmt);
   sqlite3_clear_bindings(stmt);
   if (rc != SQLITE_DONE)
-    throw Error(ErrorCode::unknown,
-                fmt::format("task database: cannot record {}: {}", msg_id, why));
+    throw WriteError(fmt::format("cannot record {}: {}", msg_id, why), transient(code));
 }
 
 }  // namespace
@@ -358,14 +376,38 @@ void TaskDb::update(const TaskRecord& r) {
 void TaskDb::flush() {
   if (!in_transaction_) return;
   enforce_limits();
+  char* err = nullptr;
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, &err) != SQLITE_OK) {
+    const std::string why = err != nullptr ? err : sqlite3_errmsg(db_);
+    sqlite3_free(err);
+    throw WriteError(fmt::format("cannot commit: {}", why),
+                     transient(sqlite3_extended_errcode(db_)));
+  }
   in_transaction_ = false;
-  exec("COMMIT");
   // The records are gone for good: now their files may go too.
   std::error_code ec;
   for (const auto& id : doomed_) {
     std::filesystem::remove(payload_path(id, "args"), ec);
     std::filesystem::remove(payload_path(id, "result"), ec);
   }
+  doomed_.clear();
+}
+
+std::int64_t TaskDb::page_count() {
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_, "PRAGMA page_count", -1, &raw, nullptr) != SQLITE_OK)
+    throw Error(ErrorCode::unknown, sqlite3_errmsg(db_));
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> s(raw, sqlite3_finalize);
+  return sqlite3_step(s.get()) == SQLITE_ROW ? sqlite3_column_int64(s.get(), 0) : 0;
+}
+
+void TaskDb::limit_pages(std::int64_t pages) {
+  exec(fmt::format("PRAGMA max_page_count = {}", pages).c_str());
+}
+
+void TaskDb::rollback() noexcept {
+  if (in_transaction_) (void)sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  in_transaction_ = false;
   doomed_.clear();
 }
 

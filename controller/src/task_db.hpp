@@ -32,6 +32,18 @@ struct Condition {
 /// of their own in `<file>.payloads/` (`<msg_id>.args`, `<msg_id>.result`), their columns
 /// NULL: written once each, where SQLite would write such a blob to its log, copy it into
 /// the database at the next checkpoint, and write it again when the row's result comes.
+/// A write the database refused. transient(): the disk is full or failing, or the file is
+/// busy: the same write may succeed later. Else the record itself (or the file) is the trouble.
+class WriteError : public Error {
+ public:
+  WriteError(const std::string& message, bool transient)
+      : Error(ErrorCode::unknown, message), transient_(transient) {}
+  [[nodiscard]] bool transient() const noexcept { return transient_; }
+
+ private:
+  bool transient_;
+};
+
 class TaskDb {
  public:
   /// The default of Options::file_payloads_above; the hub hands payloads this large over as
@@ -57,8 +69,11 @@ class TaskDb {
   /// record of an apply or map names none yet. The arguments and the other submission fields
   /// stay as put. Does nothing when the record is gone (retention limits, or never put).
   void update(const TaskRecord& record);
-  /// Commits what was put since the last flush, then applies the retention limits.
+  /// Commits what was put since the last flush, then applies the retention limits. put(),
+  /// update() and flush() throw WriteError when the database refuses.
   void flush();
+  /// Undoes what was put since the last flush (after a WriteError). Never throws.
+  void rollback() noexcept;
 
   [[nodiscard]] std::optional<TaskRecord> get(const std::string& msg_id);
   /// Records matching every condition, oldest first, at most `limit` (0: all).
@@ -74,6 +89,10 @@ class TaskDb {
   /// Removes every record that is finished; returns how many.
   std::int64_t purge_all();
   [[nodiscard]] std::int64_t count();
+  /// The database's size in pages, and a cap on it (SQLite's max_page_count): writes past the
+  /// cap fail as on a full disk.
+  [[nodiscard]] std::int64_t page_count();
+  void limit_pages(std::int64_t pages);
   /// Where payloads kept as files go (empty for a database in memory).
   [[nodiscard]] const std::filesystem::path& payload_dir() const noexcept { return payload_dir_; }
 

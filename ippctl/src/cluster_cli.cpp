@@ -305,7 +305,13 @@ int cluster_status(const ClusterCli& c) {
     std::cout << (c.json ? "{\"running\": false}" : "no cluster running") << "\n";
     return kConnection;
   }
-  const Value engines = client_of(c).engines();
+  Client rc = client_of(c);
+  const Value engines = rc.engines();
+  // The task database's trouble, when it has any (queue_status says so).
+  const Value queue = rc.queue_status();
+  const Value task_db = queue.kind() == Value::Kind::map && queue.as_map().count("task_db") != 0
+                            ? queue["task_db"]
+                            : Value();
   // Supervised engines that are not running, and what became of them.
   std::vector<json> gone;
   for (auto& e : supervised(c.profile)) {
@@ -317,13 +323,24 @@ int cluster_status(const ClusterCli& c) {
            {"controller", cluster->controller},
            {"supervisor", sup},
            {"engines", to_json(engines)},
-           {"supervised", cluster->doc.value("supervised", json::array())}};
+           {"supervised", cluster->doc.value("supervised", json::array())},
+           {"task_db", task_db.is_null() ? json{{"ok", true}} : to_json(task_db)}};
     print_json(j);
     return kOk;
   }
   std::cout << fmt::format("controller pid {}; engines: {}\n", cluster->controller, engines.repr());
   std::cout << (sup > 0 ? fmt::format("supervisor pid {}\n", sup)
                         : std::string("no supervisor running\n"));
+  if (!task_db.is_null()) {
+    std::cout << (task_db["ok"].as_bool()
+                      ? fmt::format("task database: {} write(s) were lost\n",
+                                    task_db["writes_lost"].as_int())
+                      : fmt::format(
+                            "task database refuses writes for {:.1f} s: {}; {} write(s) "
+                            "waiting, {} lost\n",
+                            task_db["failing_for_s"].as_float(), task_db["error"].as_string(),
+                            task_db["writes_waiting"].as_int(), task_db["writes_lost"].as_int()));
+  }
   for (const auto& e : gone) {
     const std::int64_t id = e.value("engine", -1);
     std::cout << (id >= 0 ? fmt::format("engine {}", id)

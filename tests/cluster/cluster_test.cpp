@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -245,6 +246,54 @@ TEST_F(Cluster, AFloodOfHeldConnectionsIsRefusedAndTheControllerServesOn) {
   }
   EXPECT_GE(refusals, 1) << "a flood past the limit is refused";
   EXPECT_LE(refusals, 20) << "in a few lines";
+}
+
+TEST_F(Cluster, ATaskDatabaseOnAFullDiskServesOnSaysSoAndCatchesUpWhenThereIsRoom) {
+  if (::geteuid() != 0) GTEST_SKIP() << "a private tmpfs needs root";
+  // The database on a 4 MiB tmpfs of the controller's own (a private mount namespace: it goes
+  // with the controller), nearly filled by a file.
+  const auto disk = dir_ / "disk";
+  std::filesystem::create_directories(disk);
+  controller_launcher_ = {"/usr/bin/unshare",
+                          "-m",
+                          "--propagation",
+                          "private",
+                          "/bin/sh",
+                          "-c",
+                          "mount -t tmpfs -o size=4m ipp-test-db '" + disk.string() +
+                              "' && head -c 3900000 /dev/zero > '" + disk.string() +
+                              "/filler' && exec \"$@\"",
+                          "sh"};
+  start(1, 2, {"--db-file", (disk / "tasks.db").string()});
+  Client rc(ClientOptions{.profile_dir = dir_.path(), .timeout = Duration(30000)});
+  rc.push_plugin(test::plugin("strings"));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) {
+    AsyncResult r = rc[0].apply_async("upper", {std::string(40000, 'a')});
+    EXPECT_EQ(r.get(30s).as_string().size(), 40000u) << "tasks are served all along";
+    ids.push_back(r.msg_ids()[0]);
+  }
+  // Said in queue_status (and so in `cluster status`).
+  Value status;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  do {
+    status = rc.queue_status();
+    if (status.as_map().count("task_db") != 0) break;
+    std::this_thread::sleep_for(50ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  ASSERT_EQ(status.as_map().count("task_db"), 1u) << status.repr();
+  EXPECT_EQ(status["task_db"]["ok"], Value(false));
+  EXPECT_NE(status["task_db"]["error"].as_string().find("full"), std::string::npos)
+      << status.repr();
+  // Room again: the writes that waited are made, and the trouble is gone.
+  const std::string rm = "nsenter -t " + std::to_string(controller_->pid()) + " -m rm '" +
+                         (disk / "filler").string() + "'";
+  ASSERT_EQ(std::system(rm.c_str()), 0);
+  const auto caught_up = std::chrono::steady_clock::now() + 30s;
+  while (rc.queue_status().as_map().count("task_db") != 0)
+    ASSERT_LT(std::chrono::steady_clock::now(), caught_up) << rc.queue_status().repr();
+  for (const auto& id : ids)
+    EXPECT_EQ(rc.get_result(id, Duration(10000)).as_string(), std::string(40000, 'A')) << id;
 }
 
 TEST_F(Cluster, APluginWhoseLoadingHangsIsAnsweredNamingTheEngines) {

@@ -238,3 +238,42 @@ TEST_F(HubRecorderTest, AFlushFallsDueByTimeOrByCount) {
 
 }  // namespace
 }  // namespace ipp::ctrl
+
+namespace ipp::ctrl {
+namespace {
+
+TEST_F(HubRecorderTest, WritesTheDatabaseRefusesAreKeptRetriedAndSurfaced) {
+  const std::string before = net::new_id();
+  record(submit(before));
+  rec.flush();
+  EXPECT_FALSE(rec.health().has_value()) << "all is well";
+  db.limit_pages(db.page_count());  // full, as a disk can be
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) {
+    ids.push_back(net::new_id());
+    record(submit(ids.back(), true, Value(std::string(4000, 'x'))));
+    record(reply(ids.back(), 1));
+  }
+  const auto t = HubRecorder::Clock::now();
+  rec.flush(t);
+  auto health = rec.health(t);
+  ASSERT_TRUE(health.has_value());
+  EXPECT_FALSE((*health)["ok"].as_bool());
+  EXPECT_NE((*health)["error"].as_string().find("full"), std::string::npos)
+      << (*health)["error"].as_string();
+  EXPECT_EQ((*health)["writes_waiting"], Value(20));
+  EXPECT_EQ((*health)["writes_lost"], Value(0));
+  EXPECT_FALSE(db.get(ids[0]).has_value());
+  EXPECT_EQ(row(before).status, "pending") << "what was written stays readable";
+  // Room again: at the next try, everything kept is written.
+  db.limit_pages(1 << 30);
+  rec.flush(t + std::chrono::milliseconds(1));
+  EXPECT_TRUE(rec.health(t).has_value()) << "not before its retry time";
+  rec.flush(t + HubRecorder::kRetryMost);
+  EXPECT_FALSE(rec.health().has_value());
+  for (const auto& id : ids)
+    EXPECT_EQ(row(id).status, "ok") << id;
+}
+
+}  // namespace
+}  // namespace ipp::ctrl
