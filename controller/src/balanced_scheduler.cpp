@@ -152,7 +152,7 @@ void BalancedScheduler::on_reply(net::Envelope& env, net::Header& h) {
     spdlog::info("task {} failed on engine {}; retrying elsewhere", h.parent_id, h.engine);
     return;
   }
-  relay_.feed_reply(h.engine, env);
+  relay_.feed_reply(h.engine, env, verdict == sched::Balancer::Finish::stale);
   if (verdict == sched::Balancer::Finish::stale) return;
   relay_.to_client(done.client, std::move(env));  // back to its client
 }

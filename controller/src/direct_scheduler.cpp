@@ -171,8 +171,8 @@ void DirectScheduler::on_reply(net::Envelope& env, net::Header& h) {
   auto t = parent ? running_.find(*parent) : running_.end();
   if (t == running_.end()) {
     // Its client was told the engine died, or it predates a controller restart: the hub
-    // records the result all the same.
-    relay_.feed_reply(h.engine, env);
+    // records it only where no outcome was given (see HubRecorder::on_reply).
+    relay_.feed_reply(h.engine, env, /*late=*/true);
     return;
   }
   const std::int64_t engine = t->second.engine;

@@ -31,6 +31,9 @@ EngineRegistry::Engine* EngineRegistry::register_engine(const net::Envelope& env
     return nullptr;
   }
   net::Header r = reply_header(net::MsgType::RegisterReply, h.msg_id);
+  // This controller's instance: an engine registering again learns whether the controller
+  // that had it is the one answering (it dropped the engine) or a restarted one.
+  r.session = session_;
   // Engines ping four times per period, whatever their own command line says.
   r.info = Value::map({{"heartbeat_ms", static_cast<std::int64_t>(heartbeat_.count())}});
   // An engine that lost its controller (or was dropped) asks for its old id back.

@@ -164,6 +164,14 @@ void HubRecorder::on_reply(const Traffic& copy, const std::vector<Buffer>& msg,
   if (!id) return;  // a reply to no task the schedulers passed on
   loads.push_back({EngineLoadChange::Kind::answered, copy.engine, *id});
   if (db_ == nullptr) return;
+  if (copy.late && !takes_late_reply(*id)) {
+    if (std::uint64_t more = 0; late_.allow(more))
+      spdlog::info(
+          "hub: a late reply of task {} from engine {} is not recorded: its client was "
+          "given an outcome already{}",
+          h.parent_id, copy.engine, LogLimiter::more(more));
+    return;
+  }
   Write& w = write_for(*id);
   hub::TaskRecord& r = w.record;
   if (h.engine >= 0) r.engine = h.engine;
@@ -183,6 +191,24 @@ void HubRecorder::on_reply(const Traffic& copy, const std::vector<Buffer>& msg,
   // database names only tasks that run a plugin's task).
   if (r.plugin.empty() && !h.task.empty() && (!w.fresh || r.kind == "apply" || r.kind == "map"))
     std::tie(r.plugin, r.plugin_hash) = plugin_of_(h.task);
+}
+
+bool HubRecorder::takes_late_reply(net::TaskId id) {
+  // What the record says now: its write waiting here, else its row.
+  std::string status;
+  std::optional<ErrorRecord> error;
+  if (auto w = writes_.find(id); w != writes_.end() && !w->second.record.status.empty()) {
+    status = w->second.record.status;
+    error = w->second.record.error;
+  } else if (auto row = db_->get(id.str())) {
+    status = row->status;
+    error = row->error;
+  } else {
+    return true;  // never recorded (a restored controller's unknown task): it is all there is
+  }
+  if (status == "pending" || status == "running") return true;
+  // Failed by a controller's restart, no result having come: the reply repairs it.
+  return status == "error" && error && error->code == ErrorCode::connection;
 }
 
 void HubRecorder::write_all() {

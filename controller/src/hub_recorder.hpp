@@ -101,6 +101,10 @@ class HubRecorder {
     bool fresh = false;      // submitted since the last flush
   };
   Write& write_for(net::TaskId id);
+  /// Whether a late reply (Traffic::late) of task `id` is recorded: when the task has no
+  /// outcome yet, or only the one a controller restart gave it. Its client was told something
+  /// else otherwise (the engine died, a retry's result), and the record says the same.
+  bool takes_late_reply(net::TaskId id);
   /// Puts or updates every write, then commits. Throws what the database throws.
   void write_all();
   /// Writes each write alone; drops those refused for what they hold. False when the database
@@ -130,6 +134,7 @@ class HubRecorder {
   std::uint64_t lost_ = 0;  // writes given up: refused alone, or beyond kMaxKept
   Write scratch_;           // where a write beyond kMaxKept goes, to be forgotten
   LogLimiter refusals_;
+  LogLimiter late_;  // late replies not recorded
 };
 
 }  // namespace ipp::ctrl

@@ -76,8 +76,9 @@ class Relay {
   void feed_dispatch(net::TaskId msg_id, std::int64_t engine) {
     copies_.push_back(Traffic::dispatch(msg_id, engine));
   }
-  void feed_reply(std::int64_t engine, const net::Envelope& reply) {
-    copies_.push_back(Traffic::reply(engine, net::PackedMessage(reply)));
+  /// `late`: a reply the scheduler no longer expected (see Traffic::late).
+  void feed_reply(std::int64_t engine, const net::Envelope& reply, bool late = false) {
+    copies_.push_back(Traffic::reply(engine, net::PackedMessage(reply), late));
   }
 
   /// Answers the request `parent` of `client` with a failed TaskReply.

@@ -19,19 +19,21 @@ struct Traffic {
   enum class Kind : std::uint8_t { submit, dispatch, reply };
   Kind kind = Kind::submit;
   bool balanced = false;       // submit: which queue
+  bool late = false;           // reply: one its scheduler no longer expected (its engine was
+                               // declared dead, or the task predates a controller restart)
   std::int32_t engine = -1;    // dispatch, reply: the engine
   net::TaskId msg_id;          // dispatch: the task
   net::PackedMessage message;  // submit, reply: header and payload (a balanced request is
                                // shared with the scheduler's own copy)
 
   static Traffic submit(bool balanced, net::PackedMessage message) {
-    return {Kind::submit, balanced, -1, {}, std::move(message)};
+    return {Kind::submit, balanced, false, -1, {}, std::move(message)};
   }
   static Traffic dispatch(net::TaskId msg_id, std::int64_t engine) {
-    return {Kind::dispatch, false, static_cast<std::int32_t>(engine), msg_id, {}};
+    return {Kind::dispatch, false, false, static_cast<std::int32_t>(engine), msg_id, {}};
   }
-  static Traffic reply(std::int64_t engine, net::PackedMessage message) {
-    return {Kind::reply, false, static_cast<std::int32_t>(engine), {}, std::move(message)};
+  static Traffic reply(std::int64_t engine, net::PackedMessage message, bool late = false) {
+    return {Kind::reply, false, late, static_cast<std::int32_t>(engine), {}, std::move(message)};
   }
 };
 

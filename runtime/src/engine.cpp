@@ -169,8 +169,9 @@ int Engine::run() {
   hello.engine = options_.engine_id;
   net::send(reg, signer, net::make_message(hello));
 
-  // Registration: wait for our id.
+  // Registration: wait for our id, and learn which controller instance gave it.
   std::int64_t id = -1;
+  std::string controller_session;
   auto period = options_.heartbeat;
   const auto register_deadline = Steady::now() + options_.register_timeout;
   reg.set(zmq::sockopt::rcvtimeo, 100);
@@ -188,6 +189,7 @@ int Engine::run() {
       if (h.type != net::MsgType::RegisterReply || h.parent_id != hello.msg_id) continue;
       if (h.error) throw ConnectionError("registration refused: " + h.error->message);
       id = h.engine;
+      controller_session = h.session;
       if (h.info.kind() == Value::Kind::map && h.info.as_map().contains("heartbeat_ms"))
         period =
             std::chrono::milliseconds(std::max<std::int64_t>(4, h.info["heartbeat_ms"].as_int()));
@@ -589,6 +591,18 @@ int Engine::run() {
     }
   };
 
+  // Cancels every task held here and drops its reply (the controller already answered it).
+  auto drop_jobs = [&jobs]() -> std::size_t {
+    std::size_t n = 0;
+    for (auto& [msg_id, job] : jobs) {
+      if (job->replied.exchange(true)) continue;
+      job->verdict.store(Impl::Job::cancelled);
+      job->control->cancelled.store(true);
+      ++n;
+    }
+    return n;
+  };
+
   std::string reregister_id;
   auto reregister_sent = Steady::now();
   auto reregister = [&] {
@@ -655,7 +669,19 @@ int Engine::run() {
           break;
         }
         need_register.store(false);
-        spdlog::info("engine {} registered again with the controller", id);
+        if (!h.session.empty() && h.session == controller_session) {
+          // This controller declared the engine dead and told the clients of its tasks so:
+          // their results must not come too (one outcome per task). They stop here.
+          const std::size_t dropped = drop_jobs();
+          spdlog::warn(
+              "engine {} registered again with the controller that had declared it "
+              "dead; its {} task(s) were cancelled and their results dropped",
+              id, dropped);
+        } else {
+          // A restarted controller: results of tasks it lost track of are still wanted.
+          controller_session = h.session;
+          spdlog::info("engine {} registered again with the controller", id);
+        }
         greet();
         break;
       default:

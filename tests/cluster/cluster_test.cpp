@@ -296,6 +296,75 @@ TEST_F(Cluster, ATaskDatabaseOnAFullDiskServesOnSaysSoAndCatchesUpWhenThereIsRoo
     EXPECT_EQ(rc.get_result(id, Duration(10000)).as_string(), std::string(40000, 'A')) << id;
 }
 
+/// Continues a paused process however the test ends.
+struct Resume {
+  test::Process& p;
+  ~Resume() { p.signal(SIGCONT); }
+};
+
+/// The task database's record of `msg_id`: {"status", "engine"}.
+Value recorded(Client& rc, const std::string& msg_id) {
+  const Value rows =
+      rc.db_query({DbCondition{"msg_id", "==", Value(msg_id)}}, {"status", "engine"});
+  return rows.as_list().empty() ? Value() : rows.as_list()[0];
+}
+
+TEST_F(Cluster, AnEnginePausedPastItsHeartbeatLeavesEachTaskOneOutcome) {
+  start(2, 1);
+  Client rc(ClientOptions{.profile_dir = dir_.path(), .timeout = Duration(30000)});
+  rc.push_plugin(test::test_plugin("sched"));
+  auto wait_for_engines = [&](std::size_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (rc.ids().size() != n) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "engines: " << rc.ids().size();
+      std::this_thread::sleep_for(20ms);
+    }
+  };
+  // A direct task, whose engine is paused past its heartbeat: its client is told the engine
+  // died, and the database says so too, also once the engine came back and the task ended.
+  {
+    AsyncResult r = rc[0].apply_async("mul_slowly", {6, 7, 1.5});
+    std::this_thread::sleep_for(300ms);
+    test::Process& paused = engine_process(0);
+    {
+      Resume resume{paused};
+      paused.signal(SIGSTOP);
+      EXPECT_THROW((void)r.get(20s), EngineError);
+    }
+    wait_for_engines(2);              // it registered again
+    std::this_thread::sleep_for(2s);  // the task it had would have ended by now
+    EXPECT_EQ(recorded(rc, r.msg_ids()[0])["status"], Value("engine_died"));
+  }
+  // A balanced task with a retry: it runs again elsewhere, and that run's result is the one
+  // its client and the database have.
+  {
+    AsyncResult r =
+        rc.load_balanced_view().with({.retries = 1}).apply_async("mul_slowly", {6, 7, 1.5});
+    std::int64_t first = -1;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (first < 0 && std::chrono::steady_clock::now() < deadline) {
+      const Value q = rc.queue_status();
+      for (const auto& [id, e] : q.as_map()) {
+        if (e.kind() == Value::Kind::map && e["queue"].as_int() > 0) first = std::stoll(id);
+      }
+    }
+    ASSERT_GE(first, 0);
+    test::Process& paused = engine_process(first);
+    {
+      Resume resume{paused};
+      paused.signal(SIGSTOP);
+      EXPECT_EQ(r.get(20s), Value(42));
+    }
+    const std::int64_t second = r.metadata()[0].engine;
+    EXPECT_NE(second, first);
+    wait_for_engines(2);
+    std::this_thread::sleep_for(2s);
+    const Value row = recorded(rc, r.msg_ids()[0]);
+    EXPECT_EQ(row["status"], Value("ok"));
+    EXPECT_EQ(row["engine"], Value(second)) << "the retry's outcome, not the paused engine's";
+  }
+}
+
 TEST_F(Cluster, APluginWhoseLoadingHangsIsAnsweredNamingTheEngines) {
   start(2, 2, {"--plugin-load-timeout-ms", "1500"});
   const auto t0 = std::chrono::steady_clock::now();
