@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
+#include "engine/job_table.hpp"
 #include "ipp/codec.hpp"
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/engine_exit.hpp"
@@ -108,16 +109,6 @@ struct Engine::Impl {
   struct Outgoing {
     int channel;  // 0 direct, 1 balanced
     net::Envelope envelope;
-  };
-  // A task the engine holds, queued or running: how to abort, cancel or time it out.
-  struct Job {
-    std::shared_ptr<TaskControl> control = std::make_shared<TaskControl>();
-    enum Verdict : int { none, aborted, cancelled, timed_out };
-    std::atomic<int> verdict{none};
-    std::atomic<bool> replied{false};  // whoever sets it sends the one reply
-    std::int64_t time_limit_ms = 0;
-    int channel = 0;
-    net::Header request;  // msg_id, session, task, submitted
   };
   std::mutex out_mutex;
   std::deque<Outgoing> outgoing;
@@ -353,12 +344,9 @@ int Engine::run() {
     if (!impl.loop_sleeps && impl.outgoing.size() < kMaxBatch && pool.queued() > 0) return;
     send_outgoing(lock);
   };
-  // Tasks held here, by msg_id (the receiving loop's only), those with a time limit, and
-  // those past it that still run, with when the engine gives up on them (microseconds).
-  std::unordered_map<std::string, std::shared_ptr<Impl::Job>> jobs;
-  std::unordered_set<std::string> limited;
-  std::unordered_map<std::string, std::int64_t> overdue;
-  auto reply_to = [id](const Impl::Job& job) {
+  // Tasks held here (the receiving loop's only): queued or running, with their time limits.
+  engine::JobTable jobs(options_.time_limit_grace);
+  auto reply_to = [id](const engine::Job& job) {
     net::Header r;
     r.type = net::MsgType::TaskReply;
     r.msg_id = net::new_id();
@@ -374,77 +362,39 @@ int Engine::run() {
   // ipp::Context::cancelled() and are reported cancelled when they return.
   auto control = [&](const net::Header& h) {
     if (h.info.kind() != Value::Kind::list) return;
-    const bool cancel = h.task == "cancel";
+    std::vector<std::string> ids;
     for (const auto& v : h.info.as_list()) {
-      if (v.kind() != Value::Kind::string) continue;
-      auto it = jobs.find(v.as_string());
-      if (it == jobs.end()) continue;
-      Impl::Job& job = *it->second;
-      if (!cancel && job.control->started_us.load() != 0) continue;  // abort: too late
-      int expected = Impl::Job::none;
-      job.verdict.compare_exchange_strong(expected,
-                                          cancel ? Impl::Job::cancelled : Impl::Job::aborted);
-      job.control->cancelled.store(true);
+      if (v.kind() == Value::Kind::string) ids.push_back(v.as_string());
     }
+    jobs.control(ids, h.task == "cancel");
   };
-  // Tasks past their time limit: the client is told at once, and the task is cancelled.
+  // Tasks past their time limit: the client is told at once, and the task is cancelled. Its
+  // thread is still taken: the scheduler counts the slot busy until SlotFreed.
   auto enforce_limits = [&] {
     const std::int64_t now = net::now_us();
-    for (auto it = limited.begin(); it != limited.end();) {
-      auto j = jobs.find(*it);
-      if (j == jobs.end()) {
-        it = limited.erase(it);
-        continue;
-      }
-      Impl::Job& job = *j->second;
-      const std::int64_t started = job.control->started_us.load();
-      if (started == 0 || now - started < job.time_limit_ms * 1000) {
-        ++it;
-        continue;
-      }
-      it = limited.erase(it);
-      if (job.replied.exchange(true)) continue;
-      job.verdict.store(Impl::Job::timed_out);
-      job.control->cancelled.store(true);
-      net::Header r = reply_to(job);
-      r.started = started;
+    for (const auto& job : jobs.expire(now)) {
+      net::Header r = reply_to(*job);
+      r.started = job->control->started_us.load();
       r.completed = now;
       r.error =
           make_error_record(ErrorCode::timeout,
                             fmt::format("task '{}' ran longer than its time limit of {} ms; it "
                                         "was cancelled",
-                                        job.request.task, job.time_limit_ms),
-                            job.request.task);
+                                        job->request.task, job->time_limit_ms),
+                            job->request.task);
       r.error->engine = id;
-      // Its thread is still taken: the scheduler counts the slot busy until SlotFreed.
       r.info = Value::map({{"held", true}});
-      net::send(job.channel == 0 ? direct : balanced, signer, net::make_message(std::move(r)),
+      net::send(job->channel == 0 ? direct : balanced, signer, net::make_message(std::move(r)),
                 false, to_controller);
-      overdue[job.request.msg_id] =
-          now +
-          std::chrono::duration_cast<std::chrono::microseconds>(options_.time_limit_grace).count();
     }
-  };
-  // A task past its time limit and the grace period that still runs: its thread cannot be
-  // taken back, so the engine ends, saying why, and its supervisor starts a fresh one.
-  auto escalate_overdue = [&] {
-    const std::int64_t now = net::now_us();
-    for (auto it = overdue.begin(); it != overdue.end();) {
-      auto j = jobs.find(it->first);
-      if (j == jobs.end()) {
-        it = overdue.erase(it);
-        continue;
-      }
-      if (now < it->second) {
-        ++it;
-        continue;
-      }
-      const Impl::Job& job = *j->second;
+    // One still running the grace period later cannot be taken back: the engine ends,
+    // saying why, and its supervisor starts a fresh one.
+    if (const auto job = jobs.past_grace(now)) {
       spdlog::error(
           "engine {}: task '{}' ({}) still runs {} ms after its time limit of {} ms and does "
           "not stop when cancelled; the engine exits (code {}) to be restarted",
-          id, job.request.task, job.request.msg_id, options_.time_limit_grace.count(),
-          job.time_limit_ms, net::kEngineTaskPastTimeLimit);
+          id, job->request.task, job->request.msg_id, options_.time_limit_grace.count(),
+          job->time_limit_ms, net::kEngineTaskPastTimeLimit);
       spdlog::default_logger()->flush();
       std::_Exit(net::kEngineTaskPastTimeLimit);
     }
@@ -489,19 +439,18 @@ int Engine::run() {
                 to_controller);
       return;
     }
-    auto job = std::make_shared<Impl::Job>();
+    auto job = std::make_shared<engine::Job>();
     job->channel = channel;
     job->request.msg_id = h.msg_id;
     job->request.session = h.session;
     job->request.task = h.task;
     job->request.submitted = h.submitted;
     job->time_limit_ms = h.flags.time_limit_ms;
-    jobs[h.msg_id] = job;
-    if (job->time_limit_ms > 0) limited.insert(h.msg_id);
+    jobs.add(job);
     auto done = [post, reply_to, job, id](TaskOutcome out) {
       if (job->replied.exchange(true)) {  // timed out: the client has its answer
         std::optional<net::Envelope> freed;
-        if (job->verdict.load() == Impl::Job::timed_out && job->channel == 1) {
+        if (job->verdict.load() == engine::Job::timed_out && job->channel == 1) {
           net::Header f = reply_to(*job);
           f.type = net::MsgType::SlotFreed;
           freed = net::make_message(std::move(f));
@@ -520,13 +469,13 @@ int Engine::run() {
                          job->control->started_us.load() == 0);
       const std::string& task = job->request.task;
       switch (job->verdict.load()) {
-        case Impl::Job::aborted:
+        case engine::Job::aborted:
           if (!ran) {
             out.error = make_error_record(
                 ErrorCode::aborted, fmt::format("task '{}' was aborted before it ran", task), task);
           }
           break;
-        case Impl::Job::cancelled:
+        case engine::Job::cancelled:
           if (ran) {  // whatever it returned: it was asked to stop
             out.error =
                 make_error_record(ErrorCode::cancelled,
@@ -589,18 +538,6 @@ int Engine::run() {
       runtime.submit(h.task, std::move(payload), std::move(done), job->control,
                      job->time_limit_ms == 0);
     }
-  };
-
-  // Cancels every task held here and drops its reply (the controller already answered it).
-  auto drop_jobs = [&jobs]() -> std::size_t {
-    std::size_t n = 0;
-    for (auto& [msg_id, job] : jobs) {
-      if (job->replied.exchange(true)) continue;
-      job->verdict.store(Impl::Job::cancelled);
-      job->control->cancelled.store(true);
-      ++n;
-    }
-    return n;
   };
 
   std::string reregister_id;
@@ -672,7 +609,7 @@ int Engine::run() {
         if (!h.session.empty() && h.session == controller_session) {
           // This controller declared the engine dead and told the clients of its tasks so:
           // their results must not come too (one outcome per task). They stop here.
-          const std::size_t dropped = drop_jobs();
+          const std::size_t dropped = jobs.drop_all();
           spdlog::warn(
               "engine {} registered again with the controller that had declared it "
               "dead; its {} task(s) were cancelled and their results dropped",
@@ -700,8 +637,7 @@ int Engine::run() {
       std::lock_guard lock(impl.out_mutex);
       finished.swap(impl.finished);
     }
-    for (const auto& f : finished)
-      jobs.erase(f);
+    jobs.forget(finished);
     finished.clear();
   };
   // After a second without tasks, freed memory goes back to the system and kept mappings of
@@ -727,7 +663,7 @@ int Engine::run() {
     }
     // Replies held for company go now; while tasks are queued, replies finishing meanwhile
     // may be held, and this loop comes back for them within kHoldAtMost.
-    std::chrono::milliseconds wait(limited.empty() && overdue.empty() ? 100 : 5);
+    std::chrono::milliseconds wait(jobs.timed() ? 5 : 100);
     {
       std::unique_lock lock(impl.out_mutex);
       send_outgoing(lock);
@@ -769,8 +705,7 @@ int Engine::run() {
     } catch (const ProtocolError& e) {
       spdlog::warn("engine {} dropped a message: {}", id, e.what());
     }
-    if (!limited.empty()) enforce_limits();
-    if (!overdue.empty()) escalate_overdue();
+    if (jobs.timed()) enforce_limits();
     return !stop_.load();
   };
   // Anything else a turn throws ends the loop, and run() throws it on its own thread.
