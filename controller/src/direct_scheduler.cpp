@@ -136,7 +136,15 @@ void DirectScheduler::on_request(net::Envelope& env, const net::Header& h) {
   relay_.feed_submit(false, net::PackedMessage(env));
   Running task{h.task, -1, client};
   env.route.clear();
-  switch (gate_.check(h.target)) {
+  auto verdict = gate_.check(h.target);
+  if (verdict == EngineGate::Verdict::unknown) {
+    // The hub announces an engine before it answers the query that names it, but the event
+    // may still wait in this thread's queue: read it before saying the engine is unknown.
+    while (auto event = EngineEvent::receive(relay_.events()))
+      on_event(*event);
+    verdict = gate_.check(h.target);
+  }
+  switch (verdict) {
     case EngineGate::Verdict::usable:
       dispatch(msg_id, std::move(task), std::move(env), h.target);
       break;
