@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <latch>
 #include <thread>
 
 #include <fmt/format.h>
@@ -56,6 +57,17 @@ std::thread named_thread(const char* name, Body body) {
   });
 }
 
+/// Counts a latch down once: when told, or when its thread's part could not be made.
+struct MadeOnce {
+  std::latch& latch;
+  bool done = false;
+  void operator()() {
+    if (!done) latch.count_down();
+    done = true;
+  }
+  ~MadeOnce() { (*this)(); }
+};
+
 }  // namespace
 
 /// What a running controller owns: its options, database, contexts, sockets and threads. Each
@@ -81,6 +93,9 @@ struct Controller::State {
   zmq::socket_t client_balanced{ctx, zmq::socket_type::router};
   zmq::socket_t engine_balanced{ctx, zmq::socket_type::router};
   std::unique_ptr<ctrl::ConnectionGuard> guard;  // after the sockets: closed before them
+  /// Counted down by each thread once its part is made (its sockets connected and
+  /// subscribed): no engine may register before every part hears the hub's events.
+  std::latch parts_made{4};
 
   [[nodiscard]] ctrl::RelayWiring relay_wiring() {
     return {ctx, traffic, shm, *signer, kEvents, kMonitor};
@@ -92,25 +107,36 @@ void Controller::State::start_threads() {
   threads.push_back(named_thread("ipp-hub", [this] {
     if (options.hub_nice != 0)
       (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), options.hub_nice);
-    ctrl::Hub({ctx, registration, *signer, traffic, kEvents, kHubIn, kMonitor, shm_dir}, options,
-              db.get(), instance, stopping)
-        .run();
+    MadeOnce made{parts_made};
+    ctrl::Hub hub({ctx, registration, *signer, traffic, kEvents, kHubIn, kMonitor, shm_dir},
+                  options, db.get(), instance, stopping);
+    made();
+    hub.run();
   }));
   threads.push_back(named_thread("ipp-guard", [this] { guard->run(stopping); }));
   threads.push_back(named_thread("ipp-heart", [this] {
-    ctrl::Heartbeat(ctx, heartbeat, *signer, options.heartbeat, kEvents, kHubIn).run(stopping);
+    MadeOnce made{parts_made};
+    ctrl::Heartbeat heart(ctx, heartbeat, *signer, options.heartbeat, kEvents, kHubIn);
+    made();
+    heart.run(stopping);
   }));
   threads.push_back(named_thread("ipp-direct", [this] {
-    ctrl::DirectScheduler(relay_wiring(), client_direct, engine_direct).run(stopping);
+    MadeOnce made{parts_made};
+    ctrl::DirectScheduler direct(relay_wiring(), client_direct, engine_direct);
+    made();
+    direct.run(stopping);
   }));
   threads.push_back(named_thread("ipp-balanced", [this] {
-    ctrl::BalancedScheduler(relay_wiring(), client_balanced, engine_balanced,
-                            {.scheme = sched::parse_scheme(options.scheme),
-                             .hwm = options.hwm,
-                             .seed = static_cast<std::uint64_t>(
-                                 std::chrono::steady_clock::now().time_since_epoch().count()),
-                             .remember = std::size_t{1} << 20})
-        .run(stopping);
+    MadeOnce made{parts_made};
+    ctrl::BalancedScheduler balanced(
+        relay_wiring(), client_balanced, engine_balanced,
+        {.scheme = sched::parse_scheme(options.scheme),
+         .hwm = options.hwm,
+         .seed = static_cast<std::uint64_t>(
+             std::chrono::steady_clock::now().time_since_epoch().count()),
+         .remember = std::size_t{1} << 20});
+    made();
+    balanced.run(stopping);
   }));
 }
 
@@ -154,9 +180,12 @@ void Controller::start() {
                                                   {&s.ctx, &s.engine_balanced}},
       max_connections);
   endpoints.bind(sockets, options_);
-  endpoints.write_files(options_.profile_dir);
-
   s.start_threads();
+  // Engines and clients find the controller through these files: only once every part
+  // listens to the hub's events (a scheduler that subscribed late would never learn of the
+  // engines that registered before).
+  s.parts_made.wait();
+  endpoints.write_files(options_.profile_dir);
   spdlog::info(
       "controller listening on {} (profile {}); load balancing: {}, hwm {}; at most {} "
       "connections",
