@@ -164,7 +164,8 @@ void HubRecorder::on_reply(const Traffic& copy, const std::vector<Buffer>& msg,
   if (!id) return;  // a reply to no task the schedulers passed on
   loads.push_back({EngineLoadChange::Kind::answered, copy.engine, *id});
   if (db_ == nullptr) return;
-  if (copy.late && !takes_late_reply(*id)) {
+  const Late late = copy.late ? late_reply(*id) : Late::record;
+  if (late == Late::skip) {
     if (std::uint64_t more = 0; late_.allow(more))
       spdlog::info(
           "hub: a late reply of task {} from engine {} is not recorded: its client was "
@@ -173,6 +174,14 @@ void HubRecorder::on_reply(const Traffic& copy, const std::vector<Buffer>& msg,
     return;
   }
   Write& w = write_for(*id);
+  if (late == Late::record_new) {
+    // Never recorded here (its controller died before recording it): the reply is all there
+    // is of it.
+    w.fresh = true;
+    w.record.task = h.task;
+    w.record.submitted = h.submitted;
+    w.record.kind = "apply";
+  }
   hub::TaskRecord& r = w.record;
   if (h.engine >= 0) r.engine = h.engine;
   r.started = h.started;
@@ -193,7 +202,7 @@ void HubRecorder::on_reply(const Traffic& copy, const std::vector<Buffer>& msg,
     std::tie(r.plugin, r.plugin_hash) = plugin_of_(h.task);
 }
 
-bool HubRecorder::takes_late_reply(net::TaskId id) {
+HubRecorder::Late HubRecorder::late_reply(net::TaskId id) {
   // What the record says now: its write waiting here, else its row.
   std::string status;
   std::optional<ErrorRecord> error;
@@ -204,11 +213,12 @@ bool HubRecorder::takes_late_reply(net::TaskId id) {
     status = row->status;
     error = row->error;
   } else {
-    return true;  // never recorded (a restored controller's unknown task): it is all there is
+    return writes_.count(id) != 0 ? Late::record : Late::record_new;
   }
-  if (status == "pending" || status == "running") return true;
+  if (status == "pending" || status == "running") return Late::record;
   // Failed by a controller's restart, no result having come: the reply repairs it.
-  return status == "error" && error && error->code == ErrorCode::connection;
+  return status == "error" && error && error->code == ErrorCode::connection ? Late::record
+                                                                            : Late::skip;
 }
 
 void HubRecorder::write_all() {

@@ -101,10 +101,12 @@ class HubRecorder {
     bool fresh = false;      // submitted since the last flush
   };
   Write& write_for(net::TaskId id);
-  /// Whether a late reply (Traffic::late) of task `id` is recorded: when the task has no
-  /// outcome yet, or only the one a controller restart gave it. Its client was told something
-  /// else otherwise (the engine died, a retry's result), and the record says the same.
-  bool takes_late_reply(net::TaskId id);
+  /// What becomes of a late reply (Traffic::late) of task `id`: recorded when the task has no
+  /// outcome yet, or only the one a controller restart gave it (and as a new record when there
+  /// is none); skipped otherwise: its client was told something else (the engine died, a
+  /// retry's result), and the record says the same.
+  enum class Late : std::uint8_t { record, record_new, skip };
+  Late late_reply(net::TaskId id);
   /// Puts or updates every write, then commits. Throws what the database throws.
   void write_all();
   /// Writes each write alone; drops those refused for what they hold. False when the database

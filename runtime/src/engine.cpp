@@ -116,6 +116,38 @@ struct Engine::Impl {
   bool loop_sleeps = false;           // the receiving loop polls longer than kHoldAtMost
   std::vector<std::string> finished;  // requests completed, for the receiving loop to forget
   zmq::socket_t* replies[2] = {};     // used only by the thread that set `sending`
+
+  // Replies sent lately, kept for a controller that restarts: one killed before its hub
+  // recorded them gets them again when the engine registers with its successor (the hub
+  // records a reply only where it has no outcome; see HubRecorder). Bounded by age and bytes.
+  // Replies with large parts are not kept: those parts may live in shared memory, whose files
+  // go with their last user.
+  struct Sent {
+    std::chrono::steady_clock::time_point at;
+    int channel;
+    net::Envelope envelope;
+    std::size_t bytes;
+  };
+  static constexpr auto kKeepSent = std::chrono::seconds(15);
+  static constexpr std::size_t kKeepSentBytes = std::size_t{64} << 20;
+  std::deque<Sent> sent;  // guarded by out_mutex
+  std::size_t sent_bytes = 0;
+
+  /// Keeps `env` (a reply sent at `now`) and forgets what is too old or too much. Called with
+  /// out_mutex held.
+  void keep_sent(int channel, net::Envelope&& env, std::chrono::steady_clock::time_point now) {
+    std::size_t bytes = 0;
+    for (const auto& p : env.parts)
+      bytes += p.size();
+    if (bytes < net::SharedMemory::kThreshold) {
+      sent_bytes += bytes;
+      sent.push_back({now, channel, std::move(env), bytes});
+    }
+    while (!sent.empty() && (now - sent.front().at > kKeepSent || sent_bytes > kKeepSentBytes)) {
+      sent_bytes -= sent.front().bytes;
+      sent.pop_front();
+    }
+  }
 };
 
 Engine::Engine(EngineOptions options) : options_(std::move(options)) {}
@@ -328,9 +360,14 @@ int Engine::run() {
             spdlog::error("engine {}: {} results not sent: {}", id, n, e.what());
           }
         }
+      }
+      const auto now = std::chrono::steady_clock::now();
+      lock.lock();
+      for (int c = 0; c < 2; ++c) {
+        for (auto& env : replies[c])
+          impl.keep_sent(c, std::move(env), now);
         replies[c].clear();
       }
-      lock.lock();
     }
     impl.sending = false;
   };
@@ -610,16 +647,28 @@ int Engine::run() {
           // This controller declared the engine dead and told the clients of its tasks so:
           // their results must not come too (one outcome per task). They stop here.
           const std::size_t dropped = jobs.drop_all();
+          greet();
           spdlog::warn(
               "engine {} registered again with the controller that had declared it "
               "dead; its {} task(s) were cancelled and their results dropped",
               id, dropped);
         } else {
-          // A restarted controller: results of tasks it lost track of are still wanted.
+          // A restarted controller: results of tasks it lost track of are still wanted, and
+          // those sent lately may never have been recorded by the one that died.
           controller_session = h.session;
-          spdlog::info("engine {} registered again with the controller", id);
+          greet();
+          std::unique_lock lock(impl.out_mutex);
+          const std::size_t again = impl.sent.size();
+          for (auto& e : impl.sent)
+            impl.outgoing.push_back({e.channel, std::move(e.envelope)});
+          impl.sent.clear();
+          impl.sent_bytes = 0;
+          send_outgoing(lock);
+          spdlog::info(
+              "engine {} registered again with a restarted controller; {} recent "
+              "result(s) sent again",
+              id, again);
         }
-        greet();
         break;
       default:
         spdlog::warn("unexpected {} from the hub", net::to_string(h.type));

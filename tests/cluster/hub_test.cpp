@@ -287,6 +287,40 @@ TEST(HubStart, ACorruptDatabaseStopsTheControllerWithAClearError) {
 namespace ipp {
 namespace {
 
+TEST_F(HubTest, ResultsAClientHadButTheHubHadNotRecordedSurviveAKillAndRestore) {
+  // A hub slowed down on purpose (300 ms per copy): the results reach the client long before
+  // the hub records them, and the controller is killed in between.
+  start_with(1, {"--hub-delay-us", "300000"});
+  std::vector<std::string> ids;
+  for (int i = 1; i <= 4; ++i) {
+    AsyncResult r = (*rc_)[0].apply_async("mul", {i, 10});
+    EXPECT_EQ(r.get(30s), Value(i * 10));
+    ids.push_back(r.msg_ids()[0]);
+  }
+  controller_->signal(SIGKILL);
+  ASSERT_NE(controller_->wait(10s), -1);
+  controller_ = std::make_unique<test::Process>(
+      std::vector<std::string>{test::binary("ippcontroller"), "--profile-dir", dir_.path().string(),
+                               "--heartbeat-ms", "1000", "--log-level", "warn", "--restore"});
+  // The engine registers with the restored controller and sends its recent results again:
+  // each task is recorded with the result its client had, none as failed by the restart.
+  Client rc(ClientOptions{.profile_dir = dir_.path()});
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    while (true) {
+      try {
+        EXPECT_EQ(rc.get_result(ids[i], Duration(5000)),
+                  Value(static_cast<std::int64_t>(i + 1) * 10))
+            << ids[i];
+        break;
+      } catch (const Error& e) {
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << ids[i] << ": " << e.what();
+        std::this_thread::sleep_for(50ms);
+      }
+    }
+  }
+}
+
 TEST_F(HubTest, AControllerKilledAndRestoredKeepsEnginesPluginsAndResults) {
   start_with(2);
   const Value pids_before = rc_->direct_view().apply("getpid");
