@@ -590,15 +590,20 @@ int Engine::run() {
     net::send(reg, signer, net::make_message(again), true);
   };
 
+  // The answer to the hub's PluginPush or PluginUnload `h`.
+  auto plugin_answer = [id](const net::Header& h) {
+    net::Header r;
+    r.type = net::MsgType::PluginLoaded;
+    r.msg_id = net::new_id();
+    r.parent_id = h.msg_id;
+    r.engine = id;
+    return r;
+  };
   auto handle_hub = [&](net::Envelope env) {
     const net::Header h = net::decode_header(env.parts.at(0));
     switch (h.type) {
       case net::MsgType::PluginPush: {
-        net::Header r;
-        r.type = net::MsgType::PluginLoaded;
-        r.msg_id = net::new_id();
-        r.parent_id = h.msg_id;
-        r.engine = id;
+        net::Header r = plugin_answer(h);
         try {
           Value file = decode(net::payload_of(env));
           const auto& bytes = file.as_bytes().data;
@@ -620,11 +625,7 @@ int Engine::run() {
         break;
       }
       case net::MsgType::PluginUnload: {
-        net::Header r;
-        r.type = net::MsgType::PluginLoaded;
-        r.msg_id = net::new_id();
-        r.parent_id = h.msg_id;
-        r.engine = id;
+        net::Header r = plugin_answer(h);
         r.info = Value::map({{"name", h.task}, {"unloaded", runtime.unload(h.task)}});
         net::send(reg, signer, net::make_message(std::move(r)));
         break;
