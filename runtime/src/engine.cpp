@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
+#include "engine/engine_heart.hpp"
 #include "engine/job_table.hpp"
 #include "ipp/codec.hpp"
 #include "ipp/net/connection_file.hpp"
@@ -243,9 +244,6 @@ int Engine::run() {
   // Set by the heartbeat thread when the controller says it does not know this engine (it
   // restarted, or dropped the engine): the receiving loop registers again under the same id.
   std::atomic<bool> need_register{false};
-  // The controller declares an engine dead after one silent period: ping four times per period.
-  const auto ping_every = period / 4;
-  const auto controller_timeout = std::max(options_.controller_timeout, 2 * period);
   std::thread heart([&] {
     // A context (an I/O thread) of its own: a gigabyte message arriving on a task channel
     // does not delay the pings.
@@ -254,41 +252,31 @@ int Engine::run() {
     heartbeat.set(zmq::sockopt::routing_id, identity);
     heartbeat.set(zmq::sockopt::linger, 0);
     heartbeat.connect(conn.endpoint("heartbeat"));
-    auto last_heard = Steady::now();
-    auto next_ping = Steady::now();
-    int unknown = 0;
+    engine::EngineHeart beat(period, options_.controller_timeout, Steady::now());
     zmq::pollitem_t item{heartbeat.handle(), 0, ZMQ_POLLIN, 0};
     while (!heart_stop.load() && !stop_.load()) {
       const auto now = Steady::now();
-      if (now >= next_ping) {
+      if (beat.ping_due(now)) {
         net::Header ping;
         ping.type = net::MsgType::Ping;
         ping.engine = id;
         ping.submitted = net::now_us();
         net::send(heartbeat, signer, net::make_message(ping), true);
-        next_ping = now + ping_every;
       }
-      if (now - last_heard > controller_timeout) {
-        spdlog::warn("engine {}: controller silent for {} ms; exiting", id,
-                     controller_timeout.count());
+      if (beat.given_up(now)) {
+        spdlog::warn("engine {}: controller silent for {} ms; exiting", id, beat.timeout().count());
         exit_code.store(3);
         stop_.store(true);
         break;
       }
-      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_ping - now);
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(beat.until_ping(now));
       try {
         zmq::poll(&item, 1,
                   std::clamp(wait, std::chrono::milliseconds(1), std::chrono::milliseconds(100)));
         if (item.revents & ZMQ_POLLIN) {
           while (auto env = net::recv(heartbeat, signer, zmq::recv_flags::dontwait)) {
-            last_heard = Steady::now();
             const net::Header h = net::decode_header(env->parts.at(0));
-            // Two refusals in a row: one may just race the controller learning of us.
-            unknown = h.error ? unknown + 1 : 0;
-            if (unknown >= 2) {
-              need_register.store(true);
-              unknown = 0;
-            }
+            if (beat.heard(Steady::now(), h.error.has_value())) need_register.store(true);
           }
         }
       } catch (const zmq::error_t& e) {
