@@ -1,5 +1,9 @@
 #include "task_record.hpp"
 
+#include <nlohmann/json.hpp>
+
+#include "ipp/net/json_text.hpp"
+
 namespace ipp::hub {
 
 std::array<char, 8> part_length(std::uint64_t n) {
@@ -84,6 +88,37 @@ std::vector<std::string> unpack_parts(std::string_view blob) {
     blob.remove_prefix(n);
   }
   return out;
+}
+
+std::string error_json(const std::optional<ErrorRecord>& e) {
+  if (!e) return {};
+  nlohmann::json j{{"code", static_cast<int>(e->code)},
+                   {"type", e->type},
+                   {"message", e->message},
+                   {"task", e->task},
+                   {"plugin", e->plugin},
+                   {"engine", e->engine},
+                   {"line", e->line},
+                   {"column", e->column}};
+  if (e->element) j["element"] = *e->element;
+  return json_text(j);
+}
+
+std::optional<ErrorRecord> error_from_json(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  const auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  ErrorRecord r;
+  r.code = static_cast<ErrorCode>(j.value("code", 0));
+  r.type = j.value("type", "");
+  r.message = j.value("message", "");
+  r.task = j.value("task", "");
+  r.plugin = j.value("plugin", "");
+  r.engine = j.value("engine", std::int64_t{-1});
+  r.line = j.value("line", std::size_t{0});
+  r.column = j.value("column", std::size_t{0});
+  if (j.contains("element")) r.element = j["element"].get<std::uint64_t>();
+  return r;
 }
 
 }  // namespace ipp::hub

@@ -54,4 +54,9 @@ std::vector<std::string> unpack_parts(std::string_view blob);
 /// The 8-byte little-endian length that comes before each part in pack_parts()'s blob.
 std::array<char, 8> part_length(std::uint64_t n);
 
+/// An error record as the JSON text of the task table's `error` column (empty for none).
+std::string error_json(const std::optional<ErrorRecord>& e);
+/// The error record of an `error` column's text; nullopt when it is empty or malformed.
+std::optional<ErrorRecord> error_from_json(std::string_view text);
+
 }  // namespace ipp::hub
