@@ -2,8 +2,8 @@
 
 // Splitting a fuzzer's bytes into the pieces a target feeds its parser.
 
-#include <cstddef>
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 #include <vector>

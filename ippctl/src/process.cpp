@@ -8,7 +8,6 @@
 
 #include <fstream>
 #include <system_error>
-#include <thread>
 
 extern char** environ;
 
@@ -70,15 +69,6 @@ bool alive(pid_t pid) {
   std::getline(stat, line);
   const auto close = line.rfind(')');
   return close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'Z';
-}
-
-bool wait_gone(pid_t pid, std::chrono::milliseconds limit) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (alive(pid)) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
 }
 
 std::string tail(const std::filesystem::path& file, std::size_t lines) {

@@ -28,6 +28,22 @@ std::string read(const std::filesystem::path& path) {
   return s.str();
 }
 
+/// Installs this build under `prefix`; the install's log is `log`.
+int install_to(const std::filesystem::path& prefix, const std::filesystem::path& log) {
+  return run("cmake --install '" IPP_BUILD_DIR "' --prefix '" + prefix.string() + "'", log);
+}
+
+/// Configures `source` into `build` against the install at `prefix`, with this build's
+/// compiler and sanitizer flags (what it builds loads into, or talks to, this build's code).
+std::string configure_command(const std::filesystem::path& source,
+                              const std::filesystem::path& build,
+                              const std::filesystem::path& prefix) {
+  const std::string flags = IPP_SANITIZER_FLAGS;
+  return "cmake -S '" + source.string() + "' -B '" + build.string() + "' -DCMAKE_PREFIX_PATH='" +
+         prefix.string() + "' -DCMAKE_CXX_COMPILER='" IPP_CXX_COMPILER "'" +
+         (flags.empty() ? "" : " -DCMAKE_CXX_FLAGS='" + flags + "'");
+}
+
 TEST(ProjectTemplate, RefusesBadNamesAndNonEmptyDirectories) {
   test::TempDir dir;
   EXPECT_THROW(write_plugin_project("1abc", dir / "x"), UsageError);
@@ -48,10 +64,7 @@ TEST(ProjectTemplate, WritesTheProjectFiles) {
 TEST(ProjectTemplate, BuildsOutOfTreeAgainstTheInstalledSdkAndRuns) {
   test::TempDir dir;
   const auto prefix = dir / "prefix";
-  ASSERT_EQ(run("cmake --install '" IPP_BUILD_DIR "' --prefix '" + prefix.string() + "'",
-                dir / "install.log"),
-            0)
-      << read(dir / "install.log");
+  ASSERT_EQ(install_to(prefix, dir / "install.log"), 0) << read(dir / "install.log");
   ASSERT_TRUE(std::filesystem::exists(prefix / "bin" / "ipp-sdk"));
   ASSERT_TRUE(std::filesystem::exists(prefix / "lib" / "cmake" / "ipp" / "ippConfig.cmake"));
 
@@ -63,11 +76,7 @@ TEST(ProjectTemplate, BuildsOutOfTreeAgainstTheInstalledSdkAndRuns) {
       << read(dir / "new.log");
 
   // Same compiler and sanitizer flags as this build, so the plugin can load into this test.
-  std::string flags = IPP_SANITIZER_FLAGS;
-  const std::string configure = "cmake -S '" + project.string() + "' -B '" +
-                                (project / "build").string() + "' -DCMAKE_PREFIX_PATH='" +
-                                prefix.string() + "' -DCMAKE_CXX_COMPILER='" IPP_CXX_COMPILER "'" +
-                                (flags.empty() ? "" : " -DCMAKE_CXX_FLAGS='" + flags + "'");
+  const std::string configure = configure_command(project, project / "build", prefix);
   ASSERT_EQ(run(configure, dir / "configure.log"), 0) << read(dir / "configure.log");
   ASSERT_EQ(run("cmake --build '" + (project / "build").string() + "'", dir / "build.log"), 0)
       << read(dir / "build.log");
@@ -93,18 +102,12 @@ TEST(ProjectTemplate, BuildsOutOfTreeAgainstTheInstalledSdkAndRuns) {
 TEST(ClientProgram, BuildsOutOfTreeAgainstTheInstallAndRunsTheTutorialOnACluster) {
   test::TempDir dir;
   const auto prefix = dir / "prefix";
-  ASSERT_EQ(run("cmake --install '" IPP_BUILD_DIR "' --prefix '" + prefix.string() + "'",
-                dir / "install.log"),
-            0)
-      << read(dir / "install.log");
+  ASSERT_EQ(install_to(prefix, dir / "install.log"), 0) << read(dir / "install.log");
   ASSERT_TRUE(std::filesystem::exists(prefix / "lib" / "libipp_client.a"));
 
   const auto build = dir / "tutorial";
-  std::string flags = IPP_SANITIZER_FLAGS;
-  const std::string configure = "cmake -S '" IPP_SOURCE_DIR "/samples/tutorial' -B '" +
-                                build.string() + "' -DCMAKE_PREFIX_PATH='" + prefix.string() +
-                                "' -DCMAKE_CXX_COMPILER='" IPP_CXX_COMPILER "'" +
-                                (flags.empty() ? "" : " -DCMAKE_CXX_FLAGS='" + flags + "'");
+  const std::string configure = configure_command(
+      std::filesystem::path(IPP_SOURCE_DIR) / "samples" / "tutorial", build, prefix);
   ASSERT_EQ(run(configure, dir / "configure.log"), 0) << read(dir / "configure.log");
   ASSERT_EQ(run("cmake --build '" + build.string() + "'", dir / "build.log"), 0)
       << read(dir / "build.log");

@@ -5,7 +5,6 @@
 
 #include <sys/types.h>
 
-#include <chrono>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -32,9 +31,6 @@ int run_and_wait(const std::vector<std::string>& argv, const SpawnOptions& optio
 /// Whether `pid` is a live process: reaps it if it is our exited child, and a zombie whose
 /// parent has not reaped it yet counts as dead.
 bool alive(pid_t pid);
-
-/// Waits up to `limit` for `pid` to be gone (alive() false); returns whether it is.
-bool wait_gone(pid_t pid, std::chrono::milliseconds limit);
 
 /// The last `lines` lines of `file`, each on a new line indented by two spaces (for errors
 /// that point at a log); empty when the file is missing.
