@@ -209,6 +209,10 @@ int held_connection(const std::string& endpoint) {
 }
 
 TEST_F(Cluster, AFloodOfHeldConnectionsIsRefusedAndTheControllerServesOn) {
+  // A sanitized controller's guard thread runs several times slower than its I/O thread
+  // accepts: at a limit this small its refusals can fall behind by more than the reserve.
+  if (std::string_view(IPP_SANITIZER_FLAGS).size() > 0)
+    GTEST_SKIP() << "needs an unsanitized controller (its guard keeps up with its accepts)";
   // The controller may hold 256 descriptors; the flood is 600 connections that never speak.
   controller_launcher_ = {"/usr/bin/prlimit", "--nofile=256:256"};
   start(1);
