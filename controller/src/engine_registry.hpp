@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -52,6 +53,12 @@ class EngineRegistry {
   /// period engines are told to ping by.
   EngineRegistry(std::string session, std::chrono::milliseconds heartbeat)
       : session_(std::move(session)), heartbeat_(heartbeat) {}
+
+  /// Ids below `first` are never given to a new engine (a restored controller's engines had
+  /// them: they register again and ask for them back).
+  void reserve_ids_below(std::int64_t first) { next_id_ = std::max(next_id_, first); }
+  /// The id the next new engine gets.
+  [[nodiscard]] std::int64_t next_id() const noexcept { return next_id_; }
 
   /// An engine's RegisterRequest. Queues the reply (its id, or an error for an id that belongs
   /// to another process, or a Stop for a removed engine that missed its own) and the events.

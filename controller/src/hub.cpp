@@ -2,6 +2,9 @@
 
 #include <malloc.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include <spdlog/spdlog.h>
 
 #include "ipp/net/message.hpp"
@@ -22,6 +25,15 @@ constexpr auto kDrainAfter = std::chrono::milliseconds(20);
 // Shared-memory parts of messages that were lost (a peer died with them in flight) are
 // removed after kPartsInFlight; every kSweepEvery the directory is looked through.
 constexpr auto kSweepEvery = std::chrono::seconds(10);
+// The next engine id of the profile (a number), read by a restored controller.
+constexpr const char* kEngineIdsFile = "next_engine_id";
+
+std::int64_t read_next_engine_id(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::int64_t next = 0;
+  if (!(in >> next) || next < 0) return 0;
+  return next;
+}
 constexpr auto kPartsInFlight = std::chrono::seconds(600);
 // How long without task traffic before the controller gives freed memory back.
 constexpr auto kTrimAfterIdle = std::chrono::seconds(2);
@@ -56,6 +68,32 @@ Hub::Hub(const HubWiring& wiring, const ControllerOptions& options, hub::TaskDb*
   monitor_.bind(wiring.monitor_endpoint);
   if (options.restore && db != nullptr)
     spdlog::info("restore: {} task(s) were in flight", recorder_.fail_unfinished());
+  if (options.restore) {
+    saved_next_id_ = read_next_engine_id(options.profile_dir / kEngineIdsFile);
+    registry_.reserve_ids_below(saved_next_id_);
+  }
+}
+
+void Hub::save_engine_ids() {
+  const std::int64_t next = registry_.next_id();
+  if (next <= saved_next_id_ || options_.profile_dir.empty()) return;
+  const auto file = options_.profile_dir / kEngineIdsFile;
+  const auto tmp = options_.profile_dir / (std::string(kEngineIdsFile) + ".tmp");
+  std::error_code ec;
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << next << "\n";
+    if (!out.flush()) {
+      spdlog::warn("cannot write {}: a restore could give a new engine an old id", tmp.string());
+      return;
+    }
+  }
+  std::filesystem::rename(tmp, file, ec);
+  if (ec) {
+    spdlog::warn("cannot write {}: {}", file.string(), ec.message());
+    return;
+  }
+  saved_next_id_ = next;
 }
 
 void Hub::send_all(const std::vector<net::Envelope>& messages) {
@@ -138,6 +176,7 @@ void Hub::on_registration() {
           send_registry();  // its id first, then the plugins
           send_all(plugins_.replay_to({e->id, &e->route}, e->awaiting));
           registry_.mark_ready(*e);
+          save_engine_ids();
         }
         send_registry();
         break;

@@ -67,6 +67,9 @@ class Hub {
   void sweep_shared_memory();
   /// Gives freed memory back to the system once the cluster has been idle for a while.
   void trim_when_idle();
+  /// Keeps the next engine id in the profile (kEngineIdsFile) once it passes what was saved:
+  /// a restored controller gives new engines ids no engine of the profile had.
+  void save_engine_ids();
 
   HubWiring wiring_;
   const ControllerOptions& options_;
@@ -83,6 +86,7 @@ class Hub {
   std::chrono::steady_clock::time_point last_sweep_ = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point last_traffic_ = std::chrono::steady_clock::now();
   bool trimmed_ = true;
+  std::int64_t saved_next_id_ = 0;
 };
 
 }  // namespace ipp::ctrl

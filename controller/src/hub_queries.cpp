@@ -48,6 +48,7 @@ const HubQueries::Entry HubQueries::kTable[] = {
     {"plugins", &HubQueries::plugins},
     {"engine_exited", &HubQueries::engine_exited},
     {"remove_engines", &HubQueries::remove_engines},
+    {"lost", &HubQueries::lost},
     {"shutdown", &HubQueries::shutdown},
 };
 
@@ -239,6 +240,26 @@ bool HubQueries::engine_exited(Query& q) {
   if (id >= 0) deps_.drop_engine(id, reason);
   if (!note.is_null()) spdlog::error("engine process {}: {}", pid, note.as_string());
   q.reply.info = Value::map({{"engine", id}});
+  return true;
+}
+
+// From a client that saw the controller restart: the tasks it had in flight, as
+// {"tasks": [[msg_id, kind, task, submitted], ...]}. Those the dead controller never recorded
+// are recorded now as failed by the restart, so that every task a client sent has a row.
+bool HubQueries::lost(Query& q) {
+  deps_.catch_up();  // a task the restored controller was given is recorded as such
+  std::int64_t recorded = 0;
+  const Value tasks = info_field(q.h, "tasks");
+  for (const auto& t : tasks.is_null() ? Value::List{} : tasks.as_list()) {
+    const auto id = net::TaskId::parse(t[0].as_string());
+    const std::string& task = t[2].as_string();
+    if (!id || task.size() > net::kMaxTaskNameBytes)
+      throw UsageError("lost: a task's msg_id or name is malformed");
+    recorded += deps_.recorder.lost(*id, t[1].as_string(), task, q.h.session, t[3].as_int());
+  }
+  if (recorded > 0)
+    spdlog::info("hub: {} task(s) lost by the restart recorded as failed", recorded);
+  q.reply.info = Value::map({{"recorded", recorded}});
   return true;
 }
 

@@ -17,8 +17,8 @@ namespace ipp::ctrl {
 
 /// The hub's queries (`ids`, `engines`, `queue_status`, `plugins`, `result`, `request`,
 /// `result_status`, `history`, `db_query`, `purge`, `engine_exited`, `remove_engines`,
-/// `shutdown`): a table from a query's name to its handler. A query that fails, or whose info
-/// has the wrong shape, is answered with an error saying so; none goes unanswered.
+/// `lost`, `shutdown`): a table from a query's name to its handler. A query that fails, or whose
+/// info has the wrong shape, is answered with an error saying so; none goes unanswered.
 ///
 ///     HubQueries queries({.db = db, .registry = registry, ...});
 ///     if (auto reply = queries.answer(env, header)) send(*reply);
@@ -78,6 +78,7 @@ class HubQueries {
   bool plugins(Query& q);
   bool engine_exited(Query& q);
   bool remove_engines(Query& q);
+  bool lost(Query& q);
   bool shutdown(Query& q);
 
   Deps deps_;

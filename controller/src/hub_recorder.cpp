@@ -1,5 +1,6 @@
 #include "hub_recorder.hpp"
 
+#include <algorithm>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -59,6 +60,27 @@ std::size_t HubRecorder::fail_unfinished() {
   }
   db_->flush();
   return unfinished.size();
+}
+
+bool HubRecorder::lost(net::TaskId id, std::string_view kind, const std::string& task,
+                       const std::string& client, std::int64_t submitted) {
+  if (db_ == nullptr || writes_.count(id) != 0 || db_->get(id.str())) return false;
+  static constexpr std::string_view kKinds[] = {"apply", "map", "execute", "push", "pull", "clear"};
+  Write& w = write_for(id);
+  w.fresh = true;
+  hub::TaskRecord& r = w.record;
+  r.client = client;
+  r.kind =
+      std::find(std::begin(kKinds), std::end(kKinds), kind) != std::end(kKinds) ? kind : "apply";
+  r.task = task;
+  r.submitted = submitted;
+  r.received = net::now_us();
+  r.status = "error";
+  r.error = make_error_record(ErrorCode::connection,
+                              "the controller restarted before it recorded this task; no "
+                              "result has arrived",
+                              task);
+  return true;
 }
 
 HubRecorder::Write& HubRecorder::write_for(net::TaskId id) {

@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -64,6 +65,14 @@ class HubRecorder {
   /// until a late reply says otherwise (an engine that finished one sends its reply when it
   /// reconnects; it is recorded then). Returns how many.
   std::size_t fail_unfinished();
+
+  /// A task its client sent to a controller that died before the hub recorded it (the
+  /// client lists its requests in flight when it sees the restored controller): recorded as
+  /// failed by the restart, unless the hub knows the task (a row, or a write waiting). A late
+  /// reply repairs it as any restart's error. `kind` is apply, map, execute, push, pull or
+  /// clear. Returns whether it made a record.
+  bool lost(net::TaskId id, std::string_view kind, const std::string& task,
+            const std::string& client, std::int64_t submitted);
 
   /// Appends everything `feed` holds to the backlog.
   void take(TrafficFeed& feed);

@@ -184,6 +184,15 @@ int cluster_start(const ClusterCli& c, int n, const EngineSettings& engines, int
     for (pid_t e : existing->engines) {
       if (alive(e)) survivors.push_back(e);
     }
+    // An engine its living supervisor is about to start again (it crashed a moment ago)
+    // counts too, by its last pid: wait_registered() follows it to its new process.
+    if (alive(existing->supervisor)) {
+      for (const auto& e : supervised(profile)) {
+        if (e.value("supervisor", -1) == existing->supervisor && !e.value("alive", true) &&
+            !e.value("done", true))
+          survivors.push_back(e.value("pid", -1));
+      }
+    }
   }
   const bool restore = !survivors.empty() && std::filesystem::exists(profile / net::kClientFile) &&
                        std::filesystem::exists(profile / net::kEngineFile);

@@ -321,6 +321,44 @@ TEST_F(HubTest, ResultsAClientHadButTheHubHadNotRecordedSurviveAKillAndRestore) 
   }
 }
 
+TEST_F(HubTest, TasksTheDeadControllerNeverRecordedGetARowFromTheirClient) {
+  // A hub slowed down on purpose (300 ms per copy): the controller dies before it recorded
+  // the tasks its client sent. One task per engine thread at a time (--hwm 1): most of them
+  // wait in the balanced queue, where only their client knows them once the controller died.
+  start_with(1, {"--hub-delay-us", "300000", "--hwm", "1"});
+  std::vector<AsyncResult> sent;
+  for (int i = 0; i < 6; ++i)
+    sent.push_back(rc_->load_balanced_view().apply_async("wait_here", {0.3}));
+  std::this_thread::sleep_for(100ms);  // sent: two run on the engine, four wait in the queue
+  controller_->signal(SIGKILL);
+  ASSERT_NE(controller_->wait(10s), -1);
+  controller_ = std::make_unique<test::Process>(
+      std::vector<std::string>{test::binary("ippcontroller"), "--profile-dir", dir_.path().string(),
+                               "--heartbeat-ms", "1000", "--log-level", "warn", "--restore"});
+  // The client sees the new controller, fails what it had in flight and lists it to the hub.
+  for (auto& r : sent)
+    EXPECT_THROW((void)r.get(60s), ConnectionError);
+  std::vector<std::string> ids;
+  for (auto& r : sent)
+    ids.push_back(r.msg_ids()[0]);
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (true) {
+    const Value status = rc_->result_status(ids);
+    if (status["unknown"].size() == 0 && status["pending"].size() == 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+        << "rows: " << status.repr() << " (the dead controller never recorded these)";
+    std::this_thread::sleep_for(50ms);
+  }
+  // Each is failed by the restart, or has its result from the engine that ran it.
+  for (const auto& id : ids) {
+    try {
+      EXPECT_EQ(rc_->get_result(id, Duration(5000)).kind(), Value::Kind::integer);
+    } catch (const ConnectionError& e) {
+      EXPECT_NE(std::string(e.what()).find("restarted"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST_F(HubTest, AControllerKilledAndRestoredKeepsEnginesPluginsAndResults) {
   start_with(2);
   const Value pids_before = rc_->direct_view().apply("getpid");

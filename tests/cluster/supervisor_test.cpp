@@ -13,6 +13,7 @@
 
 #include "ipp/client.hpp"
 #include "support/paths.hpp"
+#include "support/process.hpp"
 
 namespace ipp {
 namespace {
@@ -189,6 +190,60 @@ TEST_F(Supervised, ATaskThatEndsItsProcessIsReportedAsSuchAndItsEngineRestarted)
   wait_for_ids(rc, {0, 1});
   EXPECT_EQ(supervised(1)["last_exit"], "exited with code 3");
   EXPECT_EQ(rc.direct_view().apply("sysinfo.engine_id").repr(), "[0, 1]") << "both serve";
+}
+
+TEST_F(Supervised, ARestoreWhileAnEngineIsBeingRestartedStartsNoExtraEngine) {
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 1").code, 0);
+  Client rc = client();
+  const pid_t engine = supervised(1)["pid"].get<pid_t>();
+  const pid_t controller = cluster_file()["controller"].get<pid_t>();
+  // Engine 1 dies; while its supervisor waits to start it again, the controller dies too.
+  ASSERT_EQ(::kill(engine, SIGKILL), 0);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (supervised(1)["alive"] == true) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the supervisor did not notice";
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(::kill(controller, SIGKILL), 0);
+  while (alive(controller))
+    std::this_thread::sleep_for(5ms);
+  const CtlResult restored = ctl("cluster start -n 2 --engine-threads 1");
+  ASSERT_EQ(restored.code, 0) << restored.err;
+  EXPECT_NE(restored.out.find("2 engine(s) came back, 0 started"), std::string::npos)
+      << restored.out;
+  Client after = client();
+  wait_for_ids(after, {0, 1});
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(after.ids(), (std::vector<std::int64_t>{0, 1})) << "no third engine";
+  EXPECT_EQ(cluster_file()["supervised"].size(), 2u) << cluster_file();
+}
+
+TEST_F(Supervised, ARestoredControllerGivesANewEngineAnIdNoEngineHadBefore) {
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 1").code, 0);
+  const json c = cluster_file();
+  const pid_t controller = c["controller"].get<pid_t>();
+  std::vector<pid_t> engines;
+  for (const auto& e : c["supervised"])
+    engines.push_back(e["pid"].get<pid_t>());
+  ASSERT_EQ(engines.size(), 2u);
+  // The old engines are held back (paused) while the controller is restored and a new
+  // engine joins: the new one must not take an id the old ones will ask for.
+  for (pid_t p : engines)
+    ASSERT_EQ(::kill(p, SIGSTOP), 0);
+  ASSERT_EQ(::kill(controller, SIGKILL), 0);
+  while (alive(controller))
+    std::this_thread::sleep_for(5ms);
+  test::Process restored({std::string(IPP_BUILD_DIR) + "/bin/ippcontroller", "--profile-dir",
+                          dir_.path().string(), "--restore", "--log-level", "warn"});
+  test::Process newcomer({std::string(IPP_BUILD_DIR) + "/bin/ippengine", "--profile-dir",
+                          dir_.path().string(), "--threads", "1", "--log-level", "warn"});
+  Client rc = client();
+  wait_for_ids(rc, {2});
+  for (pid_t p : engines)
+    ASSERT_EQ(::kill(p, SIGCONT), 0);
+  wait_for_ids(rc, {0, 1, 2});
+  for (pid_t p : engines)
+    EXPECT_TRUE(alive(p)) << "an old engine was refused its id";
 }
 
 TEST_F(Supervised, ClusterStopLeavesNoProcessBehind) {

@@ -189,6 +189,31 @@ TEST_F(HubQueriesTest, AMalformedQueryIsAnsweredSayingSo) {
   EXPECT_EQ(bad.error->message.rfind("malformed 'db_query' query: ", 0), 0u) << bad.error->message;
 }
 
+TEST_F(HubQueriesTest, TasksAClientLostInARestartAreRecordedOnce) {
+  const std::string known = task(Value::list({2, 3}), Value(6));
+  const std::string lost = net::new_id();
+  auto lost_query = [&] {
+    return ask("lost",
+               Value::map({{"tasks", Value::list({Value::list({known, "apply", "mul", 1}),
+                                                  Value::list({lost, "apply", "mul", 2})})}}));
+  };
+  const auto [r, v] = lost_query();
+  ASSERT_FALSE(r.error.has_value()) << r.error->message;
+  EXPECT_EQ(r.info["recorded"], Value(1));
+  EXPECT_GE(caught_up, 1) << "what the schedulers handed over is recorded first";
+  recorder.flush();
+  EXPECT_EQ(db.get(lost)->status, "error");
+  EXPECT_EQ(db.get(known)->status, "ok");
+  EXPECT_EQ(lost_query().first.info["recorded"], Value(0));
+  // Malformed: an id that is none, a name past the limit.
+  for (const Value& bad : {Value::list({"not-an-id", "apply", "mul", 1}),
+                           Value::list({net::new_id(), "apply", std::string(5000, 'x'), 1})}) {
+    const auto [e, _] = ask("lost", Value::map({{"tasks", Value::list({bad})}}));
+    ASSERT_TRUE(e.error.has_value());
+    EXPECT_EQ(e.error->code, ErrorCode::usage) << e.error->message;
+  }
+}
+
 TEST_F(HubQueriesTest, WithoutADatabaseTheDatabaseQueriesSaySo) {
   with_db = false;
   for (const char* name : {"result", "history", "db_query", "purge", "result_status"}) {

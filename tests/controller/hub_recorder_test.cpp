@@ -179,6 +179,39 @@ TEST_F(HubRecorderTest, ARestoreFailsWhatWasInFlightAndALateReplyRepairsIt) {
   EXPECT_FALSE(row(running).error.has_value());
 }
 
+TEST_F(HubRecorderTest, ATaskARestartLostIsRecordedFailedUntilItsReplyComes) {
+  const std::string known = net::new_id(), lost = net::new_id(), resent = net::new_id();
+  record(submit(known));
+  rec.flush();
+  // What a client had in flight when it saw the restored controller.
+  EXPECT_FALSE(rec.lost(*net::TaskId::parse(known), "apply", "mul", "client-1", 5));
+  EXPECT_TRUE(rec.lost(*net::TaskId::parse(lost), "map", "mul", "client-1", 7));
+  EXPECT_FALSE(rec.lost(*net::TaskId::parse(lost), "map", "mul", "client-1", 7)) << "once";
+  EXPECT_TRUE(rec.lost(*net::TaskId::parse(resent), "shell", "mul", "client-1", 9));
+  rec.flush();
+  EXPECT_EQ(row(known).status, "pending") << "a task the hub knows keeps its row";
+  const hub::TaskRecord r = row(lost);
+  EXPECT_EQ(r.status, "error");
+  ASSERT_TRUE(r.error.has_value());
+  EXPECT_EQ(r.error->code, ErrorCode::connection);
+  EXPECT_NE(r.error->message.find("restarted"), std::string::npos) << r.error->message;
+  EXPECT_EQ(r.kind, "map");
+  EXPECT_EQ(r.client, "client-1");
+  EXPECT_EQ(r.submitted, 7);
+  EXPECT_EQ(row(resent).kind, "apply") << "a kind there is not is not recorded";
+  // The engine that ran it sends its reply when it reconnects: the reply repairs the row.
+  Traffic late = reply(lost, 1);
+  late.late = true;
+  record(late);
+  // One the restored controller was given after all: recorded as usual from its copies.
+  record(submit(resent));
+  record(reply(resent, 2));
+  rec.flush();
+  EXPECT_EQ(row(lost).status, "ok");
+  EXPECT_EQ(row(resent).status, "ok");
+  EXPECT_EQ(row(resent).engine, 2);
+}
+
 TEST_F(HubRecorderTest, ABacklogIsRecordedInBoundedBatches) {
   TrafficFeed feed;
   zmq::context_t ctx;

@@ -384,9 +384,12 @@ TEST_F(PollTest, NothingToReadTimesOutWithNothing) {
 
 TEST_F(PollTest, AMessageThatCameLaterWakesItAndOnlyItsSocketIsReady) {
   zmq::pollitem_t items[] = {{a_.handle(), 0, ZMQ_POLLIN, 0}, {b_.handle(), 0, ZMQ_POLLIN, 0}};
+  // A socket of its own for the other thread: a ZeroMQ socket is used by one thread at a time.
+  zmq::socket_t c(ctx_, zmq::socket_type::dealer);
+  c.connect(a_.get(zmq::sockopt::last_endpoint));
   std::thread later([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(30));
-    b_.send(zmq::str_buffer("ping"), zmq::send_flags::none);
+    c.send(zmq::str_buffer("ping"), zmq::send_flags::none);
   });
   int n = 0;
   for (int i = 0; i < 100 && n == 0; ++i)  // each wait is up to 5 s: never a busy loop

@@ -35,6 +35,7 @@ std::shared_ptr<Slot> send_task(ClientCore& core, const std::shared_ptr<ResultSt
   auto slot = std::make_shared<Slot>();
   slot->msg_id = h.msg_id;
   slot->task = task;
+  slot->type = type;
   slot->target = target;
   slot->submitted = h.submitted;
   state->slots.push_back(slot);

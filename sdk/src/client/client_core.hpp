@@ -54,6 +54,9 @@ struct Reply {
 struct Slot {
   std::string msg_id;
   std::string task;
+  /// What was sent: a task to a scheduler (which the hub records), or a hub request (a query
+  /// or a push).
+  net::MsgType type = net::MsgType::QueryRequest;
   std::int64_t target = -1;
   std::int64_t submitted = 0;
   bool done = false;
@@ -415,12 +418,47 @@ struct ClientCore {
   /// The controller that had the pending requests restarted, so no reply will come (an engine
   /// that finishes a task still gets its result into the task database).
   void controller_restarted() {
+    report_lost();
     fail_all([](const std::string& id) {
       return fmt::format(
           "the controller restarted while this request was in flight; if its engine finishes "
           "it, the result will be in the task database: get_result(\"{}\")",
           id);
     });
+  }
+
+  /// Tells the restored controller's hub which tasks this client had in flight, so that
+  /// those the dead controller never recorded get a row (failed by the restart) too. Its
+  /// answer is not waited for.
+  void report_lost() {
+    Value::List tasks;
+    {
+      std::lock_guard lock(pending_mutex);
+      for (const auto& [id, p] : pending) {
+        const net::MsgType type = p.slot->type;
+        if (type != net::MsgType::ApplyRequest && type != net::MsgType::MapRequest &&
+            type != net::MsgType::ExecuteRequest && type != net::MsgType::NamespaceRequest)
+          continue;
+        const char* kind = type == net::MsgType::ApplyRequest ? "apply"
+                           : type == net::MsgType::MapRequest ? "map"
+                           : type == net::MsgType::ExecuteRequest
+                               ? "execute"
+                               : p.slot->task.c_str();  // push, pull, clear
+        tasks.push_back(Value::list({p.slot->msg_id, kind, p.slot->task, p.slot->submitted}));
+      }
+    }
+    if (tasks.empty()) return;
+    net::Header h;
+    h.type = net::MsgType::QueryRequest;
+    h.msg_id = net::new_id();
+    h.session = session;
+    h.task = "lost";
+    h.info = Value::map({{"tasks", Value(std::move(tasks))}});
+    try {
+      net::send(sockets[kRegistration], signer, net::make_message(h), true);
+    } catch (const std::exception&) {
+      // Best effort: the tasks' rows stay as the dead controller left them.
+    }
   }
 
   /// A reply's header; a reply whose result was lost on the way fails its request saying so.
