@@ -17,6 +17,7 @@
 
 #include "engine/engine_heart.hpp"
 #include "engine/job_table.hpp"
+#include "engine/reply_batcher.hpp"
 #include "ipp/codec.hpp"
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/engine_exit.hpp"
@@ -32,9 +33,6 @@ namespace ipp {
 namespace {
 
 using Steady = std::chrono::steady_clock;
-constexpr std::size_t kMaxBatch = 256;  // replies per message to a scheduler
-// The longest a finished reply waits for others to go with it (see Engine::Impl).
-constexpr std::chrono::milliseconds kHoldAtMost{1};
 
 std::filesystem::path default_store() {
   return std::filesystem::temp_directory_path() / fmt::format("ipp-engine-{}", ::getpid());
@@ -95,61 +93,6 @@ TaskOutcome not_started(const std::string& task, std::int64_t engine) {
 }
 
 }  // namespace
-
-struct Engine::Impl {
-  // Results finished on pool threads are sent by the pool threads themselves, on send-only
-  // sockets of their own: a reply does not wait for the receiving loop. One thread at a
-  // time sends; results that finish meanwhile queue here and go with its next batch.
-  //
-  // While tasks wait in the pool's queue, a finished reply is held for the next ones to
-  // join it: a burst of small tasks goes back as a few batches, one signature and one
-  // wake-up of the scheduler each, instead of a message per task. Held replies go when the
-  // queue is empty, when kMaxBatch are held, or at the receiving loop's next turn, which
-  // comes within kHoldAtMost while any are held (it polls that briefly while tasks are
-  // queued). A reply is never held while that loop sleeps longer.
-  struct Outgoing {
-    int channel;  // 0 direct, 1 balanced
-    net::Envelope envelope;
-  };
-  std::mutex out_mutex;
-  std::deque<Outgoing> outgoing;
-  bool sending = false;               // a thread is sending `outgoing`
-  bool loop_sleeps = false;           // the receiving loop polls longer than kHoldAtMost
-  std::vector<std::string> finished;  // requests completed, for the receiving loop to forget
-  zmq::socket_t* replies[2] = {};     // used only by the thread that set `sending`
-
-  // Replies sent lately, kept for a controller that restarts: one killed before its hub
-  // recorded them gets them again when the engine registers with its successor (the hub
-  // records a reply only where it has no outcome; see HubRecorder). Bounded by age and bytes.
-  // Replies with large parts are not kept: those parts may live in shared memory, whose files
-  // go with their last user.
-  struct Sent {
-    std::chrono::steady_clock::time_point at;
-    int channel;
-    net::Envelope envelope;
-    std::size_t bytes;
-  };
-  static constexpr auto kKeepSent = std::chrono::seconds(15);
-  static constexpr std::size_t kKeepSentBytes = std::size_t{64} << 20;
-  std::deque<Sent> sent;  // guarded by out_mutex
-  std::size_t sent_bytes = 0;
-
-  /// Keeps `env` (a reply sent at `now`) and forgets what is too old or too much. Called with
-  /// out_mutex held.
-  void keep_sent(int channel, net::Envelope&& env, std::chrono::steady_clock::time_point now) {
-    std::size_t bytes = 0;
-    for (const auto& p : env.parts)
-      bytes += p.size();
-    if (bytes < net::SharedMemory::kThreshold) {
-      sent_bytes += bytes;
-      sent.push_back({now, channel, std::move(env), bytes});
-    }
-    while (!sent.empty() && (now - sent.front().at > kKeepSent || sent_bytes > kKeepSentBytes)) {
-      sent_bytes -= sent.front().bytes;
-      sent.pop_front();
-    }
-  }
-};
 
 Engine::Engine(EngineOptions options) : options_(std::move(options)) {}
 Engine::~Engine() = default;
@@ -306,7 +249,6 @@ int Engine::run() {
   };
   greet();
 
-  Impl impl;
   // Send-only sockets for results: the schedulers match a reply by its header, not by the
   // connection it came on, and never send to these.
   zmq::socket_t reply_sockets[2] = {{ctx, zmq::socket_type::dealer},
@@ -316,58 +258,17 @@ int Engine::run() {
     s.set(zmq::sockopt::linger, 0);
     s.set(zmq::sockopt::sndhwm, 0);
     s.connect(conn.endpoint(c == 0 ? "engine_direct" : "engine_balanced", local));
-    impl.replies[c] = &s;
   }
+  Executor& pool = runtime.executor();
+  engine::ReplyBatcher replies({&reply_sockets[0], &reply_sockets[1]}, signer, to_controller, id,
+                               [&pool] { return pool.queued(); });
   // However run() ends, the pool finishes with the reply sockets before they close.
   struct IdlePool {
     Executor& pool;
     ~IdlePool() { pool.wait_idle(); }
-  } idle_pool{runtime.executor()};
-  // Sends what is in `outgoing` unless another thread is at it (that one takes it along).
-  // Called with `lock` held; returns with it held.
-  auto send_outgoing = [&impl, &signer, to_controller, id](std::unique_lock<std::mutex>& lock) {
-    if (impl.sending || impl.outgoing.empty()) return;
-    impl.sending = true;
-    std::deque<Impl::Outgoing> batch;
-    std::vector<net::Envelope> replies[2];
-    while (!impl.outgoing.empty()) {
-      batch.swap(impl.outgoing);
-      lock.unlock();
-      // Replies finished together go to their scheduler as one batch per channel.
-      for (auto& o : batch)
-        replies[o.channel].push_back(std::move(o.envelope));
-      batch.clear();
-      for (int c = 0; c < 2; ++c) {
-        for (std::size_t from = 0; from < replies[c].size(); from += kMaxBatch) {
-          const std::size_t n = std::min(kMaxBatch, replies[c].size() - from);
-          try {
-            net::send_batch(*impl.replies[c], signer, {},
-                            std::span<const net::Envelope>(replies[c]).subspan(from, n), false,
-                            to_controller);
-          } catch (const std::exception& e) {
-            spdlog::error("engine {}: {} results not sent: {}", id, n, e.what());
-          }
-        }
-      }
-      const auto now = std::chrono::steady_clock::now();
-      lock.lock();
-      for (int c = 0; c < 2; ++c) {
-        for (auto& env : replies[c])
-          impl.keep_sent(c, std::move(env), now);
-        replies[c].clear();
-      }
-    }
-    impl.sending = false;
-  };
-  Executor& pool = runtime.executor();
-  auto post = [&impl, &pool, send_outgoing](int channel, std::optional<net::Envelope> env,
-                                            std::string finished) {
-    std::unique_lock lock(impl.out_mutex);
-    impl.finished.push_back(std::move(finished));
-    if (env) impl.outgoing.push_back({channel, std::move(*env)});
-    // Held for the tasks queued behind it, unless the loop that would send it sleeps.
-    if (!impl.loop_sleeps && impl.outgoing.size() < kMaxBatch && pool.queued() > 0) return;
-    send_outgoing(lock);
+  } idle_pool{pool};
+  auto post = [&replies](int channel, std::optional<net::Envelope> env, std::string finished) {
+    replies.post(channel, std::move(env), std::move(finished));
   };
   // Tasks held here (the receiving loop's only): queued or running, with their time limits.
   engine::JobTable jobs(options_.time_limit_grace);
@@ -646,13 +547,7 @@ int Engine::run() {
           // those sent lately may never have been recorded by the one that died.
           controller_session = h.session;
           greet();
-          std::unique_lock lock(impl.out_mutex);
-          const std::size_t again = impl.sent.size();
-          for (auto& e : impl.sent)
-            impl.outgoing.push_back({e.channel, std::move(e.envelope)});
-          impl.sent.clear();
-          impl.sent_bytes = 0;
-          send_outgoing(lock);
+          const std::size_t again = replies.resend_kept();
           spdlog::info(
               "engine {} registered again with a restarted controller; {} recent "
               "result(s) sent again",
@@ -669,15 +564,7 @@ int Engine::run() {
                              {balanced.handle(), 0, ZMQ_POLLIN, 0}};
   // Finished tasks are forgotten at the next turn of the loop; until then an abort or a
   // time limit that names one finds it replied and does nothing.
-  std::vector<std::string> finished;
-  auto forget_finished = [&] {
-    {
-      std::lock_guard lock(impl.out_mutex);
-      finished.swap(impl.finished);
-    }
-    jobs.forget(finished);
-    finished.clear();
-  };
+  auto forget_finished = [&] { jobs.forget(replies.take_finished()); };
   // After a second without tasks, freed memory goes back to the system and kept mappings of
   // shared memory go: an idle engine's footprint does not stay at the high-water mark of its
   // last (maybe large) work.
@@ -700,19 +587,10 @@ int Engine::run() {
       trimmed = true;
     }
     // Replies held for company go now; while tasks are queued, replies finishing meanwhile
-    // may be held, and this loop comes back for them within kHoldAtMost.
-    std::chrono::milliseconds wait(jobs.timed() ? 5 : 100);
-    {
-      std::unique_lock lock(impl.out_mutex);
-      send_outgoing(lock);
-      if (pool.queued() > 0) wait = kHoldAtMost;
-      impl.loop_sleeps = wait > kHoldAtMost;
-    }
+    // may be held, and this loop comes back for them within ReplyBatcher::kHoldAtMost.
+    const auto wait = replies.before_wait(std::chrono::milliseconds(jobs.timed() ? 5 : 100));
     const int polled = net::poll(items, 3, wait);
-    if (impl.loop_sleeps) {
-      std::lock_guard lock(impl.out_mutex);
-      impl.loop_sleeps = false;
-    }
+    replies.after_wait();
     // A signal: the loop condition decides.
     if (polled < 0) return !stop_.load();
     if ((items[0].revents | items[1].revents | items[2].revents) & ZMQ_POLLIN) {
