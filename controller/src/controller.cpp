@@ -96,6 +96,9 @@ struct Controller::State {
   /// Counted down by each thread once its part is made (its sockets connected and
   /// subscribed): no engine may register before every part hears the hub's events.
   std::latch parts_made{4};
+  /// Counted down once the hub has bound its inproc endpoints: the other parts connect to them
+  /// only then (libzmq's inproc connect before bind races with the bind completing it).
+  std::latch hub_bound{1};
 
   [[nodiscard]] ctrl::RelayWiring relay_wiring() {
     return {ctx, traffic, shm, *signer, kEvents, kMonitor};
@@ -108,26 +111,31 @@ void Controller::State::start_threads() {
     if (options.hub_nice != 0)
       (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), options.hub_nice);
     MadeOnce made{parts_made};
+    MadeOnce bound{hub_bound};
     ctrl::Hub hub({ctx, registration, *signer, traffic, kEvents, kHubIn, kMonitor, shm_dir},
                   options, db.get(), instance, stopping);
+    bound();
     made();
     hub.run();
   }));
   threads.push_back(named_thread("ipp-guard", [this] { guard->run(stopping); }));
   threads.push_back(named_thread("ipp-heart", [this] {
     MadeOnce made{parts_made};
+    hub_bound.wait();
     ctrl::Heartbeat heart(ctx, heartbeat, *signer, options.heartbeat, kEvents, kHubIn);
     made();
     heart.run(stopping);
   }));
   threads.push_back(named_thread("ipp-direct", [this] {
     MadeOnce made{parts_made};
+    hub_bound.wait();
     ctrl::DirectScheduler direct(relay_wiring(), client_direct, engine_direct);
     made();
     direct.run(stopping);
   }));
   threads.push_back(named_thread("ipp-balanced", [this] {
     MadeOnce made{parts_made};
+    hub_bound.wait();
     ctrl::BalancedScheduler balanced(
         relay_wiring(), client_balanced, engine_balanced,
         {.scheme = sched::parse_scheme(options.scheme),
