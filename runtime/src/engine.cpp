@@ -18,6 +18,7 @@
 #include "engine/engine_heart.hpp"
 #include "engine/job_table.hpp"
 #include "engine/reply_batcher.hpp"
+#include "engine/task_dispatcher.hpp"
 #include "ipp/codec.hpp"
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/engine_exit.hpp"
@@ -36,60 +37,6 @@ using Steady = std::chrono::steady_clock;
 
 std::filesystem::path default_store() {
   return std::filesystem::temp_directory_path() / fmt::format("ipp-engine-{}", ::getpid());
-}
-
-/// A client's namespace request: "push" (a map of name -> value), "pull" (a list of names;
-/// replies with the list of values) or "clear".
-TaskOutcome namespace_op(Runtime& runtime, const std::string& op, const Payload& payload,
-                         std::int64_t engine) {
-  TaskOutcome out;
-  out.started = Clock::now();
-  auto fail = [&](ErrorCode code, std::string message) {
-    out.error = make_error_record(code, std::move(message), op, engine);
-  };
-  try {
-    if (op == "push") {
-      const Value values = decode(payload);
-      for (const auto& [name, value] : values.as_map()) {
-        if (value.kind() == Value::Kind::ref) {
-          fail(ErrorCode::argument, fmt::format("cannot bind '{}' to a reference", name));
-          break;
-        }
-      }
-      if (out.ok()) {
-        for (const auto& [name, value] : values.as_map())
-          runtime.ns().set(name, value);
-      }
-    } else if (op == "pull") {
-      const Value names = decode(payload);
-      Value::List values;
-      for (const auto& n : names.as_list()) {
-        auto v = runtime.ns().get(n.as_string());
-        if (!v) {
-          fail(ErrorCode::name_error,
-               fmt::format("name '{}' is not defined on engine {}", n.as_string(), engine));
-          break;
-        }
-        values.push_back(std::move(*v));
-      }
-      if (out.ok()) out.result = encode(Value(std::move(values)));
-    } else if (op == "clear") {
-      runtime.clear_namespace();
-    } else {
-      fail(ErrorCode::usage, fmt::format("unknown namespace operation '{}'", op));
-    }
-  } catch (const Error& e) {
-    fail(e.code(), e.what());
-  }
-  out.completed = Clock::now();
-  return out;
-}
-
-TaskOutcome not_started(const std::string& task, std::int64_t engine) {
-  TaskOutcome out;
-  out.started = out.completed = Clock::now();
-  out.error = cancelled_before_start(task, engine);
-  return out;
 }
 
 }  // namespace
@@ -267,204 +214,16 @@ int Engine::run() {
     Executor& pool;
     ~IdlePool() { pool.wait_idle(); }
   } idle_pool{pool};
-  auto post = [&replies](int channel, std::optional<net::Envelope> env, std::string finished) {
-    replies.post(channel, std::move(env), std::move(finished));
-  };
   // Tasks held here (the receiving loop's only): queued or running, with their time limits.
   engine::JobTable jobs(options_.time_limit_grace);
-  auto reply_to = [id](const engine::Job& job) {
-    net::Header r;
-    r.type = net::MsgType::TaskReply;
-    r.msg_id = net::new_id();
-    r.parent_id = job.request.msg_id;
-    r.session = job.request.session;
-    r.task = job.request.task;
-    r.engine = id;
-    r.submitted = job.request.submitted;
-    return r;
-  };
-
-  // abort: tasks not started yet will not run; cancel: the same, and running tasks see
-  // ipp::Context::cancelled() and are reported cancelled when they return.
-  auto control = [&](const net::Header& h) {
-    if (h.info.kind() != Value::Kind::list) return;
-    std::vector<std::string> ids;
-    for (const auto& v : h.info.as_list()) {
-      if (v.kind() == Value::Kind::string) ids.push_back(v.as_string());
-    }
-    jobs.control(ids, h.task == "cancel");
-  };
-  // Tasks past their time limit: the client is told at once, and the task is cancelled. Its
-  // thread is still taken: the scheduler counts the slot busy until SlotFreed.
-  auto enforce_limits = [&] {
-    const std::int64_t now = net::now_us();
-    for (const auto& job : jobs.expire(now)) {
-      net::Header r = reply_to(*job);
-      r.started = job->control->started_us.load();
-      r.completed = now;
-      r.error =
-          make_error_record(ErrorCode::timeout,
-                            fmt::format("task '{}' ran longer than its time limit of {} ms; it "
-                                        "was cancelled",
-                                        job->request.task, job->time_limit_ms),
-                            job->request.task);
-      r.error->engine = id;
-      r.info = Value::map({{"held", true}});
-      net::send(job->channel == 0 ? direct : balanced, signer, net::make_message(std::move(r)),
-                false, to_controller);
-    }
-    // One still running the grace period later cannot be taken back: the engine ends,
-    // saying why, and its supervisor starts a fresh one.
-    if (const auto job = jobs.past_grace(now)) {
-      spdlog::error(
-          "engine {}: task '{}' ({}) still runs {} ms after its time limit of {} ms and does "
-          "not stop when cancelled; the engine exits (code {}) to be restarted",
-          id, job->request.task, job->request.msg_id, options_.time_limit_grace.count(),
-          job->time_limit_ms, net::kEngineTaskPastTimeLimit);
-      spdlog::default_logger()->flush();
-      std::_Exit(net::kEngineTaskPastTimeLimit);
-    }
-  };
-
-  auto handle_task = [&](int channel, net::Envelope env) {
-    net::Header h;
-    try {
-      h = net::decode_header(env.parts.at(0));
-    } catch (const ProtocolError& e) {
-      spdlog::warn("dropped a task message: {}", e.what());
-      return;
-    }
-    switch (h.type) {
-      case net::MsgType::ApplyRequest:
-      case net::MsgType::MapRequest:
-      case net::MsgType::ExecuteRequest:
-      case net::MsgType::NamespaceRequest:
-        break;
-      case net::MsgType::ControlRequest:
-        control(h);
-        return;
-      default:
-        spdlog::warn("unexpected {} on a task channel", net::to_string(h.type));
-        return;
-    }
-    if (!env.unreadable.empty()) {  // a part it needs never arrived: say so, run nothing
-      net::Header r;
-      r.type = net::MsgType::TaskReply;
-      r.msg_id = net::new_id();
-      r.parent_id = h.msg_id;
-      r.session = h.session;
-      r.task = h.task;
-      r.engine = id;
-      r.error = make_error_record(
-          ErrorCode::protocol,
-          fmt::format("the request for task '{}' could not be read on engine {}: {}", h.task, id,
-                      env.unreadable),
-          h.task);
-      r.error->engine = id;
-      net::send(channel == 0 ? direct : balanced, signer, net::make_message(std::move(r)), false,
-                to_controller);
-      return;
-    }
-    auto job = std::make_shared<engine::Job>();
-    job->channel = channel;
-    job->request.msg_id = h.msg_id;
-    job->request.session = h.session;
-    job->request.task = h.task;
-    job->request.submitted = h.submitted;
-    job->time_limit_ms = h.flags.time_limit_ms;
-    jobs.add(job);
-    auto done = [post, reply_to, job, id](TaskOutcome out) {
-      if (job->replied.exchange(true)) {  // timed out: the client has its answer
-        std::optional<net::Envelope> freed;
-        if (job->verdict.load() == engine::Job::timed_out && job->channel == 1) {
-          net::Header f = reply_to(*job);
-          f.type = net::MsgType::SlotFreed;
-          freed = net::make_message(std::move(f));
-        }
-        post(job->channel, std::move(freed), job->request.msg_id);
-        return;
-      }
-      net::Header r = reply_to(*job);
-      r.started =
-          std::chrono::duration_cast<std::chrono::microseconds>(out.started.time_since_epoch())
-              .count();
-      r.completed =
-          std::chrono::duration_cast<std::chrono::microseconds>(out.completed.time_since_epoch())
-              .count();
-      const bool ran = !(out.error && out.error->code == ErrorCode::cancelled &&
-                         job->control->started_us.load() == 0);
-      const std::string& task = job->request.task;
-      switch (job->verdict.load()) {
-        case engine::Job::aborted:
-          if (!ran) {
-            out.error = make_error_record(
-                ErrorCode::aborted, fmt::format("task '{}' was aborted before it ran", task), task);
-          }
-          break;
-        case engine::Job::cancelled:
-          if (ran) {  // whatever it returned: it was asked to stop
-            out.error =
-                make_error_record(ErrorCode::cancelled,
-                                  fmt::format("task '{}' was cancelled while it ran", task), task);
-          }
-          break;
-        default:
-          break;
-      }
-      if (out.error) {
-        out.error->engine = id;
-        r.error = std::move(out.error);
-      }
-      net::Envelope reply =
-          net::make_message(std::move(r), out.ok() ? std::move(out.result) : Payload{});
-      post(job->channel, std::move(reply), job->request.msg_id);
-    };
-    Payload payload = net::payload_of(env);
-    const bool is_map = h.type == net::MsgType::MapRequest;
-    switch (h.type) {
-      case net::MsgType::ExecuteRequest:
-        runtime.submit_ordered(
-            [&runtime, payload = std::move(payload), control = job->control, id]() -> TaskOutcome {
-              if (!control->start()) return not_started("execute", id);
-              const Value code = decode(payload);
-              return runtime.execute(code.as_string(), &control->cancelled);
-            },
-            std::move(done));
-        return;
-      case net::MsgType::NamespaceRequest:
-        runtime.submit_ordered(
-            [&runtime, op = h.task, payload = std::move(payload), id, control = job->control]() {
-              if (!control->start()) return not_started(op, id);
-              return namespace_op(runtime, op, payload, id);
-            },
-            std::move(done));
-        return;
-      default:
-        break;
-    }
-    bool ordered = !h.bind.empty();
-    if (!ordered) {
-      try {
-        ordered = Runtime::has_refs(payload);
-      } catch (const ProtocolError&) {
-        // invoke reports the corrupt buffer to the client
-      }
-    }
-    if (ordered) {
-      runtime.submit_ordered(
-          [&runtime, task = h.task, payload = std::move(payload), is_map, bind = h.bind,
-           control = job->control, id]() {
-            if (!control->start()) return not_started(task, id);
-            return runtime.run_now(task, payload, is_map, bind, &control->cancelled);
-          },
-          std::move(done));
-    } else if (is_map) {
-      runtime.submit_map(h.task, std::move(payload), std::move(done), job->control);
-    } else {
-      runtime.submit(h.task, std::move(payload), std::move(done), job->control,
-                     job->time_limit_ms == 0);
-    }
-  };
+  engine::TaskDispatcher dispatcher({.runtime = runtime,
+                                     .jobs = jobs,
+                                     .replies = replies,
+                                     .channels = {&direct, &balanced},
+                                     .signer = signer,
+                                     .to_controller = to_controller,
+                                     .engine = id,
+                                     .time_limit_grace = options_.time_limit_grace});
 
   std::string reregister_id;
   auto reregister_sent = Steady::now();
@@ -615,13 +374,13 @@ int Engine::run() {
             continue;
           }
           for (auto& env : in)
-            handle_task(c, std::move(env));
+            dispatcher.on_message(c, std::move(env));
         }
       }
     } catch (const ProtocolError& e) {
       spdlog::warn("engine {} dropped a message: {}", id, e.what());
     }
-    if (jobs.timed()) enforce_limits();
+    if (jobs.timed()) dispatcher.enforce_limits();
     return !stop_.load();
   };
   // Anything else a turn throws ends the loop, and run() throws it on its own thread.
