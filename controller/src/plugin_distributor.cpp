@@ -8,7 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ipp/net/message.hpp"
-#include "ipp/runtime/plugin_loader.hpp"
+#include "ipp/runtime/plugin_file.hpp"
 #include "replies.hpp"
 
 namespace ipp::ctrl {
@@ -114,7 +114,7 @@ std::vector<net::Envelope> PluginDistributor::push(const net::Envelope& request,
     // Check the file without loading it: the controller never runs plugin code.
     const StoredPlugin stored = store_.store_bytes(bytes.bytes());
     try {
-      LoadedPlugin::validate_file(stored.path, shown);
+      validate_plugin_file(stored.path, shown);
     } catch (...) {
       std::error_code ec;
       std::filesystem::remove(stored.path, ec);

@@ -7,22 +7,15 @@
 
 #include <fmt/format.h>
 #include <boost/dll/import.hpp>
-#include <boost/dll/library_info.hpp>
 #include <boost/dll/shared_library.hpp>
 
 #include "ipp/detail/identifier.hpp"
 #include "ipp/error.hpp"
+#include "ipp/runtime/plugin_file.hpp"
 
 namespace ipp {
 
 namespace {
-
-bool has_elf_magic(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::array<char, 4> magic{};
-  in.read(magic.data(), magic.size());
-  return in.gcount() == 4 && magic == std::array<char, 4>{'\x7f', 'E', 'L', 'F'};
-}
 
 std::string str_or_empty(const char* s) {
   return s == nullptr ? std::string() : std::string(s);
@@ -31,27 +24,7 @@ std::string str_or_empty(const char* s) {
 }  // namespace
 
 void LoadedPlugin::validate_file(const std::filesystem::path& path, std::string_view shown_as) {
-  const std::string name = shown_as.empty() ? path.filename().string() : std::string(shown_as);
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    throw PluginLoadError(fmt::format("'{}' is not a file", name));
-  }
-  if (!has_elf_magic(path)) {
-    throw PluginLoadError(fmt::format("'{}' is not a shared library (no ELF header)", name));
-  }
-  std::vector<std::string> symbols;
-  try {
-    boost::dll::library_info info(path.string());
-    symbols = info.symbols("boostdll");
-  } catch (const std::exception& e) {
-    throw PluginLoadError(fmt::format("'{}' is not a readable shared library: {}", name, e.what()));
-  }
-  if (std::find(symbols.begin(), symbols.end(), IPP_MANIFEST_SYMBOL) == symbols.end()) {
-    throw PluginLoadError(
-        fmt::format("'{}' is a shared library but not an ipp plugin: it exports no ipp manifest "
-                    "(build it with ipp_add_plugin and register tasks with IPP_TASK)",
-                    name));
-  }
+  validate_plugin_file(path, shown_as);
 }
 
 LoadedPlugin::~LoadedPlugin() = default;
