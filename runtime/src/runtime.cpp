@@ -293,9 +293,18 @@ struct StatementFailure {
 
 }  // namespace
 
+namespace {
+
+/// `r` raised at `at`.
+StatementFailure failure_at(ErrorRecord r, statements::Position at) {
+  r.line = at.line;
+  r.column = at.column;
+  return StatementFailure{std::move(r)};
+}
+
+}  // namespace
+
 TaskOutcome Runtime::execute(std::string_view code, const std::atomic<bool>* cancelled) {
-  using statements::Expr;
-  using statements::Statement;
   const auto started = Clock::now();
   auto fail = [&](ErrorRecord r, statements::Position at) {
     r.engine = engine_id_;
@@ -305,8 +314,7 @@ TaskOutcome Runtime::execute(std::string_view code, const std::atomic<bool>* can
     out.started = started;
     return out;
   };
-
-  std::vector<Statement> program;
+  std::vector<statements::Statement> program;
   try {
     program = statements::parse(code);
   } catch (const SyntaxError& e) {
@@ -316,105 +324,10 @@ TaskOutcome Runtime::execute(std::string_view code, const std::atomic<bool>* can
       r.message = r.message.substr(colon + 2);
     return fail(std::move(r), {e.line(), e.column()});
   }
-
-  auto imported = [&](std::string_view plugin) {
-    std::lock_guard lock(imports_mutex_);
-    return imports_.contains(plugin);
-  };
   const InvokeContext ctx{engine_id_, &ns_, cancelled, max_map_output_};
-
-  // Evaluates an expression; throws StatementFailure.
-  std::function<Value(const Expr&)> eval = [&](const Expr& e) -> Value {
-    switch (e.kind) {
-      case Expr::Kind::literal:
-        return e.value;
-      case Expr::Kind::name: {
-        if (auto v = ns_.get(e.name)) return std::move(*v);
-        ErrorRecord r = name_error(e.name, engine_id_);
-        if (imported(e.name)) {
-          r.message = fmt::format("'{}' is a plugin, not a value: call its tasks as {}.task(...)",
-                                  e.name, e.name);
-        }
-        r.line = e.at.line;
-        r.column = e.at.column;
-        throw StatementFailure{std::move(r)};
-      }
-      case Expr::Kind::list: {
-        Value::List items;
-        items.reserve(e.items.size());
-        for (const auto& item : e.items)
-          items.push_back(eval(item));
-        return Value(std::move(items));
-      }
-      case Expr::Kind::call: {
-        ErrorRecord r;
-        r.task = e.name;
-        r.line = e.at.line;
-        r.column = e.at.column;
-        if (!e.plugin.empty() && !imported(e.plugin)) {
-          r.code = ErrorCode::name_error;
-          r.type = error_type_name(r.code);
-          r.message = fmt::format("name '{}' is not defined (import it first: import {})", e.plugin,
-                                  e.plugin);
-          throw StatementFailure{std::move(r)};
-        }
-        TaskHandle handle;
-        try {
-          handle = registry_.resolve(e.name);
-        } catch (const Error& err) {
-          ErrorRecord lookup = lookup_error(err, e.name, -1);
-          lookup.line = r.line;
-          lookup.column = r.column;
-          throw StatementFailure{std::move(lookup)};
-        }
-        Value::List args;
-        args.reserve(e.items.size());
-        for (const auto& item : e.items)
-          args.push_back(eval(item));
-        TaskOutcome out = invoke(handle, encode(Value(std::move(args))), ctx);
-        if (!out.ok()) {
-          out.error->line = e.at.line;
-          out.error->column = e.at.column;
-          throw StatementFailure{std::move(*out.error)};
-        }
-        return decode(out.result);
-      }
-    }
-    return Value();
-  };
-
   for (const auto& s : program) {
     try {
-      switch (s.kind) {
-        case Statement::Kind::import_plugins:
-          for (const auto& n : s.names) {
-            if (registry_.plugin(n.text) == nullptr) {
-              std::string loaded;
-              for (const auto& p : registry_.plugins())
-                loaded += (loaded.empty() ? "" : ", ") + p->name();
-              ErrorRecord r = make_error_record(
-                  ErrorCode::name_error,
-                  fmt::format("no plugin named '{}' has been pushed (plugins: {})", n.text,
-                              loaded.empty() ? "none" : loaded));
-              r.type = "ipp::ImportError";  // a NameError of a plugin's name, as Python says
-              return fail(std::move(r), n.at);
-            }
-            std::lock_guard lock(imports_mutex_);
-            imports_.insert(n.text);
-          }
-          break;
-        case Statement::Kind::assign:
-          ns_.set(s.names.at(0).text, eval(s.expr));
-          break;
-        case Statement::Kind::del:
-          for (const auto& n : s.names) {
-            if (!ns_.erase(n.text)) return fail(name_error(n.text, engine_id_), n.at);
-          }
-          break;
-        case Statement::Kind::expr:
-          (void)eval(s.expr);
-          break;
-      }
+      run_statement(s, ctx);
     } catch (const StatementFailure& f) {
       return fail(f.record, {f.record.line, f.record.column});
     } catch (const Error& e) {
@@ -425,6 +338,100 @@ TaskOutcome Runtime::execute(std::string_view code, const std::atomic<bool>* can
   out.started = started;
   out.completed = Clock::now();
   return out;
+}
+
+void Runtime::run_statement(const statements::Statement& s, const InvokeContext& ctx) {
+  using statements::Statement;
+  switch (s.kind) {
+    case Statement::Kind::import_plugins:
+      import_plugins(s);
+      break;
+    case Statement::Kind::assign:
+      ns_.set(s.names.at(0).text, eval(s.expr, ctx));
+      break;
+    case Statement::Kind::del:
+      for (const auto& n : s.names) {
+        if (!ns_.erase(n.text)) throw failure_at(name_error(n.text, engine_id_), n.at);
+      }
+      break;
+    case Statement::Kind::expr:
+      (void)eval(s.expr, ctx);
+      break;
+  }
+}
+
+void Runtime::import_plugins(const statements::Statement& s) {
+  for (const auto& n : s.names) {
+    if (registry_.plugin(n.text) == nullptr) {
+      std::string loaded;
+      for (const auto& p : registry_.plugins())
+        loaded += (loaded.empty() ? "" : ", ") + p->name();
+      ErrorRecord r = make_error_record(
+          ErrorCode::name_error, fmt::format("no plugin named '{}' has been pushed (plugins: {})",
+                                             n.text, loaded.empty() ? "none" : loaded));
+      r.type = "ipp::ImportError";  // a NameError of a plugin's name, as Python says
+      throw failure_at(std::move(r), n.at);
+    }
+    std::lock_guard lock(imports_mutex_);
+    imports_.insert(n.text);
+  }
+}
+
+bool Runtime::imported(std::string_view plugin) const {
+  std::lock_guard lock(imports_mutex_);
+  return imports_.contains(plugin);
+}
+
+Value Runtime::eval(const statements::Expr& e, const InvokeContext& ctx) {
+  using statements::Expr;
+  switch (e.kind) {
+    case Expr::Kind::literal:
+      return e.value;
+    case Expr::Kind::name: {
+      if (auto v = ns_.get(e.name)) return std::move(*v);
+      ErrorRecord r = name_error(e.name, engine_id_);
+      if (imported(e.name)) {
+        r.message = fmt::format("'{}' is a plugin, not a value: call its tasks as {}.task(...)",
+                                e.name, e.name);
+      }
+      throw failure_at(std::move(r), e.at);
+    }
+    case Expr::Kind::list: {
+      Value::List items;
+      items.reserve(e.items.size());
+      for (const auto& item : e.items)
+        items.push_back(eval(item, ctx));
+      return Value(std::move(items));
+    }
+    case Expr::Kind::call:
+      return call_in_statement(e, ctx);
+  }
+  return Value();
+}
+
+Value Runtime::call_in_statement(const statements::Expr& e, const InvokeContext& ctx) {
+  if (!e.plugin.empty() && !imported(e.plugin)) {
+    ErrorRecord r;
+    r.task = e.name;
+    r.code = ErrorCode::name_error;
+    r.type = error_type_name(r.code);
+    r.message =
+        fmt::format("name '{}' is not defined (import it first: import {})", e.plugin, e.plugin);
+    throw failure_at(std::move(r), e.at);
+  }
+  TaskHandle handle;
+  try {
+    handle = registry_.resolve(e.name);
+  } catch (const Error& err) {
+    throw failure_at(lookup_error(err, e.name, -1), e.at);
+  }
+  Value::List args;
+  args.reserve(e.items.size());
+  for (const auto& item : e.items)
+    args.push_back(eval(item, ctx));
+  TaskOutcome out = invoke(handle, encode(Value(std::move(args))), ctx);
+  if (!out.ok()) throw failure_at(std::move(*out.error), e.at);
+  return decode(out.result);
 }
 
 Value Runtime::call(std::string_view task, const Value::List& args) {

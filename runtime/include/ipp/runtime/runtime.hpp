@@ -25,6 +25,11 @@
 
 namespace ipp {
 
+namespace statements {
+struct Expr;
+struct Statement;
+}  // namespace statements
+
 struct RuntimeOptions {
   int threads = 0;                  ///< pool threads; <= 0 means the number of cores
   std::filesystem::path store_dir;  ///< content-addressed plugin store (required)
@@ -145,6 +150,12 @@ class Runtime {
   static void ran(CallTimes& times, Clock::duration took) noexcept;
   [[nodiscard]] static bool quick(const CallTimes& times) noexcept;
   TaskOutcome wait_for(std::string_view task, Payload payload, bool is_map);
+  // execute(): one statement, an expression, a call in one (each throws a failure record).
+  void run_statement(const statements::Statement& s, const InvokeContext& ctx);
+  Value eval(const statements::Expr& e, const InvokeContext& ctx);
+  Value call_in_statement(const statements::Expr& e, const InvokeContext& ctx);
+  void import_plugins(const statements::Statement& s);
+  [[nodiscard]] bool imported(std::string_view plugin) const;
 
   std::atomic<std::int64_t> engine_id_;
   std::uint64_t max_map_output_;
