@@ -15,7 +15,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
-#include "engine/engine_heart.hpp"
+#include "engine/heart_thread.hpp"
 #include "engine/job_table.hpp"
 #include "engine/reply_batcher.hpp"
 #include "engine/task_dispatcher.hpp"
@@ -127,63 +127,15 @@ int Engine::run() {
   direct.connect(conn.endpoint("engine_direct", local));
   balanced.connect(conn.endpoint("engine_balanced", local));
 
-  // The heartbeat has a thread and socket of its own, so an engine busy with a large message
-  // (verifying or decoding gigabytes) still answers, and a silent controller is still noticed.
   std::atomic<int> exit_code{0};
-  std::atomic<bool> heart_stop{false};
-  // Set by the heartbeat thread when the controller says it does not know this engine (it
-  // restarted, or dropped the engine): the receiving loop registers again under the same id.
-  std::atomic<bool> need_register{false};
-  std::thread heart([&] {
-    // A context (an I/O thread) of its own: a gigabyte message arriving on a task channel
-    // does not delay the pings.
-    zmq::context_t heart_ctx;
-    zmq::socket_t heartbeat(heart_ctx, zmq::socket_type::dealer);
-    heartbeat.set(zmq::sockopt::routing_id, identity);
-    heartbeat.set(zmq::sockopt::linger, 0);
-    heartbeat.connect(conn.endpoint("heartbeat"));
-    engine::EngineHeart beat(period, options_.controller_timeout, Steady::now());
-    zmq::pollitem_t item{heartbeat.handle(), 0, ZMQ_POLLIN, 0};
-    while (!heart_stop.load() && !stop_.load()) {
-      const auto now = Steady::now();
-      if (beat.ping_due(now)) {
-        net::Header ping;
-        ping.type = net::MsgType::Ping;
-        ping.engine = id;
-        ping.submitted = net::now_us();
-        net::send(heartbeat, signer, net::make_message(ping), true);
-      }
-      if (beat.given_up(now)) {
-        spdlog::warn("engine {}: controller silent for {} ms; exiting", id, beat.timeout().count());
-        exit_code.store(3);
-        stop_.store(true);
-        break;
-      }
-      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(beat.until_ping(now));
-      try {
-        zmq::poll(&item, 1,
-                  std::clamp(wait, std::chrono::milliseconds(1), std::chrono::milliseconds(100)));
-        if (item.revents & ZMQ_POLLIN) {
-          while (auto env = net::recv(heartbeat, signer, zmq::recv_flags::dontwait)) {
-            const net::Header h = net::decode_header(env->parts.at(0));
-            if (beat.heard(Steady::now(), h.error.has_value())) need_register.store(true);
-          }
-        }
-      } catch (const zmq::error_t& e) {
-        if (e.num() != EINTR) spdlog::error("engine {} heartbeat: {}", id, e.what());
-      } catch (const ProtocolError& e) {
-        spdlog::warn("engine {} dropped a heartbeat: {}", id, e.what());
-      }
-    }
-  });
-  struct JoinHeart {
-    std::atomic<bool>& stop;
-    std::thread& thread;
-    ~JoinHeart() {
-      stop.store(true);
-      thread.join();
-    }
-  } join_heart{heart_stop, heart};
+  engine::HeartThread heart({.endpoint = conn.endpoint("heartbeat"),
+                             .identity = identity,
+                             .signer = signer,
+                             .engine = id,
+                             .period = period,
+                             .controller_timeout = options_.controller_timeout,
+                             .stop = stop_,
+                             .exit_code = exit_code});
   // A first message on each task channel tells its scheduler this engine's route exists;
   // schedulers hold tasks for an engine until they have heard from it.
   auto greet = [&] {
@@ -291,7 +243,7 @@ int Engine::run() {
           stop_.store(true);
           break;
         }
-        need_register.store(false);
+        heart.registered();
         if (!h.session.empty() && h.session == controller_session) {
           // This controller declared the engine dead and told the clients of its tasks so:
           // their results must not come too (one outcome per task). They stop here.
@@ -335,7 +287,7 @@ int Engine::run() {
   std::exception_ptr failure;
   auto turn = [&]() -> bool {
     if (stop_.load()) return false;
-    if (need_register.load()) reregister();
+    if (heart.need_register()) reregister();
     forget_finished();
     if (!jobs.empty()) {
       last_work = std::chrono::steady_clock::now();
