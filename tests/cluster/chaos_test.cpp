@@ -26,9 +26,13 @@
 
 #include "ipp/client.hpp"
 #include "support/paths.hpp"
+#include "support/process.hpp"
 
 namespace ipp {
 namespace {
+
+using test::alive;
+using test::slurp;
 
 using namespace std::chrono_literals;
 using json = nlohmann::json;
@@ -38,21 +42,6 @@ constexpr int kEngines = 4;
 constexpr int kClients = 3;
 constexpr int kBatch = 12;
 constexpr int kHeartbeatMs = 500;
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-/// Alive and not a zombie waiting for its parent.
-bool alive(pid_t pid) {
-  if (pid <= 0 || ::kill(pid, 0) != 0) return false;
-  const std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
-  const auto close = stat.rfind(')');
-  return close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'Z';
-}
 
 std::uint64_t env_or(const char* name, std::uint64_t fallback) {
   const char* v = std::getenv(name);

@@ -15,6 +15,8 @@
 namespace ipp {
 namespace {
 
+using test::slurp;
+
 using namespace std::chrono_literals;
 
 struct CtlResult {
@@ -22,13 +24,6 @@ struct CtlResult {
   std::string out;
   std::string err;
 };
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 class Ippctl : public ::testing::Test {
  protected:

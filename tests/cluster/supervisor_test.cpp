@@ -18,6 +18,9 @@
 namespace ipp {
 namespace {
 
+using test::alive;
+using test::slurp;
+
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
@@ -26,21 +29,6 @@ struct CtlResult {
   std::string out;
   std::string err;
 };
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-/// Alive and not a zombie waiting for its parent.
-bool alive(pid_t pid) {
-  if (pid <= 0 || ::kill(pid, 0) != 0) return false;
-  const std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
-  const auto close = stat.rfind(')');
-  return close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'Z';
-}
 
 class Supervised : public ::testing::Test {
  protected:
