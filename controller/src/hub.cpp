@@ -52,16 +52,16 @@ Hub::Hub(const HubWiring& wiring, const ControllerOptions& options, hub::TaskDb*
       registry_(instance, options.heartbeat),
       recorder_(db, {.max_payload = options.db_max_payload, .delay = options.hub_delay},
                 [this](const std::string& task) { return plugins_.plugin_of(task); }),
-      queries_(
-          {.db = db,
-           .registry = registry_,
-           .plugins = plugins_,
-           .recorder = recorder_,
-           .catch_up = [this] { drain_traffic(SIZE_MAX, std::chrono::hours(1)); },
-           .drop_engine = [this](std::int64_t id, const std::string& why) { drop_engine(id, why); },
-           .shutdown = [this] { stopping_.store(true); },
-           .db_max_payload = options.db_max_payload,
-           .session = instance}) {
+      queries_({.db = db,
+                .registry = registry_,
+                .plugins = plugins_,
+                .recorder = recorder_,
+                .catch_up = [this] { drain_traffic(SIZE_MAX, std::chrono::hours(1)); },
+                .drop_engine = [this](std::int64_t id, const std::string& why,
+                                      bool crashed) { drop_engine(id, why, crashed); },
+                .shutdown = [this] { stopping_.store(true); },
+                .db_max_payload = options.db_max_payload,
+                .session = instance}) {
   events_.bind(wiring.events_endpoint);
   hub_in_.bind(wiring.hub_in_endpoint);
   monitor_.set(zmq::sockopt::rcvhwm, 0);
@@ -108,9 +108,10 @@ void Hub::send_registry() {
 }
 
 // Unregisters an engine at once; `why` completes "engine 3 ...": "was removed", "stopped
-// answering heartbeats", "was killed by signal 11 (SIGSEGV)".
-void Hub::drop_engine(std::int64_t id, const std::string& why) {
-  if (registry_.drop(id, why)) send_all(plugins_.engine_gone(id, why));
+// answering heartbeats", "was killed by signal 11 (SIGSEGV)". `crashed`: its own code ended
+// it (see net::engine_exit_is_crash), which a plugin it was loading is blamed for.
+void Hub::drop_engine(std::int64_t id, const std::string& why, bool crashed) {
+  if (registry_.drop(id, why)) send_all(plugins_.engine_gone(id, why, crashed));
   send_registry();
   // What a dead engine held in shared memory goes at the next turn, not within kSweepEvery:
   // a map's output of gigabytes must not outlive it.
@@ -143,7 +144,7 @@ void Hub::stop_drained() {
   if (!registry_.removal_due(now)) return;
   drain_traffic(SIZE_MAX, std::chrono::hours(1));
   for (const auto id : registry_.stop_drained(now))
-    send_all(plugins_.engine_gone(id, "was removed"));
+    send_all(plugins_.engine_gone(id, "was removed", false));
   send_registry();
 }
 
@@ -229,7 +230,7 @@ void Hub::turn(Steady::time_point& drain_at) {
   if (items[1].revents & ZMQ_POLLIN) {
     while (auto event = EngineEvent::receive(hub_in_)) {
       if (event->kind == EngineEvent::Kind::silent)
-        drop_engine(event->engine, "stopped answering heartbeats");
+        drop_engine(event->engine, "stopped answering heartbeats", false);
     }
   }
   if (drain_at != kNoDrain && Steady::now() >= drain_at) {

@@ -61,7 +61,7 @@ class Hub {
   void send_all(const std::vector<net::Envelope>& messages);
   /// Sends what the registry queued: events first, then messages.
   void send_registry();
-  void drop_engine(std::int64_t id, const std::string& why);
+  void drop_engine(std::int64_t id, const std::string& why, bool crashed);
   bool drain_traffic(std::size_t limit, std::chrono::milliseconds budget);
   void stop_drained();
   void sweep_shared_memory();

@@ -35,7 +35,7 @@ class HubQueries {
     /// everything sent before them).
     std::function<void()> catch_up;
     /// Unregisters an engine at once, `why` completing "engine 3 ...".
-    std::function<void(std::int64_t, const std::string&)> drop_engine;
+    std::function<void(std::int64_t, const std::string&, bool crashed)> drop_engine;
     /// Stops the controller.
     std::function<void()> shutdown;
     std::int64_t db_max_payload = 0;  ///< for the error of a payload the hub did not keep

@@ -186,7 +186,7 @@ void HubRecorder::on_reply(const Traffic& copy, const std::vector<Buffer>& msg,
   if (!id) return;  // a reply to no task the schedulers passed on
   loads.push_back({EngineLoadChange::Kind::answered, copy.engine, *id});
   if (db_ == nullptr) return;
-  const Late late = copy.late ? late_reply(*id) : Late::record;
+  const Late late = copy.late ? late_reply(*id, !h.error) : Late::record;
   if (late == Late::skip) {
     if (std::uint64_t more = 0; late_.allow(more))
       spdlog::info(
@@ -194,6 +194,13 @@ void HubRecorder::on_reply(const Traffic& copy, const std::vector<Buffer>& msg,
           "given an outcome already{}",
           h.parent_id, copy.engine, LogLimiter::more(more));
     return;
+  }
+  if (copy.late && h.error && late_failures_.insert(*id).second) {
+    late_failures_order_.push_back(*id);
+    if (late_failures_order_.size() > kLateFailuresKept) {
+      late_failures_.erase(late_failures_order_.front());
+      late_failures_order_.pop_front();
+    }
   }
   Write& w = write_for(*id);
   if (late == Late::record_new) {
@@ -224,7 +231,7 @@ void HubRecorder::on_reply(const Traffic& copy, const std::vector<Buffer>& msg,
     std::tie(r.plugin, r.plugin_hash) = plugin_of_(h.task);
 }
 
-HubRecorder::Late HubRecorder::late_reply(net::TaskId id) {
+HubRecorder::Late HubRecorder::late_reply(net::TaskId id, bool ok) {
   // What the record says now: its write waiting here, else its row.
   std::string status;
   std::optional<ErrorRecord> error;
@@ -238,6 +245,7 @@ HubRecorder::Late HubRecorder::late_reply(net::TaskId id) {
     return writes_.count(id) != 0 ? Late::record : Late::record_new;
   }
   if (status == "pending" || status == "running") return Late::record;
+  if (ok && status != "ok" && late_failures_.count(id) != 0) return Late::record;
   // Failed by a controller's restart, no result having come: the reply repairs it.
   return status == "error" && error && error->code == ErrorCode::connection ? Late::record
                                                                             : Late::skip;

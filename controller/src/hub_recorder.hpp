@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -110,12 +111,15 @@ class HubRecorder {
     bool fresh = false;      // submitted since the last flush
   };
   Write& write_for(net::TaskId id);
-  /// What becomes of a late reply (Traffic::late) of task `id`: recorded when the task has no
-  /// outcome yet, or only the one a controller restart gave it (and as a new record when there
-  /// is none); skipped otherwise: its client was told something else (the engine died, a
-  /// retry's result), and the record says the same.
+  /// What becomes of a late reply (Traffic::late) of task `id`, a value when `ok`: recorded
+  /// when the task has no outcome yet, or only the one a controller restart gave it (and as a
+  /// new record when there is none); skipped otherwise: its client was told something else
+  /// (the engine died, a retry's result), and the record says the same. One exception: a
+  /// value replaces a failure that was itself a late reply. Engines send their recent replies
+  /// again to a restored controller, in no order among engines, also those of attempts that
+  /// failed and were retried elsewhere; of a task retried, its client got the value.
   enum class Late : std::uint8_t { record, record_new, skip };
-  Late late_reply(net::TaskId id);
+  Late late_reply(net::TaskId id, bool ok);
   /// Puts or updates every write, then commits. Throws what the database throws.
   void write_all();
   /// Writes each write alone; drops those refused for what they hold. False when the database
@@ -146,6 +150,11 @@ class HubRecorder {
   Write scratch_;           // where a write beyond kMaxKept goes, to be forgotten
   LogLimiter refusals_;
   LogLimiter late_;  // late replies not recorded
+  // Tasks whose record is a failure a late reply gave (a value may replace it), the oldest
+  // forgotten beyond kLateFailuresKept.
+  static constexpr std::size_t kLateFailuresKept = 1 << 16;
+  std::unordered_set<net::TaskId, net::TaskIdHash> late_failures_;
+  std::deque<net::TaskId> late_failures_order_;
 };
 
 }  // namespace ipp::ctrl

@@ -212,6 +212,7 @@ std::vector<net::Envelope> PluginDistributor::expire(Clock::time_point now) {
           fmt::format("engine {} did not finish loading the plugin within {} s", id, seconds);
       p.results[std::to_string(id)] = Value(message);
       p.errors.push_back(make_error_record(ErrorCode::plugin_load, message, "", id));
+      ++p.faults;
     }
     p.waiting.clear();
     due.push_back(push_id);
@@ -263,18 +264,23 @@ std::vector<net::Envelope> PluginDistributor::loaded(const net::Header& h) {
   auto it = pushes_.find(h.parent_id);
   if (it != pushes_.end() && it->second.waiting.erase(h.engine) != 0) {
     it->second.results[std::to_string(h.engine)] = h.error ? Value(h.error->message) : Value("ok");
-    if (h.error) it->second.errors.push_back(*h.error);
+    if (h.error) {
+      it->second.errors.push_back(*h.error);
+      ++it->second.faults;
+    }
     finish(h.parent_id, out);
   }
   return out;
 }
 
-std::vector<net::Envelope> PluginDistributor::engine_gone(std::int64_t id, const std::string& why) {
+std::vector<net::Envelope> PluginDistributor::engine_gone(std::int64_t id, const std::string& why,
+                                                          bool crashed) {
   std::vector<net::Envelope> out;
   if (auto r = replaying_.find(id); r != replaying_.end()) {
-    // It died loading what it was sent as it registered: the first it had not acknowledged
-    // took it down (it loads them in order). A removal is no crash.
-    if (!r->second.empty() && why != "was removed")
+    // It crashed loading what it was sent as it registered: the first it had not acknowledged
+    // took it down (it loads them in order). A removal, a kill from outside or a pause is not
+    // the plugin's doing.
+    if (!r->second.empty() && crashed)
       deactivate(r->second.front().hash, fmt::format("engine {} {} while loading it", id, why));
     replaying_.erase(r);
   }
@@ -284,6 +290,7 @@ std::vector<net::Envelope> PluginDistributor::engine_gone(std::int64_t id, const
     if (p.waiting.erase(id) != 0) {
       p.results[std::to_string(id)] = Value(message);
       p.errors.push_back(make_error_record(ErrorCode::engine, message, "", id));
+      if (crashed) ++p.faults;
       done.push_back(push_id);
     }
   }
@@ -296,8 +303,9 @@ void PluginDistributor::finish(const std::string& id, std::vector<net::Envelope>
   auto it = pushes_.find(id);
   if (it == pushes_.end() || !it->second.waiting.empty()) return;
   Push& p = it->second;
-  // Failed on every engine that had it: a later engine would fail (or crash) on it too.
-  if (!p.unload && !p.results.empty() && p.errors.size() == p.results.size())
+  // Failed on every engine that had it: a later engine would fail (or crash) on it too. An
+  // engine killed from outside or lost to a pause says nothing of the plugin.
+  if (!p.unload && !p.results.empty() && p.faults == p.results.size())
     deactivate(p.hash,
                fmt::format("it failed on every engine it was pushed to ({})", p.results.size()));
   net::Header r = reply_header(net::MsgType::PushReply, p.request_id);

@@ -78,9 +78,11 @@ class PluginDistributor {
   /// answers is answered to its client once every engine did.
   std::vector<net::Envelope> loaded(const net::Header& h);
   /// Engine `id` is gone (`why` completes "engine 3 ..."): the pushes that waited for it count
-  /// it as failed, and those that waited for it alone are answered. A plugin it died loading
-  /// (the first replayed one it had not acknowledged) leaves the replay set.
-  std::vector<net::Envelope> engine_gone(std::int64_t id, const std::string& why);
+  /// it as failed, and those that waited for it alone are answered. When it `crashed` (its own
+  /// code ended it: a crash signal or an exit, see net::engine_exit_is_crash), a plugin it was
+  /// loading (the first replayed one it had not acknowledged) leaves the replay set; an engine
+  /// removed, killed from outside (SIGKILL) or declared dead by its heartbeats blames none.
+  std::vector<net::Envelope> engine_gone(std::int64_t id, const std::string& why, bool crashed);
 
   /// The plugin (name, hash) a task name refers to, as far as engines reported ({} when
   /// unknown). Answers are kept until a plugin is pushed or described again.
@@ -110,7 +112,8 @@ class PluginDistributor {
     std::set<std::int64_t> waiting;
     Value::Map results;
     std::vector<ErrorRecord> errors;
-    bool unload = false;  // an unload, not a push
+    std::size_t faults = 0;  // errors that are the plugin's: a load error, a crash, a hang
+    bool unload = false;     // an unload, not a push
   };
   struct Replay {  // a plugin sent to a registering engine, not acknowledged yet
     std::string push_id;

@@ -236,8 +236,10 @@ class Supervisor {
     else
       spdlog::warn("{} (pid {}) {}", who, pid, reason);
     // Tell the hub at once; wait for its answer so the restarted engine finds its id free.
-    Value::Map info{
-        {"pid", static_cast<std::int64_t>(pid)}, {"reason", reason}, {"restart", restart}};
+    Value::Map info{{"pid", static_cast<std::int64_t>(pid)},
+                    {"reason", reason},
+                    {"restart", restart},
+                    {"crash", net::engine_exit_is_crash(status)}};
     if (note) info["note"] = *note;
     if (auto r = hub_.query("engine_exited", Value(std::move(info)), 2s)) {
       if (!r->error && r->info.kind() == Value::Kind::map && r->info["engine"].as_int() >= 0)

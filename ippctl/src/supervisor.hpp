@@ -24,12 +24,12 @@ struct SupervisorOptions {
 /// `ippctl cluster supervise`): starts engines as its children and waits for them. An engine
 /// that dies of a signal or exits with a code other than 0 (stopped) or 3 (lost its
 /// controller) is reported to the hub at once (query `engine_exited`, info {pid, reason,
-/// restart, note}), so its tasks fail now rather than after a heartbeat period, and is
-/// restarted under the same engine id after an exponential back-off, unless it crashed
-/// crash_limit times within crash_window. Engines can be added through a signed control
-/// socket (query `add`, info {n}; `status`) whose endpoint is in cluster.json, where the
-/// supervisor also keeps every engine's pid and state. Returns (exit code 0) when no engine
-/// is left to look after, or on SIGTERM/SIGINT after stopping its engines.
+/// restart, note, crash: whether the engine's own code ended it}), so its tasks fail now rather
+/// than after a heartbeat period, and is restarted under the same engine id after an exponential
+/// back-off, unless it crashed crash_limit times within crash_window. Engines can be added through
+/// a signed control socket (query `add`, info {n}; `status`) whose endpoint is in cluster.json,
+/// where the supervisor also keeps every engine's pid and state. Returns (exit code 0) when no
+/// engine is left to look after, or on SIGTERM/SIGINT after stopping its engines.
 int supervise(const SupervisorOptions& options);
 
 /// "was killed by signal 11 (SIGSEGV)" or "exited with code 3", from a waitpid status.

@@ -149,6 +149,42 @@ TEST_F(Ippctl, APluginThatKillsEnginesAsTheyLoadItIsNotSentToTheirSuccessors) {
   EXPECT_EQ(ctl("plugins").out.find("crash_at_load"), std::string::npos);
 }
 
+TEST_F(Ippctl, AnEngineKilledFromOutsideAsItLoadsAPluginBlamesNotThePlugin) {
+  ASSERT_EQ(ctl("cluster start -n 1 --engine-threads 1").code, 0);
+  ASSERT_EQ(ctl("push " + test::test_plugin("slow_load").string()).code, 0);  // 3 s
+  Client rc(ClientOptions{.profile_dir = dir_.path()});
+  // The engine's pid once it is registered, ready (done loading) or not.
+  const auto engine_pid = [&](bool ready) -> pid_t {
+    const Value listed = rc.engines();
+    for (const auto& e : listed.as_list())
+      if ((e["ready"] == Value(true)) == ready) return static_cast<pid_t>(e["pid"].as_int());
+    return -1;
+  };
+  const auto wait_for = [&](bool ready, pid_t other) {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (true) {
+      const pid_t p = engine_pid(ready);
+      if (p > 0 && p != other) return p;
+      if (std::chrono::steady_clock::now() > deadline) return pid_t{-1};
+      std::this_thread::sleep_for(20ms);
+    }
+  };
+  const pid_t first = wait_for(true, -1);
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(::kill(first, SIGKILL), 0);
+  // Its successor (restarted by the supervisor) is sent the plugin again, and is killed from
+  // outside (a user, the OOM killer) while it loads it: that is not the plugin's doing.
+  const pid_t loading = wait_for(false, first);
+  ASSERT_GT(loading, 0) << "no restarted engine";
+  ASSERT_EQ(::kill(loading, SIGKILL), 0);
+  const pid_t third = wait_for(true, loading);
+  ASSERT_GT(third, 0) << "the engine was not restarted";
+  EXPECT_NE(third, first);
+  const CtlResult r = ctl("apply slow_loaded 41 --balanced");
+  EXPECT_EQ(r.out, "42\n") << r.err;
+  EXPECT_NE(ctl("plugins").out.find("slow_load"), std::string::npos);
+}
+
 TEST_F(Ippctl, ClusterStartPassesTheSchemeAndHwmToTheController) {
   CtlResult r = ctl("cluster start -n 1 --scheme fastest");
   EXPECT_NE(r.code, 0);

@@ -23,20 +23,23 @@ struct HubQueriesTest : ::testing::Test {
                        }};
   int caught_up = 0, shutdowns = 0;
   std::vector<std::pair<std::int64_t, std::string>> dropped;
+  std::vector<bool> crashed;
   bool with_db = true;
 
   HubQueries queries() {
-    return HubQueries(
-        {.db = with_db ? &db : nullptr,
-         .registry = registry,
-         .plugins = plugins,
-         .recorder = recorder,
-         .catch_up = [this] { ++caught_up; },
-         .drop_engine = [this](std::int64_t id,
-                               const std::string& why) { dropped.emplace_back(id, why); },
-         .shutdown = [this] { ++shutdowns; },
-         .db_max_payload = 1024,
-         .session = "session-9"});
+    return HubQueries({.db = with_db ? &db : nullptr,
+                       .registry = registry,
+                       .plugins = plugins,
+                       .recorder = recorder,
+                       .catch_up = [this] { ++caught_up; },
+                       .drop_engine =
+                           [this](std::int64_t id, const std::string& why, bool crash) {
+                             dropped.emplace_back(id, why);
+                             crashed.push_back(crash);
+                           },
+                       .shutdown = [this] { ++shutdowns; },
+                       .db_max_payload = 1024,
+                       .session = "session-9"});
   }
 
   /// Asks `name` with `info`; returns the reply's header and payload value (null when none).
@@ -229,8 +232,21 @@ TEST_F(HubQueriesTest, AnEngineThatExitedIsDroppedWithItsReason) {
   const auto [r, v] = ask("engine_exited", Value::map({{"pid", 4242}, {"reason", "was killed"}}));
   EXPECT_EQ(r.info["engine"], Value(id));
   EXPECT_EQ(dropped, (std::vector<std::pair<std::int64_t, std::string>>{{id, "was killed"}}));
+  EXPECT_EQ(crashed, std::vector<bool>{false}) << "no `crash` field: nothing is blamed";
   EXPECT_EQ(ask("engine_exited", Value::map({{"pid", 1}, {"reason", "x"}})).first.info["engine"],
             Value(-1));
+}
+
+TEST_F(HubQueriesTest, AnEngineThatCrashedIsDroppedAsCrashed) {
+  const auto a = engine(4242);
+  const auto b = engine(4343);
+  (void)ask("engine_exited",
+            Value::map({{"pid", 4242}, {"reason", "was killed by signal 11"}, {"crash", true}}));
+  (void)ask("engine_exited",
+            Value::map({{"pid", 4343}, {"reason", "was killed by signal 9"}, {"crash", false}}));
+  EXPECT_EQ(dropped, (std::vector<std::pair<std::int64_t, std::string>>{
+                         {a, "was killed by signal 11"}, {b, "was killed by signal 9"}}));
+  EXPECT_EQ(crashed, (std::vector<bool>{true, false}));
 }
 
 TEST_F(HubQueriesTest, ARemovalIsAnsweredLaterAndShutdownStops) {

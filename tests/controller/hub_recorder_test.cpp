@@ -212,6 +212,40 @@ TEST_F(HubRecorderTest, ATaskARestartLostIsRecordedFailedUntilItsReplyComes) {
   EXPECT_EQ(row(resent).engine, 2);
 }
 
+TEST_F(HubRecorderTest, AfterARestoreARetriedTaskKeepsTheValueItsClientGot) {
+  // Before the controller died, the task failed on engine 1, was retried on engine 2 and
+  // gave its client a value; the hub had recorded only its submission. Both engines send
+  // their replies again to the restored controller, the failure first.
+  const std::string retried = net::new_id(), stale = net::new_id();
+  record(submit(retried));
+  record(submit(stale));
+  record(reply(stale, 3, make_error_record(ErrorCode::remote, "boom")));
+  rec.flush();
+  EXPECT_EQ(rec.fail_unfinished(), 1u);
+  Traffic failed = reply(retried, 1, make_error_record(ErrorCode::task_not_found, "no such task"));
+  failed.late = true;
+  record(failed);
+  rec.flush();
+  EXPECT_EQ(row(retried).status, "error");
+  Traffic value = reply(retried, 2);
+  value.late = true;
+  record(value);
+  rec.flush();
+  EXPECT_EQ(row(retried).status, "ok");
+  EXPECT_EQ(row(retried).engine, 2);
+  Traffic again = reply(retried, 1, make_error_record(ErrorCode::task_not_found, "no such task"));
+  again.late = true;
+  record(again);
+  rec.flush();
+  EXPECT_EQ(row(retried).status, "ok") << "a failure never replaces a value";
+  // A value late after the failure its client was told (not a late reply) changes nothing.
+  Traffic late_value = reply(stale, 4);
+  late_value.late = true;
+  record(late_value);
+  rec.flush();
+  EXPECT_EQ(row(stale).status, "error");
+}
+
 TEST_F(HubRecorderTest, ABacklogIsRecordedInBoundedBatches) {
   TrafficFeed feed;
   zmq::context_t ctx;

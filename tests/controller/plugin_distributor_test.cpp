@@ -155,12 +155,12 @@ TEST_F(PluginDistributorTest, AnEngineThatGoesAwayCountsAsFailed) {
   const auto request = push_request(test::plugin("arith"), "arith", id);
   const auto out = d.push(request, header(request), two);
   (void)d.loaded(loaded(0, out[0]));
-  const auto reply = d.engine_gone(1, "was killed by signal 9 (SIGKILL)");
+  const auto reply = d.engine_gone(1, "was killed by signal 9 (SIGKILL)", false);
   ASSERT_EQ(reply.size(), 1u);
   const net::Header r = header(reply[0]);
   ASSERT_TRUE(r.error.has_value());
   EXPECT_NE(r.error->message.find("engine 1 was killed by signal 9 (SIGKILL)"), std::string::npos);
-  EXPECT_TRUE(d.engine_gone(0, "was removed").empty()) << "nothing waits for it";
+  EXPECT_TRUE(d.engine_gone(0, "was removed", false).empty()) << "nothing waits for it";
 }
 
 TEST_F(PluginDistributorTest, LateEnginesAndRestoredControllersGetEveryPlugin) {
@@ -216,7 +216,7 @@ std::vector<std::string> replayed(PluginDistributor& d, const std::vector<zmq::m
   std::vector<std::string> hashes;
   for (const auto& m : d.replay_to({99, &r}, awaiting))
     hashes.push_back(header(m).info["hash"].as_string());
-  (void)d.engine_gone(99, "was removed");
+  (void)d.engine_gone(99, "was removed", false);
   return hashes;
 }
 
@@ -239,7 +239,7 @@ TEST_F(PluginDistributorTest, APluginThatFailedOnEveryEngineIsNotReplayed) {
   const auto request = push_request(test::plugin("arith"), "arith", id);
   const auto out = d.push(request, header(request), two);
   (void)d.loaded(loaded(0, out[0], "initializer threw"));
-  (void)d.engine_gone(1, "was killed by signal 11 (SIGSEGV)");
+  (void)d.engine_gone(1, "was killed by signal 11 (SIGSEGV)", true);
   EXPECT_EQ(d.size(), 0u);
   EXPECT_TRUE(replayed(d, r0).empty());
   PluginDistributor restored(dir / "plugins", true);
@@ -267,9 +267,40 @@ TEST_F(PluginDistributorTest, APluginThatKillsAnEngineAsItLoadsIsReplayedNoMore)
   ASSERT_EQ(out.size(), 1u);
   // The engine dies before acknowledging it: the plugin took it down; the next engine
   // that registers must not be sent it again, or it crash-loops.
-  (void)d.engine_gone(4, "was killed by signal 11 (SIGSEGV)");
+  (void)d.engine_gone(4, "was killed by signal 11 (SIGSEGV)", true);
   EXPECT_EQ(d.size(), 0u);
   EXPECT_TRUE(replayed(d, r1).empty());
+}
+
+TEST_F(PluginDistributorTest, AnEngineKilledFromOutsideOrPausedAsItLoadsBlamesNoPlugin) {
+  PluginDistributor d(dir / "plugins", false);
+  std::string id;
+  const auto request = push_request(test::plugin("arith"), "arith", id);
+  (void)d.push(request, header(request), {});
+  std::set<std::string> awaiting;
+  ASSERT_EQ(d.replay_to({4, &r0}, awaiting).size(), 1u);
+  (void)d.engine_gone(4, "was killed by signal 9 (SIGKILL)", false);
+  ASSERT_EQ(d.replay_to({5, &r0}, awaiting).size(), 1u);
+  (void)d.engine_gone(5, "stopped answering heartbeats", false);
+  EXPECT_EQ(d.size(), 1u) << "a SIGKILL or a pause is not the plugin's doing";
+  EXPECT_EQ(replayed(d, r1).size(), 1u);
+}
+
+TEST_F(PluginDistributorTest, APushWhoseEnginesWereAllKilledFromOutsideIsReplayed) {
+  PluginDistributor d(dir / "plugins", false);
+  std::string id;
+  const auto request = push_request(test::plugin("arith"), "arith", id);
+  (void)d.push(request, header(request), two);
+  (void)d.engine_gone(0, "was killed by signal 9 (SIGKILL)", false);
+  const auto reply = d.engine_gone(1, "stopped answering heartbeats", false);
+  ASSERT_EQ(reply.size(), 1u);
+  EXPECT_TRUE(header(reply[0]).error.has_value()) << "the push is answered with what happened";
+  EXPECT_EQ(d.size(), 1u) << "but the plugin is kept for the engines that replace them";
+  (void)d.engine_gone(1, "was removed", false);
+  const auto again = d.push(request, header(request), two);
+  (void)d.engine_gone(0, "was killed by signal 11 (SIGSEGV)", true);
+  (void)d.loaded(loaded(1, again[1], "initializer threw"));
+  EXPECT_EQ(d.size(), 0u) << "a crash and a load error: the plugin's doing";
 }
 
 TEST_F(PluginDistributorTest, OneBuildPerPluginNameTheLastPushedAlsoOnARollback) {

@@ -2,6 +2,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -15,6 +16,7 @@
 
 #include "ipp/codec.hpp"
 #include "ipp/net/connection_file.hpp"
+#include "ipp/net/engine_exit.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
 #include "ipp/net/poll.hpp"
@@ -559,6 +561,42 @@ TEST(ConnectionFile, RoundTripsWithOwnerOnlyPermissions) {
   EXPECT_EQ(back.endpoint("registration"), "tcp://127.0.0.1:5555");
   EXPECT_THROW((void)back.endpoint("nope"), ConnectionError);
   EXPECT_TRUE(back.local_endpoints.empty());
+}
+
+/// The real wait status of a child that runs `end`.
+template <typename F>
+int status_of(F end) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::signal(SIGSEGV, SIG_DFL);  // sanitizers catch it otherwise
+    ::signal(SIGABRT, SIG_DFL);
+    end();
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return status;
+}
+
+TEST(EngineExit, OnlyAnEngineOwnCodeEndingItIsACrash) {
+  const int segv = status_of([] { ::raise(SIGSEGV); });
+  const int abrt = status_of([] { ::raise(SIGABRT); });
+  const int kill = status_of([] { ::raise(SIGKILL); });
+  const int term = status_of([] { ::raise(SIGTERM); });
+  const int code = status_of([] { ::_exit(3); });
+  const int lost = status_of([] { ::_exit(kEngineLostController); });
+  const int late = status_of([] { ::_exit(kEngineTaskPastTimeLimit); });
+  const int task_exit = status_of([] { ::_exit(kEngineTaskCalledExit); });
+  EXPECT_EQ(engine_exit_reason(segv), "was killed by signal 11 (SIGSEGV)");
+  EXPECT_TRUE(engine_exit_is_crash(segv));
+  EXPECT_TRUE(engine_exit_is_crash(abrt));
+  EXPECT_TRUE(engine_exit_is_crash(code));
+  EXPECT_TRUE(engine_exit_is_crash(task_exit));
+  EXPECT_FALSE(engine_exit_is_crash(kill)) << "a user or the OOM killer";
+  EXPECT_FALSE(engine_exit_is_crash(term));
+  EXPECT_FALSE(engine_exit_is_crash(lost));
+  EXPECT_FALSE(engine_exit_is_crash(late));
+  EXPECT_FALSE(engine_exit_is_crash(status_of([] {})));
 }
 
 TEST(ConnectionFile, LocalPeersTakeTheUnixSocketWhereThereIsOne) {

@@ -2,6 +2,7 @@
 
 #include <sys/wait.h>
 
+#include <csignal>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -28,6 +29,26 @@ std::string engine_exit_reason(int status) {
     }
   }
   return fmt::format("ended with status {}", status);
+}
+
+bool engine_exit_is_crash(int status) {
+  if (WIFSIGNALED(status)) {
+    switch (WTERMSIG(status)) {
+      case SIGSEGV:
+      case SIGBUS:
+      case SIGILL:
+      case SIGFPE:
+      case SIGABRT:
+      case SIGSYS:
+      case SIGTRAP:
+        return true;
+      default:
+        return false;
+    }
+  }
+  if (!WIFEXITED(status)) return false;
+  const int code = WEXITSTATUS(status);
+  return code != 0 && code != kEngineLostController && code != kEngineTaskPastTimeLimit;
 }
 
 }  // namespace ipp::net

@@ -17,4 +17,11 @@ inline constexpr int kEngineTaskPastTimeLimit = 85;
 /// "exited with code 3", "exited: a task called exit(0)".
 std::string engine_exit_reason(int status);
 
+/// Whether an exit status is the engine's own doing, as code it ran would end it: a crash
+/// signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS, SIGTRAP) or an exit the engine
+/// did not choose. Not a signal sent from outside (SIGKILL, SIGTERM: a user, the OOM killer),
+/// a stop asked for, a lost controller or a task past its time limit. Only such an end while
+/// an engine loads a plugin counts against the plugin.
+bool engine_exit_is_crash(int status);
+
 }  // namespace ipp::net
