@@ -90,7 +90,12 @@ net::Envelope PluginDistributor::push_message(const Target& engine, const Stored
   net::Header h;
   h.type = net::MsgType::PluginPush;
   h.msg_id = push_id;
-  h.info = Value::map({{"hash", plugin.stored.hash}});
+  // The engine ends itself when loading outlasts this by half again (an initializer that
+  // hangs), to be restarted without the plugin.
+  h.info =
+      Value::map({{"hash", plugin.stored.hash},
+                  {"load_timeout_ms",
+                   std::chrono::duration_cast<std::chrono::milliseconds>(load_timeout_).count()}});
   net::Envelope env = net::make_message(h, plugin.file);
   env.route = net::copy_route(*engine.route);
   return env;

@@ -1,6 +1,7 @@
 // ippctl's cluster commands: start, stop, status, add, remove, and the hidden supervise. What
 // each does is in cluster_cli.cpp.
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -16,7 +17,8 @@ namespace {
 struct ClusterArgs {
   int n = 0, heartbeat_ms = 1000;
   EngineSettings engines;
-  double time_limit_grace = -1;  // seconds; -1: the engines' default
+  double time_limit_grace = -1;     // seconds; -1: the engines' default
+  double plugin_load_timeout = -1;  // seconds; -1: the controller's default
   std::vector<std::int64_t> engine_ids;
   std::string scheme;
   std::optional<int> hwm;
@@ -29,6 +31,10 @@ struct ClusterArgs {
     if (hwm) out.insert(out.end(), {"--hwm", std::to_string(*hwm)});
     if (no_shm) out.emplace_back("--no-shm");
     if (no_ipc) out.emplace_back("--no-ipc");
+    if (plugin_load_timeout >= 0)
+      out.insert(out.end(),
+                 {"--plugin-load-timeout-ms",
+                  std::to_string(std::max<long>(1, std::lround(plugin_load_timeout * 1000)))});
     return out;
   }
 };
@@ -70,6 +76,12 @@ void add_start(CLI::App* cluster, Globals& g, const std::shared_ptr<ClusterArgs>
       ->add_option("--time-limit-grace", a->time_limit_grace,
                    "A task still running this long after its --time-limit (it ignores "
                    "cancellation) gets its engine restarted (default: 10)")
+      ->check(kSeconds);
+  start
+      ->add_option("--plugin-load-timeout", a->plugin_load_timeout,
+                   "A push is answered at the latest this long after it came, naming the "
+                   "engines still loading; an engine still loading at half as long again "
+                   "ends and is restarted without the plugin (default: 30)")
       ->check(kSeconds);
   on(start, g, [&g, a] {
     EngineSettings engines = a->engines;

@@ -17,6 +17,7 @@
 
 #include "engine/heart_thread.hpp"
 #include "engine/job_table.hpp"
+#include "engine/load_watchdog.hpp"
 #include "engine/reply_batcher.hpp"
 #include "engine/task_dispatcher.hpp"
 #include "ipp/codec.hpp"
@@ -37,6 +38,25 @@ using Steady = std::chrono::steady_clock;
 
 std::filesystem::path default_store() {
   return std::filesystem::temp_directory_path() / fmt::format("ipp-engine-{}", ::getpid());
+}
+
+/// What a PluginPush `h` says of the controller's load time-out (30 s when it says nothing)
+/// and of the plugin (its hash, cut).
+std::chrono::milliseconds load_timeout_of(const net::Header& h) {
+  if (h.info.kind() == Value::Kind::map) {
+    const auto& m = h.info.as_map();
+    const auto it = m.find("load_timeout_ms");
+    if (it != m.end() && it->second.kind() == Value::Kind::integer && it->second.as_int() > 0)
+      return std::chrono::milliseconds(it->second.as_int());
+  }
+  return std::chrono::seconds(30);
+}
+std::string plugin_of(const net::Header& h) {
+  if (h.info.kind() != Value::Kind::map) return "(unnamed)";
+  const auto& m = h.info.as_map();
+  const auto it = m.find("hash");
+  if (it == m.end() || it->second.kind() != Value::Kind::string) return "(unnamed)";
+  return it->second.as_string().substr(0, 12);
 }
 
 }  // namespace
@@ -207,7 +227,12 @@ int Engine::run() {
         try {
           Value file = decode(net::payload_of(env));
           const auto& bytes = file.as_bytes().data;
-          auto plugin = runtime.load_bytes(bytes.bytes());
+          std::shared_ptr<const LoadedPlugin> plugin;
+          {
+            engine::LoadWatchdog guard(id, engine::LoadWatchdog::limit_for(load_timeout_of(h)),
+                                       plugin_of(h));
+            plugin = runtime.load_bytes(bytes.bytes());
+          }
           Value::List tasks;
           for (const auto& t : plugin->tasks()) {
             tasks.push_back(

@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -183,6 +184,49 @@ TEST_F(Ippctl, AnEngineKilledFromOutsideAsItLoadsAPluginBlamesNotThePlugin) {
   const CtlResult r = ctl("apply slow_loaded 41 --balanced");
   EXPECT_EQ(r.out, "42\n") << r.err;
   EXPECT_NE(ctl("plugins").out.find("slow_load"), std::string::npos);
+}
+
+TEST_F(Ippctl, EnginesWhoseLoadingHangsAreRestartedWithoutThePlugin) {
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 1 --plugin-load-timeout 1").code, 0);
+  Client rc(ClientOptions{.profile_dir = dir_.path()});
+  std::set<std::int64_t> hung;
+  const Value before = rc.engines();
+  for (const auto& e : before.as_list())
+    hung.insert(e["pid"].as_int());
+  const CtlResult push = ctl("push " + test::test_plugin("hang_at_load").string());
+  EXPECT_EQ(push.code, 1);
+  EXPECT_NE(push.err.find("did not finish loading the plugin within 1 s"), std::string::npos)
+      << push.err;
+  // Half a second later each engine ends itself (the initializer's thread cannot be taken
+  // back); the supervisor restarts them, and the controller no longer sends them the plugin.
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  const auto ended = [&] {  // the supervisor's record of each engine's last exit
+    const std::string file = slurp(dir_ / "cluster.json");
+    std::size_t n = 0;
+    for (auto at = file.find("loading a plugin did not finish in time"); at != std::string::npos;
+         at = file.find("loading a plugin did not finish in time", at + 1))
+      ++n;
+    return n;
+  };
+  while (ended() < 2) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << slurp(dir_ / "cluster.json");
+    std::this_thread::sleep_for(50ms);
+  }
+  const auto back = [&] {  // two engines ready, neither of the hung processes
+    const Value listed = rc.engines();
+    int n = 0;
+    for (const auto& e : listed.as_list())
+      n += e["ready"] == Value(true) && hung.count(e["pid"].as_int()) == 0 ? 1 : 0;
+    return n == 2;
+  };
+  while (!back()) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the engines are not back";
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
+  const CtlResult r = ctl("apply mul 6 7");
+  EXPECT_EQ(r.out, "[42, 42]\n") << r.err;
+  EXPECT_EQ(ctl("plugins").out.find("hang_at_load"), std::string::npos);
 }
 
 TEST_F(Ippctl, ClusterStartPassesTheSchemeAndHwmToTheController) {

@@ -587,11 +587,14 @@ TEST(EngineExit, OnlyAnEngineOwnCodeEndingItIsACrash) {
   const int lost = status_of([] { ::_exit(kEngineLostController); });
   const int late = status_of([] { ::_exit(kEngineTaskPastTimeLimit); });
   const int task_exit = status_of([] { ::_exit(kEngineTaskCalledExit); });
+  const int hung = status_of([] { ::_exit(kEnginePluginLoadHung); });
   EXPECT_EQ(engine_exit_reason(segv), "was killed by signal 11 (SIGSEGV)");
   EXPECT_TRUE(engine_exit_is_crash(segv));
   EXPECT_TRUE(engine_exit_is_crash(abrt));
   EXPECT_TRUE(engine_exit_is_crash(code));
   EXPECT_TRUE(engine_exit_is_crash(task_exit));
+  EXPECT_EQ(engine_exit_reason(hung), "exited: loading a plugin did not finish in time");
+  EXPECT_TRUE(engine_exit_is_crash(hung)) << "a plugin whose initializer hangs";
   EXPECT_FALSE(engine_exit_is_crash(kill)) << "a user or the OOM killer";
   EXPECT_FALSE(engine_exit_is_crash(term));
   EXPECT_FALSE(engine_exit_is_crash(lost));

@@ -24,6 +24,8 @@ std::string engine_exit_reason(int status) {
         return "exited: its controller stopped answering";
       case kEngineTaskPastTimeLimit:
         return "exited: a task ran past its time limit and did not stop when cancelled";
+      case kEnginePluginLoadHung:
+        return "exited: loading a plugin did not finish in time";
       default:
         return fmt::format("exited with code {}", WEXITSTATUS(status));
     }

@@ -12,6 +12,10 @@ inline constexpr int kEngineTaskCalledExit = 84;  ///< a task called exit(0)
 /// A task ran past its time limit by the grace period and did not stop when cancelled: the
 /// engine ends so that its supervisor starts a fresh one (a thread cannot be taken back).
 inline constexpr int kEngineTaskPastTimeLimit = 85;
+/// Loading a plugin did not finish within half again the controller's load time-out (an
+/// initializer that hangs): the engine ends so that its supervisor starts a fresh one, which
+/// the controller no longer sends that plugin.
+inline constexpr int kEnginePluginLoadHung = 86;
 
 /// What an exit status means, completing "engine 3 ...": "was killed by signal 11 (SIGSEGV)",
 /// "exited with code 3", "exited: a task called exit(0)".
