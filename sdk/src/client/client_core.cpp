@@ -2,6 +2,323 @@
 
 namespace ipp::detail {
 
+ClientCore::ClientCore(const ClientOptions& options)
+    : info(net::read_connection_file(
+          options.connection_file ? *options.connection_file
+                                  : net::profile_dir(options.profile_dir) / net::kClientFile)),
+      signer(info.key),
+      timeout(options.timeout) {
+  for (auto* s : {&sockets[0], &sockets[1], &sockets[2]})
+    s->set(zmq::sockopt::linger, 0);
+  // No ZeroMQ limit on the task channels: the controller never drops what a client is owed.
+  for (auto* s : {&sockets[kDirect], &sockets[kBalanced]}) {
+    s->set(zmq::sockopt::sndhwm, 0);
+    s->set(zmq::sockopt::rcvhwm, 0);
+  }
+  // Large arrays go through shared memory when this host sees the controller's directory.
+  if (options.shared_memory && !info.shm_dir.empty())
+    shm = net::SharedMemory::open(info.shm_dir, info.shm_token);
+  sockets[kRegistration].connect(info.endpoint("registration"));
+  // On the controller's host the task channels go through its Unix sockets, if it offers
+  // them.
+  local = net::SharedMemory::sees(info.shm_dir, info.shm_token);
+  sockets[kDirect].connect(info.endpoint("direct", local));
+  sockets[kBalanced].connect(info.endpoint("balanced", local));
+  wake_pull.bind(wake_endpoint());
+  wake_push.connect(wake_endpoint());
+  io = std::thread([this] {
+    pthread_setname_np(pthread_self(), "ipp-client-io");
+    loop();
+  });
+}
+
+ClientCore::~ClientCore() {
+  stopping.store(true);
+  {
+    std::lock_guard lock(out_mutex);
+    wake_push.send(zmq::message_t(1), zmq::send_flags::dontwait);
+  }
+  io.join();
+  net::SharedMemory::release(shm);
+}
+
+std::string ClientCore::wake_endpoint() const {
+  return fmt::format("inproc://ipp-client-{}", static_cast<const void*>(this));
+}
+
+void ClientCore::submit(Channel channel, net::Envelope env, std::shared_ptr<Slot> slot,
+                        std::shared_ptr<ResultState> owner) {
+  std::lock_guard lock(out_mutex);
+  // One wake-up per batch: the I/O thread takes the whole queue when woken, so only the
+  // request that finds it empty needs to wake it.
+  const bool was_empty = outgoing.empty();
+  outgoing.push_back({channel, std::move(env), std::move(slot), std::move(owner)});
+  if (was_empty) wake_push.send(zmq::message_t(1), zmq::send_flags::dontwait);
+}
+
+void ClientCore::submit_sync(Channel channel, net::Envelope env, const std::shared_ptr<Slot>& slot,
+                             const std::shared_ptr<ResultState>& owner) {
+  {
+    std::lock_guard lock(out_mutex);
+    if (!outgoing.empty() || !pending.add_if_none(slot, owner)) {
+      const bool was_empty = outgoing.empty();
+      outgoing.push_back({channel, std::move(env), slot, owner});
+      if (was_empty) wake_push.send(zmq::message_t(1), zmq::send_flags::dontwait);
+      return;
+    }
+  }
+  zmq::socket_t& sock = own_socket(channel);
+  try {
+    net::send(sock, signer, env, false, {shm, shm != nullptr});
+  } catch (const std::exception& e) {
+    pending.fail(slot->msg_id, fmt::format("the request could not be sent: {}", e.what()));
+    return;
+  }
+  const auto tick = std::clamp(timeout / 4, Duration(10), Duration(1000));
+  zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
+  std::vector<net::Envelope> in;
+  while (true) {
+    if (slot_done(slot, owner)) return;
+    if (net::poll(&item, 1, tick) <= 0 || !(item.revents & ZMQ_POLLIN)) continue;
+    while (true) {
+      in.clear();
+      try {
+        if (!net::recv_all(sock, signer, in, zmq::recv_flags::dontwait, shm)) break;
+      } catch (const ProtocolError&) {
+        continue;  // not from our controller: drop it
+      }
+      for (auto& e : in) {
+        try {
+          // A late reply to an earlier call on this connection, failed meanwhile, finds
+          // nothing pending under its id and is dropped.
+          net::Header h = reply_header(e);
+          if (pending.finish(std::move(h), e) && slot_done(slot, owner)) return;
+        } catch (const Error&) {
+          // A malformed reply cannot be matched to a request; drop it.
+        }
+      }
+    }
+  }
+}
+
+bool ClientCore::slot_done(const std::shared_ptr<Slot>& slot,
+                           const std::shared_ptr<ResultState>& owner) {
+  std::lock_guard lock(owner->mutex);
+  return slot->done;
+}
+
+zmq::socket_t& ClientCore::own_socket(Channel channel) {
+  std::lock_guard lock(own_mutex);
+  auto& s = own[{std::this_thread::get_id(), channel}];
+  if (!s) {
+    s = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+    s->set(zmq::sockopt::linger, 0);
+    s->set(zmq::sockopt::sndhwm, 0);
+    s->set(zmq::sockopt::rcvhwm, 0);
+    s->connect(info.endpoint(channel == kDirect ? "direct" : "balanced", local));
+  }
+  return *s;
+}
+
+std::pair<Reply, Payload> ClientCore::request(Channel channel, net::Header h, Payload payload,
+                                              Duration wait_for) {
+  auto state = std::make_shared<ResultState>();
+  auto slot = std::make_shared<Slot>();
+  slot->msg_id = h.msg_id;
+  state->slots.push_back(slot);
+  state->remaining = 1;
+  submit(channel, net::make_message(h, std::move(payload)), slot, state);
+  std::unique_lock lock(state->mutex);
+  if (!state->cv.wait_for(lock, wait_for, [&] { return state->remaining == 0; })) {
+    pending.forget(h.msg_id);
+    throw ConnectionError(fmt::format("the controller at {} did not answer within {} ms",
+                                      info.endpoint("registration"), wait_for.count()));
+  }
+  return {slot->reply, slot->payload};
+}
+
+Value ClientCore::query(const std::string& what, Value extra) {
+  auto [reply, payload] = ask(what, std::move(extra));
+  if (reply.error) rethrow(*reply.error);
+  if (reply.info.is_null() && !payload.root.empty()) return decode(payload);
+  return reply.info;
+}
+
+std::pair<Reply, Payload> ClientCore::ask(const std::string& what, Value extra) {
+  net::Header h;
+  h.type = net::MsgType::QueryRequest;
+  h.msg_id = net::new_id();
+  h.task = what;
+  h.session = session;
+  h.info = std::move(extra);
+  return request(kRegistration, h, {}, timeout);
+}
+
+void ClientCore::loop() {
+  zmq::pollitem_t items[] = {{sockets[0].handle(), 0, ZMQ_POLLIN, 0},
+                             {sockets[1].handle(), 0, ZMQ_POLLIN, 0},
+                             {sockets[2].handle(), 0, ZMQ_POLLIN, 0},
+                             {wake_pull.handle(), 0, ZMQ_POLLIN, 0}};
+  const auto tick = std::clamp(timeout / 4, Duration(10), Duration(1000));
+  {
+    // Learn the controller's instance id at once, to notice later if it restarts.
+    net::Header h;
+    h.type = net::MsgType::QueryRequest;
+    h.msg_id = net::new_id();
+    h.task = "ids";
+    net::send(sockets[kRegistration], signer, net::make_message(h), true);
+  }
+  while (!stopping.load()) {
+    check_controller();
+    // Mappings kept for large arrays sent again: not past the pool's own time (looked
+    // through once a second, not at every turn of a busy loop).
+    if (shm != nullptr && Steady::now() - last_trim > std::chrono::seconds(1)) {
+      last_trim = Steady::now();
+      net::SharedMemory::trim(std::chrono::seconds(30));
+    }
+    if (net::poll(items, 4, tick) < 0) continue;
+    if (items[3].revents & ZMQ_POLLIN) send_queued();
+    receive(items);
+  }
+}
+
+void ClientCore::send_queued() {
+  zmq::message_t drain;
+  while (wake_pull.recv(drain, zmq::recv_flags::dontwait)) {
+  }
+  std::deque<Outgoing> batch;
+  {
+    std::lock_guard lock(out_mutex);
+    batch.swap(outgoing);
+  }
+  for (auto& o : batch)
+    pending.add(o.slot, o.owner);
+  send_all(batch);
+}
+
+void ClientCore::receive(zmq::pollitem_t (&items)[4]) {
+  std::vector<net::Envelope> in;
+  for (int c = 0; c < 3; ++c) {
+    if (!(items[c].revents & ZMQ_POLLIN)) continue;
+    while (true) {
+      in.clear();
+      try {
+        if (!net::recv_all(sockets[c], signer, in, zmq::recv_flags::dontwait, shm)) break;
+      } catch (const ProtocolError&) {
+        continue;  // not from our controller: drop it
+      }
+      for (auto& env : in) {
+        try {
+          complete(std::move(env));
+        } catch (const Error&) {
+          // A malformed reply cannot be matched to a request; drop it.
+        }
+      }
+    }
+  }
+}
+
+void ClientCore::send_all(std::deque<Outgoing>& batch) {
+  constexpr std::size_t kMaxBatch = 256;
+  std::vector<net::Envelope> group[3];
+  auto flush = [&](int c) {
+    if (!group[c].empty())
+      net::send_batch(sockets[c], signer, {}, group[c], false, {shm, shm != nullptr});
+    group[c].clear();
+  };
+  for (auto& o : batch) {
+    if (o.channel == kRegistration) {
+      net::send(sockets[kRegistration], signer, o.envelope);
+      continue;
+    }
+    group[o.channel].push_back(std::move(o.envelope));
+    if (group[o.channel].size() == kMaxBatch) flush(o.channel);
+  }
+  flush(kDirect);
+  flush(kBalanced);
+}
+
+void ClientCore::check_controller() {
+  if (pending.empty()) {
+    probe_id.clear();
+    return;
+  }
+  const auto now = Steady::now();
+  if (probe_id.empty()) {
+    // While requests are pending, ask a cheap question every timeout / 2 even when other
+    // replies arrive: its answer also shows whether the controller restarted meanwhile.
+    if (now - probe_sent < timeout / 2) return;
+    net::Header h;
+    h.type = net::MsgType::QueryRequest;
+    h.msg_id = probe_id = net::new_id();
+    h.task = "ids";
+    probe_sent = now;
+    net::send(sockets[kRegistration], signer, net::make_message(h));
+    return;
+  }
+  if (now - probe_sent < timeout) return;
+  const std::string why = fmt::format("the controller at {} stopped answering (nothing for {} ms)",
+                                      info.endpoint("registration"), timeout.count());
+  pending.fail_all([&](const std::string&) { return why; });
+  probe_id.clear();
+}
+
+void ClientCore::controller_restarted(std::string_view except) {
+  report_lost();
+  pending.fail_all(
+      [](const std::string& id) {
+        return fmt::format(
+            "the controller restarted while this request was in flight; if its engine "
+            "finishes it, the result will be in the task database: get_result(\"{}\")",
+            id);
+      },
+      except);
+}
+
+void ClientCore::report_lost() {
+  Value::List tasks = pending.tasks_in_flight();
+  if (tasks.empty()) return;
+  net::Header h;
+  h.type = net::MsgType::QueryRequest;
+  h.msg_id = net::new_id();
+  h.session = session;
+  h.task = "lost";
+  h.info = Value::map({{"tasks", Value(std::move(tasks))}});
+  try {
+    net::send(sockets[kRegistration], signer, net::make_message(h), true);
+  } catch (const std::exception&) {
+    // Best effort: the tasks' rows stay as the dead controller left them.
+  }
+}
+
+net::Header ClientCore::reply_header(net::Envelope& env) {
+  net::Header h = net::decode_header(env.parts.at(0));
+  if (!env.unreadable.empty()) {
+    h.error = make_error_record(ErrorCode::protocol,
+                                "the reply could not be read: " + env.unreadable, h.task, h.engine);
+    env.parts.resize(1);
+  }
+  return h;
+}
+
+void ClientCore::complete(net::Envelope env) {
+  net::Header h = reply_header(env);
+  // Hub replies carry the controller's instance id: a new one means it restarted.
+  if (h.type == net::MsgType::QueryReply && !h.session.empty()) {
+    if (controller_instance.empty()) {
+      controller_instance = h.session;
+    } else if (h.session != controller_instance) {
+      controller_instance = h.session;
+      controller_restarted(h.parent_id);
+    }
+  }
+  if (!probe_id.empty() && h.parent_id == probe_id) {
+    probe_id.clear();
+    return;
+  }
+  (void)pending.finish(std::move(h), env);
+}
+
 std::shared_ptr<Slot> send_task(ClientCore& core, const std::shared_ptr<ResultState>& state,
                                 Channel channel, net::MsgType type, std::int64_t target,
                                 const std::string& task, Payload payload, const std::string& bind,
