@@ -4,30 +4,20 @@
 // benchmark also checks that every task ends up recorded once the hub has caught up.
 //
 //     ipp-bench-hub [--tasks 1000] [--delay-us 5000] [--json FILE]
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "ipp/client.hpp"
-#include "ipp/ctl/process.hpp"
-#include "ipp/net/connection_file.hpp"
+#include "support/cluster.hpp"
+#include "support/figures.hpp"
 
 namespace {
 
-using ipp::ctl::exe_dir;
-
-using Clock = std::chrono::steady_clock;
+using namespace ipp::bench;
 
 struct Run {
   double tasks_per_s = 0;
@@ -36,61 +26,21 @@ struct Run {
 };
 
 Run run(int tasks, std::int64_t delay_us, const std::vector<std::string>& extra) {
-  const auto profile = std::filesystem::temp_directory_path() /
-                       fmt::format("ipp-bench-hub-{}-{}", ::getpid(), delay_us);
-  std::filesystem::create_directories(profile);
-  const auto bin = exe_dir();
-  std::vector<pid_t> pids;
-  std::vector<std::string> controller{(bin / "ippcontroller").string(),
-                                      "--profile-dir",
-                                      profile.string(),
-                                      "--hub-delay-us",
-                                      std::to_string(delay_us),
-                                      "--log-level",
-                                      "warn"};
-  controller.insert(controller.end(), extra.begin(), extra.end());
-  pids.push_back(ipp::ctl::spawn(controller, {.log = profile / "controller.log"}));
-  while (!std::filesystem::exists(profile / ipp::net::kClientFile)) {
-    if (::waitpid(pids.back(), nullptr, WNOHANG) == pids.back())
-      throw std::runtime_error("the controller did not start: see " +
-                               (profile / "controller.log").string());
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  for (int i = 0; i < 2; ++i) {
-    pids.push_back(ipp::ctl::spawn({(bin / "ippengine").string(), "--profile-dir", profile.string(),
-                                    "--threads", "2", "--log-level", "warn"},
-                                   {.log = profile / fmt::format("engine-{}.log", i)}));
-  }
+  std::vector<std::string> args{"--hub-delay-us", std::to_string(delay_us)};
+  args.insert(args.end(), extra.begin(), extra.end());
+  HandCluster c(fmt::format("hub-{}", delay_us), args);
+  c.add_engines(2, 2);
   Run out;
-  {
-    ipp::Client rc(ipp::ClientOptions{.profile_dir = profile, .timeout = ipp::Duration(600000)});
-    while (rc.ids().size() < 2)
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    rc.push_plugin(bin / ".." / "plugins" / "arith.so");
-    ipp::LoadBalancedView lb = rc.load_balanced_view();
-    (void)lb.apply("add", {0, 0});  // warm up the path
-    const std::size_t before = rc.hub_history().size();
-
-    const auto start = Clock::now();
-    std::vector<ipp::AsyncResult> results;
-    results.reserve(static_cast<std::size_t>(tasks));
-    for (int i = 0; i < tasks; ++i)
-      results.push_back(lb.apply_async("add", {i, 1}));
-    for (int i = 0; i < tasks; ++i) {
-      if (results[static_cast<std::size_t>(i)].get().as_int() != i + 1)
-        throw std::runtime_error("a wrong result");
-    }
-    const auto submitted_and_done = Clock::now();
-    out.tasks_per_s = tasks / std::chrono::duration<double>(submitted_and_done - start).count();
-    // The hub catches up: every task is in the database.
-    out.recorded = rc.hub_history().size() - before;
-    out.catch_up_s = std::chrono::duration<double>(Clock::now() - submitted_and_done).count();
-    rc.shutdown();
-  }
-  for (pid_t p : pids)
-    ::waitpid(p, nullptr, 0);
-  std::error_code ec;
-  std::filesystem::remove_all(profile, ec);
+  ipp::Client rc = c.client();
+  rc.push_plugin(arith());
+  ipp::LoadBalancedView lb = rc.load_balanced_view();
+  (void)lb.apply("add", {0, 0});  // warm up the path
+  const std::size_t before = rc.hub_history().size();
+  out.tasks_per_s = throughput(lb, tasks);
+  // The hub catches up: every task is in the database.
+  const auto done = Clock::now();
+  out.recorded = rc.hub_history().size() - before;
+  out.catch_up_s = since(done);
   return out;
 }
 
@@ -111,25 +61,33 @@ int main(int argc, char** argv) {
   try {
     const Run fast = run(tasks, 0, extra);
     const Run slow = run(tasks, delay_us, extra);
-    fmt::print("{:<40} {:>10} {:>8} {:>14} {:>10}\n",
-               fmt::format("{} load-balanced tasks, 2 engines", tasks), "tasks/s", "ratio",
-               "hub catch-up s", "recorded");
-    fmt::print("{:<40} {:>10.0f} {:>8} {:>14.2f} {:>10}\n", "hub at full speed", fast.tasks_per_s,
-               "1.00", fast.catch_up_s, fmt::format("{}/{}", fast.recorded, tasks));
-    fmt::print("{:<40} {:>10.0f} {:>8.2f} {:>14.2f} {:>10}\n",
-               fmt::format("hub slowed by {} us per record", delay_us), slow.tasks_per_s,
-               slow.tasks_per_s / fast.tasks_per_s, slow.catch_up_s,
-               fmt::format("{}/{}", slow.recorded, tasks));
+    // The floor here is the same cluster with its hub at full speed.
+    const std::vector<Floor> floors{
+        {"fast_tasks_per_s",
+         fmt::format("{} load-balanced tasks, 2 engines, hub at full speed", tasks),
+         fast.tasks_per_s, "tasks/s"}};
+    const std::vector<Figure> figures{
+        {"", fmt::format("hub slowed by {} us per record", delay_us), slow.tasks_per_s, "tasks/s",
+         slow.tasks_per_s / fast.tasks_per_s, "", true},
+        {"", "  hub at full speed: recorded all, later by", fast.catch_up_s, "s", std::nullopt, "",
+         true},
+        {"", "  hub slowed: recorded all, later by", slow.catch_up_s, "s", std::nullopt, "", true},
+        {"", "  recorded at full speed", static_cast<double>(fast.recorded), "tasks", std::nullopt,
+         fmt::format("== {}", tasks), fast.recorded == static_cast<std::size_t>(tasks)},
+        {"", "  recorded with the hub slowed", static_cast<double>(slow.recorded), "tasks",
+         std::nullopt, fmt::format("== {}", tasks),
+         slow.recorded == static_cast<std::size_t>(tasks)}};
+    print_figures(floors, figures);
     if (!json_file.empty()) {
-      nlohmann::json j{{"tasks", tasks},
-                       {"delay_us", delay_us},
-                       {"fast_tasks_per_s", fast.tasks_per_s},
-                       {"slow_tasks_per_s", slow.tasks_per_s},
-                       {"ratio", slow.tasks_per_s / fast.tasks_per_s},
-                       {"slow_catch_up_s", slow.catch_up_s},
-                       {"fast_recorded", fast.recorded},
-                       {"slow_recorded", slow.recorded}};
-      std::ofstream(json_file) << j.dump(2) << "\n";
+      write_json(json_file, floors, figures,
+                 {{"tasks", tasks},
+                  {"delay_us", static_cast<double>(delay_us)},
+                  {"fast_tasks_per_s", fast.tasks_per_s},
+                  {"slow_tasks_per_s", slow.tasks_per_s},
+                  {"ratio", slow.tasks_per_s / fast.tasks_per_s},
+                  {"slow_catch_up_s", slow.catch_up_s},
+                  {"fast_recorded", static_cast<double>(fast.recorded)},
+                  {"slow_recorded", static_cast<double>(slow.recorded)}});
     }
     return fast.recorded == static_cast<std::size_t>(tasks) &&
                    slow.recorded == static_cast<std::size_t>(tasks)
