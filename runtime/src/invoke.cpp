@@ -111,6 +111,17 @@ ErrorRecord make_error(ErrorCode code, const std::string& type, const std::strin
   return r;
 }
 
+/// The error of the exception being handled (an ipp::Error keeps its code and type).
+ErrorRecord current_error(const TaskHandle& task, const InvokeContext& ctx) {
+  try {
+    throw;
+  } catch (const Error& e) {
+    return make_error(e.code(), std::string(error_type_name(e.code())), e.what(), task, ctx);
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::unknown, "std::exception", e.what(), task, ctx);
+  }
+}
+
 /// Aligns and verifies a received payload; fills `scratch` with its frame table.
 const fb::Value* checked_root(const Payload& in, Buffer& aligned,
                               std::vector<ipp_bytes_v1>& scratch) {
@@ -143,10 +154,8 @@ TaskOutcome invoke(const TaskHandle& task, const Payload& args, const InvokeCont
       out.error = make_error(ErrorCode::protocol, std::string(error_type_name(ErrorCode::protocol)),
                              "the task returned neither a result nor an error", task, ctx);
     }
-  } catch (const Error& e) {
-    out.error = make_error(e.code(), std::string(error_type_name(e.code())), e.what(), task, ctx);
-  } catch (const std::exception& e) {
-    out.error = make_error(ErrorCode::unknown, "std::exception", e.what(), task, ctx);
+  } catch (const std::exception&) {
+    out.error = current_error(task, ctx);
   }
   out.completed = Clock::now();
   return out;
@@ -252,10 +261,8 @@ TaskOutcome invoke_map(const TaskHandle& task, const Payload& sequences, const I
       }
       out.result = encode(Value(std::move(all)));
     }
-  } catch (const Error& e) {
-    out.error = make_error(e.code(), std::string(error_type_name(e.code())), e.what(), task, ctx);
-  } catch (const std::exception& e) {
-    out.error = make_error(ErrorCode::unknown, "std::exception", e.what(), task, ctx);
+  } catch (const std::exception&) {
+    out.error = current_error(task, ctx);
   }
   out.completed = Clock::now();
   return out;

@@ -73,16 +73,11 @@ Outcome outcome_of(const std::string& token, const std::function<Value()>& get) 
 
 class Chaos : public ::testing::Test {
  protected:
-  struct CtlResult {
-    int code;
-    std::string out;
-  };
-  CtlResult ctl(const std::string& args) {
-    const auto out = dir_ / "out.txt";
-    const std::string cmd = std::string(IPP_BUILD_DIR) + "/bin/ippctl --profile-dir '" +
-                            dir_.path().string() + "' " + args + " > '" + out.string() + "' 2>&1";
-    const int status = std::system(cmd.c_str());
-    return {WEXITSTATUS(status), slurp(out)};
+  /// ippctl's exit code, and all it printed (standard output and error).
+  test::CtlResult ctl(const std::string& args) {
+    test::CtlResult r = test::ippctl(dir_.path(), args);
+    r.out += r.err;
+    return r;
   }
   void TearDown() override {
     for (pid_t p : paused_)
@@ -190,7 +185,7 @@ class Chaos : public ::testing::Test {
       std::this_thread::sleep_for(10ms);
     }
     killed_controller_ = controller;
-    const CtlResult r =
+    const test::CtlResult r =
         ctl(fmt::format("cluster start -n {} --heartbeat-ms {}", kEngines, kHeartbeatMs));
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_NE(r.out.find("cluster restored"), std::string::npos) << r.out;
@@ -221,7 +216,7 @@ class Chaos : public ::testing::Test {
 TEST_F(Chaos, EveryTaskIsAccountedForThroughKillsPausesAndAControllerRestore) {
   const auto seconds = env_or("IPP_CHAOS_SECONDS", 60);
   std::cout << "chaos: seed " << seed_ << " (IPP_CHAOS_SEED), " << seconds << " s\n";
-  const CtlResult started =
+  const test::CtlResult started =
       ctl(fmt::format("cluster start -n {} --heartbeat-ms {}", kEngines, kHeartbeatMs));
   ASSERT_EQ(started.code, 0) << started.out;
   const pid_t supervisor = cluster_file()["supervisor"].get<pid_t>();

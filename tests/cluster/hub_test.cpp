@@ -26,20 +26,10 @@ class HubTest : public test::Cluster {
   }
   /// ippctl as a separate process: its stdout.
   std::string ctl(const std::string& args) {
-    const auto out = dir_ / "ctl.out";
-    const auto err = dir_ / "ctl.err";
-    const std::string cmd = std::string(IPP_BUILD_DIR) + "/bin/ippctl --profile-dir '" +
-                            dir_.path().string() + "' " + args + " > '" + out.string() + "' 2> '" +
-                            err.string() + "'";
-    last_code_ = WEXITSTATUS(std::system(cmd.c_str()));
-    std::ifstream e(err);
-    std::stringstream es;
-    es << e.rdbuf();
-    last_err_ = es.str();
-    std::ifstream in(out);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
+    const test::CtlResult r = test::ippctl(dir_.path(), args);
+    last_code_ = r.code;
+    last_err_ = r.err;
+    return r.out;
   }
   Value record(const std::string& msg_id) {
     const Value rows = rc_->db_query({{"msg_id", "==", msg_id}});

@@ -20,23 +20,11 @@ using test::slurp;
 
 using namespace std::chrono_literals;
 
-struct CtlResult {
-  int code;
-  std::string out;
-  std::string err;
-};
+using test::CtlResult;
 
 class Ippctl : public ::testing::Test {
  protected:
-  CtlResult ctl(const std::string& args) {
-    const auto out = dir_ / "out.txt";
-    const auto err = dir_ / "err.txt";
-    const std::string cmd = std::string(IPP_BUILD_DIR) + "/bin/ippctl --profile-dir '" +
-                            dir_.path().string() + "' " + args + " > '" + out.string() + "' 2> '" +
-                            err.string() + "'";
-    const int status = std::system(cmd.c_str());
-    return {WEXITSTATUS(status), slurp(out), slurp(err)};
-  }
+  CtlResult ctl(const std::string& args) { return test::ippctl(dir_.path(), args); }
   void TearDown() override { (void)ctl("cluster stop"); }
   test::TempDir dir_;
 };

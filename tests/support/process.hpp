@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -88,6 +90,31 @@ class Process {
 
 inline std::string binary(const std::string& name) {
   return std::string(IPP_BUILD_DIR) + "/bin/" + name;
+}
+
+/// What an ippctl run printed, and its exit code.
+struct CtlResult {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+/// Runs the built ippctl on the profile `profile` with `args` (shell words), as a user would
+/// from a shell; its output goes through files in the profile, removed after.
+inline CtlResult ippctl(const std::filesystem::path& profile, const std::string& args) {
+  static std::atomic<int> runs{0};
+  const int n = runs.fetch_add(1);
+  const auto out = profile / ("ippctl-" + std::to_string(n) + ".out");
+  const auto err = profile / ("ippctl-" + std::to_string(n) + ".err");
+  const std::string cmd = binary("ippctl") + " --profile-dir '" + profile.string() + "' " + args +
+                          " > '" + out.string() + "' 2> '" + err.string() + "'";
+  const int status = std::system(cmd.c_str());
+  CtlResult r{WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(out),
+              slurp(err)};
+  std::error_code ec;
+  std::filesystem::remove(out, ec);
+  std::filesystem::remove(err, ec);
+  return r;
 }
 
 }  // namespace ipp::test

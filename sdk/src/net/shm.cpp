@@ -421,24 +421,8 @@ std::optional<Buffer> SharedMemory::allocate(std::size_t size, std::byte** out) 
       discard(path, *w);
     }
   }
-  Writable w;
-  w.fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (w.fd < 0) return std::nullopt;
-  int rc = 0;
-  do {
-    rc = ::posix_fallocate(w.fd, 0, static_cast<off_t>(size));
-  } while (rc == EINTR);
-  void* base = rc == 0 && ::fstat(w.fd, &w.st) == 0 ? ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                                                             MAP_SHARED | MAP_POPULATE, w.fd, 0)
-                                                    : MAP_FAILED;
-  if (base == MAP_FAILED) {
-    ::close(w.fd);
-    ::unlink(path.c_str());
-    return std::nullopt;
-  }
-  w.base = static_cast<std::byte*>(base);
-  w.mapped = size;
-  return buffer(w);
+  if (auto w = create_writable(path, size, true)) return buffer(*w);
+  return std::nullopt;
 }
 
 void SharedMemory::trim(std::chrono::steady_clock::duration idle) noexcept {

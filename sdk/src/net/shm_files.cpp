@@ -125,13 +125,24 @@ std::optional<Writable> open_writable(const std::string& path, std::size_t size)
   return w;
 }
 
-std::optional<Writable> create_writable(const std::string& path, std::size_t size) {
+std::optional<Writable> create_writable(const std::string& path, std::size_t size, bool allocate) {
   Writable w;
   w.fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (w.fd < 0) return std::nullopt;
+  bool sized = false;
+  if (allocate) {
+    int rc = 0;
+    do {
+      rc = ::posix_fallocate(w.fd, 0, static_cast<off_t>(size));
+    } while (rc == EINTR);
+    sized = rc == 0;
+  } else {
+    sized = ::ftruncate(w.fd, static_cast<off_t>(size)) == 0;
+  }
   void* base = MAP_FAILED;
-  if (::ftruncate(w.fd, static_cast<off_t>(size)) == 0 && ::fstat(w.fd, &w.st) == 0)
-    base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, w.fd, 0);
+  if (sized && ::fstat(w.fd, &w.st) == 0)
+    base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | (allocate ? MAP_POPULATE : 0),
+                  w.fd, 0);
   if (base == MAP_FAILED) {
     ::close(w.fd);
     ::unlink(path.c_str());

@@ -186,8 +186,11 @@ struct Writable {
 /// process kept when it wrote into it before, or a new one.
 std::optional<Writable> open_writable(const std::string& path, std::size_t size);
 
-/// Makes the new file `path` of `size` bytes and maps it writable, its pages not made yet.
-std::optional<Writable> create_writable(const std::string& path, std::size_t size);
+/// Makes the new file `path` of `size` bytes and maps it writable: its pages not made yet, or
+/// with `allocate`, allocated now and present (a full tmpfs says so here, not with a SIGBUS
+/// at the first write).
+std::optional<Writable> create_writable(const std::string& path, std::size_t size,
+                                        bool allocate = false);
 
 /// Undoes create_writable(): the mapping, the descriptor and the file go.
 void discard(const std::string& path, const Writable& w);
