@@ -117,6 +117,7 @@ class Session {
   engine::TaskDispatcher dispatcher_;
   zmq::pollitem_t items_[3];
   Steady::time_point last_work_ = Steady::now();
+  Steady::time_point last_trim_{};
   bool trimmed_ = true;
 };
 
@@ -223,13 +224,19 @@ void Session::registered_again(const net::Header& reply) {
 }
 
 void Session::trim_when_idle() {
+  const auto now = Steady::now();
+  // Replies kept for a restarted controller go when they are old enough, work or not; what
+  // they took goes back at the next trim.
+  if (replies_.expire_kept(now) > 0) trimmed_ = false;
   if (!jobs_.empty()) {
-    last_work_ = Steady::now();
+    last_work_ = now;
     trimmed_ = false;
-  } else if (!trimmed_ && Steady::now() - last_work_ > std::chrono::seconds(1)) {
+  } else if (!trimmed_ && now - last_work_ > std::chrono::seconds(1) &&
+             now - last_trim_ > std::chrono::seconds(1)) {
     ::malloc_trim(0);
     net::SharedMemory::trim(std::chrono::seconds(0));
     trimmed_ = true;
+    last_trim_ = now;
   }
 }
 

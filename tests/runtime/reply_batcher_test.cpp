@@ -115,5 +115,17 @@ TEST_F(ReplyBatcherTest, RepliesSentLatelyAreKeptAndSentAgainLargeOnesAreNot) {
   EXPECT_EQ(replies_.kept().first, 1u) << "kept again: the next restart may need it too";
 }
 
+TEST_F(ReplyBatcherTest, KeptRepliesExpireWithoutNewOnesBeingSent) {
+  replies_.post(0, reply("a"), "a");
+  replies_.post(1, reply("b"), "b");
+  ASSERT_EQ(received().size(), 2u);
+  ASSERT_EQ(replies_.kept().first, 2u);
+  const auto now = std::chrono::steady_clock::now();
+  EXPECT_EQ(replies_.expire_kept(now), 0u) << "still young";
+  EXPECT_EQ(replies_.expire_kept(now + ReplyBatcher::kKeepSent + 1s), 2u);
+  EXPECT_EQ(replies_.kept(), (std::pair<std::size_t, std::size_t>{0, 0}));
+  EXPECT_EQ(replies_.resend_kept(), 0u);
+}
+
 }  // namespace
 }  // namespace ipp::engine

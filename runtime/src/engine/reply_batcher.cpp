@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <span>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 
@@ -51,7 +52,7 @@ std::size_t ReplyBatcher::resend_kept() {
   std::unique_lock lock(mutex_);
   const std::size_t again = sent_.size();
   for (auto& e : sent_)
-    outgoing_.push_back({e.channel, std::move(e.envelope)});
+    outgoing_.push_back({e.channel, e.message.unpack()});
   sent_.clear();
   sent_bytes_ = 0;
   send_outgoing(lock);
@@ -87,30 +88,47 @@ void ReplyBatcher::send_outgoing(std::unique_lock<std::mutex>& lock) {
         }
       }
     }
-    const auto now = std::chrono::steady_clock::now();
-    lock.lock();
+    // What is kept for a restarted controller is packed first, outside the lock.
+    std::vector<std::tuple<int, net::PackedMessage, std::size_t>> keep;
     for (int c = 0; c < 2; ++c) {
-      for (auto& env : replies[c])
-        keep_sent(c, std::move(env), now);
+      for (const auto& env : replies[c]) {
+        std::size_t bytes = 0;
+        for (const auto& p : env.parts)
+          bytes += p.size();
+        if (bytes < net::SharedMemory::kThreshold)
+          keep.emplace_back(c, net::PackedMessage(env), bytes);
+      }
       replies[c].clear();
     }
+    const auto now = std::chrono::steady_clock::now();
+    lock.lock();
+    for (auto& [c, message, bytes] : keep)
+      keep_sent(c, std::move(message), bytes, now);
   }
   sending_ = false;
 }
 
-void ReplyBatcher::keep_sent(int channel, net::Envelope&& env,
+void ReplyBatcher::keep_sent(int channel, net::PackedMessage&& message, std::size_t bytes,
                              std::chrono::steady_clock::time_point now) {
-  std::size_t bytes = 0;
-  for (const auto& p : env.parts)
-    bytes += p.size();
-  if (bytes < net::SharedMemory::kThreshold) {
-    sent_bytes_ += bytes;
-    sent_.push_back({now, channel, std::move(env), bytes});
-  }
+  sent_bytes_ += bytes;
+  sent_.push_back({now, channel, std::move(message), bytes});
+  (void)drop_kept(now);
+}
+
+std::size_t ReplyBatcher::drop_kept(std::chrono::steady_clock::time_point now) {
+  std::size_t dropped = 0;
   while (!sent_.empty() && (now - sent_.front().at > kKeepSent || sent_bytes_ > kKeepSentBytes)) {
     sent_bytes_ -= sent_.front().bytes;
     sent_.pop_front();
+    ++dropped;
   }
+  if (dropped > 0 && sent_.empty()) decltype(sent_)().swap(sent_);  // a deque keeps its blocks
+  return dropped;
+}
+
+std::size_t ReplyBatcher::expire_kept(std::chrono::steady_clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  return drop_kept(now);
 }
 
 }  // namespace ipp::engine

@@ -75,6 +75,9 @@ class ReplyBatcher {
   std::size_t resend_kept();
   /// Replies kept for a restarted controller, and their bytes.
   [[nodiscard]] std::pair<std::size_t, std::size_t> kept() const;
+  /// Drops the kept replies older than kKeepSent at `now` (also while no reply is sent: an
+  /// idle engine does not hold them for good); returns how many went.
+  std::size_t expire_kept(std::chrono::steady_clock::time_point now);
 
  private:
   struct Outgoing {
@@ -84,7 +87,7 @@ class ReplyBatcher {
   struct Sent {
     std::chrono::steady_clock::time_point at;
     int channel;
-    net::Envelope envelope;
+    net::PackedMessage message;  // one allocation: tens of thousands may be kept
     std::size_t bytes;
   };
   /// Sends what is in `outgoing_` unless another thread is at it (that one takes it along).
@@ -92,7 +95,10 @@ class ReplyBatcher {
   void send_outgoing(std::unique_lock<std::mutex>& lock);
   /// Keeps `env` (a reply sent at `now`) and forgets what is too old or too much. Called with
   /// mutex_ held.
-  void keep_sent(int channel, net::Envelope&& env, std::chrono::steady_clock::time_point now);
+  void keep_sent(int channel, net::PackedMessage&& message, std::size_t bytes,
+                 std::chrono::steady_clock::time_point now);
+  /// Drops what is past kKeepSent or beyond kKeepSentBytes; mutex_ held. Returns how many.
+  std::size_t drop_kept(std::chrono::steady_clock::time_point now);
 
   std::array<zmq::socket_t*, 2> sockets_;  // used only by the thread that set `sending_`
   const net::Signer& signer_;
