@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ipp/error.hpp"
+#include "ipp/net/address.hpp"
 #include "ipp/net/header.hpp"
 #include "ipp/net/signer.hpp"
 
@@ -94,21 +95,65 @@ void Endpoints::configure(ControllerSockets& s) {
 }
 
 void Endpoints::bind(ControllerSockets& s, const ControllerOptions& options) {
-  // Fresh: ports chosen by the OS. Restored: the ports in the files.
+  if (!options.ports.empty() && options.ports.size() != 6) {
+    throw UsageError(fmt::format(
+        "--ports takes 6 ports (registration, heartbeat, direct, engine_direct, balanced, "
+        "engine_balanced), not {}",
+        options.ports.size()));
+  }
+  const auto [first, last] = options.port_range;
+  if (first != 0 && (first < 1 || last > 65535 || first > last))
+    throw UsageError(fmt::format("--port-range {}-{} is not a range of ports", first, last));
+  // Fresh: where --ip says, on the ports asked for (else chosen by the OS), and the files
+  // name --location. Restored: where the old controller listened, on the ports in its files.
+  const std::string listen =
+      options.restore && !client.listen.empty() ? client.listen : net::bind_host(options.ip);
+  const std::string location =
+      options.location.empty() ? net::default_location(options.ip) : options.location;
+  int next_in_range = first;
+  std::size_t index = 0;
   auto bind_one = [&](zmq::socket_t& sock, const net::ConnectionInfo& info, const char* channel) {
-    if (!options.restore) {
-      sock.bind(fmt::format("tcp://{}:*", options.ip));
-      return sock.get(zmq::sockopt::last_endpoint);
+    const std::size_t which = index++;
+    if (options.restore) {
+      const int port = net::port_of(info.endpoint(channel));
+      const std::string at = net::tcp_endpoint(listen, std::to_string(port));
+      try {
+        net::bind(sock, at);
+      } catch (const zmq::error_t& e) {
+        throw UsageError(fmt::format(
+            "restore: cannot listen on {} again ({}): is the old controller still running?", at,
+            e.what()));
+      }
+      return info.endpoint(channel);
     }
-    const std::string& at = info.endpoint(channel);
+    if (!options.ports.empty()) {
+      const std::string at = net::tcp_endpoint(listen, std::to_string(options.ports[which]));
+      try {
+        net::bind(sock, at);
+      } catch (const zmq::error_t& e) {
+        throw UsageError(fmt::format("cannot listen on {} for {}: {}", at, channel, e.what()));
+      }
+      return net::tcp_endpoint(location, std::to_string(options.ports[which]));
+    }
+    if (first != 0) {
+      for (; next_in_range <= last; ++next_in_range) {
+        try {
+          net::bind(sock, net::tcp_endpoint(listen, std::to_string(next_in_range)));
+          return net::tcp_endpoint(location, std::to_string(next_in_range++));
+        } catch (const zmq::error_t&) {
+          // taken: the next one
+        }
+      }
+      throw UsageError(
+          fmt::format("--port-range {}-{} has no free port left for {}", first, last, channel));
+    }
     try {
-      sock.bind(at);
+      net::bind(sock, net::tcp_endpoint(listen, "*"));
     } catch (const zmq::error_t& e) {
-      throw UsageError(fmt::format(
-          "restore: cannot listen on {} again ({}): is the old controller still running?", at,
-          e.what()));
+      throw UsageError(fmt::format("cannot listen on {}: {}", listen, e.what()));
     }
-    return at;
+    const std::string bound = sock.get(zmq::sockopt::last_endpoint);
+    return net::tcp_endpoint(location, std::to_string(net::port_of(bound)));
   };
   const auto reg = bind_one(s.registration, client, "registration");
   client.endpoints["registration"] = engine.endpoints["registration"] = reg;
@@ -117,6 +162,7 @@ void Endpoints::bind(ControllerSockets& s, const ControllerOptions& options) {
   engine.endpoints["engine_direct"] = bind_one(s.engine_direct, engine, "engine_direct");
   client.endpoints["balanced"] = bind_one(s.client_balanced, client, "balanced");
   engine.endpoints["engine_balanced"] = bind_one(s.engine_balanced, engine, "engine_balanced");
+  client.listen = engine.listen = listen;
   // The task channels again as Unix sockets, for peers on this host; after the TCP binds,
   // which fail while an old controller of a restored profile still runs.
   client.local_endpoints.clear();

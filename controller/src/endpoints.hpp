@@ -53,9 +53,12 @@ struct Endpoints {
   /// error, not a silent drop).
   static void configure(ControllerSockets& sockets);
 
-  /// Binds every socket (ports chosen by the OS, or on restore the old files' ports) and the
-  /// task channels again as Unix sockets in the shared-memory directory; the endpoints go into
-  /// `client` and `engine`. Throws UsageError when a restored port is taken.
+  /// Binds every socket where `options.ip` says (on `options.ports`, the first free ones of
+  /// `options.port_range`, or ports chosen by the OS; on restore where the old controller
+  /// listened, on its files' ports) and the task channels again as Unix sockets in the
+  /// shared-memory directory. The endpoints, naming `options.location`, go into `client` and
+  /// `engine`. Throws UsageError when a port is taken, a range is used up, or a host name does
+  /// not resolve.
   void bind(ControllerSockets& sockets, const ControllerOptions& options);
 
   /// Writes both connection files into `profile_dir` (mode 0600).

@@ -17,6 +17,43 @@ ipp::Controller* g_controller = nullptr;
 extern "C" void on_signal(int) {
   if (g_controller != nullptr) g_controller->stop();
 }
+
+/// Where the controller listens, and what its connection files tell peers.
+void add_network_options(CLI::App& app, ipp::ControllerOptions& options) {
+  app.add_option("--ip", options.ip,
+                 "Address to listen on: an IPv4 or IPv6 address, a host name, or 0.0.0.0 / :: "
+                 "for every interface")
+      ->capture_default_str();
+  app.add_option("--location", options.location,
+                 "The address peers reach this controller at, written into the connection "
+                 "files (default: --ip, or for 0.0.0.0 this host's first address that is not "
+                 "loopback)");
+  app.add_option("--ports", options.ports,
+                 "Fixed ports for registration, heartbeat, direct, engine_direct, balanced and "
+                 "engine_balanced, in that order (comma-separated)")
+      ->delimiter(',')
+      ->expected(6)
+      ->check(CLI::Range(1, 65535));
+  app.add_option_function<std::string>(
+      "--port-range",
+      [&options](const std::string& s) {
+        const auto dash = s.find('-');
+        int first = 0, last = 0;
+        try {
+          if (dash == std::string::npos) throw std::invalid_argument(s);
+          first = std::stoi(s.substr(0, dash));
+          last = std::stoi(s.substr(dash + 1));
+        } catch (const std::exception&) {
+          throw CLI::ValidationError("--port-range", "expected FIRST-LAST, got '" + s + "'");
+        }
+        if (first < 1 || last > 65535 || first > last)
+          throw CLI::ValidationError("--port-range",
+                                     "expected FIRST-LAST with 1 <= FIRST <= LAST <= 65535");
+        options.port_range = {first, last};
+      },
+      "Each socket takes the first free port of FIRST-LAST (for a firewall)");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -26,7 +63,7 @@ int main(int argc, char** argv) {
   int heartbeat_ms = 1000;
   app.add_option("--profile-dir", profile_dir,
                  "Profile directory (default: $IPP_PROFILE_DIR or ~/.ipp/profile_default)");
-  app.add_option("--ip", options.ip, "Address to listen on")->capture_default_str();
+  add_network_options(app, options);
   app.add_option("--heartbeat-ms", heartbeat_ms,
                  "Heartbeat period: engines ping 4 times per period and one silent for a whole "
                  "period is dead")

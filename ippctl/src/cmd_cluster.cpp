@@ -9,6 +9,7 @@
 #include "arguments.hpp"
 #include "cluster_cli.hpp"
 #include "globals.hpp"
+#include "ipp/net/address.hpp"
 
 namespace ipp::ctl {
 
@@ -23,6 +24,8 @@ struct ClusterArgs {
   std::string scheme;
   std::optional<int> hwm;
   bool no_shm = false, no_ipc = false;
+  std::string ip, location, port_range;
+  std::vector<int> ports;
 
   /// The options `cluster start` passes on to ippcontroller.
   [[nodiscard]] std::vector<std::string> controller_args() const {
@@ -31,6 +34,15 @@ struct ClusterArgs {
     if (hwm) out.insert(out.end(), {"--hwm", std::to_string(*hwm)});
     if (no_shm) out.emplace_back("--no-shm");
     if (no_ipc) out.emplace_back("--no-ipc");
+    if (!ip.empty()) out.insert(out.end(), {"--ip", ip});
+    if (!location.empty()) out.insert(out.end(), {"--location", location});
+    if (!ports.empty()) {
+      std::string list;
+      for (const int p : ports)
+        list += (list.empty() ? "" : ",") + std::to_string(p);
+      out.insert(out.end(), {"--ports", list});
+    }
+    if (!port_range.empty()) out.insert(out.end(), {"--port-range", port_range});
     if (plugin_load_timeout >= 0)
       out.insert(out.end(),
                  {"--plugin-load-timeout-ms",
@@ -41,6 +53,42 @@ struct ClusterArgs {
 
 ClusterCli cluster_cli(const Globals& g) {
   return {.profile = g.dir(), .json = g.json, .timeout_ms = g.timeout_ms};
+}
+
+/// Where the controller listens and what its connection files tell peers on other hosts.
+void add_network_options(CLI::App* start, ClusterArgs& a) {
+  start->add_option("--ip", a.ip,
+                    "Address the controller listens on: an IPv4 or IPv6 address, a host name, "
+                    "or 0.0.0.0 / :: for every interface (default: 127.0.0.1)");
+  start->add_option("--location", a.location,
+                    "The address peers reach the controller at, written into the connection "
+                    "files (default: --ip, or for 0.0.0.0 this host's first address that is not "
+                    "loopback)");
+  start
+      ->add_option("--ports", a.ports,
+                   "Fixed ports for registration, heartbeat, direct, engine_direct, balanced and "
+                   "engine_balanced, in that order (comma-separated)")
+      ->delimiter(',')
+      ->expected(6)
+      ->check(CLI::Range(1, 65535));
+  start
+      ->add_option("--port-range", a.port_range,
+                   "Each of the controller's sockets takes the first free port of FIRST-LAST")
+      ->check([](const std::string& s) -> std::string {
+        const auto dash = s.find('-');
+        int first = 0, last = 0;
+        try {
+          if (dash == std::string::npos) return "expected FIRST-LAST, got '" + s + "'";
+          first = std::stoi(s.substr(0, dash));
+          last = std::stoi(s.substr(dash + 1));
+        } catch (const std::exception&) {
+          return "expected FIRST-LAST, got '" + s + "'";
+        }
+        return first < 1 || last > 65535 || first > last
+                   ? "expected FIRST-LAST with 1 <= FIRST <= LAST <= 65535"
+                   : "";
+      });
+  start->get_option("--ports")->excludes(start->get_option("--port-range"));
 }
 
 void add_start(CLI::App* cluster, Globals& g, const std::shared_ptr<ClusterArgs>& a) {
@@ -77,6 +125,7 @@ void add_start(CLI::App* cluster, Globals& g, const std::shared_ptr<ClusterArgs>
                    "A task still running this long after its --time-limit (it ignores "
                    "cancellation) gets its engine restarted (default: 10)")
       ->check(kSeconds);
+  add_network_options(start, *a);
   start
       ->add_option("--plugin-load-timeout", a->plugin_load_timeout,
                    "A push is answered at the latest this long after it came, naming the "
@@ -84,6 +133,8 @@ void add_start(CLI::App* cluster, Globals& g, const std::shared_ptr<ClusterArgs>
                    "ends and is restarted without the plugin (default: 30)")
       ->check(kSeconds);
   on(start, g, [&g, a] {
+    // A host name that does not resolve is the user's mistake: said before anything starts.
+    if (!a->ip.empty()) (void)net::bind_host(a->ip);
     EngineSettings engines = a->engines;
     if (a->time_limit_grace >= 0)
       engines.time_limit_grace_ms = static_cast<int>(std::lround(a->time_limit_grace * 1000));

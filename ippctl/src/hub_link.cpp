@@ -1,5 +1,6 @@
 #include "hub_link.hpp"
 
+#include "ipp/net/address.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/message.hpp"
 
@@ -16,7 +17,7 @@ HubLink::HubLink(const std::filesystem::path& profile)
 
 HubLink::HubLink(const std::string& endpoint, const std::string& key) : signer_(key) {
   socket_.set(zmq::sockopt::linger, 0);
-  socket_.connect(endpoint);
+  net::connect(socket_, endpoint);
 }
 
 std::optional<net::Header> HubLink::query(const std::string& name, const Value& info,

@@ -1,4 +1,5 @@
 #include "ipp/runtime/engine.hpp"
+#include "ipp/net/address.hpp"
 
 #include <malloc.h>
 #include <unistd.h>
@@ -42,7 +43,7 @@ zmq::socket_t task_socket(zmq::context_t& ctx, const std::string& identity,
   s.set(zmq::sockopt::linger, 0);
   s.set(zmq::sockopt::sndhwm, 0);
   s.set(zmq::sockopt::rcvhwm, 0);
-  s.connect(endpoint);
+  net::connect(s, endpoint);
   return s;
 }
 
@@ -52,7 +53,7 @@ zmq::socket_t reply_socket(zmq::context_t& ctx, const std::string& endpoint) {
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
   s.set(zmq::sockopt::linger, 0);
   s.set(zmq::sockopt::sndhwm, 0);
-  s.connect(endpoint);
+  net::connect(s, endpoint);
   return s;
 }
 
@@ -333,7 +334,7 @@ int Engine::run() {
   zmq::context_t ctx;
   zmq::socket_t reg(ctx, zmq::socket_type::dealer);
   reg.set(zmq::sockopt::linger, 0);
-  reg.connect(conn.endpoint("registration"));
+  net::connect(reg, conn.endpoint("registration"));
   engine::Registration registration({.socket = reg,
                                      .signer = signer,
                                      .endpoint = conn.endpoint("registration"),

@@ -217,6 +217,42 @@ TEST_F(Ippctl, EnginesWhoseLoadingHangsAreRestartedWithoutThePlugin) {
   EXPECT_EQ(ctl("plugins").out.find("hang_at_load"), std::string::npos);
 }
 
+TEST_F(Ippctl, ClusterStartListensWhereToldAndTheFilesNameAnAddressPeersReach) {
+  // Every interface: the files name an address peers can reach, never 0.0.0.0.
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 1 --ip 0.0.0.0").code, 0);
+  std::string file = slurp(dir_ / "ipp-client.json");
+  EXPECT_EQ(file.find("tcp://0.0.0.0"), std::string::npos) << file;
+  EXPECT_NE(file.find("\"listen\": \"0.0.0.0\""), std::string::npos) << file;
+  ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
+  EXPECT_EQ(ctl("apply mul 6 7").out, "[42, 42]\n");
+  ASSERT_EQ(ctl("cluster stop").code, 0);
+  // IPv6, on ports from a range (a firewall's).
+  ASSERT_EQ(ctl("cluster start -n 1 --ip ::1 --port-range 47300-47399").code, 0);
+  file = slurp(dir_ / "ipp-engine.json");
+  EXPECT_NE(file.find("tcp://[::1]:473"), std::string::npos) << file;
+  ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
+  EXPECT_EQ(ctl("apply mul 6 7").out, "[42]\n");
+  ASSERT_EQ(ctl("cluster stop").code, 0);
+  // A host name, and a location given: the files say what the user said.
+  ASSERT_EQ(ctl("cluster start -n 1 --ip localhost --location localhost").code, 0);
+  EXPECT_NE(slurp(dir_ / "ipp-client.json").find("tcp://localhost:"), std::string::npos);
+  ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
+  EXPECT_EQ(ctl("apply mul 6 7").out, "[42]\n");
+  ASSERT_EQ(ctl("cluster stop").code, 0);
+  // Mistakes are usage errors that name what is wrong, and start nothing.
+  const std::pair<std::string, std::string> bad[] = {
+      {"--ip no-such-host.invalid", "no-such-host.invalid"},
+      {"--ports 1,2", "--ports"},
+      {"--port-range 9-3", "--port-range"},
+      {"--port-range 1000-1100 --ports 1,2,3,4,5,6", "excludes"}};
+  for (const auto& [args, named] : bad) {
+    const CtlResult r = ctl("cluster start -n 1 " + args);
+    EXPECT_EQ(r.code, 2) << args << ": " << r.err;
+    EXPECT_NE(r.err.find(named), std::string::npos) << args << ": " << r.err;
+  }
+  EXPECT_EQ(ctl("ids").code, 3) << "nothing started";
+}
+
 TEST_F(Ippctl, ClusterStartPassesTheSchemeAndHwmToTheController) {
   CtlResult r = ctl("cluster start -n 1 --scheme fastest");
   EXPECT_NE(r.code, 0);

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "ipp/error.hpp"
+#include "ipp/net/address.hpp"
 #include "ipp/net/signer.hpp"
 #include "support/paths.hpp"
 
@@ -117,6 +118,140 @@ TEST_F(EndpointsTest, ARestoreListensOnTheSamePortsWithTheSameKey) {
   again.bind(s.all, o);
   EXPECT_EQ(again.client.endpoints, first.client.endpoints);
   EXPECT_EQ(again.engine.endpoints, first.engine.endpoints);
+}
+
+TEST_F(EndpointsTest, AWildcardListensEverywhereAndTheFilesNameAnAddressPeersReach) {
+  auto o = options();
+  o.ip = "0.0.0.0";
+  Sockets s;
+  auto ep = Endpoints::prepare(o);
+  ep.bind(s.all, o);
+  for (const auto& [channel, at] : ep.client.endpoints) {
+    EXPECT_EQ(at.find("0.0.0.0"), std::string::npos) << channel << ": " << at;
+    EXPECT_EQ(at.find(net::default_location("0.0.0.0")), 6u) << at;
+  }
+  EXPECT_EQ(ep.client.listen, "0.0.0.0");
+  o.location = "head-node.example";
+  Sockets again;
+  auto named = Endpoints::prepare(o);
+  named.bind(again.all, o);
+  EXPECT_EQ(named.engine.endpoints.at("heartbeat").rfind("tcp://head-node.example:", 0), 0u)
+      << named.engine.endpoints.at("heartbeat");
+}
+
+TEST_F(EndpointsTest, FixedPortsAndPortRangesAreWhereTheSocketsListen) {
+  // Ports the system hands out are free now: take six of them, then let them go.
+  std::vector<int> free_ports;
+  {
+    Sockets probe;
+    auto ep = Endpoints::prepare(options());
+    ep.bind(probe.all, options());
+    for (const char* c :
+         {"registration", "heartbeat", "direct", "engine_direct", "balanced", "engine_balanced"})
+      free_ports.push_back(net::port_of(c == std::string("heartbeat") ||
+                                                c == std::string("engine_direct") ||
+                                                c == std::string("engine_balanced")
+                                            ? ep.engine.endpoint(c)
+                                            : ep.client.endpoint(c)));
+  }
+  auto o = options();
+  o.ports = free_ports;
+  {
+    Sockets s;
+    auto ep = Endpoints::prepare(o);
+    ep.bind(s.all, o);
+    EXPECT_EQ(ep.client.endpoint("registration"),
+              "tcp://127.0.0.1:" + std::to_string(free_ports[0]));
+    EXPECT_EQ(ep.engine.endpoint("engine_balanced"),
+              "tcp://127.0.0.1:" + std::to_string(free_ports[5]));
+    // The same ports again, taken: the error names the address.
+    Sockets taken;
+    auto other = Endpoints::prepare(o);
+    try {
+      other.bind(taken.all, o);
+      ADD_FAILURE() << "bound ports in use";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(std::to_string(free_ports[0])), std::string::npos)
+          << e.what();
+    }
+  }
+  o.ports = {1, 2, 3};
+  Sockets s;
+  auto ep = Endpoints::prepare(o);
+  EXPECT_THROW(ep.bind(s.all, o), UsageError) << "six ports or none";
+
+  auto r = options();
+  r.port_range = {free_ports[0], free_ports[0] + 200};
+  Sockets ranged;
+  auto in_range = Endpoints::prepare(r);
+  in_range.bind(ranged.all, r);
+  for (const auto* info : {&in_range.client, &in_range.engine}) {
+    for (const auto& [channel, at] : info->endpoints) {
+      const int port = net::port_of(at);
+      EXPECT_GE(port, r.port_range.first) << channel;
+      EXPECT_LE(port, r.port_range.second) << channel;
+    }
+  }
+  auto narrow = options();
+  narrow.port_range = {free_ports[0], free_ports[0]};  // taken just above, and only one
+  Sockets few;
+  auto none_left = Endpoints::prepare(narrow);
+  EXPECT_THROW(none_left.bind(few.all, narrow), UsageError);
+}
+
+TEST_F(EndpointsTest, IPv6AndHostNamesAreAddressesToo) {
+  auto o = options();
+  o.ip = "::1";
+  Sockets s;
+  auto v6 = Endpoints::prepare(o);
+  v6.bind(s.all, o);
+  EXPECT_EQ(v6.client.endpoint("registration").rfind("tcp://[::1]:", 0), 0u)
+      << v6.client.endpoint("registration");
+  // A peer reaches it.
+  zmq::socket_t peer(s.ctx, zmq::socket_type::dealer);
+  peer.set(zmq::sockopt::linger, 0);
+  net::connect(peer, v6.client.endpoint("registration"));
+  peer.send(zmq::str_buffer("hello"), zmq::send_flags::none);
+  s.registration.set(zmq::sockopt::rcvtimeo, 5000);
+  zmq::message_t from, body;
+  ASSERT_TRUE(s.registration.recv(from));
+  ASSERT_TRUE(s.registration.recv(body));
+  EXPECT_EQ(body.to_string(), "hello");
+
+  o.ip = "localhost";
+  Sockets named;
+  auto host = Endpoints::prepare(o);
+  host.bind(named.all, o);
+  EXPECT_EQ(host.client.endpoint("direct").rfind("tcp://localhost:", 0), 0u)
+      << "peers are told the name they were given";
+  o.ip = "no-such-host.invalid";
+  Sockets bad;
+  auto unknown = Endpoints::prepare(o);
+  try {
+    unknown.bind(bad.all, o);
+    ADD_FAILURE() << "listened on a host that does not resolve";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("no-such-host.invalid"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(EndpointsTest, ARestoreListensWhereTheOldControllerDid) {
+  auto o = options();
+  o.ip = "0.0.0.0";
+  Endpoints first = Endpoints::prepare(o);
+  {
+    Sockets s;
+    first.bind(s.all, o);
+    first.write_files(profile.path());
+  }
+  auto r = options();  // --ip not given again
+  r.restore = true;
+  Endpoints again = Endpoints::prepare(r);
+  EXPECT_EQ(again.client.listen, "0.0.0.0");
+  Sockets s;
+  again.bind(s.all, r);
+  EXPECT_EQ(again.client.endpoints, first.client.endpoints);
+  EXPECT_EQ(again.client.listen, "0.0.0.0");
 }
 
 TEST_F(EndpointsTest, ARestoreWhileTheOldControllerListensSaysSo) {

@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include "ipp/codec.hpp"
+#include "ipp/net/address.hpp"
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/engine_exit.hpp"
 #include "ipp/net/envelope.hpp"
@@ -600,6 +601,28 @@ TEST(EngineExit, OnlyAnEngineOwnCodeEndingItIsACrash) {
   EXPECT_FALSE(engine_exit_is_crash(lost));
   EXPECT_FALSE(engine_exit_is_crash(late));
   EXPECT_FALSE(engine_exit_is_crash(status_of([] {})));
+}
+
+TEST(Address, EndpointsForIPv4IPv6AndHostNames) {
+  EXPECT_EQ(tcp_endpoint("10.0.0.2", "5555"), "tcp://10.0.0.2:5555");
+  EXPECT_EQ(tcp_endpoint("::1", "*"), "tcp://[::1]:*");
+  EXPECT_EQ(tcp_endpoint("[fe80::1]", "7"), "tcp://[fe80::1]:7");
+  EXPECT_EQ(tcp_endpoint("head.example", "80"), "tcp://head.example:80");
+  EXPECT_EQ(port_of("tcp://[::1]:4242"), 4242);
+  EXPECT_EQ(port_of("tcp://127.0.0.1:*"), -1);
+  for (const char* any : {"*", "0.0.0.0", "::"})
+    EXPECT_TRUE(is_wildcard(any)) << any;
+  EXPECT_FALSE(is_wildcard("127.0.0.1"));
+  EXPECT_EQ(bind_host("*"), "0.0.0.0");
+  EXPECT_EQ(bind_host("10.1.2.3"), "10.1.2.3");
+  EXPECT_EQ(bind_host("::1"), "::1");
+  EXPECT_EQ(bind_host("localhost"), "127.0.0.1") << "IPv4 first, as peers resolve it";
+  EXPECT_THROW((void)bind_host("no-such-host.invalid"), UsageError);
+  EXPECT_THROW((void)bind_host(""), UsageError);
+  EXPECT_EQ(default_location("10.1.2.3"), "10.1.2.3");
+  const std::string here = default_location("0.0.0.0");
+  EXPECT_FALSE(is_wildcard(here)) << here;
+  EXPECT_FALSE(here.empty());
 }
 
 TEST(ConnectionFile, LocalPeersTakeTheUnixSocketWhereThereIsOne) {

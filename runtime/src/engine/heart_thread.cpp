@@ -7,6 +7,7 @@
 
 #include "engine_heart.hpp"
 #include "ipp/error.hpp"
+#include "ipp/net/address.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
 #include "ipp/net/message.hpp"
@@ -26,7 +27,7 @@ void HeartThread::run() {
   zmq::socket_t heartbeat(ctx, zmq::socket_type::dealer);
   heartbeat.set(zmq::sockopt::routing_id, o_.identity);
   heartbeat.set(zmq::sockopt::linger, 0);
-  heartbeat.connect(o_.endpoint);
+  net::connect(heartbeat, o_.endpoint);
   EngineHeart beat(o_.period, o_.controller_timeout, Steady::now());
   zmq::pollitem_t item{heartbeat.handle(), 0, ZMQ_POLLIN, 0};
   while (!quit_.load() && !o_.stop.load()) {

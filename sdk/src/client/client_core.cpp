@@ -1,5 +1,7 @@
 #include "client_core.hpp"
 
+#include "ipp/net/address.hpp"
+
 namespace ipp::detail {
 
 ClientCore::ClientCore(const ClientOptions& options)
@@ -18,12 +20,12 @@ ClientCore::ClientCore(const ClientOptions& options)
   // Large arrays go through shared memory when this host sees the controller's directory.
   if (options.shared_memory && !info.shm_dir.empty())
     shm = net::SharedMemory::open(info.shm_dir, info.shm_token);
-  sockets[kRegistration].connect(info.endpoint("registration"));
+  net::connect(sockets[kRegistration], info.endpoint("registration"));
   // On the controller's host the task channels go through its Unix sockets, if it offers
   // them.
   local = net::SharedMemory::sees(info.shm_dir, info.shm_token);
-  sockets[kDirect].connect(info.endpoint("direct", local));
-  sockets[kBalanced].connect(info.endpoint("balanced", local));
+  net::connect(sockets[kDirect], info.endpoint("direct", local));
+  net::connect(sockets[kBalanced], info.endpoint("balanced", local));
   wake_pull.bind(wake_endpoint());
   wake_push.connect(wake_endpoint());
   io = std::thread([this] {
@@ -115,7 +117,7 @@ zmq::socket_t& ClientCore::own_socket(Channel channel) {
     s->set(zmq::sockopt::linger, 0);
     s->set(zmq::sockopt::sndhwm, 0);
     s->set(zmq::sockopt::rcvhwm, 0);
-    s->connect(info.endpoint(channel == kDirect ? "direct" : "balanced", local));
+    net::connect(*s, info.endpoint(channel == kDirect ? "direct" : "balanced", local));
   }
   return *s;
 }

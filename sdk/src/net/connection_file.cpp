@@ -36,6 +36,7 @@ void write_connection_file(const std::filesystem::path& path, const ConnectionIn
   j["signature_scheme"] = info.signature_scheme;
   j["controller_pid"] = info.controller_pid;
   if (!info.shm_dir.empty()) j["shm"] = {{"dir", info.shm_dir}, {"token", info.shm_token}};
+  if (!info.listen.empty()) j["listen"] = info.listen;
   std::filesystem::create_directories(path.parent_path());
   const auto tmp =
       path.parent_path() / fmt::format(".{}.{}.tmp", path.filename().string(), ::getpid());
@@ -76,6 +77,7 @@ ConnectionInfo read_connection_file(const std::filesystem::path& path) {
       info.shm_dir = j.at("shm").at("dir").get<std::string>();
       info.shm_token = j.at("shm").at("token").get<std::string>();
     }
+    info.listen = j.value("listen", std::string());
   } catch (const nlohmann::json::exception& e) {
     throw ConnectionError(
         fmt::format("connection file '{}' is malformed: {}", path.string(), e.what()));

@@ -6,12 +6,26 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace ipp {
 
 struct ControllerOptions {
   std::filesystem::path profile_dir;  ///< connection files and pushed plugins live here
-  std::string ip = "127.0.0.1";       ///< where to listen; ports are chosen by the OS
+  /// Where to listen: an address (IPv4 or IPv6), a host name, or a wildcard (`0.0.0.0`,
+  /// `::`, `*`) for every interface.
+  std::string ip = "127.0.0.1";
+  /// The address peers reach the controller at, written into the connection files (a host
+  /// name or an address); empty: `ip`, or for a wildcard this host's first address that is
+  /// not loopback (net::default_location).
+  std::string location;
+  /// The ports of registration, heartbeat, direct, engine_direct, balanced and
+  /// engine_balanced, in that order (through a firewall); empty: see port_range.
+  std::vector<int> ports;
+  /// With no `ports`: each socket takes the first free port from `first` to `last`; {0, 0}:
+  /// ports chosen by the OS.
+  std::pair<int, int> port_range{0, 0};
   /// The heartbeat period: engines ping four times per period (the controller tells them so
   /// when they register), and an engine silent for one whole period is declared dead.
   std::chrono::milliseconds heartbeat{1000};

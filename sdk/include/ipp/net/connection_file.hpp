@@ -23,6 +23,10 @@ struct ConnectionInfo {
   /// when the controller uses none.
   std::string shm_dir;
   std::string shm_token;
+  /// Where the controller listens (its `--ip`, a host name resolved), which may differ from
+  /// the address in `endpoints` (a wildcard listens everywhere, and the files name one
+  /// address peers reach it at): a restored controller listens there again.
+  std::string listen;
 
   /// The endpoint of `channel`; throws ConnectionError naming the file's missing channel.
   [[nodiscard]] const std::string& endpoint(const std::string& channel) const;

@@ -1,0 +1,123 @@
+#include "ipp/net/address.hpp"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
+
+#include <charconv>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "ipp/error.hpp"
+
+namespace ipp::net {
+
+namespace {
+
+bool is_ipv6_literal(std::string_view host) {
+  return host.find(':') != std::string_view::npos;
+}
+
+/// The host part of a `tcp://HOST:PORT` endpoint, brackets and all.
+std::string_view host_of(std::string_view endpoint) {
+  constexpr std::string_view kTcp = "tcp://";
+  if (endpoint.substr(0, kTcp.size()) != kTcp) return {};
+  endpoint.remove_prefix(kTcp.size());
+  const auto colon = endpoint.rfind(':');
+  return colon == std::string_view::npos ? endpoint : endpoint.substr(0, colon);
+}
+
+/// Whether the socket must be allowed IPv6 for `endpoint`.
+bool needs_ipv6(std::string_view endpoint) {
+  return host_of(endpoint).substr(0, 1) == "[";
+}
+
+std::string numeric(const sockaddr* sa) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (sa->sa_family == AF_INET) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, text, sizeof text);
+  } else if (sa->sa_family == AF_INET6) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, text, sizeof text);
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string tcp_endpoint(std::string_view host, std::string_view port) {
+  if (is_ipv6_literal(host) && host.substr(0, 1) != "[")
+    return fmt::format("tcp://[{}]:{}", host, port);
+  return fmt::format("tcp://{}:{}", host, port);
+}
+
+bool is_wildcard(std::string_view ip) {
+  return ip == "*" || ip == "0.0.0.0" || ip == "::" || ip == "[::]";
+}
+
+std::string bind_host(std::string_view ip) {
+  if (ip.empty()) throw UsageError("an empty address to listen on");
+  if (is_wildcard(ip)) return ip == "*" ? "0.0.0.0" : std::string(ip);
+  in6_addr v6{};
+  in_addr v4{};
+  const std::string text(ip);
+  if (::inet_pton(AF_INET, text.c_str(), &v4) == 1 || ::inet_pton(AF_INET6, text.c_str(), &v6) == 1)
+    return text;
+  // IPv4 first: peers given the host name resolve it as ZeroMQ does without IPv6, to IPv4.
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  int rc = ::getaddrinfo(text.c_str(), nullptr, &hints, &found);
+  if (rc != 0) {
+    hints.ai_family = AF_INET6;
+    rc = ::getaddrinfo(text.c_str(), nullptr, &hints, &found);
+  }
+  if (rc != 0 || found == nullptr) {
+    throw UsageError(fmt::format("cannot listen on '{}': the host name does not resolve ({})", text,
+                                 rc != 0 ? ::gai_strerror(rc) : "no address"));
+  }
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> owner(found, ::freeaddrinfo);
+  return numeric(found->ai_addr);
+}
+
+std::string default_location(std::string_view ip) {
+  if (!is_wildcard(ip)) return std::string(ip);
+  ifaddrs* all = nullptr;
+  if (::getifaddrs(&all) != 0) return "127.0.0.1";
+  std::unique_ptr<ifaddrs, decltype(&::freeifaddrs)> owner(all, ::freeifaddrs);
+  for (const int family : {AF_INET, AF_INET6}) {
+    for (const ifaddrs* i = all; i != nullptr; i = i->ifa_next) {
+      if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != family) continue;
+      if ((i->ifa_flags & IFF_UP) == 0 || (i->ifa_flags & IFF_LOOPBACK) != 0) continue;
+      if (family == AF_INET6 &&
+          IN6_IS_ADDR_LINKLOCAL(&reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr))
+        continue;  // needs a zone to be reached
+      return numeric(i->ifa_addr);
+    }
+  }
+  return "127.0.0.1";
+}
+
+void connect(zmq::socket_t& socket, const std::string& endpoint) {
+  if (needs_ipv6(endpoint)) socket.set(zmq::sockopt::ipv6, true);
+  socket.connect(endpoint);
+}
+
+void bind(zmq::socket_t& socket, const std::string& endpoint) {
+  if (needs_ipv6(endpoint)) socket.set(zmq::sockopt::ipv6, true);
+  socket.bind(endpoint);
+}
+
+int port_of(std::string_view endpoint) {
+  const auto colon = endpoint.rfind(':');
+  if (colon == std::string_view::npos) return -1;
+  int port = -1;
+  const auto digits = endpoint.substr(colon + 1);
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  return ec == std::errc() && end == digits.data() + digits.size() ? port : -1;
+}
+
+}  // namespace ipp::net
