@@ -23,9 +23,16 @@ EngineRegistry::Engine* EngineRegistry::register_engine(const net::Envelope& env
   Engine e;
   e.route = net::copy_route(env.route);
   e.threads = std::max(1, h.threads);
-  if (h.info.kind() == Value::Kind::map && h.info.as_map().count("pid"))
-    e.pid = h.info["pid"].as_int();
-  if (e.pid != 0 && removed_pids_.count(e.pid) != 0) {
+  if (h.info.kind() == Value::Kind::map) {
+    const auto& info = h.info.as_map();
+    if (auto pid = info.find("pid");
+        pid != info.end() && pid->second.kind() == Value::Kind::integer)
+      e.pid = pid->second.as_int();
+    if (auto host = info.find("host");
+        host != info.end() && host->second.kind() == Value::Kind::string)
+      e.host = host->second.as_string();
+  }
+  if (e.pid != 0 && removed_.count({e.host, e.pid}) != 0) {
     // A removed engine that missed its Stop asks to come back: tell it again.
     messages_.push_back(stop_message(std::move(e.route)));
     return nullptr;
@@ -39,7 +46,8 @@ EngineRegistry::Engine* EngineRegistry::register_engine(const net::Envelope& env
   // An engine that lost its controller (or was dropped) asks for its old id back.
   const std::int64_t wanted = h.engine;
   auto existing = wanted >= 0 ? engines_.find(wanted) : engines_.end();
-  if (existing != engines_.end() && existing->second.pid != e.pid) {
+  if (existing != engines_.end() &&
+      (existing->second.pid != e.pid || existing->second.host != e.host)) {
     r.error = make_error_record(ErrorCode::usage,
                                 fmt::format("engine id {} belongs to another process", wanted));
     reply(std::move(r), std::move(e.route));
@@ -66,7 +74,8 @@ EngineRegistry::Engine* EngineRegistry::register_engine(const net::Envelope& env
 void EngineRegistry::mark_ready(Engine& e) {
   if (e.ready || !e.awaiting.empty()) return;
   e.ready = true;
-  spdlog::info("engine {} ready ({} threads, pid {})", e.id, e.threads, e.pid);
+  spdlog::info("engine {} ready ({} threads, pid {}{})", e.id, e.threads, e.pid,
+               e.host.empty() ? std::string() : " on " + e.host);
   events_.push_back(EngineEvent::up(e.id, e.threads));
 }
 
@@ -149,7 +158,7 @@ std::vector<std::int64_t> EngineRegistry::stop_drained(Clock::time_point now) {
   for (const auto id : done) {
     Engine& e = engines_.at(id);
     messages_.push_back(stop_message(net::copy_route(e.route)));
-    removed_pids_.insert(e.pid);
+    removed_.insert({e.host, e.pid});
     drop(id, "was removed");
   }
   return done;
@@ -181,10 +190,10 @@ const EngineRegistry::Engine* EngineRegistry::find(std::int64_t id) const {
   return it == engines_.end() ? nullptr : &it->second;
 }
 
-std::int64_t EngineRegistry::by_pid(std::int64_t pid) const {
+std::int64_t EngineRegistry::by_pid(std::int64_t pid, const std::string& host) const {
   std::int64_t id = -1;
   for (const auto& [eid, e] : engines_) {
-    if (e.pid == pid) id = eid;
+    if (e.pid == pid && (host.empty() || e.host == host)) id = eid;
   }
   return id;
 }
@@ -200,8 +209,11 @@ Value EngineRegistry::ready_ids() const {
 Value EngineRegistry::describe() const {
   Value::List list;
   for (const auto& [id, e] : engines_) {
-    list.push_back(
-        Value::map({{"id", id}, {"threads", e.threads}, {"pid", e.pid}, {"ready", e.ready}}));
+    list.push_back(Value::map({{"id", id},
+                               {"threads", e.threads},
+                               {"pid", e.pid},
+                               {"host", e.host},
+                               {"ready", e.ready}}));
   }
   return Value(std::move(list));
 }

@@ -43,6 +43,7 @@ class EngineRegistry {
     bool ready = false;
     std::set<std::string> awaiting;  // plugin pushes not yet acknowledged (before ready)
     std::int64_t pid = 0;
+    std::string host;  // as the engine names its host (pids are per host)
     std::uint64_t submitted = 0, completed = 0;
     std::unordered_set<net::TaskId, net::TaskIdHash> running;  // given to it, not answered yet
     bool draining = false;  // being removed: stopped once `running` is empty
@@ -91,12 +92,12 @@ class EngineRegistry {
   std::vector<net::Envelope> stop_all() const;
 
   [[nodiscard]] const Engine* find(std::int64_t id) const;
-  /// The engine of process `pid` (-1: none).
-  [[nodiscard]] std::int64_t by_pid(std::int64_t pid) const;
+  /// The engine of process `pid` on `host` (any host when empty; -1: none).
+  [[nodiscard]] std::int64_t by_pid(std::int64_t pid, const std::string& host = {}) const;
   [[nodiscard]] const std::map<std::int64_t, Engine>& engines() const noexcept { return engines_; }
   /// The ids of the ready engines (the `ids` query).
   [[nodiscard]] Value ready_ids() const;
-  /// Each engine's id, threads, pid and readiness (the `engines` query).
+  /// Each engine's id, threads, pid, host and readiness (the `engines` query).
   [[nodiscard]] Value describe() const;
   /// Each engine's outstanding and completed tasks (the `queue_status` query).
   [[nodiscard]] Value queue_status() const;
@@ -121,7 +122,8 @@ class EngineRegistry {
   std::map<std::int64_t, Engine> engines_;
   std::int64_t next_id_ = 0;
   std::vector<Removal> removals_;
-  std::set<std::int64_t> removed_pids_;  // told to stop: never registered again
+  // Processes told to stop, by host and pid: never registered again.
+  std::set<std::pair<std::string, std::int64_t>> removed_;
   std::vector<net::Envelope> messages_;
   std::vector<EngineEvent> events_;
 };

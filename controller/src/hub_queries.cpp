@@ -237,7 +237,9 @@ bool HubQueries::engine_exited(Query& q) {
   const std::string reason = info_field(q.h, "reason").as_string();
   const Value note = info_field(q.h, "note");
   const Value crash = info_field(q.h, "crash");
-  const std::int64_t id = deps_.registry.by_pid(pid);
+  const Value host = info_field(q.h, "host");
+  const std::int64_t id = deps_.registry.by_pid(
+      pid, host.kind() == Value::Kind::string ? host.as_string() : std::string());
   if (id >= 0) deps_.drop_engine(id, reason, crash == Value(true));
   if (!note.is_null()) spdlog::error("engine process {}: {}", pid, note.as_string());
   q.reply.info = Value::map({{"engine", id}});

@@ -32,9 +32,51 @@ using namespace std::chrono_literals;
 using Steady = std::chrono::steady_clock;
 
 Client client_of(const ClusterCli& c) {
-  return Client(ClientOptions{.profile_dir = c.profile,
-                              .connection_file = std::nullopt,
-                              .timeout = Duration(c.timeout_ms)});
+  return Client(ClientOptions{
+      .profile_dir = c.profile, .connection_file = c.file, .timeout = Duration(c.timeout_ms)});
+}
+
+/// The commands that start processes work on a profile on this host, not on a controller a
+/// connection file names.
+void refuse_file(const ClusterCli& c, const char* command) {
+  if (c.file) {
+    throw UsageError(fmt::format(
+        "cluster {} starts processes for a profile on this host (--profile-dir); --file names "
+        "a controller started elsewhere",
+        command));
+  }
+}
+
+/// `cluster status` of a controller ippctl did not start here (by hand, or on another host):
+/// what it says of itself and its engines. Exit codes as ippctl's.
+int remote_status(const ClusterCli& c) {
+  Value engines;
+  std::string at;
+  try {
+    ClusterCli quick = c;  // a controller that answers does so in milliseconds
+    quick.timeout_ms = std::min(c.timeout_ms, 3000);
+    Client rc = client_of(quick);
+    engines = rc.engines();
+    at = net::read_connection_file(c.file ? *c.file : c.profile / net::kClientFile)
+             .endpoint("registration");
+  } catch (const ConnectionError&) {
+    std::cout << (c.json ? "{\"running\": false}" : "no cluster running") << "\n";
+    return kConnection;
+  }
+  if (c.json) {
+    print_json(json{{"running", true}, {"controller", at}, {"engines", to_json(engines)}});
+    return kOk;
+  }
+  std::cout << fmt::format("controller at {} (not started by ippctl here); {} engine(s)\n", at,
+                           engines.size());
+  for (const auto& e : engines.as_list()) {
+    std::cout << fmt::format("engine {}: pid {}{}{}\n", e["id"].as_int(), e["pid"].as_int(),
+                             e.kind() == Value::Kind::map && e.as_map().count("host") != 0
+                                 ? " on " + e["host"].as_string()
+                                 : std::string(),
+                             e["ready"] == Value(true) ? "" : " (loading plugins)");
+  }
+  return kOk;
 }
 
 /// The supervised entries of cluster.json for processes `pids` (all when empty).
@@ -166,6 +208,7 @@ std::vector<std::int64_t> wait_registered(const ClusterCli& c, Client& rc,
 
 int cluster_start(const ClusterCli& c, int n, const EngineSettings& engines, int heartbeat_ms,
                   const std::vector<std::string>& controller_args) {
+  refuse_file(c, "start");
   const auto& profile = c.profile;
   std::filesystem::create_directories(profile / "logs");
   const auto existing = read_cluster(profile);
@@ -274,6 +317,11 @@ int cluster_start(const ClusterCli& c, int n, const EngineSettings& engines, int
 }
 
 int cluster_stop(const ClusterCli& c) {
+  if (c.file) {  // a controller started elsewhere: told to shut down, its engines with it
+    client_of(c).shutdown();
+    if (!c.json) std::cout << "controller told to shut down\n";
+    return kOk;
+  }
   const auto& profile = c.profile;
   auto cluster = read_cluster(profile);
   try {
@@ -310,6 +358,10 @@ int cluster_stop(const ClusterCli& c) {
 
 int cluster_status(const ClusterCli& c) {
   auto cluster = read_cluster(c.profile);
+  // A controller ippctl started here that died: said at once. One it did not start (by hand,
+  // or elsewhere): asked.
+  if (c.file || (!cluster && std::filesystem::exists(c.profile / net::kClientFile)))
+    return remote_status(c);
   if (!cluster || !alive(cluster->controller)) {
     std::cout << (c.json ? "{\"running\": false}" : "no cluster running") << "\n";
     return kConnection;
@@ -360,6 +412,7 @@ int cluster_status(const ClusterCli& c) {
 }
 
 int cluster_add(const ClusterCli& c, int n) {
+  refuse_file(c, "add");
   auto cluster = read_cluster(c.profile);
   if (!cluster || !alive(cluster->controller)) {
     std::cerr << "ippctl: no cluster running for profile " << c.profile.string()
@@ -385,6 +438,7 @@ int cluster_add(const ClusterCli& c, int n) {
 }
 
 int cluster_remove(const ClusterCli& c, const std::vector<std::int64_t>& ids) {
+  refuse_file(c, "remove");
   HubLink hub(c.profile);
   std::vector<Value> list(ids.begin(), ids.end());
   auto r = hub.query("remove_engines", Value::map({{"ids", Value(Value::List(list))}}),

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <vector>
 
 namespace ipp::ctl {
@@ -13,6 +14,8 @@ struct ClusterCli {
   std::filesystem::path profile;  ///< the profile directory
   bool json = false;              ///< print one JSON document
   int timeout_ms = 10000;         ///< how long to wait for the controller
+  /// A client connection file (--file): a controller this profile's ippctl did not start.
+  std::optional<std::filesystem::path> file;
 };
 
 /// How a cluster's supervised engines are started (kept in cluster.json for `cluster add`).

@@ -52,7 +52,8 @@ struct ClusterArgs {
 };
 
 ClusterCli cluster_cli(const Globals& g) {
-  return {.profile = g.dir(), .json = g.json, .timeout_ms = g.timeout_ms};
+  return {
+      .profile = g.dir(), .json = g.json, .timeout_ms = g.timeout_ms, .file = g.connection_file()};
 }
 
 /// Where the controller listens and what its connection files tell peers on other hosts.

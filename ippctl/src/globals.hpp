@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -19,6 +20,7 @@ constexpr int kOk = 0, kRemote = 1, kUsage = 2, kConnection = 3, kInterrupted = 
 
 struct Globals {
   std::string profile;     ///< --profile-dir, empty for the default
+  std::string file;        ///< --file or $IPP_CONNECTION_FILE: a client connection file
   bool json = false;       ///< --json: print one JSON document
   int timeout_ms = 10000;  ///< --timeout-ms: how long to wait for the controller
   /// What the chosen subcommand does, set by its callback; returns the exit code. Errors
@@ -27,7 +29,9 @@ struct Globals {
 
   /// The profile directory: --profile-dir, $IPP_PROFILE_DIR or ~/.ipp/profile_default.
   [[nodiscard]] std::filesystem::path dir() const;
-  /// A client of the profile's cluster.
+  /// The client connection file given (--file), if any.
+  [[nodiscard]] std::optional<std::filesystem::path> connection_file() const;
+  /// A client of the cluster: the one --file names, else the profile's.
   [[nodiscard]] Client client() const;
 };
 

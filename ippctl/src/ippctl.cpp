@@ -18,9 +18,14 @@ std::filesystem::path Globals::dir() const {
                                           : std::optional<std::filesystem::path>(profile));
 }
 
+std::optional<std::filesystem::path> Globals::connection_file() const {
+  if (file.empty()) return std::nullopt;
+  return std::filesystem::path(file);
+}
+
 Client Globals::client() const {
   return Client(ClientOptions{
-      .profile_dir = dir(), .connection_file = std::nullopt, .timeout = Duration(timeout_ms)});
+      .profile_dir = dir(), .connection_file = connection_file(), .timeout = Duration(timeout_ms)});
 }
 
 int run(int argc, char** argv) {
@@ -29,6 +34,10 @@ int run(int argc, char** argv) {
   Globals g;
   app.add_option("--profile-dir", g.profile,
                  "Profile directory (default: $IPP_PROFILE_DIR or ~/.ipp/profile_default)");
+  app.add_option("--file", g.file,
+                 "A client connection file (ipp-client.json) of a controller started elsewhere: "
+                 "by hand, or on another host")
+      ->envname("IPP_CONNECTION_FILE");
   app.add_flag("--json", g.json, "Print one JSON document");
   app.add_option("--timeout-ms", g.timeout_ms, "How long to wait for the controller")
       ->capture_default_str()

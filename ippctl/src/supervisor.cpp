@@ -20,6 +20,7 @@
 #include "hub_link.hpp"
 #include "ipp/ctl/process.hpp"
 #include "ipp/error.hpp"
+#include "ipp/net/address.hpp"
 #include "ipp/net/engine_exit.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/message.hpp"
@@ -239,7 +240,8 @@ class Supervisor {
     Value::Map info{{"pid", static_cast<std::int64_t>(pid)},
                     {"reason", reason},
                     {"restart", restart},
-                    {"crash", net::engine_exit_is_crash(status)}};
+                    {"crash", net::engine_exit_is_crash(status)},
+                    {"host", net::host_name()}};
     if (note) info["note"] = *note;
     if (auto r = hub_.query("engine_exited", Value(std::move(info)), 2s)) {
       if (!r->error && r->info.kind() == Value::Kind::map && r->info["engine"].as_int() >= 0)

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ipp/client.hpp"
+#include "ipp/net/address.hpp"
 #include "ipp/net/header.hpp"
 #include "support/cluster.hpp"
 
@@ -531,6 +532,44 @@ TEST_F(HubTest, BytesThatAreNotUtf8AreRecordedAndTheControllerGoesOn) {
   const std::string out = ctl("--json query --limit 10");
   EXPECT_EQ(last_code_, 0) << last_err_;
   EXPECT_NE(out.find("\xEF\xBF\xBD"), std::string::npos) << "invalid bytes become U+FFFD";
+}
+
+TEST_F(HubTest, IppctlReachesAControllerItDidNotStartThroughItsConnectionFile) {
+  start_with(2);  // a controller and engines started by hand: no cluster.json
+  const std::string file = (dir_ / net::kClientFile).string();
+  // In the profile: cluster status asks the controller, and names each engine's pid and host.
+  const std::string status = ctl("cluster status");
+  EXPECT_EQ(last_code_, 0) << last_err_;
+  EXPECT_NE(status.find("controller at tcp://127.0.0.1:"), std::string::npos) << status;
+  EXPECT_NE(status.find(fmt::format("pid {} on {}", engine_process(0).pid(), net::host_name())),
+            std::string::npos)
+      << status;
+  // From anywhere: --file, or IPP_CONNECTION_FILE, for any subcommand.
+  test::TempDir elsewhere;
+  const test::CtlResult ids = test::ippctl(elsewhere.path(), "--file '" + file + "' ids");
+  EXPECT_EQ(ids.code, 0) << ids.err;
+  EXPECT_EQ(ids.out, "[0, 1]\n");
+  const std::string cmd = "IPP_CONNECTION_FILE='" + file + "' " + test::binary("ippctl") +
+                          " --profile-dir '" + elsewhere.path().string() + "' apply mul 6 7 > '" +
+                          (elsewhere.path() / "out").string() + "'";
+  EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 0);
+  EXPECT_EQ(test::slurp(elsewhere.path() / "out"), "[42, 42]\n");
+  const test::CtlResult remote =
+      test::ippctl(elsewhere.path(), "--file '" + file + "' cluster status");
+  EXPECT_NE(remote.out.find("2 engine(s)"), std::string::npos) << remote.out;
+  // Starting processes is for a profile on this host.
+  const test::CtlResult refused =
+      test::ippctl(elsewhere.path(), "--file '" + file + "' cluster start -n 1");
+  EXPECT_EQ(refused.code, 2);
+  EXPECT_NE(refused.err.find("--file names a controller started elsewhere"), std::string::npos)
+      << refused.err;
+  // And stopping it: the controller shuts down, its engines with it.
+  EXPECT_EQ(test::ippctl(elsewhere.path(), "--file '" + file + "' cluster stop").code, 0);
+  EXPECT_NE(controller_->wait(std::chrono::seconds(10)), -1);
+  const test::CtlResult gone =
+      test::ippctl(elsewhere.path(), "--file '" + file + "' cluster status");
+  EXPECT_EQ(gone.code, 3);
+  EXPECT_EQ(gone.out, "no cluster running\n");
 }
 
 }  // namespace

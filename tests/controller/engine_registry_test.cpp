@@ -14,13 +14,13 @@ using namespace std::chrono_literals;
 using Clock = EngineRegistry::Clock;
 
 net::Envelope register_request(std::int64_t pid, std::int64_t wanted = -1, int threads = 2,
-                               std::string_view route = "r") {
+                               std::string_view route = "r", const std::string& host = {}) {
   net::Header h;
   h.type = net::MsgType::RegisterRequest;
   h.msg_id = net::new_id();
   h.engine = wanted;
   h.threads = threads;
-  h.info = Value::map({{"pid", pid}});
+  h.info = host.empty() ? Value::map({{"pid", pid}}) : Value::map({{"pid", pid}, {"host", host}});
   net::Envelope env = net::make_message(h);
   env.route.emplace_back(route);
   return env;
@@ -209,6 +209,28 @@ TEST_F(EngineRegistryTest, QueriesDescribeTheEngines) {
   EXPECT_EQ(d[1]["ready"], Value(false));
   EXPECT_EQ(reg.by_pid(12), 1);
   EXPECT_EQ(reg.stop_all().size(), 2u);
+}
+
+TEST_F(EngineRegistryTest, EnginesOnOtherHostsAreTheirHostAndPid) {
+  // The same pid on two hosts: two engines, each found by its host.
+  const auto a = register_request(77, -1, 2, "ra", "node-a");
+  ASSERT_NE(reg.register_engine(a, header(a)), nullptr);
+  const auto b = register_request(77, -1, 2, "rb", "node-b");
+  ASSERT_NE(reg.register_engine(b, header(b)), nullptr);
+  EXPECT_EQ(reg.by_pid(77, "node-a"), 0);
+  EXPECT_EQ(reg.by_pid(77, "node-b"), 1);
+  EXPECT_EQ(reg.by_pid(77, "node-c"), -1);
+  const Value d = reg.describe();
+  EXPECT_EQ(d[0]["host"], Value("node-a"));
+  EXPECT_EQ(d[1]["host"], Value("node-b"));
+  // Engine 0's id, asked for by the same pid on another host: another process.
+  const auto impostor = register_request(77, 0, 2, "rc", "node-c");
+  EXPECT_EQ(reg.register_engine(impostor, header(impostor)), nullptr);
+  const auto msgs = reg.take_messages();
+  ASSERT_FALSE(msgs.empty());
+  const net::Header refused = header(msgs.back());
+  ASSERT_TRUE(refused.error.has_value());
+  EXPECT_NE(refused.error->message.find("belongs to another process"), std::string::npos);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "engine/plugin_messages.hpp"
 #include "ipp/codec.hpp"
 #include "ipp/error.hpp"
+#include "ipp/net/address.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/message.hpp"
 #include "ipp/runtime/runtime.hpp"
@@ -90,6 +91,7 @@ TEST_F(RegistrationTest, TheFirstRegistrationLearnsTheIdPeriodAndController) {
   EXPECT_EQ(h.threads, 4);
   EXPECT_EQ(h.engine, 7) << "the id it asks for";
   EXPECT_EQ(h.info["pid"], Value(static_cast<std::int64_t>(::getpid())));
+  EXPECT_EQ(h.info["host"], Value(net::host_name())) << "pids are per host";
   answer(*request, "controller-1", 7);
   EXPECT_TRUE(done.get());
   EXPECT_EQ(reg.id(), 7);

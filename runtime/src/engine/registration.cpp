@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ipp/error.hpp"
+#include "ipp/net/address.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/message.hpp"
 
@@ -19,7 +20,8 @@ Registration::Registration(Options options) : o_(std::move(options)), period_(o_
   hello_.msg_id = net::new_id();
   hello_.session = net::new_id();
   hello_.threads = o_.threads;
-  hello_.info = Value::map({{"pid", static_cast<std::int64_t>(::getpid())}});
+  hello_.info =
+      Value::map({{"pid", static_cast<std::int64_t>(::getpid())}, {"host", net::host_name()}});
   hello_.engine = o_.wanted_id;
 }
 

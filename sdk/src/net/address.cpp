@@ -5,6 +5,7 @@
 #include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <unistd.h>
 
 #include <charconv>
 #include <memory>
@@ -109,6 +110,12 @@ void connect(zmq::socket_t& socket, const std::string& endpoint) {
 void bind(zmq::socket_t& socket, const std::string& endpoint) {
   if (needs_ipv6(endpoint)) socket.set(zmq::sockopt::ipv6, true);
   socket.bind(endpoint);
+}
+
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "localhost";
+  return name;
 }
 
 int port_of(std::string_view endpoint) {

@@ -35,6 +35,9 @@ void connect(zmq::socket_t& socket, const std::string& endpoint);
 /// wildcard (`tcp://[::]:...`) listens on IPv4 too.
 void bind(zmq::socket_t& socket, const std::string& endpoint);
 
+/// This host's name (gethostname), as engines report it when they register.
+std::string host_name();
+
 /// The port of a `tcp://HOST:PORT` endpoint; -1 when it has none.
 int port_of(std::string_view endpoint);
 
