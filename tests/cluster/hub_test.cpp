@@ -557,6 +557,15 @@ TEST_F(HubTest, IppctlReachesAControllerItDidNotStartThroughItsConnectionFile) {
   const test::CtlResult remote =
       test::ippctl(elsewhere.path(), "--file '" + file + "' cluster status");
   EXPECT_NE(remote.out.find("2 engine(s)"), std::string::npos) << remote.out;
+  // The C++ client too, when it is given no profile.
+  ::setenv("IPP_CONNECTION_FILE", file.c_str(), 1);
+  {
+    Client from_env{ClientOptions{}};
+    EXPECT_EQ(from_env.ids().size(), 2u);
+    EXPECT_THROW(Client(ClientOptions{.profile_dir = elsewhere.path()}), ConnectionError)
+        << "a profile given is the profile used";
+  }
+  ::unsetenv("IPP_CONNECTION_FILE");
   // Starting processes is for a profile on this host.
   const test::CtlResult refused =
       test::ippctl(elsewhere.path(), "--file '" + file + "' cluster start -n 1");

@@ -315,7 +315,10 @@ struct DbCondition {
 struct ClientOptions {
   std::optional<std::filesystem::path>
       profile_dir;  ///< default: $IPP_PROFILE_DIR, ~/.ipp/profile_default
-  std::optional<std::filesystem::path> connection_file{};  ///< default: PROFILE/ipp-client.json
+  /// The client connection file of a controller started elsewhere (by hand, or on another
+  /// host); default: $IPP_CONNECTION_FILE when no profile_dir is given, else
+  /// PROFILE/ipp-client.json.
+  std::optional<std::filesystem::path> connection_file{};
   Duration timeout{10000};  ///< how long queries wait for the controller
   /// Large arrays to and from the cluster go through shared memory when the controller is on
   /// this host and offers it (see docs/architecture.md); false: always through the socket.

@@ -1,13 +1,26 @@
 #include "client_core.hpp"
 
+#include <cstdlib>
+
 #include "ipp/net/address.hpp"
 
 namespace ipp::detail {
 
+namespace {
+
+/// The connection file `options` name (see ClientOptions::connection_file).
+std::filesystem::path connection_file_of(const ClientOptions& options) {
+  if (options.connection_file) return *options.connection_file;
+  if (const char* env = std::getenv("IPP_CONNECTION_FILE");
+      !options.profile_dir && env != nullptr && *env != '\0')
+    return env;
+  return net::profile_dir(options.profile_dir) / net::kClientFile;
+}
+
+}  // namespace
+
 ClientCore::ClientCore(const ClientOptions& options)
-    : info(net::read_connection_file(
-          options.connection_file ? *options.connection_file
-                                  : net::profile_dir(options.profile_dir) / net::kClientFile)),
+    : info(net::read_connection_file(connection_file_of(options))),
       signer(info.key),
       timeout(options.timeout) {
   for (auto* s : {&sockets[0], &sockets[1], &sockets[2]})
