@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Test hosts for the tests that need several machines: each host a network namespace with an
+# address of its own on one virtual switch (a bridge in a namespace of its own, joined to
+# every host by a veth pair), its own /dev/shm (a small tmpfs) and its own host name. Needs
+# root, iproute2 and util-linux. Nothing outside the namespaces and mounts it makes is touched.
+#
+#   scripts/test-hosts.sh up TAG HOST...     # hosts TAG-HOST, addresses 10.77.0.1, .2, ...
+#   scripts/test-hosts.sh exec TAG HOST CMD...  # runs CMD on that host (execs: same pid)
+#   scripts/test-hosts.sh addr TAG HOST      # the host's address
+#   scripts/test-hosts.sh down TAG           # stops what runs on the hosts, removes them
+set -euo pipefail
+
+state=/run/ipp-test-hosts
+cmd=${1:?usage: test-hosts.sh up|exec|addr|down TAG ...}
+tag=${2:?a tag names this set of hosts}
+[[ $tag =~ ^[a-z0-9-]{1,12}$ ]] || { echo "test-hosts: tag '$tag': 1-12 of a-z 0-9 -" >&2; exit 2; }
+dir=$state/$tag
+
+case $cmd in
+up)
+  shift 2
+  [[ $# -ge 1 && $# -le 200 ]] || { echo "test-hosts: up TAG HOST... (1 to 200 hosts)" >&2; exit 2; }
+  mkdir -p "$dir"
+  sw=$tag-sw
+  ip netns add "$sw"
+  ip -n "$sw" link add br0 type bridge
+  ip -n "$sw" link set br0 up
+  i=0
+  for host in "$@"; do
+    i=$((i + 1))
+    ns=$tag-$host
+    ip netns add "$ns"
+    ip link add "h$i" netns "$sw" type veth peer name eth0 netns "$ns"
+    ip -n "$sw" link set "h$i" master br0
+    ip -n "$sw" link set "h$i" up
+    ip -n "$ns" addr add "10.77.0.$i/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" link set lo up
+    mkdir -p "$dir/shm/$host"
+    mount -t tmpfs -o size=256m,mode=1777 "ipp-test-$tag-$host" "$dir/shm/$host"
+    echo "10.77.0.$i" > "$dir/$host.addr"
+  done
+  ;;
+exec)
+  host=${3:?exec TAG HOST CMD...}
+  shift 3
+  [[ -f $dir/$host.addr ]] || { echo "test-hosts: no host $host in $tag" >&2; exit 2; }
+  # A mount and UTS namespace of its own: the host's /dev/shm and name, nothing else changed.
+  exec ip netns exec "$tag-$host" unshare --mount --uts sh -c \
+    'mount --bind "$1" /dev/shm && hostname "$2" && shift 2 && exec "$@"' \
+    sh "$dir/shm/$host" "$tag-$host" "$@"
+  ;;
+addr)
+  cat "$dir/${3:?addr TAG HOST}.addr"
+  ;;
+down)
+  for f in "$dir"/*.addr; do
+    [[ -e $f ]] || continue
+    host=$(basename "$f" .addr)
+    ns=$tag-$host
+    # What runs on the host was started by the test that made it.
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+    umount "$dir/shm/$host" 2>/dev/null || true
+  done
+  ip netns del "$tag-sw" 2>/dev/null || true
+  rm -rf "$dir"
+  ;;
+*)
+  echo "test-hosts: unknown command '$cmd'" >&2
+  exit 2
+  ;;
+esac

@@ -1,0 +1,114 @@
+// ipp across hosts. The test hosts are network namespaces on one virtual switch, each with an
+// address, a /dev/shm and a host name of its own (scripts/test-hosts.sh): a controller on one,
+// engines and clients on the others reach it over TCP only, and share no memory with it.
+// Needs root; skipped otherwise.
+#include <unistd.h>
+
+#include <chrono>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "ipp/client.hpp"
+#include "ipp/net/connection_file.hpp"
+#include "support/paths.hpp"
+#include "support/process.hpp"
+
+namespace ipp {
+namespace {
+
+using namespace std::chrono_literals;
+
+class Hosts : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "test hosts are network namespaces: they need root";
+    tag_ = "h" + std::to_string(::getpid() % 100000);
+    ASSERT_EQ(script("up " + tag_ + " a b"), 0) << "cannot make the test hosts";
+    up_ = true;
+  }
+  void TearDown() override {
+    engines_.clear();
+    if (!up_) return;
+    (void)on("a", "ippctl --profile-dir '" + dir_.path().string() + "' cluster stop");
+    (void)script("down " + tag_);
+  }
+
+  static std::string script_path() {
+    return std::string(IPP_SOURCE_DIR) + "/scripts/test-hosts.sh";
+  }
+  static int script(const std::string& args) {
+    const int status = std::system((script_path() + " " + args).c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  /// Runs the shell words `command` (a program of the build's bin/ first) on `host`.
+  test::CtlResult on(const std::string& host, const std::string& command) {
+    const auto out = dir_ / ("out-" + std::to_string(runs_));
+    const auto err = dir_ / ("err-" + std::to_string(runs_++));
+    const std::string cmd = script_path() + " exec " + tag_ + " " + host + " " +
+                            std::string(IPP_BUILD_DIR) + "/bin/" + command + " > '" + out.string() +
+                            "' 2> '" + err.string() + "'";
+    const int status = std::system(cmd.c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), test::slurp(out),
+            test::slurp(err)};
+  }
+  /// An engine on `host`, given the engine connection file.
+  void engine_on(const std::string& host) {
+    engines_.push_back(std::make_unique<test::Process>(
+        std::vector<std::string>{script_path(), "exec", tag_, host, test::binary("ippengine"),
+                                 "--file", (dir_ / net::kEngineFile).string(), "--threads", "2",
+                                 "--log-level", "warn"},
+        (dir_ / ("engine-" + host + ".log")).string()));
+  }
+  /// ippctl on `host`, reaching the controller through the client connection file.
+  test::CtlResult ctl_on(const std::string& host, const std::string& args) {
+    return on(host, "ippctl --file '" + (dir_ / net::kClientFile).string() + "' " + args);
+  }
+
+  test::TempDir dir_;
+  std::string tag_;
+  bool up_ = false;
+  int runs_ = 0;
+  std::vector<std::unique_ptr<test::Process>> engines_;
+};
+
+TEST_F(Hosts, EnginesAndClientsOnOtherHostsReachAControllerListeningEverywhere) {
+  const std::string profile = dir_.path().string();
+  const test::CtlResult started =
+      on("a", "ippctl --profile-dir '" + profile + "' cluster start -n 1 --ip 0.0.0.0");
+  ASSERT_EQ(started.code, 0) << started.out << started.err;
+  // The files name host a's address, the one the others reach it at.
+  const net::ConnectionInfo info = net::read_connection_file(dir_ / net::kClientFile);
+  EXPECT_EQ(info.endpoint("registration").rfind("tcp://10.77.0.1:", 0), 0u)
+      << info.endpoint("registration");
+  engine_on("b");
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (ctl_on("b", "ids").out != "[0, 1]\n") {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+        << "the engine on host b did not register: " << test::slurp(dir_ / "engine-b.log");
+    std::this_thread::sleep_for(100ms);
+  }
+  // A client on host b: tasks on both hosts, and maps across them.
+  ASSERT_EQ(ctl_on("b", "push " + test::plugin("arith").string()).code, 0);
+  test::CtlResult r = ctl_on("b", "apply mul 6 7");
+  EXPECT_EQ(r.out, "[42, 42]\n") << r.err;
+  r = ctl_on("b", "map mul 1..9 2..10");
+  EXPECT_EQ(r.out, "[2, 6, 12, 20, 30, 42, 56, 72, 90]\n") << r.err;
+  // Results that cross the network (no shared memory between the hosts): 1.6 MB of int64.
+  r = ctl_on("b", "map mul 0..199999 1..200000");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(r.out.ends_with(", 39999800000]\n"))
+      << r.out.substr(r.out.size() - std::min<std::size_t>(r.out.size(), 100));
+  // Each engine is named by its host.
+  const test::CtlResult status = ctl_on("b", "cluster status");
+  EXPECT_NE(status.out.find("on " + tag_ + "-a"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("on " + tag_ + "-b"), std::string::npos) << status.out;
+  std::cout << status.out;
+}
+
+}  // namespace
+}  // namespace ipp
