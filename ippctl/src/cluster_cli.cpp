@@ -187,7 +187,7 @@ std::vector<std::int64_t> wait_registered(const ClusterCli& c, Client& rc,
               e.value("slot", -1) != s->second.second)
             continue;
           if (e.value("done", false)) {
-            const auto log = c.profile / "logs" / fmt::format("engine-{}.log", s->second.second);
+            const std::filesystem::path log = e.value("log", std::string());
             throw ConnectionError(fmt::format("engine process {} {} before registering:{}", pid,
                                               e.value("last_exit", "exited"), tail(log)));
           }

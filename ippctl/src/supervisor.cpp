@@ -46,10 +46,11 @@ std::string seconds(std::chrono::milliseconds d) {
 
 /// One engine the supervisor looks after, across its restarts.
 struct Slot {
-  int index = 0;             // names its log file: logs/engine-<index>.log
-  pid_t pid = -1;            // the running process, or -1
-  pid_t last_pid = -1;       // the latest process, running or not
-  std::int64_t engine = -1;  // the id the hub gave it (kept across restarts)
+  int index = 0;              // its log is logs/engine-slot-<index>.log until it has an id
+  std::filesystem::path log;  // logs/engine-<id>-<host>.log once the hub gave it an id
+  pid_t pid = -1;             // the running process, or -1
+  pid_t last_pid = -1;        // the latest process, running or not
+  std::int64_t engine = -1;   // the id the hub gave it (kept across restarts)
   Steady::time_point started;
   std::deque<Steady::time_point> crashes;  // within the crash window
   std::chrono::milliseconds backoff{0};    // the next restart's wait
@@ -156,11 +157,12 @@ class Supervisor {
       argv.push_back("--engine-id");
       argv.push_back(std::to_string(s.engine));
     }
-    const auto log = options_.profile / "logs" / fmt::format("engine-{}.log", s.index);
+    if (s.log.empty())
+      s.log = options_.profile / "logs" / fmt::format("engine-slot-{}.log", s.index);
     // Engines must not inherit the supervisor's handlers' dispositions (SIGHUP ignored).
     pid_t pid = -1;
     try {
-      pid = spawn(argv, {.log = log, .default_sighup = true});
+      pid = spawn(argv, {.log = s.log, .default_sighup = true});
     } catch (const std::system_error& e) {
       s.done = true;
       s.pid = -1;
@@ -251,6 +253,24 @@ class Supervisor {
     }
   }
 
+  /// Names the log of slot `s` by its engine's id and host (`logs/engine-3-node1.log`); a
+  /// log of that name from an earlier process goes to `.1` first. The engine keeps writing to
+  /// the file it has open, under its new name.
+  void name_log(Slot& s, const std::string& host) {
+    const auto named = options_.profile / "logs" / fmt::format("engine-{}-{}.log", s.engine, host);
+    if (s.log == named) return;
+    std::error_code ec;
+    if (std::filesystem::exists(named, ec))
+      std::filesystem::rename(named, named.string() + ".1", ec);
+    std::filesystem::rename(s.log, named, ec);
+    if (ec) {
+      spdlog::warn("engine {}: its log stays {} ({})", s.engine, s.log.string(), ec.message());
+      return;
+    }
+    s.log = named;
+    changed_ = true;
+  }
+
   void learn_ids() {
     auto r = hub_.query("engines", Value(), 1s);
     if (!r || r->error || r->info.kind() != Value::Kind::list) return;
@@ -259,6 +279,8 @@ class Supervisor {
         if (s.pid <= 0 || e["pid"].as_int() != s.pid) continue;
         if (s.engine != e["id"].as_int() || (s.state == "starting" && e["ready"] == Value(true))) {
           s.engine = e["id"].as_int();
+          name_log(s, e["host"].kind() == Value::Kind::string ? e["host"].as_string()
+                                                              : net::host_name());
           if (e["ready"] == Value(true)) s.state = "running";
           changed_ = true;
         }
@@ -362,7 +384,8 @@ class Supervisor {
                                 {"state", s.state},
                                 {"restarts", s.restarts},
                                 {"backoff_ms", s.backoffs_ms},
-                                {"last_exit", s.last_exit}});
+                                {"last_exit", s.last_exit},
+                                {"log", s.log.string()}});
         }
         j["engines"] = engines;
         j["supervised"] = supervised;

@@ -8,10 +8,12 @@
 #include <sstream>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "ipp/client.hpp"
+#include "ipp/net/address.hpp"
 #include "support/paths.hpp"
 #include "support/process.hpp"
 
@@ -80,6 +82,42 @@ TEST_F(Supervised, ASegfaultIsReportedAtOnceAndTheEngineComesBackUnderItsId) {
   const json e = supervised(1);
   EXPECT_EQ(e["restarts"], 1) << e;
   EXPECT_EQ(e["last_exit"], "was killed by signal 11 (SIGSEGV)") << e;
+}
+
+TEST_F(Supervised, EngineLogsAreNamedByEngineIdAndHostAcrossRestarts) {
+  ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 1").code, 0);
+  const auto logs = dir_ / "logs";
+  const std::string host = net::host_name();
+  const auto log_of = [&](int id) { return logs / fmt::format("engine-{}-{}.log", id, host); };
+  const auto count = [&](int id, const std::string& line) {
+    const std::string text = slurp(log_of(id));
+    std::size_t n = 0;
+    for (auto at = text.find(line); at != std::string::npos; at = text.find(line, at + 1))
+      ++n;
+    return n;
+  };
+  const auto wait_until = [&](auto done, const char* what) {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        ADD_FAILURE() << what;
+        return;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  };
+  wait_until(
+      [&] { return count(0, "engine 0 registered") == 1 && count(1, "engine 1 registered") == 1; },
+      "each engine's log is named by its id and host");
+  for (const auto& f : std::filesystem::directory_iterator(logs))
+    EXPECT_EQ(f.path().filename().string().find("engine-slot-"), std::string::npos)
+        << f.path() << ": every engine has an id by now";
+  EXPECT_EQ(supervised(0)["log"], log_of(0).string()) << "cluster.json says where";
+  // Engine 0 dies and comes back under its id: its log goes on in the same file.
+  const pid_t first = supervised(0)["pid"].get<pid_t>();
+  ASSERT_EQ(::kill(first, SIGKILL), 0);
+  wait_until([&] { return count(0, "engine 0 registered") == 2; },
+             "the restarted engine writes on in its log");
 }
 
 TEST_F(Supervised, AnEngineThatKeepsCrashingIsRestartedLessOftenThenLeftDown) {
