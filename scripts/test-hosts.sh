@@ -7,11 +7,12 @@
 #   scripts/test-hosts.sh up TAG HOST...     # hosts TAG-HOST, addresses 10.77.0.1, .2, ...
 #   scripts/test-hosts.sh exec TAG HOST CMD...  # runs CMD on that host (execs: same pid)
 #   scripts/test-hosts.sh addr TAG HOST      # the host's address
+#   scripts/test-hosts.sh link TAG HOST up|down  # plugs or unplugs the host's network cable
 #   scripts/test-hosts.sh down TAG           # stops what runs on the hosts, removes them
 set -euo pipefail
 
 state=/run/ipp-test-hosts
-cmd=${1:?usage: test-hosts.sh up|exec|addr|down TAG ...}
+cmd=${1:?usage: test-hosts.sh up|exec|addr|link|down TAG ...}
 tag=${2:?a tag names this set of hosts}
 [[ $tag =~ ^[a-z0-9-]{1,12}$ ]] || { echo "test-hosts: tag '$tag': 1-12 of a-z 0-9 -" >&2; exit 2; }
 dir=$state/$tag
@@ -52,6 +53,12 @@ exec)
   ;;
 addr)
   cat "$dir/${3:?addr TAG HOST}.addr"
+  ;;
+link)
+  host=${3:?link TAG HOST up|down}
+  state_=${4:?link TAG HOST up|down}
+  [[ $state_ == up || $state_ == down ]] || { echo "test-hosts: link ... up|down" >&2; exit 2; }
+  ip -n "$tag-$host" link set eth0 "$state_"
   ;;
 down)
   for f in "$dir"/*.addr; do

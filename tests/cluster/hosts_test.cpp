@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <future>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -108,6 +109,46 @@ TEST_F(Hosts, EnginesAndClientsOnOtherHostsReachAControllerListeningEverywhere) 
   EXPECT_NE(status.out.find("on " + tag_ + "-a"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("on " + tag_ + "-b"), std::string::npos) << status.out;
   std::cout << status.out;
+}
+
+TEST_F(Hosts, ALinkDownForSecondsFailsTheTasksThereOnceAndTheEngineComesBack) {
+  const std::string profile = dir_.path().string();
+  ASSERT_EQ(on("a", "ippctl --profile-dir '" + profile +
+                        "' cluster start -n 1 --ip 0.0.0.0 --heartbeat-ms 500")
+                .code,
+            0);
+  engine_on("b");
+  const auto wait_for_both = [&] {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (ctl_on("a", "ids").out != "[0, 1]\n") {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(100ms);
+    }
+    return true;
+  };
+  ASSERT_TRUE(wait_for_both()) << test::slurp(dir_ / "engine-b.log");
+  ASSERT_EQ(ctl_on("a", "push " + test::plugin("arith").string()).code, 0);
+  // A task runs on host b's engine when b's cable is pulled for 4 s (8 heartbeats).
+  auto task = std::async(std::launch::async,
+                         [&] { return ctl_on("a", "--json apply wait_here 2 --targets 1"); });
+  std::this_thread::sleep_for(500ms);
+  ASSERT_EQ(script("link " + tag_ + " b down"), 0);
+  const test::CtlResult failed = task.get();  // the engine is declared dead: told at once
+  ASSERT_EQ(script("link " + tag_ + " b up"), 0);
+  EXPECT_EQ(failed.code, 1) << failed.out << failed.err;
+  EXPECT_NE(failed.out.find("EngineError"), std::string::npos) << failed.out;
+  const auto id_at = failed.out.find("\"msg_ids\":[\"");
+  ASSERT_NE(id_at, std::string::npos) << failed.out;
+  const std::string msg_id = failed.out.substr(id_at + 12, 32);
+  // The engine comes back (the same controller: it drops the task it held) and serves.
+  ASSERT_TRUE(wait_for_both()) << test::slurp(dir_ / "engine-b.log");
+  EXPECT_EQ(ctl_on("a", "apply mul 6 7").out, "[42, 42]\n");
+  // One outcome: the database says what the client was told, also once the engine's own
+  // (dropped) run would have finished.
+  std::this_thread::sleep_for(2500ms);
+  const test::CtlResult row = ctl_on("a", "--json query 'msg_id == \"" + msg_id + "\"'");
+  EXPECT_NE(row.out.find("\"status\":\"engine_died\""), std::string::npos) << row.out << row.err;
+  EXPECT_EQ(row.out.find("\"status\":\"ok\""), std::string::npos) << row.out;
 }
 
 }  // namespace
