@@ -41,8 +41,11 @@ EngineRegistry::Engine* EngineRegistry::register_engine(const net::Envelope& env
   // This controller's instance: an engine registering again learns whether the controller
   // that had it is the one answering (it dropped the engine) or a restarted one.
   r.session = session_;
-  // Engines ping four times per period, whatever their own command line says.
-  r.info = Value::map({{"heartbeat_ms", static_cast<std::int64_t>(heartbeat_.count())}});
+  // Engines ping four times per period, whatever their own command line says. The time here
+  // is a first sample of the controller's clock for engines on other hosts (heartbeats give
+  // more): they stamp their tasks in it.
+  r.info = Value::map(
+      {{"heartbeat_ms", static_cast<std::int64_t>(heartbeat_.count())}, {"now_us", net::now_us()}});
   // An engine that lost its controller (or was dropped) asks for its old id back.
   const std::int64_t wanted = h.engine;
   auto existing = wanted >= 0 ? engines_.find(wanted) : engines_.end();

@@ -28,10 +28,14 @@ Heartbeat::Heartbeat(zmq::context_t& ctx, zmq::socket_t& socket, const net::Sign
 void Heartbeat::on_pings(HeartMonitor::Clock::time_point now) {
   try {
     while (auto env = net::recv(socket_, signer_, zmq::recv_flags::dontwait)) {
-      const net::Header h = net::decode_header(env->parts.at(0));
+      net::Header h = net::decode_header(env->parts.at(0));
       if (monitor_.ping(h.engine, now)) {
-        env->signature.reset();
-        net::send(socket_, signer_, *env, true);  // echo: the engine knows we are alive
+        // Echoed with this clock's time (in `completed`; `submitted` is the engine's, as it
+        // sent it): the engine knows we are alive, and how far our clocks are apart.
+        h.completed = net::now_us();
+        net::Envelope echo = net::make_message(h);
+        echo.route = std::move(env->route);
+        net::send(socket_, signer_, echo, true);
         continue;
       }
       // Not registered here (this controller restarted, or dropped it): say so, and the engine

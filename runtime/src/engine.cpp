@@ -69,6 +69,7 @@ struct Base {
   zmq::socket_t& reg;  // the registration socket
   engine::Registration& registration;
   std::atomic<bool>& stop;
+  engine::ClockOffset& clock;  // the controller's clock against this host's
 };
 
 /// The engine once registered: its task channels and reply sockets, the heartbeat thread,
@@ -137,7 +138,8 @@ Session::Session(const Base& b)
               .period = b.registration.period(),
               .controller_timeout = b.options.controller_timeout,
               .stop = b.stop,
-              .exit_code = exit_code_}),
+              .exit_code = exit_code_,
+              .clock = &b.clock}),
       reply_sockets_{reply_socket(b.ctx, b.conn.endpoint("engine_direct", b.local)),
                      reply_socket(b.ctx, b.conn.endpoint("engine_balanced", b.local))},
       replies_({&reply_sockets_[0], &reply_sockets_[1]}, b.signer, to_controller_, id_,
@@ -151,7 +153,8 @@ Session::Session(const Base& b)
                    .signer = b.signer,
                    .to_controller = to_controller_,
                    .engine = id_,
-                   .time_limit_grace = b.options.time_limit_grace}),
+                   .time_limit_grace = b.options.time_limit_grace,
+                   .clock = &b.clock}),
       items_{{b.reg.handle(), 0, ZMQ_POLLIN, 0},
              {direct_.handle(), 0, ZMQ_POLLIN, 0},
              {balanced_.handle(), 0, ZMQ_POLLIN, 0}} {
@@ -335,18 +338,27 @@ int Engine::run() {
   zmq::socket_t reg(ctx, zmq::socket_type::dealer);
   reg.set(zmq::sockopt::linger, 0);
   net::connect(reg, conn.endpoint("registration"));
+  engine::ClockOffset clock;
   engine::Registration registration({.socket = reg,
                                      .signer = signer,
                                      .endpoint = conn.endpoint("registration"),
                                      .threads = runtime.executor().threads(),
                                      .wanted_id = options_.engine_id,
                                      .heartbeat = options_.heartbeat,
-                                     .timeout = options_.register_timeout});
+                                     .timeout = options_.register_timeout,
+                                     .clock = &clock});
   if (!registration.first(stop_)) return 0;
   id_.store(registration.id());
   runtime.set_engine_id(registration.id());
   spdlog::info("engine {} registered ({} threads)", registration.id(),
                runtime.executor().threads());
+  if (const std::int64_t off = clock.offset_us(); off > 1000 || off < -1000) {
+    spdlog::info(
+        "engine {}: the controller's clock is {:.1f} ms {} of this host's (within "
+        "{:.1f} ms); task times are given in its clock",
+        registration.id(), static_cast<double>(off < 0 ? -off : off) / 1000.0,
+        off < 0 ? "behind" : "ahead", static_cast<double>(clock.rtt_us()) / 2000.0);
+  }
 
   // On the controller's host the task channels go through its Unix sockets, if it offers them.
   const bool local = net::SharedMemory::sees(conn.shm_dir, conn.shm_token);
@@ -361,7 +373,8 @@ int Engine::run() {
                      .ctx = ctx,
                      .reg = reg,
                      .registration = registration,
-                     .stop = stop_});
+                     .stop = stop_,
+                     .clock = clock});
     code = session.run();
   }
   std::error_code ec;

@@ -58,7 +58,7 @@ class RegistrationTest : public ::testing::Test {
     r.parent_id = h.msg_id;
     r.session = session;
     r.engine = id;
-    r.info = Value::map({{"heartbeat_ms", 40}});
+    r.info = Value::map({{"heartbeat_ms", 40}, {"now_us", net::now_us() + 10'000'000}});
     r.error = std::move(error);
     net::Envelope env = net::make_message(r);
     env.route = net::copy_route(request.route);
@@ -97,6 +97,23 @@ TEST_F(RegistrationTest, TheFirstRegistrationLearnsTheIdPeriodAndController) {
   EXPECT_EQ(reg.id(), 7);
   EXPECT_EQ(reg.period(), 40ms) << "the controller's period, not the engine's own";
   EXPECT_EQ(reg.controller_session(), "controller-1");
+}
+
+TEST_F(RegistrationTest, EachAnswerIsASampleOfTheControllersClock) {
+  ClockOffset clock;
+  Registration reg({.socket = engine_,
+                    .signer = signer_,
+                    .endpoint = "inproc://registration",
+                    .threads = 1,
+                    .clock = &clock});
+  std::atomic<bool> stop{false};
+  auto done = std::async(std::launch::async, [&] { return reg.first(stop); });
+  auto request = from_engine();
+  ASSERT_TRUE(request.has_value());
+  answer(*request, "controller-1", 3);  // its time: 10 s ahead of this clock
+  ASSERT_TRUE(done.get());
+  EXPECT_GE(clock.rtt_us(), 0);
+  EXPECT_NEAR(static_cast<double>(clock.offset_us()), 10e6, 1e6);
 }
 
 TEST_F(RegistrationTest, ARefusalOrSilenceIsAConnectionErrorAndAStopEndsTheWait) {

@@ -87,6 +87,7 @@ class TaskDispatcherTest : public ::testing::Test {
                                {ctx_, zmq::socket_type::dealer},
                                {ctx_, zmq::socket_type::dealer}};
   JobTable jobs_{std::chrono::seconds(30)};
+  ClockOffset clock_;
   ReplyBatcher replies_{
       {&sockets_[2], &sockets_[3]}, signer_, {}, 3, [this] { return rt_.executor().queued(); }};
   TaskDispatcher tasks_{{.runtime = rt_,
@@ -95,9 +96,23 @@ class TaskDispatcherTest : public ::testing::Test {
                          .channels = {&sockets_[0], &sockets_[1]},
                          .signer = signer_,
                          .to_controller = {},
-                         .engine = 3}};
+                         .engine = 3,
+                         .clock = &clock_}};
   std::deque<net::Envelope> in_;
 };
+
+TEST_F(TaskDispatcherTest, RepliesAreStampedInTheControllersTime) {
+  const std::int64_t t = net::now_us();
+  clock_.sample(t, t + 5'000'000 + 50, t + 100);  // the controller's clock 5 s ahead
+  tasks_.on_message(1, request(net::MsgType::ApplyRequest, "mul", Value::list({6, 7})));
+  auto reply = next();
+  ASSERT_TRUE(reply.has_value());
+  const net::Header h = net::decode_header(reply->parts.at(0));
+  const std::int64_t now = net::now_us();
+  EXPECT_GT(h.started, now + 4'000'000);
+  EXPECT_LT(h.completed, now + 6'000'000);
+  EXPECT_GE(h.completed, h.started);
+}
 
 TEST_F(TaskDispatcherTest, ATaskRunsOnTheRuntimeAndItsReplyGoesOnItsChannel) {
   net::Envelope req = request(net::MsgType::ApplyRequest, "mul", Value::list({6, 7}));

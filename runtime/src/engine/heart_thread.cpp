@@ -54,6 +54,8 @@ void HeartThread::run() {
         while (auto env = net::recv(heartbeat, o_.signer, zmq::recv_flags::dontwait)) {
           const net::Header h = net::decode_header(env->parts.at(0));
           if (beat.heard(Steady::now(), h.error.has_value())) need_register_.store(true);
+          if (o_.clock != nullptr && !h.error)
+            o_.clock->sample(h.submitted, h.completed, net::now_us());
         }
       }
     } catch (const zmq::error_t& e) {

@@ -25,7 +25,20 @@ Registration::Registration(Options options) : o_(std::move(options)), period_(o_
   hello_.engine = o_.wanted_id;
 }
 
+namespace {
+
+/// The controller's time in a RegisterReply, 0 when it says none.
+std::int64_t controller_time(const net::Header& reply) {
+  if (reply.info.kind() != Value::Kind::map) return 0;
+  const auto& m = reply.info.as_map();
+  const auto it = m.find("now_us");
+  return it != m.end() && it->second.kind() == Value::Kind::integer ? it->second.as_int() : 0;
+}
+
+}  // namespace
+
 bool Registration::first(const std::atomic<bool>& stop) {
+  const std::int64_t sent = net::now_us();
   net::send(o_.socket, o_.signer, net::make_message(hello_));
   const auto deadline = std::chrono::steady_clock::now() + o_.timeout;
   o_.socket.set(zmq::sockopt::rcvtimeo, 100);
@@ -43,6 +56,7 @@ bool Registration::first(const std::atomic<bool>& stop) {
       if (h.error) throw ConnectionError("registration refused: " + h.error->message);
       id_ = h.engine;
       controller_session_ = h.session;
+      if (o_.clock != nullptr) o_.clock->sample(sent, controller_time(h), net::now_us());
       // Engines ping by the controller's period, whatever their own command line says.
       if (h.info.kind() == Value::Kind::map && h.info.as_map().contains("heartbeat_ms"))
         period_ =
@@ -60,6 +74,7 @@ void Registration::again(std::chrono::steady_clock::time_point now) {
   h.msg_id = again_id_ = net::new_id();
   h.engine = id_;
   again_sent_ = now;
+  again_sent_us_ = net::now_us();
   spdlog::warn("engine {}: the controller does not know this engine; registering again", id_);
   net::send(o_.socket, o_.signer, net::make_message(h), true);
 }
@@ -67,6 +82,7 @@ void Registration::again(std::chrono::steady_clock::time_point now) {
 Registration::Answer Registration::answered(const net::Header& reply) {
   if (again_id_.empty() || reply.parent_id != again_id_) return Answer::stale;
   again_id_.clear();
+  if (o_.clock != nullptr) o_.clock->sample(again_sent_us_, controller_time(reply), net::now_us());
   if (reply.error) {
     spdlog::error("engine {} cannot register again: {}", id_, reply.error->message);
     return Answer::refused;

@@ -10,6 +10,7 @@
 
 #include <zmq.hpp>
 
+#include "clock_offset.hpp"
 #include "ipp/net/header.hpp"
 #include "ipp/net/signer.hpp"
 
@@ -33,6 +34,7 @@ class Registration {
     std::int64_t wanted_id = -1;  ///< an id to register under again (a restarted engine)
     std::chrono::milliseconds heartbeat{1000};  ///< the period unless the controller says
     std::chrono::milliseconds timeout{10000};   ///< first() waits this long for an answer
+    ClockOffset* clock = nullptr;  ///< sampled with each answer (the controller's time in it)
   };
   explicit Registration(Options options);
 
@@ -70,6 +72,7 @@ class Registration {
   std::string controller_session_;
   std::string again_id_;  // the attempt under way, if any
   std::chrono::steady_clock::time_point again_sent_{};
+  std::int64_t again_sent_us_ = 0;  // the same, on the clock the controller's is compared with
 };
 
 }  // namespace ipp::engine

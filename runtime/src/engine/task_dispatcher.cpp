@@ -219,7 +219,8 @@ void TaskDispatcher::submit(const net::Header& h, Payload payload,
 }
 
 std::function<void(TaskOutcome)> TaskDispatcher::on_done(std::shared_ptr<Job> job) const {
-  return [replies = &d_.replies, id = d_.engine, job = std::move(job)](TaskOutcome out) {
+  return [replies = &d_.replies, id = d_.engine, clock = d_.clock,
+          job = std::move(job)](TaskOutcome out) {
     if (job->replied.exchange(true)) {  // timed out: the client has its answer
       std::optional<net::Envelope> freed;
       if (job->verdict.load() == Job::timed_out && job->channel == 1) {
@@ -231,8 +232,9 @@ std::function<void(TaskOutcome)> TaskDispatcher::on_done(std::shared_ptr<Job> jo
       return;
     }
     net::Header r = reply_of(*job, id);
-    r.started = micros(out.started);
-    r.completed = micros(out.completed);
+    const std::int64_t offset = clock != nullptr ? clock->offset_us() : 0;
+    r.started = micros(out.started) + offset;
+    r.completed = micros(out.completed) + offset;
     apply_verdict(*job, out);
     if (out.error) {
       out.error->engine = id;
@@ -248,8 +250,9 @@ void TaskDispatcher::enforce_limits() {
   const std::int64_t now = net::now_us();
   for (const auto& job : d_.jobs.expire(now)) {
     net::Header r = reply_to(*job);
-    r.started = job->control->started_us.load();
-    r.completed = now;
+    const std::int64_t offset = d_.clock != nullptr ? d_.clock->offset_us() : 0;
+    r.started = job->control->started_us.load() + offset;
+    r.completed = now + offset;
     r.error = make_error_record(ErrorCode::timeout,
                                 fmt::format("task '{}' ran longer than its time limit of {} ms; "
                                             "it was cancelled",

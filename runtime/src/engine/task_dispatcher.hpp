@@ -12,6 +12,7 @@
 
 #include <zmq.hpp>
 
+#include "clock_offset.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
 #include "ipp/net/signer.hpp"
@@ -48,6 +49,9 @@ class TaskDispatcher {
     std::int64_t engine = -1;
     /// How long a task may run past its time limit after being cancelled.
     std::chrono::milliseconds time_limit_grace{10000};
+    /// The controller's clock against this engine's: replies stamp a task's start and end in
+    /// the controller's time. Null: the engine's own.
+    const ClockOffset* clock = nullptr;
   };
 
   explicit TaskDispatcher(Deps deps) : d_(std::move(deps)) {}
