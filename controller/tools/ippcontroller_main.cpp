@@ -9,6 +9,8 @@
 #include <CLI/CLI.hpp>
 
 #include "ipp/controller/controller.hpp"
+#include "ipp/error.hpp"
+#include "ipp/net/address.hpp"
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/limits.hpp"
 
@@ -37,19 +39,11 @@ void add_network_options(CLI::App& app, ipp::ControllerOptions& options) {
   app.add_option_function<std::string>(
       "--port-range",
       [&options](const std::string& s) {
-        const auto dash = s.find('-');
-        int first = 0, last = 0;
         try {
-          if (dash == std::string::npos) throw std::invalid_argument(s);
-          first = std::stoi(s.substr(0, dash));
-          last = std::stoi(s.substr(dash + 1));
-        } catch (const std::exception&) {
-          throw CLI::ValidationError("--port-range", "expected FIRST-LAST, got '" + s + "'");
+          options.port_range = ipp::net::parse_port_range(s);
+        } catch (const ipp::UsageError& e) {
+          throw CLI::ValidationError("--port-range", e.what());
         }
-        if (first < 1 || last > 65535 || first > last)
-          throw CLI::ValidationError("--port-range",
-                                     "expected FIRST-LAST with 1 <= FIRST <= LAST <= 65535");
-        options.port_range = {first, last};
       },
       "Each socket takes the first free port of FIRST-LAST (for a firewall)");
 }

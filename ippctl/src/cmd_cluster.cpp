@@ -76,18 +76,12 @@ void add_network_options(CLI::App* start, ClusterArgs& a) {
       ->add_option("--port-range", a.port_range,
                    "Each of the controller's sockets takes the first free port of FIRST-LAST")
       ->check([](const std::string& s) -> std::string {
-        const auto dash = s.find('-');
-        int first = 0, last = 0;
         try {
-          if (dash == std::string::npos) return "expected FIRST-LAST, got '" + s + "'";
-          first = std::stoi(s.substr(0, dash));
-          last = std::stoi(s.substr(dash + 1));
-        } catch (const std::exception&) {
-          return "expected FIRST-LAST, got '" + s + "'";
+          (void)net::parse_port_range(s);
+          return "";
+        } catch (const UsageError& e) {
+          return e.what();
         }
-        return first < 1 || last > 65535 || first > last
-                   ? "expected FIRST-LAST with 1 <= FIRST <= LAST <= 65535"
-                   : "";
       });
   start->get_option("--ports")->excludes(start->get_option("--port-range"));
 }

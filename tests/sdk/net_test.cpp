@@ -619,6 +619,9 @@ TEST(Address, EndpointsForIPv4IPv6AndHostNames) {
   EXPECT_EQ(bind_host("localhost"), "127.0.0.1") << "IPv4 first, as peers resolve it";
   EXPECT_THROW((void)bind_host("no-such-host.invalid"), UsageError);
   EXPECT_THROW((void)bind_host(""), UsageError);
+  EXPECT_EQ(parse_port_range("47000-47010"), (std::pair<int, int>{47000, 47010}));
+  for (const char* bad : {"9-3", "0-10", "1-70000", "47000", "a-b", "1-2x"})
+    EXPECT_THROW((void)parse_port_range(bad), UsageError) << bad;
   EXPECT_EQ(default_location("10.1.2.3"), "10.1.2.3");
   const std::string here = default_location("0.0.0.0");
   EXPECT_FALSE(is_wildcard(here)) << here;

@@ -118,6 +118,22 @@ std::string host_name() {
   return name;
 }
 
+std::pair<int, int> parse_port_range(std::string_view text) {
+  const auto dash = text.find('-');
+  int first = 0, last = 0;
+  const auto number = [](std::string_view digits, int& out) {
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), out);
+    return ec == std::errc() && end == digits.data() + digits.size();
+  };
+  if (dash == std::string_view::npos || !number(text.substr(0, dash), first) ||
+      !number(text.substr(dash + 1), last))
+    throw UsageError(fmt::format("a port range is FIRST-LAST, not '{}'", text));
+  if (first < 1 || last > 65535 || first > last)
+    throw UsageError(
+        fmt::format("a port range is FIRST-LAST with 1 <= FIRST <= LAST <= 65535, not '{}'", text));
+  return {first, last};
+}
+
 int port_of(std::string_view endpoint) {
   const auto colon = endpoint.rfind(':');
   if (colon == std::string_view::npos) return -1;

@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <zmq.hpp>
 
@@ -37,6 +38,10 @@ void bind(zmq::socket_t& socket, const std::string& endpoint);
 
 /// This host's name (gethostname), as engines report it when they register.
 std::string host_name();
+
+/// A range of ports as `--port-range` gives it, `FIRST-LAST` with 1 <= FIRST <= LAST <=
+/// 65535. Throws UsageError saying what it expected.
+std::pair<int, int> parse_port_range(std::string_view text);
 
 /// The port of a `tcp://HOST:PORT` endpoint; -1 when it has none.
 int port_of(std::string_view endpoint);
