@@ -47,6 +47,17 @@ void refuse_file(const ClusterCli& c, const char* command) {
   }
 }
 
+/// One line per registered engine: its id, pid and host, and whether it is still loading.
+void print_engines(const Value& engines) {
+  for (const auto& e : engines.as_list()) {
+    std::cout << fmt::format("engine {}: pid {}{}{}\n", e["id"].as_int(), e["pid"].as_int(),
+                             e.kind() == Value::Kind::map && e.as_map().count("host") != 0
+                                 ? " on " + e["host"].as_string()
+                                 : std::string(),
+                             e["ready"] == Value(true) ? "" : " (loading plugins)");
+  }
+}
+
 /// `cluster status` of a controller ippctl did not start here (by hand, or on another host):
 /// what it says of itself and its engines. Exit codes as ippctl's.
 int remote_status(const ClusterCli& c) {
@@ -69,13 +80,7 @@ int remote_status(const ClusterCli& c) {
   }
   std::cout << fmt::format("controller at {} (not started by ippctl here); {} engine(s)\n", at,
                            engines.size());
-  for (const auto& e : engines.as_list()) {
-    std::cout << fmt::format("engine {}: pid {}{}{}\n", e["id"].as_int(), e["pid"].as_int(),
-                             e.kind() == Value::Kind::map && e.as_map().count("host") != 0
-                                 ? " on " + e["host"].as_string()
-                                 : std::string(),
-                             e["ready"] == Value(true) ? "" : " (loading plugins)");
-  }
+  print_engines(engines);
   return kOk;
 }
 
@@ -389,7 +394,9 @@ int cluster_status(const ClusterCli& c) {
     print_json(j);
     return kOk;
   }
-  std::cout << fmt::format("controller pid {}; engines: {}\n", cluster->controller, engines.repr());
+  std::cout << fmt::format("controller pid {}; {} engine(s)\n", cluster->controller,
+                           engines.size());
+  print_engines(engines);
   std::cout << (sup > 0 ? fmt::format("supervisor pid {}\n", sup)
                         : std::string("no supervisor running\n"));
   if (!task_db.is_null()) {
