@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "ipp/net/connection_file.hpp"
+#include "ipp/net/shm.hpp"
 #include "support/paths.hpp"
 #include "support/process.hpp"
 #include "support/raw_client.hpp"
@@ -18,6 +20,19 @@ using namespace std::chrono_literals;
 
 class Cluster : public ::testing::Test {
  protected:
+  /// Stops what is still running; a controller a test killed cannot remove its shared memory
+  /// (`/dev/shm/ipp-...`), so the test does, as the next controller of the profile would.
+  ~Cluster() override {
+    client_.reset();
+    engines_.clear();
+    controller_.reset();
+    try {
+      const auto info = net::read_connection_file(dir_ / net::kClientFile);
+      if (!info.shm_dir.empty()) net::SharedMemory::remove(info.shm_dir);
+    } catch (const std::exception&) {
+      // no controller ever started, or its files are gone with it
+    }
+  }
   void start(int engines, int threads = 2, const std::vector<std::string>& controller_args = {}) {
     std::vector<std::string> argv = controller_launcher_;
     for (const std::string& a :
