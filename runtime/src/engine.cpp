@@ -107,6 +107,7 @@ class Session {
 
   Base b_;
   std::int64_t id_;
+  std::string identity_;  // the engine's routing id on the task channels and heartbeats
   net::SharedParts to_controller_;
   zmq::socket_t direct_, balanced_;
   std::atomic<int> exit_code_{0};
@@ -126,13 +127,12 @@ class Session {
 Session::Session(const Base& b)
     : b_(b),
       id_(b.registration.id()),
+      identity_(fmt::format("e{}", id_)),
       to_controller_{b.shm, b.shm != nullptr},
-      direct_(
-          task_socket(b.ctx, fmt::format("e{}", id_), b.conn.endpoint("engine_direct", b.local))),
-      balanced_(
-          task_socket(b.ctx, fmt::format("e{}", id_), b.conn.endpoint("engine_balanced", b.local))),
+      direct_(task_socket(b.ctx, identity_, b.conn.endpoint("engine_direct", b.local))),
+      balanced_(task_socket(b.ctx, identity_, b.conn.endpoint("engine_balanced", b.local))),
       heart_({.endpoint = b.conn.endpoint("heartbeat"),
-              .identity = fmt::format("e{}", id_),
+              .identity = identity_,
               .signer = b.signer,
               .engine = id_,
               .period = b.registration.period(),
