@@ -77,7 +77,8 @@ struct Controller::State {
   const std::string instance = net::new_id();  // tells clients when the controller restarted
   std::unique_ptr<hub::TaskDb> db;             // used by the hub thread only
   zmq::context_t ctx;
-  std::unique_ptr<net::Signer> signer;
+  std::unique_ptr<net::Signer> client_signer;  // the clients' key
+  std::unique_ptr<net::Signer> engine_signer;  // the engines' key
   std::atomic<bool> stopping{false};
   ctrl::TrafficFeed traffic;      // schedulers -> hub
   std::filesystem::path shm_dir;  // the cluster's shared memory (empty: none)
@@ -101,7 +102,7 @@ struct Controller::State {
   std::latch hub_bound{1};
 
   [[nodiscard]] ctrl::RelayWiring relay_wiring() {
-    return {ctx, traffic, shm, *signer, kEvents, kMonitor};
+    return {ctx, traffic, shm, *client_signer, *engine_signer, kEvents, kMonitor};
   }
   void start_threads();
 };
@@ -112,7 +113,8 @@ void Controller::State::start_threads() {
       (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), options.hub_nice);
     MadeOnce made{parts_made};
     MadeOnce bound{hub_bound};
-    ctrl::Hub hub({ctx, registration, *signer, traffic, kEvents, kHubIn, kMonitor, shm_dir},
+    ctrl::Hub hub({ctx, registration, *client_signer, *engine_signer, traffic, kEvents, kHubIn,
+                   kMonitor, shm_dir},
                   options, db.get(), instance, stopping);
     bound();
     made();
@@ -122,7 +124,7 @@ void Controller::State::start_threads() {
   threads.push_back(named_thread("ipp-heart", [this] {
     MadeOnce made{parts_made};
     hub_bound.wait();
-    ctrl::Heartbeat heart(ctx, heartbeat, *signer, options.heartbeat, kEvents, kHubIn);
+    ctrl::Heartbeat heart(ctx, heartbeat, *engine_signer, options.heartbeat, kEvents, kHubIn);
     made();
     heart.run(stopping);
   }));
@@ -167,7 +169,8 @@ void Controller::start() {
   // The database first: a corrupt or read-only file stops the start with a clear error.
   s.db = open_task_db(options_);
   ctrl::Endpoints endpoints = ctrl::Endpoints::prepare(options_);
-  s.signer = std::make_unique<net::Signer>(endpoints.client.key);
+  s.client_signer = std::make_unique<net::Signer>(endpoints.client.key);
+  s.engine_signer = std::make_unique<net::Signer>(endpoints.engine.key);
   s.shm = endpoints.shm;
   s.shm_dir = endpoints.shm_dir;
   ctrl::ControllerSockets sockets{s.registration,  s.heartbeat,       s.client_direct,

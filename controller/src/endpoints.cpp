@@ -35,10 +35,10 @@ Endpoints Endpoints::prepare(const ControllerOptions& options) {
   if (options.restore) {
     ep.client = net::read_connection_file(options.profile_dir / net::kClientFile);
     ep.engine = net::read_connection_file(options.profile_dir / net::kEngineFile);
-    if (ep.client.key != ep.engine.key)
-      throw UsageError("restore: the client and engine connection files hold different keys");
   } else {
-    ep.client.key = ep.engine.key = net::Signer::new_key();
+    // Two keys: an engine's file lets it register, heartbeat and reply, never act as a client.
+    ep.client.key = net::Signer::new_key();
+    ep.engine.key = net::Signer::new_key();
     remove_dead_controllers_memory(options.profile_dir);
   }
   if (options.shared_memory) {
@@ -65,6 +65,8 @@ Endpoints Endpoints::prepare(const ControllerOptions& options) {
   if (ep.shm_dir.empty())
     ep.client.shm_dir = ep.engine.shm_dir = ep.client.shm_token = ep.engine.shm_token = "";
   ep.client.controller_pid = ep.engine.controller_pid = ::getpid();
+  ep.client.role = "client";
+  ep.engine.role = "engine";
   return ep;
 }
 

@@ -5,11 +5,14 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "ipp/error.hpp"
 #include "ipp/net/message.hpp"
 #include "ipp/net/poll.hpp"
 #include "ipp/net/shm.hpp"
+#include "replies.hpp"
 
 namespace ipp::ctrl {
 
@@ -96,9 +99,53 @@ void Hub::save_engine_ids() {
   saved_next_id_ = next;
 }
 
+// What goes to engines is signed with their key, what goes to clients with theirs.
+const net::Signer& Hub::signer_for(const net::Envelope& m) const {
+  switch (net::decode_header(m.parts.at(0)).type) {
+    case net::MsgType::RegisterReply:
+    case net::MsgType::PluginPush:
+    case net::MsgType::PluginUnload:
+    case net::MsgType::Stop:
+      return wiring_.engine_signer;
+    default:
+      return wiring_.client_signer;
+  }
+}
+
 void Hub::send_all(const std::vector<net::Envelope>& messages) {
   for (const auto& m : messages)
-    net::send(wiring_.registration, wiring_.signer, m);
+    net::send(wiring_.registration, signer_for(m), m);
+}
+
+// A message its sender's key does not allow: an engine's key asking what only a client may
+// (a query, a push), or a client's key registering an engine. A request is answered with the
+// error, signed with the sender's own key so that it can read it; anything else is dropped.
+// Returns false when the message is allowed.
+bool Hub::refuse(const net::Envelope& env, const net::Header& h, bool from_engine) {
+  using T = net::MsgType;
+  const bool allowed = from_engine ? (h.type == T::RegisterRequest || h.type == T::PluginLoaded)
+                                   : (h.type == T::QueryRequest || h.type == T::PushRequest);
+  if (allowed) return false;
+  const char* why = from_engine
+                        ? "an engine's credentials allow registering and reporting plugins only "
+                          "(a client's connection file is needed)"
+                        : "a client's credentials cannot register an engine (an engine needs "
+                          "the engine connection file, ipp-engine.json)";
+  std::optional<T> answer;
+  if (h.type == T::QueryRequest) answer = T::QueryReply;
+  if (h.type == T::PushRequest) answer = T::PushReply;
+  if (h.type == T::RegisterRequest) answer = T::RegisterReply;
+  if (std::uint64_t more = 0; dropped_.allow(more))
+    spdlog::warn("hub refused a {} ({}){}", net::to_string(h.type), why, LogLimiter::more(more));
+  if (!answer) return true;
+  net::Header r = reply_header(*answer, h.msg_id);
+  r.error = make_error_record(ErrorCode::permission,
+                              fmt::format("{} refused: {}", net::to_string(h.type), why));
+  net::Envelope out = net::make_message(r);
+  out.route = net::copy_route(env.route);
+  net::send(wiring_.registration, from_engine ? wiring_.engine_signer : wiring_.client_signer, out,
+            true);
+  return true;
 }
 
 void Hub::send_registry() {
@@ -166,9 +213,11 @@ void Hub::sweep_shared_memory() {
 
 void Hub::on_registration() {
   try {
-    auto env = net::recv(wiring_.registration, wiring_.signer, zmq::recv_flags::dontwait);
+    auto env = net::recv_either(wiring_.registration, wiring_.client_signer, wiring_.engine_signer,
+                                zmq::recv_flags::dontwait);
     if (!env) return;
     const net::Header h = net::decode_header(env->parts.at(0));
+    if (refuse(*env, h, env->signed_with == wiring_.engine_signer.key_id())) return;
     switch (h.type) {
       case net::MsgType::RegisterRequest:
         if (auto* e = registry_.register_engine(*env, h)) {
@@ -189,7 +238,7 @@ void Hub::on_registration() {
         break;
       case net::MsgType::QueryRequest:
         if (auto reply = queries_.answer(*env, h))
-          net::send(wiring_.registration, wiring_.signer, *reply);
+          net::send(wiring_.registration, wiring_.client_signer, *reply);
         send_registry();  // what a query changed (a removal's drains, a dropped engine)
         break;
       case net::MsgType::PushRequest: {
@@ -260,7 +309,7 @@ void Hub::run() {
   recorder_.flush();
   // Shutdown: tell every engine to exit.
   for (const auto& stop : registry_.stop_all())
-    net::send(wiring_.registration, wiring_.signer, stop, true);
+    net::send(wiring_.registration, wiring_.engine_signer, stop, true);
 }
 
 }  // namespace ipp::ctrl

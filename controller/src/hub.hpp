@@ -23,9 +23,13 @@ namespace ipp::ctrl {
 
 /// What the hub is wired to.
 struct HubWiring {
-  zmq::context_t& ctx;            ///< for the inproc sockets it binds
-  zmq::socket_t& registration;    ///< bound ROUTER: registrations, queries, plugin pushes
-  const net::Signer& signer;      ///< signs and checks every message
+  zmq::context_t& ctx;          ///< for the inproc sockets it binds
+  zmq::socket_t& registration;  ///< bound ROUTER: registrations, queries, plugin pushes
+  /// Check what arrives and sign what leaves: clients and engines hold different keys, and
+  /// the key a message is signed with says which one sent it (engines may register and
+  /// report their plugins, nothing else).
+  const net::Signer& client_signer;
+  const net::Signer& engine_signer;
   TrafficFeed& traffic;           ///< the schedulers' copies of traffic
   std::string events_endpoint;    ///< PUB of engine events it binds
   std::string hub_in_endpoint;    ///< PULL of the heartbeat monitor's news it binds
@@ -59,6 +63,8 @@ class Hub {
   void turn(std::chrono::steady_clock::time_point& drain_at);
   void on_registration();
   void send_all(const std::vector<net::Envelope>& messages);
+  [[nodiscard]] const net::Signer& signer_for(const net::Envelope& m) const;
+  bool refuse(const net::Envelope& env, const net::Header& h, bool from_engine);
   /// Sends what the registry queued: events first, then messages.
   void send_registry();
   void drop_engine(std::int64_t id, const std::string& why, bool crashed);

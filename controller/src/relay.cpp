@@ -41,7 +41,8 @@ Relay::Relay(const RelayWiring& wiring, zmq::socket_t& clients, zmq::socket_t& w
              const char* name)
     : traffic_(wiring.traffic),
       shm_(wiring.shm),
-      signer_(wiring.signer),
+      client_signer_(wiring.client_signer),
+      engine_signer_(wiring.engine_signer),
       clients_(clients),
       workers_(workers),
       events_(wiring.ctx, zmq::socket_type::sub),
@@ -75,7 +76,7 @@ std::vector<std::pair<std::int64_t, net::TaskId>> Relay::flush() {
     const bool maps = engine_maps_[engine];
     for (std::size_t from = 0; from < box.messages.size(); from += kMaxBatch) {
       const std::size_t n = std::min(kMaxBatch, box.messages.size() - from);
-      if (net::send_batch(workers_, signer_, box.route,
+      if (net::send_batch(workers_, engine_signer_, box.route,
                           std::span<const net::Envelope>(box.messages).subspan(from, n), true,
                           {shm_, maps}))
         continue;
@@ -95,7 +96,7 @@ std::vector<std::pair<std::int64_t, net::TaskId>> Relay::flush() {
     }
     for (std::size_t from = 0; from < messages.size(); from += kMaxBatch) {
       const std::size_t n = std::min(kMaxBatch, messages.size() - from);
-      net::send_batch(clients_, signer_, book.route(client),
+      net::send_batch(clients_, client_signer_, book.route(client),
                       std::span<const net::Envelope>(messages).subspan(from, n), true,
                       {shm_, book.maps(client)});
     }
@@ -111,7 +112,8 @@ bool Relay::receive(zmq::socket_t& sock, std::vector<std::pair<net::Envelope, ne
   in.clear();
   while (true) {
     try {
-      if (!net::recv_all(sock, signer_, in, zmq::recv_flags::dontwait, shm_)) return false;
+      const net::Signer& signer = &sock == &clients_ ? client_signer_ : engine_signer_;
+      if (!net::recv_all(sock, signer, in, zmq::recv_flags::dontwait, shm_)) return false;
       break;
     } catch (const ProtocolError& e) {
       if (std::uint64_t more = 0; dropped_.allow(more))

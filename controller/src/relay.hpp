@@ -39,7 +39,10 @@ struct RelayWiring {
   zmq::context_t& ctx;           ///< for the inproc sockets below
   TrafficFeed& traffic;          ///< copies of traffic for the hub
   const net::SharedMemory* shm;  ///< the cluster's shared memory, if any
-  const net::Signer& signer;     ///< signs and checks every message
+  /// Sign and check every message, with the clients' key on the clients' socket and the
+  /// engines' key on the engines': what crosses from one to the other is signed anew.
+  const net::Signer& client_signer;
+  const net::Signer& engine_signer;
   std::string events_endpoint;   ///< the hub's PUB of engine events
   std::string monitor_endpoint;  ///< the hub's PULL, woken when copies wait
 };
@@ -207,7 +210,8 @@ class Relay {
 
   TrafficFeed& traffic_;
   const net::SharedMemory* shm_;
-  const net::Signer& signer_;
+  const net::Signer& client_signer_;
+  const net::Signer& engine_signer_;
   zmq::socket_t& clients_;
   zmq::socket_t& workers_;
   zmq::socket_t events_;

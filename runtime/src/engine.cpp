@@ -314,7 +314,7 @@ Engine::Engine(EngineOptions options) : options_(std::move(options)) {}
 Engine::~Engine() = default;
 
 int Engine::run() {
-  const net::ConnectionInfo conn = net::read_connection_file(options_.connection_file);
+  const net::ConnectionInfo conn = net::read_connection_file(options_.connection_file, "engine");
   const net::Signer signer(conn.key);
   // Large arrays go through shared memory when this host sees the controller's directory:
   // results are sent by reference, and pushed arrays are read where the client left them.

@@ -44,6 +44,8 @@ std::string_view to_string(ErrorCode code) noexcept {
       return "impossible_dependency";
     case ErrorCode::invalid_dependency:
       return "invalid_dependency";
+    case ErrorCode::permission:
+      return "permission";
   }
   return "unknown";
 }
@@ -86,6 +88,8 @@ std::string_view error_type_name(ErrorCode code) noexcept {
       return "ipp::ImpossibleDependency";
     case ErrorCode::invalid_dependency:
       return "ipp::InvalidDependency";
+    case ErrorCode::permission:
+      return "ipp::PermissionDenied";
   }
   return "ipp::Error";
 }
@@ -174,6 +178,8 @@ void rethrow(const ErrorRecord& record) {
       throw ImpossibleDependency(record.describe());
     case ErrorCode::invalid_dependency:
       throw InvalidDependency(record.describe());
+    case ErrorCode::permission:
+      throw PermissionDenied(record.describe());
     default:
       throw RemoteError(record);
   }

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "ipp/client.hpp"
+#include "ipp/net/connection_file.hpp"
 #include "support/paths.hpp"
 #include "support/process.hpp"
 
@@ -394,6 +395,32 @@ TEST_F(Ippctl, UnloadTakesAPluginOffEveryEngineAndLateJoinersNeverGetIt) {
   r = ctl("apply mul 2 3 --targets 2");
   EXPECT_NE(r.err.find("TaskNotFound"), std::string::npos) << "not replayed: " << r.out << r.err;
   EXPECT_NE(ctl("--json plugins").out.find("\"active\":false"), std::string::npos);
+}
+
+TEST_F(Ippctl, AnEnginesConnectionFileCannotPushQueryOrShutTheClusterDown) {
+  ASSERT_EQ(ctl("cluster start -n 1").code, 0);
+  // The engine's file says it is no client's.
+  const CtlResult engine_file =
+      ctl("--file '" + (dir_.path() / "ipp-engine.json").string() + "' ids");
+  EXPECT_EQ(engine_file.code, 3);
+  EXPECT_NE(engine_file.err.find("is an engine's connection file"), std::string::npos)
+      << engine_file.err;
+  // What anyone reading the engine file on an engine's host could try: its key with the
+  // client's endpoints (which a port scan finds).
+  net::ConnectionInfo stolen = net::read_connection_file(dir_.path() / "ipp-client.json");
+  stolen.key = net::read_connection_file(dir_.path() / "ipp-engine.json").key;
+  net::write_connection_file(dir_.path() / "stolen.json", stolen);
+  const std::string as_engine = "--file '" + (dir_.path() / "stolen.json").string() + "' ";
+  for (const std::string& what : {"push " + test::plugin("arith").string(),
+                                  std::string("cluster stop"), std::string("ids")}) {
+    const CtlResult r = ctl(as_engine + what);
+    EXPECT_NE(r.code, 0) << what;
+    EXPECT_NE(r.err.find("PermissionDenied"), std::string::npos) << what << ": " << r.err;
+    EXPECT_NE(r.err.find("an engine's credentials"), std::string::npos) << what << ": " << r.err;
+  }
+  // None of it happened: the cluster runs on, without the plugin.
+  EXPECT_EQ(ctl("ids").out, "[0]\n");
+  EXPECT_EQ(ctl("plugins").out.find("arith"), std::string::npos);
 }
 
 TEST_F(Ippctl, NoControllerIsExitCodeThree) {

@@ -103,8 +103,8 @@ TEST_F(BalancedTest, ADuplicateMsgIdFailsAndTheFirstGoesOn) {
   h.type = net::MsgType::ApplyRequest;
   h.msg_id = net::new_id();
   h.task = "arith.mul";
-  net::send(rig.client, rig.signer, net::make_message(h));
-  net::send(rig.client, rig.signer, net::make_message(h));
+  net::send(rig.client, rig.client_signer, net::make_message(h));
+  net::send(rig.client, rig.client_signer, net::make_message(h));
   turns(balanced);
   EXPECT_EQ(rig.received(rig.engine(0)).size(), 1u);
   const auto back = rig.received(rig.client);

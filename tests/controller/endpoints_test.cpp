@@ -37,10 +37,11 @@ struct EndpointsTest : ::testing::Test {
   }
 };
 
-TEST_F(EndpointsTest, AFreshStartHasOneNewKeyAndThisProcessAsController) {
+TEST_F(EndpointsTest, AFreshStartHasNewKeysOneForClientsOneForEnginesAndThisProcessAsController) {
   const auto ep = Endpoints::prepare(options());
   EXPECT_EQ(ep.client.key.size(), 64u);
-  EXPECT_EQ(ep.client.key, ep.engine.key);
+  EXPECT_EQ(ep.engine.key.size(), 64u);
+  EXPECT_NE(ep.client.key, ep.engine.key);
   EXPECT_NE(Endpoints::prepare(options()).client.key, ep.client.key);
   EXPECT_EQ(ep.client.controller_pid, ::getpid());
   ASSERT_FALSE(ep.shm_dir.empty());
@@ -272,13 +273,14 @@ TEST_F(EndpointsTest, ARestoreWhileTheOldControllerListensSaysSo) {
   }
 }
 
-TEST_F(EndpointsTest, ARestoreOfFilesWithDifferentKeysIsRefused) {
-  Endpoints first = Endpoints::prepare(options());
-  first.engine.key = net::Signer::new_key();
+TEST_F(EndpointsTest, ARestoreKeepsTheClientsKeyAndTheEnginesKey) {
+  const Endpoints first = Endpoints::prepare(options());
   first.write_files(profile.path());
   auto o = options();
   o.restore = true;
-  EXPECT_THROW((void)Endpoints::prepare(o), UsageError);
+  const Endpoints again = Endpoints::prepare(o);
+  EXPECT_EQ(again.client.key, first.client.key);
+  EXPECT_EQ(again.engine.key, first.engine.key);
 }
 
 TEST_F(EndpointsTest, ARestoreWithoutFilesFailsNamingWhatIsMissing) {

@@ -19,7 +19,8 @@ using namespace std::chrono_literals;
 struct HubRig : ::testing::Test {
   test::TempDir dir;
   zmq::context_t ctx;
-  net::Signer signer{net::Signer::new_key()};
+  net::Signer client_signer{net::Signer::new_key()};  // clients and engines: two keys
+  net::Signer engine_signer{net::Signer::new_key()};
   TrafficFeed traffic;
   hub::TaskDb db{hub::TaskDb::Options{}};
   zmq::socket_t registration{ctx, zmq::socket_type::router};
@@ -40,7 +41,8 @@ struct HubRig : ::testing::Test {
     thread = std::thread([&] {
       Hub hub({ctx,
                registration,
-               signer,
+               client_signer,
+               engine_signer,
                traffic,
                "inproc://hub-events",
                "inproc://hub-in",
@@ -65,10 +67,14 @@ struct HubRig : ::testing::Test {
     thread.join();
   }
 
+  /// The key `s` holds: the engine's or the client's.
+  const net::Signer& signer_of(const zmq::socket_t& s) const {
+    return &s == &engine ? engine_signer : client_signer;
+  }
   std::optional<net::Header> next(zmq::socket_t& s, std::chrono::milliseconds wait = 2000ms) {
     zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
     if (zmq::poll(&item, 1, wait) <= 0) return std::nullopt;
-    auto env = net::recv(s, signer, zmq::recv_flags::dontwait);
+    auto env = net::recv(s, signer_of(s), zmq::recv_flags::dontwait);
     if (!env) return std::nullopt;
     return net::decode_header(env->parts.at(0));
   }
@@ -83,7 +89,7 @@ struct HubRig : ::testing::Test {
     h.msg_id = net::new_id();
     h.task = name;
     h.info = std::move(info);
-    net::send(client, signer, net::make_message(h));
+    net::send(client, client_signer, net::make_message(h));
     auto r = next(client);
     EXPECT_TRUE(r.has_value()) << name;
     return r.value_or(net::Header{});
@@ -94,7 +100,7 @@ struct HubRig : ::testing::Test {
     h.msg_id = net::new_id();
     h.threads = 3;
     h.info = Value::map({{"pid", 777}});
-    net::send(engine, signer, net::make_message(h));
+    net::send(engine, engine_signer, net::make_message(h));
     auto r = next(engine);
     EXPECT_TRUE(r.has_value());
     return r ? r->engine : -1;
@@ -150,6 +156,49 @@ TEST_F(HubRig, ShutdownTellsEveryEngineToStop) {
   const auto stop = next(engine);
   ASSERT_TRUE(stop.has_value());
   EXPECT_EQ(stop->type, net::MsgType::Stop);
+}
+
+TEST_F(HubRig, AnEnginesKeyMayRegisterButNotQueryPushOrShutDown) {
+  (void)register_engine();
+  auto as_engine = [&](net::MsgType type, const std::string& task) {
+    net::Header h;
+    h.type = type;
+    h.msg_id = net::new_id();
+    h.task = task;
+    net::send(engine, engine_signer, net::make_message(h));
+    while (auto r = next(engine)) {
+      if (r->parent_id == h.msg_id) return *r;
+    }
+    ADD_FAILURE() << "no answer to " << task;
+    return net::Header{};
+  };
+  for (const auto& [type, task] : {std::pair{net::MsgType::QueryRequest, "shutdown"},
+                                   std::pair{net::MsgType::QueryRequest, "ids"},
+                                   std::pair{net::MsgType::PushRequest, "arith"}}) {
+    const net::Header r = as_engine(type, task);
+    ASSERT_TRUE(r.error) << task;
+    EXPECT_EQ(r.error->code, ErrorCode::permission) << task;
+    EXPECT_NE(r.error->message.find("an engine's credentials"), std::string::npos)
+        << r.error->message;
+  }
+  // Nothing of it happened: the hub still serves, and the engine is still there.
+  EXPECT_EQ(query("ids").info, Value::list({0}));
+}
+
+TEST_F(HubRig, AClientsKeyCannotRegisterAnEngine) {
+  net::Header h;
+  h.type = net::MsgType::RegisterRequest;
+  h.msg_id = net::new_id();
+  h.threads = 1;
+  h.info = Value::map({{"pid", 778}});
+  net::send(client, client_signer, net::make_message(h));
+  const auto r = next(client);
+  ASSERT_TRUE(r.has_value()) << "answered, not left waiting";
+  EXPECT_EQ(r->type, net::MsgType::RegisterReply);
+  ASSERT_TRUE(r->error);
+  EXPECT_EQ(r->error->code, ErrorCode::permission);
+  EXPECT_NE(r->error->message.find("ipp-engine.json"), std::string::npos) << r->error->message;
+  EXPECT_EQ(query("ids").info, Value::list({}));
 }
 
 }  // namespace

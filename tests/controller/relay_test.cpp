@@ -18,7 +18,8 @@ using namespace std::chrono_literals;
 struct RelayRig {
   zmq::context_t ctx;
   TrafficFeed traffic;
-  net::Signer signer{net::Signer::new_key()};
+  net::Signer client_signer{net::Signer::new_key()};  // clients and engines: two keys
+  net::Signer engine_signer{net::Signer::new_key()};
   zmq::socket_t events{ctx, zmq::socket_type::pub};
   zmq::socket_t monitor{ctx, zmq::socket_type::pull};
   zmq::socket_t client_side{ctx, zmq::socket_type::router};
@@ -33,7 +34,7 @@ struct RelayRig {
     client_side.bind("inproc://relay-clients");
     engine_side.set(zmq::sockopt::router_mandatory, true);
     engine_side.bind("inproc://relay-engines");
-    relay = std::make_unique<Relay>(RelayWiring{ctx, traffic, nullptr, signer,
+    relay = std::make_unique<Relay>(RelayWiring{ctx, traffic, nullptr, client_signer, engine_signer,
                                                 "inproc://relay-events", "inproc://relay-monitor"},
                                     client_side, engine_side, "test scheduler");
     client.connect("inproc://relay-clients");
@@ -58,7 +59,8 @@ struct RelayRig {
     std::vector<net::Envelope> in;
     zmq::pollitem_t item{peer.handle(), 0, ZMQ_POLLIN, 0};
     if (zmq::poll(&item, 1, 2000ms) > 0) {
-      while (net::recv_all(peer, signer, in, zmq::recv_flags::dontwait)) {
+      while (net::recv_all(peer, &peer == &client ? client_signer : engine_signer, in,
+                           zmq::recv_flags::dontwait)) {
       }
     }
     std::vector<net::Header> out;
@@ -82,7 +84,7 @@ auto ignore = [](auto&&...) {};
 TEST(Relay, ARequestComesInAndItsReplyGoesBackAtTheEndOfTheTurn) {
   RelayRig rig;
   const std::string id = net::new_id();
-  net::send(rig.client, rig.signer, net::make_message(apply_request(id, 3)));
+  net::send(rig.client, rig.client_signer, net::make_message(apply_request(id, 3)));
   std::vector<net::Header> got;
   std::uint32_t who = 0;
   ASSERT_TRUE(rig.turn(
@@ -116,7 +118,7 @@ TEST(Relay, ARequestComesInAndItsReplyGoesBackAtTheEndOfTheTurn) {
 
 TEST(Relay, ARequestWithAMalformedIdIsAnsweredWithAnError) {
   RelayRig rig;
-  net::send(rig.client, rig.signer, net::make_message(apply_request("not-an-id", 3)));
+  net::send(rig.client, rig.client_signer, net::make_message(apply_request("not-an-id", 3)));
   ASSERT_TRUE(rig.turn(
       ignore,
       [&](net::Envelope& env, const net::Header& h) {
@@ -138,7 +140,7 @@ TEST(Relay, MessagesThatAreNotTaskRequestsAreDropped) {
   net::Header h;
   h.type = net::MsgType::Ping;
   h.msg_id = net::new_id();
-  net::send(rig.client, rig.signer, net::make_message(h));
+  net::send(rig.client, rig.client_signer, net::make_message(h));
   ASSERT_TRUE(rig.turn(
       ignore,
       [&](net::Envelope& env, const net::Header& in) {
@@ -154,7 +156,7 @@ TEST(Relay, UnsignedGarbageIsDroppedAndTheNextRequestStillComes) {
   RelayRig rig;
   (void)rig.client.send(zmq::message_t(std::string_view("garbage")), zmq::send_flags::none);
   const std::string id = net::new_id();
-  net::send(rig.client, rig.signer, net::make_message(apply_request(id, 0)));
+  net::send(rig.client, rig.client_signer, net::make_message(apply_request(id, 0)));
   std::vector<std::string> ids;
   for (int i = 0; i < 3 && ids.empty(); ++i) {
     (void)rig.turn(
@@ -170,7 +172,7 @@ TEST(Relay, TasksGoToTheirEngineInOrderAndControlFollowsThem) {
   net::Header hello;
   hello.type = net::MsgType::Ping;
   hello.engine = 3;
-  net::send(rig.engine, rig.signer, net::make_message(hello));
+  net::send(rig.engine, rig.engine_signer, net::make_message(hello));
   bool said_hello = false;
   ASSERT_TRUE(rig.turn(ignore, ignore, [&](net::Envelope& env, net::Header& h) {
     rig.relay->from_engine(env, h);
@@ -216,7 +218,7 @@ TEST(Relay, EngineEventsFromTheHubReachTheScheduler) {
 
 TEST(Relay, AnErrorReplyIsCopiedForTheHubToo) {
   RelayRig rig;
-  net::send(rig.client, rig.signer, net::make_message(apply_request(net::new_id(), 1)));
+  net::send(rig.client, rig.client_signer, net::make_message(apply_request(net::new_id(), 1)));
   std::uint32_t who = 0;
   ASSERT_TRUE(rig.turn(
       ignore,

@@ -26,7 +26,8 @@ class SchedulerRig {
  public:
   zmq::context_t ctx;
   TrafficFeed traffic;
-  net::Signer signer{net::Signer::new_key()};
+  net::Signer client_signer{net::Signer::new_key()};  // clients and engines: two keys
+  net::Signer engine_signer{net::Signer::new_key()};
   zmq::socket_t events{ctx, zmq::socket_type::xpub};
   zmq::socket_t monitor{ctx, zmq::socket_type::pull};
   zmq::socket_t client_side{ctx, zmq::socket_type::router};
@@ -47,7 +48,13 @@ class SchedulerRig {
   }
 
   [[nodiscard]] RelayWiring wiring() {
-    return {ctx, traffic, nullptr, signer, "inproc://rig-events", "inproc://rig-monitor"};
+    return {ctx,
+            traffic,
+            nullptr,
+            client_signer,
+            engine_signer,
+            "inproc://rig-events",
+            "inproc://rig-monitor"};
   }
 
   /// Waits until the scheduler's SUB socket has subscribed: events published after this
@@ -77,7 +84,7 @@ class SchedulerRig {
     net::Header h;
     h.type = net::MsgType::Ping;
     h.engine = id;
-    net::send(engine(id), signer, net::make_message(h));
+    net::send(engine(id), engine_signer, net::make_message(h));
   }
   /// The client submits an apply of `task` for `target` (-1: any); returns its msg_id.
   std::string submit(std::int64_t target, std::string task = "arith.mul",
@@ -88,7 +95,7 @@ class SchedulerRig {
     h.task = std::move(task);
     h.target = target;
     h.timeout_ms = timeout_ms;
-    net::send(client, signer, net::make_message(h));
+    net::send(client, client_signer, net::make_message(h));
     return h.msg_id;
   }
   /// The client asks to abort `ids`.
@@ -101,7 +108,7 @@ class SchedulerRig {
     for (const auto& id : ids)
       list.emplace_back(id);
     h.info = Value(std::move(list));
-    net::send(client, signer, net::make_message(h));
+    net::send(client, client_signer, net::make_message(h));
   }
   /// Engine `id` answers task `parent` with a result (no error).
   void answer(std::int64_t id, const std::string& parent) {
@@ -111,7 +118,7 @@ class SchedulerRig {
     h.parent_id = parent;
     h.engine = id;
     h.task = "arith.mul";
-    net::send(engine(id), signer, net::make_message(h));
+    net::send(engine(id), engine_signer, net::make_message(h));
   }
 
   /// Every message waiting for `peer`, after up to `wait` for the first.
@@ -119,7 +126,8 @@ class SchedulerRig {
     std::vector<net::Envelope> in;
     zmq::pollitem_t item{peer.handle(), 0, ZMQ_POLLIN, 0};
     if (zmq::poll(&item, 1, wait) > 0) {
-      while (net::recv_all(peer, signer, in, zmq::recv_flags::dontwait)) {
+      while (net::recv_all(peer, &peer == &client ? client_signer : engine_signer, in,
+                           zmq::recv_flags::dontwait)) {
       }
     }
     std::vector<net::Header> out;

@@ -28,7 +28,8 @@ constexpr ErrorCode kAll[] = {ErrorCode::unknown,
                               ErrorCode::cancelled,
                               ErrorCode::syntax,
                               ErrorCode::impossible_dependency,
-                              ErrorCode::invalid_dependency};
+                              ErrorCode::invalid_dependency,
+                              ErrorCode::permission};
 
 TEST(ErrorVocabulary, EveryCodeHasItsOwnTypeName) {
   std::set<std::string_view> names;
@@ -75,6 +76,7 @@ TEST(ErrorVocabulary, RethrowGivesTheExceptionTheCodeNames) {
   EXPECT_TRUE(rethrows_as<TaskCancelled>(ErrorCode::cancelled));
   EXPECT_TRUE(rethrows_as<ImpossibleDependency>(ErrorCode::impossible_dependency));
   EXPECT_TRUE(rethrows_as<InvalidDependency>(ErrorCode::invalid_dependency));
+  EXPECT_TRUE(rethrows_as<PermissionDenied>(ErrorCode::permission));
   EXPECT_TRUE(rethrows_as<RemoteError>(ErrorCode::argument));
   // A timeout record of another type (a client's own wait) is a TimeoutError, not TaskTimeout.
   ErrorRecord wait = make_error_record(ErrorCode::timeout, "waited");

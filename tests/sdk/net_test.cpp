@@ -208,6 +208,39 @@ TEST_F(EnvelopeTest, PackedMessagesKeepTheirBytesAndTheSignatureStillHolds) {
   EXPECT_TRUE(PackedMessage().unpack().parts.empty());
 }
 
+TEST_F(EnvelopeTest, AMessageSentOnWithAnotherKeyIsSignedAnewAndEitherKeyIsTold) {
+  const Signer other(Signer::new_key());
+  ASSERT_NE(other.key_id(), signer_.key_id());
+  auto in = send_sample(
+      encode(std::vector<double>(1000, 2.0), EncodeOptions{.side_frame_threshold = 1024}));
+  ASSERT_TRUE(in);
+  ASSERT_TRUE(in->signature);
+  EXPECT_EQ(in->signed_with, signer_.key_id());
+  // Sent on under another key, as a relay forwards a client's task to an engine: the received
+  // signature would not verify there, so it is not reused (nor after packing).
+  for (const bool packed : {false, true}) {
+    Envelope out = packed ? PackedMessage(*in).unpack() : Envelope{};
+    if (!packed) {
+      out.parts = in->parts;
+      out.signature = in->signature;
+      out.signed_with = in->signed_with;
+    }
+    ASSERT_TRUE(out.signature) << packed;
+    out.route = copy_route(in->route);
+    ASSERT_TRUE(send(router_, other, out));
+    auto got = recv_either(dealer_, signer_, other);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->signed_with, other.key_id()) << "verified with the second key";
+  }
+  // A message of neither key is refused.
+  const Signer stranger(Signer::new_key());
+  Envelope out;
+  out.route = copy_route(in->route);
+  out.parts = {Buffer::copy("x", 1)};
+  ASSERT_TRUE(send(router_, stranger, out));
+  EXPECT_THROW((void)recv_either(dealer_, signer_, other), ProtocolError);
+}
+
 TEST_F(EnvelopeTest, ForgedMessagesAreRejectedAndTheSocketGoesOn) {
   Signer forger(Signer::new_key());
   Envelope out;

@@ -30,6 +30,7 @@ enum class ErrorCode : std::int32_t {
   syntax = 15,                 ///< malformed literal or statement text
   impossible_dependency = 16,  ///< a dependency that can no longer be met
   invalid_dependency = 17,     ///< a dependency on an unknown task or on the task itself
+  permission = 18,             ///< credentials that do not allow the request (an engine's key)
 };
 
 /// Text name of an error code (`"argument"`, `"engine"`, ...).
@@ -113,6 +114,13 @@ class InvalidDependency : public Error {
  public:
   explicit InvalidDependency(const std::string& message)
       : Error(ErrorCode::invalid_dependency, message) {}
+};
+
+/// A request made with credentials that do not allow it: an engine's connection file may
+/// register an engine, not push plugins, query or shut the cluster down.
+class PermissionDenied : public Error {
+ public:
+  explicit PermissionDenied(const std::string& message) : Error(ErrorCode::permission, message) {}
 };
 
 /// A caller misused an API (a bad option, an empty view, ...).

@@ -20,7 +20,7 @@ std::filesystem::path connection_file_of(const ClientOptions& options) {
 }  // namespace
 
 ClientCore::ClientCore(const ClientOptions& options)
-    : info(net::read_connection_file(connection_file_of(options))),
+    : info(net::read_connection_file(connection_file_of(options), "client")),
       signer(info.key),
       timeout(options.timeout) {
   for (auto* s : {&sockets[0], &sockets[1], &sockets[2]})

@@ -33,6 +33,7 @@ void write_connection_file(const std::filesystem::path& path, const ConnectionIn
   j["endpoints"] = info.endpoints;
   if (!info.local_endpoints.empty()) j["local_endpoints"] = info.local_endpoints;
   j["key"] = info.key;
+  if (!info.role.empty()) j["role"] = info.role;
   j["signature_scheme"] = info.signature_scheme;
   j["controller_pid"] = info.controller_pid;
   if (!info.shm_dir.empty()) j["shm"] = {{"dir", info.shm_dir}, {"token", info.shm_token}};
@@ -71,6 +72,7 @@ ConnectionInfo read_connection_file(const std::filesystem::path& path) {
     if (j.contains("local_endpoints"))
       info.local_endpoints = j.at("local_endpoints").get<std::map<std::string, std::string>>();
     info.key = j.at("key").get<std::string>();
+    info.role = j.value("role", std::string());
     info.signature_scheme = j.value("signature_scheme", "poly1305-chacha20");
     info.controller_pid = j.value("controller_pid", std::int64_t{0});
     if (j.contains("shm")) {
@@ -85,6 +87,18 @@ ConnectionInfo read_connection_file(const std::filesystem::path& path) {
   if (info.signature_scheme != "poly1305-chacha20") {
     throw ConnectionError(fmt::format("connection file '{}' uses unknown signature scheme '{}'",
                                       path.string(), info.signature_scheme));
+  }
+  return info;
+}
+
+ConnectionInfo read_connection_file(const std::filesystem::path& path, std::string_view role) {
+  ConnectionInfo info = read_connection_file(path);
+  if (!info.role.empty() && info.role != role) {
+    throw ConnectionError(fmt::format("'{}' is {} connection file: {} needs the {}'s ({})",
+                                      path.string(),
+                                      info.role == "engine" ? "an engine's" : "a client's",
+                                      role == "engine" ? "an engine" : "a client", role,
+                                      role == "engine" ? kEngineFile : kClientFile));
   }
   return info;
 }

@@ -102,6 +102,12 @@ bool send_frames(zmq::socket_ref socket, const Signer& signer,
   }
 }
 
+/// The received signature of `envelope` when `signer` holds the key it is of.
+std::optional<Signer::Signature> reusable(const Envelope& envelope, const Signer& signer) {
+  if (envelope.signed_with != signer.key_id()) return std::nullopt;
+  return envelope.signature;
+}
+
 }  // namespace
 
 bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope, bool dontwait,
@@ -110,13 +116,14 @@ bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope
   parts.reserve(envelope.parts.size());
   for (const auto& p : envelope.parts)
     parts.push_back(&p);
-  return send_frames(socket, signer, envelope.route, false, nullptr, parts, envelope.signature,
-                     dontwait, shared);
+  return send_frames(socket, signer, envelope.route, false, nullptr, parts,
+                     reusable(envelope, signer), dontwait, shared);
 }
 
 namespace {
 
-// The packed layout: [count u32 | has_signature u32 | signature, if any | sizes u32... |
+// The packed layout: [count u32 | has_signature u32 | key id u64 and signature, if any |
+// sizes u32... |
 // parts...], each part 16-byte aligned; a size of kLargePart marks a part kept in `large_`.
 constexpr std::uint32_t kLargePart = 0xffffffff;
 constexpr std::size_t round16(std::size_t n) {
@@ -136,7 +143,7 @@ PackedMessage& PackedMessage::operator=(const PackedMessage& other) {
 
 PackedMessage::PackedMessage(const Envelope& envelope, std::size_t limit) {
   const std::size_t n = envelope.parts.size();
-  const std::size_t sizes = 8 + (envelope.signature ? Signer::kSignatureSize : 0);
+  const std::size_t sizes = 8 + (envelope.signature ? 8 + Signer::kSignatureSize : 0);
   const std::size_t table = round16(sizes + 4 * n);
   std::size_t total = table;
   for (const auto& p : envelope.parts) {
@@ -147,7 +154,10 @@ PackedMessage::PackedMessage(const Envelope& envelope, std::size_t limit) {
   auto put32 = [&](std::size_t at, std::uint32_t v) { std::memcpy(out + at, &v, 4); };
   put32(0, static_cast<std::uint32_t>(n));
   put32(4, envelope.signature ? 1 : 0);
-  if (envelope.signature) std::memcpy(out + 8, envelope.signature->data(), Signer::kSignatureSize);
+  if (envelope.signature) {
+    std::memcpy(out + 8, &envelope.signed_with, 8);
+    std::memcpy(out + 16, envelope.signature->data(), Signer::kSignatureSize);
+  }
   std::size_t offset = table;
   for (std::size_t i = 0; i < n; ++i) {
     const Buffer& p = envelope.parts[i];
@@ -177,8 +187,9 @@ Envelope PackedMessage::unpack() const {
   std::size_t sizes = 8;
   if (get32(4) != 0) {
     env.signature.emplace();
-    std::memcpy(env.signature->data(), in + 8, Signer::kSignatureSize);
-    sizes += Signer::kSignatureSize;
+    std::memcpy(&env.signed_with, in + 8, 8);
+    std::memcpy(env.signature->data(), in + 16, Signer::kSignatureSize);
+    sizes += 8 + Signer::kSignatureSize;
   }
   const std::shared_ptr<const void> owner = block_;
   env.parts.reserve(n);
@@ -208,6 +219,7 @@ struct Received {
   std::vector<Buffer> parts;
   std::vector<std::string> unreadable;  // empty, or one entry per part
   Signer::Signature signature{};
+  std::uint64_t signed_with = 0;
 };
 
 /// Parts smaller than this are copied out of their frames into one block per received
@@ -256,10 +268,13 @@ std::string peer_address(const std::vector<zmq::message_t>& frames) {
   return {};
 }
 
-std::optional<Received> receive_frames(std::vector<zmq::message_t>& frames, const Signer& signer,
+/// The signers a message may be signed by, tried in order.
+using Signers = std::span<const Signer* const>;
+
+std::optional<Received> receive_frames(std::vector<zmq::message_t>& frames, Signers signers,
                                        const SharedMemory* shm);
 
-std::optional<Received> receive(zmq::socket_ref socket, const Signer& signer, zmq::recv_flags flags,
+std::optional<Received> receive(zmq::socket_ref socket, Signers signers, zmq::recv_flags flags,
                                 const SharedMemory* shm) {
   // Reused from call to call: a batch's frames would otherwise cost a large allocation each.
   thread_local std::vector<zmq::message_t> frames;
@@ -267,7 +282,7 @@ std::optional<Received> receive(zmq::socket_ref socket, const Signer& signer, zm
   if (!zmq::recv_multipart(socket, std::back_inserter(frames), flags)) return std::nullopt;
   const ClearFrames clear{frames};  // the frames of a refused message do not stay
   try {
-    return receive_frames(frames, signer, shm);
+    return receive_frames(frames, signers, shm);
   } catch (const ProtocolError& e) {
     // Name the sender, so that a flood of bad messages can be traced to its source.
     const std::string peer = peer_address(frames);
@@ -276,7 +291,7 @@ std::optional<Received> receive(zmq::socket_ref socket, const Signer& signer, zm
   }
 }
 
-std::optional<Received> receive_frames(std::vector<zmq::message_t>& frames, const Signer& signer,
+std::optional<Received> receive_frames(std::vector<zmq::message_t>& frames, Signers signers,
                                        const SharedMemory* shm) {
   std::size_t delimiter = 0;
   while (delimiter < frames.size() && frames[delimiter].size() != 0)
@@ -319,10 +334,15 @@ std::optional<Received> receive_frames(std::vector<zmq::message_t>& frames, cons
   if (mask_size != 0) signed_parts.push_back(mask);
   for (const auto& p : in.parts)
     signed_parts.push_back(p.bytes());
-  if (signature.size() < Signer::kSignatureSize ||
-      !signer.verify({sig, Signer::kSignatureSize}, signed_parts)) {
-    throw ProtocolError("message signature is missing or wrong");
+  if (signature.size() >= Signer::kSignatureSize) {
+    for (const Signer* signer : signers) {
+      if (signer->verify({sig, Signer::kSignatureSize}, signed_parts)) {
+        in.signed_with = signer->key_id();
+        break;
+      }
+    }
   }
+  if (in.signed_with == 0) throw ProtocolError("message signature is missing or wrong");
   std::memcpy(in.signature.data(), sig, Signer::kSignatureSize);
   if (mask_size == 0) return in;
   in.had_refs = true;
@@ -352,7 +372,10 @@ Envelope whole(Received&& in) {
   Envelope env;
   env.route = std::move(in.route);
   env.parts = std::move(in.parts);
-  if (!in.had_refs) env.signature = in.signature;
+  if (!in.had_refs) {
+    env.signature = in.signature;
+    env.signed_with = in.signed_with;
+  }
   env.peer_maps = in.peer_maps;
   for (const auto& why : in.unreadable) {
     if (!why.empty()) {
@@ -375,7 +398,17 @@ std::string first_reason(const std::vector<std::string>& why, std::size_t from, 
 
 std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer, zmq::recv_flags flags,
                              const SharedMemory* shm) {
-  auto in = receive(socket, signer, flags, shm);
+  const Signer* const signers[] = {&signer};
+  auto in = receive(socket, signers, flags, shm);
+  if (!in) return std::nullopt;
+  if (in->batch) throw ProtocolError("a batch of messages arrived where one message was expected");
+  return whole(std::move(*in));
+}
+
+std::optional<Envelope> recv_either(zmq::socket_ref socket, const Signer& first,
+                                    const Signer& second, zmq::recv_flags flags) {
+  const Signer* const signers[] = {&first, &second};
+  auto in = receive(socket, signers, flags, nullptr);
   if (!in) return std::nullopt;
   if (in->batch) throw ProtocolError("a batch of messages arrived where one message was expected");
   return whole(std::move(*in));
@@ -383,7 +416,8 @@ std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer, zmq::
 
 bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope>& out,
               zmq::recv_flags flags, const SharedMemory* shm) {
-  auto in = receive(socket, signer, flags, shm);
+  const Signer* const signers[] = {&signer};
+  auto in = receive(socket, signers, flags, shm);
   if (!in) return false;
   if (!in->batch) {
     out.push_back(whole(std::move(*in)));
@@ -433,7 +467,7 @@ bool send_batch(zmq::socket_ref socket, const Signer& signer,
   if (messages.size() == 1) {
     for (const auto& p : messages[0].parts)
       parts.push_back(&p);
-    return send_frames(socket, signer, route, false, nullptr, parts, messages[0].signature,
+    return send_frames(socket, signer, route, false, nullptr, parts, reusable(messages[0], signer),
                        dontwait, shared);
   }
   std::byte* out = nullptr;

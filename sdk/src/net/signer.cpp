@@ -36,6 +36,15 @@ Signer::Signer(std::string key) {
                               key.size());
   crypto_auth_hmacsha256_update(&state, kLabel, sizeof kLabel);
   crypto_auth_hmacsha256_final(&state, keyed->stream_key);
+  static constexpr unsigned char kIdLabel[] = {'i', 'p', 'p', '/', 'k', 'e', 'y', '-', 'i', 'd'};
+  unsigned char id[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_init(&state, reinterpret_cast<const unsigned char*>(key.data()),
+                              key.size());
+  crypto_auth_hmacsha256_update(&state, kIdLabel, sizeof kIdLabel);
+  crypto_auth_hmacsha256_final(&state, id);
+  for (std::size_t i = 0; i < sizeof key_id_; ++i)
+    key_id_ |= static_cast<std::uint64_t>(id[i]) << (8 * i);
+  key_id_ |= 1;  // never 0: 0 is "no signer"
   sodium_memzero(&state, sizeof state);
   sodium_memzero(key.data(), key.size());
   keyed_ = std::move(keyed);

@@ -17,6 +17,9 @@ struct ConnectionInfo {
   /// Empty when the controller offers none.
   std::map<std::string, std::string> local_endpoints;
   std::string key;  ///< the signing key (hex), see net::Signer
+  /// Whose file it is: "client" or "engine" (each holds its own key, see Endpoints); empty
+  /// in files that do not say.
+  std::string role;
   std::string signature_scheme = "poly1305-chacha20";
   std::int64_t controller_pid = 0;
   /// The cluster's shared-memory directory and the token in it (see SharedMemory); empty
@@ -41,6 +44,10 @@ void write_connection_file(const std::filesystem::path& path, const ConnectionIn
 
 /// Reads a connection file. Throws ConnectionError saying what is missing or malformed.
 ConnectionInfo read_connection_file(const std::filesystem::path& path);
+
+/// Reads the connection file of `role` ("client" or "engine"): throws ConnectionError naming
+/// the file when it is the other one's (an engine's file holds no client credentials).
+ConnectionInfo read_connection_file(const std::filesystem::path& path, std::string_view role);
 
 /// The profile directory: `explicit_dir` when given, else $IPP_PROFILE_DIR, else
 /// ~/.ipp/profile_default.

@@ -36,6 +36,9 @@ struct Envelope {
   /// instead of signing twice; leave it empty (or clear it after changing parts) to sign.
   /// Messages that had shared-memory parts have none (their references are not sent again).
   std::optional<Signer::Signature> signature;
+  /// The Signer::key_id() of the key `signature` is of: it is sent again only with that key
+  /// (a message crossing from a client to an engine, which holds another key, is signed anew).
+  std::uint64_t signed_with = 0;
   /// Received: its sender maps shared memory.
   bool peer_maps = false;
   /// Received: why a part could not be read (a shared-memory part that is gone, or one this
@@ -79,6 +82,13 @@ bool send_batch(zmq::socket_ref socket, const Signer& signer,
 std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer,
                              zmq::recv_flags flags = zmq::recv_flags::none,
                              const SharedMemory* shm = nullptr);
+
+/// Receives one message as recv() does (without shared memory), signed with the key of
+/// `first` or of `second`: its `signed_with` says which (a peer's role, where clients and
+/// engines, holding different keys, share a socket).
+std::optional<Envelope> recv_either(zmq::socket_ref socket, const Signer& first,
+                                    const Signer& second,
+                                    zmq::recv_flags flags = zmq::recv_flags::none);
 
 /// Receives one ZeroMQ message, a plain message or a batch, and appends the messages it holds
 /// to `out`, each with a copy of the route (a batch's messages carry no signature of their

@@ -35,6 +35,10 @@ class Signer {
   /// A fresh random key, hex-encoded, for a new cluster.
   static std::string new_key();
 
+  /// Names the key without revealing it (a keyed hash of a label), never 0: a received
+  /// signature is sent again only by a signer of the same key (see Envelope::signed_with).
+  [[nodiscard]] std::uint64_t key_id() const noexcept { return key_id_; }
+
   [[nodiscard]] Signature sign(std::span<const std::span<const std::byte>> parts) const;
   /// Constant-time check of `signature` against the parts.
   [[nodiscard]] bool verify(std::span<const std::byte> signature,
@@ -52,6 +56,7 @@ class Signer {
     void operator()(const Keyed* keyed) const noexcept;
   };
   std::unique_ptr<const Keyed, Wipe> keyed_;
+  std::uint64_t key_id_ = 0;
 };
 
 }  // namespace ipp::net
