@@ -23,6 +23,7 @@
 #include "relay.hpp"
 #include "task_db.hpp"
 #include "traffic.hpp"
+#include "zap.hpp"
 
 namespace ipp {
 
@@ -94,6 +95,7 @@ struct Controller::State {
   zmq::socket_t client_balanced{ctx, zmq::socket_type::router};
   zmq::socket_t engine_balanced{ctx, zmq::socket_type::router};
   std::unique_ptr<ctrl::ConnectionGuard> guard;  // after the sockets: closed before them
+  std::unique_ptr<ctrl::ZapHandler> zap;         // when encrypted: checks every handshake
   /// Counted down by each thread once its part is made (its sockets connected and
   /// subscribed): no engine may register before every part hears the hub's events.
   std::latch parts_made{4};
@@ -121,6 +123,7 @@ void Controller::State::start_threads() {
     hub.run();
   }));
   threads.push_back(named_thread("ipp-guard", [this] { guard->run(stopping); }));
+  if (zap) threads.push_back(named_thread("ipp-zap", [this] { zap->run(stopping); }));
   threads.push_back(named_thread("ipp-heart", [this] {
     MadeOnce made{parts_made};
     hub_bound.wait();
@@ -176,6 +179,13 @@ void Controller::start() {
   ctrl::ControllerSockets sockets{s.registration,  s.heartbeat,       s.client_direct,
                                   s.engine_direct, s.client_balanced, s.engine_balanced};
   ctrl::Endpoints::configure(sockets);
+  if (endpoints.encrypted()) {
+    // The handler first: a server socket bound before it would let handshakes pass unchecked.
+    s.zap = std::make_unique<ctrl::ZapHandler>(std::vector<zmq::context_t*>{&s.ctx, &s.heart_ctx},
+                                               endpoints.secrets.client_public,
+                                               endpoints.secrets.engine_public);
+    endpoints.secure(sockets);
+  }
   // Connections are counted before the sockets can accept any.
   rlimit files{};
   (void)::getrlimit(RLIMIT_NOFILE, &files);
@@ -198,9 +208,11 @@ void Controller::start() {
   s.parts_made.wait();
   endpoints.write_files(options_.profile_dir);
   spdlog::info(
-      "controller listening on {} (profile {}); load balancing: {}, hwm {}; at most {} "
+      "controller listening on {} ({}; profile {}); load balancing: {}, hwm {}; at most {} "
       "connections",
-      endpoints.client.endpoint("registration"), options_.profile_dir.string(), options_.scheme,
+      endpoints.client.endpoint("registration"),
+      endpoints.encrypted() ? "encrypted with CURVE" : "not encrypted",
+      options_.profile_dir.string(), options_.scheme,
       options_.hwm < 0    ? std::string("engine threads")
       : options_.hwm == 0 ? std::string("none")
                           : std::to_string(options_.hwm),

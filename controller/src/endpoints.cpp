@@ -11,6 +11,7 @@
 #include "ipp/net/address.hpp"
 #include "ipp/net/header.hpp"
 #include "ipp/net/signer.hpp"
+#include "zap.hpp"
 
 namespace ipp::ctrl {
 
@@ -40,6 +41,20 @@ Endpoints Endpoints::prepare(const ControllerOptions& options) {
     ep.client.key = net::Signer::new_key();
     ep.engine.key = net::Signer::new_key();
     remove_dead_controllers_memory(options.profile_dir);
+  }
+  if (options.restore) {
+    if (ep.client.curve.on())
+      ep.secrets = net::read_controller_file(options.profile_dir / net::kControllerFile);
+  } else if (wants_encryption(options)) {
+    // A pair for the controller, one for all clients and one for all engines: the controller
+    // tells clients and engines apart by their public keys (see ZapHandler).
+    ep.secrets.server = net::CurvePair::generate();
+    const auto clients = net::CurvePair::generate();
+    const auto engines = net::CurvePair::generate();
+    ep.secrets.client_public = clients.public_key;
+    ep.secrets.engine_public = engines.public_key;
+    ep.client.curve = {ep.secrets.server.public_key, clients.public_key, clients.secret_key};
+    ep.engine.curve = {ep.secrets.server.public_key, engines.public_key, engines.secret_key};
   }
   if (options.shared_memory) {
     // Large arrays between processes of this host go through files here (see SharedMemory).
@@ -94,6 +109,30 @@ void Endpoints::configure(ControllerSockets& s) {
     sock->set(zmq::sockopt::rcvhwm, 64);
   s.engine_direct.set(zmq::sockopt::router_mandatory, true);
   s.engine_balanced.set(zmq::sockopt::router_mandatory, true);
+}
+
+bool Endpoints::wants_encryption(const ControllerOptions& options) {
+  if (options.encryption == "on") return true;
+  if (options.encryption == "off") return false;
+  if (options.encryption != "auto") {
+    throw UsageError(fmt::format("--encryption {} is not on, off or auto", options.encryption));
+  }
+  try {
+    return !net::is_loopback(net::bind_host(options.ip));
+  } catch (const UsageError&) {
+    return true;  // a name that does not resolve: bind() says so
+  }
+}
+
+void Endpoints::secure(ControllerSockets& s) const {
+  if (!encrypted()) return;
+  const std::string& key = secrets.server.secret_key;
+  net::secure_server(s.registration, key, ZapHandler::kRegistration);
+  net::secure_server(s.heartbeat, key, ZapHandler::kEngines);
+  net::secure_server(s.client_direct, key, ZapHandler::kClients);
+  net::secure_server(s.engine_direct, key, ZapHandler::kEngines);
+  net::secure_server(s.client_balanced, key, ZapHandler::kClients);
+  net::secure_server(s.engine_balanced, key, ZapHandler::kEngines);
 }
 
 void Endpoints::bind(ControllerSockets& s, const ControllerOptions& options) {
@@ -186,6 +225,12 @@ void Endpoints::bind(ControllerSockets& s, const ControllerOptions& options) {
 }
 
 void Endpoints::write_files(const std::filesystem::path& profile_dir) const {
+  if (encrypted()) {
+    net::write_controller_file(profile_dir / net::kControllerFile, secrets);
+  } else {
+    std::error_code ec;
+    std::filesystem::remove(profile_dir / net::kControllerFile, ec);
+  }
   net::write_connection_file(profile_dir / net::kEngineFile, engine);
   net::write_connection_file(profile_dir / net::kClientFile, client);
 }

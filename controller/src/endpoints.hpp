@@ -30,6 +30,8 @@ struct ControllerSockets {
 struct Endpoints {
   net::ConnectionInfo client;
   net::ConnectionInfo engine;
+  /// The controller's CURVE pair and its peers' public keys; empty when it does not encrypt.
+  net::ControllerSecrets secrets;
   std::filesystem::path shm_dir;           ///< empty: no shared memory
   const net::SharedMemory* shm = nullptr;  ///< the mapping of shm_dir, when there is one
 
@@ -53,6 +55,14 @@ struct Endpoints {
   /// error, not a silent drop).
   static void configure(ControllerSockets& sockets);
 
+  [[nodiscard]] bool encrypted() const noexcept { return !secrets.server.secret_key.empty(); }
+  /// Whether `options` ask for encryption: "on", "off", or "auto" (on unless listening on
+  /// loopback only). Throws UsageError for another word.
+  [[nodiscard]] static bool wants_encryption(const ControllerOptions& options);
+  /// Makes every socket a CURVE server with the controller's key, each under the ZAP domain of
+  /// who connects to it (see ZapHandler), when encrypted(); before binding.
+  void secure(ControllerSockets& sockets) const;
+
   /// Binds every socket where `options.ip` says (on `options.ports`, the first free ones of
   /// `options.port_range`, or ports chosen by the OS; on restore where the old controller
   /// listened, on its files' ports) and the task channels again as Unix sockets in the
@@ -61,7 +71,8 @@ struct Endpoints {
   /// not resolve.
   void bind(ControllerSockets& sockets, const ControllerOptions& options);
 
-  /// Writes both connection files into `profile_dir` (mode 0600).
+  /// Writes both connection files into `profile_dir` (mode 0600), and the controller's own
+  /// (net::kControllerFile) when encrypted(), removing a stale one when not.
   void write_files(const std::filesystem::path& profile_dir) const;
 };
 

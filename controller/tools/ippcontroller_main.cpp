@@ -30,6 +30,11 @@ void add_network_options(CLI::App& app, ipp::ControllerOptions& options) {
                  "The address peers reach this controller at, written into the connection "
                  "files (default: --ip, or for 0.0.0.0 this host's first address that is not "
                  "loopback)");
+  app.add_option("--encryption", options.encryption,
+                 "CURVE encryption of every connection: on, off, or auto (on unless listening "
+                 "on loopback only)")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
   app.add_option("--ports", options.ports,
                  "Fixed ports for registration, heartbeat, direct, engine_direct, balanced and "
                  "engine_balanced, in that order (comma-separated)")

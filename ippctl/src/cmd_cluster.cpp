@@ -24,7 +24,7 @@ struct ClusterArgs {
   std::string scheme;
   std::optional<int> hwm;
   bool no_shm = false, no_ipc = false;
-  std::string ip, location, port_range;
+  std::string ip, location, port_range, encryption;
   std::vector<int> ports;
 
   /// The options `cluster start` passes on to ippcontroller.
@@ -36,6 +36,7 @@ struct ClusterArgs {
     if (no_ipc) out.emplace_back("--no-ipc");
     if (!ip.empty()) out.insert(out.end(), {"--ip", ip});
     if (!location.empty()) out.insert(out.end(), {"--location", location});
+    if (!encryption.empty()) out.insert(out.end(), {"--encryption", encryption});
     if (!ports.empty()) {
       std::string list;
       for (const int p : ports)
@@ -65,6 +66,11 @@ void add_network_options(CLI::App* start, ClusterArgs& a) {
                     "The address peers reach the controller at, written into the connection "
                     "files (default: --ip, or for 0.0.0.0 this host's first address that is not "
                     "loopback)");
+  start
+      ->add_option("--encryption", a.encryption,
+                   "CURVE encryption of every connection: on, off, or auto (default: on unless "
+                   "the controller listens on loopback only)")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   start
       ->add_option("--ports", a.ports,
                    "Fixed ports for registration, heartbeat, direct, engine_direct, balanced and "

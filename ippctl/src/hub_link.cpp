@@ -13,11 +13,13 @@ net::ConnectionInfo client_file(const std::filesystem::path& profile) {
 }  // namespace
 
 HubLink::HubLink(const std::filesystem::path& profile)
-    : HubLink(client_file(profile).endpoint("registration"), client_file(profile).key) {}
+    : HubLink(client_file(profile).endpoint("registration"), client_file(profile).key,
+              client_file(profile).curve) {}
 
-HubLink::HubLink(const std::string& endpoint, const std::string& key) : signer_(key) {
+HubLink::HubLink(const std::string& endpoint, const std::string& key, const net::CurveKeys& curve)
+    : signer_(key) {
   socket_.set(zmq::sockopt::linger, 0);
-  net::connect(socket_, endpoint);
+  net::connect(socket_, endpoint, curve);
 }
 
 std::optional<net::Header> HubLink::query(const std::string& name, const Value& info,

@@ -22,8 +22,8 @@ class HubLink {
   /// The hub of the profile's client connection file. Throws ConnectionError when the file
   /// is missing or malformed.
   explicit HubLink(const std::filesystem::path& profile);
-  /// Any endpoint speaking the same envelopes with `key`.
-  HubLink(const std::string& endpoint, const std::string& key);
+  /// Any endpoint speaking the same envelopes with `key`, encrypted with `curve` when on.
+  HubLink(const std::string& endpoint, const std::string& key, const net::CurveKeys& curve = {});
 
   /// Sends query `name` with `info` and waits up to `timeout` for its reply (nullopt when
   /// none came). With `patient`, the wait goes on for as long as the peer keeps answering a

@@ -68,7 +68,7 @@ class Supervisor {
       : options_(o),
         info_(net::read_connection_file(o.profile / net::kClientFile)),
         signer_(info_.key),
-        hub_(info_.endpoint("registration"), info_.key) {
+        hub_(info_.endpoint("registration"), info_.key, info_.curve) {
     control_.set(zmq::sockopt::linger, 0);
     control_.bind("tcp://127.0.0.1:*");
     endpoint_ = control_.get(zmq::sockopt::last_endpoint);

@@ -37,23 +37,24 @@ std::filesystem::path default_store() {
 /// A task channel: the engine's routing id, no limit and no loss either way (as the
 /// controller's task channels).
 zmq::socket_t task_socket(zmq::context_t& ctx, const std::string& identity,
-                          const std::string& endpoint) {
+                          const std::string& endpoint, const net::CurveKeys& curve) {
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
   s.set(zmq::sockopt::routing_id, identity);
   s.set(zmq::sockopt::linger, 0);
   s.set(zmq::sockopt::sndhwm, 0);
   s.set(zmq::sockopt::rcvhwm, 0);
-  net::connect(s, endpoint);
+  net::connect(s, endpoint, curve);
   return s;
 }
 
 /// A send-only socket for results: the schedulers match a reply by its header, not by the
 /// connection it came on, and never send to these.
-zmq::socket_t reply_socket(zmq::context_t& ctx, const std::string& endpoint) {
+zmq::socket_t reply_socket(zmq::context_t& ctx, const std::string& endpoint,
+                           const net::CurveKeys& curve) {
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
   s.set(zmq::sockopt::linger, 0);
   s.set(zmq::sockopt::sndhwm, 0);
-  net::connect(s, endpoint);
+  net::connect(s, endpoint, curve);
   return s;
 }
 
@@ -129,9 +130,12 @@ Session::Session(const Base& b)
       id_(b.registration.id()),
       identity_(fmt::format("e{}", id_)),
       to_controller_{b.shm, b.shm != nullptr},
-      direct_(task_socket(b.ctx, identity_, b.conn.endpoint("engine_direct", b.local))),
-      balanced_(task_socket(b.ctx, identity_, b.conn.endpoint("engine_balanced", b.local))),
+      direct_(
+          task_socket(b.ctx, identity_, b.conn.endpoint("engine_direct", b.local), b.conn.curve)),
+      balanced_(
+          task_socket(b.ctx, identity_, b.conn.endpoint("engine_balanced", b.local), b.conn.curve)),
       heart_({.endpoint = b.conn.endpoint("heartbeat"),
+              .curve = b.conn.curve,
               .identity = identity_,
               .signer = b.signer,
               .engine = id_,
@@ -140,8 +144,9 @@ Session::Session(const Base& b)
               .stop = b.stop,
               .exit_code = exit_code_,
               .clock = &b.clock}),
-      reply_sockets_{reply_socket(b.ctx, b.conn.endpoint("engine_direct", b.local)),
-                     reply_socket(b.ctx, b.conn.endpoint("engine_balanced", b.local))},
+      reply_sockets_{
+          reply_socket(b.ctx, b.conn.endpoint("engine_direct", b.local), b.conn.curve),
+          reply_socket(b.ctx, b.conn.endpoint("engine_balanced", b.local), b.conn.curve)},
       replies_({&reply_sockets_[0], &reply_sockets_[1]}, b.signer, to_controller_, id_,
                [&pool = b.runtime.executor()] { return pool.queued(); }),
       idle_pool_{b.runtime.executor()},
@@ -337,7 +342,7 @@ int Engine::run() {
   zmq::context_t ctx;
   zmq::socket_t reg(ctx, zmq::socket_type::dealer);
   reg.set(zmq::sockopt::linger, 0);
-  net::connect(reg, conn.endpoint("registration"));
+  net::connect(reg, conn.endpoint("registration"), conn.curve);
   engine::ClockOffset clock;
   engine::Registration registration({.socket = reg,
                                      .signer = signer,

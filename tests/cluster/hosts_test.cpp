@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <future>
 #include <iostream>
 #include <memory>
@@ -70,6 +71,40 @@ class Hosts : public ::testing::Test {
     return on(host, "ippctl --file '" + (dir_ / net::kClientFile).string() + "' " + args);
   }
 
+  /// What host `host` sent and received on its link while `body` ran, as tcpdump there
+  /// captured it (a pcap file's bytes).
+  std::string captured_on(const std::string& host, const std::function<void()>& body) {
+    const auto file = dir_ / ("capture-" + host + ".pcap");
+    const auto log = dir_ / ("tcpdump-" + host + ".log");
+    {
+      test::Process dump({script_path(), "exec", tag_, host, "tcpdump", "-i", "eth0",
+                          "--immediate-mode", "-U", "-s", "0", "-w", file.string()},
+                         log.string());
+      const auto deadline = std::chrono::steady_clock::now() + 10s;
+      while (test::slurp(log).find("listening on") == std::string::npos) {
+        if (std::chrono::steady_clock::now() > deadline) {
+          ADD_FAILURE() << "tcpdump did not start: " << test::slurp(log);
+          return {};
+        }
+        std::this_thread::sleep_for(50ms);
+      }
+      body();
+      std::this_thread::sleep_for(300ms);
+    }  // stopped: the file is complete
+    const std::string bytes = test::slurp(file);
+    if (bytes.size() <= 24) ADD_FAILURE() << "tcpdump captured nothing: " << test::slurp(log);
+    return bytes;
+  }
+  /// Waits until `n` engines are registered, as a client on `host` sees them.
+  bool engines_up(const std::string& host, const std::string& ids) {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (ctl_on(host, "ids").out != ids) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(100ms);
+    }
+    return true;
+  }
+
   test::TempDir dir_;
   std::string tag_;
   bool up_ = false;
@@ -109,6 +144,36 @@ TEST_F(Hosts, EnginesAndClientsOnOtherHostsReachAControllerListeningEverywhere) 
   EXPECT_NE(status.out.find("on " + tag_ + "-a"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("on " + tag_ + "-b"), std::string::npos) << status.out;
   std::cout << status.out;
+}
+
+TEST_F(Hosts, TrafficBetweenHostsIsEncryptedUnlessToldOtherwise) {
+  const std::string profile = dir_.path().string();
+  const std::string secret = "unmistakable-payload-7f3a";
+  for (const bool encrypted : {true, false}) {
+    SCOPED_TRACE(encrypted ? "encrypted by default" : "--encryption off");
+    const test::CtlResult started =
+        on("a", "ippctl --profile-dir '" + profile + "' cluster start -n 1 --ip 0.0.0.0" +
+                    (encrypted ? "" : " --encryption off"));
+    ASSERT_EQ(started.code, 0) << started.out << started.err;
+    EXPECT_EQ(net::read_connection_file(dir_ / net::kClientFile).curve.on(), encrypted);
+    engine_on("b");
+    ASSERT_TRUE(engines_up("b", "[0, 1]\n")) << test::slurp(dir_ / "engine-b.log");
+    ASSERT_EQ(ctl_on("b", "push " + test::plugin("strings").string()).code, 0);
+    // The client on b sends the string to the controller on a, which sends it to both engines
+    // (one of them back on b), and the results come back to b.
+    test::CtlResult r;
+    const std::string wire = captured_on("b", [&] { r = ctl_on("b", "apply upper " + secret); });
+    EXPECT_EQ(r.out, "['UNMISTAKABLE-PAYLOAD-7F3A', 'UNMISTAKABLE-PAYLOAD-7F3A']\n") << r.err;
+    ASSERT_GT(wire.size(), 1000u) << "nothing captured";
+    if (encrypted) {
+      EXPECT_EQ(wire.find(secret), std::string::npos) << "the argument crossed in plain text";
+      EXPECT_EQ(wire.find("UNMISTAKABLE-PAYLOAD"), std::string::npos) << "the result did";
+    } else {
+      EXPECT_NE(wire.find(secret), std::string::npos) << "the capture saw no payload at all";
+    }
+    engines_.clear();
+    ASSERT_EQ(on("a", "ippctl --profile-dir '" + profile + "' cluster stop").code, 0);
+  }
 }
 
 TEST_F(Hosts, ALinkDownForSecondsFailsTheTasksThereOnceAndTheEngineComesBack) {

@@ -423,6 +423,48 @@ TEST_F(Ippctl, AnEnginesConnectionFileCannotPushQueryOrShutTheClusterDown) {
   EXPECT_EQ(ctl("plugins").out.find("arith"), std::string::npos);
 }
 
+TEST_F(Ippctl, AnEncryptedClusterServesItsPeersAndRefusesKeysNotTheirs) {
+  ASSERT_EQ(ctl("cluster start -n 2 --encryption on").code, 0);
+  const auto client = net::read_connection_file(dir_.path() / "ipp-client.json");
+  const auto engine = net::read_connection_file(dir_.path() / "ipp-engine.json");
+  ASSERT_TRUE(client.curve.on());
+  EXPECT_EQ(client.curve.server_key, engine.curve.server_key);
+  EXPECT_NE(client.curve.public_key, engine.curve.public_key);
+  // The controller's secret is in a file of its own, readable by its owner only, and in no
+  // peer's file.
+  const auto secrets = net::read_controller_file(dir_.path() / "ipp-controller.json");
+  EXPECT_EQ(std::filesystem::status(dir_.path() / "ipp-controller.json").permissions() &
+                std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  for (const auto* file : {"ipp-client.json", "ipp-engine.json"})
+    EXPECT_EQ(slurp(dir_.path() / file).find(secrets.server.secret_key), std::string::npos);
+  // Engines (through the Unix sockets and TCP) and clients work as without it.
+  EXPECT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
+  EXPECT_EQ(ctl("map mul 1..9 2..10").out, "[2, 6, 12, 20, 30, 42, 56, 72, 90]\n");
+  // A peer holding the server's key but a pair of its own, or the engines' pair where clients
+  // connect, is refused at the handshake: its caller gets a ConnectionError, not a hang.
+  net::ConnectionInfo stranger = client;
+  const auto pair = net::CurvePair::generate();
+  stranger.curve.public_key = pair.public_key;
+  stranger.curve.secret_key = pair.secret_key;
+  net::write_connection_file(dir_.path() / "stranger.json", stranger);
+  net::ConnectionInfo engine_pair = client;
+  engine_pair.curve = engine.curve;
+  net::write_connection_file(dir_.path() / "engine-pair.json", engine_pair);
+  const auto as = [&](const char* file) {
+    return ctl("--timeout-ms 1500 --file '" + (dir_.path() / file).string() + "' apply mul 2 3");
+  };
+  CtlResult r = as("stranger.json");
+  EXPECT_EQ(r.code, 3) << r.out << r.err;
+  EXPECT_NE(r.err.find("did not answer"), std::string::npos) << r.err;
+  r = as("engine-pair.json");  // may ask the hub (engines register there), not send tasks
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("closed this client's connection"), std::string::npos) << r.err;
+  EXPECT_NE(slurp(dir_.path() / "logs" / "controller.log").find("refused a connection"),
+            std::string::npos);
+  EXPECT_EQ(ctl("apply mul 2 3").out, "[6, 6]\n");
+}
+
 TEST_F(Ippctl, NoControllerIsExitCodeThree) {
   const CtlResult r = ctl("ids");
   EXPECT_EQ(r.code, 3);

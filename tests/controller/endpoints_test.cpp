@@ -283,6 +283,45 @@ TEST_F(EndpointsTest, ARestoreKeepsTheClientsKeyAndTheEnginesKey) {
   EXPECT_EQ(again.engine.key, first.engine.key);
 }
 
+TEST_F(EndpointsTest, EncryptionIsOnUnlessListeningOnLoopbackOnlyOrToldOtherwise) {
+  auto o = options();
+  EXPECT_FALSE(Endpoints::wants_encryption(o)) << o.ip;
+  o.ip = "0.0.0.0";
+  EXPECT_TRUE(Endpoints::wants_encryption(o));
+  o.encryption = "off";
+  EXPECT_FALSE(Endpoints::wants_encryption(o));
+  o.ip = "::1";
+  o.encryption = "on";
+  EXPECT_TRUE(Endpoints::wants_encryption(o));
+  o.encryption = "maybe";
+  EXPECT_THROW((void)Endpoints::wants_encryption(o), UsageError);
+  EXPECT_FALSE(Endpoints::prepare(options()).encrypted());
+}
+
+TEST_F(EndpointsTest, EncryptedKeysArePerSideAndARestoreFindsTheControllersOwnAgain) {
+  auto o = options();
+  o.encryption = "on";
+  const Endpoints first = Endpoints::prepare(o);
+  ASSERT_TRUE(first.encrypted());
+  EXPECT_EQ(first.client.curve.server_key, first.secrets.server.public_key);
+  EXPECT_EQ(first.engine.curve.server_key, first.secrets.server.public_key);
+  EXPECT_EQ(first.client.curve.public_key, first.secrets.client_public);
+  EXPECT_EQ(first.engine.curve.public_key, first.secrets.engine_public);
+  first.write_files(profile.path());
+  o.restore = true;
+  const Endpoints again = Endpoints::prepare(o);
+  EXPECT_EQ(again.secrets.server.secret_key, first.secrets.server.secret_key);
+  EXPECT_EQ(again.client.curve.secret_key, first.client.curve.secret_key);
+  // Without the controller's own file a restore cannot take the cluster's keys over.
+  std::filesystem::remove(profile.path() / net::kControllerFile);
+  EXPECT_THROW((void)Endpoints::prepare(o), ConnectionError);
+  // A fresh start without encryption leaves no stale controller file behind.
+  Endpoints plain = Endpoints::prepare(options());
+  first.write_files(profile.path());
+  plain.write_files(profile.path());
+  EXPECT_FALSE(std::filesystem::exists(profile.path() / net::kControllerFile));
+}
+
 TEST_F(EndpointsTest, ARestoreWithoutFilesFailsNamingWhatIsMissing) {
   auto o = options();
   o.restore = true;

@@ -636,6 +636,13 @@ TEST(EngineExit, OnlyAnEngineOwnCodeEndingItIsACrash) {
   EXPECT_FALSE(engine_exit_is_crash(status_of([] {})));
 }
 
+TEST(Address, LoopbackIsAnyOf127Slash8AndColonColon1) {
+  for (const char* ip : {"127.0.0.1", "127.3.2.1", "::1", "[::1]", "::ffff:127.0.0.1"})
+    EXPECT_TRUE(is_loopback(ip)) << ip;
+  for (const char* ip : {"10.77.0.1", "0.0.0.0", "::", "fe80::1", "128.0.0.1", "localhost", ""})
+    EXPECT_FALSE(is_loopback(ip)) << ip;
+}
+
 TEST(Address, EndpointsForIPv4IPv6AndHostNames) {
   EXPECT_EQ(tcp_endpoint("10.0.0.2", "5555"), "tcp://10.0.0.2:5555");
   EXPECT_EQ(tcp_endpoint("::1", "*"), "tcp://[::1]:*");

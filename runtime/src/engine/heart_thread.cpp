@@ -27,7 +27,7 @@ void HeartThread::run() {
   zmq::socket_t heartbeat(ctx, zmq::socket_type::dealer);
   heartbeat.set(zmq::sockopt::routing_id, o_.identity);
   heartbeat.set(zmq::sockopt::linger, 0);
-  net::connect(heartbeat, o_.endpoint);
+  net::connect(heartbeat, o_.endpoint, o_.curve);
   EngineHeart beat(o_.period, o_.controller_timeout, Steady::now());
   zmq::pollitem_t item{heartbeat.handle(), 0, ZMQ_POLLIN, 0};
   while (!quit_.load() && !o_.stop.load()) {

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "clock_offset.hpp"
+#include "ipp/net/curve.hpp"
 #include "ipp/net/signer.hpp"
 
 namespace ipp::engine {
@@ -27,6 +28,7 @@ class HeartThread {
  public:
   struct Options {
     std::string endpoint;  ///< the controller's heartbeat endpoint
+    net::CurveKeys curve;  ///< how to encrypt, when the controller does
     std::string identity;  ///< the engine's routing id, "e<id>"
     const net::Signer& signer;
     std::int64_t engine = -1;

@@ -30,15 +30,17 @@ ClientCore::ClientCore(const ClientOptions& options)
     s->set(zmq::sockopt::sndhwm, 0);
     s->set(zmq::sockopt::rcvhwm, 0);
   }
+  // Nor on the hub's: a send there never waits (see send_all).
+  sockets[kRegistration].set(zmq::sockopt::sndhwm, 0);
   // Large arrays go through shared memory when this host sees the controller's directory.
   if (options.shared_memory && !info.shm_dir.empty())
     shm = net::SharedMemory::open(info.shm_dir, info.shm_token);
-  net::connect(sockets[kRegistration], info.endpoint("registration"));
+  net::connect(sockets[kRegistration], info.endpoint("registration"), info.curve);
   // On the controller's host the task channels go through its Unix sockets, if it offers
   // them.
   local = net::SharedMemory::sees(info.shm_dir, info.shm_token);
-  net::connect(sockets[kDirect], info.endpoint("direct", local));
-  net::connect(sockets[kBalanced], info.endpoint("balanced", local));
+  net::connect(sockets[kDirect], info.endpoint("direct", local), info.curve);
+  net::connect(sockets[kBalanced], info.endpoint("balanced", local), info.curve);
   wake_pull.bind(wake_endpoint());
   wake_push.connect(wake_endpoint());
   io = std::thread([this] {
@@ -84,7 +86,10 @@ void ClientCore::submit_sync(Channel channel, net::Envelope env, const std::shar
   }
   zmq::socket_t& sock = own_socket(channel);
   try {
-    net::send(sock, signer, env, false, {shm, shm != nullptr});
+    if (!net::send(sock, signer, env, true, {shm, shm != nullptr})) {
+      pending.fail(slot->msg_id, refused());
+      return;
+    }
   } catch (const std::exception& e) {
     pending.fail(slot->msg_id, fmt::format("the request could not be sent: {}", e.what()));
     return;
@@ -130,7 +135,7 @@ zmq::socket_t& ClientCore::own_socket(Channel channel) {
     s->set(zmq::sockopt::linger, 0);
     s->set(zmq::sockopt::sndhwm, 0);
     s->set(zmq::sockopt::rcvhwm, 0);
-    net::connect(*s, info.endpoint(channel == kDirect ? "direct" : "balanced", local));
+    net::connect(*s, info.endpoint(channel == kDirect ? "direct" : "balanced", local), info.curve);
   }
   return *s;
 }
@@ -233,17 +238,22 @@ void ClientCore::receive(zmq::pollitem_t (&items)[4]) {
   }
 }
 
+// Sends never wait: no socket has a ZeroMQ send limit, so a send is refused only when the
+// socket has no connection left, which happens when the controller closed it at the
+// handshake (it refused this client's keys). Every request waiting then fails at once.
 void ClientCore::send_all(std::deque<Outgoing>& batch) {
   constexpr std::size_t kMaxBatch = 256;
   std::vector<net::Envelope> group[3];
+  bool refused = false;
   auto flush = [&](int c) {
-    if (!group[c].empty())
-      net::send_batch(sockets[c], signer, {}, group[c], false, {shm, shm != nullptr});
+    if (!group[c].empty() &&
+        !net::send_batch(sockets[c], signer, {}, group[c], true, {shm, shm != nullptr}))
+      refused = true;
     group[c].clear();
   };
   for (auto& o : batch) {
     if (o.channel == kRegistration) {
-      net::send(sockets[kRegistration], signer, o.envelope);
+      if (!net::send(sockets[kRegistration], signer, o.envelope, true)) refused = true;
       continue;
     }
     group[o.channel].push_back(std::move(o.envelope));
@@ -251,6 +261,17 @@ void ClientCore::send_all(std::deque<Outgoing>& batch) {
   }
   flush(kDirect);
   flush(kBalanced);
+  if (refused) {
+    const std::string why = this->refused();
+    pending.fail_all([&](const std::string&) { return why; });
+  }
+}
+
+std::string ClientCore::refused() const {
+  return fmt::format(
+      "the controller at {} closed this client's connection: are the keys in its connection "
+      "file this cluster's?",
+      info.endpoint("registration"));
 }
 
 void ClientCore::check_controller() {
@@ -268,7 +289,7 @@ void ClientCore::check_controller() {
     h.msg_id = probe_id = net::new_id();
     h.task = "ids";
     probe_sent = now;
-    net::send(sockets[kRegistration], signer, net::make_message(h));
+    (void)net::send(sockets[kRegistration], signer, net::make_message(h), true);
     return;
   }
   if (now - probe_sent < timeout) return;

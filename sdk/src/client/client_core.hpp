@@ -100,6 +100,8 @@ struct ClientCore {
   /// Sends what callers queued, in order per channel. Requests queued together on a task
   /// channel go as batches: one signature and one message for the scheduler to take in.
   void send_all(std::deque<Outgoing>& batch);
+  /// Why a request could not be sent: the controller closed the connection at the handshake.
+  [[nodiscard]] std::string refused() const;
   /// Tasks may run for long without a word from the controller. While any request is pending,
   /// the controller is asked a cheap question every timeout / 2; if that goes unanswered for
   /// `timeout`, every pending request fails with ConnectionError instead of waiting forever,

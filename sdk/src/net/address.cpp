@@ -58,6 +58,18 @@ bool is_wildcard(std::string_view ip) {
   return ip == "*" || ip == "0.0.0.0" || ip == "::" || ip == "[::]";
 }
 
+bool is_loopback(std::string_view ip) {
+  std::string text(ip);
+  if (text.size() >= 2 && text.front() == '[' && text.back() == ']')
+    text = text.substr(1, text.size() - 2);
+  in_addr v4{};
+  if (::inet_pton(AF_INET, text.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, text.c_str(), &v6) != 1) return false;
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
+}
+
 std::string bind_host(std::string_view ip) {
   if (ip.empty()) throw UsageError("an empty address to listen on");
   if (is_wildcard(ip)) return ip == "*" ? "0.0.0.0" : std::string(ip);
@@ -102,8 +114,9 @@ std::string default_location(std::string_view ip) {
   return "127.0.0.1";
 }
 
-void connect(zmq::socket_t& socket, const std::string& endpoint) {
+void connect(zmq::socket_t& socket, const std::string& endpoint, const CurveKeys& curve) {
   if (needs_ipv6(endpoint)) socket.set(zmq::sockopt::ipv6, true);
+  secure_client(socket, curve);
   socket.connect(endpoint);
 }
 

@@ -28,16 +28,10 @@ const std::string& ConnectionInfo::endpoint(const std::string& channel, bool loc
   return endpoint(channel);
 }
 
-void write_connection_file(const std::filesystem::path& path, const ConnectionInfo& info) {
-  nlohmann::json j;
-  j["endpoints"] = info.endpoints;
-  if (!info.local_endpoints.empty()) j["local_endpoints"] = info.local_endpoints;
-  j["key"] = info.key;
-  if (!info.role.empty()) j["role"] = info.role;
-  j["signature_scheme"] = info.signature_scheme;
-  j["controller_pid"] = info.controller_pid;
-  if (!info.shm_dir.empty()) j["shm"] = {{"dir", info.shm_dir}, {"token", info.shm_token}};
-  if (!info.listen.empty()) j["listen"] = info.listen;
+namespace {
+
+/// Writes `j` to `path` atomically, readable by its owner only (it holds keys).
+void write_private(const std::filesystem::path& path, const nlohmann::json& j) {
   std::filesystem::create_directories(path.parent_path());
   const auto tmp =
       path.parent_path() / fmt::format(".{}.{}.tmp", path.filename().string(), ::getpid());
@@ -57,6 +51,26 @@ void write_connection_file(const std::filesystem::path& path, const ConnectionIn
       tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
       std::filesystem::perm_options::replace);
   std::filesystem::rename(tmp, path);
+}
+
+}  // namespace
+
+void write_connection_file(const std::filesystem::path& path, const ConnectionInfo& info) {
+  nlohmann::json j;
+  j["endpoints"] = info.endpoints;
+  if (!info.local_endpoints.empty()) j["local_endpoints"] = info.local_endpoints;
+  j["key"] = info.key;
+  if (!info.role.empty()) j["role"] = info.role;
+  j["signature_scheme"] = info.signature_scheme;
+  j["controller_pid"] = info.controller_pid;
+  if (!info.shm_dir.empty()) j["shm"] = {{"dir", info.shm_dir}, {"token", info.shm_token}};
+  if (!info.listen.empty()) j["listen"] = info.listen;
+  if (info.curve.on()) {
+    j["curve"] = {{"server_key", info.curve.server_key},
+                  {"public_key", info.curve.public_key},
+                  {"secret_key", info.curve.secret_key}};
+  }
+  write_private(path, j);
 }
 
 ConnectionInfo read_connection_file(const std::filesystem::path& path) {
@@ -80,6 +94,11 @@ ConnectionInfo read_connection_file(const std::filesystem::path& path) {
       info.shm_token = j.at("shm").at("token").get<std::string>();
     }
     info.listen = j.value("listen", std::string());
+    if (j.contains("curve")) {
+      const auto& c = j.at("curve");
+      info.curve = {c.at("server_key").get<std::string>(), c.at("public_key").get<std::string>(),
+                    c.at("secret_key").get<std::string>()};
+    }
   } catch (const nlohmann::json::exception& e) {
     throw ConnectionError(
         fmt::format("connection file '{}' is malformed: {}", path.string(), e.what()));
@@ -101,6 +120,31 @@ ConnectionInfo read_connection_file(const std::filesystem::path& path, std::stri
                                       role == "engine" ? kEngineFile : kClientFile));
   }
   return info;
+}
+
+void write_controller_file(const std::filesystem::path& path, const ControllerSecrets& secrets) {
+  write_private(path, {{"curve",
+                        {{"server_public", secrets.server.public_key},
+                         {"server_secret", secrets.server.secret_key},
+                         {"client_public", secrets.client_public},
+                         {"engine_public", secrets.engine_public}}}});
+}
+
+ControllerSecrets read_controller_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) {
+    throw ConnectionError(fmt::format(
+        "no controller file at '{}': the controller's keys to restore are missing", path.string()));
+  }
+  try {
+    const auto c = nlohmann::json::parse(in).at("curve");
+    return {{c.at("server_public").get<std::string>(), c.at("server_secret").get<std::string>()},
+            c.at("client_public").get<std::string>(),
+            c.at("engine_public").get<std::string>()};
+  } catch (const nlohmann::json::exception& e) {
+    throw ConnectionError(
+        fmt::format("controller file '{}' is malformed: {}", path.string(), e.what()));
+  }
 }
 
 std::filesystem::path profile_dir(const std::optional<std::filesystem::path>& explicit_dir) {

@@ -20,6 +20,9 @@ struct ControllerOptions {
   /// name or an address); empty: `ip`, or for a wildcard this host's first address that is
   /// not loopback (net::default_location).
   std::string location;
+  /// CURVE encryption of every connection: "on", "off", or "auto" (on unless the controller
+  /// listens on loopback only). A restore keeps what the profile's files say.
+  std::string encryption = "auto";
   /// The ports of registration, heartbeat, direct, engine_direct, balanced and
   /// engine_balanced, in that order (through a firewall); empty: see port_range.
   std::vector<int> ports;

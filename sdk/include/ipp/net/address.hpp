@@ -9,6 +9,8 @@
 
 #include <zmq.hpp>
 
+#include "ipp/net/curve.hpp"
+
 namespace ipp::net {
 
 /// `tcp://HOST:PORT`, with an IPv6 address in brackets (`tcp://[::1]:5555`); `port` may be
@@ -17,6 +19,9 @@ std::string tcp_endpoint(std::string_view host, std::string_view port);
 
 /// Whether `ip` listens on every interface: `*`, `0.0.0.0` or `::`.
 bool is_wildcard(std::string_view ip);
+/// Whether the numeric address `ip` is a loopback address (127.0.0.0/8, ::1, or IPv4 loopback
+/// mapped into IPv6), with or without brackets.
+bool is_loopback(std::string_view ip);
 
 /// What a controller binds for `ip` (as `--ip` gives it): a wildcard or a numeric address as
 /// is, a host name resolved to its first IPv4 address (peers resolve the name as ZeroMQ does,
@@ -30,8 +35,9 @@ std::string bind_host(std::string_view ip);
 std::string default_location(std::string_view ip);
 
 /// Connects `socket` to `endpoint`, first allowing IPv6 on it when the endpoint's host is an
-/// IPv6 address (ZeroMQ sockets are IPv4-only unless told).
-void connect(zmq::socket_t& socket, const std::string& endpoint);
+/// IPv6 address (ZeroMQ sockets are IPv4-only unless told), and encrypting with `curve` when
+/// it is on (see secure_client).
+void connect(zmq::socket_t& socket, const std::string& endpoint, const CurveKeys& curve = {});
 /// Binds `socket` to `endpoint`, likewise allowing IPv6 when the endpoint needs it; an IPv6
 /// wildcard (`tcp://[::]:...`) listens on IPv4 too.
 void bind(zmq::socket_t& socket, const std::string& endpoint);

@@ -5,6 +5,9 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+
+#include "ipp/net/curve.hpp"
 
 namespace ipp::net {
 
@@ -20,6 +23,8 @@ struct ConnectionInfo {
   /// Whose file it is: "client" or "engine" (each holds its own key, see Endpoints); empty
   /// in files that do not say.
   std::string role;
+  /// The controller's public CURVE key and this side's pair; empty when it does not encrypt.
+  CurveKeys curve;
   std::string signature_scheme = "poly1305-chacha20";
   std::int64_t controller_pid = 0;
   /// The cluster's shared-memory directory and the token in it (see SharedMemory); empty
@@ -53,8 +58,22 @@ ConnectionInfo read_connection_file(const std::filesystem::path& path, std::stri
 /// ~/.ipp/profile_default.
 std::filesystem::path profile_dir(const std::optional<std::filesystem::path>& explicit_dir = {});
 
+/// What only the controller holds, for a restore: its CURVE pair and the public keys of the
+/// clients' and the engines' pairs (to tell them apart). Never copied to a peer.
+struct ControllerSecrets {
+  CurvePair server;
+  std::string client_public;
+  std::string engine_public;
+};
+
+/// Writes `secrets` to `path` atomically with mode 0600.
+void write_controller_file(const std::filesystem::path& path, const ControllerSecrets& secrets);
+/// Reads them; throws ConnectionError saying what is missing or malformed.
+ControllerSecrets read_controller_file(const std::filesystem::path& path);
+
 /// File names inside a profile directory.
 inline constexpr const char* kClientFile = "ipp-client.json";
 inline constexpr const char* kEngineFile = "ipp-engine.json";
+inline constexpr const char* kControllerFile = "ipp-controller.json";  ///< ControllerSecrets
 
 }  // namespace ipp::net
