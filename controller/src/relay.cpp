@@ -10,11 +10,6 @@
 
 namespace ipp::ctrl {
 
-bool is_task_request(net::MsgType t) noexcept {
-  return t == net::MsgType::ApplyRequest || t == net::MsgType::MapRequest ||
-         t == net::MsgType::ExecuteRequest || t == net::MsgType::NamespaceRequest;
-}
-
 std::vector<std::string> control_ids(const net::Header& h) {
   std::vector<std::string> ids;
   if (h.info.kind() != Value::Kind::list) return ids;
@@ -113,7 +108,9 @@ bool Relay::receive(zmq::socket_t& sock, std::vector<std::pair<net::Envelope, ne
   while (true) {
     try {
       const net::Signer& signer = &sock == &clients_ ? client_signer_ : engine_signer_;
-      if (!net::recv_all(sock, signer, in, zmq::recv_flags::dontwait, shm_)) return false;
+      if (!net::recv_all(sock, signer, in, zmq::recv_flags::dontwait, shm_,
+                         net::Unverified::answer))
+        return false;
       break;
     } catch (const ProtocolError& e) {
       if (std::uint64_t more = 0; dropped_.allow(more))
@@ -123,12 +120,33 @@ bool Relay::receive(zmq::socket_t& sock, std::vector<std::pair<net::Envelope, ne
   for (auto& env : in) {
     try {
       net::Header h = net::decode_header(env.parts.at(0));
+      // One whose signature does not verify is answered when it is a client's task or an
+      // engine's reply (its caller learns of it instead of waiting); anything else goes.
+      if (!env.verified && (!(&sock == &clients_ ? net::is_task_request(h.type)
+                                                 : h.type == net::MsgType::TaskReply) ||
+                            !unverified_answers_.take())) {
+        throw ProtocolError(env.unreadable);
+      }
+      if (std::uint64_t more = 0; !env.verified && answered_.allow(more)) {
+        spdlog::warn("{} answers a {} whose {}{}", name_, net::to_string(h.type), env.unreadable,
+                     LogLimiter::more(more));
+      }
       out.emplace_back(std::move(env), std::move(h));
     } catch (const std::exception& e) {
       if (std::uint64_t more = 0; dropped_.allow(more))
         spdlog::warn("{} dropped a message: {}{}", name_, e.what(), LogLimiter::more(more));
     }
   }
+  return true;
+}
+
+bool Relay::AnswerBudget::take() {
+  const auto now = std::chrono::steady_clock::now();
+  tokens =
+      std::min(kBurst, tokens + kPerSecond * std::chrono::duration<double>(now - last).count());
+  last = now;
+  if (tokens < 1) return false;
+  tokens -= 1;
   return true;
 }
 

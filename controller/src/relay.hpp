@@ -24,8 +24,7 @@
 
 namespace ipp::ctrl {
 
-/// Whether `type` is a task a client submits (apply, map, execute, namespace).
-[[nodiscard]] bool is_task_request(net::MsgType type) noexcept;
+using net::is_task_request;
 /// The msg_ids a ControlRequest names (strings in its info list; anything else is skipped).
 [[nodiscard]] std::vector<std::string> control_ids(const net::Header& h);
 
@@ -217,8 +216,18 @@ class Relay {
   zmq::socket_t events_;
   zmq::socket_t monitor_;
   const char* name_;
-  LogLimiter dropped_;           // warnings of dropped messages: a flood is a few lines
-  std::vector<Traffic> copies_;  // this turn's, for the hub
+  LogLimiter dropped_;   // warnings of dropped messages: a flood is a few lines
+  LogLimiter answered_;  // and of those answered that did not verify
+  /// Answers to messages whose signature does not verify: a few per second (a message changed
+  /// on the way is rare), so that a stranger's flood costs no memory for answers it never reads.
+  struct AnswerBudget {
+    static constexpr double kPerSecond = 20;
+    static constexpr double kBurst = 100;
+    double tokens = kBurst;
+    std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+    bool take();
+  } unverified_answers_;
+  std::vector<Traffic> copies_;               // this turn's, for the hub
   std::map<std::int64_t, bool> engine_maps_;  // engines that take shared-memory parts
   std::map<std::int64_t, EngineBox> engine_box_;
   std::map<std::uint32_t, std::vector<net::Envelope>> client_box_;

@@ -265,13 +265,22 @@ void Session::receive() {
       while (true) {
         in.clear();
         try {
-          if (!net::recv_all(sock, b_.signer, in, zmq::recv_flags::dontwait, b_.shm)) break;
+          if (!net::recv_all(sock, b_.signer, in, zmq::recv_flags::dontwait, b_.shm,
+                             net::Unverified::answer))
+            break;
         } catch (const ProtocolError& e) {
           spdlog::warn("engine {} dropped a message: {}", id_, e.what());
           continue;
         }
-        for (auto& env : in)
+        for (auto& env : in) {
+          // A task whose signature does not verify is answered with an error saying so (its
+          // caller would wait for it); anything else of that kind goes unread.
+          if (!env.verified && !net::is_task_request(net::decode_header(env.parts.at(0)).type)) {
+            spdlog::warn("engine {} dropped a message: {}", id_, env.unreadable);
+            continue;
+          }
           dispatcher_.on_message(c, std::move(env));
+        }
       }
     }
   } catch (const ProtocolError& e) {

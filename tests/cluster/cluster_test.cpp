@@ -121,6 +121,52 @@ TEST_F(Cluster, LateEnginesGetEveryPluginBeforeTakingTasks) {
   EXPECT_EQ(r.value, Value(12));
 }
 
+TEST_F(Cluster, AReplayedTaskIsRefusedRunsOnceAndLeavesNothingQueued) {
+  start(1);
+  client_->push(test::plugin("arith"));
+  std::string id;
+  const auto frames = client_->signed_apply(0, "mul", {6, 7}, id);
+  auto copy = [&] {
+    std::vector<zmq::message_t> out;
+    for (const auto& f : frames)
+      out.emplace_back(f.data(), f.size());
+    return out;
+  };
+  client_->send_frames(false, copy());
+  const test::Reply first = client_->receive(false);
+  EXPECT_EQ(first.header.parent_id, id);
+  EXPECT_EQ(first.value, Value(42));
+  // The same frames again, as a recorder of the traffic would send them: refused.
+  client_->send_frames(false, copy());
+  client_->send_frames(false, copy());
+  EXPECT_EQ(client_->apply(0, "mul", {2, 3}).value, Value(6))
+      << "the next reply is the next task's";
+  const test::Reply status = client_->query("queue_status");
+  EXPECT_EQ(status.value["0"]["queue"], Value(0)) << status.value.repr();
+  const test::Reply row = client_->query("result", Value::map({{"msg_id", id}}));
+  EXPECT_EQ(row.value["status"], Value("ok"));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_NE(test::slurp(dir_ / "controller.log").find("sent again"), std::string::npos);
+}
+
+TEST_F(Cluster, ATaskChangedOnTheWayIsAnsweredWithAnErrorNotLeftWaiting) {
+  start(1);
+  client_->push(test::plugin("arith"));
+  std::string id;
+  auto frames = client_->signed_apply(0, "mul", {6, 7}, id);
+  // One bit of the arguments flipped on the way: the signature no longer holds.
+  auto& last = frames.back();
+  static_cast<std::uint8_t*>(last.data())[last.size() - 1] ^= 1;
+  client_->send_frames(false, std::move(frames));
+  const test::Reply r = client_->receive(false);
+  EXPECT_EQ(r.header.parent_id, id);
+  ASSERT_TRUE(r.header.error);
+  EXPECT_EQ(r.header.error->code, ErrorCode::protocol);
+  EXPECT_NE(r.header.error->message.find("signature"), std::string::npos)
+      << r.header.error->message;
+  EXPECT_EQ(client_->apply(0, "mul", {2, 3}).value, Value(6));
+}
+
 TEST_F(Cluster, GarbageOnEveryPortIsDroppedAndTheControllerGoesOn) {
   start(1);
   zmq::context_t ctx;

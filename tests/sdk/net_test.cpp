@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 #include <sodium.h>
+#include <zmq_addon.hpp>
 
 #include "ipp/codec.hpp"
 #include "ipp/net/address.hpp"
@@ -21,6 +22,7 @@
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
 #include "ipp/net/poll.hpp"
+#include "ipp/net/replay.hpp"
 #include "ipp/net/signer.hpp"
 #include "support/paths.hpp"
 
@@ -188,8 +190,7 @@ TEST_F(EnvelopeTest, PackedMessagesKeepTheirBytesAndTheSignatureStillHolds) {
   EXPECT_TRUE(back.parts[1].is_aligned(Buffer::kAlignment));
   EXPECT_EQ(back.parts[2].data(), big);
   EXPECT_EQ(decode(Payload{back.parts[1], {back.parts[2]}}), decode(payload));
-  // Sent on with the signature as received, it still verifies.
-  ASSERT_TRUE(back.signature);
+  // Sent on, it verifies.
   auto routed = send_sample(payload);  // the dealer's route, to send the packed one back on
   ASSERT_TRUE(routed);
   Envelope out = packed.unpack();
@@ -198,11 +199,10 @@ TEST_F(EnvelopeTest, PackedMessagesKeepTheirBytesAndTheSignatureStillHolds) {
   auto echoed = recv(dealer_, signer_);
   ASSERT_TRUE(echoed);
   EXPECT_EQ(echoed->parts.at(0).size(), 6u);
-  // A message without a signature packs without one; an empty one unpacks to nothing.
+  // Empty parts pack too; an empty message unpacks to nothing.
   Envelope plain;
   plain.parts = {Buffer::copy("x", 1), Buffer()};
   const Envelope again = PackedMessage(plain).unpack();
-  EXPECT_FALSE(again.signature);
   ASSERT_EQ(again.parts.size(), 2u);
   EXPECT_EQ(again.parts[1].size(), 0u);
   EXPECT_TRUE(PackedMessage().unpack().parts.empty());
@@ -214,18 +214,12 @@ TEST_F(EnvelopeTest, AMessageSentOnWithAnotherKeyIsSignedAnewAndEitherKeyIsTold)
   auto in = send_sample(
       encode(std::vector<double>(1000, 2.0), EncodeOptions{.side_frame_threshold = 1024}));
   ASSERT_TRUE(in);
-  ASSERT_TRUE(in->signature);
   EXPECT_EQ(in->signed_with, signer_.key_id());
-  // Sent on under another key, as a relay forwards a client's task to an engine: the received
-  // signature would not verify there, so it is not reused (nor after packing).
+  // Sent on under another key, as a relay forwards a client's task to an engine (also after
+  // packing, as a scheduler queues it).
   for (const bool packed : {false, true}) {
     Envelope out = packed ? PackedMessage(*in).unpack() : Envelope{};
-    if (!packed) {
-      out.parts = in->parts;
-      out.signature = in->signature;
-      out.signed_with = in->signed_with;
-    }
-    ASSERT_TRUE(out.signature) << packed;
+    if (!packed) out.parts = in->parts;
     out.route = copy_route(in->route);
     ASSERT_TRUE(send(router_, other, out));
     auto got = recv_either(dealer_, signer_, other);
@@ -239,6 +233,74 @@ TEST_F(EnvelopeTest, AMessageSentOnWithAnotherKeyIsSignedAnewAndEitherKeyIsTold)
   out.parts = {Buffer::copy("x", 1)};
   ASSERT_TRUE(send(router_, stranger, out));
   EXPECT_THROW((void)recv_either(dealer_, signer_, other), ProtocolError);
+}
+
+TEST_F(EnvelopeTest, AMessageSentAgainIsRefusedAsAReplayAndTheSocketGoesOn) {
+  // What a recorder of the traffic would send: the frames of a message as they crossed.
+  zmq::socket_t tap(ctx_, zmq::socket_type::dealer);
+  tap.connect(router_.get(zmq::sockopt::last_endpoint));
+  Envelope out;
+  out.parts = {Buffer::copy("task", 4)};
+  ASSERT_TRUE(send(dealer_, signer_, out));
+  auto first = recv(router_, signer_);
+  ASSERT_TRUE(first);
+  // The same signed frames, again, from another connection, and from the same one.
+  std::vector<zmq::message_t> frames;
+  {
+    zmq::socket_t sink(ctx_, zmq::socket_type::router);
+    sink.bind("inproc://replay-sink");
+    zmq::socket_t from(ctx_, zmq::socket_type::dealer);
+    from.connect("inproc://replay-sink");
+    ASSERT_TRUE(send(from, signer_, out));
+    ASSERT_TRUE(zmq::recv_multipart(sink, std::back_inserter(frames)));
+    frames.erase(frames.begin());  // the route the sink added
+    // Once: it is new to the router (a stream it has not heard).
+    std::vector<zmq::message_t> copy;
+    for (const auto& f : frames)
+      copy.emplace_back(f.data(), f.size());
+    ASSERT_TRUE(zmq::send_multipart(tap, copy));
+    EXPECT_TRUE(recv(router_, signer_));
+  }
+  for (int i = 0; i < 2; ++i) {
+    std::vector<zmq::message_t> copy;
+    for (const auto& f : frames)
+      copy.emplace_back(f.data(), f.size());
+    ASSERT_TRUE(zmq::send_multipart(i == 0 ? tap : dealer_, copy));
+    try {
+      (void)recv(router_, signer_);
+      ADD_FAILURE() << "a replay was taken";
+    } catch (const ProtocolError& e) {
+      EXPECT_NE(std::string(e.what()).find("sent again"), std::string::npos) << e.what();
+    }
+  }
+  // The sender's next message is taken.
+  ASSERT_TRUE(send(dealer_, signer_, out));
+  EXPECT_TRUE(recv(router_, signer_));
+}
+
+TEST_F(EnvelopeTest, AMessageThatDoesNotVerifyIsDeliveredToBeAnsweredOnlyWhenAsked) {
+  const Signer stranger(Signer::new_key());
+  std::vector<Envelope> two(2);
+  two[0].parts = {Buffer::copy("h0", 2)};
+  two[1].parts = {Buffer::copy("h1", 2), Buffer::copy("p1", 2)};
+  ASSERT_TRUE(send_batch(dealer_, stranger, {}, two));
+  ASSERT_TRUE(send(dealer_, stranger, two[1]));
+  std::vector<Envelope> in;
+  ASSERT_TRUE(recv_all(router_, signer_, in, zmq::recv_flags::none, nullptr, Unverified::answer));
+  ASSERT_EQ(in.size(), 2u) << "each message of the batch, to answer each";
+  for (const auto& env : in) {
+    EXPECT_FALSE(env.verified);
+    EXPECT_NE(env.unreadable.find("signature"), std::string::npos) << env.unreadable;
+    EXPECT_EQ(env.route.size(), 1u) << "its sender's route, to answer on";
+  }
+  EXPECT_THROW((void)recv_all(router_, signer_, in), ProtocolError) << "refused by default";
+  // A verified message is as ever.
+  ASSERT_TRUE(send(dealer_, signer_, two[0]));
+  in.clear();
+  ASSERT_TRUE(recv_all(router_, signer_, in, zmq::recv_flags::none, nullptr, Unverified::answer));
+  ASSERT_EQ(in.size(), 1u);
+  EXPECT_TRUE(in[0].verified);
+  EXPECT_TRUE(in[0].unreadable.empty());
 }
 
 TEST_F(EnvelopeTest, ForgedMessagesAreRejectedAndTheSocketGoesOn) {
@@ -281,7 +343,6 @@ TEST_F(EnvelopeTest, ABatchArrivesAsItsMessagesInOrder) {
     ASSERT_EQ(in[i].parts.size(), out[i].parts.size()) << i;
     EXPECT_EQ(text(in[i].parts[0]), "h" + std::to_string(i));
     ASSERT_EQ(in[i].route.size(), 1u);  // each keeps the sender's route
-    EXPECT_FALSE(in[i].signature);      // signed as a batch only: a relay signs it again
   }
   EXPECT_EQ(decode(Payload{in[1].parts[1], {in[1].parts[2]}}), decode(big));
   EXPECT_EQ(text(in[2].parts[1]), "p2");
@@ -298,7 +359,6 @@ TEST_F(EnvelopeTest, ABatchArrivesAsItsMessagesInOrder) {
   auto single = recv(dealer_, signer_);
   ASSERT_TRUE(single);
   EXPECT_EQ(text(single->parts.at(0)), "r0");
-  EXPECT_TRUE(single->signature);
 }
 
 TEST_F(EnvelopeTest, ReceivedPartsKeepTheirBytesAlignedWhetherCopiedTogetherOrKept) {
@@ -634,6 +694,34 @@ TEST(EngineExit, OnlyAnEngineOwnCodeEndingItIsACrash) {
   EXPECT_FALSE(engine_exit_is_crash(lost));
   EXPECT_FALSE(engine_exit_is_crash(late));
   EXPECT_FALSE(engine_exit_is_crash(status_of([] {})));
+}
+
+TEST(ReplayWindow, EachStreamOnlyMovesForwardAndSilentStreamsAreForgotten) {
+  using Clock = ReplayWindow::Clock;
+  ReplayWindow w;
+  const auto t0 = Clock::now();
+  std::uint64_t last = 0;
+  EXPECT_TRUE(w.accept(7, 5, t0, last));  // a stream not heard of: taken
+  EXPECT_FALSE(w.accept(7, 5, t0, last));
+  EXPECT_EQ(last, 5u);
+  EXPECT_FALSE(w.accept(7, 3, t0, last));
+  EXPECT_TRUE(w.accept(7, 9, t0, last));  // gaps are fine: lost messages, other receivers
+  EXPECT_TRUE(w.accept(8, 1, t0, last));  // streams are apart
+  EXPECT_EQ(w.streams(), 2u);
+  // Silent for longer than kForgetAfter: forgotten, and taken as new.
+  const auto later = t0 + ReplayWindow::kForgetAfter + std::chrono::seconds(1);
+  EXPECT_TRUE(w.accept(9, 1, later, last));
+  EXPECT_EQ(w.streams(), 1u);
+  EXPECT_TRUE(w.accept(7, 2, later, last));
+}
+
+TEST(ReplayWindow, HoldsAtMostItsBoundOfStreams) {
+  ReplayWindow w;
+  const auto t0 = ReplayWindow::Clock::now();
+  std::uint64_t last = 0;
+  for (std::uint64_t s = 1; s <= ReplayWindow::kMaxStreams + 100; ++s)
+    ASSERT_TRUE(w.accept(s, 1, t0, last));
+  EXPECT_LE(w.streams(), ReplayWindow::kMaxStreams);
 }
 
 TEST(Address, LoopbackIsAnyOf127Slash8AndColonColon1) {

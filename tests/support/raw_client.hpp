@@ -9,6 +9,7 @@
 #include <string>
 
 #include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 #include "ipp/codec.hpp"
 #include "ipp/net/connection_file.hpp"
@@ -92,6 +93,26 @@ class RawClient {
       s.send(frames[i], i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
   }
   [[nodiscard]] const net::Signer& signer() const { return signer_; }
+  /// The frames of an apply request to `target` as this client sends it, signed, without a
+  /// route: for tests that send them again, or change them on the way.
+  std::vector<zmq::message_t> signed_apply(std::int64_t target, const std::string& task,
+                                           const Value::List& args, std::string& msg_id) {
+    net::Header h;
+    h.type = net::MsgType::ApplyRequest;
+    h.msg_id = msg_id = net::new_id();
+    h.task = task;
+    h.target = target;
+    h.submitted = net::now_us();
+    zmq::socket_t sink(ctx_, zmq::socket_type::router);
+    zmq::socket_t from(ctx_, zmq::socket_type::dealer);
+    sink.bind("inproc://raw-" + h.msg_id);
+    from.connect("inproc://raw-" + h.msg_id);
+    net::send(from, signer_, net::make_message(h, encode(Value(args))));
+    std::vector<zmq::message_t> frames;
+    (void)zmq::recv_multipart(sink, std::back_inserter(frames));
+    frames.erase(frames.begin());  // the sink's route
+    return frames;
+  }
 
  private:
   void send(zmq::socket_t& s, const net::Header& h, Payload payload) {

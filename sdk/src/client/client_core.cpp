@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include <zmq_addon.hpp>
+
 #include "ipp/net/address.hpp"
 
 namespace ipp::detail {
@@ -35,6 +37,19 @@ ClientCore::ClientCore(const ClientOptions& options)
   // Large arrays go through shared memory when this host sees the controller's directory.
   if (options.shared_memory && !info.shm_dir.empty())
     shm = net::SharedMemory::open(info.shm_dir, info.shm_token);
+  if (info.curve.on()) {
+    // Before connecting: a refusal comes at the first handshake.
+    watching_handshakes = true;
+    for (int c = 0; c < 3; ++c) {
+      const std::string at =
+          fmt::format("inproc://ipp-client-handshakes-{}-{}", static_cast<const void*>(this), c);
+      if (zmq_socket_monitor(sockets[c].handle(), at.c_str(),
+                             ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0)
+        handshakes[c].connect(at);
+    }
+  }
   net::connect(sockets[kRegistration], info.endpoint("registration"), info.curve);
   // On the controller's host the task channels go through its Unix sockets, if it offers
   // them.
@@ -84,6 +99,10 @@ void ClientCore::submit_sync(Channel channel, net::Envelope env, const std::shar
       return;
     }
   }
+  if (handshake_failed.load()) {
+    pending.fail(slot->msg_id, refused());
+    return;
+  }
   zmq::socket_t& sock = own_socket(channel);
   try {
     if (!net::send(sock, signer, env, true, {shm, shm != nullptr})) {
@@ -103,12 +122,15 @@ void ClientCore::submit_sync(Channel channel, net::Envelope env, const std::shar
     while (true) {
       in.clear();
       try {
-        if (!net::recv_all(sock, signer, in, zmq::recv_flags::dontwait, shm)) break;
+        if (!net::recv_all(sock, signer, in, zmq::recv_flags::dontwait, shm,
+                           net::Unverified::answer))
+          break;
       } catch (const ProtocolError&) {
         continue;  // not from our controller: drop it
       }
       for (auto& e : in) {
         try {
+          if (!answerable(e)) continue;
           // A late reply to an earlier call on this connection, failed meanwhile, finds
           // nothing pending under its id and is dropped.
           net::Header h = reply_header(e);
@@ -189,6 +211,7 @@ void ClientCore::loop() {
     net::send(sockets[kRegistration], signer, net::make_message(h), true);
   }
   while (!stopping.load()) {
+    check_handshakes();
     check_controller();
     // Mappings kept for large arrays sent again: not past the pool's own time (looked
     // through once a second, not at every turn of a busy loop).
@@ -223,12 +246,15 @@ void ClientCore::receive(zmq::pollitem_t (&items)[4]) {
     while (true) {
       in.clear();
       try {
-        if (!net::recv_all(sockets[c], signer, in, zmq::recv_flags::dontwait, shm)) break;
+        if (!net::recv_all(sockets[c], signer, in, zmq::recv_flags::dontwait, shm,
+                           net::Unverified::answer))
+          break;
       } catch (const ProtocolError&) {
         continue;  // not from our controller: drop it
       }
       for (auto& env : in) {
         try {
+          if (!answerable(env)) continue;
           complete(std::move(env));
         } catch (const Error&) {
           // A malformed reply cannot be matched to a request; drop it.
@@ -244,7 +270,7 @@ void ClientCore::receive(zmq::pollitem_t (&items)[4]) {
 void ClientCore::send_all(std::deque<Outgoing>& batch) {
   constexpr std::size_t kMaxBatch = 256;
   std::vector<net::Envelope> group[3];
-  bool refused = false;
+  bool refused = handshake_failed.load();
   auto flush = [&](int c) {
     if (!group[c].empty() &&
         !net::send_batch(sockets[c], signer, {}, group[c], true, {shm, shm != nullptr}))
@@ -263,6 +289,21 @@ void ClientCore::send_all(std::deque<Outgoing>& batch) {
   flush(kBalanced);
   if (refused) {
     const std::string why = this->refused();
+    pending.fail_all([&](const std::string&) { return why; });
+  }
+}
+
+void ClientCore::check_handshakes() {
+  if (!watching_handshakes) return;
+  for (auto& monitor : handshakes) {
+    std::vector<zmq::message_t> event;  // the event and its value, then the endpoint
+    while (zmq::recv_multipart(monitor, std::back_inserter(event), zmq::recv_flags::dontwait)) {
+      handshake_failed.store(true);
+      event.clear();
+    }
+  }
+  if (handshake_failed.load() && !pending.empty()) {
+    const std::string why = refused();
     pending.fail_all([&](const std::string&) { return why; });
   }
 }
@@ -325,6 +366,12 @@ void ClientCore::report_lost() {
   } catch (const std::exception&) {
     // Best effort: the tasks' rows stay as the dead controller left them.
   }
+}
+
+// A reply whose signature does not verify fails the request it names (its ids are all that is
+// read of it), rather than leave it waiting; anything else of that kind is dropped.
+bool ClientCore::answerable(const net::Envelope& env) {
+  return env.verified || net::decode_header(env.parts.at(0)).type == net::MsgType::TaskReply;
 }
 
 net::Header ClientCore::reply_header(net::Envelope& env) {

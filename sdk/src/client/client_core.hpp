@@ -102,6 +102,8 @@ struct ClientCore {
   void send_all(std::deque<Outgoing>& batch);
   /// Why a request could not be sent: the controller closed the connection at the handshake.
   [[nodiscard]] std::string refused() const;
+  /// Reads the handshake monitors; after a failed handshake fails every pending request.
+  void check_handshakes();
   /// Tasks may run for long without a word from the controller. While any request is pending,
   /// the controller is asked a cheap question every timeout / 2; if that goes unanswered for
   /// `timeout`, every pending request fails with ConnectionError instead of waiting forever,
@@ -115,6 +117,8 @@ struct ClientCore {
   /// those the dead controller never recorded get a row (failed by the restart) too. Its
   /// answer is not waited for.
   void report_lost();
+  /// Whether a received message is to be handled: verified, or a task reply to fail.
+  static bool answerable(const net::Envelope& env);
   /// A reply's header; a reply whose result was lost on the way fails its request saying so.
   static net::Header reply_header(net::Envelope& env);
   /// A reply on the I/O thread's sockets.
@@ -125,6 +129,14 @@ struct ClientCore {
   zmq::socket_t sockets[3] = {{ctx, zmq::socket_type::dealer},
                               {ctx, zmq::socket_type::dealer},
                               {ctx, zmq::socket_type::dealer}};
+  /// Each socket's failed handshakes (ZeroMQ socket monitors), made only when encrypting: a
+  /// controller that refuses this client's keys closes the connection at the handshake, and
+  /// what was queued on it is lost.
+  zmq::socket_t handshakes[3] = {
+      {ctx, zmq::socket_type::pair}, {ctx, zmq::socket_type::pair}, {ctx, zmq::socket_type::pair}};
+  bool watching_handshakes = false;
+  /// Set once a handshake failed: every request then fails at once (see refused()).
+  std::atomic<bool> handshake_failed{false};
   zmq::socket_t wake_pull{ctx, zmq::socket_type::pull};
   zmq::socket_t wake_push{ctx, zmq::socket_type::push};  // guarded by out_mutex
   std::mutex out_mutex;

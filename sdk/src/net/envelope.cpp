@@ -2,12 +2,15 @@
 
 #include <cstring>
 #include <memory>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <zmq_addon.hpp>
 
 #include "ipp/error.hpp"
+#include "ipp/net/replay.hpp"
 #include "ipp/net/shm.hpp"
+#include "random.hpp"
 
 namespace ipp::net {
 
@@ -29,6 +32,40 @@ Buffer to_buffer(zmq::message_t&& message) {
 
 namespace {
 
+/// This thread's streams of messages, one per socket it sends on: each signature's nonce is
+/// the socket's stream and the next number in it (see ReplayWindow).
+class SendStreams {
+ public:
+  Signer::Signature sign(zmq::socket_ref socket, const Signer& signer,
+                         std::span<const std::span<const std::byte>> parts) {
+    // Sockets closed long ago leave entries: past a bound, every socket starts a new stream.
+    if (streams_.size() >= 4096 && !streams_.contains(socket.handle())) streams_.clear();
+    auto [it, fresh] = streams_.try_emplace(socket.handle());
+    if (fresh)
+      random_bytes(reinterpret_cast<unsigned char*>(&it->second.id), sizeof(std::uint64_t));
+    return signer.sign(parts, it->second.id, it->second.next++);
+  }
+
+ private:
+  struct Stream {
+    std::uint64_t id = 0;
+    std::uint64_t next = 1;
+  };
+  std::unordered_map<void*, Stream> streams_;
+};
+
+SendStreams& send_streams() {
+  thread_local SendStreams streams;
+  return streams;
+}
+
+/// This thread's replay windows, one per socket it receives on.
+ReplayWindow& replay_window(zmq::socket_ref socket) {
+  thread_local std::unordered_map<void*, ReplayWindow> windows;
+  if (windows.size() >= 4096 && !windows.contains(socket.handle())) windows.clear();
+  return windows[socket.handle()];
+}
+
 /// Empties a reused vector of frames when it goes out of scope.
 struct ClearFrames {
   std::vector<zmq::message_t>& frames;
@@ -36,12 +73,11 @@ struct ClearFrames {
 };
 
 /// Sends `route | "" | tag | signature [| mask] | [counts |] parts...`, turning large parts
-/// into shared-memory references when the peer maps them. `reuse` is a received signature
-/// that still covers the parts (used only when nothing goes through shared memory).
+/// into shared-memory references when the peer maps them. The signature's nonce is the next of
+/// this thread's stream on `socket` (see SendStreams).
 bool send_frames(zmq::socket_ref socket, const Signer& signer,
                  const std::vector<zmq::message_t>& route, bool batch, const Buffer* counts,
-                 const std::vector<const Buffer*>& parts,
-                 const std::optional<Signer::Signature>& reuse, bool dontwait, SharedParts shared) {
+                 const std::vector<const Buffer*>& parts, bool dontwait, SharedParts shared) {
   const SharedMemory* shm = shared.shm;
   const bool peer_maps = shared.peer_maps;
   // Reused from call to call (a batch's would otherwise be a large allocation each time);
@@ -83,13 +119,13 @@ bool send_frames(zmq::socket_ref socket, const Signer& signer,
   }
   if (!mask.empty()) {
     signed_parts.insert(signed_parts.begin(), std::as_bytes(std::span(mask)));
-    const auto sig = signer.sign(signed_parts);
+    const auto sig = send_streams().sign(socket, signer, signed_parts);
     zmq::message_t frame(sig.size() + mask.size());
     std::memcpy(frame.data(), sig.data(), sig.size());
     std::memcpy(static_cast<char*>(frame.data()) + sig.size(), mask.data(), mask.size());
     frames[signature_frame] = std::move(frame);
   } else {
-    const auto sig = reuse ? *reuse : signer.sign(signed_parts);
+    const auto sig = send_streams().sign(socket, signer, signed_parts);
     frames[signature_frame] = zmq::message_t(sig.data(), sig.size());
   }
   const auto flags = dontwait ? zmq::send_flags::dontwait : zmq::send_flags::none;
@@ -102,12 +138,6 @@ bool send_frames(zmq::socket_ref socket, const Signer& signer,
   }
 }
 
-/// The received signature of `envelope` when `signer` holds the key it is of.
-std::optional<Signer::Signature> reusable(const Envelope& envelope, const Signer& signer) {
-  if (envelope.signed_with != signer.key_id()) return std::nullopt;
-  return envelope.signature;
-}
-
 }  // namespace
 
 bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope, bool dontwait,
@@ -116,15 +146,13 @@ bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope
   parts.reserve(envelope.parts.size());
   for (const auto& p : envelope.parts)
     parts.push_back(&p);
-  return send_frames(socket, signer, envelope.route, false, nullptr, parts,
-                     reusable(envelope, signer), dontwait, shared);
+  return send_frames(socket, signer, envelope.route, false, nullptr, parts, dontwait, shared);
 }
 
 namespace {
 
-// The packed layout: [count u32 | has_signature u32 | key id u64 and signature, if any |
-// sizes u32... |
-// parts...], each part 16-byte aligned; a size of kLargePart marks a part kept in `large_`.
+// The packed layout: [count u32 | unused u32 | sizes u32... | parts...], each part 16-byte
+// aligned; a size of kLargePart marks a part kept in `large_`.
 constexpr std::uint32_t kLargePart = 0xffffffff;
 constexpr std::size_t round16(std::size_t n) {
   return (n + 15) / 16 * 16;
@@ -143,7 +171,7 @@ PackedMessage& PackedMessage::operator=(const PackedMessage& other) {
 
 PackedMessage::PackedMessage(const Envelope& envelope, std::size_t limit) {
   const std::size_t n = envelope.parts.size();
-  const std::size_t sizes = 8 + (envelope.signature ? 8 + Signer::kSignatureSize : 0);
+  constexpr std::size_t sizes = 8;
   const std::size_t table = round16(sizes + 4 * n);
   std::size_t total = table;
   for (const auto& p : envelope.parts) {
@@ -153,11 +181,7 @@ PackedMessage::PackedMessage(const Envelope& envelope, std::size_t limit) {
   auto* out = block[0].bytes;
   auto put32 = [&](std::size_t at, std::uint32_t v) { std::memcpy(out + at, &v, 4); };
   put32(0, static_cast<std::uint32_t>(n));
-  put32(4, envelope.signature ? 1 : 0);
-  if (envelope.signature) {
-    std::memcpy(out + 8, &envelope.signed_with, 8);
-    std::memcpy(out + 16, envelope.signature->data(), Signer::kSignatureSize);
-  }
+  put32(4, 0);
   std::size_t offset = table;
   for (std::size_t i = 0; i < n; ++i) {
     const Buffer& p = envelope.parts[i];
@@ -184,13 +208,7 @@ Envelope PackedMessage::unpack() const {
     return v;
   };
   const std::size_t n = get32(0);
-  std::size_t sizes = 8;
-  if (get32(4) != 0) {
-    env.signature.emplace();
-    std::memcpy(&env.signed_with, in + 8, 8);
-    std::memcpy(env.signature->data(), in + 16, Signer::kSignatureSize);
-    sizes += 8 + Signer::kSignatureSize;
-  }
+  constexpr std::size_t sizes = 8;
   const std::shared_ptr<const void> owner = block_;
   env.parts.reserve(n);
   std::size_t offset = round16(sizes + 4 * n);
@@ -218,6 +236,7 @@ struct Received {
   bool had_refs = false;
   std::vector<Buffer> parts;
   std::vector<std::string> unreadable;  // empty, or one entry per part
+  bool verified = true;
   Signer::Signature signature{};
   std::uint64_t signed_with = 0;
 };
@@ -272,17 +291,29 @@ std::string peer_address(const std::vector<zmq::message_t>& frames) {
 using Signers = std::span<const Signer* const>;
 
 std::optional<Received> receive_frames(std::vector<zmq::message_t>& frames, Signers signers,
-                                       const SharedMemory* shm);
+                                       const SharedMemory* shm, Unverified unverified);
 
 std::optional<Received> receive(zmq::socket_ref socket, Signers signers, zmq::recv_flags flags,
-                                const SharedMemory* shm) {
+                                const SharedMemory* shm,
+                                Unverified unverified = Unverified::refuse) {
   // Reused from call to call: a batch's frames would otherwise cost a large allocation each.
   thread_local std::vector<zmq::message_t> frames;
   frames.clear();
   if (!zmq::recv_multipart(socket, std::back_inserter(frames), flags)) return std::nullopt;
   const ClearFrames clear{frames};  // the frames of a refused message do not stay
   try {
-    return receive_frames(frames, signers, shm);
+    auto in = receive_frames(frames, signers, shm, unverified);
+    if (!in || !in->verified) return in;
+    // After the signature: only a message that verified says truly which stream it is of.
+    const auto [stream, sequence] = Signer::sequence_of(std::as_bytes(std::span(in->signature)));
+    std::uint64_t last = 0;
+    if (!replay_window(socket).accept(stream, sequence, ReplayWindow::Clock::now(), last)) {
+      throw ProtocolError(fmt::format(
+          "a message received before, sent again: number {} of its sender's stream, which is "
+          "at {}",
+          sequence, last));
+    }
+    return in;
   } catch (const ProtocolError& e) {
     // Name the sender, so that a flood of bad messages can be traced to its source.
     const std::string peer = peer_address(frames);
@@ -292,7 +323,7 @@ std::optional<Received> receive(zmq::socket_ref socket, Signers signers, zmq::re
 }
 
 std::optional<Received> receive_frames(std::vector<zmq::message_t>& frames, Signers signers,
-                                       const SharedMemory* shm) {
+                                       const SharedMemory* shm, Unverified unverified) {
   std::size_t delimiter = 0;
   while (delimiter < frames.size() && frames[delimiter].size() != 0)
     ++delimiter;
@@ -342,7 +373,19 @@ std::optional<Received> receive_frames(std::vector<zmq::message_t>& frames, Sign
       }
     }
   }
-  if (in.signed_with == 0) throw ProtocolError("message signature is missing or wrong");
+  if (in.signed_with == 0) {
+    static constexpr const char* kWhy = "message signature is missing or wrong";
+    if (unverified == Unverified::refuse) throw ProtocolError(kWhy);
+    // Delivered to be answered: nothing of it is read beyond its ids, and none of its
+    // shared-memory references is followed.
+    in.verified = false;
+    std::string why = std::string(kWhy) + " (changed on the way, or not from this cluster)";
+    if (const char* peer = zmq_msg_gets(signature.handle(), "Peer-Address");
+        peer != nullptr && *peer != '\0')
+      why += fmt::format(" (from {})", peer);
+    in.unreadable.assign(in.parts.size(), why);
+    return in;
+  }
   std::memcpy(in.signature.data(), sig, Signer::kSignatureSize);
   if (mask_size == 0) return in;
   in.had_refs = true;
@@ -372,11 +415,9 @@ Envelope whole(Received&& in) {
   Envelope env;
   env.route = std::move(in.route);
   env.parts = std::move(in.parts);
-  if (!in.had_refs) {
-    env.signature = in.signature;
-    env.signed_with = in.signed_with;
-  }
+  env.signed_with = in.signed_with;
   env.peer_maps = in.peer_maps;
+  env.verified = in.verified;
   for (const auto& why : in.unreadable) {
     if (!why.empty()) {
       env.unreadable = why;
@@ -415,9 +456,9 @@ std::optional<Envelope> recv_either(zmq::socket_ref socket, const Signer& first,
 }
 
 bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope>& out,
-              zmq::recv_flags flags, const SharedMemory* shm) {
+              zmq::recv_flags flags, const SharedMemory* shm, Unverified unverified) {
   const Signer* const signers[] = {&signer};
-  auto in = receive(socket, signers, flags, shm);
+  auto in = receive(socket, signers, flags, shm, unverified);
   if (!in) return false;
   if (!in->batch) {
     out.push_back(whole(std::move(*in)));
@@ -450,6 +491,8 @@ bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope
     Envelope env;
     env.route = copy_route(in->route);
     env.peer_maps = in->peer_maps;
+    env.signed_with = in->signed_with;
+    env.verified = in->verified;
     env.unreadable = first_reason(in->unreadable, next, sizes[i]);
     const auto first = in->parts.begin() + static_cast<std::ptrdiff_t>(next);
     env.parts.assign(std::make_move_iterator(first), std::make_move_iterator(first + sizes[i]));
@@ -467,8 +510,7 @@ bool send_batch(zmq::socket_ref socket, const Signer& signer,
   if (messages.size() == 1) {
     for (const auto& p : messages[0].parts)
       parts.push_back(&p);
-    return send_frames(socket, signer, route, false, nullptr, parts, reusable(messages[0], signer),
-                       dontwait, shared);
+    return send_frames(socket, signer, route, false, nullptr, parts, dontwait, shared);
   }
   std::byte* out = nullptr;
   const Buffer counts = Buffer::allocate(messages.size() * sizeof(std::uint32_t), &out);
@@ -479,7 +521,7 @@ bool send_batch(zmq::socket_ref socket, const Signer& signer,
     for (const auto& p : m.parts)
       parts.push_back(&p);
   }
-  return send_frames(socket, signer, route, true, &counts, parts, std::nullopt, dontwait, shared);
+  return send_frames(socket, signer, route, true, &counts, parts, dontwait, shared);
 }
 
 std::vector<zmq::message_t> copy_route(const std::vector<zmq::message_t>& route) {

@@ -241,6 +241,11 @@ std::int64_t now_us() {
       .count();
 }
 
+bool is_task_request(MsgType t) noexcept {
+  return t == MsgType::ApplyRequest || t == MsgType::MapRequest || t == MsgType::ExecuteRequest ||
+         t == MsgType::NamespaceRequest;
+}
+
 const char* to_string(MsgType type) noexcept {
   return fb::EnumNameMsgType(type);
 }

@@ -109,6 +109,29 @@ Signer::Signature Signer::sign(std::span<const std::span<const std::byte>> parts
   return out;
 }
 
+Signer::Signature Signer::sign(std::span<const std::span<const std::byte>> parts,
+                               std::uint64_t stream, std::uint64_t sequence) const {
+  Signature out{};
+  for (std::size_t i = 0; i < 8; ++i) {
+    out[i] = static_cast<std::uint8_t>(stream >> (8 * i));
+    out[8 + i] = static_cast<std::uint8_t>(sequence >> (8 * i));
+  }
+  const auto t = tag(out.data(), parts);
+  std::copy(t.begin(), t.end(), out.begin() + kNonceSize);
+  return out;
+}
+
+std::pair<std::uint64_t, std::uint64_t> Signer::sequence_of(
+    std::span<const std::byte> signature) noexcept {
+  std::uint64_t stream = 0;
+  std::uint64_t sequence = 0;
+  for (std::size_t i = 0; i < 8 && 8 + i < signature.size(); ++i) {
+    stream |= static_cast<std::uint64_t>(signature[i]) << (8 * i);
+    sequence |= static_cast<std::uint64_t>(signature[8 + i]) << (8 * i);
+  }
+  return {stream, sequence};
+}
+
 bool Signer::verify(std::span<const std::byte> signature,
                     std::span<const std::span<const std::byte>> parts) const {
   if (signature.size() != kSignatureSize) return false;

@@ -32,19 +32,26 @@ inline constexpr std::string_view kBatchTag = "IPP/1B";
 struct Envelope {
   std::vector<zmq::message_t> route;
   std::vector<Buffer> parts;
-  /// The signature as received. A relay that forwards `parts` unchanged sends it again
-  /// instead of signing twice; leave it empty (or clear it after changing parts) to sign.
-  /// Messages that had shared-memory parts have none (their references are not sent again).
-  std::optional<Signer::Signature> signature;
-  /// The Signer::key_id() of the key `signature` is of: it is sent again only with that key
-  /// (a message crossing from a client to an engine, which holds another key, is signed anew).
+  /// Received: the Signer::key_id() of the key its signature verified with (which tells a
+  /// client's message from an engine's where both arrive, see recv_either).
   std::uint64_t signed_with = 0;
   /// Received: its sender maps shared memory.
   bool peer_maps = false;
+  /// Received with Unverified::answer: false when its signature did not verify. Then
+  /// `unreadable` says so, and nothing in it may be trusted: a receiver that answers it reads
+  /// only the header's ids, to fail the request they name rather than leave its caller waiting.
+  bool verified = true;
   /// Received: why a part could not be read (a shared-memory part that is gone, or one this
   /// process cannot map); that part is empty. A receiver answers the message with an error
   /// saying so instead of reading it.
   std::string unreadable;
+};
+
+/// What recv_all() does with a message whose signature does not verify (a message changed on
+/// the way, or sent by a stranger).
+enum class Unverified {
+  refuse,  ///< throws ProtocolError
+  answer,  ///< delivers it with `verified` false and `unreadable` saying why (never a replay)
 };
 
 /// How a connection uses the cluster's shared memory.
@@ -66,8 +73,8 @@ bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope
 /// Sends `messages` (their parts; their own routes are ignored) to `route` as one batch:
 /// `route... | "" | "IPP/1B" | signature | counts | parts of the first | parts of the second |
 /// ...`, where `counts` holds each message's number of parts (uint32, little-endian) and the
-/// signature covers `counts` and every part. A single message goes as a plain message (with
-/// its received signature when it has one). Batching is how a busy peer pays one signature,
+/// signature covers `counts` and every part. A single message goes as a plain message. Batching
+/// is how a busy peer pays one signature,
 /// one ZeroMQ message and one wake-up of its receiver for many small messages. Returns false
 /// as send() does.
 bool send_batch(zmq::socket_ref socket, const Signer& signer,
@@ -95,7 +102,8 @@ std::optional<Envelope> recv_either(zmq::socket_ref socket, const Signer& first,
 /// own: a relay that forwards one signs it again). Returns false when nothing is waiting.
 /// Throws ProtocolError as recv() does; nothing of a rejected batch is appended.
 bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope>& out,
-              zmq::recv_flags flags = zmq::recv_flags::none, const SharedMemory* shm = nullptr);
+              zmq::recv_flags flags = zmq::recv_flags::none, const SharedMemory* shm = nullptr,
+              Unverified unverified = Unverified::refuse);
 
 /// The bytes of a received part as a Buffer that keeps the ZeroMQ message alive.
 Buffer to_buffer(zmq::message_t&& message);
@@ -112,9 +120,8 @@ std::vector<zmq::message_t> copy_route(const std::vector<zmq::message_t>& route)
 /// (arrays in side frames) stay shared as they are. A received small part points into a
 /// receive buffer that ZeroMQ shares between many messages and frees only when all of them
 /// are gone: a queued task that held it would keep the whole buffer, and its parts vector,
-/// Buffer handles and route would cost more than the bytes themselves. The signature is kept
-/// (a relay that sends the message on unchanged reuses it); the route is not. Copies share
-/// the packed bytes.
+/// Buffer handles and route would cost more than the bytes themselves. The route is not
+/// kept. Copies share the packed bytes.
 class PackedMessage {
  public:
   PackedMessage() = default;

@@ -106,5 +106,7 @@ struct TaskIdHash {
 
 /// `"ApplyRequest"`, ... for logs and errors.
 [[nodiscard]] const char* to_string(MsgType type) noexcept;
+/// Whether `type` is a task a client submits (apply, map, execute, namespace).
+[[nodiscard]] bool is_task_request(MsgType type) noexcept;
 
 }  // namespace ipp::net

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace ipp::net {
 
@@ -39,7 +40,16 @@ class Signer {
   /// signature is sent again only by a signer of the same key (see Envelope::signed_with).
   [[nodiscard]] std::uint64_t key_id() const noexcept { return key_id_; }
 
+  /// Signs with a fresh random nonce.
   [[nodiscard]] Signature sign(std::span<const std::span<const std::byte>> parts) const;
+  /// Signs with the nonce `stream | sequence` (8 bytes each, little-endian): a sender's
+  /// stream of messages, numbered, so that a receiver can tell a replay (see ReplayWindow).
+  /// Each (stream, sequence) must be used once.
+  [[nodiscard]] Signature sign(std::span<const std::span<const std::byte>> parts,
+                               std::uint64_t stream, std::uint64_t sequence) const;
+  /// The stream and sequence of a signature's nonce.
+  [[nodiscard]] static std::pair<std::uint64_t, std::uint64_t> sequence_of(
+      std::span<const std::byte> signature) noexcept;
   /// Constant-time check of `signature` against the parts.
   [[nodiscard]] bool verify(std::span<const std::byte> signature,
                             std::span<const std::span<const std::byte>> parts) const;
