@@ -8,11 +8,13 @@
 #   scripts/test-hosts.sh exec TAG HOST CMD...  # runs CMD on that host (execs: same pid)
 #   scripts/test-hosts.sh addr TAG HOST      # the host's address
 #   scripts/test-hosts.sh link TAG HOST up|down  # plugs or unplugs the host's network cable
+#   scripts/test-hosts.sh sshd TAG HOST...   # an sshd on each (Debian's openssh-server);
+#                                            # prints an ssh_config that reaches them as root
 #   scripts/test-hosts.sh down TAG           # stops what runs on the hosts, removes them
 set -euo pipefail
 
 state=/run/ipp-test-hosts
-cmd=${1:?usage: test-hosts.sh up|exec|addr|link|down TAG ...}
+cmd=${1:?usage: test-hosts.sh up|exec|addr|link|sshd|down TAG ...}
 tag=${2:?a tag names this set of hosts}
 [[ $tag =~ ^[a-z0-9-]{1,12}$ ]] || { echo "test-hosts: tag '$tag': 1-12 of a-z 0-9 -" >&2; exit 2; }
 dir=$state/$tag
@@ -59,6 +61,41 @@ link)
   state_=${4:?link TAG HOST up|down}
   [[ $state_ == up || $state_ == down ]] || { echo "test-hosts: link ... up|down" >&2; exit 2; }
   ip -n "$tag-$host" link set eth0 "$state_"
+  ;;
+sshd)
+  shift 2
+  keys=$dir/ssh
+  mkdir -p "$keys" /run/sshd
+  [[ -f $keys/id ]] || ssh-keygen -q -t ed25519 -N '' -C "ipp-test-$tag" -f "$keys/id"
+  [[ -f $keys/host_key ]] || ssh-keygen -q -t ed25519 -N '' -f "$keys/host_key"
+  cp "$keys/id.pub" "$keys/authorized_keys"
+  for host in "$@"; do
+    [[ -f $dir/$host.addr ]] || { echo "test-hosts: no host $host in $tag" >&2; exit 2; }
+    cat > "$keys/sshd-$host.conf" <<CONF
+ListenAddress $(cat "$dir/$host.addr")
+HostKey $keys/host_key
+PermitRootLogin prohibit-password
+AuthorizedKeysFile $keys/authorized_keys
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PidFile $keys/sshd-$host.pid
+CONF
+    # It forks into the background on the host (its namespaces), where `down` finds it.
+    "$0" exec "$tag" "$host" /usr/sbin/sshd -f "$keys/sshd-$host.conf"
+  done
+  cat > "$keys/config" <<CONF
+Host *
+  User root
+  IdentityFile $keys/id
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  BatchMode yes
+  LogLevel ERROR
+  ConnectTimeout 5
+CONF
+  echo "$keys/config"
   ;;
 down)
   for f in "$dir"/*.addr; do

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <iostream>
@@ -174,6 +175,26 @@ TEST_F(Hosts, TrafficBetweenHostsIsEncryptedUnlessToldOtherwise) {
     engines_.clear();
     ASSERT_EQ(on("a", "ippctl --profile-dir '" + profile + "' cluster stop").code, 0);
   }
+}
+
+TEST_F(Hosts, SshReachesATestHostWithItsOwnNameAndMemory) {
+  if (!std::filesystem::exists("/usr/sbin/sshd")) GTEST_SKIP() << "no sshd (openssh-server)";
+  // What an SSH launcher relies on: Debian's sshd on host b, reached from host a, runs
+  // commands on b (its name, its /dev/shm).
+  const auto config = dir_ / "ssh-config-path";
+  ASSERT_EQ(script("sshd " + tag_ + " b > '" + config.string() + "'"), 0);
+  std::string cfg = test::slurp(config);
+  while (!cfg.empty() && cfg.back() == '\n')
+    cfg.pop_back();
+  const auto out = dir_ / "ssh.out";
+  const std::string probe = "ipp-ssh-probe-" + tag_;
+  const std::string cmd = script_path() + " exec " + tag_ + " a ssh -F '" + cfg +
+                          "' 10.77.0.2 'hostname; touch /dev/shm/" + probe + "' > '" +
+                          out.string() + "' 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << test::slurp(out);
+  EXPECT_EQ(test::slurp(out), tag_ + "-b\n");
+  EXPECT_TRUE(std::filesystem::exists("/run/ipp-test-hosts/" + tag_ + "/shm/b/" + probe));
+  EXPECT_FALSE(std::filesystem::exists("/dev/shm/" + probe));
 }
 
 TEST_F(Hosts, ALinkDownForSecondsFailsTheTasksThereOnceAndTheEngineComesBack) {
