@@ -98,6 +98,9 @@ void BalancedScheduler::on_event(const EngineEvent& event) {
       gate_.down(id);
       balancer_.engine_down(id, event.reason, sched::Clock::now());
       break;
+    case EngineEvent::Kind::tasks:
+      balancer_.engine_tasks(id, event.names, event.slots != 0);
+      break;
     case EngineEvent::Kind::known:
     case EngineEvent::Kind::silent:
       break;

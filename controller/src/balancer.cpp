@@ -164,7 +164,30 @@ void Balancer::engine_drain(std::int64_t id) {
   if (auto it = engines_.find(id); it != engines_.end()) it->second.draining = true;
 }
 
+void Balancer::engine_tasks(std::int64_t id, const std::vector<std::string>& names, bool has) {
+  for (const auto& name : names) {
+    if (has) {
+      providers_[name].insert(id);
+      continue;
+    }
+    auto it = providers_.find(name);
+    if (it == providers_.end()) continue;
+    it->second.erase(id);
+    if (it->second.empty()) providers_.erase(it);
+  }
+}
+
+const std::set<std::int64_t>* Balancer::providers_of(const Task& t) const {
+  if (providers_.empty()) return nullptr;
+  auto it = providers_.find(name_of(t));
+  return it == providers_.end() ? nullptr : &it->second;
+}
+
 void Balancer::engine_down(std::int64_t id, std::string_view reason, Clock::time_point now) {
+  for (auto p = providers_.begin(); p != providers_.end();) {
+    p->second.erase(id);
+    p = p->second.empty() ? providers_.erase(p) : std::next(p);
+  }
   auto it = engines_.find(id);
   if (it == engines_.end()) return;
   const auto held = std::move(it->second.tasks);

@@ -99,6 +99,11 @@ class Balancer {
   void engine_down(std::int64_t id, std::string_view reason, Clock::time_point now);
   /// An engine takes no new tasks (it is being removed).
   void engine_drain(std::int64_t id);
+  /// Engine `id` has the tasks `names` now (a plugin loaded there), or, with `has` false, no
+  /// longer has them (unloaded). A task whose name some engines are known to have goes only
+  /// to those; a name no engine is known to have goes to any (which answers, e.g.
+  /// TaskNotFound).
+  void engine_tasks(std::int64_t id, const std::vector<std::string>& names, bool has);
   [[nodiscard]] bool has_engine(std::int64_t id) const { return engines_.count(id) != 0; }
   [[nodiscard]] int load(std::int64_t id) const;
   /// A task on engine `id` went past its time limit and was answered, but still holds a pool
@@ -219,6 +224,8 @@ class Balancer {
   void release(TaskId msg_id, Task& t);
   [[nodiscard]] std::string engine_list() const;
   static std::string estimate_key(const std::string& task, bool is_map);
+  /// The engines known to have task `t`'s name, or null when none is known to (any will do).
+  [[nodiscard]] const std::set<std::int64_t>* providers_of(const Task& t) const;
   /// Task names, each kept once while tasks of that name are here.
   std::uint32_t intern(const std::string& name);
   [[nodiscard]] const std::string& name_of(const Task& t) const { return names_[t.name].name; }
@@ -239,6 +246,8 @@ class Balancer {
   std::vector<Name> names_;
   std::unordered_map<std::string, std::uint32_t> name_index_;
   std::vector<std::uint32_t> free_names_;
+  /// Task name -> the engines that have it (none empty), from their plugins' loads.
+  std::unordered_map<std::string, std::set<std::int64_t>> providers_;
   std::size_t running_count_ = 0;
   // Ready tasks, best first (a heap). Entries of tasks no longer ready (aborted, failed,
   // placed) are skipped when they come up: the seq tells a stale entry from the task's

@@ -30,9 +30,13 @@ std::int64_t Balancer::pick(const std::optional<std::set<std::int64_t>>& allowed
   auto at = [&](std::size_t i) -> const std::pair<std::int64_t, const Engine*>& {
     return i < std::size(local) ? local[i] : spill[i - std::size(local)];
   };
+  // Only engines that have the task, when some are known to (a plugin that failed to load on
+  // the others, or was never pushed to them).
+  const std::set<std::int64_t>* providers = providers_of(t);
+  auto lacks = [&](std::int64_t id) { return providers != nullptr && providers->count(id) == 0; };
   bool untried_exists = false;  // an allowed engine it has not failed on, free or not
   for (const auto& [id, e] : engines_) {
-    if (e.draining || (allowed && allowed->count(id) == 0)) continue;
+    if (e.draining || (allowed && allowed->count(id) == 0) || lacks(id)) continue;
     const bool was = was_tried(id);
     if (!was) untried_exists = true;
     if (!was && can_take(e, estimate)) add(id, &e);
@@ -42,7 +46,7 @@ std::int64_t Balancer::pick(const std::optional<std::set<std::int64_t>>& allowed
     // everywhere, any engine will do.
     if (untried_exists || tried == nullptr || tried->empty()) return -1;
     for (const auto& [id, e] : engines_) {
-      if ((!allowed || allowed->count(id) != 0) && can_take(e, estimate)) add(id, &e);
+      if ((!allowed || allowed->count(id) != 0) && !lacks(id) && can_take(e, estimate)) add(id, &e);
     }
     if (n == 0) return -1;
   }
@@ -140,7 +144,8 @@ void Balancer::schedule() {
       // A task any engine may run waits for a slot: nothing behind it goes first, or a
       // stream of short tasks could keep it waiting for ever. Tasks restricted to some
       // engines (targets, follow, engines they failed on) do not hold the others back.
-      const bool restricted = where.has_value() || (t.extra && !t.extra->tried.empty());
+      const bool restricted =
+          where.has_value() || (t.extra && !t.extra->tried.empty()) || providers_of(t) != nullptr;
       if (!restricted) break;
       continue;
     }

@@ -80,6 +80,7 @@ void DirectScheduler::on_event(const EngineEvent& event) {
       break;
     case EngineEvent::Kind::known:
     case EngineEvent::Kind::silent:
+    case EngineEvent::Kind::tasks:
       break;
   }
 }

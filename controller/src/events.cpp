@@ -1,6 +1,9 @@
 #include "events.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <string_view>
+#include <utility>
 
 namespace ipp::ctrl {
 
@@ -10,14 +13,20 @@ constexpr std::size_t kFixed = 1 + 8 + 4;
 }  // namespace
 
 zmq::message_t EngineEvent::encode() const {
-  zmq::message_t frame(kFixed + reason.size());
+  std::string text = reason;
+  if (kind == Kind::tasks) {
+    text.clear();
+    for (const auto& n : names)
+      text += (text.empty() ? "" : "\n") + n;
+  }
+  zmq::message_t frame(kFixed + text.size());
   auto* p = static_cast<char*>(frame.data());
   const auto k = static_cast<std::uint8_t>(kind);
   const auto s = static_cast<std::int32_t>(slots);
   std::memcpy(p, &k, 1);
   std::memcpy(p + 1, &engine, 8);
   std::memcpy(p + 9, &s, 4);
-  if (!reason.empty()) std::memcpy(p + kFixed, reason.data(), reason.size());
+  if (!text.empty()) std::memcpy(p + kFixed, text.data(), text.size());
   return frame;
 }
 
@@ -28,12 +37,21 @@ std::optional<EngineEvent> EngineEvent::decode(const zmq::message_t& frame) {
   std::int32_t s = 0;
   EngineEvent e;
   std::memcpy(&k, p, 1);
-  if (k > static_cast<std::uint8_t>(Kind::silent)) return std::nullopt;
+  if (k > static_cast<std::uint8_t>(Kind::tasks)) return std::nullopt;
   e.kind = static_cast<Kind>(k);
   std::memcpy(&e.engine, p + 1, 8);
   std::memcpy(&s, p + 9, 4);
   e.slots = s;
   e.reason.assign(p + kFixed, frame.size() - kFixed);
+  if (e.kind == Kind::tasks) {
+    const std::string all = std::exchange(e.reason, {});
+    std::string_view text(all);
+    while (!text.empty()) {
+      const auto end = std::min(text.find('\n'), text.size());
+      e.names.emplace_back(text.substr(0, end));
+      text.remove_prefix(std::min(end + 1, text.size()));
+    }
+  }
   return e;
 }
 
@@ -61,6 +79,8 @@ const char* to_string(EngineEvent::Kind kind) noexcept {
       return "down";
     case EngineEvent::Kind::silent:
       return "silent";
+    case EngineEvent::Kind::tasks:
+      return "tasks";
   }
   return "unknown";
 }

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <zmq.hpp>
 
@@ -21,21 +22,27 @@ struct EngineEvent {
     drain,   ///< being removed: no new tasks
     down,    ///< gone; `reason` completes "engine 3 ..." (may be empty)
     silent,  ///< monitor -> hub: it stopped answering heartbeats
+    tasks,   ///< hub -> schedulers: it has the tasks `names` now (`slots` 1), or no more (0)
   };
   Kind kind = Kind::known;
   std::int64_t engine = -1;
-  int slots = 0;       ///< up: task slots (at least 1)
-  std::string reason;  ///< down: why, e.g. "was killed by signal 11 (SIGSEGV)"
+  int slots = 0;                   ///< up: task slots (at least 1)
+  std::string reason;              ///< down: why, e.g. "was killed by signal 11 (SIGSEGV)"
+  std::vector<std::string> names;  ///< tasks: the task names (a plugin's, bare and qualified)
 
-  static EngineEvent known(std::int64_t id) { return {Kind::known, id, 0, {}}; }
-  static EngineEvent up(std::int64_t id, int slots) { return {Kind::up, id, slots, {}}; }
-  static EngineEvent drain(std::int64_t id) { return {Kind::drain, id, 0, {}}; }
+  static EngineEvent known(std::int64_t id) { return {Kind::known, id, 0, {}, {}}; }
+  static EngineEvent up(std::int64_t id, int slots) { return {Kind::up, id, slots, {}, {}}; }
+  static EngineEvent drain(std::int64_t id) { return {Kind::drain, id, 0, {}, {}}; }
   static EngineEvent down(std::int64_t id, std::string why) {
-    return {Kind::down, id, 0, std::move(why)};
+    return {Kind::down, id, 0, std::move(why), {}};
   }
-  static EngineEvent silent(std::int64_t id) { return {Kind::silent, id, 0, {}}; }
+  static EngineEvent silent(std::int64_t id) { return {Kind::silent, id, 0, {}, {}}; }
+  static EngineEvent tasks(std::int64_t id, std::vector<std::string> names, bool has) {
+    return {Kind::tasks, id, has ? 1 : 0, {}, std::move(names)};
+  }
 
-  /// The event as one frame: kind, engine and slots at fixed places, then the reason.
+  /// The event as one frame: kind, engine and slots at fixed places, then the reason (or the
+  /// names, one per line).
   [[nodiscard]] zmq::message_t encode() const;
   /// The event in `frame`, or nullopt when it is not one encode() made.
   [[nodiscard]] static std::optional<EngineEvent> decode(const zmq::message_t& frame);

@@ -19,6 +19,7 @@ void HeartMonitor::on_event(const EngineEvent& event, Clock::time_point now) {
     }
     case EngineEvent::Kind::drain:
     case EngineEvent::Kind::silent:
+    case EngineEvent::Kind::tasks:
       break;
   }
 }

@@ -148,6 +148,34 @@ bool Hub::refuse(const net::Envelope& env, const net::Header& h, bool from_engin
   return true;
 }
 
+// The schedulers learn which engines have which tasks from each plugin's outcome: a task goes
+// only to engines that loaded its plugin (a plugin that failed on some engines is not sent
+// their way). Each task by its bare and its qualified name, as clients name it.
+void Hub::publish_tasks(const net::Header& h) {
+  if (h.error || h.info.kind() != Value::Kind::map) return;
+  const auto& info = h.info.as_map();
+  const auto name = info.find("name");
+  if (name == info.end() || name->second.kind() != Value::Kind::string) return;
+  const std::string& plugin = name->second.as_string();
+  if (info.count("unloaded") != 0) {
+    if (auto it = plugin_tasks_.find(plugin); it != plugin_tasks_.end())
+      EngineEvent::tasks(h.engine, it->second, false).send(events_);
+    return;
+  }
+  const auto tasks = info.find("tasks");
+  if (tasks == info.end() || tasks->second.kind() != Value::Kind::list) return;
+  std::vector<std::string> names;
+  for (const auto& t : tasks->second.as_list()) {
+    if (t.kind() != Value::Kind::map || t.as_map().count("name") == 0) continue;
+    const Value& task = t.as_map().at("name");
+    if (task.kind() != Value::Kind::string) continue;
+    names.push_back(task.as_string());
+    names.push_back(plugin + "." + task.as_string());
+  }
+  plugin_tasks_[plugin] = names;
+  EngineEvent::tasks(h.engine, std::move(names), true).send(events_);
+}
+
 void Hub::send_registry() {
   for (const auto& e : registry_.take_events())
     e.send(events_);
@@ -233,6 +261,7 @@ void Hub::on_registration() {
       case net::MsgType::PluginLoaded:
         if (registry_.find(h.engine) == nullptr) break;
         registry_.acknowledged(h.engine, h.parent_id, h.error);
+        publish_tasks(h);
         send_registry();
         send_all(plugins_.loaded(h));
         break;

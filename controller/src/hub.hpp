@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,7 @@ class Hub {
   bool refuse(const net::Envelope& env, const net::Header& h, bool from_engine);
   /// Sends what the registry queued: events first, then messages.
   void send_registry();
+  void publish_tasks(const net::Header& h);
   void drop_engine(std::int64_t id, const std::string& why, bool crashed);
   bool drain_traffic(std::size_t limit, std::chrono::milliseconds budget);
   void stop_drained();
@@ -89,6 +91,8 @@ class Hub {
   HubQueries queries_;
   std::vector<EngineLoadChange> loads_;
   LogLimiter dropped_;  // warnings of dropped messages and failed turns: a flood is a few lines
+  /// Plugin name -> its tasks, bare and qualified (from its loads): what an unload takes away.
+  std::map<std::string, std::vector<std::string>> plugin_tasks_;
   std::chrono::steady_clock::time_point last_sweep_ = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point last_traffic_ = std::chrono::steady_clock::now();
   bool trimmed_ = true;

@@ -111,6 +111,40 @@ TEST_F(Cluster, PushingAFileThatIsNotAPluginIsRefused) {
   EXPECT_EQ(client_->query("ids").value.repr(), "[0]");
 }
 
+TEST_F(Cluster, LoadBalancedTasksGoOnlyToEnginesWhereTheirPluginLoaded) {
+  start(1);
+  // A second engine whose plugin store already holds garbage under arith.so's content hash:
+  // the push fails there (as on a host whose copy was damaged).
+  const auto store = dir_ / "damaged-store";
+  std::filesystem::create_directories(store);
+  const auto sum = dir_ / "arith.sha256";
+  ASSERT_EQ(
+      std::system(
+          ("sha256sum '" + test::plugin("arith").string() + "' > '" + sum.string() + "'").c_str()),
+      0);
+  const std::string hash = test::slurp(sum).substr(0, 64);
+  std::ofstream(store / (hash + ".so")) << "not a plugin";
+  add_engine(2, {"--store", store.string()});
+  wait_for_engines(2);
+  const auto pushed = client_->push(test::plugin("arith"));
+  ASSERT_TRUE(pushed.header.error) << "it failed on engine 1";
+  EXPECT_EQ(pushed.value["engines"]["0"], Value("ok")) << pushed.value.repr();
+  EXPECT_NE(pushed.value["engines"]["1"], Value("ok")) << pushed.value.repr();
+  // Every task goes to engine 0, the one that has it: none fails with TaskNotFound.
+  Client rc(ClientOptions{.profile_dir = dir_.path(), .timeout = Duration(30000)});
+  const auto lb = rc.load_balanced_view();
+  const AsyncResult r = lb.map_async("mul", {ipp::Range{0, 40}, ipp::Range{0, 40}}, 1);
+  const Value out = r.get();
+  EXPECT_TRUE(out.repr().ends_with(", 1444, 1521]")) << out.repr();
+  for (const auto& m : r.metadata())
+    EXPECT_EQ(m.engine, 0) << m.msg_id;
+  EXPECT_EQ(lb.apply("arith.mul", {3, 4}), Value(12));
+  // A task no engine is known to have still goes somewhere, and is answered.
+  const test::Reply nowhere = client_->apply(-1, "nowhere", {});
+  ASSERT_TRUE(nowhere.header.error);
+  EXPECT_EQ(nowhere.header.error->code, ErrorCode::task_not_found);
+}
+
 TEST_F(Cluster, LateEnginesGetEveryPluginBeforeTakingTasks) {
   start(1);
   client_->push(test::plugin("arith"));

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -684,6 +685,60 @@ TEST(BalancerHold, AnEngineThatGoesDownTakesItsHoldsWithIt) {
   f.b.engine_up(0, 1);  // restarted under its id
   f.pump();
   EXPECT_EQ(f.engine_of("a"), 0);
+}
+
+}  // namespace
+}  // namespace ipp::sched
+
+namespace ipp::sched {
+namespace {
+
+TEST(BalancerPlugins, ATaskGoesOnlyToEnginesThatHaveItsPluginWhenSomeAreKnownTo) {
+  Fixture f({.scheme = Scheme::lru, .hwm = 0});
+  for (std::int64_t e = 0; e < 3; ++e)
+    f.b.engine_up(e, 4);
+  // The plugin loaded on engines 0 and 2; it failed on engine 1.
+  f.b.engine_tasks(0, {"mul", "arith.mul"}, true);
+  f.b.engine_tasks(2, {"mul", "arith.mul"}, true);
+  for (int i = 0; i < 6; ++i)
+    f.submit_task("m" + std::to_string(i), i % 2 == 0 ? "mul" : "arith.mul");
+  std::set<std::int64_t> used;
+  for (int i = 0; i < 6; ++i)
+    used.insert(f.engine_of("m" + std::to_string(i)));
+  EXPECT_EQ(used, (std::set<std::int64_t>{0, 2}));
+  // A name no engine is known to have goes to any engine (which answers for it).
+  for (int i = 0; i < 3; ++i)
+    f.submit_task("u" + std::to_string(i), "nowhere");
+  std::set<std::int64_t> any;
+  for (int i = 0; i < 3; ++i)
+    any.insert(f.engine_of("u" + std::to_string(i)));
+  EXPECT_EQ(any, (std::set<std::int64_t>{0, 1, 2})) << "lru cycles through all three";
+}
+
+TEST(BalancerPlugins, AnUnloadOrADeadEngineTakesItOutAndAFullProviderHoldsNoOtherBack) {
+  Fixture f({.scheme = Scheme::leastload, .hwm = 1});
+  f.b.engine_up(0, 1);
+  f.b.engine_up(1, 1);
+  f.b.engine_tasks(0, {"mul"}, true);
+  f.submit_task("a", "mul");
+  EXPECT_EQ(f.engine_of("a"), 0);
+  // Engine 0 is full: the next "mul" waits for it, and a task any engine may run still goes.
+  f.submit_task("b", "mul");
+  EXPECT_EQ(f.engine_of("b"), -1);
+  f.submit_task("c", "other");
+  EXPECT_EQ(f.engine_of("c"), 1);
+  (void)f.finish("a");
+  EXPECT_EQ(f.engine_of("b"), 0);
+  // Unloaded there: nobody is known to have it, and it goes anywhere again.
+  (void)f.finish("b");
+  (void)f.finish("c");
+  f.b.engine_tasks(0, {"mul"}, false);
+  f.b.engine_tasks(1, {"mul"}, true);
+  f.submit_task("d", "mul");
+  EXPECT_EQ(f.engine_of("d"), 1);
+  f.b.engine_down(1, "was killed", t0);
+  f.submit_task("e", "mul");
+  EXPECT_EQ(f.engine_of("e"), 0) << "its only provider died: any engine, which answers";
 }
 
 }  // namespace

@@ -59,5 +59,14 @@ TEST(EngineEvent, TravelsInOrderOverASocketAndSkipsGarbage) {
   EXPECT_EQ(got[2], EngineEvent::down(5, "stopped answering heartbeats"));
 }
 
+TEST(EngineEvent, ATasksEventCarriesItsNames) {
+  for (const auto& e : {EngineEvent::tasks(4, {"mul", "arith.mul"}, true),
+                        EngineEvent::tasks(5, {}, false), EngineEvent::tasks(6, {"x"}, false)}) {
+    const auto back = EngineEvent::decode(e.encode());
+    ASSERT_TRUE(back);
+    EXPECT_EQ(*back, e);
+  }
+}
+
 }  // namespace
 }  // namespace ipp::ctrl

@@ -201,5 +201,26 @@ TEST_F(HubRig, AClientsKeyCannotRegisterAnEngine) {
   EXPECT_EQ(query("ids").info, Value::list({}));
 }
 
+TEST_F(HubRig, APluginsOutcomeOnAnEngineTellsTheSchedulersWhichTasksItHas) {
+  (void)register_engine();
+  (void)next_event();
+  (void)next_event();
+  auto loaded = [&](Value info) {
+    net::Header h;
+    h.type = net::MsgType::PluginLoaded;
+    h.msg_id = net::new_id();
+    h.parent_id = net::new_id();
+    h.engine = 0;
+    h.info = std::move(info);
+    net::send(engine, engine_signer, net::make_message(h));
+  };
+  loaded(Value::map(
+      {{"name", "arith"},
+       {"tasks", Value::list({Value::map({{"name", "mul"}}), Value::map({{"name", "add"}})})}}));
+  EXPECT_EQ(next_event(), EngineEvent::tasks(0, {"mul", "arith.mul", "add", "arith.add"}, true));
+  loaded(Value::map({{"name", "arith"}, {"unloaded", true}}));
+  EXPECT_EQ(next_event(), EngineEvent::tasks(0, {"mul", "arith.mul", "add", "arith.add"}, false));
+}
+
 }  // namespace
 }  // namespace ipp::ctrl
