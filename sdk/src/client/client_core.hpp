@@ -134,7 +134,6 @@ struct ClientCore {
   /// what was queued on it is lost.
   zmq::socket_t handshakes[3] = {
       {ctx, zmq::socket_type::pair}, {ctx, zmq::socket_type::pair}, {ctx, zmq::socket_type::pair}};
-  bool watching_handshakes = false;
   /// Set once a handshake failed: every request then fails at once (see refused()).
   std::atomic<bool> handshake_failed{false};
   zmq::socket_t wake_pull{ctx, zmq::socket_type::pull};

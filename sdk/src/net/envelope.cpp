@@ -233,7 +233,6 @@ struct Received {
   std::vector<zmq::message_t> route;
   bool batch = false;
   bool peer_maps = false;
-  bool had_refs = false;
   std::vector<Buffer> parts;
   std::vector<std::string> unreadable;  // empty, or one entry per part
   bool verified = true;
@@ -388,7 +387,6 @@ std::optional<Received> receive_frames(std::vector<zmq::message_t>& frames, Sign
   }
   std::memcpy(in.signature.data(), sig, Signer::kSignatureSize);
   if (mask_size == 0) return in;
-  in.had_refs = true;
   for (std::size_t i = 0; i < nparts; ++i) {
     if ((static_cast<unsigned>(mask[i / 8]) & (1u << (i % 8))) == 0) continue;
     Buffer& part = in.parts[first + i];
@@ -435,24 +433,25 @@ std::string first_reason(const std::vector<std::string>& why, std::size_t from, 
   return {};
 }
 
-}  // namespace
-
-std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer, zmq::recv_flags flags,
-                             const SharedMemory* shm) {
-  const Signer* const signers[] = {&signer};
-  auto in = receive(socket, signers, flags, shm);
+/// The one message `in` holds (none when nothing was waiting); a batch is refused.
+std::optional<Envelope> single(std::optional<Received>&& in) {
   if (!in) return std::nullopt;
   if (in->batch) throw ProtocolError("a batch of messages arrived where one message was expected");
   return whole(std::move(*in));
 }
 
+}  // namespace
+
+std::optional<Envelope> recv(zmq::socket_ref socket, const Signer& signer, zmq::recv_flags flags,
+                             const SharedMemory* shm) {
+  const Signer* const signers[] = {&signer};
+  return single(receive(socket, signers, flags, shm));
+}
+
 std::optional<Envelope> recv_either(zmq::socket_ref socket, const Signer& first,
                                     const Signer& second, zmq::recv_flags flags) {
   const Signer* const signers[] = {&first, &second};
-  auto in = receive(socket, signers, flags, nullptr);
-  if (!in) return std::nullopt;
-  if (in->batch) throw ProtocolError("a batch of messages arrived where one message was expected");
-  return whole(std::move(*in));
+  return single(receive(socket, signers, flags, nullptr));
 }
 
 bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope>& out,

@@ -98,8 +98,7 @@ std::optional<Envelope> recv_either(zmq::socket_ref socket, const Signer& first,
                                     zmq::recv_flags flags = zmq::recv_flags::none);
 
 /// Receives one ZeroMQ message, a plain message or a batch, and appends the messages it holds
-/// to `out`, each with a copy of the route (a batch's messages carry no signature of their
-/// own: a relay that forwards one signs it again). Returns false when nothing is waiting.
+/// to `out`, each with a copy of the route. Returns false when nothing is waiting.
 /// Throws ProtocolError as recv() does; nothing of a rejected batch is appended.
 bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope>& out,
               zmq::recv_flags flags = zmq::recv_flags::none, const SharedMemory* shm = nullptr,

@@ -36,8 +36,8 @@ class Signer {
   /// A fresh random key, hex-encoded, for a new cluster.
   static std::string new_key();
 
-  /// Names the key without revealing it (a keyed hash of a label), never 0: a received
-  /// signature is sent again only by a signer of the same key (see Envelope::signed_with).
+  /// Names the key without revealing it (a keyed hash of a label), never 0: which key a
+  /// received message verified with (see Envelope::signed_with).
   [[nodiscard]] std::uint64_t key_id() const noexcept { return key_id_; }
 
   /// Signs with a fresh random nonce.
