@@ -174,7 +174,10 @@ void HubRecorder::on_submit(const Traffic& copy, const std::vector<Buffer>& msg)
   r.target = h.target;
   r.bind = h.bind;
   keep_parts(msg, 1, r.args_size, r.args, r.args_parts);
-  r.submitted = h.submitted != 0 ? h.submitted : net::now_us();
+  // In the controller's clock, as the engines' start and end are: never after the start.
+  r.submitted = copy.received_us != 0 ? copy.received_us
+                : h.submitted != 0    ? h.submitted
+                                      : net::now_us();
   if (h.info.kind() == Value::Kind::map && h.info.as_map().contains("resubmitted_from"))
     r.resubmitted_from = h.info["resubmitted_from"].as_string();
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -73,7 +74,10 @@ class Relay {
   /// Copies for the hub, handed over at the end of the turn (before what the turn sends, so
   /// a client that has its reply finds the task recorded).
   void feed_submit(bool balanced, net::PackedMessage message) {
-    copies_.push_back(Traffic::submit(balanced, std::move(message)));
+    // Strictly increasing: the tasks of one turn come within a microsecond, and the
+    // database orders by this time (history, queries) before anything else.
+    last_submit_us_ = std::max(net::now_us(), last_submit_us_ + 1);
+    copies_.push_back(Traffic::submit(balanced, std::move(message), last_submit_us_));
   }
   void feed_dispatch(net::TaskId msg_id, std::int64_t engine) {
     copies_.push_back(Traffic::dispatch(msg_id, engine));
@@ -228,6 +232,7 @@ class Relay {
     bool take();
   } unverified_answers_;
   std::vector<Traffic> copies_;               // this turn's, for the hub
+  std::int64_t last_submit_us_ = 0;           // the latest submission's time (feed_submit)
   std::map<std::int64_t, bool> engine_maps_;  // engines that take shared-memory parts
   std::map<std::int64_t, EngineBox> engine_box_;
   std::map<std::uint32_t, std::vector<net::Envelope>> client_box_;

@@ -25,15 +25,19 @@ struct Traffic {
   net::TaskId msg_id;          // dispatch: the task
   net::PackedMessage message;  // submit, reply: header and payload (a balanced request is
                                // shared with the scheduler's own copy)
+  // submit: when its scheduler received it (net::now_us), in the controller's clock. The
+  // record's `submitted`: the client's own stamp is its host's clock, which may differ from
+  // the controller's (and so from the engines' corrected start and end) by any amount.
+  std::int64_t received_us = 0;
 
-  static Traffic submit(bool balanced, net::PackedMessage message) {
-    return {Kind::submit, balanced, false, -1, {}, std::move(message)};
+  static Traffic submit(bool balanced, net::PackedMessage message, std::int64_t received_us) {
+    return {Kind::submit, balanced, false, -1, {}, std::move(message), received_us};
   }
   static Traffic dispatch(net::TaskId msg_id, std::int64_t engine) {
-    return {Kind::dispatch, false, false, static_cast<std::int32_t>(engine), msg_id, {}};
+    return {Kind::dispatch, false, false, static_cast<std::int32_t>(engine), msg_id, {}, 0};
   }
   static Traffic reply(std::int64_t engine, net::PackedMessage message, bool late = false) {
-    return {Kind::reply, false, late, static_cast<std::int32_t>(engine), {}, std::move(message)};
+    return {Kind::reply, false, late, static_cast<std::int32_t>(engine), {}, std::move(message), 0};
   }
 };
 

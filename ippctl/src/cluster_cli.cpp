@@ -19,6 +19,7 @@
 #include "hub_link.hpp"
 #include "ipp/client.hpp"
 #include "ipp/ctl/process.hpp"
+#include "ipp/net/address.hpp"
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/limits.hpp"
 #include "output.hpp"
@@ -103,12 +104,35 @@ std::string supervisor_log(const std::filesystem::path& profile) {
 
 /// The engine settings cluster.json holds.
 EngineSettings engine_settings(const ClusterFile& cluster) {
-  return {.threads = cluster.doc.value("engine_threads", 0),
-          .restart = cluster.doc.value("restart_engines", true),
-          .time_limit_grace_ms = cluster.doc.value("time_limit_grace_ms", -1)};
+  EngineSettings s;
+  s.threads = cluster.doc.value("engine_threads", 0);
+  s.restart = cluster.doc.value("restart_engines", true);
+  s.time_limit_grace_ms = cluster.doc.value("time_limit_grace_ms", -1);
+  if (cluster.doc.contains("ssh")) s.ssh = cluster.doc["ssh"].get<std::vector<std::string>>();
+  s.remote_engine = cluster.doc.value("remote_engine", (exe_dir() / "ippengine").string());
+  return s;
 }
 
-pid_t start_supervisor(const ClusterCli& c, int n, const EngineSettings& engines) {
+/// `a:4,[fd00::1]:2`, as parse_hosts() reads it.
+std::string format_hosts(const std::vector<RemoteHost>& hosts) {
+  std::string out;
+  for (const auto& h : hosts) {
+    const bool v6 = h.destination.find(':') != std::string::npos;
+    out += fmt::format("{}{}{}{}:{}", out.empty() ? "" : ",", v6 ? "[" : "", h.destination,
+                       v6 ? "]" : "", h.engines);
+  }
+  return out;
+}
+
+std::string join(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words)
+    out += (out.empty() ? "" : " ") + w;
+  return out;
+}
+
+pid_t start_supervisor(const ClusterCli& c, int n, const std::vector<RemoteHost>& hosts,
+                       const EngineSettings& engines) {
   std::vector<std::string> argv{(exe_dir() / "ippctl").string(),
                                 "--profile-dir",
                                 c.profile.string(),
@@ -123,6 +147,8 @@ pid_t start_supervisor(const ClusterCli& c, int n, const EngineSettings& engines
     argv.emplace_back("--time-limit-grace-ms");
     argv.push_back(std::to_string(engines.time_limit_grace_ms));
   }
+  argv.insert(argv.end(), {"--ssh", join(engines.ssh), "--remote-engine", engines.remote_engine});
+  if (!hosts.empty()) argv.insert(argv.end(), {"--hosts", format_hosts(hosts)});
   return spawn(argv, {.log = c.profile / "logs" / "supervisor.log", .new_session = true});
 }
 
@@ -132,23 +158,32 @@ struct Started {
   pid_t supervisor = -1;
 };
 
-/// Asks the running supervisor for `n` more engines, or starts a supervisor for them; returns
-/// their pids once the supervisor has started them.
+/// Asks the running supervisor for `n` more engines here and those `hosts` ask for, or starts a
+/// supervisor for them; returns their (local) pids once the supervisor has started them.
 Started more_engines(const ClusterCli& c, const ClusterFile& cluster, int n,
-                     Steady::time_point deadline) {
+                     const std::vector<RemoteHost>& hosts, Steady::time_point deadline) {
   const std::string endpoint = cluster.doc.value("supervisor_endpoint", "");
   std::vector<pid_t> pids;
   if (alive(cluster.supervisor) && !endpoint.empty()) {
     const auto key = net::read_connection_file(c.profile / net::kClientFile).key;
     HubLink link(endpoint, key);
-    auto r = link.query("add", Value::map({{"n", n}}), std::chrono::milliseconds(c.timeout_ms));
-    if (!r) throw ConnectionError("the supervisor did not answer" + supervisor_log(c.profile));
-    if (r->error) throw Error(r->error->code, r->error->message);
-    for (const auto& p : r->info["pids"].as_list())
-      pids.push_back(static_cast<pid_t>(p.as_int()));
+    const auto add = [&](int count, const std::string& host) {
+      Value::Map info{{"n", count}};
+      if (!host.empty()) info["host"] = host;
+      auto r = link.query("add", Value(std::move(info)), std::chrono::milliseconds(c.timeout_ms));
+      if (!r) throw ConnectionError("the supervisor did not answer" + supervisor_log(c.profile));
+      if (r->error) throw Error(r->error->code, r->error->message);
+      for (const auto& p : r->info["pids"].as_list())
+        pids.push_back(static_cast<pid_t>(p.as_int()));
+    };
+    if (n > 0) add(n, "");
+    for (const auto& h : hosts)
+      add(h.engines, h.destination);
     return {pids, cluster.supervisor};
   }
-  const pid_t sup = start_supervisor(c, n, engine_settings(cluster));
+  const pid_t sup = start_supervisor(c, n, hosts, engine_settings(cluster));
+  for (const auto& h : hosts)
+    n += h.engines;
   while (true) {
     auto now = read_cluster(c.profile);
     if (now && now->supervisor == sup) {
@@ -171,21 +206,24 @@ Started more_engines(const ClusterCli& c, const ClusterFile& cluster, int n,
 std::vector<std::int64_t> wait_registered(const ClusterCli& c, Client& rc,
                                           const std::vector<pid_t>& pids,
                                           Steady::time_point deadline) {
-  // Supervised engines are known by (supervisor, slot): their pid changes when restarted.
+  // Supervised engines are known by (supervisor, slot): their pid changes when restarted, and
+  // the hub knows an engine on another host by its pid there.
   std::map<pid_t, std::pair<pid_t, int>> slot_of;
   for (const auto& e : supervised(c.profile, {pids.begin(), pids.end()}))
     slot_of[e.value("pid", -1)] = {e.value("supervisor", -1), e.value("slot", -1)};
+  const std::string here = net::host_name();
   while (true) {
-    std::map<pid_t, std::int64_t> ready;
+    std::map<std::pair<std::string, pid_t>, std::int64_t> ready;
     const Value engines = rc.engines();
     for (const auto& e : engines.kind() == Value::Kind::list ? engines.as_list() : Value::List{}) {
-      if (e.kind() == Value::Kind::map && e["ready"] == Value(true))
-        ready[static_cast<pid_t>(e["pid"].as_int())] = e["id"].as_int();
+      if (e.kind() != Value::Kind::map || e["ready"] != Value(true)) continue;
+      const std::string host = string_field(e, "host", here);
+      ready[{host, static_cast<pid_t>(e["pid"].as_int())}] = e["id"].as_int();
     }
     const auto entries = supervised(c.profile);
     std::vector<std::int64_t> ids;
     for (const pid_t pid : pids) {
-      pid_t current = pid;
+      std::pair<std::string, pid_t> current{here, pid};
       if (auto s = slot_of.find(pid); s != slot_of.end()) {
         for (const auto& e : entries) {
           if (e.value("supervisor", -1) != s->second.first ||
@@ -193,10 +231,14 @@ std::vector<std::int64_t> wait_registered(const ClusterCli& c, Client& rc,
             continue;
           if (e.value("done", false)) {
             const std::filesystem::path log = e.value("log", std::string());
+            const std::string host = e.value("host", std::string());
+            if (!host.empty())  // its state says where and how
+              throw ConnectionError(fmt::format("an engine over ssh (pid {}) {}:{}", pid,
+                                                e.value("state", "exited"), tail(log)));
             throw ConnectionError(fmt::format("engine process {} {} before registering:{}", pid,
                                               e.value("last_exit", "exited"), tail(log)));
           }
-          current = e.value("pid", -1);
+          current = {e.value("engine_host", here), e.value("engine_pid", e.value("pid", -1))};
         }
       }
       if (auto r = ready.find(current); r != ready.end()) ids.push_back(r->second);
@@ -211,7 +253,8 @@ std::vector<std::int64_t> wait_registered(const ClusterCli& c, Client& rc,
 
 }  // namespace
 
-int cluster_start(const ClusterCli& c, int n, const EngineSettings& engines, int heartbeat_ms,
+int cluster_start(const ClusterCli& c, int n, const std::vector<RemoteHost>& hosts,
+                  const EngineSettings& engines, int heartbeat_ms,
                   const std::vector<std::string>& controller_args) {
   refuse_file(c, "start");
   const auto& profile = c.profile;
@@ -265,6 +308,9 @@ int cluster_start(const ClusterCli& c, int n, const EngineSettings& engines, int
     j["engine_threads"] = engines.threads;
     j["restart_engines"] = engines.restart;
     j["time_limit_grace_ms"] = engines.time_limit_grace_ms;
+    j["ssh"] = engines.ssh;
+    j["remote_engine"] =
+        engines.remote_engine.empty() ? (bin / "ippengine").string() : engines.remote_engine;
     if (!restore) {
       j["supervisor"] = -1;
       j["engines"] = json::array();
@@ -284,13 +330,29 @@ int cluster_start(const ClusterCli& c, int n, const EngineSettings& engines, int
     }
     std::this_thread::sleep_for(2ms);
   }
+  // Survivors count against the engines asked for on their host: here, or a host over ssh.
+  std::map<pid_t, std::string> survivor_host;
+  for (const auto& e : supervised(profile))
+    survivor_host[e.value("pid", -1)] = e.value("host", std::string());
+  std::map<std::string, int> kept_on;
+  for (const pid_t p : survivors)
+    ++kept_on[survivor_host[p]];
   const int kept = static_cast<int>(survivors.size());
-  const int missing = std::max(0, n - kept);
+  const int missing = std::max(0, n - kept_on[""]);
+  std::vector<RemoteHost> missing_on;
+  for (const auto& h : hosts) {
+    const int m = std::max(0, h.engines - kept_on[h.destination]);
+    kept_on[h.destination] = std::max(0, kept_on[h.destination] - h.engines);
+    if (m > 0) missing_on.push_back({h.destination, m});
+  }
+  int missing_remote = 0;
+  for (const auto& h : missing_on)
+    missing_remote += h.engines;
   std::vector<pid_t> started;
   pid_t supervisor = old_supervisor;
   try {
-    if (missing > 0) {
-      Started more = more_engines(c, *written, missing, deadline);
+    if (missing > 0 || !missing_on.empty()) {
+      Started more = more_engines(c, *written, missing, missing_on, deadline);
       started = std::move(more.pids);
       supervisor = more.supervisor;
     }
@@ -302,7 +364,7 @@ int cluster_start(const ClusterCli& c, int n, const EngineSettings& engines, int
     std::cerr << "ippctl: " << e.what() << "\n";
     return kConnection;
   }
-  const int engine_count = kept + missing;
+  const int engine_count = kept + missing + missing_remote;
   if (c.json)
     print_json(json{{"profile", profile.string()},
                     {"controller", controller},
@@ -313,11 +375,17 @@ int cluster_start(const ClusterCli& c, int n, const EngineSettings& engines, int
   else if (restore)
     std::cout << fmt::format(
         "cluster restored: controller pid {}; {} engine(s) came back, {} started (profile {})\n",
-        controller, kept, missing, profile.string());
-  else
+        controller, kept, missing + missing_remote, profile.string());
+  else if (hosts.empty())
     std::cout << fmt::format(
         "cluster started: controller pid {} and {} engines, supervisor pid {} (profile {})\n",
         controller, n, supervisor, profile.string());
+  else
+    std::cout << fmt::format(
+        "cluster started: controller pid {} and {} engines ({} here, {} over ssh on {}), "
+        "supervisor pid {} (profile {})\n",
+        controller, engine_count, n, missing_remote, format_hosts(hosts), supervisor,
+        profile.string());
   return kOk;
 }
 
@@ -418,7 +486,7 @@ int cluster_status(const ClusterCli& c) {
   return kOk;
 }
 
-int cluster_add(const ClusterCli& c, int n) {
+int cluster_add(const ClusterCli& c, int n, const std::vector<RemoteHost>& hosts) {
   refuse_file(c, "add");
   auto cluster = read_cluster(c.profile);
   if (!cluster || !alive(cluster->controller)) {
@@ -428,19 +496,26 @@ int cluster_add(const ClusterCli& c, int n) {
   }
   const auto deadline = Steady::now() + std::chrono::milliseconds(c.timeout_ms) * 3;
   Client rc = client_of(c);
-  const auto pids = more_engines(c, *cluster, n, deadline).pids;
+  const auto pids = more_engines(c, *cluster, n, hosts, deadline).pids;
   const auto ids = wait_registered(c, rc, pids, deadline);
+  // Each engine as the hub knows it: its pid on its host.
+  std::map<std::int64_t, std::pair<std::int64_t, std::string>> where;
+  const Value engines = rc.engines();
+  for (const auto& e : engines.as_list()) {
+    where[e["id"].as_int()] = {e["pid"].as_int(), string_field(e, "host", net::host_name())};
+  }
   json added = json::array();
   std::string text;
-  for (std::size_t i = 0; i < pids.size(); ++i) {
-    added.push_back({{"id", ids[i]}, {"pid", pids[i]}});
-    text += fmt::format("{}{} (pid {})", text.empty() ? "" : ", ", ids[i], pids[i]);
+  for (const std::int64_t id : ids) {
+    const auto& [pid, host] = where[id];
+    added.push_back({{"id", id}, {"pid", pid}, {"host", host}});
+    text += fmt::format("{}{} (pid {} on {})", text.empty() ? "" : ", ", id, pid, host);
   }
   if (c.json)
-    print_json(json{{"added", added}, {"engines", rc.ids().size()}});
+    print_json(json{{"added", added}, {"engines", engines.size()}});
   else
-    std::cout << fmt::format("added engine{} {}; {} engines registered\n", n == 1 ? "" : "s", text,
-                             rc.ids().size());
+    std::cout << fmt::format("added engine{} {}; {} engines registered\n",
+                             ids.size() == 1 ? "" : "s", text, engines.size());
   return kOk;
 }
 
@@ -463,19 +538,31 @@ int cluster_remove(const ClusterCli& c, const std::vector<std::int64_t>& ids) {
   json removed = json::array();
   std::string text;
   const auto deadline = Steady::now() + 10s;
+  const std::string here = net::host_name();
   for (const auto& e : r->info["removed"].as_list()) {
     const pid_t pid = static_cast<pid_t>(e["pid"].as_int());
+    const std::int64_t id = e["id"].as_int();
+    // A process on this host is watched here; one elsewhere through its supervisor's word.
+    const bool local = string_field(e, "host", here) == here;
     std::string exit = "exited";
+    bool supervised_here = false;
     while (Steady::now() < deadline) {
-      auto entries = supervised(c.profile, {pid});
-      if (!entries.empty() && !entries[0].value("alive", true)) {
-        exit = entries[0].value("last_exit", exit);
+      std::optional<json> entry;
+      for (const auto& s : supervised(c.profile)) {
+        if (s.value("engine", std::int64_t{-1}) == id &&
+            s.value("engine_pid", s.value("pid", -1)) == pid)
+          entry = s;
+      }
+      supervised_here = entry.has_value();
+      if (entry && !entry->value("alive", true)) {
+        exit = entry->value("last_exit", exit);
         break;
       }
-      if (entries.empty() && !alive(pid)) break;
+      if (!entry && (!local || !alive(pid))) break;
       std::this_thread::sleep_for(5ms);
     }
-    if (alive(pid)) exit = "still running";
+    if ((local && alive(pid)) || (supervised_here && Steady::now() >= deadline))
+      exit = "still running";
     removed.push_back({{"id", e["id"].as_int()},
                        {"pid", pid},
                        {"reason", e["reason"].as_string()},
@@ -492,7 +579,8 @@ int cluster_remove(const ClusterCli& c, const std::vector<std::int64_t>& ids) {
   return kOk;
 }
 
-int cluster_supervise(const ClusterCli& c, int n, const EngineSettings& engines) {
+int cluster_supervise(const ClusterCli& c, int n, const std::vector<RemoteHost>& hosts,
+                      const EngineSettings& engines) {
   spdlog::set_default_logger(spdlog::stderr_logger_mt("ippctl-supervise"));
   spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [supervisor] [%l] %v");
   net::raise_open_files_limit();  // its engines inherit it
@@ -500,6 +588,9 @@ int cluster_supervise(const ClusterCli& c, int n, const EngineSettings& engines)
     return supervise(SupervisorOptions{.profile = c.profile,
                                        .bin_dir = exe_dir(),
                                        .engines = n,
+                                       .hosts = hosts,
+                                       .ssh = engines.ssh,
+                                       .remote_engine = engines.remote_engine,
                                        .threads = engines.threads,
                                        .restart = engines.restart,
                                        .time_limit_grace_ms = engines.time_limit_grace_ms});

@@ -5,10 +5,16 @@
 #include <cmath>
 #include <memory>
 #include <optional>
+#include <sstream>
+
+#include <fmt/format.h>
 
 #include "arguments.hpp"
 #include "cluster_cli.hpp"
 #include "globals.hpp"
+#include "ipp/ctl/process.hpp"
+#include "ipp/ctl/remote.hpp"
+#include "ipp/error.hpp"
 #include "ipp/net/address.hpp"
 
 namespace ipp::ctl {
@@ -26,6 +32,60 @@ struct ClusterArgs {
   bool no_shm = false, no_ipc = false;
   std::string ip, location, port_range, encryption;
   std::vector<int> ports;
+  // Engines on other hosts.
+  std::string launcher, hosts, hostfile, ssh, remote_engine;
+
+  /// The hosts --hosts and --hostfile name.
+  [[nodiscard]] std::vector<RemoteHost> remote_hosts() const {
+    std::vector<RemoteHost> out;
+    if (!hosts.empty()) out = parse_hosts(hosts);
+    if (!hostfile.empty()) {
+      for (auto& h : read_hostfile(hostfile))
+        out.push_back(std::move(h));
+    }
+    return out;
+  }
+
+  /// Sets `n` and the hosts from -n, --engines (local, ssh, or a number), --hosts and
+  /// --hostfile; throws UsageError when they disagree or ask for no engine.
+  std::vector<RemoteHost> resolve_engines() {
+    auto remote = remote_hosts();
+    if (!launcher.empty() && std::all_of(launcher.begin(), launcher.end(), ::isdigit)) {
+      if (n != 0) throw UsageError("give the number of engines once: -n N or --engines N");
+      n = std::stoi(launcher.substr(0, 5));
+      if (n > 1024) throw UsageError("--engines: at most 1024");
+    } else if (launcher == "ssh") {
+      if (remote.empty())
+        throw UsageError(
+            "--engines ssh starts engines on the hosts of --hosts HOST:N,... or "
+            "--hostfile FILE");
+    } else if (launcher == "local") {
+      if (!remote.empty())
+        throw UsageError("--hosts and --hostfile start engines over ssh, not with --engines local");
+    } else if (!launcher.empty()) {
+      throw UsageError(fmt::format("--engines '{}': local, ssh, or a number of engines", launcher));
+    }
+    int total = n;
+    for (const auto& h : remote)
+      total += h.engines;
+    if (total < 1) throw UsageError("no engines asked for: give -n N, or --hosts HOST:N,...");
+    if (total > 4096) throw UsageError(fmt::format("{} engines asked for: at most 4096", total));
+    return remote;
+  }
+
+  /// The engine settings with the ssh command and ippengine's path on other hosts.
+  [[nodiscard]] EngineSettings engine_settings() const {
+    EngineSettings out = engines;
+    if (!ssh.empty()) {
+      out.ssh.clear();
+      std::istringstream words(ssh);
+      for (std::string w; words >> w;)
+        out.ssh.push_back(w);
+      if (out.ssh.empty()) throw UsageError("--ssh: an empty command");
+    }
+    out.remote_engine = remote_engine.empty() ? (exe_dir() / "ippengine").string() : remote_engine;
+    return out;
+  }
 
   /// The options `cluster start` passes on to ippcontroller.
   [[nodiscard]] std::vector<std::string> controller_args() const {
@@ -55,6 +115,16 @@ struct ClusterArgs {
 ClusterCli cluster_cli(const Globals& g) {
   return {
       .profile = g.dir(), .json = g.json, .timeout_ms = g.timeout_ms, .file = g.connection_file()};
+}
+
+/// Where engines are started: here, or on other hosts over ssh.
+void add_host_options(CLI::App* cmd, ClusterArgs& a) {
+  cmd->add_option("--hosts", a.hosts,
+                  "Start engines on other hosts over ssh: HOST:N,... (N engines on HOST; HOST "
+                  "as ssh takes it: a name, user@name, an alias, [IPv6]:N)");
+  cmd->add_option("--hostfile", a.hostfile,
+                  "A file of hosts, one HOST:N or HOST N per line (# comments), as --hosts")
+      ->check(CLI::ExistingFile);
 }
 
 /// Where the controller listens and what its connection files tell peers on other hosts.
@@ -97,9 +167,16 @@ void add_start(CLI::App* cluster, Globals& g, const std::shared_ptr<ClusterArgs>
       "start",
       "Start a controller, a supervisor and N engines it restarts when they crash; returns when "
       "all are registered");
-  start->add_option("-n,--engines", a->n, "Number of engines")
-      ->required()
-      ->check(CLI::Range(1, 1024));
+  start->add_option("-n", a->n, "Number of engines on this host")->check(CLI::Range(0, 1024));
+  start->add_option("--engines", a->launcher,
+                    "How engines are started: local (default), ssh (on the hosts of --hosts or "
+                    "--hostfile), or a number of engines on this host (as -n)");
+  add_host_options(start, *a);
+  start->add_option("--ssh", a->ssh,
+                    "The ssh command, with options, that reaches the hosts (default: ssh; for "
+                    "example 'ssh -F ~/cluster/ssh_config'); it must not ask for a password");
+  start->add_option("--remote-engine", a->remote_engine,
+                    "ippengine's path on the other hosts (default: this host's)");
   start->add_option("--engine-threads", a->engines.threads,
                     "Threads per engine (default: the number of cores)");
   start
@@ -134,12 +211,17 @@ void add_start(CLI::App* cluster, Globals& g, const std::shared_ptr<ClusterArgs>
                    "ends and is restarted without the plugin (default: 30)")
       ->check(kSeconds);
   on(start, g, [&g, a] {
+    const auto hosts = a->resolve_engines();
+    // Engines on other hosts reach the controller through the network: it listens on every
+    // interface (and encrypts) unless told where.
+    if (!hosts.empty() && a->ip.empty()) a->ip = "0.0.0.0";
     // A host name that does not resolve is the user's mistake: said before anything starts.
     if (!a->ip.empty()) (void)net::bind_host(a->ip);
-    EngineSettings engines = a->engines;
+    EngineSettings engines = a->engine_settings();
     if (a->time_limit_grace >= 0)
       engines.time_limit_grace_ms = static_cast<int>(std::lround(a->time_limit_grace * 1000));
-    return cluster_start(cluster_cli(g), a->n, engines, a->heartbeat_ms, a->controller_args());
+    return cluster_start(cluster_cli(g), a->n, hosts, engines, a->heartbeat_ms,
+                         a->controller_args());
   });
 }
 
@@ -156,10 +238,13 @@ void add_cluster_commands(CLI::App& app, Globals& g) {
      [&g] { return cluster_status(cluster_cli(g)); });
   auto* add = cluster->add_subcommand(
       "add", "Start N more supervised engines; returns when they are registered");
-  add->add_option("-n,--engines", a->n, "Number of engines")
-      ->required()
-      ->check(CLI::Range(1, 1024));
-  on(add, g, [&g, a] { return cluster_add(cluster_cli(g), a->n); });
+  add->add_option("-n,--engines", a->n, "Number of engines on this host")
+      ->check(CLI::Range(0, 1024));
+  add_host_options(add, *a);
+  on(add, g, [&g, a] {
+    const auto hosts = a->resolve_engines();
+    return cluster_add(cluster_cli(g), a->n, hosts);
+  });
   auto* remove = cluster->add_subcommand(
       "remove", "Drain engines (their running tasks finish, no new ones start), then stop them");
   remove->add_option("ID", a->engine_ids, "Engine ids")->required()->check(CLI::NonNegativeNumber);
@@ -171,7 +256,12 @@ void add_cluster_commands(CLI::App& app, Globals& g) {
   supervise->add_option("--engine-threads", a->engines.threads);
   supervise->add_flag("--restart-engines,!--no-restart-engines", a->engines.restart);
   supervise->add_option("--time-limit-grace-ms", a->engines.time_limit_grace_ms);
-  on(supervise, g, [&g, a] { return cluster_supervise(cluster_cli(g), a->n, a->engines); });
+  supervise->add_option("--hosts", a->hosts);
+  supervise->add_option("--ssh", a->ssh);
+  supervise->add_option("--remote-engine", a->remote_engine);
+  on(supervise, g, [&g, a] {
+    return cluster_supervise(cluster_cli(g), a->n, a->remote_hosts(), a->engine_settings());
+  });
 }
 
 }  // namespace ipp::ctl

@@ -14,6 +14,16 @@
 
 namespace ipp::ctl {
 
+/// `v[key]` when `v` is a map holding a string there; `otherwise` else (answers from older
+/// peers may lack a field).
+inline std::string string_field(const Value& v, std::string_view key, std::string otherwise) {
+  if (v.kind() != Value::Kind::map) return otherwise;
+  const auto& m = v.as_map();
+  const auto it = m.find(std::string(key));
+  return it != m.end() && it->second.kind() == Value::Kind::string ? it->second.as_string()
+                                                                   : otherwise;
+}
+
 /// A signed query connection (a DEALER) to the hub's registration channel, or to a
 /// supervisor's control socket: what ippctl's cluster commands and the supervisor use to ask
 /// for things the client library does not offer. Not thread-safe.

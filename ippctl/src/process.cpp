@@ -22,10 +22,13 @@ std::filesystem::path exe_dir() {
 pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, options.log.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+  if (options.stdin_fd >= 0)
+    posix_spawn_file_actions_adddup2(&actions, options.stdin_fd, 0);
+  else
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, options.log.c_str(), O_WRONLY | O_CREAT | O_APPEND,
                                    0600);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawn_file_actions_adddup2(&actions, options.stdout_fd >= 0 ? options.stdout_fd : 2, 1);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   short flags = 0;
@@ -34,6 +37,7 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
     sigset_t defaults;
     sigemptyset(&defaults);
     sigaddset(&defaults, SIGHUP);
+    sigaddset(&defaults, SIGPIPE);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     flags |= POSIX_SPAWN_SETSIGDEF;
   }
@@ -43,7 +47,10 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
     args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
+  // A bare name (ssh) is looked up in PATH; a path is taken as it is.
+  const int rc = argv.at(0).find('/') == std::string::npos
+                     ? posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ)
+                     : posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) throw std::system_error(rc, std::generic_category(), "cannot start " + argv.at(0));

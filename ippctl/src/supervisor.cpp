@@ -1,5 +1,6 @@
 #include "supervisor.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -7,8 +8,10 @@
 #include <algorithm>
 #include <csignal>
 #include <deque>
+#include <fstream>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -19,6 +22,7 @@
 #include "cluster_file.hpp"
 #include "hub_link.hpp"
 #include "ipp/ctl/process.hpp"
+#include "ipp/ctl/remote.hpp"
 #include "ipp/error.hpp"
 #include "ipp/net/address.hpp"
 #include "ipp/net/engine_exit.hpp"
@@ -60,7 +64,31 @@ struct Slot {
   bool done = false;  // exited for good: not restarted
   std::string state = "starting";
   std::string last_exit;
+  // An engine on another host runs under a local ssh (the process `pid`).
+  std::string destination;    // what ssh is given; empty: an engine on this host
+  int input = -1;             // ssh's standard input: closing it stops the remote engine
+  int output = -1;            // ssh's standard output: the remote script's start line
+  std::string pending;        // output not yet a whole line
+  bool ever_started = false;  // a start line came once: the host can be reached
+  pid_t engine_pid = -1;      // the engine's pid on its host, as the hub knows it
+  std::string engine_host;    // the engine's host name, as the hub knows it
+  [[nodiscard]] bool remote() const { return !destination.empty(); }
+  [[nodiscard]] std::string where() const {
+    return remote() ? " on " + destination : std::string();
+  }
 };
+
+void close_fd(int& fd) {
+  if (fd >= 0) ::close(fd);
+  fd = -1;
+}
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
 
 class Supervisor {
  public:
@@ -78,9 +106,14 @@ class Supervisor {
     std::signal(SIGTERM, on_stop_signal);
     std::signal(SIGINT, on_stop_signal);
     std::signal(SIGHUP, SIG_IGN);
+    std::signal(SIGPIPE, SIG_IGN);  // a remote engine's ssh may be gone when it is written to
     const int first_index = next_index();
     for (int i = 0; i < options_.engines; ++i)
       add_slot(first_index + i);
+    for (const auto& h : options_.hosts) {
+      for (int i = 0; i < h.engines; ++i)
+        add_slot(next_index(), h.destination);
+    }
     save();
     spdlog::info("supervising {} engine(s); control socket {}", slots_.size(), endpoint_);
     zmq::pollitem_t item{control_.handle(), 0, ZMQ_POLLIN, 0};
@@ -92,6 +125,7 @@ class Supervisor {
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;
       }
+      read_outputs();
       reap();
       const auto now = Steady::now();
       for (auto& s : slots_) {
@@ -133,9 +167,10 @@ class Supervisor {
     return index;
   }
 
-  Slot& add_slot(int index) {
+  Slot& add_slot(int index, const std::string& destination = {}) {
     Slot s;
     s.index = index;
+    s.destination = destination;
     s.backoff = options_.first_backoff;
     slots_.push_back(std::move(s));
     start(slots_.back());
@@ -143,8 +178,12 @@ class Supervisor {
   }
 
   void start(Slot& s) {
-    std::vector<std::string> argv{(options_.bin_dir / "ippengine").string(), "--profile-dir",
-                                  options_.profile.string()};
+    std::vector<std::string> argv;
+    if (s.remote())  // the remote script adds --file
+      argv.push_back(options_.remote_engine);
+    else
+      argv = {(options_.bin_dir / "ippengine").string(), "--profile-dir",
+              options_.profile.string()};
     if (options_.threads > 0) {
       argv.push_back("--threads");
       argv.push_back(std::to_string(options_.threads));
@@ -162,22 +201,88 @@ class Supervisor {
     // Engines must not inherit the supervisor's handlers' dispositions (SIGHUP ignored).
     pid_t pid = -1;
     try {
-      pid = spawn(argv, {.log = s.log, .default_sighup = true});
+      pid =
+          s.remote() ? start_remote(s, argv) : spawn(argv, {.log = s.log, .default_sighup = true});
     } catch (const std::system_error& e) {
       s.done = true;
       s.pid = -1;
-      s.state = fmt::format("could not be started: {}", e.code().message());
+      s.state = fmt::format("could not be started{}: {}", s.where(), e.code().message());
       spdlog::error("engine slot {}: {}", s.index, s.state);
       changed_ = true;
       return;
     }
     s.pid = s.last_pid = pid;
+    s.engine_pid = s.remote() ? -1 : pid;
+    s.engine_host = s.remote() ? std::string() : net::host_name();
     s.started = Steady::now();
     s.state = "starting";
     owned_.insert(pid);
     changed_ = true;
-    spdlog::info("engine slot {} started: pid {}{}", s.index, pid,
+    spdlog::info("engine slot {} started{}: pid {}{}", s.index, s.where(), pid,
                  s.engine >= 0 ? fmt::format(" (engine {})", s.engine) : "");
+  }
+
+  /// Starts `engine_argv` on the slot's host under a local ssh, and gives it the engine
+  /// connection file on its standard input; returns ssh's pid.
+  pid_t start_remote(Slot& s, const std::vector<std::string>& engine_argv) {
+    const std::string file = read_file(options_.profile / net::kEngineFile);
+    if (file.empty())
+      throw std::system_error(ENOENT, std::generic_category(), "no engine connection file");
+    int in[2], out[2];
+    if (::pipe2(in, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category());
+    if (::pipe2(out, O_CLOEXEC) != 0) {
+      const int err = errno;
+      ::close(in[0]);
+      ::close(in[1]);
+      throw std::system_error(err, std::generic_category());
+    }
+    pid_t pid = -1;
+    try {
+      pid = spawn(remote_engine_command(options_.ssh, s.destination, file.size(), engine_argv),
+                  {.log = s.log, .default_sighup = true, .stdin_fd = in[0], .stdout_fd = out[1]});
+    } catch (...) {
+      for (const int fd : {in[0], in[1], out[0], out[1]})
+        ::close(fd);
+      throw;
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    // A pipe holds 64 KiB: the file (a few hundred bytes) is written at once, whatever ssh
+    // does. Should ssh be gone already, the write fails (SIGPIPE is ignored) and its exit
+    // says why.
+    if (::write(in[1], file.data(), file.size()) != static_cast<ssize_t>(file.size()))
+      spdlog::warn("engine slot {}: could not hand ssh the engine connection file", s.index);
+    ::fcntl(out[0], F_SETFL, ::fcntl(out[0], F_GETFL) | O_NONBLOCK);
+    s.input = in[1];
+    s.output = out[0];
+    s.pending.clear();
+    return pid;
+  }
+
+  /// Reads what remote engines' scripts printed: the engine's pid and host name.
+  void read_outputs() {
+    for (auto& s : slots_) {
+      if (s.output < 0) continue;
+      char buf[512];
+      ssize_t n;
+      while ((n = ::read(s.output, buf, sizeof buf)) > 0)
+        s.pending.append(buf, static_cast<std::size_t>(n));
+      if (n == 0) close_fd(s.output);
+      for (auto nl = s.pending.find('\n'); nl != std::string::npos; nl = s.pending.find('\n')) {
+        const std::string line = s.pending.substr(0, nl);
+        s.pending.erase(0, nl + 1);
+        if (auto started = parse_remote_start(line)) {
+          s.engine_pid = started->pid;
+          s.engine_host = started->host;
+          s.ever_started = true;
+          changed_ = true;
+          spdlog::info("engine slot {}: pid {} on {} ({})", s.index, s.engine_pid, s.engine_host,
+                       s.destination);
+        } else if (!line.empty()) {
+          spdlog::info("engine slot {}{}: {}", s.index, s.where(), line);
+        }
+      }
+    }
   }
 
   void reap() {
@@ -191,8 +296,25 @@ class Supervisor {
   }
 
   void exited(Slot& s, pid_t pid, int status) {
+    if (s.remote()) {
+      read_outputs();  // its start line may have come just before its end
+      close_fd(s.input);
+      close_fd(s.output);
+      if (!WIFEXITED(status) || WEXITSTATUS(status) == 255) return lost_ssh(s, status);
+      if (WEXITSTATUS(status) == 126 || WEXITSTATUS(status) == 127) {
+        s.pid = -1;
+        s.done = true;
+        s.last_exit = exit_reason(status);
+        s.state = fmt::format("could not run {} on {} (exit code {}); not restarted",
+                              options_.remote_engine, s.destination, WEXITSTATUS(status));
+        spdlog::error("engine slot {}: {}", s.index, s.state);
+        changed_ = true;
+        return;
+      }
+      status = *remote_wait_status(WEXITSTATUS(status));  // the engine's own end, there
+    }
     const auto now = Steady::now();
-    const std::string reason = exit_reason(status);
+    const std::string reason = exit_reason(status) + s.where();
     s.pid = -1;
     s.last_exit = reason;
     changed_ = true;
@@ -209,7 +331,16 @@ class Supervisor {
     }
     std::optional<std::string> note;
     bool restart = false;
-    if (lost) {
+    if (lost && controller_answers()) {
+      // Cut off from a controller that lives (a link was down, heartbeats were lost): it is
+      // wanted again, with the usual back-off but not counted as a crash.
+      restart = true;
+      s.restart_at = now + s.backoff;
+      s.backoffs_ms.push_back(s.backoff.count());
+      s.state = fmt::format("lost its controller ({}), which answers again; restarting in {}",
+                            reason, seconds(s.backoff));
+      s.backoff = std::min(s.backoff * 2, options_.max_backoff);
+    } else if (lost) {
       s.done = true;
       s.state = fmt::format("lost its controller ({}); not restarted", reason);
     } else {
@@ -237,13 +368,13 @@ class Supervisor {
     if (note)
       spdlog::error("{}: {}", who, *note);
     else
-      spdlog::warn("{} (pid {}) {}", who, pid, reason);
+      spdlog::warn("{} (pid {}) {}", who, s.remote() ? s.engine_pid : pid, reason);
     // Tell the hub at once; wait for its answer so the restarted engine finds its id free.
-    Value::Map info{{"pid", static_cast<std::int64_t>(pid)},
+    Value::Map info{{"pid", static_cast<std::int64_t>(s.remote() ? s.engine_pid : pid)},
                     {"reason", reason},
                     {"restart", restart},
                     {"crash", net::engine_exit_is_crash(status)},
-                    {"host", net::host_name()}};
+                    {"host", s.remote() ? s.engine_host : net::host_name()}};
     if (note) info["note"] = *note;
     if (auto r = hub_.query("engine_exited", Value(std::move(info)), 2s)) {
       if (!r->error && r->info.kind() == Value::Kind::map && r->info["engine"].as_int() >= 0)
@@ -251,6 +382,41 @@ class Supervisor {
     } else {
       spdlog::warn("the controller did not answer about {}", who);
     }
+  }
+
+  /// Whether the controller answers a query within a second.
+  bool controller_answers() { return hub_.query("ids", Value(), 1s).has_value(); }
+
+  /// The ssh of a remote engine failed or was killed: a host never reached is not tried again
+  /// (a wrong name, no key); one reached before is tried again with the usual back-off, for as
+  /// long as the supervisor runs (the link or the host is down for now). Not a crash: the
+  /// engine may be running still, cut off, and ends by itself once it misses its controller.
+  void lost_ssh(Slot& s, int status) {
+    const auto now = Steady::now();
+    s.pid = -1;
+    changed_ = true;
+    s.last_exit = WIFEXITED(status) ? fmt::format("lost its ssh connection to {}", s.destination)
+                                    : fmt::format("its ssh {}", exit_reason(status));
+    if (g_stop != 0) {
+      s.done = true;
+      s.state = "stopped";
+      return;
+    }
+    if (!s.ever_started) {
+      s.done = true;
+      s.state = fmt::format("could not be started on {}: ssh failed; not restarted", s.destination);
+      spdlog::error("engine slot {}: {}:{}", s.index, s.state, tail(s.log, 2));
+      return;
+    }
+    if (now - s.started >= options_.stable_after) s.backoff = options_.first_backoff;
+    s.restart_at = now + s.backoff;
+    s.backoffs_ms.push_back(s.backoff.count());
+    s.state = fmt::format("{}; starting it again in {}", s.last_exit, seconds(s.backoff));
+    s.backoff = std::min(s.backoff * 2, options_.max_backoff);
+    spdlog::warn(
+        "{}: {}",
+        s.engine >= 0 ? fmt::format("engine {}", s.engine) : fmt::format("engine slot {}", s.index),
+        s.state);
   }
 
   /// Names the log of slot `s` by its engine's id and host (`logs/engine-3-node1.log`); a
@@ -275,12 +441,12 @@ class Supervisor {
     auto r = hub_.query("engines", Value(), 1s);
     if (!r || r->error || r->info.kind() != Value::Kind::list) return;
     for (const auto& e : r->info.as_list()) {
+      const std::string host = string_field(e, "host", net::host_name());
       for (auto& s : slots_) {
-        if (s.pid <= 0 || e["pid"].as_int() != s.pid) continue;
+        if (s.pid <= 0 || e["pid"].as_int() != s.engine_pid || host != s.engine_host) continue;
         if (s.engine != e["id"].as_int() || (s.state == "starting" && e["ready"] == Value(true))) {
           s.engine = e["id"].as_int();
-          name_log(s, e["host"].kind() == Value::Kind::string ? e["host"].as_string()
-                                                              : net::host_name());
+          name_log(s, host);
           if (e["ready"] == Value(true)) s.state = "running";
           changed_ = true;
         }
@@ -308,10 +474,12 @@ class Supervisor {
         if (h.task == "add") {
           const std::int64_t n = h.info["n"].as_int();
           if (n < 1 || n > 1024) throw UsageError(fmt::format("cannot add {} engines", n));
+          const std::string host = string_field(h.info, "host", "");
+          if (!host.empty() && options_.remote_engine.empty())
+            throw UsageError("this supervisor was not told ippengine's path on other hosts");
           Value::List pids;
-          const int first = next_index();
           for (int i = 0; i < n; ++i) {
-            Slot& s = add_slot(first + i);
+            Slot& s = add_slot(next_index(), host);
             pids.emplace_back(static_cast<std::int64_t>(s.pid));
           }
           save();
@@ -335,11 +503,16 @@ class Supervisor {
                                                         [](const Slot& s) { return s.pid > 0; }));
     for (auto& s : slots_) {
       s.restart_at.reset();
-      if (s.pid > 0) ::kill(s.pid, SIGTERM);
+      if (s.pid <= 0) continue;
+      if (s.remote())
+        close_fd(s.input);  // its script stops the engine and ssh returns how it ended
+      else
+        ::kill(s.pid, SIGTERM);
     }
     const auto deadline = Steady::now() + 5s;
     while (Steady::now() < deadline &&
            std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.pid > 0; })) {
+      read_outputs();
       reap();
       std::this_thread::sleep_for(10ms);
     }
@@ -347,6 +520,8 @@ class Supervisor {
       if (s.pid > 0) {
         ::kill(s.pid, SIGKILL);
         ::waitpid(s.pid, nullptr, 0);
+        close_fd(s.input);
+        close_fd(s.output);
         s.pid = -1;
         s.state = "killed after not stopping in 5 s";
       }
@@ -385,7 +560,10 @@ class Supervisor {
                                 {"restarts", s.restarts},
                                 {"backoff_ms", s.backoffs_ms},
                                 {"last_exit", s.last_exit},
-                                {"log", s.log.string()}});
+                                {"log", s.log.string()},
+                                {"host", s.destination},
+                                {"engine_pid", s.engine_pid},
+                                {"engine_host", s.engine_host}});
         }
         j["engines"] = engines;
         j["supervised"] = supervised;

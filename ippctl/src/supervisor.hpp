@@ -3,16 +3,22 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <vector>
+
+#include "ipp/ctl/remote.hpp"
 
 namespace ipp::ctl {
 
 struct SupervisorOptions {
-  std::filesystem::path profile;  ///< the cluster's profile directory
-  std::filesystem::path bin_dir;  ///< where ippengine is
-  int engines = 0;                ///< engines to start at once
-  int threads = 0;                ///< pool threads per engine (0: the engine's default)
-  bool restart = true;            ///< restart engines that crash
-  int time_limit_grace_ms = -1;   ///< ippengine --time-limit-grace-ms (-1: its default)
+  std::filesystem::path profile;        ///< the cluster's profile directory
+  std::filesystem::path bin_dir;        ///< where ippengine is
+  int engines = 0;                      ///< engines to start at once on this host
+  std::vector<RemoteHost> hosts;        ///< engines to start at once on other hosts, over ssh
+  std::vector<std::string> ssh{"ssh"};  ///< the ssh command and its options
+  std::string remote_engine;            ///< ippengine's path on other hosts
+  int threads = 0;                      ///< pool threads per engine (0: the engine's default)
+  bool restart = true;                  ///< restart engines that crash
+  int time_limit_grace_ms = -1;         ///< ippengine --time-limit-grace-ms (-1: its default)
   std::chrono::milliseconds first_backoff{250};  ///< wait before the first restart
   std::chrono::milliseconds max_backoff{30000};  ///< back-off doubles up to this
   int crash_limit = 5;                           ///< this many crashes within crash_window...

@@ -17,6 +17,7 @@
 #include "engine/reply_batcher.hpp"
 #include "engine/task_dispatcher.hpp"
 #include "ipp/net/connection_file.hpp"
+#include "ipp/net/engine_exit.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
 #include "ipp/net/message.hpp"
@@ -202,7 +203,7 @@ void Session::registered_again(const net::Header& reply) {
     case Answer::stale:
       return;
     case Answer::refused:
-      exit_code_.store(3);
+      exit_code_.store(net::kEngineLostController);
       b_.stop.store(true);
       return;
     case Answer::same_controller: {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "ipp/client.hpp"
 #include "ipp/net/connection_file.hpp"
@@ -31,7 +32,7 @@ class Hosts : public ::testing::Test {
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "test hosts are network namespaces: they need root";
     tag_ = "h" + std::to_string(::getpid() % 100000);
-    ASSERT_EQ(script("up " + tag_ + " a b"), 0) << "cannot make the test hosts";
+    ASSERT_EQ(script("up " + tag_ + " a b c d"), 0) << "cannot make the test hosts";
     up_ = true;
   }
   void TearDown() override {
@@ -104,6 +105,38 @@ class Hosts : public ::testing::Test {
       std::this_thread::sleep_for(100ms);
     }
     return true;
+  }
+
+  /// Starts sshd on `hosts` (words); the ssh command that reaches them, or "" when there is no
+  /// sshd here.
+  std::string sshd_on(const std::string& hosts) {
+    if (!std::filesystem::exists("/usr/sbin/sshd")) return {};
+    const auto config = dir_ / "ssh-config-path";
+    if (script("sshd " + tag_ + " " + hosts + " > '" + config.string() + "'") != 0) return {};
+    std::string cfg = test::slurp(config);
+    while (!cfg.empty() && cfg.back() == '\n')
+      cfg.pop_back();
+    return "ssh -F " + cfg;
+  }
+  /// ippctl on host a for the profile of this test.
+  test::CtlResult here(const std::string& args) {
+    return on("a", "ippctl --profile-dir '" + dir_.path().string() + "' " + args);
+  }
+  /// The supervised entries of `cluster status --json` on host a.
+  nlohmann::json supervised() {
+    const test::CtlResult r = here("--json cluster status");
+    const auto j = nlohmann::json::parse(r.out, nullptr, false);
+    return j.is_object() && j.contains("supervised") ? j["supervised"] : nlohmann::json::array();
+  }
+  /// The private directories the ssh launcher's engines got their connection file in, by
+  /// what that file holds.
+  static std::vector<std::string> engine_files() {
+    std::vector<std::string> files;
+    for (const auto& d : std::filesystem::directory_iterator("/tmp")) {
+      if (d.path().filename().string().rfind("ipp-engine.", 0) != 0) continue;
+      files.push_back(test::slurp(d.path() / "ipp-engine.json"));
+    }
+    return files;
   }
 
   test::TempDir dir_;
@@ -235,6 +268,139 @@ TEST_F(Hosts, ALinkDownForSecondsFailsTheTasksThereOnceAndTheEngineComesBack) {
   const test::CtlResult row = ctl_on("a", "--json query 'msg_id == \"" + msg_id + "\"'");
   EXPECT_NE(row.out.find("\"status\":\"engine_died\""), std::string::npos) << row.out << row.err;
   EXPECT_EQ(row.out.find("\"status\":\"ok\""), std::string::npos) << row.out;
+}
+
+TEST_F(Hosts, TheSshLauncherStartsSupervisesAndStopsEnginesOnOtherHosts) {
+  const std::string ssh = sshd_on("b c");
+  if (ssh.empty()) GTEST_SKIP() << "no sshd (openssh-server)";
+  // Controller on a, engines on b and c started over ssh, a client on d.
+  const test::CtlResult started =
+      here("cluster start --hosts 10.77.0.2:2,10.77.0.3:1 --engine-threads 2 --ssh '" + ssh + "'");
+  ASSERT_EQ(started.code, 0) << started.out << started.err;
+  EXPECT_NE(started.out.find("3 engines (0 here, 3 over ssh"), std::string::npos) << started.out;
+  const test::CtlResult ids = ctl_on("d", "ids");
+  EXPECT_EQ(ids.out, "[0, 1, 2]\n") << ids.err;
+  const std::string status = ctl_on("d", "cluster status").out;
+  std::size_t on_b = 0, on_c = 0;
+  for (auto at = status.find(" on " + tag_ + "-b"); at != std::string::npos;
+       at = status.find(" on " + tag_ + "-b", at + 1))
+    ++on_b;
+  for (auto at = status.find(" on " + tag_ + "-c"); at != std::string::npos;
+       at = status.find(" on " + tag_ + "-c", at + 1))
+    ++on_c;
+  EXPECT_EQ(on_b, 2u) << status;
+  EXPECT_EQ(on_c, 1u) << status;
+  ASSERT_EQ(ctl_on("d", "push " + test::plugin("arith").string()).code, 0);
+  EXPECT_EQ(ctl_on("d", "apply mul 6 7").out, "[42, 42, 42]\n");
+
+  // Each engine got the engine connection file, in a private directory; the client's key
+  // went nowhere.
+  const std::string engine_file = test::slurp(dir_ / net::kEngineFile);
+  const std::string client_key = net::read_connection_file(dir_ / net::kClientFile).key;
+  ASSERT_FALSE(client_key.empty());
+  int copies = 0;
+  for (const auto& f : engine_files()) {
+    copies += f == engine_file ? 1 : 0;
+    EXPECT_EQ(f.find(client_key), std::string::npos) << "the client's key reached an engine host";
+  }
+  EXPECT_EQ(copies, 3);
+
+  // An engine on c killed by SIGSEGV there: reported as locally, and started again there.
+  nlohmann::json entries = supervised();
+  ASSERT_EQ(entries.size(), 3u) << entries.dump();
+  nlohmann::json on_c_entry;
+  for (const auto& e : entries) {
+    if (e["host"] == "10.77.0.3") on_c_entry = e;
+  }
+  ASSERT_TRUE(on_c_entry.is_object()) << entries.dump();
+  const pid_t victim = on_c_entry["engine_pid"].get<pid_t>();
+  const std::int64_t victim_id = on_c_entry["engine"].get<std::int64_t>();
+  ASSERT_EQ(script("exec " + tag_ + " c kill -SEGV " + std::to_string(victim)), 0);
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (true) {
+    bool back = false;
+    for (const auto& e : supervised()) {
+      if (e["slot"] == on_c_entry["slot"] && e["restarts"] == 1 && e["state"] == "running") {
+        back = true;
+        EXPECT_EQ(e["last_exit"], "was killed by signal 11 (SIGSEGV) on 10.77.0.3") << e.dump();
+        EXPECT_EQ(e["engine"], victim_id) << "restarted under its id";
+        EXPECT_NE(e["engine_pid"], victim);
+        EXPECT_EQ(e["engine_host"], tag_ + "-c");
+      }
+    }
+    if (back) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << supervised().dump();
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(engines_up("d", "[0, 1, 2]\n"));
+  EXPECT_EQ(ctl_on("d", "apply mul 6 7").out, "[42, 42, 42]\n");
+
+  // add and remove, as locally.
+  const test::CtlResult added = here("cluster add --hosts 10.77.0.3");
+  EXPECT_EQ(added.code, 0) << added.err;
+  EXPECT_NE(added.out.find("added engine 3 (pid "), std::string::npos) << added.out;
+  EXPECT_NE(added.out.find(" on " + tag_ + "-c)"), std::string::npos) << added.out;
+  const test::CtlResult removed = here("cluster remove 3");
+  EXPECT_EQ(removed.code, 0) << removed.err;
+  EXPECT_NE(removed.out.find("drained and removed: its process exited with code 0 on 10.77.0.3"),
+            std::string::npos)
+      << removed.out;
+  EXPECT_EQ(ctl_on("d", "ids").out, "[0, 1, 2]\n");
+
+  // Stopped: no engine left on any host, and no copy of the file.
+  std::vector<pid_t> remote;
+  for (const auto& e : supervised()) {
+    if (e["alive"] == true) remote.push_back(e["engine_pid"].get<pid_t>());
+  }
+  ASSERT_EQ(remote.size(), 3u);
+  ASSERT_EQ(here("cluster stop").code, 0);
+  for (const pid_t p : remote)
+    EXPECT_FALSE(test::alive(p)) << "engine " << p << " outlived cluster stop";
+  for (const auto& f : engine_files())
+    EXPECT_NE(f, engine_file) << "a copy of the engine file outlived its engine";
+}
+
+TEST_F(Hosts, AHostSshCannotReachIsACleanErrorNotAWait) {
+  const std::string ssh = sshd_on("b");
+  if (ssh.empty()) GTEST_SKIP() << "no sshd (openssh-server)";
+  // c has no sshd: refused at once. Nothing waits for the engines' registration time-out.
+  const auto began = std::chrono::steady_clock::now();
+  const test::CtlResult r = here("cluster start --hosts 10.77.0.2,10.77.0.3 --ssh '" + ssh + "'");
+  EXPECT_EQ(r.code, 3) << r.out << r.err;
+  EXPECT_NE(r.err.find("could not be started on 10.77.0.3: ssh failed; not restarted"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("Connection refused"), std::string::npos) << r.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 20s);
+  // An ippengine that is not where it is said to be, likewise.
+  ASSERT_EQ(here("cluster stop").code, 0);
+  const test::CtlResult missing = here(
+      "cluster start --hosts 10.77.0.2 --remote-engine /nonexistent/ippengine --ssh '" + ssh + "'");
+  EXPECT_EQ(missing.code, 3);
+  EXPECT_NE(missing.err.find("could not run /nonexistent/ippengine on 10.77.0.2 (exit code 127)"),
+            std::string::npos)
+      << missing.err;
+}
+
+TEST_F(Hosts, AnSshEngineCutOffLongerThanItWaitsComesBackWhenTheLinkDoes) {
+  const std::string ssh = sshd_on("b");
+  if (ssh.empty()) GTEST_SKIP() << "no sshd (openssh-server)";
+  ASSERT_EQ(here("cluster start --hosts 10.77.0.2 --engine-threads 2 --heartbeat-ms 500 --ssh '" +
+                 ssh + "'")
+                .code,
+            0);
+  // Down for 13 s: the engine gives its controller up after 10 s and ends there. Its
+  // supervisor on a starts it again over ssh once b can be reached.
+  ASSERT_EQ(script("link " + tag_ + " b down"), 0);
+  std::this_thread::sleep_for(13s);
+  ASSERT_EQ(script("link " + tag_ + " b up"), 0);
+  ASSERT_TRUE(engines_up("a", "[0]\n")) << supervised().dump();
+  ASSERT_EQ(here("push " + test::plugin("arith").string()).code, 0);
+  EXPECT_EQ(here("apply mul 6 7").out, "[42]\n");
+  const nlohmann::json entries = supervised();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_GE(entries[0]["restarts"].get<int>(), 1) << entries.dump();
+  EXPECT_EQ(entries[0]["state"], "running") << entries.dump();
 }
 
 }  // namespace

@@ -76,7 +76,8 @@ struct HubQueriesTest : ::testing::Test {
     r.engine = 0;
     r.error = error;
     std::vector<EngineLoadChange> loads;
-    recorder.record(Traffic::submit(true, net::PackedMessage(net::make_message(s, encode(args)))),
+    recorder.record(Traffic::submit(true, net::PackedMessage(net::make_message(s, encode(args))),
+                                    net::now_us()),
                     loads);
     recorder.record(Traffic::reply(0, net::PackedMessage(net::make_message(
                                           r, error ? Payload{} : encode(result)))),

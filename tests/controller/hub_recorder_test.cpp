@@ -23,14 +23,17 @@ struct HubRecorderTest : ::testing::Test {
                   }};
   std::vector<EngineLoadChange> loads;
 
-  static Traffic submit(const std::string& id, bool balanced = true, Value args = Value(1)) {
+  static Traffic submit(const std::string& id, bool balanced = true, Value args = Value(1),
+                        std::int64_t received_us = 50) {
     net::Header h;
     h.type = net::MsgType::ApplyRequest;
     h.msg_id = id;
     h.task = "mul";
     h.session = "client-1";
     h.target = balanced ? -1 : 2;
-    return Traffic::submit(balanced, net::PackedMessage(net::make_message(h, encode(args))));
+    h.submitted = received_us + 3600000000;  // the client's clock, an hour ahead
+    return Traffic::submit(balanced, net::PackedMessage(net::make_message(h, encode(args))),
+                           received_us);
   }
   static Traffic reply(const std::string& parent, std::int64_t engine,
                        std::optional<ErrorRecord> error = std::nullopt, Value result = Value(42)) {
@@ -75,6 +78,19 @@ TEST_F(HubRecorderTest, ATaskWithinOneFlushIsOneFinishedRow) {
   EXPECT_FALSE(r.args.empty());
   EXPECT_FALSE(r.result.empty());
   EXPECT_EQ(looked_up, std::vector<std::string>{"mul"});
+}
+
+TEST_F(HubRecorderTest, ATaskIsSubmittedWhenItsSchedulerGotItInTheControllersClock) {
+  // The client's host runs an hour ahead: its stamp would put the submission after the
+  // start and end the engine stamped in the controller's clock.
+  const std::string id = net::new_id();
+  Traffic copy = submit(id, true, Value(1), /*received_us=*/90);
+  record(copy);
+  record(reply(id, 3));  // started 100, completed 200
+  rec.flush();
+  const auto r = row(id);
+  EXPECT_EQ(r.submitted, 90);
+  EXPECT_LE(r.submitted, r.started);
 }
 
 TEST_F(HubRecorderTest, ATaskAcrossFlushesIsUpdatedInPlace) {
@@ -278,7 +294,7 @@ TEST_F(HubRecorderTest, ACopyThatCannotBeReadIsSkipped) {
   net::Envelope garbage;
   garbage.parts.push_back(Buffer::copy("not a header", 12));
   const std::string good = net::new_id();
-  std::vector<Traffic> batch{Traffic::submit(true, net::PackedMessage(garbage)), submit(good)};
+  std::vector<Traffic> batch{Traffic::submit(true, net::PackedMessage(garbage), 1), submit(good)};
   feed.push(batch, wake);
   rec.take(feed);
   EXPECT_FALSE(rec.record_some(10, 1h, loads));

@@ -133,8 +133,9 @@ TEST_F(HubRig, TrafficCopiesAreRecordedAndQueriesSeeThem) {
   s.type = net::MsgType::ApplyRequest;
   s.msg_id = id;
   s.task = "mul";
-  std::vector<Traffic> batch{Traffic::submit(false, net::PackedMessage(net::make_message(s))),
-                             Traffic::dispatch(*net::TaskId::parse(id), 0)};
+  std::vector<Traffic> batch{
+      Traffic::submit(false, net::PackedMessage(net::make_message(s)), net::now_us()),
+      Traffic::dispatch(*net::TaskId::parse(id), 0)};
   traffic.push(batch, wake);
   const auto status = query("queue_status");
   EXPECT_EQ(status.info["0"]["queue"], Value(1)) << "the query caught up with the copies first";

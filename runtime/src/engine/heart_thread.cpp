@@ -8,6 +8,7 @@
 #include "engine_heart.hpp"
 #include "ipp/error.hpp"
 #include "ipp/net/address.hpp"
+#include "ipp/net/engine_exit.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
 #include "ipp/net/message.hpp"
@@ -42,7 +43,7 @@ void HeartThread::run() {
     if (beat.given_up(now)) {
       spdlog::warn("engine {}: controller silent for {} ms; exiting", o_.engine,
                    beat.timeout().count());
-      o_.exit_code.store(3);
+      o_.exit_code.store(net::kEngineLostController);
       o_.stop.store(true);
       break;
     }

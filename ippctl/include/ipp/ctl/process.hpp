@@ -18,10 +18,14 @@ std::filesystem::path exe_dir();
 struct SpawnOptions {
   std::filesystem::path log;    ///< standard output and error are appended here (mode 0600)
   bool new_session = false;     ///< setsid: a daemon that outlives the terminal's signals
-  bool default_sighup = false;  ///< SIGHUP back to its default, whatever the parent ignores
+  bool default_sighup = false;  ///< SIGHUP and SIGPIPE back to their defaults, whatever the
+                                ///< parent ignores
+  int stdin_fd = -1;   ///< standard input from this descriptor (default: /dev/null)
+  int stdout_fd = -1;  ///< standard output to this descriptor (default: `log`, as errors)
 };
 
-/// Starts `argv` (argv[0] a path) with standard input from /dev/null; returns its pid.
+/// Starts `argv` (argv[0] a path, or a name looked up in PATH) with standard input from
+/// /dev/null unless `options` say otherwise; returns its pid.
 /// Throws std::system_error naming argv[0] when it cannot be started.
 pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& options);
 
