@@ -108,6 +108,10 @@ void BalancedScheduler::on_event(const EngineEvent& event) {
 }
 
 void BalancedScheduler::on_control(std::uint32_t client, const net::Header& h) {
+  if (h.task == "probe") {
+    relay_.probe(client, h, [this](net::TaskId id) { return balancer_.knows(id); });
+    return;
+  }
   relay_.control(client, h, [this](net::TaskId id) {
     if (balancer_.abort(id)) return Relay::ControlTarget{true, std::nullopt};
     return Relay::ControlTarget{false, balancer_.engine_of(id)};

@@ -134,6 +134,8 @@ class Balancer {
   bool abort(TaskId msg_id);
   /// The engine running `msg_id`, if it runs here.
   [[nodiscard]] std::optional<std::int64_t> engine_of(TaskId msg_id) const;
+  /// Whether `msg_id` is here: waiting, queued or running (not yet answered).
+  [[nodiscard]] bool knows(TaskId msg_id) const { return tasks_.contains(msg_id); }
   /// Fails the tasks that waited past their deadline with TaskTimeout.
   void expire(Clock::time_point now);
   /// The earliest deadline of a waiting task.

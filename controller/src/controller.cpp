@@ -104,7 +104,7 @@ struct Controller::State {
   std::latch hub_bound{1};
 
   [[nodiscard]] ctrl::RelayWiring relay_wiring() {
-    return {ctx, traffic, shm, *client_signer, *engine_signer, kEvents, kMonitor};
+    return {ctx, traffic, shm, *client_signer, *engine_signer, kEvents, kMonitor, instance};
   }
   void start_threads();
 };

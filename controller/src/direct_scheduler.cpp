@@ -110,6 +110,16 @@ void DirectScheduler::engine_down(std::int64_t id, const std::string& reason) {
 }
 
 void DirectScheduler::on_control(std::uint32_t client, const net::Header& h) {
+  if (h.task == "probe") {
+    relay_.probe(client, h, [this](net::TaskId id) {
+      if (running_.contains(id)) return true;
+      return std::any_of(engines_.begin(), engines_.end(), [&](const auto& e) {
+        return std::any_of(e.second.held.begin(), e.second.held.end(),
+                           [&](const Held& t) { return t.msg_id == id; });
+      });
+    });
+    return;
+  }
   relay_.control(client, h, [this](net::TaskId id) {
     if (auto t = running_.find(id); t != running_.end())
       return Relay::ControlTarget{false, t->second.engine};

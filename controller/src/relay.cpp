@@ -42,7 +42,8 @@ Relay::Relay(const RelayWiring& wiring, zmq::socket_t& clients, zmq::socket_t& w
       workers_(workers),
       events_(wiring.ctx, zmq::socket_type::sub),
       monitor_(wiring.ctx, zmq::socket_type::push),
-      name_(name) {
+      name_(name),
+      instance_(wiring.instance) {
   events_.connect(wiring.events_endpoint);
   events_.set(zmq::sockopt::subscribe, "");
   // Wakes the hub when copies of the traffic wait for it (see TrafficFeed).
@@ -220,6 +221,7 @@ void Relay::control_reply(std::uint32_t client, const net::Header& h,
     return Value(std::move(l));
   };
   net::Header r = ctrl::reply_header(net::MsgType::ControlReply, h.msg_id);
+  r.session = instance_;
   r.info = Value::map({{"removed", list(removed)}, {"signalled", list(signalled)}});
   to_client(client, net::make_message(r));
 }

@@ -18,9 +18,11 @@
 #include "ipp/error.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
+#include "ipp/net/message.hpp"
 #include "ipp/net/shm.hpp"
 #include "ipp/net/signer.hpp"
 #include "log_limiter.hpp"
+#include "replies.hpp"
 #include "traffic.hpp"
 
 namespace ipp::ctrl {
@@ -45,6 +47,7 @@ struct RelayWiring {
   const net::Signer& engine_signer;
   std::string events_endpoint;   ///< the hub's PUB of engine events
   std::string monitor_endpoint;  ///< the hub's PULL, woken when copies wait
+  std::string instance;          ///< the controller's instance id, in replies to controls
 };
 
 /// The I/O half of a scheduler: its two ROUTER sockets (clients, engines), the copies of
@@ -172,6 +175,23 @@ class Relay {
     control_reply(client, h, removed, signalled);
   }
 
+  /// Answers a probe (ControlRequest `probe`) from `client`: which of the tasks it names this
+  /// scheduler does not know (`known(id)` false). The answer leaves behind every reply queued
+  /// for the client before it, on the connection the probe came by: a task it names as
+  /// unknown was never received, or was received changed (its ids), and no reply will come.
+  template <typename Known>
+  void probe(std::uint32_t client, const net::Header& h, Known&& known) {
+    Value::List unknown;
+    for (const auto& text : control_ids(h)) {
+      const auto id = net::TaskId::parse(text);
+      if (!id || !known(*id)) unknown.emplace_back(text);
+    }
+    net::Header r = ctrl::reply_header(net::MsgType::ControlReply, h.msg_id);
+    r.session = instance_;
+    r.info = Value::map({{"unknown", Value(std::move(unknown))}});
+    to_client(client, net::make_message(r));
+  }
+
   /// One turn's input, after a poll of {clients, workers, events}: engine events, then at
   /// most kTurn messages from clients and from engines, each with its decoded header.
   template <typename OnEvent, typename OnRequest, typename OnReply>
@@ -220,8 +240,9 @@ class Relay {
   zmq::socket_t events_;
   zmq::socket_t monitor_;
   const char* name_;
-  LogLimiter dropped_;   // warnings of dropped messages: a flood is a few lines
-  LogLimiter answered_;  // and of those answered that did not verify
+  std::string instance_;  // the controller's, in replies to controls
+  LogLimiter dropped_;    // warnings of dropped messages: a flood is a few lines
+  LogLimiter answered_;   // and of those answered that did not verify
   /// Answers to messages whose signature does not verify: a few per second (a message changed
   /// on the way is rare), so that a stranger's flood costs no memory for answers it never reads.
   struct AnswerBudget {

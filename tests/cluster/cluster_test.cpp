@@ -12,6 +12,7 @@
 #include <memory>
 #include <random>
 #include <set>
+#include <span>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -199,6 +200,121 @@ TEST_F(Cluster, ATaskChangedOnTheWayIsAnsweredWithAnErrorNotLeftWaiting) {
   EXPECT_NE(r.header.error->message.find("signature"), std::string::npos)
       << r.header.error->message;
   EXPECT_EQ(client_->apply(0, "mul", {2, 3}).value, Value(6));
+}
+
+/// Passes messages between clients and a scheduler, and changes every id (each run of 32
+/// hex digits: msg_id, session) in the first message of each of the first `n` connections,
+/// as a host on the way could where nothing is encrypted.
+class IdChanger {
+ public:
+  IdChanger(const std::string& scheduler, int n) : left_(n) {
+    front_.set(zmq::sockopt::linger, 0);
+    front_.bind("tcp://127.0.0.1:*");
+    endpoint = front_.get(zmq::sockopt::last_endpoint);
+    thread_ = std::thread([this, scheduler] { run(scheduler); });
+  }
+  ~IdChanger() {
+    stop_ = true;
+    thread_.join();
+  }
+  IdChanger(const IdChanger&) = delete;
+  IdChanger& operator=(const IdChanger&) = delete;
+
+  std::string endpoint;  ///< where clients connect instead of the scheduler
+
+ private:
+  // One DEALER to the scheduler per client, so each client's messages keep their order and
+  // the scheduler answers each on its own connection.
+  void run(const std::string& scheduler) {
+    std::map<std::string, std::unique_ptr<zmq::socket_t>> backs;
+    while (!stop_) {
+      std::vector<zmq::pollitem_t> items{{front_.handle(), 0, ZMQ_POLLIN, 0}};
+      std::vector<std::string> order;
+      for (auto& [who, sock] : backs) {
+        items.push_back({sock->handle(), 0, ZMQ_POLLIN, 0});
+        order.push_back(who);
+      }
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(20));
+      std::vector<zmq::message_t> frames;
+      if ((items[0].revents & ZMQ_POLLIN) &&
+          zmq::recv_multipart(front_, std::back_inserter(frames))) {
+        const std::string who = frames.front().to_string();
+        auto& back = backs[who];
+        if (!back) {
+          back = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+          back->set(zmq::sockopt::linger, 0);
+          back->connect(scheduler);
+          if (left_ > 0) {  // its first message is changed
+            --left_;
+            for (std::size_t f = 1; f < frames.size(); ++f)
+              change_ids(frames[f]);
+          }
+        }
+        zmq::send_multipart(*back, std::span(frames).subspan(1));
+      }
+      for (std::size_t i = 0; i < order.size(); ++i) {
+        if (!(items[i + 1].revents & ZMQ_POLLIN)) continue;
+        std::vector<zmq::message_t> reply;
+        if (!zmq::recv_multipart(*backs[order[i]], std::back_inserter(reply))) continue;
+        front_.send(zmq::buffer(order[i]), zmq::send_flags::sndmore);
+        zmq::send_multipart(front_, reply);
+      }
+    }
+  }
+  static void change_ids(zmq::message_t& frame) {
+    auto* p = static_cast<char*>(frame.data());
+    const auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); };
+    std::size_t run = 0;
+    for (std::size_t i = 0; i < frame.size(); ++i) {
+      run = hex(p[i]) ? run + 1 : 0;
+      if (run == 32) p[i - 31] = p[i - 31] == '0' ? '1' : '0';
+    }
+  }
+
+  zmq::context_t ctx_;
+  zmq::socket_t front_{ctx_, zmq::socket_type::router};
+  int left_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+TEST_F(Cluster, ATaskWhoseIdsWereChangedOnTheWayFailsItsCallerInsteadOfLeavingItWaiting) {
+  start(1);
+  client_->push(test::plugin("arith"));
+  // A client whose way to the direct scheduler goes through a host that changes the ids of
+  // its first two requests: their answers name ids it never sent.
+  net::ConnectionInfo info = net::read_connection_file(dir_ / net::kClientFile);
+  IdChanger changer(info.endpoints.at("direct"), 2);
+  info.endpoints["direct"] = changer.endpoint;
+  info.local_endpoints.clear();
+  write_connection_file(dir_ / "through-changer.json", info);
+  ClientOptions options;
+  options.connection_file = dir_ / "through-changer.json";
+  options.timeout = Duration(30000);
+  options.shared_memory = false;
+  Client rc(options);
+  const auto began = std::chrono::steady_clock::now();
+  AsyncResult changed = rc[0].apply_async("mul", {6, 7});
+  try {
+    (void)changed.get(Duration(30000));
+    ADD_FAILURE() << "a changed request was answered";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::protocol) << e.what();
+    EXPECT_NE(std::string(e.what()).find("never received request " + changed.msg_ids()[0]),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 20s);
+  // A synchronous call waits on its own connection: asked about there.
+  try {
+    (void)rc[0].apply_sync("mul", {6, 7});
+    ADD_FAILURE() << "a changed request was answered";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::protocol) << e.what();
+  }
+  // What is not changed is answered, on both ways.
+  EXPECT_EQ(rc[0].apply_sync("mul", {6, 7}), Value(42));
+  EXPECT_EQ(rc[0].apply_async("mul", {2, 3}).get(Duration(10000)), Value(6));
 }
 
 TEST_F(Cluster, GarbageOnEveryPortIsDroppedAndTheControllerGoesOn) {

@@ -71,6 +71,32 @@ TEST_F(BalancedTest, AnEngineThatDiesFailsTheTaskItRan) {
   EXPECT_NE(back[0].error->message.find("stopped answering heartbeats"), std::string::npos);
 }
 
+TEST_F(BalancedTest, AProbeNamesTheTasksItDoesNotHaveBehindTheRepliesBeforeIt) {
+  engine_ready(0);
+  const std::string running = rig.submit(-1), queued = rig.submit(-1);
+  const std::string never = net::new_id();
+  turns(balanced);
+  ASSERT_EQ(rig.received(rig.engine(0)).size(), 1u);
+  rig.control("probe", {running, queued, never});
+  turns(balanced);
+  auto back = rig.received(rig.client);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].type, net::MsgType::ControlReply);
+  EXPECT_EQ(back[0].session, "test-instance") << "a restarted controller shows";
+  EXPECT_EQ(back[0].info["unknown"], Value(Value::List{Value(never)}));
+  // Answered: the reply went first, so a probe that finds it gone names nothing its client
+  // still waits for. (A probe taken in the same turn as the reply finds the task still here.)
+  rig.answer(0, running);
+  turns(balanced);
+  rig.control("probe", {running});
+  turns(balanced);
+  back = rig.received(rig.client);
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(back[0].parent_id, running);
+  EXPECT_EQ(back[1].type, net::MsgType::ControlReply);
+  EXPECT_EQ(back[1].info["unknown"], Value(Value::List{Value(running)}));
+}
+
 TEST_F(BalancedTest, AbortAnswersAQueuedTask) {
   const std::string id = rig.submit(-1);
   turns(balanced);

@@ -50,6 +50,20 @@ TEST_F(DirectTest, ATaskGoesToItsEngineAndItsReplyBackToItsClient) {
                                                Traffic::Kind::reply}));
 }
 
+TEST_F(DirectTest, AProbeNamesTheTasksItDoesNotHave) {
+  engine_ready(0);
+  rig.publish(EngineEvent::up(1, 1));  // announced, not connected yet: its tasks are held
+  const std::string running = rig.submit(0), held = rig.submit(1);
+  const std::string never = net::new_id();
+  turns(direct);
+  rig.control("probe", {running, held, never, "not an id"});
+  turns(direct);
+  const auto back = rig.received(rig.client);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].type, net::MsgType::ControlReply);
+  EXPECT_EQ(back[0].info["unknown"], Value(Value::List{Value(never), Value("not an id")}));
+}
+
 TEST_F(DirectTest, AnUnknownEngineFailsNamingTheRegisteredOnes) {
   engine_ready(0);
   engine_ready(2);

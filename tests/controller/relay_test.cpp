@@ -34,9 +34,10 @@ struct RelayRig {
     client_side.bind("inproc://relay-clients");
     engine_side.set(zmq::sockopt::router_mandatory, true);
     engine_side.bind("inproc://relay-engines");
-    relay = std::make_unique<Relay>(RelayWiring{ctx, traffic, nullptr, client_signer, engine_signer,
-                                                "inproc://relay-events", "inproc://relay-monitor"},
-                                    client_side, engine_side, "test scheduler");
+    relay = std::make_unique<Relay>(
+        RelayWiring{ctx, traffic, nullptr, client_signer, engine_signer, "inproc://relay-events",
+                    "inproc://relay-monitor", "test-instance"},
+        client_side, engine_side, "test scheduler");
     client.connect("inproc://relay-clients");
     engine.set(zmq::sockopt::routing_id, std::string_view("e3"));
     engine.connect("inproc://relay-engines");

@@ -54,7 +54,8 @@ class SchedulerRig {
             client_signer,
             engine_signer,
             "inproc://rig-events",
-            "inproc://rig-monitor"};
+            "inproc://rig-monitor",
+            "test-instance"};
   }
 
   /// Waits until the scheduler's SUB socket has subscribed: events published after this
@@ -99,11 +100,13 @@ class SchedulerRig {
     return h.msg_id;
   }
   /// The client asks to abort `ids`.
-  void abort(const std::vector<std::string>& ids) {
+  void abort(const std::vector<std::string>& ids) { control("abort", ids); }
+  /// The client sends the control `what` (abort, cancel, probe) naming `ids`.
+  void control(const std::string& what, const std::vector<std::string>& ids) {
     net::Header h;
     h.type = net::MsgType::ControlRequest;
     h.msg_id = net::new_id();
-    h.task = "abort";
+    h.task = what;
     Value::List list;
     for (const auto& id : ids)
       list.emplace_back(id);

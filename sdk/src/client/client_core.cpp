@@ -87,11 +87,27 @@ void ClientCore::submit(Channel channel, net::Envelope env, std::shared_ptr<Slot
   if (was_empty) wake_push.send(zmq::message_t(1), zmq::send_flags::dontwait);
 }
 
+namespace {
+/// How long a task goes without its reply before its scheduler is asked whether it has it.
+constexpr auto kProbeAfter = std::chrono::seconds(5);
+
+net::Envelope probe_message(const std::string& session, Value::List ids) {
+  net::Header h;
+  h.type = net::MsgType::ControlRequest;
+  h.msg_id = net::new_id();
+  h.session = session;
+  h.task = "probe";
+  h.info = Value(std::move(ids));
+  return net::make_message(h);
+}
+}  // namespace
+
 void ClientCore::submit_sync(Channel channel, net::Envelope env, const std::shared_ptr<Slot>& slot,
                              const std::shared_ptr<ResultState>& owner) {
   {
     std::lock_guard lock(out_mutex);
     if (!outgoing.empty() || !pending.add_if_none(slot, owner)) {
+      slot->own_connection = false;  // it goes by the I/O thread's connection after all
       const bool was_empty = outgoing.empty();
       outgoing.push_back({channel, std::move(env), slot, owner});
       if (was_empty) wake_push.send(zmq::message_t(1), zmq::send_flags::dontwait);
@@ -103,6 +119,7 @@ void ClientCore::submit_sync(Channel channel, net::Envelope env, const std::shar
     return;
   }
   zmq::socket_t& sock = own_socket(channel);
+  bool probed = false;  // its scheduler was asked whether it has it (see probe_tasks)
   try {
     if (!net::send(sock, signer, env, true, {shm, shm != nullptr})) {
       pending.fail(slot->msg_id, refused());
@@ -115,8 +132,13 @@ void ClientCore::submit_sync(Channel channel, net::Envelope env, const std::shar
   const auto tick = std::clamp(timeout / 4, Duration(10), Duration(1000));
   zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
   std::vector<net::Envelope> in;
+  const auto sent = Steady::now();
   while (true) {
     if (slot_done(slot, owner)) return;
+    if (!probed && Steady::now() - sent >= kProbeAfter) {
+      probed = true;
+      (void)net::send(sock, signer, probe_message(session, {Value(slot->msg_id)}), true);
+    }
     if (net::poll(&item, 1, tick) <= 0 || !(item.revents & ZMQ_POLLIN)) continue;
     while (true) {
       in.clear();
@@ -133,6 +155,10 @@ void ClientCore::submit_sync(Channel channel, net::Envelope env, const std::shar
           // A late reply to an earlier call on this connection, failed meanwhile, finds
           // nothing pending under its id and is dropped.
           net::Header h = reply_header(e);
+          if (probe_answered(h)) {
+            if (slot_done(slot, owner)) return;
+            continue;
+          }
           if (pending.finish(std::move(h), e) && slot_done(slot, owner)) return;
         } catch (const Error&) {
           // A malformed reply cannot be matched to a request; drop it.
@@ -212,6 +238,7 @@ void ClientCore::loop() {
   while (!stopping.load()) {
     check_handshakes();
     check_controller();
+    probe_tasks();
     // Mappings kept for large arrays sent again: not past the pool's own time (looked
     // through once a second, not at every turn of a busy loop).
     if (shm != nullptr && Steady::now() - last_trim > std::chrono::seconds(1)) {
@@ -385,8 +412,10 @@ net::Header ClientCore::reply_header(net::Envelope& env) {
 
 void ClientCore::complete(net::Envelope env) {
   net::Header h = reply_header(env);
-  // Hub replies carry the controller's instance id: a new one means it restarted.
-  if (h.type == net::MsgType::QueryReply && !h.session.empty()) {
+  // Hub replies (and schedulers' replies to controls) carry the controller's instance id: a
+  // new one means it restarted.
+  if ((h.type == net::MsgType::QueryReply || h.type == net::MsgType::ControlReply) &&
+      !h.session.empty()) {
     if (controller_instance.empty()) {
       controller_instance = h.session;
     } else if (h.session != controller_instance) {
@@ -398,7 +427,37 @@ void ClientCore::complete(net::Envelope env) {
     probe_id.clear();
     return;
   }
+  if (probe_answered(h)) return;
   (void)pending.finish(std::move(h), env);
+}
+
+void ClientCore::probe_tasks() {
+  const auto now = Steady::now();
+  if (now - last_task_probe < std::chrono::seconds(1)) return;
+  last_task_probe = now;
+  const std::int64_t before =
+      net::now_us() - std::chrono::duration_cast<std::chrono::microseconds>(kProbeAfter).count();
+  for (const Channel c : {kDirect, kBalanced}) {
+    const auto ids = pending.silent(c, before, 4096);
+    if (ids.empty()) continue;
+    Value::List list(ids.begin(), ids.end());
+    (void)net::send(sockets[c], signer, probe_message(session, std::move(list)), true);
+  }
+}
+
+bool ClientCore::probe_answered(const net::Header& h) {
+  if (h.type != net::MsgType::ControlReply || h.info.kind() != Value::Kind::map ||
+      !h.info.as_map().contains("unknown"))
+    return false;
+  for (const auto& id : h.info["unknown"].as_list()) {
+    if (id.kind() != Value::Kind::string) continue;
+    pending.fail(id.as_string(),
+                 fmt::format("the controller never received request {} as it was sent: it was "
+                             "lost or changed on the way, and no reply will come",
+                             id.as_string()),
+                 ErrorCode::protocol);
+  }
+  return true;
 }
 
 std::shared_ptr<Slot> send_task(ClientCore& core, const std::shared_ptr<ResultState>& state,
@@ -437,6 +496,8 @@ std::shared_ptr<Slot> send_task(ClientCore& core, const std::shared_ptr<ResultSt
   slot->type = type;
   slot->target = target;
   slot->submitted = h.submitted;
+  slot->channel = channel;
+  slot->own_connection = sync;  // taken back by submit_sync when it queues it after all
   state->slots.push_back(slot);
   if (state->core.expired()) state->core = core.self;
   if (sync)

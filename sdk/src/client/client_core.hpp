@@ -109,6 +109,14 @@ struct ClientCore {
   /// `timeout`, every pending request fails with ConnectionError instead of waiting forever,
   /// and an answer from a restarted controller fails the requests it cannot know of.
   void check_controller();
+  /// Asks each scheduler, on the connection its tasks went by, about the tasks it has not
+  /// answered for kProbeAfter: one it does not have was lost or changed on the way (only
+  /// possible without encryption: CURVE closes a connection that delivers a changed frame),
+  /// and would otherwise be waited for forever.
+  void probe_tasks();
+  /// A scheduler's answer to a probe: fails each task it names as unknown and still pending.
+  /// False for any other message.
+  bool probe_answered(const net::Header& h);
   /// The controller that had the pending requests restarted, so no reply will come (an engine
   /// that finishes a task still gets its result into the task database). `except`: the
   /// request whose answer showed it, which is answered.
@@ -148,6 +156,7 @@ struct ClientCore {
   // I/O thread only: liveness of the controller.
   Steady::time_point probe_sent;
   Steady::time_point last_trim;
+  Steady::time_point last_task_probe;
   std::string probe_id;
   std::string controller_instance;
   std::thread io;

@@ -53,16 +53,32 @@ bool PendingRequests::finish(net::Header h, net::Envelope& env) {
   return true;
 }
 
-void PendingRequests::fail(Pending& p, const std::string& why) {
+void PendingRequests::fail(Pending& p, const std::string& why, ErrorCode code) {
   std::lock_guard lock(p.owner->mutex);
-  p.slot->reply.error = make_error_record(ErrorCode::connection, why, p.slot->task);
+  p.slot->reply.error = make_error_record(code, why, p.slot->task);
   p.slot->done = true;
   if (--p.owner->remaining == 0) p.owner->cv.notify_all();
 }
 
-void PendingRequests::fail(const std::string& msg_id, const std::string& why) {
+void PendingRequests::fail(const std::string& msg_id, const std::string& why, ErrorCode code) {
   Pending p = take(msg_id);
-  if (p.slot) fail(p, why);
+  if (p.slot) fail(p, why, code);
+}
+
+std::vector<std::string> PendingRequests::silent(int channel, std::int64_t before,
+                                                 std::size_t limit) {
+  std::vector<std::string> out;
+  std::lock_guard lock(mutex_);
+  for (auto& [key, p] : table_) {
+    Slot& s = *p.slot;
+    if (s.probed || s.own_connection || s.channel != channel || s.submitted >= before ||
+        !net::is_task_request(s.type))
+      continue;
+    s.probed = true;
+    out.push_back(s.msg_id);
+    if (out.size() == limit) break;
+  }
+  return out;
 }
 
 void PendingRequests::fail_all(const std::function<std::string(const std::string&)>& why,

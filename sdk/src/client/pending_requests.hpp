@@ -44,6 +44,11 @@ struct Slot {
   net::MsgType type = net::MsgType::QueryRequest;
   std::int64_t target = -1;
   std::int64_t submitted = 0;
+  /// The scheduler's channel a task went to (-1: none), and whether on the I/O thread's
+  /// connection (false: a synchronous caller's own): a probe must take the same way.
+  int channel = -1;
+  bool own_connection = false;
+  bool probed = false;  // its scheduler was asked whether it has it (once: see silent())
   bool done = false;
   Reply reply;
   Payload payload;
@@ -84,8 +89,14 @@ class PendingRequests {
   /// Completes the request that `h` answers (`env` holds its payload); false when none waits
   /// under its parent id (a late reply to a request failed meanwhile, or none of ours).
   bool finish(net::Header h, net::Envelope& env);
-  /// Fails the request `msg_id` saying `why`.
-  void fail(const std::string& msg_id, const std::string& why);
+  /// Fails the request `msg_id` saying `why`, as an error of kind `code`.
+  void fail(const std::string& msg_id, const std::string& why,
+            ErrorCode code = ErrorCode::connection);
+  /// The tasks sent on the I/O thread's connection to scheduler `channel` before `before`
+  /// (net::now_us) whose scheduler was not asked about yet, at most `limit`; each is marked
+  /// asked. Once a scheduler has a task it keeps it until it answered it, so once is enough.
+  [[nodiscard]] std::vector<std::string> silent(int channel, std::int64_t before,
+                                                std::size_t limit);
   /// Fails every request but `except` (the one whose reply showed the controller restarted);
   /// `why(msg_id)` gives each its message.
   void fail_all(const std::function<std::string(const std::string&)>& why,
@@ -112,7 +123,7 @@ class PendingRequests {
   Table::iterator find(std::string_view msg_id);
   /// Takes the request `msg_id` out; an empty Pending when there is none.
   Pending take(std::string_view msg_id);
-  static void fail(Pending& p, const std::string& why);
+  static void fail(Pending& p, const std::string& why, ErrorCode code = ErrorCode::connection);
 
   mutable std::mutex mutex_;
   std::condition_variable none_left_;
