@@ -172,8 +172,10 @@ void Controller::start() {
   // The database first: a corrupt or read-only file stops the start with a clear error.
   s.db = open_task_db(options_);
   ctrl::Endpoints endpoints = ctrl::Endpoints::prepare(options_);
-  s.client_signer = std::make_unique<net::Signer>(endpoints.client.key);
-  s.engine_signer = std::make_unique<net::Signer>(endpoints.engine.key);
+  // Encrypted, every connection authenticates its frames: signatures need not read payloads.
+  const auto coverage = net::Signer::for_connection(endpoints.client.curve.on());
+  s.client_signer = std::make_unique<net::Signer>(endpoints.client.key, coverage);
+  s.engine_signer = std::make_unique<net::Signer>(endpoints.engine.key, coverage);
   s.shm = endpoints.shm;
   s.shm_dir = endpoints.shm_dir;
   ctrl::ControllerSockets sockets{s.registration,  s.heartbeat,       s.client_direct,

@@ -17,7 +17,7 @@ HubLink::HubLink(const std::filesystem::path& profile)
               client_file(profile).curve) {}
 
 HubLink::HubLink(const std::string& endpoint, const std::string& key, const net::CurveKeys& curve)
-    : signer_(key) {
+    : signer_(key, net::Signer::for_connection(curve.on())) {
   socket_.set(zmq::sockopt::linger, 0);
   net::connect(socket_, endpoint, curve);
 }

@@ -330,7 +330,7 @@ Engine::~Engine() = default;
 
 int Engine::run() {
   const net::ConnectionInfo conn = net::read_connection_file(options_.connection_file, "engine");
-  const net::Signer signer(conn.key);
+  const net::Signer signer(conn.key, net::Signer::for_connection(conn.curve.on()));
   // Large arrays go through shared memory when this host sees the controller's directory:
   // results are sent by reference, and pushed arrays are read where the client left them.
   const net::SharedMemory* shm = options_.shared_memory && !conn.shm_dir.empty()

@@ -89,6 +89,37 @@ TEST(Signer, RejectsTamperingWrongKeysAndMovedBoundaries) {
   EXPECT_EQ(Signer::new_key().size(), 64u);
 }
 
+TEST(Signer, OverEncryptedConnectionsLargePartsAreCoveredByTheirLengthOnly) {
+  const std::string key = Signer::new_key();
+  const Signer small(key, Signer::Coverage::small_parts), all(key);
+  std::string big(Signer::kCoveredPartBytes + 1, 'x');
+  const std::span<const std::byte> parts[] = {bytes("header"), std::as_bytes(std::span(big))};
+  const auto sig = small.sign(parts);
+  EXPECT_TRUE(small.verify(std::as_bytes(std::span(sig)), parts));
+  // CURVE authenticated the large part's bytes on its connection: they are not read again.
+  big[7] = 'y';
+  EXPECT_TRUE(small.verify(std::as_bytes(std::span(sig)), parts));
+  // Small parts (headers) and every part's length still are.
+  const std::span<const std::byte> header_changed[] = {bytes("heaDer"),
+                                                       std::as_bytes(std::span(big))};
+  EXPECT_FALSE(small.verify(std::as_bytes(std::span(sig)), header_changed));
+  const std::string longer = big + "z";
+  const std::span<const std::byte> length_changed[] = {bytes("header"),
+                                                       std::as_bytes(std::span(longer))};
+  EXPECT_FALSE(small.verify(std::as_bytes(std::span(sig)), length_changed));
+  // A part at the limit is read whole.
+  std::string edge(Signer::kCoveredPartBytes, 'x');
+  const std::span<const std::byte> at_limit[] = {std::as_bytes(std::span(edge))};
+  const auto edge_sig = small.sign(at_limit);
+  edge[0] = 'y';
+  EXPECT_FALSE(small.verify(std::as_bytes(std::span(edge_sig)), at_limit));
+  // The two coverages never pass for each other, even where they read the same bytes.
+  const std::span<const std::byte> tiny[] = {bytes("header")};
+  const auto by_small = small.sign(tiny), by_all = all.sign(tiny);
+  EXPECT_FALSE(all.verify(std::as_bytes(std::span(by_small)), tiny));
+  EXPECT_FALSE(small.verify(std::as_bytes(std::span(by_all)), tiny));
+}
+
 TEST(Signer, AMovedSignerSignsWithTheKeyItWasGiven) {
   const std::string key_a = Signer::new_key(), key_b = Signer::new_key();
   Signer a(key_a), b(key_b);

@@ -23,7 +23,7 @@ std::filesystem::path connection_file_of(const ClientOptions& options) {
 
 ClientCore::ClientCore(const ClientOptions& options)
     : info(net::read_connection_file(connection_file_of(options), "client")),
-      signer(info.key),
+      signer(info.key, net::Signer::for_connection(info.curve.on())),
       timeout(options.timeout) {
   for (auto* s : {&sockets[0], &sockets[1], &sockets[2]})
     s->set(zmq::sockopt::linger, 0);

@@ -24,7 +24,7 @@ struct Signer::Keyed {
   unsigned char stream_key[crypto_stream_chacha20_KEYBYTES];
 };
 
-Signer::Signer(std::string key) {
+Signer::Signer(std::string key, Coverage coverage) : coverage_(coverage) {
   ensure_sodium();
   // The ChaCha20 key that makes each message's one-time key: HMAC-SHA256 of a label under
   // the cluster key, once.
@@ -85,6 +85,12 @@ std::array<std::uint8_t, Signer::kTagSize> Signer::tag(
   crypto_onetimeauth_state state;
   crypto_onetimeauth_init(&state, one_time);
   sodium_memzero(one_time, sizeof one_time);
+  const bool small_parts = coverage_ == Coverage::small_parts;
+  if (small_parts) {
+    // Set apart from every tag over whole parts, whose first 8 bytes are a part's length.
+    static constexpr unsigned char kSmallParts[8] = {'i', 'p', 'p', '/', 's', 'm', 'a', 'l'};
+    crypto_onetimeauth_update(&state, kSmallParts, sizeof kSmallParts);
+  }
   for (const auto& part : parts) {
     std::uint8_t len[8];
     std::uint64_t n = part.size();
@@ -93,6 +99,7 @@ std::array<std::uint8_t, Signer::kTagSize> Signer::tag(
       n >>= 8;
     }
     crypto_onetimeauth_update(&state, len, sizeof len);
+    if (small_parts && part.size() > kCoveredPartBytes) continue;  // CURVE authenticated it
     crypto_onetimeauth_update(&state, reinterpret_cast<const unsigned char*>(part.data()),
                               part.size());
   }

@@ -20,15 +20,30 @@ namespace ipp::net {
 /// parts changes it. Poly1305 runs at several GB/s where HMAC-SHA256 over the data would run
 /// at a few hundred MB/s: a batch of hundreds of tasks, or a gigabyte array, costs one key
 /// derivation and one pass at memory speed. Thread-safe (the key state is immutable).
+///
+/// On a connection CURVE encrypts, every frame is already authenticated by its connection and
+/// the keys already tell clients from engines; there a signature need not read large parts
+/// again (Coverage::small_parts), which saves a pass over every payload at each hop. The
+/// signature still numbers messages (replays) and names the sender's key.
 class Signer {
  public:
+  /// What a tag covers: every part in full, or (where CURVE authenticates every frame) parts
+  /// of at most kCoveredPartBytes in full and larger ones by their length only. Tags of the two
+  /// never verify as each other.
+  enum class Coverage { all, small_parts };
+  static constexpr std::size_t kCoveredPartBytes = 64 * 1024;
+  /// The coverage for connections that are encrypted or not.
+  [[nodiscard]] static constexpr Coverage for_connection(bool encrypted) noexcept {
+    return encrypted ? Coverage::small_parts : Coverage::all;
+  }
+
   static constexpr std::size_t kNonceSize = 16;
   static constexpr std::size_t kTagSize = 16;  // Poly1305
   static constexpr std::size_t kSignatureSize = kNonceSize + kTagSize;
   using Signature = std::array<std::uint8_t, kSignatureSize>;
 
   /// Signs with `key` (any length; a key from new_key() is 32 random bytes, hex-encoded).
-  explicit Signer(std::string key);
+  explicit Signer(std::string key, Coverage coverage = Coverage::all);
   ~Signer();
   Signer(Signer&&) noexcept;
   Signer& operator=(Signer&&) noexcept;
@@ -67,6 +82,7 @@ class Signer {
   };
   std::unique_ptr<const Keyed, Wipe> keyed_;
   std::uint64_t key_id_ = 0;
+  Coverage coverage_ = Coverage::all;
 };
 
 }  // namespace ipp::net
