@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <iostream>
@@ -386,8 +387,9 @@ TEST_F(Hosts, AHostSshCannotReachIsACleanErrorNotAWait) {
 TEST_F(Hosts, AnSshEngineCutOffLongerThanItWaitsComesBackWhenTheLinkDoes) {
   const std::string ssh = sshd_on("b");
   if (ssh.empty()) GTEST_SKIP() << "no sshd (openssh-server)";
-  ASSERT_EQ(here("cluster start --hosts 10.77.0.2 --engine-threads 2 --heartbeat-ms 500 --ssh '" +
-                 ssh + "'")
+  std::ofstream(dir_ / "hosts") << "# the engine host\n10.77.0.2 1\n";
+  ASSERT_EQ(here("cluster start --engines ssh --hostfile '" + (dir_ / "hosts").string() +
+                 "' --engine-threads 2 --heartbeat-ms 500 --ssh '" + ssh + "'")
                 .code,
             0);
   // Down for 13 s: the engine gives its controller up after 10 s and ends there. Its

@@ -121,6 +121,31 @@ TEST_F(Ippctl, AbsurdNumbersAndEmptyTargetsAreUsageErrors) {
   EXPECT_EQ(ctl("map mul 1..3 1..3 --balanced --chunksize 2").out, "[1, 4, 9]\n");
 }
 
+TEST_F(Ippctl, HowManyEnginesAndWhereIsSaidOnceAndClearly) {
+  std::ofstream(dir_ / "hosts") << "node1:2\nnode2 many\n";
+  // Each is exit code 2 and a message naming what is wrong; nothing is started.
+  const std::pair<std::string, std::string> cases[] = {
+      {"cluster start", "no engines asked for"},
+      {"cluster start --engines ssh", "--hosts HOST:N"},
+      {"cluster start --engines 2 -n 2", "give the number of engines once"},
+      {"cluster start --engines lots", "local, ssh, or a number"},
+      {"cluster start --engines local --hosts node1", "not with --engines local"},
+      {"cluster start --hosts node1:0", "'node1:0'"},
+      {"cluster start --hosts -oProxyCommand=x", "is not a host ssh can be given"},
+      {"cluster start --engines ssh --hostfile '" + (dir_ / "hosts").string() + "'", "line 2"},
+      {"cluster add", "no engines asked for"},
+  };
+  for (const auto& [args, named] : cases) {
+    const CtlResult r = ctl(args);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.out << r.err;
+    EXPECT_NE(r.err.find(named), std::string::npos) << args << ": " << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir_ / "cluster.json")) << args;
+  }
+  // The old spelling of the count still works.
+  ASSERT_EQ(ctl("cluster start --engines 1").code, 0);
+  EXPECT_EQ(ctl("ids").out, "[0]\n");
+}
+
 TEST_F(Ippctl, APluginThatKillsEnginesAsTheyLoadItIsNotSentToTheirSuccessors) {
   ASSERT_EQ(ctl("cluster start -n 2 --engine-threads 1").code, 0);
   const CtlResult push = ctl("push " + test::test_plugin("crash_at_load").string());
