@@ -331,7 +331,7 @@ class Supervisor {
     }
     std::optional<std::string> note;
     bool restart = false;
-    if (lost && controller_answers()) {
+    if (lost && options_.restart && controller_answers()) {
       // Cut off from a controller that lives (a link was down, heartbeats were lost): it is
       // wanted again, with the usual back-off but not counted as a crash.
       restart = true;
@@ -406,6 +406,12 @@ class Supervisor {
       s.done = true;
       s.state = fmt::format("could not be started on {}: ssh failed; not restarted", s.destination);
       spdlog::error("engine slot {}: {}:{}", s.index, s.state, tail(s.log, 2));
+      return;
+    }
+    if (!options_.restart) {
+      s.done = true;
+      s.state = fmt::format("{}; not restarted (--no-restart-engines)", s.last_exit);
+      spdlog::warn("engine slot {}: {}", s.index, s.state);
       return;
     }
     if (now - s.started >= options_.stable_after) s.backoff = options_.first_backoff;
