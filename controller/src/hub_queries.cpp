@@ -62,6 +62,7 @@ std::string HubQueries::names() {
 std::optional<net::Envelope> HubQueries::answer(net::Envelope& env, const net::Header& h) {
   net::Header r = reply_header(net::MsgType::QueryReply, h.msg_id);
   r.session = deps_.session;
+  r.completed = net::now_us();  // the controller's time: clients measure their clock against it
   Payload payload;
   try {
     const Entry* entry = nullptr;

@@ -71,7 +71,7 @@ struct Base {
   zmq::socket_t& reg;  // the registration socket
   engine::Registration& registration;
   std::atomic<bool>& stop;
-  engine::ClockOffset& clock;  // the controller's clock against this host's
+  net::ClockOffset& clock;  // the controller's clock against this host's
 };
 
 /// The engine once registered: its task channels and reply sockets, the heartbeat thread,
@@ -353,7 +353,7 @@ int Engine::run() {
   zmq::socket_t reg(ctx, zmq::socket_type::dealer);
   reg.set(zmq::sockopt::linger, 0);
   net::connect(reg, conn.endpoint("registration"), conn.curve);
-  engine::ClockOffset clock;
+  net::ClockOffset clock;
   engine::Registration registration({.socket = reg,
                                      .signer = signer,
                                      .endpoint = conn.endpoint("registration"),

@@ -1,10 +1,10 @@
-// The engine's estimate of the controller's clock, from round trips: the sample with the
-// shortest round trip among the last ones wins, and samples that say nothing are ignored.
-#include "engine/clock_offset.hpp"
+// An engine's or a client's estimate of the controller's clock, from round trips: the sample with
+// the shortest round trip among the last ones wins, and samples that say nothing are ignored.
+#include "ipp/net/clock_offset.hpp"
 
 #include <gtest/gtest.h>
 
-namespace ipp::engine {
+namespace ipp::net {
 namespace {
 
 constexpr std::int64_t kSkew = 5'000'000;  // the controller's clock 5 s ahead of this one
@@ -46,5 +46,18 @@ TEST(ClockOffset, SamplesThatSayNothingAreIgnored) {
   EXPECT_EQ(clock.offset_us(), -3'000'000);
 }
 
+TEST(ClockOffset, AnOffsetWithinItsOwnErrorCountsAsNone) {
+  ClockOffset clock;
+  EXPECT_EQ(clock.significant_offset_us(), 0) << "no sample yet";
+  // The controller's host itself: a round trip of 80 us, a measured offset of 30 us.
+  clock.sample(1'000'000, 1'000'070, 1'000'080);
+  EXPECT_EQ(clock.offset_us(), 30);
+  EXPECT_EQ(clock.significant_offset_us(), 0);
+  // Another host, its clock 2 s behind: kept.
+  ClockOffset skewed;
+  skewed.sample(1'000'000, 3'000'040, 1'000'080);
+  EXPECT_EQ(skewed.significant_offset_us(), 2'000'000);
+}
+
 }  // namespace
-}  // namespace ipp::engine
+}  // namespace ipp::net

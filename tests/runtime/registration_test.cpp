@@ -100,7 +100,7 @@ TEST_F(RegistrationTest, TheFirstRegistrationLearnsTheIdPeriodAndController) {
 }
 
 TEST_F(RegistrationTest, EachAnswerIsASampleOfTheControllersClock) {
-  ClockOffset clock;
+  net::ClockOffset clock;
   Registration reg({.socket = engine_,
                     .signer = signer_,
                     .endpoint = "inproc://registration",

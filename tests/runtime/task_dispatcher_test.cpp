@@ -87,7 +87,7 @@ class TaskDispatcherTest : public ::testing::Test {
                                {ctx_, zmq::socket_type::dealer},
                                {ctx_, zmq::socket_type::dealer}};
   JobTable jobs_{std::chrono::seconds(30)};
-  ClockOffset clock_;
+  net::ClockOffset clock_;
   ReplyBatcher replies_{
       {&sockets_[2], &sockets_[3]}, signer_, {}, 3, [this] { return rt_.executor().queued(); }};
   TaskDispatcher tasks_{{.runtime = rt_,

@@ -9,7 +9,7 @@
 #include <string>
 #include <thread>
 
-#include "clock_offset.hpp"
+#include "ipp/net/clock_offset.hpp"
 #include "ipp/net/curve.hpp"
 #include "ipp/net/signer.hpp"
 
@@ -36,7 +36,7 @@ class HeartThread {
     std::chrono::milliseconds controller_timeout{10000};
     std::atomic<bool>& stop;  ///< set when the controller is given up on; also read
     std::atomic<int>& exit_code;
-    ClockOffset* clock = nullptr;  ///< sampled with every echo (the controller's time in it)
+    net::ClockOffset* clock = nullptr;  ///< sampled with every echo (the controller's time in it)
   };
   explicit HeartThread(Options options);
   ~HeartThread();

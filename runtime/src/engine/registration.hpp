@@ -10,7 +10,7 @@
 
 #include <zmq.hpp>
 
-#include "clock_offset.hpp"
+#include "ipp/net/clock_offset.hpp"
 #include "ipp/net/header.hpp"
 #include "ipp/net/signer.hpp"
 
@@ -34,7 +34,7 @@ class Registration {
     std::int64_t wanted_id = -1;  ///< an id to register under again (a restarted engine)
     std::chrono::milliseconds heartbeat{1000};  ///< the period unless the controller says
     std::chrono::milliseconds timeout{10000};   ///< first() waits this long for an answer
-    ClockOffset* clock = nullptr;  ///< sampled with each answer (the controller's time in it)
+    net::ClockOffset* clock = nullptr;  ///< sampled with each answer (the controller's time in it)
   };
   explicit Registration(Options options);
 

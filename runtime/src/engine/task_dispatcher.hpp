@@ -12,7 +12,7 @@
 
 #include <zmq.hpp>
 
-#include "clock_offset.hpp"
+#include "ipp/net/clock_offset.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
 #include "ipp/net/signer.hpp"
@@ -51,7 +51,7 @@ class TaskDispatcher {
     std::chrono::milliseconds time_limit_grace{10000};
     /// The controller's clock against this engine's: replies stamp a task's start and end in
     /// the controller's time. Null: the engine's own.
-    const ClockOffset* clock = nullptr;
+    const net::ClockOffset* clock = nullptr;
   };
 
   explicit TaskDispatcher(Deps deps) : d_(std::move(deps)) {}

@@ -23,6 +23,11 @@ struct ResultState;
 using Duration = std::chrono::milliseconds;
 
 /// When and where one task ran (microseconds since the Unix epoch; 0 when unknown).
+/// A task's times, in microseconds since the epoch in the controller's clock: its start and end
+/// as its engine stamped them, and this client's own (submitted, received) corrected by the
+/// difference it measures between its clock and the controller's (left as they are where that
+/// difference is within its own error). So durations between them are never negative, whatever
+/// the hosts' clocks say.
 struct TaskMetadata {
   std::string msg_id;
   std::int64_t engine = -1;

@@ -38,10 +38,15 @@ std::vector<std::string> AsyncResult::msg_ids() const {
 
 std::vector<TaskMetadata> AsyncResult::metadata() const {
   std::lock_guard lock(state_->mutex);
+  // This client's own times, in the controller's clock as the engine's start and end are.
+  const auto core = state_->core.lock();
+  const std::int64_t offset = core ? core->clock.significant_offset_us() : 0;
+  const auto in_controller_time = [offset](std::int64_t t) { return t != 0 ? t + offset : 0; };
   std::vector<TaskMetadata> out;
   for (const auto& s : state_->slots) {
-    out.push_back({s->msg_id, s->done ? s->reply.engine : s->target, s->submitted, s->reply.started,
-                   s->reply.completed, s->received});
+    out.push_back({s->msg_id, s->done ? s->reply.engine : s->target,
+                   in_controller_time(s->submitted), s->reply.started, s->reply.completed,
+                   in_controller_time(s->received)});
   }
   return out;
 }

@@ -228,10 +228,12 @@ void ClientCore::loop() {
                              {wake_pull.handle(), 0, ZMQ_POLLIN, 0}};
   const auto tick = std::clamp(timeout / 4, Duration(10), Duration(1000));
   {
-    // Learn the controller's instance id at once, to notice later if it restarts.
+    // Learn the controller's instance id at once, to notice later if it restarts, and a
+    // first sample of its clock.
     net::Header h;
     h.type = net::MsgType::QueryRequest;
-    h.msg_id = net::new_id();
+    h.msg_id = clock_probe_id = net::new_id();
+    clock_probe_sent_us = net::now_us();
     h.task = "ids";
     net::send(sockets[kRegistration], signer, net::make_message(h), true);
   }
@@ -356,6 +358,7 @@ void ClientCore::check_controller() {
     h.msg_id = probe_id = net::new_id();
     h.task = "ids";
     probe_sent = now;
+    probe_sent_us = net::now_us();
     (void)net::send(sockets[kRegistration], signer, net::make_message(h), true);
     return;
   }
@@ -424,7 +427,13 @@ void ClientCore::complete(net::Envelope env) {
     }
   }
   if (!probe_id.empty() && h.parent_id == probe_id) {
+    clock.sample(probe_sent_us, h.completed, net::now_us());
     probe_id.clear();
+    return;
+  }
+  if (!clock_probe_id.empty() && h.parent_id == clock_probe_id) {
+    clock.sample(clock_probe_sent_us, h.completed, net::now_us());
+    clock_probe_id.clear();
     return;
   }
   if (probe_answered(h)) return;

@@ -27,6 +27,7 @@
 #include "ipp/client.hpp"
 #include "ipp/codec.hpp"
 #include "ipp/literal.hpp"
+#include "ipp/net/clock_offset.hpp"
 #include "ipp/net/connection_file.hpp"
 #include "ipp/net/envelope.hpp"
 #include "ipp/net/header.hpp"
@@ -77,7 +78,11 @@ struct ClientCore {
   const net::SharedMemory* shm = nullptr;     // the cluster's, when this host sees it
   bool local = false;                         // on the controller's host
   const std::string session = net::new_id();  // names this client in the hub's records
-  std::weak_ptr<ClientCore> self;             // set by Client: results reach their core through it
+  /// The controller's clock against this host's, from the hub's answers to the client's
+  /// probes: tasks' metadata give this client's own times (submitted, received) in the
+  /// controller's clock, as their start and end are.
+  net::ClockOffset clock;
+  std::weak_ptr<ClientCore> self;  // set by Client: results reach their core through it
 
  private:
   struct Outgoing {
@@ -155,6 +160,9 @@ struct ClientCore {
   std::map<std::pair<std::thread::id, int>, std::unique_ptr<zmq::socket_t>> own;
   // I/O thread only: liveness of the controller.
   Steady::time_point probe_sent;
+  std::int64_t probe_sent_us = 0;  // the same, in this host's clock (net::now_us)
+  std::string clock_probe_id;      // the first query, sent at once: a first clock sample
+  std::int64_t clock_probe_sent_us = 0;
   Steady::time_point last_trim;
   Steady::time_point last_task_probe;
   std::string probe_id;

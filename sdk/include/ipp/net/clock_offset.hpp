@@ -1,8 +1,8 @@
 #pragma once
 
-// How far the controller's clock is from this engine's: engines on other hosts stamp their
-// tasks' start and end in the controller's time, so that a record's times compare with each
-// other and with the controller's, and durations are never negative.
+// How far the controller's clock is from this host's: engines on other hosts stamp their
+// tasks' start and end in the controller's time, and clients give their own times in it, so
+// that a task's times compare with each other and durations are never negative.
 
 #include <array>
 #include <atomic>
@@ -11,13 +11,13 @@
 #include <limits>
 #include <mutex>
 
-namespace ipp::engine {
+namespace ipp::net {
 
-/// Estimated from round trips to the controller (registration and heartbeats): each sample is
-/// the controller's time `t1` read between the engine's `t0` (sent) and `t2` (answer
-/// received), all in microseconds since the epoch. The estimate is the sample with the
-/// shortest round trip among the last kWindow, as NTP does: its error is at most half that
-/// round trip. Thread-safe; reading is one atomic load.
+/// Estimated from round trips to the controller (an engine's registration and heartbeats, a
+/// client's queries): each sample is the controller's time `t1` read between this host's `t0`
+/// (sent) and `t2` (answer received), all in microseconds since the epoch. The estimate is the
+/// sample with the shortest round trip among the last kWindow, as NTP does: its error is at most
+/// half that round trip. Thread-safe; reading is one atomic load.
 ///
 ///     clock.sample(sent, controller_time, now);
 ///     reply.started = local_start + clock.offset_us();
@@ -35,8 +35,14 @@ class ClockOffset {
     offset_.store(best.offset, std::memory_order_relaxed);
     rtt_.store(best.rtt, std::memory_order_relaxed);
   }
-  /// What to add to this engine's time for the controller's (0 before any sample).
+  /// What to add to this host's time for the controller's (0 before any sample).
   [[nodiscard]] std::int64_t offset_us() const { return offset_.load(std::memory_order_relaxed); }
+  /// offset_us(), or 0 where it is within its own error (half the round trip it comes from):
+  /// on the controller's own host, times are then left exactly as they are.
+  [[nodiscard]] std::int64_t significant_offset_us() const {
+    const std::int64_t offset = offset_us(), rtt = rtt_us();
+    return rtt < 0 || (offset >= -rtt / 2 && offset <= rtt / 2) ? 0 : offset;
+  }
   /// The round trip of the sample the estimate comes from (its error is at most half); -1
   /// before any sample.
   [[nodiscard]] std::int64_t rtt_us() const { return rtt_.load(std::memory_order_relaxed); }
@@ -53,4 +59,4 @@ class ClockOffset {
   std::atomic<std::int64_t> rtt_{-1};
 };
 
-}  // namespace ipp::engine
+}  // namespace ipp::net
