@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates procps
-  iproute2 util-linux tcpdump openssh-server openssh-client
+  iproute2 util-linux tcpdump openssh-server openssh-client faketime
   libzmq3-dev cppzmq-dev libsodium-dev
   libboost-dev libboost-filesystem-dev
   libflatbuffers-dev flatbuffers-compiler

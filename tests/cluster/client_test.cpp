@@ -1,11 +1,13 @@
 // The C++ client library against a real cluster: the IPython.parallel tutorial, in C++.
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <iostream>
 #include <iterator>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -27,6 +29,26 @@ class ClientTest : public test::Cluster {
   }
   std::unique_ptr<Client> rc_;
 };
+
+TEST_F(ClientTest, AClientWhoseClockIsHoursAheadGetsMetadataInTheControllersClock) {
+  if (!std::string(IPP_SANITIZER_FLAGS).empty())
+    GTEST_SKIP() << "libfaketime is preloaded before a sanitizer's runtime, which refuses that";
+  if (!std::filesystem::exists("/usr/bin/faketime")) GTEST_SKIP() << "no faketime";
+  start_with_arith(1);
+  // The client's clock runs two hours ahead of the controller's and the engine's.
+  const auto out = dir_ / "metadata.out";
+  const std::string cmd = "faketime -f +2h '" + std::string(IPP_BUILD_DIR) +
+                          "/tests/bin/ipp-test-metadata' '" + dir_.path().string() + "' > '" +
+                          out.string() + "' 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << test::slurp(out);
+  std::istringstream in(test::slurp(out));
+  std::int64_t submitted = 0, started = 0, completed = 0, received = 0;
+  ASSERT_TRUE(in >> submitted >> started >> completed >> received) << test::slurp(out);
+  EXPECT_LE(submitted, started) << "the client's stamp is two hours off";
+  EXPECT_LE(started, completed);
+  EXPECT_LE(completed, received);
+  EXPECT_LT(received - submitted, 60'000'000) << "one quick task: well under a minute";
+}
 
 TEST_F(ClientTest, TheTutorial) {
   start_with_arith(4);
