@@ -10,6 +10,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
@@ -124,13 +125,6 @@ std::string format_hosts(const std::vector<RemoteHost>& hosts) {
   return out;
 }
 
-std::string join(const std::vector<std::string>& words) {
-  std::string out;
-  for (const auto& w : words)
-    out += (out.empty() ? "" : " ") + w;
-  return out;
-}
-
 pid_t start_supervisor(const ClusterCli& c, int n, const std::vector<RemoteHost>& hosts,
                        const EngineSettings& engines) {
   std::vector<std::string> argv{(exe_dir() / "ippctl").string(),
@@ -147,7 +141,8 @@ pid_t start_supervisor(const ClusterCli& c, int n, const std::vector<RemoteHost>
     argv.emplace_back("--time-limit-grace-ms");
     argv.push_back(std::to_string(engines.time_limit_grace_ms));
   }
-  argv.insert(argv.end(), {"--ssh", join(engines.ssh), "--remote-engine", engines.remote_engine});
+  argv.insert(argv.end(), {"--ssh", fmt::format("{}", fmt::join(engines.ssh, " ")),
+                           "--remote-engine", engines.remote_engine});
   if (!hosts.empty()) argv.insert(argv.end(), {"--hosts", format_hosts(hosts)});
   return spawn(argv, {.log = c.profile / "logs" / "supervisor.log", .new_session = true});
 }

@@ -2,6 +2,7 @@
 // each does is in cluster_cli.cpp.
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -50,7 +51,8 @@ struct ClusterArgs {
   /// --hostfile; throws UsageError when they disagree or ask for no engine.
   std::vector<RemoteHost> resolve_engines() {
     auto remote = remote_hosts();
-    if (!launcher.empty() && std::all_of(launcher.begin(), launcher.end(), ::isdigit)) {
+    if (!launcher.empty() && std::all_of(launcher.begin(), launcher.end(),
+                                         [](unsigned char c) { return std::isdigit(c); })) {
       if (n != 0) throw UsageError("give the number of engines once: -n N or --engines N");
       n = std::stoi(launcher.substr(0, 5));
       if (n > 1024) throw UsageError("--engines: at most 1024");

@@ -27,8 +27,8 @@ std::string trim(const std::string& s) {
 
 int engines_of(const std::string& count, const std::string& entry) {
   int n = 0;
-  const auto [end, ec] = std::from_chars(count.data(), count.data() + count.size(), n);
-  if (!all_digits(count) || ec != std::errc() || end != count.data() + count.size() || n < 1 ||
+  if (!all_digits(count) ||
+      std::from_chars(count.data(), count.data() + count.size(), n).ec != std::errc() || n < 1 ||
       n > 1024)
     throw UsageError(fmt::format("'{}': the number of engines must be 1 to 1024", entry));
   return n;

@@ -57,6 +57,28 @@ TEST(PendingRequests, AReplyCompletesItsRequestOnce) {
   EXPECT_EQ(decode(r.slot->payload), Value(42));
 }
 
+TEST(PendingRequests, SilentTasksAreThoseSentOnTheSharedConnectionsStillWaitingEachOnce) {
+  PendingRequests pending;
+  Request direct, balanced, answered, own, query(net::MsgType::QueryRequest, "ids"), young;
+  direct.slot->channel = 1;
+  balanced.slot->channel = 2;
+  answered.slot->channel = 1;
+  own.slot->channel = 1;
+  own.slot->own_connection = true;  // a synchronous caller asks on its own connection
+  query.slot->channel = 0;          // not a task: no scheduler has it
+  young.slot->channel = 2;
+  young.slot->submitted = 1000;
+  for (Request* r : {&direct, &balanced, &answered, &own, &query, &young})
+    pending.add(r->slot, r->state);
+  EXPECT_TRUE(finish(pending, answered.reply(Value(1))));
+  const auto silent = pending.silent(100, 10);
+  EXPECT_EQ(silent, (std::vector<std::pair<int, std::string>>{{1, direct.slot->msg_id},
+                                                              {2, balanced.slot->msg_id}}));
+  EXPECT_TRUE(pending.silent(100, 10).empty()) << "each is asked about once";
+  EXPECT_EQ(pending.silent(2000, 10),
+            (std::vector<std::pair<int, std::string>>{{2, young.slot->msg_id}}));
+}
+
 TEST(PendingRequests, FailuresNameWhyAndARestartSparesTheRequestThatShowedIt) {
   PendingRequests pending;
   Request a, b, probe(net::MsgType::QueryRequest, "ids");

@@ -446,11 +446,12 @@ void ClientCore::probe_tasks() {
   last_task_probe = now;
   const std::int64_t before =
       net::now_us() - std::chrono::duration_cast<std::chrono::microseconds>(kProbeAfter).count();
+  Value::List ids[3];  // by channel
+  for (auto& [channel, id] : pending.silent(before, 4096))
+    ids[channel].emplace_back(std::move(id));
   for (const Channel c : {kDirect, kBalanced}) {
-    const auto ids = pending.silent(c, before, 4096);
-    if (ids.empty()) continue;
-    Value::List list(ids.begin(), ids.end());
-    (void)net::send(sockets[c], signer, probe_message(session, std::move(list)), true);
+    if (!ids[c].empty())
+      (void)net::send(sockets[c], signer, probe_message(session, std::move(ids[c])), true);
   }
 }
 

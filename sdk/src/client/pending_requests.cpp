@@ -29,6 +29,8 @@ PendingRequests::Pending PendingRequests::take(std::string_view msg_id) {
 void PendingRequests::add(std::shared_ptr<Slot> slot, std::shared_ptr<ResultState> owner) {
   const net::TaskId id = key(slot->msg_id);
   std::lock_guard lock(mutex_);
+  if (slot->channel >= 0 && !slot->own_connection && net::is_task_request(slot->type))
+    sent_.push_back({slot->submitted, slot->channel, id});
   table_.emplace(id, Pending{std::move(slot), std::move(owner)});
 }
 
@@ -65,18 +67,14 @@ void PendingRequests::fail(const std::string& msg_id, const std::string& why, Er
   if (p.slot) fail(p, why, code);
 }
 
-std::vector<std::string> PendingRequests::silent(int channel, std::int64_t before,
-                                                 std::size_t limit) {
-  std::vector<std::string> out;
+std::vector<std::pair<int, std::string>> PendingRequests::silent(std::int64_t before,
+                                                                 std::size_t limit) {
+  std::vector<std::pair<int, std::string>> out;
   std::lock_guard lock(mutex_);
-  for (auto& [key, p] : table_) {
-    Slot& s = *p.slot;
-    if (s.probed || s.own_connection || s.channel != channel || s.submitted >= before ||
-        !net::is_task_request(s.type))
-      continue;
-    s.probed = true;
-    out.push_back(s.msg_id);
-    if (out.size() == limit) break;
+  while (!sent_.empty() && sent_.front().submitted < before && out.size() < limit) {
+    const Sent s = sent_.front();
+    sent_.pop_front();
+    if (table_.contains(s.id)) out.emplace_back(s.channel, s.id.str());
   }
   return out;
 }

@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -12,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "ipp/client.hpp"
@@ -48,7 +50,6 @@ struct Slot {
   /// connection (false: a synchronous caller's own): a probe must take the same way.
   int channel = -1;
   bool own_connection = false;
-  bool probed = false;  // its scheduler was asked whether it has it (once: see silent())
   bool done = false;
   Reply reply;
   Payload payload;
@@ -92,11 +93,13 @@ class PendingRequests {
   /// Fails the request `msg_id` saying `why`, as an error of kind `code`.
   void fail(const std::string& msg_id, const std::string& why,
             ErrorCode code = ErrorCode::connection);
-  /// The tasks sent on the I/O thread's connection to scheduler `channel` before `before`
-  /// (net::now_us) whose scheduler was not asked about yet, at most `limit`; each is marked
-  /// asked. Once a scheduler has a task it keeps it until it answered it, so once is enough.
-  [[nodiscard]] std::vector<std::string> silent(int channel, std::int64_t before,
-                                                std::size_t limit);
+  /// The tasks sent on the I/O thread's connections before `before` (net::now_us), still
+  /// waiting and not returned by an earlier call, oldest first and at most `limit`: each as
+  /// its scheduler's channel and its id. Once a scheduler has a task it keeps it until it
+  /// answered it, so asking about each once is enough. Costs what it returns and the tasks
+  /// answered meanwhile that it passes over, not every task waiting.
+  [[nodiscard]] std::vector<std::pair<int, std::string>> silent(std::int64_t before,
+                                                                std::size_t limit);
   /// Fails every request but `except` (the one whose reply showed the controller restarted);
   /// `why(msg_id)` gives each its message.
   void fail_all(const std::function<std::string(const std::string&)>& why,
@@ -125,9 +128,17 @@ class PendingRequests {
   Pending take(std::string_view msg_id);
   static void fail(Pending& p, const std::string& why, ErrorCode code = ErrorCode::connection);
 
+  /// A task sent on the I/O thread's connection (see silent()).
+  struct Sent {
+    std::int64_t submitted;
+    int channel;
+    net::TaskId id;
+  };
+
   mutable std::mutex mutex_;
   std::condition_variable none_left_;
   Table table_;
+  std::deque<Sent> sent_;  // in the order they were added, which is (nearly) their age
 };
 
 }  // namespace ipp::detail

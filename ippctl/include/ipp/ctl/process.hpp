@@ -20,8 +20,8 @@ struct SpawnOptions {
   bool new_session = false;     ///< setsid: a daemon that outlives the terminal's signals
   bool default_sighup = false;  ///< SIGHUP and SIGPIPE back to their defaults, whatever the
                                 ///< parent ignores
-  int stdin_fd = -1;   ///< standard input from this descriptor (default: /dev/null)
-  int stdout_fd = -1;  ///< standard output to this descriptor (default: `log`, as errors)
+  int stdin_fd = -1;            ///< standard input from this descriptor (default: /dev/null)
+  int stdout_fd = -1;           ///< standard output to this descriptor (default: `log`, as errors)
 };
 
 /// Starts `argv` (argv[0] a path, or a name looked up in PATH) with standard input from
