@@ -234,15 +234,15 @@ struct Rates {
 /// ipp's best push and pull MB/s with the controller on a (encryption `encryption`) and the
 /// engine on b: a client on a, then one on c.
 std::pair<Rates, Rates> ipp_rates(Hosts& h, const std::string& encryption, std::size_t bytes,
-                                  int rounds, const std::filesystem::path& dir) {
+                                  int rounds, const std::filesystem::path& dir, bool shm) {
   const auto profile = dir / ("profile-" + encryption);
   std::filesystem::create_directories(profile);
   const auto bin = ipp::ctl::exe_dir();
-  const pid_t controller =
-      h.start("a",
-              {(bin / "ippcontroller").string(), "--profile-dir", profile.string(), "--ip",
-               "0.0.0.0", "--encryption", encryption, "--log-level", "warn"},
-              (dir / ("controller-" + encryption + ".log")).string());
+  const pid_t controller = h.start(
+      "a",
+      {(bin / "ippcontroller").string(), "--profile-dir", profile.string(), "--ip", "0.0.0.0",
+       "--encryption", encryption, "--log-level", "warn", shm ? "--shm" : "--no-shm"},
+      (dir / ("controller-" + encryption + ".log")).string());
   const auto file = profile / "ipp-client.json";
   const auto deadline = Clock::now() + 20s;
   while (!std::filesystem::exists(file)) {
@@ -268,7 +268,8 @@ std::pair<Rates, Rates> ipp_rates(Hosts& h, const std::string& encryption, std::
   return out;
 }
 
-int drive(std::size_t mib, int rounds, const std::string& json_file) {
+int drive(std::size_t mib, int rounds, const std::string& modes, bool shm,
+          const std::string& json_file) {
   if (::geteuid() != 0) {
     std::cerr << "ipp-bench-hosts: the test hosts are network namespaces: run it as root\n";
     return 2;
@@ -288,7 +289,8 @@ int drive(std::size_t mib, int rounds, const std::string& json_file) {
               {"raw_tcp_c_b_mbps", fmt::format("a raw TCP stream of {} MiB, host c -> b", mib),
                raw_c, "MB/s"}};
     for (const std::string encryption : {"off", "on"}) {
-      const auto [from_a, from_c] = ipp_rates(h, encryption, bytes, rounds, dir);
+      if (modes != "both" && modes != encryption) continue;
+      const auto [from_a, from_c] = ipp_rates(h, encryption, bytes, rounds, dir, shm);
       const bool plain = encryption == "off";
       const std::string how = plain ? "" : ", encrypted";
       const std::string target = plain ? ">= 0.8x floor" : "";
@@ -327,6 +329,14 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(2, 100));
   app.add_option("--json", json_file, "Also write the figures to this file");
+  std::string encryption = "both";
+  app.add_option("--encryption", encryption, "Runs without encryption, with it, or both")
+      ->check(CLI::IsMember({"off", "on", "both"}))
+      ->capture_default_str();
+  bool shm = true;
+  app.add_flag("--shm,!--no-shm", shm,
+               "Whether the client on the controller's host shares memory with it")
+      ->capture_default_str();
   app.add_option("--client", client_file)->group("");
   app.add_option("--tcp-sink", sink_port)->group("");
   app.add_option("--tcp-source", source)->group("");
@@ -336,7 +346,7 @@ int main(int argc, char** argv) {
     if (sink_port > 0) return tcp_sink(sink_port, bytes, rounds);
     if (!source.empty()) return tcp_source(source, bytes, rounds);
     if (!client_file.empty()) return client(client_file, bytes, rounds);
-    return drive(mib, rounds, json_file);
+    return drive(mib, rounds, encryption, shm, json_file);
   } catch (const std::exception& e) {
     std::cerr << "ipp-bench-hosts: " << e.what() << "\n";
     return 1;

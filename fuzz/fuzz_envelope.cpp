@@ -40,8 +40,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   ipp::fuzz::Input input(data, size);
   const std::string_view shape = input.piece();  // tag and mask choices
   const std::uint8_t how = shape.empty() ? 0 : static_cast<std::uint8_t>(shape[0]);
-  static constexpr std::string_view kTags[] = {"IPP/1", "IPP/1B", "IPP/1M", "IPP/1BM"};
-  std::string tag(kTags[how % 4]);
+  static constexpr std::string_view kTags[] = {"IPP/1",   "IPP/1B",  "IPP/1M",
+                                               "IPP/1BM", "IPP/1BR", "IPP/1BMR"};
+  std::string tag(kTags[how % std::size(kTags)]);
   if ((how & 0x80) != 0) tag = std::string(input.piece());  // any tag at all
   const std::string mask((how & 0x40) != 0 ? input.piece() : std::string_view());
   std::vector<std::string> parts;

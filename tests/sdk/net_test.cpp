@@ -472,6 +472,79 @@ TEST_F(EnvelopeTest, MalformedOrForgedBatchesAreRejectedWholeAndTheSocketGoesOn)
   EXPECT_EQ(text(in[1].parts.at(0)), "b");
 }
 
+TEST_F(EnvelopeTest, APartSeveralMessagesOfABatchShareCrossesOnce) {
+  // One payload for three engines: its large frame is sent once, the small ones each time.
+  const Payload big =
+      encode(std::vector<double>(100000, 2.5), EncodeOptions{.side_frame_threshold = 1024});
+  std::vector<Envelope> out(3);
+  for (std::size_t i = 0; i < 3; ++i)
+    out[i].parts = {Buffer::copy(("h" + std::to_string(i)).data(), 2), big.root, big.frames.at(0)};
+  const Buffer& frame = big.frames.at(0);
+  out[1].parts.push_back(Buffer::copy(frame.data(), frame.size()));  // equal, not shared
+  ASSERT_TRUE(send_batch(dealer_, signer_, {}, out));
+  // On the wire: 800 000 bytes three times over would be 2.4 MB.
+  std::vector<zmq::message_t> frames;
+  ASSERT_TRUE(zmq::recv_multipart(router_, std::back_inserter(frames)));
+  std::size_t wire = 0;
+  for (const auto& f : frames)
+    wire += f.size();
+  EXPECT_LT(wire, 1700000u);
+  EXPECT_GT(wire, 1600000u);  // the copy that is not shared crosses on its own
+  EXPECT_EQ(frames.at(2).to_string_view(), "IPP/1BR");
+  // Sent again, it arrives as three whole messages that share one received frame.
+  ASSERT_TRUE(send_batch(dealer_, signer_, {}, out));
+  std::vector<Envelope> in;
+  ASSERT_TRUE(recv_all(router_, signer_, in));
+  ASSERT_EQ(in.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    ASSERT_EQ(in[i].parts.size(), out[i].parts.size()) << i;
+    EXPECT_EQ(text(in[i].parts[0]), "h" + std::to_string(i));
+    EXPECT_EQ(decode(Payload{in[i].parts[1], {in[i].parts[2]}}), decode(big)) << i;
+    EXPECT_EQ(in[i].parts[2].data(), in[0].parts[2].data()) << i;
+  }
+  EXPECT_EQ(text(in[1].parts[3]), text(big.frames.at(0)));
+  EXPECT_NE(in[1].parts[3].data(), in[0].parts[2].data());
+}
+
+TEST_F(EnvelopeTest, BatchesWithMalformedRepeatsAreRejectedWhole) {
+  auto le = [](std::initializer_list<std::uint32_t> v) {
+    std::string out;
+    for (auto c : v)
+      for (int b = 0; b < 4; ++b)
+        out.push_back(static_cast<char>((c >> (8 * b)) & 0xff));
+    return out;
+  };
+  auto send_raw = [&](std::string_view tag, std::string counts, std::vector<std::string> parts) {
+    std::vector<std::span<const std::byte>> signed_parts{bytes(counts)};
+    for (const auto& p : parts)
+      signed_parts.push_back(bytes(p));
+    const auto sig = signer_.sign(signed_parts);
+    dealer_.send(zmq::message_t(), zmq::send_flags::sndmore);
+    dealer_.send(zmq::buffer(tag), zmq::send_flags::sndmore);
+    dealer_.send(zmq::buffer(sig.data(), sig.size()), zmq::send_flags::sndmore);
+    dealer_.send(zmq::buffer(counts), zmq::send_flags::sndmore);
+    for (std::size_t i = 0; i < parts.size(); ++i)
+      dealer_.send(zmq::buffer(parts[i]),
+                   i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  };
+  std::vector<Envelope> in;
+  send_raw("IPP/1BR", le({2, 2, 1, 1, 2}), {"h0", "", "y"});  // the original after the repeat
+  EXPECT_THROW(recv_all(router_, signer_, in), ProtocolError);
+  send_raw("IPP/1BR", le({2, 2, 1, 2, 3}), {"h0", "x", ""});  // a part the batch lacks
+  EXPECT_THROW(recv_all(router_, signer_, in), ProtocolError);
+  send_raw("IPP/1BR", le({2, 2, 1, 1, 0}), {"h0", "x", "y"});  // a repeat that is not empty
+  EXPECT_THROW(recv_all(router_, signer_, in), ProtocolError);
+  send_raw("IPP/1BR", le({3, 2, 1}), {"h0", "x", "y"});  // more messages than counts
+  EXPECT_THROW(recv_all(router_, signer_, in), ProtocolError);
+  send_raw("IPP/1BR", le({2, 2, 1, 2}), {"h0", "x", ""});  // half a pair
+  EXPECT_THROW(recv_all(router_, signer_, in), ProtocolError);
+  EXPECT_TRUE(in.empty());
+  send_raw("IPP/1BR", le({2, 2, 1, 2, 1}), {"h0", "x", ""});
+  ASSERT_TRUE(recv_all(router_, signer_, in));
+  ASSERT_EQ(in.size(), 2u);
+  EXPECT_EQ(text(in[1].parts.at(0)), "x");
+}
+
 TEST_F(EnvelopeTest, TimesOutWithNothing) {
   router_.set(zmq::sockopt::rcvtimeo, 10);
   EXPECT_FALSE(recv(router_, signer_));

@@ -59,6 +59,9 @@ SendStreams& send_streams() {
   return streams;
 }
 
+/// Parts of a batch at least this large that several of its messages send cross once.
+constexpr std::size_t kRepeatFrom = 4096;
+
 /// This thread's replay windows, one per socket it receives on.
 ReplayWindow& replay_window(zmq::socket_ref socket) {
   thread_local std::unordered_map<void*, ReplayWindow> windows;
@@ -77,7 +80,8 @@ struct ClearFrames {
 /// this thread's stream on `socket` (see SendStreams).
 bool send_frames(zmq::socket_ref socket, const Signer& signer,
                  const std::vector<zmq::message_t>& route, bool batch, const Buffer* counts,
-                 const std::vector<const Buffer*>& parts, bool dontwait, SharedParts shared) {
+                 const std::vector<const Buffer*>& parts, bool dontwait, SharedParts shared,
+                 bool repeats = false) {
   const SharedMemory* shm = shared.shm;
   const bool peer_maps = shared.peer_maps;
   // Reused from call to call (a batch's would otherwise be a large allocation each time);
@@ -90,6 +94,7 @@ bool send_frames(zmq::socket_ref socket, const Signer& signer,
   frames.emplace_back();
   std::string tag(batch ? kBatchTag : kProtocolTag);
   if (shm != nullptr) tag += 'M';
+  if (repeats) tag += 'R';
   frames.emplace_back(tag.data(), tag.size());
   frames.emplace_back();  // the signature, once the parts are known
   const std::size_t signature_frame = frames.size() - 1;
@@ -233,6 +238,7 @@ struct Received {
   std::vector<zmq::message_t> route;
   bool batch = false;
   bool peer_maps = false;
+  bool repeats = false;  // a batch whose counts list parts sent once for several messages
   std::vector<Buffer> parts;
   std::vector<std::string> unreadable;  // empty, or one entry per part
   bool verified = true;
@@ -340,6 +346,8 @@ std::optional<Received> receive_frames(std::vector<zmq::message_t>& frames, Sign
       in.batch = true;
     else if (c == 'M')
       in.peer_maps = true;
+    else if (c == 'R')
+      in.repeats = true;
     else
       throw ProtocolError(fmt::format("unknown protocol tag '{}'", tag.substr(0, 16)));
   }
@@ -437,6 +445,7 @@ std::string first_reason(const std::vector<std::string>& why, std::size_t from, 
 std::optional<Envelope> single(std::optional<Received>&& in) {
   if (!in) return std::nullopt;
   if (in->batch) throw ProtocolError("a batch of messages arrived where one message was expected");
+  if (in->repeats) throw ProtocolError("a message that is not a batch lists repeated parts");
   return whole(std::move(*in));
 }
 
@@ -460,6 +469,7 @@ bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope
   auto in = receive(socket, signers, flags, shm, unverified);
   if (!in) return false;
   if (!in->batch) {
+    if (in->repeats) throw ProtocolError("a message that is not a batch lists repeated parts");
     out.push_back(whole(std::move(*in)));
     return true;
   }
@@ -469,13 +479,25 @@ bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope
     throw ProtocolError("a batch without a valid list of part counts");
   }
   const Buffer& counts = in->parts[0];
-  const std::size_t n = counts.size() / sizeof(std::uint32_t);
-  std::vector<std::uint32_t> sizes(n);
-  std::size_t total = 0;
-  for (std::size_t i = 0; i < n; ++i) {
+  const auto word = [&](std::size_t i) {
     std::uint32_t c = 0;
     for (std::size_t b = 0; b < 4; ++b)
       c |= static_cast<std::uint32_t>(counts.data()[i * 4 + b]) << (8 * b);
+    return c;
+  };
+  const std::size_t words = counts.size() / sizeof(std::uint32_t);
+  // With repeats: n | n counts | (repeat, original) pairs of part numbers.
+  std::size_t n = words, from = 0;
+  if (in->repeats) {
+    n = word(0);
+    from = 1;
+    if (n + 1 > words || (words - n - 1) % 2 != 0)
+      throw ProtocolError("a batch with a malformed list of repeated parts");
+  }
+  std::vector<std::uint32_t> sizes(n);
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t c = word(from + i);
     if (c == 0) throw ProtocolError(fmt::format("message {} of a batch has no parts", i));
     sizes[i] = c;
     total += c;
@@ -483,6 +505,15 @@ bool recv_all(zmq::socket_ref socket, const Signer& signer, std::vector<Envelope
   if (total != in->parts.size() - 1) {
     throw ProtocolError(
         fmt::format("a batch announces {} parts and holds {}", total, in->parts.size() - 1));
+  }
+  // A repeat is an empty frame standing for an earlier part of the batch (after the
+  // signature, which covers the list and the empty frame: nothing unsigned is read).
+  for (std::size_t w = from + n; w + 1 < words; w += 2) {
+    const std::uint32_t repeat = word(w), original = word(w + 1);
+    if (original >= repeat || repeat >= total || !in->parts[1 + repeat].empty())
+      throw ProtocolError(fmt::format("a batch repeats part {} as part {}", original, repeat));
+    in->parts[1 + repeat] = in->parts[1 + original];
+    if (!in->unreadable.empty()) in->unreadable[1 + repeat] = in->unreadable[1 + original];
   }
   out.reserve(out.size() + n);
   std::size_t next = 1;
@@ -511,16 +542,40 @@ bool send_batch(zmq::socket_ref socket, const Signer& signer,
       parts.push_back(&p);
     return send_frames(socket, signer, route, false, nullptr, parts, dontwait, shared);
   }
-  std::byte* out = nullptr;
-  const Buffer counts = Buffer::allocate(messages.size() * sizeof(std::uint32_t), &out);
+  // A large part that an earlier message of the batch sends too (one payload for several
+  // engines) crosses once: later ones go as empty frames, listed as repeats.
+  static const Buffer kEmpty;
+  std::vector<std::uint32_t> repeats;  // (repeat, original) pairs
+  std::unordered_map<const std::byte*, std::uint32_t> first;
   for (const auto& m : messages) {
-    auto c = static_cast<std::uint32_t>(m.parts.size());
+    for (const auto& p : m.parts) {
+      const auto at = static_cast<std::uint32_t>(parts.size());
+      if (p.size() >= kRepeatFrom) {
+        const auto [it, fresh] = first.try_emplace(p.data(), at);
+        if (!fresh && parts[it->second]->size() == p.size()) {
+          repeats.insert(repeats.end(), {at, it->second});
+          parts.push_back(&kEmpty);
+          continue;
+        }
+      }
+      parts.push_back(&p);
+    }
+  }
+  const std::size_t header = repeats.empty() ? 0 : 1;
+  std::byte* out = nullptr;
+  const Buffer counts =
+      Buffer::allocate((header + messages.size() + repeats.size()) * sizeof(std::uint32_t), &out);
+  const auto put = [&](std::uint32_t c) {
     for (int b = 0; b < 4; ++b, c >>= 8)
       *out++ = static_cast<std::byte>(c & 0xff);
-    for (const auto& p : m.parts)
-      parts.push_back(&p);
-  }
-  return send_frames(socket, signer, route, true, &counts, parts, dontwait, shared);
+  };
+  if (header != 0) put(static_cast<std::uint32_t>(messages.size()));
+  for (const auto& m : messages)
+    put(static_cast<std::uint32_t>(m.parts.size()));
+  for (const std::uint32_t r : repeats)
+    put(r);
+  return send_frames(socket, signer, route, true, &counts, parts, dontwait, shared,
+                     !repeats.empty());
 }
 
 std::vector<zmq::message_t> copy_route(const std::vector<zmq::message_t>& route) {

@@ -16,7 +16,8 @@ namespace ipp::net {
 
 /// First frame after the delimiter of every ipp message: rejects strangers and old peers early.
 /// Letters may follow it: `B`, the message is a batch; `M`, its sender maps shared memory
-/// (it takes large parts of replies through it, see SharedMemory).
+/// (it takes large parts of replies through it, see SharedMemory); `R`, a batch with parts
+/// sent once for several of its messages (see send_batch).
 inline constexpr std::string_view kProtocolTag = "IPP/1";
 /// The tag of a batch: several messages for one peer in one ZeroMQ message, signed once.
 inline constexpr std::string_view kBatchTag = "IPP/1B";
@@ -75,8 +76,11 @@ bool send(zmq::socket_ref socket, const Signer& signer, const Envelope& envelope
 /// ...`, where `counts` holds each message's number of parts (uint32, little-endian) and the
 /// signature covers `counts` and every part. A single message goes as a plain message. Batching
 /// is how a busy peer pays one signature,
-/// one ZeroMQ message and one wake-up of its receiver for many small messages. Returns false
-/// as send() does.
+/// one ZeroMQ message and one wake-up of its receiver for many small messages. A large part
+/// (4 KiB or more) that several messages of the batch share (the same storage: one payload for
+/// many engines) crosses once: the tag gains `R`, `counts` becomes `n | n counts | (repeat,
+/// original) pairs of part numbers`, and each repeat is an empty frame that the receiver fills
+/// with the original. Returns false as send() does.
 bool send_batch(zmq::socket_ref socket, const Signer& signer,
                 const std::vector<zmq::message_t>& route, std::span<const Envelope> messages,
                 bool dontwait = false, SharedParts shared = {});
