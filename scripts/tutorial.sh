@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: installs what ipp needs, builds it, starts a 4-engine cluster, pushes the
-# sample plugin, runs the C++ tutorial and the same steps with ippctl, and stops the cluster.
+# sample plugin, runs the C++ tutorial, the same steps with ippctl and from Python (installing the
+# Python client), and stops the cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -25,5 +26,9 @@ ippctl pull a
 ippctl scatter x 1..10
 ippctl map mul @x @x
 ippctl gather x
+# The same from Python: the package is installed into the interpreter's site-packages.
+cmake --install build --component python >/dev/null
+echo "\$ python3 samples/python/tutorial.py" >&2
+"${PYTHON:-/usr/bin/python3}" samples/python/tutorial.py
 ippctl cluster stop
 trap - EXIT

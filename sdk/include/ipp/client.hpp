@@ -55,6 +55,13 @@ class AsyncResult {
   /// Waits up to `timeout`; returns ready().
   bool wait(std::optional<Duration> timeout = std::nullopt) const;
   [[nodiscard]] bool ready() const;
+  /// How many of this result's tasks (the messages it sent: one per engine of a multi-engine
+  /// call, one per block or chunk of a map) have finished, and how many there are.
+  struct Progress {
+    std::size_t done = 0;
+    std::size_t total = 0;
+  };
+  [[nodiscard]] Progress progress() const;
   /// True when ready and nothing failed. Throws UsageError before ready().
   [[nodiscard]] bool successful() const;
   [[nodiscard]] std::vector<std::string> msg_ids() const;

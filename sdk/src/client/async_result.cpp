@@ -20,6 +20,11 @@ bool AsyncResult::ready() const {
   return state_->remaining == 0;
 }
 
+AsyncResult::Progress AsyncResult::progress() const {
+  std::lock_guard lock(state_->mutex);
+  return {state_->slots.size() - state_->remaining, state_->slots.size()};
+}
+
 bool AsyncResult::successful() const {
   std::lock_guard lock(state_->mutex);
   if (state_->remaining != 0)

@@ -1,0 +1,28 @@
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include "ipp/value.hpp"
+
+namespace ipp::python {
+
+namespace py = pybind11;
+
+/// A Python object as an ipp Value: None, bool, int (int64), float, str, bytes (and
+/// bytearray), list and tuple (a list), dict with str keys (a map), range (a range, sent as
+/// three numbers), ipp.Ref, numpy scalars, and numpy arrays or any C-contiguous buffer of
+/// int8..uint64, float32 or float64 (a typed array that shares the object's memory: nothing
+/// is copied, and the object is kept alive until the array is sent). Raises TypeError naming
+/// what cannot be sent, and OverflowError for an int outside int64.
+[[nodiscard]] Value to_value(py::handle object);
+
+/// An ipp Value as a Python object: arrays become read-only numpy arrays over the received
+/// memory (no copy), ranges Python ranges, maps dicts.
+[[nodiscard]] py::object to_python(const Value& value);
+
+/// A name on the engines passed in place of its value (ipp::ref), as Python sees it.
+struct PyRef {
+  std::string name;
+};
+
+}  // namespace ipp::python
