@@ -15,6 +15,7 @@ str keys, range (sent as three numbers) and numpy arrays (shared, not copied, on
 read-only arrays over the received memory on the way back).
 """
 
+import os
 import sys
 import time
 
@@ -78,15 +79,151 @@ class Plugin:
         return f"<ipp plugin {self._name}>"
 
 
+_PICKLE_KEY = "__ipp_pickle__"
+
+
+def _is_python_function(f):
+    return callable(f) and not isinstance(f, (Task, str))
+
+
+def _installed(module):
+    """Whether `module` is one the engines can import too: of the standard library or of an
+    installed package (not the user's own script or module)."""
+    import sysconfig
+    path = getattr(module, "__file__", None)
+    if not path:
+        return True  # built in
+    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots.update(p for p in sys.path if "-packages" in p)
+    path = os.path.realpath(path)
+    return any(path.startswith(os.path.realpath(r) + os.sep) for r in roots if r)
+
+
+def _pickle_function(f):
+    """A Python function for the engines, with cloudpickle: functions of the user's own code
+    (IPython, a script, a module beside it) travel by value, whole; those of installed
+    packages by reference (the engines import them). Without cloudpickle, pickle sends a
+    reference."""
+    try:
+        import cloudpickle
+    except ImportError:
+        import pickle
+        return pickle.dumps(f)
+    module = sys.modules.get(getattr(f, "__module__", None) or "")
+    if module is not None and module.__name__ != "__main__" and not _installed(module):
+        cloudpickle.register_pickle_by_value(module)
+    return cloudpickle.dumps(f)
+
+
+def _decode(value):
+    """A value from the engines, with pickled objects (the map {"__ipp_pickle__": bytes})
+    unpickled: at the top, and in a top-level list (one value per engine)."""
+    if isinstance(value, dict) and len(value) == 1 and _PICKLE_KEY in value:
+        import pickle
+        return pickle.loads(value[_PICKLE_KEY])
+    if isinstance(value, list):
+        return [_decode(v) if isinstance(v, dict) else v for v in value]
+    return value
+
+
+def _execute_statement(code):
+    """Python `code` as the ipp statement that runs it in order with the engine's other
+    namespace operations: python.execute("...")."""
+    out = []
+    for ch in code:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append("\\x%02x" % ord(ch))
+        else:
+            out.append(ch)
+    return 'import python\npython.execute("' + "".join(out) + '")'
+
+
+class _Joined:
+    """Several results read as one: their values concatenated in order (the blocks of a map of
+    a Python function)."""
+
+    def __init__(self, parts):
+        self._parts = parts
+
+    def get(self, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out = []
+        for p in self._parts:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            value = p.get(left)
+            out.extend(value)
+        return out
+
+    def wait(self, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for p in self._parts:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not p.wait(left):
+                return False
+        return True
+
+    def ready(self):
+        return all(p.ready() for p in self._parts)
+
+    def successful(self):
+        return all(p.successful() for p in self._parts)
+
+    @property
+    def msg_ids(self):
+        return [i for p in self._parts for i in p.msg_ids]
+
+    def progress(self):
+        done = total = 0
+        for p in self._parts:
+            d, t = p.progress()
+            done, total = done + d, total + t
+        return done, total
+
+    def metadata(self):
+        return [m for p in self._parts for m in p.metadata()]
+
+    def abort(self):
+        for p in self._parts:
+            p.abort()
+
+    def cancel(self):
+        for p in self._parts:
+            p.cancel()
+
+
+def _blocks(n, parts):
+    """[begin, end) of `parts` contiguous blocks of n items, the first n % parts one longer."""
+    base, extra = divmod(n, parts)
+    out, begin = [], 0
+    for i in range(parts):
+        end = begin + base + (1 if i < extra else 0)
+        out.append((begin, end))
+        begin = end
+    return out
+
+
+def _columns(sequences):
+    """The sequences of a map, as columns of equal length (arrays stay arrays)."""
+    cols = [s if hasattr(s, "__array_interface__") else list(s) for s in sequences]
+    n = min(len(c) for c in cols)
+    return [c[:n] for c in cols], n
+
+
 def _task_name(f):
     if isinstance(f, Task):
         return f.name
     if isinstance(f, str):
         return f
-    if callable(f):
-        raise TypeError(
-            f"cannot run the Python callable {getattr(f, '__qualname__', f)!r} on the engines: "
-            "views run compiled tasks, named as rc.plugin('arith').mul or 'mul'")
     raise TypeError(f"a task is a Task or a task name, not a {type(f).__name__}")
 
 
@@ -103,11 +240,12 @@ class AsyncResult:
     wait(timeout), successful(), msg_ids, metadata, progress, wait_interactive(), abort().
     Waiting releases the GIL, and Ctrl-C interrupts it."""
 
-    def __init__(self, core, kind="apply", single=True, as_list=False):
+    def __init__(self, core, kind="apply", single=True, as_list=False, decode=True):
         self._core = core
         self._kind = kind
         self._single = single
         self._as_list = as_list
+        self._decode = decode
         self._started = time.monotonic()
 
     def get(self, timeout=None):
@@ -115,7 +253,7 @@ class AsyncResult:
         value = self._core.get(timeout)
         if self._as_list and hasattr(value, "tolist"):
             value = value.tolist()
-        return value
+        return _decode(value) if self._decode else value
 
     result = get
 
@@ -260,17 +398,38 @@ class DirectView(_View):
 
     def apply_async(self, f, *args, **kwargs):
         _no_kwargs(kwargs)
+        if _is_python_function(f):
+            return self._result(self._view.python_async(_pickle_function(f), args, False),
+                                "apply")
         return self._result(self._view.apply_async(_task_name(f), args), "apply")
 
     def map_async(self, f, *sequences, **kwargs):
         _no_kwargs(kwargs)
         if not sequences:
             raise TypeError("map needs at least one sequence")
+        if _is_python_function(f):
+            # A contiguous block of rows per engine, as for compiled tasks.
+            data = _pickle_function(f)
+            cols, n = _columns(sequences)
+            targets = self._view.targets
+            parts = []
+            for t, (b, e) in zip(targets, _blocks(n, len(targets))):
+                if e > b:
+                    view = self.client._core.view([t], True)
+                    parts.append(view.python_async(data, [c[b:e] for c in cols], True))
+            return AsyncResult(_Joined(parts), "map", single=False)
         return AsyncResult(self._view.map_async(_task_name(f), sequences), "map",
                            as_list=not _any_array(sequences))
 
-    def execute(self, code, block=None):
-        """Runs statements in each engine's namespace (see docs/execute.md)."""
+    def execute(self, code, block=None, language="python"):
+        """Runs `code` in each engine's namespace, in order with the other namespace
+        operations: Python statements (`language="python"`, in the interpreter the engines
+        embed), or ipp's own statements (`language="ipp"`, docs/execute.md). Names bound
+        either way are the same namespace: `view["a"]` reads them."""
+        if language == "python":
+            code = _execute_statement(code)
+        elif language != "ipp":
+            raise ValueError(f"language is 'python' or 'ipp', not {language!r}")
         return self._done(self._result(self._view.execute(code), "execute"), block)
 
     def push(self, ns, block=None):
@@ -337,12 +496,22 @@ class LoadBalancedView(_View):
 
     def apply_async(self, f, *args, **kwargs):
         _no_kwargs(kwargs)
+        if _is_python_function(f):
+            return AsyncResult(self._view.python_async(_pickle_function(f), args, False), "apply")
         return AsyncResult(self._view.apply_async(_task_name(f), args), "apply")
 
     def map_async(self, f, *sequences, chunksize=0, ordered=True, **kwargs):
         _no_kwargs(kwargs)
         if not sequences:
             raise TypeError("map needs at least one sequence")
+        if _is_python_function(f):
+            data = _pickle_function(f)
+            cols, n = _columns(sequences)
+            if chunksize <= 0:  # about four chunks per engine
+                chunksize = max(1, -(-n // (4 * max(1, len(self.client.ids)))))
+            parts = [self._view.python_async(data, [c[b:b + chunksize] for c in cols], True)
+                     for b in range(0, n, chunksize)]
+            return AsyncResult(_Joined(parts), "map", single=False)
         return AsyncResult(self._view.map_async(_task_name(f), sequences, chunksize), "map",
                            as_list=not _any_array(sequences))
 

@@ -27,10 +27,37 @@ std::optional<Duration> to_duration(std::optional<double> seconds) {
   return Duration(static_cast<std::int64_t>(*seconds * 1000.0));
 }
 
-Value::List to_list(const py::iterable& items) {
+/// `items` as a list of ipp values; with `pickle`, what is no ipp value goes pickled (the
+/// arguments of Python functions), else it is a TypeError (those of compiled tasks).
+Value::List to_list(const py::iterable& items, bool pickle = false) {
   Value::List out;
   for (const auto item : items)
-    out.push_back(to_value(item));
+    out.push_back(pickle ? to_value_or_pickled(item) : to_value(item));
+  return out;
+}
+
+/// A sequence of a Python function's arguments (or a column of a map): an array as it is
+/// (shared, not copied), anything else element by element, each an ipp value or pickled.
+Value elementwise(py::handle seq) {
+  if (PyObject_CheckBuffer(seq.ptr()) != 0 && !py::isinstance<py::bytes>(seq)) return to_value(seq);
+  Value::List out;
+  for (const auto item : py::reinterpret_borrow<py::iterable>(seq))
+    out.push_back(to_value_or_pickled(item));
+  return Value(std::move(out));
+}
+
+/// The arguments of python.call (`function` pickled, `args`) or python.map (`columns`).
+Value::List python_task(const py::bytes& function, const py::iterable& args, bool columns) {
+  const std::string_view f = function;
+  Value::List out{Value(Bytes{Buffer::copy(f.data(), f.size())})};
+  if (!columns) {
+    out.push_back(elementwise(args));
+    return out;
+  }
+  Value::List cols;
+  for (const auto column : args)
+    cols.push_back(elementwise(column));
+  out.emplace_back(std::move(cols));
   return out;
 }
 
@@ -175,15 +202,22 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<DirectView>(m, "DirectView")
       .def_property_readonly("targets", &DirectView::targets)
-      .def("apply_async",
-           [](const DirectView& v, const std::string& task, const py::iterable& args) {
-             const auto a = to_list(args);
-             return released([&] { return v.apply_async(task, a); });
-           })
+      .def(
+          "apply_async",
+          [](const DirectView& v, const std::string& task, const py::iterable& args, bool pickle) {
+            const auto a = to_list(args, pickle);
+            return released([&] { return v.apply_async(task, a); });
+          },
+          py::arg("task"), py::arg("args"), py::arg("pickle") = false)
       .def("map_async",
            [](const DirectView& v, const std::string& task, const py::iterable& seqs) {
              const auto s = to_list(seqs);
              return released([&] { return v.map_async(task, s); });
+           })
+      .def("python_async",
+           [](const DirectView& v, const py::bytes& function, const py::iterable& args, bool map) {
+             const auto a = python_task(function, args, map);
+             return released([&] { return v.apply_async(map ? "python.map" : "python.call", a); });
            })
       .def("apply_to_async",
            [](const DirectView& v, const std::string& name, const std::string& task,
@@ -193,8 +227,10 @@ PYBIND11_MODULE(_core, m) {
            })
       .def("push_async",
            [](const DirectView& v, const py::dict& values) {
-             const Value map = to_value(values);
-             return released([&] { return v.push_async(map.as_map()); });
+             Value::Map map;
+             for (const auto [key, item] : values)
+               map.emplace(py::str(key).cast<std::string>(), to_value_or_pickled(item));
+             return released([&] { return v.push_async(map); });
            })
       .def("pull_async",
            [](const DirectView& v, const std::string& name) {
@@ -243,10 +279,19 @@ PYBIND11_MODULE(_core, m) {
              f.time_limit = to_duration(time_limit);
              return v.with(f);
            })
-      .def("apply_async",
-           [](const LoadBalancedView& v, const std::string& task, const py::iterable& args) {
-             const auto a = to_list(args);
-             return released([&] { return v.apply_async(task, a); });
+      .def(
+          "apply_async",
+          [](const LoadBalancedView& v, const std::string& task, const py::iterable& args,
+             bool pickle) {
+            const auto a = to_list(args, pickle);
+            return released([&] { return v.apply_async(task, a); });
+          },
+          py::arg("task"), py::arg("args"), py::arg("pickle") = false)
+      .def("python_async",
+           [](const LoadBalancedView& v, const py::bytes& function, const py::iterable& args,
+              bool map) {
+             const auto a = python_task(function, args, map);
+             return released([&] { return v.apply_async(map ? "python.map" : "python.call", a); });
            })
       .def("map_async", [](const LoadBalancedView& v, const std::string& task,
                            const py::iterable& seqs, std::uint64_t chunksize) {

@@ -155,13 +155,33 @@ Value to_value(py::handle object) {
                        object.attr("stop").cast<std::int64_t>(),
                        object.attr("step").cast<std::int64_t>()});
   }
-  if (py::isinstance<PyRef>(object)) return Value(Ref{object.cast<const PyRef&>().name});
+  // PyRef is a class of the client's module, not of an engine's embedded interpreter.
+  if (py::detail::get_type_info(typeid(PyRef)) != nullptr && py::isinstance<PyRef>(object))
+    return Value(Ref{object.cast<const PyRef&>().name});
   // numpy scalars (numpy.int64 is no int): their Python value.
   if (py::hasattr(object, "dtype") && py::hasattr(object, "item") && py::hasattr(object, "ndim") &&
       object.attr("ndim").cast<int>() == 0)
     return to_value(object.attr("item")());
   if (PyObject_CheckBuffer(o) != 0) return from_buffer(object);
   cannot_send(object);
+}
+
+Value to_value_or_pickled(py::handle object) {
+  try {
+    return to_value(object);
+  } catch (const py::type_error&) {
+  } catch (const py::error_already_set& e) {
+    if (!e.matches(PyExc_OverflowError)) throw;
+  }
+  py::object pickler;
+  try {
+    pickler = py::module_::import("cloudpickle");
+  } catch (const py::error_already_set&) {
+    pickler = py::module_::import("pickle");
+  }
+  const py::bytes data = pickler.attr("dumps")(object);
+  const std::string_view bytes = data;
+  return Value::map({{"__ipp_pickle__", Bytes{Buffer::copy(bytes.data(), bytes.size())}}});
 }
 
 namespace {
@@ -224,6 +244,8 @@ py::object to_python(const Value& v) {
       return py::module_::import("builtins").attr("range")(r.start, r.stop, r.step);
     }
     case Value::Kind::ref:
+      if (py::detail::get_type_info(typeid(PyRef)) == nullptr)
+        throw py::type_error("ipp.ref('" + v.as_ref().name + "') where a value was expected");
       return py::cast(PyRef{v.as_ref().name});
   }
   return py::none();

@@ -16,6 +16,11 @@ namespace py = pybind11;
 /// what cannot be sent, and OverflowError for an int outside int64.
 [[nodiscard]] Value to_value(py::handle object);
 
+/// to_value(), or else the object pickled (with cloudpickle when it is installed) as the map
+/// {"__ipp_pickle__": bytes} that the engines' python plugin and the client unpickle: how
+/// namespace values and the arguments of Python functions travel.
+[[nodiscard]] Value to_value_or_pickled(py::handle object);
+
 /// An ipp Value as a Python object: arrays become read-only numpy arrays over the received
 /// memory (no copy), ranges Python ranges, maps dicts.
 [[nodiscard]] py::object to_python(const Value& value);

@@ -38,13 +38,18 @@ extern "C" void on_signal(int) {
 }
 
 /// Built-in plugins sit beside the executable: build/bin -> build/plugins, or
-/// PREFIX/bin -> PREFIX/lib/ipp/plugins once installed.
+/// PREFIX/bin -> PREFIX/lib/ipp/plugins once installed: sysinfo, and python when it was built.
 std::vector<std::filesystem::path> builtin_plugins(const char* argv0) {
   std::error_code ec;
   const auto exe = std::filesystem::canonical("/proc/self/exe", ec);
   const auto bin = ec ? std::filesystem::path(argv0).parent_path() : exe.parent_path();
   for (const auto& dir : {bin / ".." / "plugins", bin / ".." / "lib" / "ipp" / "plugins"}) {
-    if (std::filesystem::exists(dir / "sysinfo.so")) return {dir / "sysinfo.so"};
+    if (!std::filesystem::exists(dir / "sysinfo.so")) continue;
+    std::vector<std::filesystem::path> out{dir / "sysinfo.so"};
+    // Python functions and statements (built with the Python client): the interpreter starts
+    // when the first Python task runs.
+    if (std::filesystem::exists(dir / "python.so")) out.push_back(dir / "python.so");
+    return out;
   }
   return {};
 }

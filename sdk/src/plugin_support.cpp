@@ -52,6 +52,8 @@ void report_current_exception(const ipp_host_v1* host, std::uint64_t element) no
   try {
     try {
       throw;
+    } catch (const ForeignError& e) {
+      send(ErrorCode::remote, e.type(), e.what());
     } catch (const Error& e) {
       send(e.code(), demangle(typeid(e).name()), e.what());
     } catch (const std::exception& e) {

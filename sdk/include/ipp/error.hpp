@@ -187,6 +187,19 @@ class EngineError : public Error {
   explicit EngineError(const std::string& message) : Error(ErrorCode::engine, message) {}
 };
 
+/// An error of another language's runtime that a task ran (a Python exception), thrown by a
+/// task to be reported under that runtime's type name (`ModuleNotFoundError`) rather than a
+/// C++ one. Its record's code is ErrorCode::remote.
+class ForeignError : public std::runtime_error {
+ public:
+  ForeignError(std::string type, const std::string& message)
+      : std::runtime_error(message), type_(std::move(type)) {}
+  [[nodiscard]] const std::string& type() const noexcept { return type_; }
+
+ private:
+  std::string type_;
+};
+
 /// Several failures from one call (one per engine or task), each kept as a record.
 class CompositeError : public Error {
  public:
