@@ -12,3 +12,5 @@ build-bench/bin/ipp-bench-micro --benchmark_min_time=0.2 \
   --benchmark_out=build-bench/bench-micro.json --benchmark_out_format=json
 echo "=== end to end (real clusters on 127.0.0.1)"
 build-bench/bin/ipp-bench --json build-bench/bench.json "$@"
+echo "=== the Python client beside ipyparallel's (4 engines each)"
+PYTHONPATH=build-bench/python "${PYTHON:-/usr/bin/python3}" benchmarks/python_client.py --bin build-bench/bin

@@ -14,7 +14,7 @@ packages=(
   clang-format clang-tidy ccache
   clang libclang-rt-14-dev
   python3 python3-dev pybind11-dev python3-pybind11 python3-numpy python3-pytest python3-tqdm
-  python3-cloudpickle ipython3
+  python3-cloudpickle ipython3 python3-ipyparallel
 )
 
 missing=()
