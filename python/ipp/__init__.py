@@ -296,6 +296,30 @@ class AsyncResult:
         m = self._core.metadata()
         return m[0] if self._single and len(m) == 1 else m
 
+    @property
+    def stdout(self):
+        """What its tasks printed to stdout on the engines: a str for a single task, else one
+        per task (a multi-engine call: per engine)."""
+        return self._printed("stdout")
+
+    @property
+    def stderr(self):
+        return self._printed("stderr")
+
+    def _printed(self, stream):
+        m = self._core.metadata()
+        if self._single and len(m) == 1:
+            return m[0][stream]
+        return [t[stream] for t in m]
+
+    def display_outputs(self):
+        """Prints what each task printed, under a line naming its engine."""
+        for t in self._core.metadata():
+            for stream, out in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+                if t[stream]:
+                    print(f"[{stream}:{t['engine_id']}]", file=out)
+                    print(t[stream], end="" if t[stream].endswith("\n") else "\n", file=out)
+
     def abort(self):
         """Removes its tasks that have not started (they fail with TaskAborted)."""
         self._core.abort()

@@ -18,6 +18,7 @@
 #include <pybind11/embed.h>
 #include <pybind11/stl.h>
 
+#include <cstdio>
 #include <mutex>
 #include <string>
 
@@ -88,8 +89,40 @@ ipp::Value to_result(py::handle object) {
 
 // The helpers the embedded interpreter runs, in Python.
 constexpr const char* kHelpers = R"PY(
-import builtins, pickle, threading, types
-from _ipp_engine import lookup, bind, bind_pickled
+import builtins, pickle, sys, threading, types
+from _ipp_engine import lookup, bind, bind_pickled, write
+
+
+class _Stream:
+    """sys.stdout and sys.stderr: what a task prints comes back with its result."""
+
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self, fd, name):
+        self._fd = fd
+        self.name = name
+
+    def write(self, text):
+        write(self._fd, text)
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        return self._fd
+
+
+sys.stdout = _Stream(1, "<stdout>")
+sys.stderr = _Stream(2, "<stderr>")
 
 _local = threading.local()
 _ABSENT = object()
@@ -293,6 +326,10 @@ PYBIND11_EMBEDDED_MODULE(_ipp_engine, m) {
     }
     context().set(name, v);
     return true;
+  });
+  m.def("write", [](int fd, const std::string& text) {
+    // Through the C streams, which the engine routes to the task running on this thread.
+    std::fwrite(text.data(), 1, text.size(), fd == 2 ? stderr : stdout);
   });
   m.def("bind_pickled",
         [](const std::string& name, const py::bytes& data) { context().set(name, pickled(data)); });

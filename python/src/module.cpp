@@ -105,6 +105,8 @@ py::dict metadata_dict(const TaskMetadata& m) {
   d["started"] = time(m.started);
   d["completed"] = time(m.completed);
   d["received"] = time(m.received);
+  d["stdout"] = m.stdout_text;
+  d["stderr"] = m.stderr_text;
   d["elapsed"] = m.started != 0 && m.completed != 0 ? py::object(py::float_(m.elapsed()))
                                                     : py::object(py::none());
   return d;

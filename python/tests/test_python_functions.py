@@ -2,6 +2,7 @@
 tasks, against a real 4-engine cluster (conftest.py)."""
 
 import fractions
+import os
 import time
 
 import numpy as np
@@ -123,3 +124,29 @@ def test_python_and_compiled_tasks_run_side_by_side(rc, arith):
     assert all(isinstance(r.get(timeout=30), int) for r in compiled)
     # Eight one-second tasks on four engines: about two seconds, not eight.
     assert time.monotonic() - start < 5
+
+
+def test_what_a_task_prints_comes_back_with_it_and_not_in_the_log(rc, cluster):
+    def chatty(x):
+        import sys
+        print("out", x)
+        print("err", x, file=sys.stderr)
+        return x
+
+    r = rc[:].apply_async(chatty, 7)
+    assert r.get() == [7, 7, 7, 7]
+    assert r.stdout == ["out 7\n"] * 4
+    assert r.stderr == ["err 7\n"] * 4
+    one = rc[2].apply_async(chatty, 8)
+    one.get()
+    assert one.stdout == "out 8\n" and one.metadata["stdout"] == "out 8\n"
+    lb = rc.load_balanced_view().map_async(chatty, range(12), chunksize=4)
+    lb.get()
+    assert "".join(lb.stdout) == "".join(f"out {i}\n" for i in range(12))
+    ex = rc[1].execute("print('executed')")
+    ex.get()
+    assert ex.stdout == "executed\n"
+    import glob
+    for log in glob.glob(os.path.join(cluster, "logs", "engine-*.log")):
+        text = open(log, errors="replace").read()
+        assert "out 7" not in text and "executed" not in text, log

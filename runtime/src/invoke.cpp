@@ -8,6 +8,8 @@
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/parallel_for.h>
 
+#include "ipp/runtime/output.hpp"
+
 #include "ipp/detail/wire.hpp"
 #include "ipp/runtime/executor.hpp"
 #include "ipp/runtime/memory.hpp"
@@ -137,6 +139,10 @@ const fb::Value* checked_root(const Payload& in, Buffer& aligned,
 
 TaskOutcome invoke(const TaskHandle& task, const Payload& args, const InvokeContext& ctx) noexcept {
   TaskOutcome out;
+  // What it prints is its own, unless a caller (execute, an ordered call) captures already.
+  TaskOutput printed;
+  std::optional<output::CaptureScope> capture;
+  if (output::current() == nullptr) capture.emplace(&printed);
   out.started = Clock::now();
   try {
     Buffer root;
@@ -158,12 +164,20 @@ TaskOutcome invoke(const TaskHandle& task, const Payload& args, const InvokeCont
     out.error = current_error(task, ctx);
   }
   out.completed = Clock::now();
+  if (capture) {
+    capture.reset();
+    out.out = printed.take(1);
+    out.err = printed.take(2);
+  }
   return out;
 }
 
 TaskOutcome invoke_map(const TaskHandle& task, const Payload& sequences, const InvokeContext& ctx,
                        Executor& executor) noexcept {
   TaskOutcome out;
+  // Every block prints into the map's output, whichever thread runs it.
+  TaskOutput printed;
+  TaskOutput* const into = output::current() != nullptr ? output::current() : &printed;
   out.started = Clock::now();
   try {
     Buffer root_buf;
@@ -218,6 +232,7 @@ TaskOutcome invoke_map(const TaskHandle& task, const Payload& sequences, const I
     std::vector<std::pair<std::uint64_t, Payload>> pieces;  // non-numeric results, by chunk start
 
     auto body = [&](const tbb::blocked_range<std::uint64_t>& r) {
+      const output::CaptureScope capture(into);
       HostCall call(ctx, task);
       const ipp_map_call_v1 mc{call.host(), abi_args, r.begin(), r.end(),
                                out_data == nullptr ? nullptr : out_data + r.begin() * elem};
@@ -265,6 +280,10 @@ TaskOutcome invoke_map(const TaskHandle& task, const Payload& sequences, const I
     out.error = current_error(task, ctx);
   }
   out.completed = Clock::now();
+  if (into == &printed) {
+    out.out = printed.take(1);
+    out.err = printed.take(2);
+  }
   return out;
 }
 

@@ -16,6 +16,7 @@
 #include "ipp/net/engine_exit.hpp"
 #include "ipp/net/limits.hpp"
 #include "ipp/runtime/engine.hpp"
+#include "ipp/runtime/output.hpp"
 
 namespace {
 ipp::Engine* g_engine = nullptr;
@@ -113,6 +114,8 @@ int main(int argc, char** argv) {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     ::on_exit(on_task_exit, nullptr);  // after static initialisation: runs before its destructors
+    // What a task prints comes back with its result; the rest goes to the log as before.
+    ipp::output::install();
     const int code = engine.run();
     g_deliberate = true;
     return code;

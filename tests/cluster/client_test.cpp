@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "ipp/client.hpp"
@@ -48,6 +49,33 @@ TEST_F(ClientTest, AClientWhoseClockIsHoursAheadGetsMetadataInTheControllersCloc
   EXPECT_LE(started, completed);
   EXPECT_LE(completed, received);
   EXPECT_LT(received - submitted, 60'000'000) << "one quick task: well under a minute";
+}
+
+TEST_F(ClientTest, WhatATaskPrintsComesBackWithItsResult) {
+  start_with_arith(2);
+  rc_->push_plugin(test::test_plugin("printing"));
+  auto r = (*rc_)[0].apply_async("say", {"hi"});
+  EXPECT_EQ(r.get().as_int(), 2);
+  auto m = r.metadata().at(0);
+  EXPECT_EQ(m.stdout_text, "printf hi\nputs hi\ncout hi\n");
+  EXPECT_EQ(m.stderr_text, "cerr hi\n");
+  // A map's blocks print from the pool's threads, into the map's output.
+  auto map = (*rc_)[1].map_async("say_each", {Range{0, 200}});
+  map.get();
+  const std::string out = map.metadata().at(0).stdout_text;
+  for (int i = 0; i < 200; ++i)
+    EXPECT_NE(out.find(fmt::format("element {}\n", i)), std::string::npos) << i;
+  // An execute block's calls print into the block's output.
+  auto ex = (*rc_)[1].execute("import printing\nprinting.say(\"a\")\nprinting.say(\"b\")");
+  ex.get();
+  EXPECT_EQ(ex.metadata().at(0).stdout_text,
+            "printf a\nputs a\ncout a\nprintf b\nputs b\ncout b\n");
+  // Bounded: 64 KiB kept, and a note of the rest.
+  auto loud = (*rc_)[0].apply_async("shout", {1000});
+  loud.get();
+  const std::string shouted = loud.metadata().at(0).stdout_text;
+  EXPECT_LT(shouted.size(), 64 * 1024 + 100);
+  EXPECT_NE(shouted.find("34464 more bytes of output were not kept"), std::string::npos);
 }
 
 TEST_F(ClientTest, TheTutorial) {

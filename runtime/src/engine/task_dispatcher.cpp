@@ -8,6 +8,7 @@
 #include "ipp/codec.hpp"
 #include "ipp/net/engine_exit.hpp"
 #include "ipp/net/message.hpp"
+#include "ipp/runtime/output.hpp"
 
 namespace ipp::engine {
 
@@ -23,6 +24,21 @@ net::Header reply_of(const Job& job, std::int64_t engine) {
   r.engine = engine;
   r.submitted = job.request.submitted;
   return r;
+}
+
+/// Runs `run` with what the calling thread prints captured into its outcome (the calls it makes
+/// print into the same capture).
+template <typename Run>
+TaskOutcome capturing(Run&& run) {
+  TaskOutput printed;
+  TaskOutcome out;
+  {
+    const output::CaptureScope capture(&printed);
+    out = run();
+  }
+  out.out = printed.take(1) + out.out;
+  out.err = printed.take(2) + out.err;
+  return out;
 }
 
 TaskOutcome not_started(const std::string& task, std::int64_t engine) {
@@ -179,7 +195,8 @@ void TaskDispatcher::submit(const net::Header& h, Payload payload,
           [&runtime, payload = std::move(payload), control = job->control, id]() -> TaskOutcome {
             if (!control->start()) return not_started("execute", id);
             const Value code = decode(payload);
-            return runtime.execute(code.as_string(), &control->cancelled);
+            return capturing(
+                [&] { return runtime.execute(code.as_string(), &control->cancelled); });
           },
           std::move(done));
       return;
@@ -207,7 +224,8 @@ void TaskDispatcher::submit(const net::Header& h, Payload payload,
         [&runtime, task = h.task, payload = std::move(payload), is_map, bind = h.bind,
          control = job->control, id]() {
           if (!control->start()) return not_started(task, id);
-          return runtime.run_now(task, payload, is_map, bind, &control->cancelled);
+          return capturing(
+              [&] { return runtime.run_now(task, payload, is_map, bind, &control->cancelled); });
         },
         std::move(done));
   } else if (is_map) {
@@ -239,6 +257,12 @@ std::function<void(TaskOutcome)> TaskDispatcher::on_done(std::shared_ptr<Job> jo
     if (out.error) {
       out.error->engine = id;
       r.error = std::move(out.error);
+    }
+    if (!out.out.empty() || !out.err.empty()) {
+      Value::Map printed;
+      if (!out.out.empty()) printed.emplace("stdout", std::move(out.out));
+      if (!out.err.empty()) printed.emplace("stderr", std::move(out.err));
+      r.info = Value(std::move(printed));
     }
     net::Envelope reply =
         net::make_message(std::move(r), out.ok() ? std::move(out.result) : Payload{});

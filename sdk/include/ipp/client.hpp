@@ -35,6 +35,10 @@ struct TaskMetadata {
   std::int64_t started = 0;
   std::int64_t completed = 0;
   std::int64_t received = 0;
+  /// What the task printed to its standard output and error on the engine (bounded: a note
+  /// at the end says how much was dropped); empty when nothing.
+  std::string stdout_text;
+  std::string stderr_text;
   /// Seconds the task ran on its engine.
   [[nodiscard]] double elapsed() const noexcept { return (completed - started) / 1e6; }
 };
@@ -65,7 +69,8 @@ class AsyncResult {
   /// True when ready and nothing failed. Throws UsageError before ready().
   [[nodiscard]] bool successful() const;
   [[nodiscard]] std::vector<std::string> msg_ids() const;
-  /// One entry per task, in submission order (filled in as replies arrive).
+  /// One entry per task, in submission order (filled in as replies arrive). Waits up to 2 s
+  /// for the client's first measurement of the controller's clock, when it has none yet.
   [[nodiscard]] std::vector<TaskMetadata> metadata() const;
   /// Removes this result's tasks that have not started (they fail with TaskAborted).
   void abort() const;

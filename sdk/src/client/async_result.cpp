@@ -1,3 +1,5 @@
+#include <thread>
+
 #include "client_core.hpp"
 #include "sequences.hpp"
 
@@ -42,16 +44,31 @@ std::vector<std::string> AsyncResult::msg_ids() const {
 }
 
 std::vector<TaskMetadata> AsyncResult::metadata() const {
-  std::lock_guard lock(state_->mutex);
-  // This client's own times, in the controller's clock as the engine's start and end are.
   const auto core = state_->core.lock();
+  // This client's own times, in the controller's clock as the engine's start and end are: a
+  // task may be done before the client's first measurement of that clock (sent when it
+  // connected) comes back from a busy hub, so wait a little for it.
+  if (core) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (core->clock.rtt_us() < 0 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  std::lock_guard lock(state_->mutex);
   const std::int64_t offset = core ? core->clock.significant_offset_us() : 0;
   const auto in_controller_time = [offset](std::int64_t t) { return t != 0 ? t + offset : 0; };
   std::vector<TaskMetadata> out;
+  const auto printed = [](const detail::Reply& reply, const char* stream) {
+    if (reply.info.kind() != Value::Kind::map) return std::string();
+    const auto& m = reply.info.as_map();
+    const auto it = m.find(stream);
+    return it != m.end() && it->second.kind() == Value::Kind::string ? it->second.as_string()
+                                                                     : std::string();
+  };
   for (const auto& s : state_->slots) {
     out.push_back({s->msg_id, s->done ? s->reply.engine : s->target,
                    in_controller_time(s->submitted), s->reply.started, s->reply.completed,
-                   in_controller_time(s->received)});
+                   in_controller_time(s->received), printed(s->reply, "stdout"),
+                   printed(s->reply, "stderr")});
   }
   return out;
 }

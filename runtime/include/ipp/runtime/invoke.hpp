@@ -31,6 +31,9 @@ struct TaskOutcome {
   std::optional<ErrorRecord> error;
   Clock::time_point started;
   Clock::time_point completed;
+  /// What the task printed to stdout and stderr on its threads (see output::install), bounded.
+  std::string out;
+  std::string err;
   [[nodiscard]] bool ok() const noexcept { return !error.has_value(); }
 };
 
