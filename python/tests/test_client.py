@@ -253,3 +253,24 @@ def test_the_tutorial_sample_runs_in_ipython(cluster):
     waited = lines[5].split(" in ")
     assert eval(waited[0]) == pids
     assert 1.9 <= float(waited[1].split()[0]) < 4
+
+
+def test_an_engine_that_dies_under_a_task_is_an_engine_error(tmp_path):
+    from conftest import PLUGINS, ippctl
+    if not PLUGINS:
+        pytest.skip("IPP_PLUGIN_DIR is not set (run through ctest)")
+    profile = str(tmp_path / "profile")
+    ippctl(profile, "cluster", "start", "-n", "1", "--no-restart-engines")
+    try:
+        ippctl(profile, "push", os.path.join(PLUGINS, "arith.so"))
+        rc = ipp.Client(profile_dir=profile)
+        pid = rc[0].apply_sync(rc.plugin("sysinfo").getpid)
+        r = rc[0].apply_async(rc.plugin("arith").wait_here, 30)
+        time.sleep(0.5)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(ipp.EngineError) as e:
+            r.get(timeout=20)
+        assert "engine 0 died while running task 'arith.wait_here'" in str(e.value)
+        assert "SIGKILL" in str(e.value)
+    finally:
+        ippctl(profile, "cluster", "stop", check=False)
