@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config git ca-certificates procps
+  build-essential cmake ninja-build pkg-config git ca-certificates procps dpkg-dev
   iproute2 util-linux tcpdump openssh-server openssh-client faketime
   libzmq3-dev cppzmq-dev libsodium-dev
   libboost-dev libboost-filesystem-dev
