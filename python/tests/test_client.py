@@ -219,6 +219,9 @@ def test_hub_database_queue_status_and_resubmit(rc, arith):
 
 
 def test_plugins_push_and_a_corrupt_one_is_refused(rc, tmp_path):
+    from conftest import PLUGINS
+    outcome = rc.push_plugin(os.path.join(PLUGINS, "arith.so"))
+    assert outcome == {"0": "ok", "1": "ok", "2": "ok", "3": "ok"}
     bad = tmp_path / "bad.so"
     bad.write_bytes(b"not a shared object")
     with pytest.raises(ipp.PluginLoadError):
@@ -272,5 +275,22 @@ def test_an_engine_that_dies_under_a_task_is_an_engine_error(tmp_path):
             r.get(timeout=20)
         assert "engine 0 died while running task 'arith.wait_here'" in str(e.value)
         assert "SIGKILL" in str(e.value)
+    finally:
+        ippctl(profile, "cluster", "stop", check=False)
+
+
+def test_shutdown_stops_the_cluster(tmp_path):
+    from conftest import ippctl
+    profile = str(tmp_path / "profile")
+    ippctl(profile, "cluster", "start", "-n", "1")
+    try:
+        rc = ipp.Client(profile_dir=profile)
+        assert rc.ids == [0]
+        rc.shutdown()
+        deadline = time.monotonic() + 15
+        while ippctl(profile, "ids", check=False).returncode == 0:
+            assert time.monotonic() < deadline, "the controller still answers"
+            time.sleep(0.2)
+        assert ippctl(profile, "ids", check=False).returncode == 3  # no controller
     finally:
         ippctl(profile, "cluster", "stop", check=False)

@@ -341,6 +341,8 @@ int Engine::run() {
   const auto store = options_.store_dir.empty() ? default_store() : options_.store_dir;
   Runtime runtime(
       {.threads = options_.threads, .store_dir = store, .max_map_output = options_.max_map_output});
+  for (const auto& p : options_.on_demand_plugins)
+    runtime.load_on_demand(p.stem().string(), p);
   for (const auto& p : options_.builtin_plugins) {
     try {
       runtime.load(p);

@@ -32,6 +32,38 @@ std::shared_ptr<const LoadedPlugin> Runtime::load_bytes(std::span<const std::byt
   return register_stored(stored);
 }
 
+void Runtime::load_on_demand(std::string name, std::filesystem::path file) {
+  std::lock_guard lock(on_demand_mutex_);
+  on_demand_.insert_or_assign(std::move(name), std::move(file));
+}
+
+bool Runtime::load_wanted(std::string_view name) {
+  // Held while it loads: a second first call waits for the plugin instead of missing it.
+  std::lock_guard lock(on_demand_mutex_);
+  if (registry_.plugin(name) != nullptr) return true;  // loaded meanwhile
+  const auto it = on_demand_.find(name);
+  if (it == on_demand_.end()) return false;
+  const std::filesystem::path file = it->second;
+  on_demand_.erase(it);  // tried once: a plugin that fails to load says so once
+  try {
+    (void)load(file);
+    return true;
+  } catch (const Error& e) {
+    spdlog::warn("built-in plugin {} not loaded: {}", file.string(), e.what());
+    return false;
+  }
+}
+
+TaskHandle Runtime::resolve_loading(std::string_view task) {
+  try {
+    return registry_.resolve(task);
+  } catch (const TaskNotFound&) {
+    const auto dot = task.find('.');
+    if (dot == std::string_view::npos || !load_wanted(task.substr(0, dot))) throw;
+  }
+  return registry_.resolve(task);
+}
+
 bool Runtime::unload(std::string_view name) {
   std::lock_guard lock(load_mutex_);
   auto removed = registry_.remove(name);
@@ -116,7 +148,7 @@ void Runtime::submit_impl(std::string_view task, Payload payload, Callback done,
                           std::shared_ptr<TaskControl> control, bool is_map, bool may_be_quick) {
   TaskHandle handle;
   try {
-    handle = registry_.resolve(task);
+    handle = resolve_loading(task);
   } catch (const Error& e) {
     TaskOutcome out;
     out.started = out.completed = Clock::now();
@@ -150,7 +182,7 @@ void Runtime::submit_impl(std::string_view task, Payload payload, Callback done,
 }
 
 TaskOutcome Runtime::wait_for(std::string_view task, Payload payload, bool is_map) {
-  (void)registry_.resolve(task);  // throws TaskNotFound / AmbiguousTask to the caller, typed
+  (void)resolve_loading(task);  // throws TaskNotFound / AmbiguousTask to the caller, typed
   std::promise<TaskOutcome> promise;
   auto future = promise.get_future();
   submit_impl(
@@ -238,7 +270,7 @@ TaskOutcome Runtime::run_now(std::string_view task, const Payload& args, bool is
                              const std::string& bind, const std::atomic<bool>* cancelled) {
   TaskHandle handle;
   try {
-    handle = registry_.resolve(task);
+    handle = resolve_loading(task);
   } catch (const Error& e) {
     return failed(lookup_error(e, task, engine_id_));
   }
@@ -362,7 +394,7 @@ void Runtime::run_statement(const statements::Statement& s, const InvokeContext&
 
 void Runtime::import_plugins(const statements::Statement& s) {
   for (const auto& n : s.names) {
-    if (registry_.plugin(n.text) == nullptr) {
+    if (registry_.plugin(n.text) == nullptr && !load_wanted(n.text)) {
       std::string loaded;
       for (const auto& p : registry_.plugins())
         loaded += (loaded.empty() ? "" : ", ") + p->name();
@@ -421,7 +453,7 @@ Value Runtime::call_in_statement(const statements::Expr& e, const InvokeContext&
   }
   TaskHandle handle;
   try {
-    handle = registry_.resolve(e.name);
+    handle = resolve_loading(e.name);
   } catch (const Error& err) {
     throw failure_at(lookup_error(err, e.name, -1), e.at);
   }

@@ -39,18 +39,13 @@ extern "C" void on_signal(int) {
 }
 
 /// Built-in plugins sit beside the executable: build/bin -> build/plugins, or
-/// PREFIX/bin -> PREFIX/lib/ipp/plugins once installed: sysinfo, and python when it was built.
-std::vector<std::filesystem::path> builtin_plugins(const char* argv0) {
+/// PREFIX/bin -> PREFIX/lib/ipp/plugins once installed. The directory, or empty.
+std::filesystem::path builtin_dir(const char* argv0) {
   std::error_code ec;
   const auto exe = std::filesystem::canonical("/proc/self/exe", ec);
   const auto bin = ec ? std::filesystem::path(argv0).parent_path() : exe.parent_path();
   for (const auto& dir : {bin / ".." / "plugins", bin / ".." / "lib" / "ipp" / "plugins"}) {
-    if (!std::filesystem::exists(dir / "sysinfo.so")) continue;
-    std::vector<std::filesystem::path> out{dir / "sysinfo.so"};
-    // Python functions and statements (built with the Python client): the interpreter starts
-    // when the first Python task runs.
-    if (std::filesystem::exists(dir / "python.so")) out.push_back(dir / "python.so");
-    return out;
+    if (std::filesystem::exists(dir / "sysinfo.so")) return dir;
   }
   return {};
 }
@@ -107,7 +102,12 @@ int main(int argc, char** argv) {
   options.store_dir = store_dir;
   options.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   options.controller_timeout = std::chrono::milliseconds(timeout_ms);
-  options.builtin_plugins = builtin_plugins(argv[0]);
+  if (const auto dir = builtin_dir(argv[0]); !dir.empty()) {
+    options.builtin_plugins = {dir / "sysinfo.so"};
+    // Python functions and statements (built with the Python client): loaded, and its
+    // interpreter started, when the first Python task comes.
+    if (std::filesystem::exists(dir / "python.so")) options.on_demand_plugins = {dir / "python.so"};
+  }
   try {
     ipp::Engine engine(options);
     g_engine = &engine;

@@ -45,6 +45,30 @@ TEST_F(RuntimeTest, CallsTasksByBareAndQualifiedName) {
   EXPECT_EQ(rt_.call("getpid").as<std::int64_t>(), ::getpid());
 }
 
+TEST(RuntimeOnDemand, APluginLoadedOnDemandLoadsAtItsFirstCallOrImportOnce) {
+  TempDir dir;
+  Runtime rt({.threads = 2, .store_dir = dir.path()});
+  rt.load_on_demand("arith", plugin("arith"));
+  rt.load_on_demand("strings", plugin("strings"));
+  rt.load_on_demand("broken", dir.path() / "missing.so");
+  EXPECT_TRUE(rt.plugins().empty());                         // nothing loaded before it is used
+  EXPECT_THROW((void)rt.call("mul", {5, 6}), TaskNotFound);  // a bare name loads nothing
+  // Two first calls at once: both find it.
+  auto a = std::async(std::launch::async, [&] { return rt.call("arith.mul", {5, 6}); });
+  auto b = std::async(std::launch::async, [&] { return rt.call("arith.mul", {2, 3}); });
+  EXPECT_EQ(a.get().as<std::int64_t>(), 30);
+  EXPECT_EQ(b.get().as<std::int64_t>(), 6);
+  ASSERT_EQ(rt.plugins().size(), 1u);
+  EXPECT_EQ(rt.call("mul", {7, 6}).as<std::int64_t>(), 42);  // now a bare name finds it too
+  // execute's import loads it.
+  EXPECT_TRUE(rt.execute("import strings\nu = strings.upper(\"x\")").ok());
+  EXPECT_EQ(rt.ns().get("u")->as_string(), "X");
+  // One that cannot load is an unknown plugin, said once in the log.
+  EXPECT_THROW((void)rt.call("broken.f", {}), TaskNotFound);
+  EXPECT_THROW((void)rt.call("broken.f", {}), TaskNotFound);
+  EXPECT_EQ(rt.plugins().size(), 2u);
+}
+
 TEST_F(RuntimeTest, ReadsArraysInPlace) {
   std::vector<double> xs(10000, 0.5);
   EXPECT_EQ(rt_.call("sum", {xs}).as<double>(), 5000.0);

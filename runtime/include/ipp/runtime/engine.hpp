@@ -13,6 +13,8 @@ struct EngineOptions {
   int threads = 0;                        ///< pool threads; <= 0: the number of cores
   std::filesystem::path store_dir;        ///< plugin store (default: a temporary directory)
   std::vector<std::filesystem::path> builtin_plugins;  ///< loaded at start (sysinfo, ...)
+  /// Loaded when first used (Runtime::load_on_demand), each named by its file's stem: python.
+  std::vector<std::filesystem::path> on_demand_plugins;
   /// The heartbeat period when the controller does not say (it does when the engine
   /// registers); the engine pings four times per period.
   std::chrono::milliseconds heartbeat{1000};

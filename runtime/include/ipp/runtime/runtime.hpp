@@ -81,6 +81,11 @@ class Runtime {
   [[nodiscard]] std::vector<std::shared_ptr<const LoadedPlugin>> plugins() const {
     return registry_.plugins();
   }
+  /// Registers the plugin file `file`, named `name`, to be loaded the first time one of its
+  /// tasks is asked for by its qualified name (`name.task`) or `execute` imports it: a built-in
+  /// plugin that costs something to load (python maps libpython) costs nothing until used.
+  void load_on_demand(std::string name, std::filesystem::path file);
+
   /// Throws TaskNotFound or AmbiguousTask.
   [[nodiscard]] TaskHandle resolve(std::string_view task) const { return registry_.resolve(task); }
 
@@ -155,6 +160,10 @@ class Runtime {
   Value eval(const statements::Expr& e, const InvokeContext& ctx);
   Value call_in_statement(const statements::Expr& e, const InvokeContext& ctx);
   void import_plugins(const statements::Statement& s);
+  /// registry_.resolve(), loading an on-demand plugin the task names first when needed.
+  TaskHandle resolve_loading(std::string_view task);
+  /// Loads the on-demand plugin `name`, once; whether one was loaded.
+  bool load_wanted(std::string_view name);
   [[nodiscard]] bool imported(std::string_view plugin) const;
 
   std::atomic<std::int64_t> engine_id_;
@@ -163,6 +172,8 @@ class Runtime {
   TaskRegistry registry_;
   Namespace ns_;
   std::mutex load_mutex_;
+  std::mutex on_demand_mutex_;
+  std::map<std::string, std::filesystem::path, std::less<>> on_demand_;  // not loaded yet
   mutable std::mutex imports_mutex_;
   std::set<std::string, std::less<>> imports_;  // plugins `execute` imported
   std::mutex strand_mutex_;
