@@ -1,6 +1,7 @@
 #include "output.hpp"
 
 #include <iostream>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -81,6 +82,39 @@ Submission::Submission(const Globals& g) : g_(g), rc_(g.client()) {
   interrupt_.listen();
 }
 
+namespace {
+
+/// What the tasks of `r` printed, as {"stdout": [...], "stderr": [...]} (one entry per task),
+/// or null when none printed anything.
+json printed_json(const std::vector<TaskMetadata>& tasks) {
+  bool any = false;
+  json out{{"stdout", json::array()}, {"stderr", json::array()}};
+  for (const auto& t : tasks) {
+    out["stdout"].push_back(t.stdout_text);
+    out["stderr"].push_back(t.stderr_text);
+    any = any || !t.stdout_text.empty() || !t.stderr_text.empty();
+  }
+  return any ? out : json();
+}
+
+/// What the tasks of `r` printed, under a line naming each one's stream and engine, as
+/// ipyparallel shows it: `[stdout:2]`. Standard output to stdout, standard error to stderr.
+void show_printed(const std::vector<TaskMetadata>& tasks) {
+  for (const auto& t : tasks) {
+    for (const auto& [name, text, out] : {std::tuple{"stdout", &t.stdout_text, &std::cout},
+                                          std::tuple{"stderr", &t.stderr_text, &std::cerr}}) {
+      if (text->empty()) continue;
+      // One line beside the tag; several below it.
+      const bool one_line = text->find('\n') >= text->size() - 1;
+      *out << fmt::format("[{}:{}]{}", name, t.engine, one_line ? " " : "\n");
+      *out << *text << (text->back() == '\n' ? "" : "\n");
+    }
+  }
+  std::cout.flush();
+}
+
+}  // namespace
+
 void Submission::finish(const AsyncResult& r, bool quiet) {
   while (!r.wait(std::chrono::milliseconds(50))) {
     if (Interrupt::pressed()) cancel(r);
@@ -89,14 +123,29 @@ void Submission::finish(const AsyncResult& r, bool quiet) {
   try {
     v = r.get();
   } catch (const Error& e) {
+    const auto tasks = r.metadata();
     if (g_.json) {
-      print_json(json{{"error", e.what()},
-                      {"code", std::string(to_string(e.code()))},
-                      {"msg_ids", r.msg_ids()}});
+      json out{{"error", e.what()},
+               {"code", std::string(to_string(e.code()))},
+               {"msg_ids", r.msg_ids()}};
+      if (json printed = printed_json(tasks); !printed.is_null()) out["printed"] = printed;
+      print_json(out);
+    } else {
+      show_printed(tasks);
     }
     throw;
   }
-  if (!quiet || g_.json) print(g_, v, g_.json ? r.msg_ids() : std::vector<std::string>{});
+  const auto tasks = r.metadata();
+  if (g_.json) {
+    json out;
+    out["result"] = to_json(v);
+    out["msg_ids"] = r.msg_ids();
+    if (json printed = printed_json(tasks); !printed.is_null()) out["printed"] = printed;
+    print_json(out);
+    return;
+  }
+  if (!quiet) print(g_, v);
+  show_printed(tasks);
 }
 
 void Submission::cancel(const AsyncResult& r) {

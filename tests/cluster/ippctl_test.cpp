@@ -58,6 +58,22 @@ TEST_F(Ippctl, TheTutorialSteps) {
   EXPECT_EQ(ctl("ids").code, 3);
 }
 
+TEST_F(Ippctl, WhatTasksPrintIsShownUnderTheResult) {
+  ASSERT_EQ(ctl("cluster start -n 2").code, 0);
+  ASSERT_EQ(ctl("push " + test::test_plugin("printing").string()).code, 0);
+  CtlResult r = ctl("apply say_each 5");
+  EXPECT_EQ(r.out, "[5, 5]\n[stdout:0] element 5\n[stdout:1] element 5\n");
+  r = ctl("apply say hi --targets 1");
+  EXPECT_EQ(r.out, "2\n[stdout:1]\nprintf hi\nputs hi\ncout hi\n");
+  EXPECT_EQ(r.err, "[stderr:1] cerr hi\n");
+  r = ctl("--json apply say_each 3 --targets 0");
+  EXPECT_NE(r.out.find(R"("printed":{"stdout":["element 3\n"],"stderr":[""]})"), std::string::npos)
+      << r.out;
+  // A failed task's output is shown too: it is what explains the failure.
+  r = ctl("apply say 5 --targets 0");
+  EXPECT_EQ(r.code, 1);
+}
+
 TEST_F(Ippctl, BadInputGetsAClearErrorAndTheRightExitCode) {
   ASSERT_EQ(ctl("cluster start -n 1").code, 0);
   ASSERT_EQ(ctl("push " + test::plugin("arith").string()).code, 0);
