@@ -31,6 +31,10 @@ Client Globals::client() const {
 int run(int argc, char** argv) {
   CLI::App app{"ippctl: start ipp clusters and run tasks on them"};
   app.require_subcommand(1);
+  // The global options below are taken anywhere on the line, after the subcommand too
+  // (`ippctl ids --json`): subcommands pass what they do not know on to the app.
+  app.fallthrough();
+  app.set_version_flag("--version", std::string("ippctl ") + IPP_VERSION);
   Globals g;
   app.add_option("--profile-dir", g.profile,
                  "Profile directory (default: $IPP_PROFILE_DIR or ~/.ipp/profile_default)");

@@ -47,6 +47,11 @@ TEST_F(Ippctl, TheTutorialSteps) {
   const CtlResult json = ctl("--json map mul 1..3 1..3");
   EXPECT_NE(json.out.find("\"result\":[1,4,9]"), std::string::npos) << json.out;
   EXPECT_NE(json.out.find("\"msg_ids\":["), std::string::npos) << json.out;
+  // Global options anywhere on the line.
+  const CtlResult after = ctl("map mul 1..3 1..3 --json");
+  EXPECT_NE(after.out.find("\"result\":[1,4,9]"), std::string::npos) << after.out << after.err;
+  EXPECT_EQ(ctl("ids --json").out, "{\"result\":[0,1]}\n");
+  EXPECT_EQ(ctl("ids --timeout-ms 5000").out, "[0, 1]\n");
   // Two engines wait at once: two distinct pids.
   const CtlResult pids = ctl("apply wait_here 0.3");
   ASSERT_EQ(pids.code, 0) << pids.err;
@@ -72,6 +77,12 @@ TEST_F(Ippctl, WhatTasksPrintIsShownUnderTheResult) {
   // A failed task's output is shown too: it is what explains the failure.
   r = ctl("apply say 5 --targets 0");
   EXPECT_EQ(r.code, 1);
+}
+
+TEST_F(Ippctl, VersionIsSaid) {
+  const CtlResult r = ctl("--version");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, std::string("ippctl ") + IPP_VERSION + "\n");
 }
 
 TEST_F(Ippctl, BadInputGetsAClearErrorAndTheRightExitCode) {
