@@ -212,11 +212,21 @@ def _blocks(n, parts):
     return out
 
 
+def _is_scalar(s):
+    return isinstance(s, (str, bytes, dict)) or not hasattr(s, "__iter__") or (
+        hasattr(s, "ndim") and s.ndim == 0)
+
+
 def _columns(sequences):
-    """The sequences of a map, as columns of equal length (arrays stay arrays)."""
-    cols = [s if hasattr(s, "__array_interface__") else list(s) for s in sequences]
-    n = min(len(c) for c in cols)
-    return [c[:n] for c in cols], n
+    """The sequences of a map, as columns of equal length (arrays stay arrays); a single value
+    is repeated for every element, as numpy broadcasts a scalar."""
+    cols = [None if _is_scalar(s) else s if hasattr(s, "__array_interface__") else list(s)
+            for s in sequences]
+    lengths = [len(c) for c in cols if c is not None]
+    if not lengths:
+        raise TypeError("map: no argument is a sequence to map over")
+    n = min(lengths)
+    return [[s] * n if c is None else c[:n] for s, c in zip(sequences, cols)], n
 
 
 def _task_name(f):

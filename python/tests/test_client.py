@@ -18,6 +18,7 @@ def test_the_tutorial_steps(rc, arith):
     assert dview.apply_sync(arith.mul, 5, 6) == [30, 30, 30, 30]
     assert dview.map_sync(arith.mul, range(1, 10), range(2, 11)) == [2, 6, 12, 20, 30, 42, 56,
                                                                      72, 90]
+    assert dview.map_sync(arith.mul, range(1, 4), 10) == [10, 20, 30]  # broadcast
     dview.execute("import sysinfo; a = sysinfo.getpid()", block=True, language="ipp")
     pids = dview["a"]
     assert len(set(pids)) == 4 and all(isinstance(p, int) and p > 0 for p in pids)

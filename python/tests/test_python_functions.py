@@ -45,6 +45,8 @@ def test_map_over_engines_and_load_balanced(rc):
     assert dview.map_sync(mul, range(1, 10), range(2, 11)) == [2, 6, 12, 20, 30, 42, 56, 72, 90]
     assert dview.map_sync(lambda x: x + 1, [1, 2, 3]) == [2, 3, 4]  # fewer rows than engines
     assert dview.map_sync(mul, np.arange(6), np.arange(6)) == [0, 1, 4, 9, 16, 25]
+    assert dview.map_sync(mul, range(1, 6), 2) == [2, 4, 6, 8, 10]  # a single value broadcast
+    assert dview.map_sync(mul, "ab", [1, 2]) == ["ab", "abab"]  # a str is one value
     lb = rc.load_balanced_view()
     assert lb.map_sync(lambda x: x * x, range(50)) == [x * x for x in range(50)]
     r = lb.map_async(lambda x: -x, range(20), chunksize=3)

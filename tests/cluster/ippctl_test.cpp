@@ -43,6 +43,9 @@ TEST_F(Ippctl, TheTutorialSteps) {
   EXPECT_EQ(ctl("map mul 1..9 2..10 --balanced --chunksize 2").out,
             "[2, 6, 12, 20, 30, 42, 56, 72, 90]\n");
   EXPECT_EQ(ctl("map mul '[1, 2]' 3..4").out, "[3, 8]\n");
+  EXPECT_EQ(ctl("map mul 1..9 2").out, "[2, 4, 6, 8, 10, 12, 14, 16, 18]\n");  // broadcast
+  EXPECT_EQ(ctl("map mul 3 1..3 --balanced").out, "[3, 6, 9]\n");
+  EXPECT_EQ(ctl("map mul 3 4").code, 2);        // nothing to map over
   EXPECT_EQ(ctl("apply upper hello").code, 1);  // no strings plugin pushed: unknown task
   const CtlResult json = ctl("--json map mul 1..3 1..3");
   EXPECT_NE(json.out.find("\"result\":[1,4,9]"), std::string::npos) << json.out;

@@ -49,8 +49,25 @@ TEST(Sequences, TheCommonLengthIgnoresReferencesAndNamesAMismatch) {
   } catch (const ArgumentError& e) {
     EXPECT_STREQ(e.what(), "map: sequences differ in length (5 and 4)");
   }
-  EXPECT_THROW((void)common_length({Value(Range{0, 5}), Value(3)}), ArgumentError);
   EXPECT_THROW((void)common_length({}), ArgumentError);
+}
+
+TEST(Sequences, SingleValuesAreRepeatedForEveryElementAsNumpyBroadcasts) {
+  EXPECT_EQ(common_length({Value(Range{0, 5}), Value(3)}), 5u);
+  EXPECT_EQ(common_length({Value(2.5), Value::list({1, 2})}), 2u);
+  try {
+    (void)common_length({Value(3), Value("x")});
+    FAIL();
+  } catch (const ArgumentError& e) {
+    EXPECT_NE(std::string(e.what()).find("no argument is a sequence"), std::string::npos);
+  }
+  EXPECT_EQ(block_of(Value(3), 2, 5).type_name(), "array[int64]");
+  EXPECT_EQ(block_of(Value(3), 2, 5).repr(), "[3, 3, 3]");
+  EXPECT_EQ(block_of(Value(0.5), 0, 2).type_name(), "array[float64]");
+  EXPECT_EQ(block_of(Value(0.5), 0, 2).repr(), "[0.5, 0.5]");
+  EXPECT_EQ(block_of(Value("x"), 0, 2).repr(), "['x', 'x']");
+  EXPECT_EQ(block_of(Value(Range{0, 10}), 2, 4).repr(), "range(2, 4)");
+  EXPECT_EQ(block_of(Value(ref("x")), 2, 4).kind(), Value::Kind::ref);
 }
 
 TEST(Sequences, BlocksJoinIntoOneRangeOneArrayOrOneList) {

@@ -29,17 +29,25 @@ Value slice(const Value& seq, std::uint64_t begin, std::uint64_t end) {
   }
 }
 
+bool is_sequence(const Value& v) noexcept {
+  return v.kind() == Value::Kind::list || v.kind() == Value::Kind::array ||
+         v.kind() == Value::Kind::range;
+}
+
 std::optional<std::uint64_t> common_length(const Value::List& sequences) {
   if (sequences.empty()) throw ArgumentError("map needs at least one sequence");
+  const bool any = std::any_of(sequences.begin(), sequences.end(), [](const Value& s) {
+    return is_sequence(s) || s.kind() == Value::Kind::ref;
+  });
+  if (!any) {
+    throw ArgumentError(
+        "map: no argument is a sequence (a list, an array or a range) to map over; single "
+        "values are repeated for every element of the sequences");
+  }
   std::optional<std::uint64_t> n;
   for (std::size_t i = 0; i < sequences.size(); ++i) {
     const Value& s = sequences[i];
-    if (s.kind() == Value::Kind::ref) continue;
-    if (s.kind() != Value::Kind::list && s.kind() != Value::Kind::array &&
-        s.kind() != Value::Kind::range) {
-      throw ArgumentError(
-          fmt::format("map: argument {} is a {}, not a sequence", i + 1, s.type_name()));
-    }
+    if (!is_sequence(s)) continue;  // a reference, or a single value broadcast
     const auto len = s.size();
     if (!n)
       n = len;
@@ -48,6 +56,17 @@ std::optional<std::uint64_t> common_length(const Value::List& sequences) {
     }
   }
   return n;
+}
+
+Value block_of(const Value& argument, std::uint64_t begin, std::uint64_t end) {
+  if (argument.kind() == Value::Kind::ref) return argument;
+  if (is_sequence(argument)) return slice(argument, begin, end);
+  const auto n = static_cast<std::size_t>(end - begin);
+  if (argument.kind() == Value::Kind::integer)
+    return Value(std::vector<std::int64_t>(n, argument.as_int()));
+  if (argument.kind() == Value::Kind::floating)
+    return Value(std::vector<double>(n, argument.as_float()));
+  return Value(Value::List(n, argument));
 }
 
 std::pair<std::uint64_t, std::uint64_t> block(std::uint64_t n, std::uint64_t parts,

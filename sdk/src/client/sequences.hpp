@@ -16,10 +16,19 @@ namespace ipp::detail {
 /// Throws ArgumentError for a value that is not a list, an array or a range.
 Value slice(const Value& seq, std::uint64_t begin, std::uint64_t end);
 
-/// The length shared by the sequences; references (resolved on the engines) do not count.
-/// Empty when every argument is a reference. Throws ArgumentError when there are none, when
-/// one is not a sequence, or when lengths differ.
+/// Whether `v` is a sequence a map splits (list, array, range).
+bool is_sequence(const Value& v) noexcept;
+
+/// The length shared by the sequences; references (resolved on the engines) and single
+/// values (broadcast to every element, see broadcast()) do not count. Empty when every
+/// argument is a reference. Throws ArgumentError when there are no arguments, when none is a
+/// sequence or a reference, or when lengths differ.
 std::optional<std::uint64_t> common_length(const Value::List& sequences);
+
+/// A map's argument for elements [begin, end): the slice of a sequence, a reference as it is,
+/// or a single value repeated (as numpy broadcasts a scalar against an array): an int64 or
+/// float64 array for a number, a list for anything else.
+Value block_of(const Value& argument, std::uint64_t begin, std::uint64_t end);
 
 /// Block i of n elements split over `parts` contiguous blocks, the first n % parts longer.
 std::pair<std::uint64_t, std::uint64_t> block(std::uint64_t n, std::uint64_t parts,

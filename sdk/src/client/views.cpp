@@ -57,7 +57,7 @@ AsyncResult DirectView::map_impl(const std::string& task, const Value::List& seq
     const auto [begin, end] = detail::block(n, engines, i);
     Value::List part;
     for (const auto& s : sequences)
-      part.push_back(s.kind() == Value::Kind::ref ? s : detail::slice(s, begin, end));
+      part.push_back(detail::block_of(s, begin, end));
     detail::send_task(*core_, state, detail::kDirect, net::MsgType::MapRequest, targets_[i], task,
                       encode(Value(std::move(part))), bind, {}, {.time_limit = time_limit_});
   }
@@ -252,7 +252,7 @@ AsyncResult LoadBalancedView::map_async(const std::string& task, const Value::Li
     const std::uint64_t end = std::min(n, begin + chunksize);
     Value::List block;
     for (const auto& s : sequences)
-      block.push_back(detail::slice(s, begin, end));
+      block.push_back(detail::block_of(s, begin, end));
     detail::send_task(*core_, state, detail::kBalanced, net::MsgType::MapRequest, -1, task,
                       encode(Value(std::move(block))), {}, {}, flags_);
   }
