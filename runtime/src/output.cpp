@@ -98,11 +98,14 @@ void install() {
     std::fflush(stderr);
     if (FILE* out = routed_stream(1)) stdout = out;
     if (FILE* err = routed_stream(2)) stderr = err;
-    static RoutedBuf out_buf(1), err_buf(2);
+    // Never destroyed: the standard streams flush through them at exit, after function-local
+    // statics are gone.
+    auto* out_buf = new RoutedBuf(1);
+    auto* err_buf = new RoutedBuf(2);
     std::cout.flush();
-    std::cout.rdbuf(&out_buf);
-    std::cerr.rdbuf(&err_buf);
-    std::clog.rdbuf(&err_buf);
+    std::cout.rdbuf(out_buf);
+    std::cerr.rdbuf(err_buf);
+    std::clog.rdbuf(err_buf);
   });
 }
 
