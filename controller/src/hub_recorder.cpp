@@ -42,6 +42,12 @@ const char* status_of(const ErrorRecord& e) {
 
 }  // namespace
 
+void HubRecorder::qualify(hub::TaskRecord& r) {
+  // A task called by its bare name is recorded by the name it ran under (`arith.mul`), so
+  // that queries find a plugin's tasks (`task glob arith.*`).
+  if (!r.plugin.empty() && r.task.find('.') == std::string::npos) r.task = r.plugin + "." + r.task;
+}
+
 HubRecorder::HubRecorder(hub::TaskDb* db, Options options, PluginOf plugin_of)
     : db_(db), options_(options), plugin_of_(std::move(plugin_of)) {
   writes_.reserve(8192);
@@ -169,8 +175,10 @@ void HubRecorder::on_submit(const Traffic& copy, const std::vector<Buffer>& msg)
   r.queue = copy.balanced ? "balanced" : "direct";
   r.kind = std::string(kind_of(h));
   r.task = h.task;
-  if (h.type == net::MsgType::ApplyRequest || h.type == net::MsgType::MapRequest)
+  if (h.type == net::MsgType::ApplyRequest || h.type == net::MsgType::MapRequest) {
     std::tie(r.plugin, r.plugin_hash) = plugin_of_(h.task);
+    qualify(r);
+  }
   r.target = h.target;
   r.bind = h.bind;
   keep_parts(msg, 1, r.args_size, r.args, r.args_parts);
@@ -218,6 +226,9 @@ void HubRecorder::on_reply(const Traffic& copy, const std::vector<Buffer>& msg,
   if (h.engine >= 0) r.engine = h.engine;
   r.started = h.started;
   r.completed = h.completed;
+  // The engine's start, in the controller's clock, is an estimate within half a round trip:
+  // the time the task was received is never after it (TaskDb::update does the same).
+  if (r.started > 0 && r.submitted > r.started) r.submitted = r.started;
   r.received = net::now_us();
   if (h.error) {
     r.status = status_of(*h.error);
@@ -230,8 +241,10 @@ void HubRecorder::on_reply(const Traffic& copy, const std::vector<Buffer>& msg,
   }
   // Submitted before any engine described its plugin: named now that one ran it (the
   // database names only tasks that run a plugin's task).
-  if (r.plugin.empty() && !h.task.empty() && (!w.fresh || r.kind == "apply" || r.kind == "map"))
+  if (r.plugin.empty() && !h.task.empty() && (!w.fresh || r.kind == "apply" || r.kind == "map")) {
     std::tie(r.plugin, r.plugin_hash) = plugin_of_(h.task);
+    qualify(r);
+  }
 }
 
 HubRecorder::Late HubRecorder::late_reply(net::TaskId id, bool ok) {

@@ -106,6 +106,8 @@ class HubRecorder {
   [[nodiscard]] hub::TaskDb* db() const noexcept { return db_; }
 
  private:
+  /// Names a task called by its bare name by its plugin too (`mul` -> `arith.mul`).
+  static void qualify(hub::TaskRecord& r);
   struct Write {
     hub::TaskRecord record;  // fresh: the whole row; else msg_id and what changed
     bool fresh = false;      // submitted since the last flush

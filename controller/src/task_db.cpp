@@ -228,6 +228,13 @@ TaskDb::TaskDb(Options options) : options_(std::move(options)) {
     // the first update that does (only tasks that run a plugin's task have one).
     const char* update =
         "UPDATE tasks SET"
+        // A task called by its bare name, recorded before its plugin was known, is named as
+        // it ran (arith.mul) once it is (see HubRecorder::qualify).
+        // Its start in the controller's clock is an estimate within half a round trip: the
+        // time it was received is never after it.
+        " submitted = CASE WHEN ?5 > 0 AND submitted > ?5 THEN ?5 ELSE submitted END,"
+        " task = CASE WHEN COALESCE(plugin, '') = '' AND kind IN ('apply', 'map') AND ?2 <> ''"
+        " AND instr(task, '.') = 0 THEN ?2 || '.' || task ELSE task END,"
         " plugin = CASE WHEN COALESCE(plugin, '') = '' AND kind IN ('apply', 'map')"
         " THEN ?2 ELSE plugin END,"
         " plugin_hash = CASE WHEN COALESCE(plugin_hash, '') = '' AND kind IN ('apply', 'map')"

@@ -62,7 +62,7 @@ TEST_F(HubTest, RecordsEveryKindOfTask) {
   Value rec = record(direct.msg_ids()[0]);
   EXPECT_EQ(rec["kind"], Value("apply"));
   EXPECT_EQ(rec["queue"], Value("direct"));
-  EXPECT_EQ(rec["task"], Value("mul"));
+  EXPECT_EQ(rec["task"], Value("arith.mul"));  // called as "mul": recorded as it ran
   EXPECT_EQ(rec["plugin"], Value("arith"));
   EXPECT_EQ(rec["plugin_hash"].as_string().size(), 64u);
   EXPECT_EQ(rec["target"], Value(1));
@@ -171,7 +171,7 @@ TEST_F(HubTest, ARecordWrittenWhileQueuedIsCompletedInPlace) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << r.repr();
     std::this_thread::sleep_for(10ms);
   }
-  EXPECT_EQ(r["task"], Value("mul"));
+  EXPECT_EQ(r["task"], Value("arith.mul"));
   EXPECT_EQ(r["queue"], Value("balanced"));
   EXPECT_EQ(r["kind"], Value("apply"));
   EXPECT_EQ(r["plugin"], Value("arith"));
@@ -187,14 +187,16 @@ TEST_F(HubTest, QueriesAndPurge) {
     (void)(*rc_)[0].apply("mul", {i, 2});
   (void)(*rc_)[0].execute("x = 1").get(30s);
   ASSERT_TRUE(rc_->wait(30s));
-  EXPECT_EQ(rc_->db_query({{"task", "==", "mul"}}).size(), 5u);
+  EXPECT_EQ(rc_->db_query({{"task", "==", "arith.mul"}}).size(), 5u);
+  EXPECT_EQ(rc_->db_query({{"task", "glob", "arith.*"}}).size(), 5u);  // as the README says
   EXPECT_EQ(rc_->db_query({{"kind", "in", Value::list({"execute", "push"})}}).size(), 1u);
-  EXPECT_EQ(rc_->db_query({{"task", "glob", "m*"}}, {"status"}, 2).repr().find("'status': 'ok'") !=
-                std::string::npos,
-            true);
+  EXPECT_EQ(
+      rc_->db_query({{"task", "glob", "arith.m*"}}, {"status"}, 2).repr().find("'status': 'ok'") !=
+          std::string::npos,
+      true);
   EXPECT_EQ(rc_->db_query({}, {"status"}, 2)[0].as_map().size(), 2u);  // status and msg_id
   EXPECT_THROW((void)rc_->db_query({{"colour", "==", 1}}), UsageError);
-  EXPECT_EQ(ctl("query 'task == mul' --keys status --limit 3").size(),
+  EXPECT_EQ(ctl("query 'task == arith.mul' --keys status --limit 3").size(),
             3 * std::string("{'msg_id': '', 'status': 'ok'}\n").size() + 3 * 32);
   EXPECT_EQ(ctl("--json history --limit 2").substr(0, 12), "{\"result\":[\"");
   (void)ctl("query 'nope == 1'");
@@ -407,7 +409,7 @@ TEST_F(HubTest, AControllerKilledAndRestoredKeepsEnginesPluginsAndResults) {
       std::this_thread::sleep_for(50ms);
     }
   }
-  EXPECT_EQ(rc.db_query({{"task", "==", "wait_here"}}).size(), 1u) << "not run twice";
+  EXPECT_EQ(rc.db_query({{"task", "==", "arith.wait_here"}}).size(), 1u) << "not run twice";
 }
 
 }  // namespace

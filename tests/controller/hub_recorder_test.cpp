@@ -67,7 +67,7 @@ TEST_F(HubRecorderTest, ATaskWithinOneFlushIsOneFinishedRow) {
   EXPECT_EQ(r.status, "ok");
   EXPECT_EQ(r.queue, "balanced");
   EXPECT_EQ(r.kind, "apply");
-  EXPECT_EQ(r.task, "mul");
+  EXPECT_EQ(r.task, "arith.mul");  // called by its bare name: recorded as it ran
   EXPECT_EQ(r.client, "client-1");
   EXPECT_EQ(r.engine, 3);
   EXPECT_EQ(r.plugin, "arith");

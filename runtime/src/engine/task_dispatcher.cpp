@@ -250,7 +250,7 @@ std::function<void(TaskOutcome)> TaskDispatcher::on_done(std::shared_ptr<Job> jo
       return;
     }
     net::Header r = reply_of(*job, id);
-    const std::int64_t offset = clock != nullptr ? clock->offset_us() : 0;
+    const std::int64_t offset = clock != nullptr ? clock->significant_offset_us() : 0;
     r.started = micros(out.started) + offset;
     r.completed = micros(out.completed) + offset;
     apply_verdict(*job, out);
@@ -274,7 +274,7 @@ void TaskDispatcher::enforce_limits() {
   const std::int64_t now = net::now_us();
   for (const auto& job : d_.jobs.expire(now)) {
     net::Header r = reply_to(*job);
-    const std::int64_t offset = d_.clock != nullptr ? d_.clock->offset_us() : 0;
+    const std::int64_t offset = d_.clock != nullptr ? d_.clock->significant_offset_us() : 0;
     r.started = job->control->started_us.load() + offset;
     r.completed = now + offset;
     r.error = make_error_record(ErrorCode::timeout,
