@@ -28,12 +28,13 @@
 #include "../src/values.hpp"
 
 namespace py = pybind11;
+using ipp::python::kPickleKey;
+using ipp::python::pickled;
 using ipp::python::to_python;
 using ipp::python::to_value;
+using ipp::python::to_value_or_pickled;
 
 namespace {
-
-constexpr const char* kPickleKey = "__ipp_pickle__";
 
 /// The task running on this thread (its namespace is the one Python code reads and binds).
 thread_local ipp::Context* t_context = nullptr;
@@ -68,23 +69,6 @@ py::object to_object(const ipp::Value& v) {
     return out;
   }
   return to_python(v);
-}
-
-ipp::Value pickled(const py::bytes& data) {
-  const std::string_view bytes = data;
-  return ipp::Value::map({{kPickleKey, ipp::Bytes{ipp::Buffer::copy(bytes.data(), bytes.size())}}});
-}
-
-/// A Python object as a task's result or a namespace value: an ipp value when it is one, else
-/// pickled.
-ipp::Value to_result(py::handle object) {
-  try {
-    return to_value(object);
-  } catch (const py::type_error&) {
-  } catch (const py::error_already_set& e) {
-    if (!e.matches(PyExc_OverflowError)) throw;
-  }
-  return pickled(py::module_::import("pickle").attr("dumps")(object));
 }
 
 // The helpers the embedded interpreter runs, in Python.
@@ -279,7 +263,7 @@ ipp::Value call(ipp::Context& ctx, ipp::Value function, ipp::Value args) {
   return with_python(ctx, [&](py::object& h) {
     const py::bytes data(reinterpret_cast<const char*>(f.data.data()), f.data.size());
     py::object result = h.attr("call")(data, to_object(args));
-    return to_result(result);
+    return to_value_or_pickled(result);
   });
 }
 
@@ -293,7 +277,7 @@ ipp::Value map(ipp::Context& ctx, ipp::Value function, ipp::Value columns) {
     ipp::Value::List out;
     out.reserve(rows.size());
     for (const auto row : rows)
-      out.push_back(to_result(row));
+      out.push_back(to_value_or_pickled(row));
     return ipp::Value(std::move(out));
   });
 }
@@ -331,8 +315,9 @@ PYBIND11_EMBEDDED_MODULE(_ipp_engine, m) {
     // Through the C streams, which the engine routes to the task running on this thread.
     std::fwrite(text.data(), 1, text.size(), fd == 2 ? stderr : stdout);
   });
-  m.def("bind_pickled",
-        [](const std::string& name, const py::bytes& data) { context().set(name, pickled(data)); });
+  m.def("bind_pickled", [](const std::string& name, const py::bytes& data) {
+    context().set(name, pickled(std::string_view(data)));
+  });
 }
 
 IPP_TASK(call, "Applies a pickled Python function to a list of arguments.")

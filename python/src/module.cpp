@@ -94,12 +94,12 @@ py::dict metadata_dict(const TaskMetadata& m) {
   py::dict d;
   d["msg_id"] = m.msg_id;
   d["engine_id"] = m.engine;
-  const auto time = [](std::int64_t us) -> py::object {
+  const py::module_ datetime = py::module_::import("datetime");
+  const py::object from_timestamp = datetime.attr("datetime").attr("fromtimestamp");
+  const py::object utc = datetime.attr("timezone").attr("utc");
+  const auto time = [&](std::int64_t us) -> py::object {
     if (us == 0) return py::none();
-    return py::module_::import("datetime")
-        .attr("datetime")
-        .attr("fromtimestamp")(static_cast<double>(us) / 1e6,
-                               py::module_::import("datetime").attr("timezone").attr("utc"));
+    return from_timestamp(static_cast<double>(us) / 1e6, utc);
   };
   d["submitted"] = time(m.submitted);
   d["started"] = time(m.started);

@@ -82,11 +82,8 @@ Value from_buffer(py::handle object) {
   }
   const Py_buffer& v = held->view;
   const auto dtype = dtype_of(v.format, v.itemsize);
-  if (!dtype) {
+  if (!dtype) {  // `held` releases the view as this throws
     const std::string format = v.format != nullptr ? v.format : "?";
-    PyBuffer_Release(&held->view);
-    held->view = Py_buffer{};
-    held.reset();
     cannot_send(object, fmt::format("elements of format '{}'; convert it with astype()", format));
   }
   std::vector<std::uint64_t> shape;
@@ -180,8 +177,11 @@ Value to_value_or_pickled(py::handle object) {
     pickler = py::module_::import("pickle");
   }
   const py::bytes data = pickler.attr("dumps")(object);
-  const std::string_view bytes = data;
-  return Value::map({{"__ipp_pickle__", Bytes{Buffer::copy(bytes.data(), bytes.size())}}});
+  return pickled(std::string_view(data));
+}
+
+Value pickled(std::string_view data) {
+  return Value::map({{kPickleKey, Bytes{Buffer::copy(data.data(), data.size())}}});
 }
 
 namespace {

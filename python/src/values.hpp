@@ -16,6 +16,12 @@ namespace py = pybind11;
 /// what cannot be sent, and OverflowError for an int outside int64.
 [[nodiscard]] Value to_value(py::handle object);
 
+/// The key of the map {"__ipp_pickle__": bytes} that stands for a pickled Python object.
+inline constexpr const char* kPickleKey = "__ipp_pickle__";
+
+/// That map, over the bytes of a pickle.
+[[nodiscard]] Value pickled(std::string_view data);
+
 /// to_value(), or else the object pickled (with cloudpickle when it is installed) as the map
 /// {"__ipp_pickle__": bytes} that the engines' python plugin and the client unpickle: how
 /// namespace values and the arguments of Python functions travel.
