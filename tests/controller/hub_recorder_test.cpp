@@ -57,6 +57,23 @@ struct HubRecorderTest : ::testing::Test {
   }
 };
 
+TEST_F(HubRecorderTest, ATaskIsNeverRecordedReceivedAfterItsEngineStartedIt) {
+  // The engine's start, in the controller's clock, is an estimate within half a round trip.
+  const std::string fresh = net::new_id();
+  record(submit(fresh, true, Value(1), 130));
+  record(reply(fresh, 3));  // started at 100
+  rec.flush();
+  EXPECT_EQ(row(fresh).submitted, 100);
+  // And when the submission was written before the reply came.
+  const std::string written = net::new_id();
+  record(submit(written, true, Value(1), 150));
+  rec.flush();
+  record(reply(written, 3));
+  rec.flush();
+  EXPECT_EQ(row(written).submitted, 100);
+  EXPECT_EQ(row(written).task, "arith.mul");
+}
+
 TEST_F(HubRecorderTest, ATaskWithinOneFlushIsOneFinishedRow) {
   const std::string id = net::new_id();
   record(submit(id));
